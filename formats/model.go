@@ -1,0 +1,224 @@
+package formats
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// Tensor is one tensor of a model in our layout. Its data is produced on demand (usually a view of
+// a memory-mapped file), so a Model never holds more than the caller asks for.
+type Tensor struct {
+	Component string
+	Name      string // name inside the component, e.g. "layers.0.attention.dense.weight"
+	DType     DType
+	Shape     []int
+	SrcFile   string // where the bytes come from, for error messages
+	SrcName   string // the tensor's name in SrcFile
+	load      func() ([]byte, error)
+}
+
+// Key is "component/name", unique in a model.
+func (t *Tensor) Key() string { return t.Component + "/" + t.Name }
+
+// Raw returns the bytes as stored, little-endian.
+func (t *Tensor) Raw() ([]byte, error) {
+	b, err := t.load()
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) != t.Bytes() {
+		return nil, badTensor(t.SrcFile, t.SrcName, "%d bytes, want %d for %s%v", len(b), t.Bytes(), t.DType, t.Shape)
+	}
+	return b, nil
+}
+
+// Float32 returns the values converted to float32.
+func (t *Tensor) Float32() ([]float32, error) {
+	raw, err := t.Raw()
+	if err != nil {
+		return nil, err
+	}
+	return ToFloat32(t.DType, raw)
+}
+
+// NumElements is the product of the shape.
+func (t *Tensor) NumElements() int64 {
+	n := int64(1)
+	for _, d := range t.Shape {
+		n *= int64(d)
+	}
+	return n
+}
+
+// Bytes is the stored size.
+func (t *Tensor) Bytes() int64 { return t.NumElements() * int64(t.DType.Size()) }
+
+// Model is a model in our layout: config plus tensors in canonical order, from whatever source.
+type Model struct {
+	Format  string // "btconvert", "official-block-transformer", "hf-gpt-neox", "uptrain-<method>"
+	Path    string
+	Config  *Config
+	Tensors []*Tensor
+	Notes   []string // things the user should be told (dropped tensors, inferred settings)
+	// Manifest is set for our directory.
+	Manifest *Manifest
+	closers  []io.Closer
+	byKey    map[string]*Tensor
+}
+
+// Tensor looks up a tensor by component and name.
+func (m *Model) Tensor(component, name string) *Tensor {
+	if m.byKey == nil {
+		m.byKey = map[string]*Tensor{}
+		for _, t := range m.Tensors {
+			m.byKey[t.Key()] = t
+		}
+	}
+	return m.byKey[component+"/"+name]
+}
+
+// Close releases the files behind the model.
+func (m *Model) Close() error {
+	var first error
+	for _, c := range m.closers {
+		if err := c.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	m.closers = nil
+	return first
+}
+
+// ComponentTensors returns the tensors of one component, in order.
+func (m *Model) ComponentTensors(component string) []*Tensor {
+	var out []*Tensor
+	for _, t := range m.Tensors {
+		if t.Component == component {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Spec is an expected tensor: where it lives and its shape.
+type Spec struct {
+	Component, Name string
+	Shape           []int
+}
+
+// LayerTensorNames are a GPT-NeoX layer's tensors, as named inside "layers.{i}.".
+var LayerTensorNames = []string{
+	"input_layernorm.weight", "input_layernorm.bias",
+	"post_attention_layernorm.weight", "post_attention_layernorm.bias",
+	"attention.query_key_value.weight", "attention.query_key_value.bias",
+	"attention.dense.weight", "attention.dense.bias",
+	"mlp.dense_h_to_4h.weight", "mlp.dense_h_to_4h.bias",
+	"mlp.dense_4h_to_h.weight", "mlp.dense_4h_to_h.bias",
+}
+
+func layerShape(d *DecoderConfig, name string) []int {
+	D, F := d.Hidden, d.Intermediate
+	switch name {
+	case "attention.query_key_value.weight":
+		return []int{3 * D, D}
+	case "attention.query_key_value.bias":
+		return []int{3 * D}
+	case "attention.dense.weight":
+		return []int{D, D}
+	case "mlp.dense_h_to_4h.weight":
+		return []int{F, D}
+	case "mlp.dense_h_to_4h.bias":
+		return []int{F}
+	case "mlp.dense_4h_to_h.weight":
+		return []int{D, F}
+	}
+	return []int{D} // layer norms and D-sized biases
+}
+
+func stackSpecs(comp string, d *DecoderConfig) []Spec {
+	var out []Spec
+	for i := 0; i < d.Layers; i++ {
+		for _, n := range LayerTensorNames {
+			out = append(out, Spec{comp, fmt.Sprintf("layers.%d.%s", i, n), layerShape(d, n)})
+		}
+	}
+	return append(out,
+		Spec{comp, "final_layer_norm.weight", []int{d.Hidden}},
+		Spec{comp, "final_layer_norm.bias", []int{d.Hidden}})
+}
+
+// ExpectedTensors is the canonical tensor list of our layout for cfg (docs/FORMAT.md). Shapes are
+// logical: a quantized tensor stores other tensors in its place (see quant/).
+func ExpectedTensors(c *Config) []Spec {
+	V := c.VocabSize
+	if !c.IsBlock() {
+		d := c.Decoder
+		out := []Spec{{Decoder, "embed_in.weight", []int{V, d.Hidden}}}
+		out = append(out, stackSpecs(Decoder, d)...)
+		return append(out, Spec{Decoder, "embed_out.weight", []int{V, d.Hidden}})
+	}
+	D, Dt, L := c.BlockDecoder.Hidden, c.TokenDecoder.Hidden, c.BlockLength
+	out := []Spec{{Embedder, "embeddings.weight", []int{V, c.Embedder.Dim}}}
+	if c.Embedder.Type == "projection_layer" {
+		out = append(out,
+			Spec{Embedder, "projection_layer.weight", []int{D, L * c.Embedder.Dim}},
+			Spec{Embedder, "projection_layer.bias", []int{D}})
+	}
+	out = append(out, stackSpecs(BlockDecoder, c.BlockDecoder)...)
+	r := c.TokenDecoder.ExpansionRatio
+	out = append(out,
+		Spec{TokenDecoder, "expansion_layer.weight", []int{r * Dt, D}},
+		Spec{TokenDecoder, "expansion_layer.bias", []int{r * Dt}},
+		Spec{TokenDecoder, "embed_in.weight", []int{V, Dt}})
+	out = append(out, stackSpecs(TokenDecoder, &c.TokenDecoder.DecoderConfig)...)
+	return append(out, Spec{TokenDecoder, "embed_out.weight", []int{V, Dt}})
+}
+
+// checkAgainstSpecs verifies that tensors match the config's expected list exactly (same keys, same
+// shapes, float dtypes) and reorders them canonically. file names the source and srcName gives a
+// tensor's name in it, for messages.
+func checkAgainstSpecs(file string, c *Config, tensors []*Tensor, srcName func(component, name string) string) ([]*Tensor, error) {
+	return matchSpecs(file, storedSpecs(c, false), tensors, srcName)
+}
+
+// checkStored is checkAgainstSpecs for our own directory, where quantized tensors are stored as
+// their parts.
+func checkStored(file string, c *Config, tensors []*Tensor) ([]*Tensor, error) {
+	return matchSpecs(file, storedSpecs(c, true), tensors, func(comp, name string) string { return comp + "/" + name })
+}
+
+func matchSpecs(file string, specs []storedSpec, tensors []*Tensor, srcName func(component, name string) string) ([]*Tensor, error) {
+	byKey := map[string]*Tensor{}
+	for _, t := range tensors {
+		byKey[t.Key()] = t
+	}
+	var out []*Tensor
+	for _, s := range specs {
+		t := byKey[s.Component+"/"+s.Name]
+		if t == nil {
+			return nil, &InputError{File: file, Tensor: srcName(s.Component, s.Name), Msg: "missing (the architecture needs it)"}
+		}
+		if !slices.Equal(t.Shape, s.Shape) {
+			return nil, badTensor(t.SrcFile, t.SrcName, "shape %v disagrees with the config (want %v)", t.Shape, s.Shape)
+		}
+		if s.DType != "" && t.DType != s.DType {
+			return nil, badTensor(t.SrcFile, t.SrcName, "dtype %s, want %s", t.DType, s.DType)
+		}
+		if s.DType == "" && !t.DType.IsFloat() {
+			return nil, badTensor(t.SrcFile, t.SrcName, "dtype %s is not a float type", t.DType)
+		}
+		delete(byKey, t.Key())
+		out = append(out, t)
+	}
+	if len(byKey) > 0 {
+		var extra []string
+		for k := range byKey {
+			extra = append(extra, byKey[k].SrcName)
+		}
+		slices.Sort(extra)
+		return nil, &InputError{File: file, Msg: fmt.Sprintf("unexpected tensor(s) the architecture does not use: %s", strings.Join(extra, ", "))}
+	}
+	return out, nil
+}

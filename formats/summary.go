@@ -1,0 +1,120 @@
+package formats
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"sort"
+	"strings"
+)
+
+// Summary is what `btconvert inspect --json` prints.
+type Summary struct {
+	Format       string             `json:"format"`
+	Architecture Architecture       `json:"architecture"`
+	Components   []ComponentSummary `json:"components"`
+	Tensors      []TensorSummary    `json:"tensors"`
+	TotalParams  int64              `json:"total_params"`
+	TotalBytes   int64              `json:"total_bytes"`
+	Notes        []string           `json:"notes,omitempty"`
+}
+
+// Architecture is the flat architecture summary; keys that do not apply are omitted.
+type Architecture struct {
+	Kind           string `json:"kind"`
+	VocabSize      int    `json:"vocab_size"`
+	HiddenSize     int    `json:"hidden_size"`
+	Heads          int    `json:"heads"`
+	BlockLength    int    `json:"block_length,omitempty"`
+	BlockLayers    int    `json:"block_layers,omitempty"`
+	TokenLayers    int    `json:"token_layers,omitempty"`
+	Layers         int    `json:"layers,omitempty"`
+	Embedder       string `json:"embedder,omitempty"`
+	ExpansionRatio int    `json:"expansion_ratio,omitempty"`
+	Decoding       string `json:"decoding,omitempty"`
+}
+
+// ComponentSummary totals one component.
+type ComponentSummary struct {
+	Name    string   `json:"name"`
+	Tensors int      `json:"tensors"`
+	Params  int64    `json:"params"`
+	Bytes   int64    `json:"bytes"`
+	DTypes  []string `json:"dtypes"`
+}
+
+// TensorSummary is one stored tensor.
+type TensorSummary struct {
+	Name      string `json:"name"`
+	Component string `json:"component"`
+	DType     string `json:"dtype"`
+	Shape     []int  `json:"shape"`
+	Bytes     int64  `json:"bytes"`
+	SHA256    string `json:"sha256,omitempty"`
+}
+
+// ArchitectureOf flattens a config.
+func ArchitectureOf(c *Config) Architecture {
+	if !c.IsBlock() {
+		return Architecture{Kind: "vanilla", VocabSize: c.VocabSize, HiddenSize: c.Decoder.Hidden,
+			Heads: c.Decoder.Heads, Layers: c.Decoder.Layers}
+	}
+	return Architecture{Kind: "block", VocabSize: c.VocabSize, HiddenSize: c.BlockDecoder.Hidden,
+		Heads: c.BlockDecoder.Heads, BlockLength: c.BlockLength, BlockLayers: c.BlockDecoder.Layers,
+		TokenLayers: c.TokenDecoder.Layers, Embedder: c.Embedder.Type,
+		ExpansionRatio: c.TokenDecoder.ExpansionRatio, Decoding: c.TokenDecoder.Decoding}
+}
+
+// Summarize describes m. With hashes, every tensor is read once to hash its stored bytes.
+// Parameters count logical weights: a quantized tensor counts rows x cols, its scales count none.
+func Summarize(m *Model, hashes bool) (*Summary, error) {
+	s := &Summary{Format: m.Format, Architecture: ArchitectureOf(m.Config), Notes: m.Notes}
+	byComp := map[string]*ComponentSummary{}
+	for _, comp := range m.Config.Components() {
+		s.Components = append(s.Components, ComponentSummary{Name: comp})
+	}
+	for i := range s.Components {
+		byComp[s.Components[i].Name] = &s.Components[i]
+	}
+	dts := map[string]map[string]bool{}
+	for _, t := range m.Tensors {
+		ts := TensorSummary{Name: t.Name, Component: t.Component, DType: string(t.DType), Shape: t.Shape, Bytes: t.Bytes()}
+		if hashes {
+			raw, err := t.Raw()
+			if err != nil {
+				return nil, err
+			}
+			h := sha256.Sum256(raw)
+			ts.SHA256 = hex.EncodeToString(h[:])
+		}
+		s.Tensors = append(s.Tensors, ts)
+		c := byComp[t.Component]
+		c.Tensors++
+		c.Bytes += t.Bytes()
+		params := logicalParams(m.Config, t)
+		c.Params += params
+		s.TotalParams += params
+		s.TotalBytes += t.Bytes()
+		if dts[t.Component] == nil {
+			dts[t.Component] = map[string]bool{}
+		}
+		dts[t.Component][string(t.DType)] = true
+	}
+	for i := range s.Components {
+		for d := range dts[s.Components[i].Name] {
+			s.Components[i].DTypes = append(s.Components[i].DTypes, d)
+		}
+		sort.Strings(s.Components[i].DTypes)
+	}
+	return s, nil
+}
+
+func logicalParams(c *Config, t *Tensor) int64 {
+	if !c.isQuantPart(t) {
+		return t.NumElements()
+	}
+	if base, ok := strings.CutSuffix(t.Name, QWeightSuffix); ok {
+		q := c.QuantOf(t.Component, base)
+		return int64(q.Rows) * int64(q.Cols)
+	}
+	return 0
+}
