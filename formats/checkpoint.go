@@ -90,6 +90,14 @@ func openSharded(dir string) (*Checkpoint, error) {
 		}
 		shards[s] = true
 	}
+	// Shards in the folder that the map forgets are opened too, so their tensors are caught.
+	if ents, err := os.ReadDir(dir); err == nil {
+		for _, e := range ents {
+			if shardName.MatchString(e.Name()) {
+				shards[e.Name()] = true
+			}
+		}
+	}
 	names := make([]string, 0, len(shards))
 	for s := range shards {
 		names = append(names, s)
