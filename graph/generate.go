@@ -1,0 +1,327 @@
+package graph
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+)
+
+// GenerateOptions controls Generate.
+type GenerateOptions struct {
+	MaxNewTokens int
+	Sampling
+	// KeepLogits returns the logits of every generated token (for the self-check).
+	KeepLogits bool
+	// OnTokens, if set, receives each row's new tokens as soon as they exist (a block at a time
+	// for block models, a token at a time for vanilla).
+	OnTokens func(rows [][]int32)
+}
+
+// Generation is the result of Generate.
+type Generation struct {
+	Tokens      [][]int32 // per row, MaxNewTokens generated tokens
+	Logits      []float32 // [B, MaxNewTokens, V] when KeepLogits
+	Prompt      [][]int32 // the prompts as run (block models: left-padded to whole blocks)
+	PadTokens   int       // pad ids added on the left of every prompt
+	PrefillTime time.Duration
+	DecodeTime  time.Duration
+	Steps       int // executed decode graphs after the prefill
+}
+
+// Generate continues every prompt (all of the same length) by MaxNewTokens tokens with KV caches.
+//
+// Block models: a prompt whose length is not a multiple of the block length is left-padded with
+// the pad id, as the official code does; the pad tokens sit inside the first block, which is
+// otherwise an ordinary block (never scored, never emitted). The block decoder keeps a cache of
+// fixed length (prompt blocks + generated blocks) and takes one step per block; each step is one
+// executed graph that embeds the last block, runs the block decoder step and the L token decoder
+// steps (unrolled, local cache reset per block) and samples in the graph.
+//
+// Vanilla models: one graph per token against a fixed-length cache.
+func (m *Model) Generate(prompts [][]int32, o GenerateOptions) (*Generation, error) {
+	B := len(prompts)
+	if B == 0 || len(prompts[0]) == 0 {
+		return nil, fmt.Errorf("generate: empty prompt")
+	}
+	if o.MaxNewTokens < 1 {
+		return nil, fmt.Errorf("generate: --max-new-tokens must be at least 1")
+	}
+	T := len(prompts[0])
+	for _, p := range prompts {
+		if len(p) != T {
+			return nil, fmt.Errorf("generate: prompts of a batch must have the same length (%d and %d)", T, len(p))
+		}
+		if err := m.checkIDs(p); err != nil {
+			return nil, err
+		}
+	}
+	if m.Config.IsBlock() {
+		return m.generateBlocks(prompts, o)
+	}
+	return m.generateTokens(prompts, o)
+}
+
+// noiseSource draws the sampler's uniforms in (0, 1) from a seeded PCG (zeros when greedy).
+type noiseSource struct {
+	r      *rand.Rand
+	greedy bool
+}
+
+func newNoise(s Sampling) *noiseSource {
+	return &noiseSource{r: rand.New(rand.NewPCG(s.Seed, 0x9e3779b97f4a7c15)), greedy: s.Greedy()}
+}
+
+func (n *noiseSource) next(dims ...int) *tensors.Tensor {
+	size := 1
+	for _, d := range dims {
+		size *= d
+	}
+	u := make([]float32, size)
+	if !n.greedy {
+		for i := range u {
+			u[i] = float32((float64(n.r.Uint64()>>11) + 0.5) / (1 << 53))
+		}
+	}
+	return tensors.FromFlatDataAndDimensions(u, dims...)
+}
+
+// collect appends a [B, k] int32 token tensor to rows, and [B, k, V] logits if wanted.
+func collect(g *Generation, toks, logits *tensors.Tensor, keep bool, logitRows [][]float32) ([][]int32, error) {
+	v, err := tensors.CopyFlatData[int32](toks)
+	if err != nil {
+		return nil, err
+	}
+	B := toks.Shape().Dim(0)
+	k := len(v) / B
+	fresh := make([][]int32, B)
+	for b := 0; b < B; b++ {
+		fresh[b] = v[b*k : (b+1)*k]
+		g.Tokens[b] = append(g.Tokens[b], fresh[b]...)
+	}
+	if keep {
+		lv, err := tensors.CopyFlatData[float32](logits)
+		if err != nil {
+			return nil, err
+		}
+		per := len(lv) / B
+		for b := 0; b < B; b++ {
+			logitRows[b] = append(logitRows[b], lv[b*per:(b+1)*per]...)
+		}
+	}
+	return fresh, nil
+}
+
+func finishLogits(g *Generation, rows [][]float32, maxNew, V int) {
+	for _, r := range rows {
+		g.Logits = append(g.Logits, r[:maxNew*V]...)
+	}
+}
+
+func (m *Model) generateBlocks(prompts [][]int32, o GenerateOptions) (*Generation, error) {
+	cfg := m.Config
+	L := cfg.BlockLength
+	B, T := len(prompts), len(prompts[0])
+	g := &Generation{Tokens: make([][]int32, B), PadTokens: (L - T%L) % L}
+	flat := make([]int32, 0, B*(T+g.PadTokens))
+	for _, p := range prompts {
+		row := make([]int32, g.PadTokens, T+g.PadTokens)
+		for i := range row {
+			row[i] = int32(cfg.PadTokenID)
+		}
+		row = append(row, p...)
+		g.Prompt = append(g.Prompt, row)
+		flat = append(flat, row...)
+	}
+	n := (T + g.PadTokens) / L
+	nBlocks := (o.MaxNewTokens + L - 1) / L
+	S := n + nBlocks // block decoder positions ever written (the last block is never fed back)
+	s := sampler{o.Sampling}
+	layers := cfg.BlockDecoder.Layers
+	key := fmt.Sprintf("block/S=%d/%+v", S, o.Sampling)
+	prefill, err := m.exec("prefill-"+key, func(b *builder, in []*Node) []*Node {
+		ids, noise := in[0], in[1]
+		var keep []kv
+		h := b.decoder("block_decoder", cfg.BlockDecoder, b.embedBlocks(ids), iotaPos(b.g, 0, n), S, causal(&keep))
+		ctx := Reshape(Slice(h, AxisRange(), AxisElem(n-1)), B, -1)
+		toks, logits := b.generateBlock(ctx, noise, s)
+		out := []*Node{toks, logits}
+		for _, c := range keep {
+			out = append(out, padCache(c.k, S), padCache(c.v, S))
+		}
+		return out
+	})
+	if err != nil {
+		return nil, err
+	}
+	step, err := m.exec("step-"+key, func(b *builder, in []*Node) []*Node {
+		caches := make([]kv, layers)
+		for i := range caches {
+			caches[i] = kv{in[2*i], in[2*i+1]}
+		}
+		pos, last, noise := in[2*layers], in[2*layers+1], in[2*layers+2]
+		x := b.embedBlocks(Reshape(last, B, 1, L))
+		h := b.decoder("block_decoder", cfg.BlockDecoder, x, Reshape(pos, 1), S, fixedCache(caches, pos))
+		toks, logits := b.generateBlock(Reshape(h, B, -1), noise, s)
+		out := []*Node{toks, logits}
+		for _, c := range caches {
+			out = append(out, c.k, c.v)
+		}
+		return out
+	})
+	if err != nil {
+		return nil, err
+	}
+	noise := newNoise(o.Sampling)
+	logitRows := make([][]float32, B)
+	start := time.Now()
+	out, err := m.run(prefill, tensors.FromFlatDataAndDimensions(flat, B, n, L), noise.next(B, L))
+	if err != nil {
+		return nil, err
+	}
+	fresh, err := collect(g, out[0], out[1], o.KeepLogits, logitRows)
+	if err != nil {
+		return nil, err
+	}
+	g.PrefillTime = time.Since(start)
+	if o.OnTokens != nil {
+		o.OnTokens(fresh)
+	}
+	start = time.Now()
+	for blk := 1; blk < nBlocks; blk++ {
+		args := make([]any, 0, len(out))
+		for _, c := range out[2:] {
+			args = append(args, c)
+		}
+		args = append(args, int32(n+blk-1), out[0], noise.next(B, L))
+		next, err := m.run(step, args...)
+		freeAll(out)
+		if err != nil {
+			return nil, err
+		}
+		out = next
+		g.Steps++
+		if fresh, err = collect(g, out[0], out[1], o.KeepLogits, logitRows); err != nil {
+			return nil, err
+		}
+		if o.OnTokens != nil {
+			o.OnTokens(fresh)
+		}
+	}
+	freeAll(out)
+	g.DecodeTime = time.Since(start)
+	for b := range g.Tokens {
+		g.Tokens[b] = g.Tokens[b][:o.MaxNewTokens]
+	}
+	if o.KeepLogits {
+		finishLogits(g, logitRows, o.MaxNewTokens, cfg.VocabSize)
+	}
+	return g, nil
+}
+
+func (m *Model) generateTokens(prompts [][]int32, o GenerateOptions) (*Generation, error) {
+	cfg := m.Config
+	B, T := len(prompts), len(prompts[0])
+	g := &Generation{Tokens: make([][]int32, B), Prompt: prompts}
+	flat := make([]int32, 0, B*T)
+	for _, p := range prompts {
+		flat = append(flat, p...)
+	}
+	S := T + o.MaxNewTokens
+	s := sampler{o.Sampling}
+	layers := cfg.Decoder.Layers
+	key := fmt.Sprintf("vanilla/S=%d/%+v", S, o.Sampling)
+	prefill, err := m.exec("prefill-"+key, func(b *builder, in []*Node) []*Node {
+		ids, noise := in[0], in[1]
+		var keep []kv
+		logits := b.vanillaForward(ids, iotaPos(b.g, 0, T), S, causal(&keep))
+		last := Reshape(Slice(logits, AxisRange(), AxisElem(T-1)), B, -1)
+		out := []*Node{InsertAxes(s.sample(last, noise), -1), InsertAxes(last, 1)}
+		for _, c := range keep {
+			out = append(out, padCache(c.k, S), padCache(c.v, S))
+		}
+		return out
+	})
+	if err != nil {
+		return nil, err
+	}
+	step, err := m.exec("step-"+key, func(b *builder, in []*Node) []*Node {
+		caches := make([]kv, layers)
+		for i := range caches {
+			caches[i] = kv{in[2*i], in[2*i+1]}
+		}
+		pos, tok, noise := in[2*layers], in[2*layers+1], in[2*layers+2]
+		logits := b.vanillaForward(tok, Reshape(pos, 1), S, fixedCache(caches, pos))
+		last := Reshape(logits, B, -1)
+		out := []*Node{InsertAxes(s.sample(last, noise), -1), InsertAxes(last, 1)}
+		for _, c := range caches {
+			out = append(out, c.k, c.v)
+		}
+		return out
+	})
+	if err != nil {
+		return nil, err
+	}
+	noise := newNoise(o.Sampling)
+	logitRows := make([][]float32, B)
+	start := time.Now()
+	out, err := m.run(prefill, tensors.FromFlatDataAndDimensions(flat, B, T), noise.next(B))
+	if err != nil {
+		return nil, err
+	}
+	fresh, err := collect(g, out[0], out[1], o.KeepLogits, logitRows)
+	if err != nil {
+		return nil, err
+	}
+	g.PrefillTime = time.Since(start)
+	if o.OnTokens != nil {
+		o.OnTokens(fresh)
+	}
+	start = time.Now()
+	for i := 1; i < o.MaxNewTokens; i++ {
+		args := make([]any, 0, len(out))
+		for _, c := range out[2:] {
+			args = append(args, c)
+		}
+		args = append(args, int32(T+i-1), out[0], noise.next(B))
+		next, err := m.run(step, args...)
+		freeAll(out)
+		if err != nil {
+			return nil, err
+		}
+		out = next
+		g.Steps++
+		if fresh, err = collect(g, out[0], out[1], o.KeepLogits, logitRows); err != nil {
+			return nil, err
+		}
+		if o.OnTokens != nil {
+			o.OnTokens(fresh)
+		}
+	}
+	freeAll(out)
+	g.DecodeTime = time.Since(start)
+	if o.KeepLogits {
+		finishLogits(g, logitRows, o.MaxNewTokens, cfg.VocabSize)
+	}
+	return g, nil
+}
+
+// padCache extends a cache [n, B, H, hd] with zeros to [S, B, H, hd].
+func padCache(c *Node, S int) *Node {
+	n := c.Shape().Dim(0)
+	if n == S {
+		return c
+	}
+	dims := append([]int{S - n}, c.Shape().Dimensions[1:]...)
+	return Concatenate([]*Node{c, Zeros(c.Graph(), shapes.Make(c.DType(), dims...))}, 0)
+}
+
+func freeAll(ts []*tensors.Tensor) {
+	for _, t := range ts {
+		t.FinalizeAll()
+	}
+}
+

@@ -1,0 +1,217 @@
+package graph
+
+import (
+	"fmt"
+	"math"
+
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // the op vocabulary reads best unqualified
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+
+	"github.com/btconvert/btconvert/formats"
+)
+
+// builder holds what one graph needs while it is being built: the weight parameters (dequantized
+// on first use, once per graph) and the compute dtype.
+type builder struct {
+	g      *Graph
+	cfg    *formats.Config
+	dt     dtypes.DType // compute dtype: Float32 or BFloat16
+	params map[string]*Node
+	cache  map[string]*Node
+}
+
+func newBuilder(w *Weights, cfg *formats.Config, dt dtypes.DType, in []*Node) *builder {
+	b := &builder{g: in[0].Graph(), cfg: cfg, dt: dt, params: map[string]*Node{}, cache: map[string]*Node{}}
+	for i, k := range w.Keys {
+		b.params[k] = in[i]
+	}
+	return b
+}
+
+// w returns a weight in the compute dtype, dequantizing a quantized one (quant.go).
+func (b *builder) w(component, name string) *Node {
+	key := component + "/" + name
+	if n, ok := b.cache[key]; ok {
+		return n
+	}
+	var n *Node
+	if q := b.cfg.QuantOf(component, name); q != nil {
+		n = b.dequantize(key, q)
+	} else {
+		p, ok := b.params[key]
+		if !ok {
+			panic(fmt.Sprintf("weight %s not loaded", key))
+		}
+		n = ConvertDType(p, b.dt)
+	}
+	b.cache[key] = n
+	return n
+}
+
+// linear is x W^T + bias for a PyTorch [out, in] weight, over the last axis of x.
+func (b *builder) linear(x *Node, component, name string, bias bool) *Node {
+	W := b.w(component, name+".weight")
+	dims := x.Shape().Dimensions
+	flat := Reshape(x, -1, dims[len(dims)-1])
+	y := DotGeneral(flat, []int{1}, nil, W, []int{1}, nil) // [M, out]
+	if bias {
+		y = Add(y, InsertAxes(b.w(component, name+".bias"), 0))
+	}
+	out := append(append([]int(nil), dims[:len(dims)-1]...), W.Shape().Dim(0))
+	return Reshape(y, out...)
+}
+
+// layerNorm normalises the last axis in float32, whatever the compute dtype.
+func (b *builder) layerNorm(x *Node, component, name string, eps float64) *Node {
+	x32 := ConvertDType(x, dtypes.Float32)
+	mean := ReduceAndKeep(x32, ReduceMean, -1)
+	xc := Sub(x32, mean)
+	variance := ReduceAndKeep(Square(xc), ReduceMean, -1)
+	y := Mul(xc, Rsqrt(AddScalar(variance, eps)))
+	rank := x.Rank()
+	wgt := ExpandLeftToRank(ConvertDType(b.w(component, name+".weight"), dtypes.Float32), rank)
+	bias := ExpandLeftToRank(ConvertDType(b.w(component, name+".bias"), dtypes.Float32), rank)
+	return ConvertDType(Add(Mul(y, wgt), bias), b.dt)
+}
+
+// gelu is the exact (erf) GELU.
+func gelu(x *Node) *Node {
+	return Mul(MulScalar(x, 0.5), AddScalar(Erf(MulScalar(x, 1/math.Sqrt2)), 1))
+}
+
+// rotaryTable holds cos and sin for positions 0..n-1, computed on the host in float64 so that long
+// positions lose no precision, repeated twice along the rotary dims (rotate_half form).
+func rotaryTable(g *Graph, d *formats.DecoderConfig, n int, dt dtypes.DType) (cos, sin *Node) {
+	rot := d.RotaryDims
+	c := make([]float64, n*rot)
+	s := make([]float64, n*rot)
+	for p := 0; p < n; p++ {
+		for j := 0; j < rot/2; j++ {
+			invFreq := math.Pow(d.RotaryBase, -float64(2*j)/float64(rot))
+			a := float64(p) * invFreq
+			c[p*rot+j], c[p*rot+j+rot/2] = math.Cos(a), math.Cos(a)
+			s[p*rot+j], s[p*rot+j+rot/2] = math.Sin(a), math.Sin(a)
+		}
+	}
+	mk := func(v []float64) *Node {
+		return ConvertDType(Reshape(Const(g, v), n, rot), dt)
+	}
+	return mk(c), mk(s)
+}
+
+// rope applies rotary embeddings to x [B, T, H, hd] at positions pos (int32 [T]); tables from
+// rotaryTable.
+func rope(x, pos, cos, sin *Node, rot int) *Node {
+	if rot == 0 {
+		return x
+	}
+	hd := x.Shape().Dim(-1)
+	T := x.Shape().Dim(1)
+	c := Reshape(take(cos, pos), 1, T, 1, rot)
+	s := Reshape(take(sin, pos), 1, T, 1, rot)
+	xr := Slice(x, AxisRange(), AxisRange(), AxisRange(), AxisRange(0, rot))
+	x1 := Slice(xr, AxisRange(), AxisRange(), AxisRange(), AxisRange(0, rot/2))
+	x2 := Slice(xr, AxisRange(), AxisRange(), AxisRange(), AxisRange(rot/2, rot))
+	rotated := Add(Mul(xr, c), Mul(Concatenate([]*Node{Neg(x2), x1}, -1), s))
+	if rot == hd {
+		return rotated
+	}
+	return Concatenate([]*Node{rotated, Slice(x, AxisRange(), AxisRange(), AxisRange(), AxisRange(rot, hd))}, -1)
+}
+
+// attendFn computes attention for one layer given the new tokens' q, k, v ([B, T, H, hd], rotary
+// applied). It decides what the keys are (the new tokens only, or a cache plus them) and masking,
+// and records whatever cache it keeps.
+type attendFn func(layer int, q, k, v *Node) *Node
+
+// attention is softmax(q k^T / sqrt(hd) + bias) v with keys/values in cache layout [S, B, H, hd]
+// and an additive float32 bias [T, S] (0 or -1e9). Scores and softmax are in float32.
+func attention(q, k, v, bias *Node) *Node {
+	hd := q.Shape().Dim(-1)
+	scores := Einsum("bthd,sbhd->bhts", q, k)
+	scores = MulScalar(ConvertDType(scores, dtypes.Float32), 1/math.Sqrt(float64(hd)))
+	scores = Add(scores, InsertAxes(bias, 0, 0))
+	probs := ConvertDType(Softmax(scores, -1), q.DType())
+	return Einsum("bhts,sbhd->bthd", probs, v)
+}
+
+// toCache turns [B, T, H, hd] into the cache layout [T, B, H, hd] (sequence first, so a position
+// mask is a prefix of the shape and Where can update a cache without DynamicUpdateSlice).
+func toCache(x *Node) *Node { return TransposeAllAxes(x, 1, 0, 2, 3) }
+
+// causalBias is the additive mask for T new tokens attending to past+T keys.
+func causalBias(g *Graph, past, T int) *Node {
+	v := make([]float32, T*(past+T))
+	for t := 0; t < T; t++ {
+		for s := past + t + 1; s < past+T; s++ {
+			v[t*(past+T)+s] = -1e9
+		}
+	}
+	return Reshape(Const(g, v), T, past+T)
+}
+
+// decoder runs a GPT-NeoX stack (layers, then the final LayerNorm) over x [B, T, D] at positions
+// pos (int32 [T]). attend decides how each layer's attention sees the past.
+func (b *builder) decoder(component string, d *formats.DecoderConfig, x, pos *Node, maxPos int, attend attendFn) *Node {
+	cos, sin := rotaryTable(b.g, d, maxPos, b.dt)
+	B, T := x.Shape().Dim(0), x.Shape().Dim(1)
+	H, hd := d.Heads, d.HeadDim
+	for i := 0; i < d.Layers; i++ {
+		p := fmt.Sprintf("layers.%d.", i)
+		a := b.layerNorm(x, component, p+"input_layernorm", d.LayerNormEps)
+		// Per-head interleaved QKV: [B, T, H, 3, hd].
+		qkv := Reshape(b.linear(a, component, p+"attention.query_key_value", true), B, T, H, 3, hd)
+		pick := func(j int) *Node {
+			return Reshape(Slice(qkv, AxisRange(), AxisRange(), AxisRange(), AxisElem(j), AxisRange()), B, T, H, hd)
+		}
+		q := rope(pick(0), pos, cos, sin, d.RotaryDims)
+		k := rope(pick(1), pos, cos, sin, d.RotaryDims)
+		ctx := Reshape(attend(i, q, k, pick(2)), B, T, d.Hidden)
+		attn := b.linear(ctx, component, p+"attention.dense", true)
+		mlp := func(h *Node) *Node {
+			h = b.linear(b.layerNorm(h, component, p+"post_attention_layernorm", d.LayerNormEps), component, p+"mlp.dense_h_to_4h", true)
+			return b.linear(gelu(h), component, p+"mlp.dense_4h_to_h", true)
+		}
+		if d.ParallelResidual {
+			x = Add(Add(x, attn), mlp(x))
+		} else {
+			x = Add(x, attn)
+			x = Add(x, mlp(x))
+		}
+	}
+	return b.layerNorm(x, component, "final_layer_norm", d.LayerNormEps)
+}
+
+// causal is the attendFn of a full forward: keys are the new tokens, causally masked. If keep is
+// not nil, each layer's keys and values (cache layout) are appended to it.
+func causal(keep *[]kv) attendFn {
+	return func(_ int, q, k, v *Node) *Node {
+		kc, vc := toCache(k), toCache(v)
+		if keep != nil {
+			*keep = append(*keep, kv{kc, vc})
+		}
+		return attention(q, kc, vc, causalBias(q.Graph(), 0, q.Shape().Dim(1)))
+	}
+}
+
+// kv is one layer's cache in layout [S, B, H, hd].
+type kv struct{ k, v *Node }
+
+// embed looks token ids (int32, any shape) up in a [V, D] table.
+func (b *builder) embed(ids *Node, component, name string) *Node {
+	return take(b.w(component, name), ids)
+}
+
+// take gathers rows of table [V, D] for ids of any shape: [..., D]. (Gather with many index axes
+// trips a shape check in GoMLX v0.26.0, so the ids are flattened first.)
+func take(table, ids *Node) *Node {
+	flat := Reshape(ids, -1, 1)
+	out := Gather(table, flat)
+	return Reshape(out, append(append([]int(nil), ids.Shape().Dimensions...), table.Shape().Dim(-1))...)
+}
+
+// iotaPos is the positions start..start+n-1 as int32 [n].
+func iotaPos(g *Graph, start, n int) *Node {
+	return AddScalar(Iota(g, shapes.Make(dtypes.Int32, n), 0), start)
+}

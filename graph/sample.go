@@ -1,0 +1,70 @@
+package graph
+
+import (
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+)
+
+// Sampling is part of the generation graph so a whole block is produced without a host round trip.
+// There is no sort in GoMLX v0.26.0, so top-k and top-p find their cut-off by bisection on the
+// value (a fixed number of masked reductions over the vocabulary); sampling itself is the
+// Gumbel-max trick on uniform noise the host draws from a seeded generator (reproducible).
+
+// Sampling parameters. Temperature 0 means greedy.
+type Sampling struct {
+	Temperature float64
+	TopK        int     // 0: off
+	TopP        float64 // 1 or 0: off
+	Seed        uint64
+}
+
+// Greedy reports whether this is argmax decoding.
+func (s Sampling) Greedy() bool { return s.Temperature <= 0 }
+
+type sampler struct{ Sampling }
+
+// bisectSteps halves the cut-off interval this many times (float32 precision is reached well
+// before).
+const bisectSteps = 40
+
+// sample picks one token per row of logits [B, V] (float32) with uniform noise u [B] in (0, 1).
+func (s sampler) sample(logits, u *Node) *Node {
+	if s.Greedy() {
+		return ArgMax(logits, -1, dtypes.Int32)
+	}
+	x := MulScalar(logits, 1/s.Temperature)
+	neg := Const(logits.Graph(), float32(-1e30))
+	if s.TopK > 0 && s.TopK < logits.Shape().Dim(-1) {
+		// Largest t with count(x >= t) >= k: keeps the k best (and ties with the k-th).
+		t := bisect(x, func(t *Node) *Node {
+			return GreaterOrEqual(ReduceAndKeep(ConvertDType(GreaterOrEqual(x, t), dtypes.Float32), ReduceSum, -1), Scalar(x.Graph(), dtypes.Float32, float64(s.TopK)))
+		})
+		x = Where(GreaterOrEqual(x, t), x, BroadcastToShape(neg, x.Shape()))
+	}
+	if s.TopP > 0 && s.TopP < 1 {
+		p := Softmax(x, -1)
+		// Largest t with sum(p[p >= t]) >= top_p: the smallest set of top tokens reaching top_p.
+		t := bisect(p, func(t *Node) *Node {
+			mass := ReduceAndKeep(Where(GreaterOrEqual(p, t), p, ZerosLike(p)), ReduceSum, -1)
+			return GreaterOrEqual(mass, Scalar(p.Graph(), dtypes.Float32, s.TopP))
+		})
+		x = Where(GreaterOrEqual(p, t), x, BroadcastToShape(neg, x.Shape()))
+	}
+	gumbel := Neg(Log(Neg(Log(InsertAxes(u, -1)))))
+	return ArgMax(Add(x, gumbel), -1, dtypes.Int32)
+}
+
+// bisect finds per row of x [B, V] the largest threshold t in [min, max] with ok(t) true, where ok
+// is monotone (true at min). Returns t [B, 1].
+func bisect(x *Node, ok func(t *Node) *Node) *Node {
+	lo := ReduceAndKeep(x, ReduceMin, -1)
+	hi := ReduceAndKeep(x, ReduceMax, -1)
+	for i := 0; i < bisectSteps; i++ {
+		mid := MulScalar(Add(lo, hi), 0.5)
+		good := ok(mid)
+		lo = Where(good, mid, lo)
+		hi = Where(good, hi, mid)
+	}
+	// hi itself may qualify (e.g. top-k 1 with a unique max).
+	return Where(ok(hi), hi, lo)
+}
