@@ -69,9 +69,9 @@ type QuantSpec struct {
 	Type       string `json:"type"`                 // "int8" or "int4"
 	GroupSize  int    `json:"group_size,omitempty"` // int4: elements per group along the input dim
 	Symmetric  bool   `json:"symmetric"`
-	ScaleDType string `json:"scale_dtype"`         // "F32" or "F16"
-	Rows       int    `json:"rows"`                // logical shape [rows, cols]
-	Cols       int    `json:"cols"`                //
+	ScaleDType string `json:"scale_dtype"`           // "F32" or "F16"
+	Rows       int    `json:"rows"`                  // logical shape [rows, cols]
+	Cols       int    `json:"cols"`                  //
 	PaddedCols int    `json:"padded_cols,omitempty"` // int4: cols rounded up to a whole group
 }
 

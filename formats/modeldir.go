@@ -135,6 +135,16 @@ func WriteModel(m *Model, dir string, o WriteOptions) (err error) {
 	for k, v := range o.Extra {
 		files[k] = v
 	}
+	// A tokenizer beside the source travels with the model.
+	if _, ok := files[TokenizerName]; !ok && m.Path != "" {
+		srcDir := m.Path
+		if st, err := os.Stat(srcDir); err == nil && !st.IsDir() {
+			srcDir = filepath.Dir(srcDir)
+		}
+		if b, err := os.ReadFile(filepath.Join(srcDir, TokenizerName)); err == nil {
+			files[TokenizerName] = b
+		}
+	}
 	names := make([]string, 0, len(files))
 	for k := range files {
 		names = append(names, k)

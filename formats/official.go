@@ -107,8 +107,8 @@ func officialConfig(path string, y *OfficialYAML) (*Config, error) {
 	td := NewDecoderConfig(y.TokenDecoder.Config.NumHiddenLayers, y.TokenDecoder.Config.HiddenSize)
 	cfg := &Config{
 		Format: FormatName, FormatVersion: FormatVersion, Kind: "block", VocabSize: vocab,
-		BlockLength: y.BlockLength,
-		Embedder:    &EmbedderConfig{Type: method, Dim: y.Embedder.Config.HiddenSize},
+		BlockLength:  y.BlockLength,
+		Embedder:     &EmbedderConfig{Type: method, Dim: y.Embedder.Config.HiddenSize},
 		BlockDecoder: &bd,
 		TokenDecoder: &TokenDecoderConfig{DecoderConfig: td, ExpansionRatio: ratio, Decoding: dec},
 	}

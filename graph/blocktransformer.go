@@ -1,8 +1,8 @@
 package graph
 
 import (
-	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 
 	"github.com/btconvert/btconvert/formats"
@@ -93,8 +93,9 @@ func (b *builder) scoreBlock(ids *Node) *Node {
 
 // generateBlock emits the L tokens of one block from contexts ctx [B, D], one token decoder step
 // per token, unrolled in the graph with a local KV cache that starts empty (at most r+L-1
-// positions). noise [B, L] feeds the sampler. Returns tokens int32 [B, L] and logits [B, L, V].
-func (b *builder) generateBlock(ctx, noise *Node, s sampler) (*Node, *Node) {
+// positions). rng is the sampler's state. Returns tokens int32 [B, L], logits [B, L, V] and the
+// advanced rng state.
+func (b *builder) generateBlock(ctx, rng *Node, s sampler) (*Node, *Node, *Node) {
 	td := b.cfg.TokenDecoder
 	L := b.cfg.BlockLength
 	B := ctx.Shape().Dim(0)
@@ -121,10 +122,12 @@ func (b *builder) generateBlock(ctx, noise *Node, s sampler) (*Node, *Node) {
 		h := b.decoder(formats.TokenDecoder, &td.DecoderConfig, x, iotaPos(b.g, pos, n), T, localCache(&past, pos))
 		pos += n
 		lg := b.tokenHead(Reshape(Slice(h, AxisRange(), AxisElem(n-1)), B, -1)) // [B, V]
-		toks = append(toks, s.sample(lg, Slice(noise, AxisRange(), AxisElem(j))))
+		var tok *Node
+		tok, rng = s.sample(lg, rng)
+		toks = append(toks, tok)
 		logits = append(logits, InsertAxes(lg, 1))
 	}
-	return Stack(toks, 1), Concatenate(logits, 1)
+	return Stack(toks, 1), Concatenate(logits, 1), rng
 }
 
 // localCache is the attendFn of the token decoder during generation: keys are the block's earlier

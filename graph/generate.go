@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
@@ -65,29 +64,8 @@ func (m *Model) Generate(prompts [][]int32, o GenerateOptions) (*Generation, err
 	return m.generateTokens(prompts, o)
 }
 
-// noiseSource draws the sampler's uniforms in (0, 1) from a seeded PCG (zeros when greedy).
-type noiseSource struct {
-	r      *rand.Rand
-	greedy bool
-}
-
-func newNoise(s Sampling) *noiseSource {
-	return &noiseSource{r: rand.New(rand.NewPCG(s.Seed, 0x9e3779b97f4a7c15)), greedy: s.Greedy()}
-}
-
-func (n *noiseSource) next(dims ...int) *tensors.Tensor {
-	size := 1
-	for _, d := range dims {
-		size *= d
-	}
-	u := make([]float32, size)
-	if !n.greedy {
-		for i := range u {
-			u[i] = float32((float64(n.r.Uint64()>>11) + 0.5) / (1 << 53))
-		}
-	}
-	return tensors.FromFlatDataAndDimensions(u, dims...)
-}
+// seedState is the sampler's generator state for a seed.
+func seedState(s Sampling) (*tensors.Tensor, error) { return RNGStateFromSeed(int64(s.Seed)) }
 
 // collect appends a [B, k] int32 token tensor to rows, and [B, k, V] logits if wanted.
 func collect(g *Generation, toks, logits *tensors.Tensor, keep bool, logitRows [][]float32) ([][]int32, error) {
@@ -143,12 +121,12 @@ func (m *Model) generateBlocks(prompts [][]int32, o GenerateOptions) (*Generatio
 	layers := cfg.BlockDecoder.Layers
 	key := fmt.Sprintf("block/S=%d/%+v", S, o.Sampling)
 	prefill, err := m.exec("prefill-"+key, func(b *builder, in []*Node) []*Node {
-		ids, noise := in[0], in[1]
+		ids, rng := in[0], in[1]
 		var keep []kv
 		h := b.decoder("block_decoder", cfg.BlockDecoder, b.embedBlocks(ids), iotaPos(b.g, 0, n), S, causal(&keep))
 		ctx := Reshape(Slice(h, AxisRange(), AxisElem(n-1)), B, -1)
-		toks, logits := b.generateBlock(ctx, noise, s)
-		out := []*Node{toks, logits}
+		toks, logits, rng := b.generateBlock(ctx, rng, s)
+		out := []*Node{toks, logits, rng}
 		for _, c := range keep {
 			out = append(out, padCache(c.k, S), padCache(c.v, S))
 		}
@@ -162,11 +140,11 @@ func (m *Model) generateBlocks(prompts [][]int32, o GenerateOptions) (*Generatio
 		for i := range caches {
 			caches[i] = kv{in[2*i], in[2*i+1]}
 		}
-		pos, last, noise := in[2*layers], in[2*layers+1], in[2*layers+2]
+		pos, last, rng := in[2*layers], in[2*layers+1], in[2*layers+2]
 		x := b.embedBlocks(Reshape(last, B, 1, L))
 		h := b.decoder("block_decoder", cfg.BlockDecoder, x, Reshape(pos, 1), S, fixedCache(caches, pos))
-		toks, logits := b.generateBlock(Reshape(h, B, -1), noise, s)
-		out := []*Node{toks, logits}
+		toks, logits, rng := b.generateBlock(Reshape(h, B, -1), rng, s)
+		out := []*Node{toks, logits, rng}
 		for _, c := range caches {
 			out = append(out, c.k, c.v)
 		}
@@ -175,10 +153,13 @@ func (m *Model) generateBlocks(prompts [][]int32, o GenerateOptions) (*Generatio
 	if err != nil {
 		return nil, err
 	}
-	noise := newNoise(o.Sampling)
+	rng, err := seedState(o.Sampling)
+	if err != nil {
+		return nil, err
+	}
 	logitRows := make([][]float32, B)
 	start := time.Now()
-	out, err := m.run(prefill, tensors.FromFlatDataAndDimensions(flat, B, n, L), noise.next(B, L))
+	out, err := m.run(prefill, tensors.FromFlatDataAndDimensions(flat, B, n, L), rng)
 	if err != nil {
 		return nil, err
 	}
@@ -193,10 +174,10 @@ func (m *Model) generateBlocks(prompts [][]int32, o GenerateOptions) (*Generatio
 	start = time.Now()
 	for blk := 1; blk < nBlocks; blk++ {
 		args := make([]any, 0, len(out))
-		for _, c := range out[2:] {
+		for _, c := range out[3:] {
 			args = append(args, c)
 		}
-		args = append(args, int32(n+blk-1), out[0], noise.next(B, L))
+		args = append(args, int32(n+blk-1), out[0], out[2])
 		next, err := m.run(step, args...)
 		freeAll(out)
 		if err != nil {
@@ -235,11 +216,12 @@ func (m *Model) generateTokens(prompts [][]int32, o GenerateOptions) (*Generatio
 	layers := cfg.Decoder.Layers
 	key := fmt.Sprintf("vanilla/S=%d/%+v", S, o.Sampling)
 	prefill, err := m.exec("prefill-"+key, func(b *builder, in []*Node) []*Node {
-		ids, noise := in[0], in[1]
+		ids, rng := in[0], in[1]
 		var keep []kv
 		logits := b.vanillaForward(ids, iotaPos(b.g, 0, T), S, causal(&keep))
 		last := Reshape(Slice(logits, AxisRange(), AxisElem(T-1)), B, -1)
-		out := []*Node{InsertAxes(s.sample(last, noise), -1), InsertAxes(last, 1)}
+		tok, rng := s.sample(last, rng)
+		out := []*Node{InsertAxes(tok, -1), InsertAxes(last, 1), rng}
 		for _, c := range keep {
 			out = append(out, padCache(c.k, S), padCache(c.v, S))
 		}
@@ -253,10 +235,11 @@ func (m *Model) generateTokens(prompts [][]int32, o GenerateOptions) (*Generatio
 		for i := range caches {
 			caches[i] = kv{in[2*i], in[2*i+1]}
 		}
-		pos, tok, noise := in[2*layers], in[2*layers+1], in[2*layers+2]
+		pos, tok, rng := in[2*layers], in[2*layers+1], in[2*layers+2]
 		logits := b.vanillaForward(tok, Reshape(pos, 1), S, fixedCache(caches, pos))
 		last := Reshape(logits, B, -1)
-		out := []*Node{InsertAxes(s.sample(last, noise), -1), InsertAxes(last, 1)}
+		next, rng := s.sample(last, rng)
+		out := []*Node{InsertAxes(next, -1), InsertAxes(last, 1), rng}
 		for _, c := range caches {
 			out = append(out, c.k, c.v)
 		}
@@ -265,10 +248,13 @@ func (m *Model) generateTokens(prompts [][]int32, o GenerateOptions) (*Generatio
 	if err != nil {
 		return nil, err
 	}
-	noise := newNoise(o.Sampling)
+	rng, err := seedState(o.Sampling)
+	if err != nil {
+		return nil, err
+	}
 	logitRows := make([][]float32, B)
 	start := time.Now()
-	out, err := m.run(prefill, tensors.FromFlatDataAndDimensions(flat, B, T), noise.next(B))
+	out, err := m.run(prefill, tensors.FromFlatDataAndDimensions(flat, B, T), rng)
 	if err != nil {
 		return nil, err
 	}
@@ -283,10 +269,10 @@ func (m *Model) generateTokens(prompts [][]int32, o GenerateOptions) (*Generatio
 	start = time.Now()
 	for i := 1; i < o.MaxNewTokens; i++ {
 		args := make([]any, 0, len(out))
-		for _, c := range out[2:] {
+		for _, c := range out[3:] {
 			args = append(args, c)
 		}
-		args = append(args, int32(T+i-1), out[0], noise.next(B))
+		args = append(args, int32(T+i-1), out[0], out[2])
 		next, err := m.run(step, args...)
 		freeAll(out)
 		if err != nil {
@@ -324,4 +310,3 @@ func freeAll(ts []*tensors.Tensor) {
 		t.FinalizeAll()
 	}
 }
-

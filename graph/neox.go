@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"math"
 
-	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // the op vocabulary reads best unqualified
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // the op vocabulary reads best unqualified
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 
 	"github.com/btconvert/btconvert/formats"

@@ -1,14 +1,15 @@
 package graph
 
 import (
-	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 )
 
 // Sampling is part of the generation graph so a whole block is produced without a host round trip.
 // There is no sort in GoMLX v0.26.0, so top-k and top-p find their cut-off by bisection on the
 // value (a fixed number of masked reductions over the vocabulary); sampling itself is the
-// Gumbel-max trick on uniform noise the host draws from a seeded generator (reproducible).
+// Gumbel-max trick on uniform noise from GoMLX's in-graph generator, whose state is seeded from
+// --seed and threaded through every step (reproducible).
 
 // Sampling parameters. Temperature 0 means greedy.
 type Sampling struct {
@@ -27,10 +28,11 @@ type sampler struct{ Sampling }
 // before).
 const bisectSteps = 40
 
-// sample picks one token per row of logits [B, V] (float32) with uniform noise u [B] in (0, 1).
-func (s sampler) sample(logits, u *Node) *Node {
+// sample picks one token per row of logits [B, V] (float32); rng is the generator state, returned
+// advanced.
+func (s sampler) sample(logits, rng *Node) (*Node, *Node) {
 	if s.Greedy() {
-		return ArgMax(logits, -1, dtypes.Int32)
+		return ArgMax(logits, -1, dtypes.Int32), rng
 	}
 	x := MulScalar(logits, 1/s.Temperature)
 	neg := Const(logits.Graph(), float32(-1e30))
@@ -50,8 +52,10 @@ func (s sampler) sample(logits, u *Node) *Node {
 		})
 		x = Where(GreaterOrEqual(p, t), x, BroadcastToShape(neg, x.Shape()))
 	}
-	gumbel := Neg(Log(Neg(Log(InsertAxes(u, -1)))))
-	return ArgMax(Add(x, gumbel), -1, dtypes.Int32)
+	rng, u := RandomUniform(rng, x.Shape())
+	u = ClipScalar(u, 1e-12, 1-1e-7) // keep both logs finite
+	gumbel := Neg(Log(Neg(Log(u))))
+	return ArgMax(Add(x, gumbel), -1, dtypes.Int32), rng
 }
 
 // bisect finds per row of x [B, V] the largest threshold t in [min, max] with ok(t) true, where ok

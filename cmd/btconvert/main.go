@@ -65,7 +65,9 @@ func exitCode(err error) int {
 	return exitFailure
 }
 
-func oneLine(s string) string { return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ") }
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}
 
 func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
