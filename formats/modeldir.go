@@ -62,16 +62,24 @@ type WriteOptions struct {
 // ComponentFile is the safetensors file of a component.
 func ComponentFile(component string) string { return component + ".safetensors" }
 
+// CheckOutput refuses an existing output unless force (and then only a directory).
+func CheckOutput(dir string, force bool) error {
+	if st, err := os.Stat(dir); err == nil {
+		if !force {
+			return &InputError{File: dir, Msg: "already exists (use --force to replace it)"}
+		}
+		if !st.IsDir() {
+			return &InputError{File: dir, Msg: "exists and is not a directory"}
+		}
+	}
+	return nil
+}
+
 // PrepareOutputDir refuses an existing dir unless force, and returns a fresh temp dir beside it.
 // Call CommitOutputDir to move it into place; on failure remove the temp dir.
 func PrepareOutputDir(dir string, force bool) (string, error) {
-	if st, err := os.Stat(dir); err == nil {
-		if !force {
-			return "", &InputError{File: dir, Msg: "already exists (use --force to replace it)"}
-		}
-		if !st.IsDir() {
-			return "", &InputError{File: dir, Msg: "exists and is not a directory"}
-		}
+	if err := CheckOutput(dir, force); err != nil {
+		return "", err
 	}
 	parent := filepath.Dir(filepath.Clean(dir))
 	if err := os.MkdirAll(parent, 0o755); err != nil {

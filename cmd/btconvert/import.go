@@ -59,6 +59,11 @@ func runImport(c *cli.Context) error {
 			}
 		}
 	}
+	if !c.Bool("dry-run") {
+		if err := formats.CheckOutput(c.String("output"), c.Bool("force")); err != nil {
+			return err
+		}
+	}
 	m, err := formats.Open(c.Args().First(), c.String("config"))
 	if err != nil {
 		return err

@@ -83,12 +83,15 @@ Exit status: 0 success, 1 failure or failed check, 2 bad input or usage.`,
 		ErrWriter:            stderr,
 		HideHelpCommand:      true,
 		EnableBashCompletion: false,
+		ExitErrHandler:       func(*cli.Context, error) {}, // run() decides the exit status
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			return &usageError{err.Error()}
 		},
 		Commands: []*cli.Command{
 			importCommand(),
 			inspectCommand(),
+			verifyCommand(),
+			generateCommand(),
 		},
 	}
 	for _, c := range app.Commands {

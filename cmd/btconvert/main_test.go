@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const fx = "../../fixtures"
+
+func btc(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(append([]string{"btconvert"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	code, out, _ := btc(t, "--version")
+	if code != 0 || !strings.Contains(out, version) {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	for _, cmd := range []string{"import", "inspect", "verify", "generate"} {
+		code, out, _ := btc(t, cmd, "--help")
+		if code != 0 || !strings.Contains(out, "Examples:") {
+			t.Errorf("%s --help: %d %q", cmd, code, out)
+		}
+	}
+}
+
+func TestImportInspectVerify(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "bt")
+	code, _, stderr := btc(t, "import", filepath.Join(fx, "bt-tiny"), "-o", out, "--quiet")
+	if code != 0 || stderr != "" {
+		t.Fatalf("import: %d %q", code, stderr)
+	}
+	code, _, stderr = btc(t, "import", filepath.Join(fx, "bt-tiny"), "-o", out)
+	if code != 2 || stderr != "btconvert: "+out+": already exists (use --force to replace it)\n" {
+		t.Fatalf("import again: %d %q", code, stderr)
+	}
+	code, js, _ := btc(t, "inspect", out, "--json")
+	if code != 0 {
+		t.Fatalf("inspect: %d", code)
+	}
+	var s map[string]any
+	if err := json.Unmarshal([]byte(js), &s); err != nil {
+		t.Fatal(err)
+	}
+	arch := s["architecture"].(map[string]any)
+	if arch["kind"] != "block" || arch["block_length"] != 4.0 || arch["embedder"] != "concat" || arch["heads"] != 4.0 || s["total_params"] != 900352.0 {
+		t.Fatalf("inspect json: %v total %v", arch, s["total_params"])
+	}
+	if _, has := arch["layers"]; has {
+		t.Fatalf("a block model has no 'layers' key: %v", arch)
+	}
+	tensors := s["tensors"].([]any)
+	first := tensors[0].(map[string]any)
+	if first["name"] != "embeddings.weight" || len(first["sha256"].(string)) != 64 {
+		t.Fatalf("tensor entry %v", first)
+	}
+	// Vanilla: block keys are omitted.
+	_, js, _ = btc(t, "inspect", filepath.Join(fx, "pythia-tiny"), "--json")
+	json.Unmarshal([]byte(js), &s)
+	arch = s["architecture"].(map[string]any)
+	if _, has := arch["block_length"]; has || arch["layers"] != 4.0 || s["format"] != "hf-gpt-neox" {
+		t.Fatalf("vanilla inspect: %v", s)
+	}
+
+	rep := filepath.Join(dir, "report.json")
+	code, _, stderr = btc(t, "verify", out, "--reference", filepath.Join(fx, "bt-tiny", "reference.safetensors"), "--json", rep, "-q")
+	if code != 0 {
+		t.Fatalf("verify: %d %s", code, stderr)
+	}
+	var r struct {
+		Backend string
+		Parity  struct {
+			RelL2Err    float64 `json:"rel_l2_err"`
+			GreedyMatch bool    `json:"greedy_match"`
+		}
+		Pass bool
+	}
+	b, _ := os.ReadFile(rep)
+	json.Unmarshal(b, &r)
+	if r.Backend != "go" || r.Parity.RelL2Err > 1e-5 || !r.Parity.GreedyMatch || !r.Pass {
+		t.Fatalf("report %s", b)
+	}
+	// A threshold nobody meets fails with exit 1.
+	code, _, stderr = btc(t, "verify", out, "--reference", filepath.Join(fx, "bt-tiny", "reference.safetensors"), "--max-rel-err", "1e-12", "-q")
+	if code != 1 || !strings.Contains(stderr, "verification failed") {
+		t.Fatalf("strict verify: %d %q", code, stderr)
+	}
+}
+
+func TestGenerateJSON(t *testing.T) {
+	code, out, stderr := btc(t, "generate", filepath.Join(fx, "pythia-tiny"), "--prompt", "The license", "--max-new-tokens", "12", "--json", "-q")
+	if code != 0 {
+		t.Fatalf("%d %s", code, stderr)
+	}
+	var g struct {
+		IDs  []int  `json:"ids"`
+		Text string `json:"text"`
+	}
+	json.Unmarshal([]byte(out), &g)
+	if len(g.IDs) != 12 || len(g.Text) != 12 {
+		t.Fatalf("%s", out)
+	}
+	// Streaming prints the prompt and exactly the same continuation (greedy).
+	code, out, _ = btc(t, "generate", filepath.Join(fx, "pythia-tiny"), "--prompt", "The license", "--max-new-tokens", "12", "-q")
+	if code != 0 || out != "The license"+g.Text+"\n" {
+		t.Fatalf("stream %q vs %q", out, g.Text)
+	}
+}
+
+func TestBadInputExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	trunc := filepath.Join(dir, "model.safetensors")
+	b, _ := os.ReadFile(filepath.Join(fx, "bt-tiny", "model.safetensors"))
+	os.WriteFile(trunc, b[:len(b)-100], 0o644)
+	out := filepath.Join(dir, "out")
+	cases := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"import", trunc, "-o", out}, 2, "btconvert: " + trunc + ": truncated: tensors need 3732480 data bytes but the file holds 3732380 (file is 3739404 bytes)\n"},
+		{[]string{"import", filepath.Join(dir, "missing"), "-o", out}, 2, "btconvert: " + filepath.Join(dir, "missing") + ": cannot open: no such file or directory\n"},
+		{[]string{"import", "-o", out}, 2, "btconvert: import: expected one SRC (see btconvert import --help)\n"},
+		{[]string{"import", filepath.Join(fx, "bt-tiny")}, 2, "btconvert: import: --output DIR is required\n"},
+		{[]string{"import", filepath.Join(fx, "bt-tiny"), "-o", out, "--dtype", "f8"}, 2, "btconvert: --dtype \"f8\": want keep, f32, bf16 or f16\n"},
+		{[]string{"import", filepath.Join(fx, "bt-tiny"), "-o", out, "--method", "skip"}, 2, "btconvert: --method only applies with --from-vanilla\n"},
+		{[]string{"import", filepath.Join(fx, "pythia-tiny"), "-o", out, "--from-vanilla", "--block-layers", "9"}, 2, "btconvert: --method partition: --block-layers must be between 1 and 3 for a 4-layer model, got 9\n"},
+		{[]string{"inspect", filepath.Join(fx, "bt-tiny"), "--bogus"}, 2, "btconvert: flag provided but not defined: -bogus\n"},
+		{[]string{"verify", filepath.Join(fx, "bt-tiny"), "--backend", "tpu9"}, 2, "btconvert: unknown backend \"tpu9\" (want go, xla:cpu, xla:cuda or xla:/path/to/pjrt_plugin.so)\n"},
+		{[]string{"verify", filepath.Join(fx, "bt-tiny"), "--dtype", "f16"}, 2, "btconvert: --dtype \"f16\": want f32 or bf16\n"},
+		{[]string{"generate", filepath.Join(fx, "bt-tiny")}, 2, "btconvert: generate: --prompt TEXT is required\n"},
+	}
+	for _, c := range cases {
+		code, _, stderr := btc(t, c.args...)
+		// verify prints its backend line before failing on the dtype; keep the last line.
+		lines := strings.SplitAfter(strings.TrimSuffix(stderr, "\n"), "\n")
+		last := lines[len(lines)-1] + "\n"
+		if code != c.code || last != c.msg {
+			t.Errorf("%v:\n got %d %q\nwant %d %q", c.args, code, last, c.code, c.msg)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Fatalf("%v left %s behind", c.args, out)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("temp files left: %v", ents)
+	}
+}
