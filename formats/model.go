@@ -222,3 +222,14 @@ func matchSpecs(file string, specs []storedSpec, tensors []*Tensor, srcName func
 	}
 	return out, nil
 }
+
+// NewTensor makes a tensor whose bytes come from load (called each time they are needed).
+func NewTensor(component, name string, dtype DType, shape []int, srcFile, srcName string, load func() ([]byte, error)) *Tensor {
+	return &Tensor{Component: component, Name: name, DType: dtype, Shape: shape, SrcFile: srcFile, SrcName: srcName, load: load}
+}
+
+// Derive returns a model with the same source and notes but a new config and tensors (e.g. a
+// quantized copy). Closing it closes the original.
+func (m *Model) Derive(format string, cfg *Config, tensors []*Tensor) *Model {
+	return &Model{Format: format, Path: m.Path, Config: cfg, Tensors: tensors, Notes: m.Notes, closers: []io.Closer{m}}
+}

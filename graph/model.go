@@ -21,9 +21,10 @@ type Model struct {
 	DType   dtypes.DType
 	Weights *Weights
 
-	compiles atomic.Int64
-	mu       sync.Mutex
-	execs    map[string]*Exec
+	compiles  atomic.Int64
+	calibKeys []string
+	mu        sync.Mutex
+	execs     map[string]*Exec
 }
 
 // ParseComputeDType maps --dtype to a GoMLX dtype.

@@ -19,6 +19,9 @@ type builder struct {
 	dt     dtypes.DType // compute dtype: Float32 or BFloat16
 	params map[string]*Node
 	cache  map[string]*Node
+	// collect, when set, receives for every linear weight the sum over rows of its squared inputs
+	// and the row count (calibration).
+	collect map[string][2]*Node
 }
 
 func newBuilder(w *Weights, cfg *formats.Config, dt dtypes.DType, in []*Node) *builder {
@@ -54,6 +57,15 @@ func (b *builder) linear(x *Node, component, name string, bias bool) *Node {
 	W := b.w(component, name+".weight")
 	dims := x.Shape().Dimensions
 	flat := Reshape(x, -1, dims[len(dims)-1])
+	if b.collect != nil {
+		key := component + "/" + name + ".weight"
+		sq := ReduceSum(Square(ConvertDType(flat, dtypes.Float32)), 0)
+		rows := Scalar(b.g, dtypes.Float32, float64(flat.Shape().Dim(0)))
+		if prev, ok := b.collect[key]; ok {
+			sq, rows = Add(prev[0], sq), Add(prev[1], rows)
+		}
+		b.collect[key] = [2]*Node{sq, rows}
+	}
 	y := DotGeneral(flat, []int{1}, nil, W, []int{1}, nil) // [M, out]
 	if bias {
 		y = Add(y, InsertAxes(b.w(component, name+".bias"), 0))

@@ -16,6 +16,20 @@ type Quality struct {
 	TokensPerS   float64 `json:"tokens_per_s"`
 	Window       int     `json:"window"`
 	Text         string  `json:"text,omitempty"`
+	*Divergence
+}
+
+// Divergence is how far a model's predictions moved from a base model's on the same windows (as
+// llama-perplexity --kl-divergence reports it).
+type Divergence struct {
+	Base          string  `json:"base"`
+	PPLBase       float64 `json:"ppl_base"`
+	PPLRatio      float64 `json:"ppl_ratio"`
+	MeanKLD       float64 `json:"mean_kld"`
+	P99KLD        float64 `json:"p99_kld"`
+	MaxKLD        float64 `json:"max_kld"`
+	Top1Agreement float64 `json:"top1_agreement"`
+	RMSDeltaP     float64 `json:"rms_delta_p"`
 }
 
 // Windows cuts tokens into non-overlapping windows of w (a trailing partial window is dropped).
@@ -27,35 +41,41 @@ func Windows(tokens []int32, w int) [][]int32 {
 	return out
 }
 
-// windowScores runs batches of windows through the model and calls visit with each window's
-// scored positions: for every scored token, its logits row and the true id. Block models score
-// every token but the first block of a window; vanilla every token but the first.
-func windowScores(m *graph.Model, windows [][]int32, batch int, progress func(done int), visit func(win, k int, logits []float32, target int32)) error {
-	cfg := m.Config
+// scoreWindows runs batches of windows through each model (same config) and calls visit for every
+// scored position with each model's logits row and the true id. Block models score every token but
+// the first block of a window; vanilla every token but the first.
+func scoreWindows(models []*graph.Model, windows [][]int32, batch int, progress func(done int), visit func(rows [][]float32, target int32)) error {
+	cfg := models[0].Config
 	V := cfg.VocabSize
 	w := len(windows[0])
+	rows := make([][]float32, len(models))
 	for start := 0; start < len(windows); start += batch {
 		end := min(start+batch, len(windows))
 		ids := make([]int32, 0, (end-start)*w)
 		for _, win := range windows[start:end] {
 			ids = append(ids, win...)
 		}
-		logits, _, err := m.Score(ids, end-start, w)
-		if err != nil {
-			return err
+		all := make([][]float32, len(models))
+		for i, m := range models {
+			logits, _, err := m.Score(ids, end-start, w)
+			if err != nil {
+				return err
+			}
+			all[i] = logits
 		}
 		for b := 0; b < end-start; b++ {
 			win := windows[start+b]
+			per, first, off := w-1, 1, b*w // vanilla: row k predicts token k+1
 			if cfg.IsBlock() {
 				L := cfg.BlockLength
-				per := (w/L - 1) * L
-				for k := 0; k < per; k++ {
-					visit(start+b, k, logits[(b*per+k)*V:(b*per+k+1)*V], win[L+k])
+				per, first = (w/L-1)*L, L
+				off = b * per
+			}
+			for k := 0; k < per; k++ {
+				for i := range models {
+					rows[i] = all[i][(off+k)*V : (off+k+1)*V]
 				}
-			} else {
-				for k := 0; k < w-1; k++ {
-					visit(start+b, k, logits[(b*w+k)*V:(b*w+k+1)*V], win[k+1])
-				}
+				visit(rows, win[first+k])
 			}
 		}
 		if progress != nil {
@@ -93,8 +113,8 @@ func Perplexity(m *graph.Model, tokens []int32, w, batch int, progress func(done
 	n := 0
 	buf := make([]float64, 0, m.Config.VocabSize)
 	start := time.Now()
-	err := windowScores(m, windows, batch, progress, func(_, _ int, logits []float32, target int32) {
-		buf = logSoftmax(logits, buf)
+	err := scoreWindows([]*graph.Model{m}, windows, batch, progress, func(rows [][]float32, target int32) {
+		buf = logSoftmax(rows[0], buf)
 		nll -= buf[target]
 		n++
 	})

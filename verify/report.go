@@ -101,6 +101,15 @@ func (r *Report) Print(w io.Writer) error {
 		row("nll", q.NLL)
 		row("tokens_scored", q.TokensScored)
 		row("tokens_per_s", q.TokensPerS)
+		if d := q.Divergence; d != nil {
+			row("ppl_base", d.PPLBase)
+			row("ppl_ratio", d.PPLRatio)
+			row("mean_kld", d.MeanKLD)
+			row("p99_kld", d.P99KLD)
+			row("max_kld", d.MaxKLD)
+			row("top1_agreement", d.Top1Agreement)
+			row("rms_delta_p", d.RMSDeltaP)
+		}
 	}
 	if err := t.Render(); err != nil {
 		return err

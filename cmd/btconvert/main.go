@@ -92,6 +92,7 @@ Exit status: 0 success, 1 failure or failed check, 2 bad input or usage.`,
 			inspectCommand(),
 			verifyCommand(),
 			generateCommand(),
+			quantizeCommand(),
 		},
 	}
 	for _, c := range app.Commands {

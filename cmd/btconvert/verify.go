@@ -34,6 +34,9 @@ Examples:
 			&cli.StringFlag{Name: "reference", Usage: "reference.safetensors with input_ids, logits, prompt_ids, greedy_ids"},
 			&cli.StringFlag{Name: "eval-text", Usage: "text file to measure perplexity on"},
 			&cli.StringFlag{Name: "compare-backend", Usage: "second backend to compare scoring with"},
+			&cli.StringFlag{Name: "against", Usage: "base model: with --eval-text, report ppl ratio, KL divergence, top-1 agreement"},
+			&cli.Float64Flag{Name: "max-ppl-ratio", Usage: "with --against: largest ppl / ppl_base that passes (0: no check)"},
+			&cli.Float64Flag{Name: "min-top1", Usage: "with --against: smallest top-1 agreement that passes (0: no check)"},
 			&cli.StringFlag{Name: "json", Usage: "write the report as JSON to this file (- for stdout)"},
 			&cli.Float64Flag{Name: "max-rel-err", Value: 1e-4, Usage: "largest relative L2 error of the logits that passes"},
 			&cli.Float64Flag{Name: "max-cache-err", Value: 1e-5, Usage: "largest relative L2 error of the self-check that passes"},
@@ -65,6 +68,9 @@ func runVerify(c *cli.Context) error {
 	m := l.model
 	rep := &verify.Report{Model: c.Args().First(), Backend: spec, Device: graph.Describe(b), DType: c.String("dtype"), WeightBytes: m.Weights.Bytes}
 	ran := false
+	if c.String("against") != "" && c.String("eval-text") == "" {
+		return usagef("verify: --against needs --eval-text FILE")
+	}
 	if p := c.String("reference"); p != "" {
 		ran = true
 		ref, err := verify.ReadReference(p)
@@ -94,11 +100,29 @@ func runVerify(c *cli.Context) error {
 		w := c.Int("window")
 		nWin := len(ids) / w
 		prog, done := progress(c, int64(nWin), "perplexity")
-		q, err := verify.Perplexity(m, ids, w, c.Int("batch"), func(n int) { prog("", int64(n)) })
-		done()
-		if err != nil {
+		var q *verify.Quality
+		if base := c.String("against"); base != "" {
+			lb, err := loadModel(c, base, b, spec)
+			if err != nil {
+				return err
+			}
+			defer lb.Close()
+			q, err = verify.CompareQuality(m, lb.model, base, ids, w, c.Int("batch"), func(n int) { prog("", int64(n)) })
+			if err != nil {
+				done()
+				return usagef("%s: %v", p, err)
+			}
+			if lim := c.Float64("max-ppl-ratio"); lim > 0 {
+				rep.AtMost("ppl_ratio", q.PPLRatio, lim)
+			}
+			if lim := c.Float64("min-top1"); lim > 0 {
+				rep.AtLeast("top1_agreement", q.Top1Agreement, lim)
+			}
+		} else if q, err = verify.Perplexity(m, ids, w, c.Int("batch"), func(n int) { prog("", int64(n)) }); err != nil {
+			done()
 			return usagef("%s: %v", p, err)
 		}
+		done()
 		q.Text = p
 		rep.Quality = q
 	}

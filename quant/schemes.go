@@ -1,0 +1,262 @@
+// Package quant quantizes weights: int8 per output channel and int4 per group, with a weighted
+// scale search, packing in the layout of docs/FORMAT.md, and the policy that picks which tensors.
+package quant
+
+import (
+	"math"
+	"os"
+
+	"github.com/x448/float16"
+)
+
+// Options of a scheme.
+type Options struct {
+	GroupSize  int       // int4: elements per group along the input dim
+	Symmetric  bool      // int4: q in -8..7 (else asymmetric 0..15 with a minimum)
+	Search     bool      // try candidate scales and keep the least (weighted) squared error
+	F16Scales  bool      // store scales (and mins) as f16; codes are computed with the rounded scale
+	Importance []float32 // per input column weight of the error (calibration), or nil
+}
+
+// Int8 holds a per-row symmetric int8 quantization of a [rows, cols] weight.
+type Int8 struct {
+	Codes  []int8    // [rows, cols]
+	Scales []float32 // [rows]
+}
+
+// Int4 holds a group-wise int4 quantization of a [rows, cols] weight.
+type Int4 struct {
+	Packed     []uint8   // [rows, paddedCols/2], low nibble first
+	Scales     []float32 // [rows, groups]
+	Mins       []float32 // [rows, groups], asymmetric only
+	PaddedCols int
+}
+
+// roundHalfAway rounds half away from zero (as the spec asks; math.Round does exactly that).
+func roundHalfAway(x float64) float64 { return math.Round(x) }
+
+func clamp(x, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, x)) }
+
+func toF16(x float64) float64 { return float64(float16.Fromfloat32(float32(x)).Float32()) }
+
+// fit quantizes one row or group x (with importance w, may be nil) to integer levels lo..hi:
+// value = scale*q + min (min fixed at 0 when symmetric). With search it tries candidate scales and,
+// for each, the least-squares scale (and min) for the chosen codes, keeping the lowest weighted
+// error; without it, it is plain round-to-nearest from the range.
+func fit(x []float32, w []float32, lo, hi float64, sym, search, f16 bool) (scale, min float64, q []int8) {
+	q = make([]int8, len(x))
+	mn, mx := math.Inf(1), math.Inf(-1)
+	for _, v := range x {
+		mn, mx = math.Min(mn, float64(v)), math.Max(mx, float64(v))
+	}
+	var sigma2 float64
+	for _, v := range x {
+		sigma2 += float64(v) * float64(v)
+	}
+	sigma2 = 2 * sigma2 / float64(len(x))
+	mode := os.Getenv("BTQ_MODE")
+	var wmean float64
+	for _, v := range w {
+		wmean += float64(v) / float64(len(w))
+	}
+	weight := func(j int) float64 {
+		xv := float64(x[j])
+		if w == nil {
+			switch mode {
+			case "sq":
+				return sigma2 + xv*xv
+			case "abs":
+				return math.Sqrt(sigma2 + xv*xv)
+			}
+			return 1
+		}
+		switch mode {
+		case "sq", "abs":
+			return (float64(w[j]) + 1e-12) * math.Sqrt(sigma2+xv*xv)
+		case "blend":
+			return float64(w[j]) + wmean
+		case "sqrt":
+			return math.Sqrt(float64(w[j]) + 1e-12)
+		}
+		return float64(w[j]) + 1e-12 // never zero: a column with no signal still counts a little
+	}
+	codes := func(scale, min float64, into []int8) {
+		for j, v := range x {
+			if scale == 0 {
+				into[j] = int8(clamp(0, lo, hi))
+				continue
+			}
+			into[j] = int8(clamp(roundHalfAway((float64(v)-min)/scale), lo, hi))
+		}
+	}
+	errOf := func(scale, min float64, c []int8) float64 {
+		var e float64
+		for j, v := range x {
+			d := float64(v) - (scale*float64(c[j]) + min)
+			e += weight(j) * d * d
+		}
+		return e
+	}
+	round := func(s, m float64) (float64, float64) {
+		if f16 {
+			return toF16(s), toF16(m)
+		}
+		return float64(float32(s)), float64(float32(m))
+	}
+	// Round-to-nearest start.
+	if sym {
+		amax := math.Max(math.Abs(mn), math.Abs(mx))
+		scale, min = amax/hi, 0
+	} else {
+		scale, min = (mx-mn)/(hi-lo), mn
+	}
+	scale, min = round(scale, min)
+	codes(scale, min, q)
+	if !search || mx == mn {
+		return
+	}
+	best := errOf(scale, min, q)
+	cand := make([]int8, len(x))
+	// lsq refits scale (and min) by weighted least squares for the codes in cand.
+	lsq := func(s, m float64) (float64, float64) {
+		var sw, swq, swqq, swx, swqx float64
+		for j, v := range x {
+			wt, c := weight(j), float64(cand[j])
+			sw += wt
+			swq += wt * c
+			swqq += wt * c * c
+			swx += wt * float64(v)
+			swqx += wt * c * float64(v)
+		}
+		if sym {
+			if swqq > 0 {
+				s = swqx / swqq
+			}
+		} else if det := sw*swqq - swq*swq; det > 0 {
+			s = (sw*swqx - swq*swx) / det
+			m = (swqq*swx - swq*swqx) / det
+		}
+		return s, m
+	}
+	try := func(s, m float64) {
+		for it := 0; it < 3; it++ { // codes <-> least-squares fit, a few rounds
+			s, m = round(s, m)
+			if s <= 0 {
+				return
+			}
+			codes(s, m, cand)
+			if e := errOf(s, m, cand); e < best {
+				best, scale, min = e, s, m
+				copy(q, cand)
+			}
+			s, m = lsq(s, m)
+		}
+	}
+	amax := math.Max(math.Abs(mn), math.Abs(mx))
+	nk, step := 12, 0.02
+	if os.Getenv("BTQ_FINE") != "" {
+		nk, step = 30, 0.01
+	}
+	for k := -nk; k <= nk; k++ {
+		f := 1 + step*float64(k) // scales from 76 % to 124 % of the range-based one
+		if sym {
+			try(amax/hi*f, 0)
+			continue
+		}
+		s := (mx - mn) / (hi - lo) * f
+		try(s, mn)                       // grid anchored at the minimum
+		try(s, mx-s*(hi-lo))             // ... at the maximum
+		try(s, mn+((mx-mn)-s*(hi-lo))/2) // ... centred on the range
+	}
+	return
+}
+
+// QuantizeInt8 quantizes a row-major [rows, cols] weight per output row, symmetric, q in -127..127.
+func QuantizeInt8(x []float32, rows, cols int, o Options) *Int8 {
+	out := &Int8{Codes: make([]int8, rows*cols), Scales: make([]float32, rows)}
+	for r := 0; r < rows; r++ {
+		s, _, q := fit(x[r*cols:(r+1)*cols], o.Importance, -127, 127, true, o.Search, o.F16Scales)
+		out.Scales[r] = float32(s)
+		copy(out.Codes[r*cols:], q)
+	}
+	return out
+}
+
+// PaddedCols is cols rounded up to a whole number of groups.
+func PaddedCols(cols, group int) int { return (cols + group - 1) / group * group }
+
+// QuantizeInt4 quantizes a row-major [rows, cols] weight in groups of o.GroupSize along each row.
+// A row that is not a whole number of groups is padded with zeros (the padding is never used).
+func QuantizeInt4(x []float32, rows, cols int, o Options) *Int4 {
+	gs := o.GroupSize
+	pc := PaddedCols(cols, gs)
+	g := pc / gs
+	out := &Int4{Packed: make([]uint8, rows*pc/2), Scales: make([]float32, rows*g), PaddedCols: pc}
+	if !o.Symmetric {
+		out.Mins = make([]float32, rows*g)
+	}
+	lo, hi, offset := 0.0, 15.0, 0
+	if o.Symmetric {
+		lo, hi, offset = -8, 7, 8
+	}
+	row := make([]float32, pc)
+	imp := make([]float32, pc)
+	for r := 0; r < rows; r++ {
+		copy(row, x[r*cols:(r+1)*cols])
+		clear(row[cols:])
+		if o.Importance != nil {
+			copy(imp, o.Importance)
+			clear(imp[cols:])
+		}
+		codes := make([]int8, pc)
+		for k := 0; k < g; k++ {
+			var w []float32
+			if o.Importance != nil {
+				w = imp[k*gs : (k+1)*gs]
+			}
+			s, m, q := fit(row[k*gs:(k+1)*gs], w, lo, hi, o.Symmetric, o.Search, o.F16Scales)
+			out.Scales[r*g+k] = float32(s)
+			if !o.Symmetric {
+				out.Mins[r*g+k] = float32(m)
+			}
+			copy(codes[k*gs:], q)
+		}
+		for j := 0; j < pc; j += 2 {
+			out.Packed[(r*pc+j)/2] = uint8(int(codes[j])+offset) | uint8(int(codes[j+1])+offset)<<4
+		}
+	}
+	return out
+}
+
+// Dequantize returns the weight an Int8 stands for.
+func (q *Int8) Dequantize(rows, cols int) []float32 {
+	out := make([]float32, rows*cols)
+	for r := 0; r < rows; r++ {
+		for c := 0; c < cols; c++ {
+			out[r*cols+c] = float32(q.Codes[r*cols+c]) * q.Scales[r]
+		}
+	}
+	return out
+}
+
+// Dequantize returns the weight an Int4 stands for (padding dropped).
+func (q *Int4) Dequantize(rows, cols, group int, sym bool) []float32 {
+	out := make([]float32, rows*cols)
+	g := q.PaddedCols / group
+	for r := 0; r < rows; r++ {
+		for c := 0; c < cols; c++ {
+			b := q.Packed[(r*q.PaddedCols+c)/2]
+			v := int(b & 15)
+			if c%2 == 1 {
+				v = int(b >> 4)
+			}
+			k := r*g + c/group
+			if sym {
+				out[r*cols+c] = float32(v-8) * q.Scales[k]
+			} else {
+				out[r*cols+c] = float32(v)*q.Scales[k] + q.Mins[k]
+			}
+		}
+	}
+	return out
+}
