@@ -1,8 +1,6 @@
 package quant
 
 import (
-	"os"
-	"regexp"
 	"encoding/binary"
 	"math"
 	"sync"
@@ -45,12 +43,8 @@ func Apply(m *formats.Model, p *Plan, importance map[string][]float32) *formats.
 			q.GroupSize, q.PaddedCols = s.GroupSize, PaddedCols(cols, s.GroupSize)
 		}
 		cfg.Quantization[t.Key()] = q
-		imp := importance[t.Key()]
-		if os.Getenv("BTQ_SKIP") != "" && regexp.MustCompile(os.Getenv("BTQ_SKIP")).MatchString(t.Key()) {
-			imp = nil
-		}
 		job := &lazyQuant{src: t, spec: q, opts: Options{GroupSize: s.GroupSize, Symmetric: q.Symmetric, Search: s.Search,
-			F16Scales: s.F16Scales, Importance: imp}, scaleDT: scaleDT}
+			F16Scales: s.F16Scales, Importance: importance[t.Key()]}, scaleDT: scaleDT}
 		parts := q.Parts(t.Component, t.Name)
 		job.remaining = len(parts)
 		for k, part := range parts {

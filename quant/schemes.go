@@ -4,7 +4,6 @@ package quant
 
 import (
 	"math"
-	"os"
 
 	"github.com/x448/float16"
 )
@@ -49,36 +48,13 @@ func fit(x []float32, w []float32, lo, hi float64, sym, search, f16 bool) (scale
 	for _, v := range x {
 		mn, mx = math.Min(mn, float64(v)), math.Max(mx, float64(v))
 	}
-	var sigma2 float64
-	for _, v := range x {
-		sigma2 += float64(v) * float64(v)
-	}
-	sigma2 = 2 * sigma2 / float64(len(x))
-	mode := os.Getenv("BTQ_MODE")
-	var wmean float64
-	for _, v := range w {
-		wmean += float64(v) / float64(len(w))
-	}
 	weight := func(j int) float64 {
-		xv := float64(x[j])
 		if w == nil {
-			switch mode {
-			case "sq":
-				return sigma2 + xv*xv
-			case "abs":
-				return math.Sqrt(sigma2 + xv*xv)
-			}
 			return 1
 		}
-		switch mode {
-		case "sq", "abs":
-			return (float64(w[j]) + 1e-12) * math.Sqrt(sigma2+xv*xv)
-		case "blend":
-			return float64(w[j]) + wmean
-		case "sqrt":
-			return math.Sqrt(float64(w[j]) + 1e-12)
-		}
-		return float64(w[j]) + 1e-12 // never zero: a column with no signal still counts a little
+		// The square root of the mean square input: the RMS scale of the output error a weight
+		// error causes. (Weighting by the mean square itself over-fits a few columns.)
+		return math.Sqrt(float64(w[j]) + 1e-12)
 	}
 	codes := func(scale, min float64, into []int8) {
 		for j, v := range x {
@@ -153,12 +129,8 @@ func fit(x []float32, w []float32, lo, hi float64, sym, search, f16 bool) (scale
 		}
 	}
 	amax := math.Max(math.Abs(mn), math.Abs(mx))
-	nk, step := 12, 0.02
-	if os.Getenv("BTQ_FINE") != "" {
-		nk, step = 30, 0.01
-	}
-	for k := -nk; k <= nk; k++ {
-		f := 1 + step*float64(k) // scales from 76 % to 124 % of the range-based one
+	for k := -12; k <= 12; k++ {
+		f := 1 + 0.02*float64(k) // scales from 76 % to 124 % of the range-based one
 		if sym {
 			try(amax/hi*f, 0)
 			continue
