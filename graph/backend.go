@@ -58,3 +58,18 @@ func NewBackend(spec string) (b backends.Backend, err error) {
 func Describe(b backends.Backend) string {
 	return fmt.Sprintf("%s (%s, %s)", b.String(), b.Description(), b.DeviceDescription(0))
 }
+
+// SequentialOps returns a "go" backend spec that runs a graph's ops one at a time (each op still
+// uses all cores). The calibration graph has many independent matmuls; run in parallel they can
+// exhaust the pure-Go backend's worker pool and deadlock it (GoMLX v0.26.0). Other specs are
+// returned unchanged.
+func SequentialOps(spec string) string {
+	name, conf, _ := strings.Cut(spec, ":")
+	if name != "go" || strings.Contains(conf, "ops_") {
+		return spec
+	}
+	if conf == "" {
+		return "go:ops_sequential"
+	}
+	return spec + ",ops_sequential"
+}

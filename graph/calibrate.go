@@ -2,6 +2,7 @@ package graph
 
 import (
 	"fmt"
+	"math"
 	"sort"
 
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
@@ -10,14 +11,16 @@ import (
 
 // Calibration accumulates, for every linear weight, the mean square of each input column over the
 // text it saw (the llama.cpp imatrix idea): the importance of that column's quantization error.
+// With Full it accumulates the whole second moment E[x x^T] (for GPTQ).
 type Calibration struct {
+	Full bool
 	sums map[string][]float64
 	rows map[string]float64
 }
 
 // NewCalibration starts an empty accumulation.
-func NewCalibration() *Calibration {
-	return &Calibration{sums: map[string][]float64{}, rows: map[string]float64{}}
+func NewCalibration(full bool) *Calibration {
+	return &Calibration{Full: full, sums: map[string][]float64{}, rows: map[string]float64{}}
 }
 
 // Calibrate runs the scoring forward over ids [B, T] and accumulates the inputs of every linear layer.
@@ -25,8 +28,9 @@ func (m *Model) Calibrate(c *Calibration, ids []int32, B, T int) error {
 	if err := m.checkIDs(ids); err != nil {
 		return err
 	}
-	e, err := m.exec("calibrate", func(b *builder, in []*Node) []*Node {
+	e, err := m.exec(fmt.Sprintf("calibrate-full=%v", c.Full), func(b *builder, in []*Node) []*Node {
 		b.collect = map[string][2]*Node{}
+		b.collectFull = c.Full
 		if b.cfg.IsBlock() {
 			b.scoreBlock(in[0])
 		} else {
@@ -79,11 +83,35 @@ func (m *Model) Calibrate(c *Calibration, ids []int32, B, T int) error {
 func (c *Calibration) Importance() map[string][]float32 {
 	out := map[string][]float32{}
 	for k, s := range c.sums {
-		v := make([]float32, len(s))
-		for j := range s {
-			v[j] = float32(s[j] / c.rows[k])
+		n := len(s)
+		if c.Full {
+			n = int(math.Sqrt(float64(len(s))))
+		}
+		v := make([]float32, n)
+		for j := range v {
+			if c.Full {
+				v[j] = float32(s[j*n+j] / c.rows[k])
+			} else {
+				v[j] = float32(s[j] / c.rows[k])
+			}
 		}
 		out[k] = v
+	}
+	return out
+}
+
+// Hessians returns E[x x^T] (row-major [in, in]) per weight key; nil unless Full.
+func (c *Calibration) Hessians() map[string][]float64 {
+	if !c.Full {
+		return nil
+	}
+	out := map[string][]float64{}
+	for k, s := range c.sums {
+		h := make([]float64, len(s))
+		for j := range s {
+			h[j] = s[j] / c.rows[k]
+		}
+		out[k] = h
 	}
 	return out
 }

@@ -20,8 +20,9 @@ type builder struct {
 	params map[string]*Node
 	cache  map[string]*Node
 	// collect, when set, receives for every linear weight the sum over rows of its squared inputs
-	// and the row count (calibration).
-	collect map[string][2]*Node
+	// (or, with collectFull, of x x^T) and the row count (calibration).
+	collect     map[string][2]*Node
+	collectFull bool
 }
 
 func newBuilder(w *Weights, cfg *formats.Config, dt dtypes.DType, in []*Node) *builder {
@@ -59,7 +60,13 @@ func (b *builder) linear(x *Node, component, name string, bias bool) *Node {
 	flat := Reshape(x, -1, dims[len(dims)-1])
 	if b.collect != nil {
 		key := component + "/" + name + ".weight"
-		sq := ReduceSum(Square(ConvertDType(flat, dtypes.Float32)), 0)
+		x32 := ConvertDType(flat, dtypes.Float32)
+		var sq *Node
+		if b.collectFull {
+			sq = MatMul(Transpose(x32, 0, 1), x32)
+		} else {
+			sq = ReduceSum(Square(x32), 0)
+		}
 		rows := Scalar(b.g, dtypes.Float32, float64(flat.Shape().Dim(0)))
 		if prev, ok := b.collect[key]; ok {
 			sq, rows = Add(prev[0], sq), Add(prev[1], rows)

@@ -2,7 +2,9 @@ package quant
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
+	"strings"
 	"sync"
 
 	"github.com/x448/float16"
@@ -12,9 +14,12 @@ import (
 
 // Apply returns the quantized model the plan describes. Tensors are quantized lazily, one at a
 // time, as the writer asks for them: each quantized tensor is computed once for its parts and
-// dropped after its last part is read. importance maps "component/name" to the calibration
-// weight of each input column (may be nil).
-func Apply(m *formats.Model, p *Plan, importance map[string][]float32) *formats.Model {
+// dropped after its last part is read. cal (may be nil) carries the calibration statistics.
+func Apply(m *formats.Model, p *Plan, cal *Calibration) *formats.Model {
+	if cal == nil {
+		// No calibration text: weight the search by what the weights' own LayerNorms say.
+		cal = &Calibration{Importance: LayerNormImportance(m)}
+	}
 	cfg := *m.Config
 	cfg.Quantization = map[string]formats.QuantSpec{}
 	s := p.Settings
@@ -44,7 +49,7 @@ func Apply(m *formats.Model, p *Plan, importance map[string][]float32) *formats.
 		}
 		cfg.Quantization[t.Key()] = q
 		job := &lazyQuant{src: t, spec: q, opts: Options{GroupSize: s.GroupSize, Symmetric: q.Symmetric, Search: s.Search,
-			F16Scales: s.F16Scales, Importance: importance[t.Key()]}, scaleDT: scaleDT}
+			F16Scales: s.F16Scales, Importance: cal.Importance[t.Key()]}, scaleDT: scaleDT, hessian: cal.Hessian[t.Key()]}
 		parts := q.Parts(t.Component, t.Name)
 		job.remaining = len(parts)
 		for k, part := range parts {
@@ -63,6 +68,7 @@ type lazyQuant struct {
 	spec      formats.QuantSpec
 	opts      Options
 	scaleDT   formats.DType
+	hessian   []float64 // E[x x^T] for GPTQ, or nil
 	mu        sync.Mutex
 	parts     [][]byte
 	remaining int
@@ -78,13 +84,25 @@ func (l *lazyQuant) part(k int) ([]byte, error) {
 		}
 		if l.spec.Type == "int8" {
 			q := QuantizeInt8(w, l.spec.Rows, l.spec.Cols, l.opts)
+			if l.hessian != nil {
+				if q, err = GPTQInt8(w, l.spec.Rows, l.spec.Cols, l.hessian, l.opts); err != nil {
+					return nil, fmt.Errorf("%s: %w", l.src.Key(), err)
+				}
+			}
 			codes := make([]byte, len(q.Codes))
 			for i, c := range q.Codes {
 				codes[i] = byte(c)
 			}
 			l.parts = [][]byte{codes, encodeScales(q.Scales, l.scaleDT)}
 		} else {
-			q := QuantizeInt4(w, l.spec.Rows, l.spec.Cols, l.opts)
+			var q *Int4
+			if l.hessian != nil {
+				if q, err = GPTQInt4(w, l.spec.Rows, l.spec.Cols, l.hessian, l.opts); err != nil {
+					return nil, fmt.Errorf("%s: %w", l.src.Key(), err)
+				}
+			} else {
+				q = QuantizeInt4(w, l.spec.Rows, l.spec.Cols, l.opts)
+			}
 			l.parts = [][]byte{q.Packed, encodeScales(q.Scales, l.scaleDT)}
 			if !l.spec.Symmetric {
 				l.parts = append(l.parts, encodeScales(q.Mins, l.scaleDT))
@@ -110,6 +128,43 @@ func encodeScales(v []float32, dt formats.DType) []byte {
 	out := make([]byte, 4*len(v))
 	for i, x := range v {
 		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(x))
+	}
+	return out
+}
+
+// Calibration is what a calibration run measured, per "component/name" weight key.
+type Calibration struct {
+	Importance map[string][]float32 // mean square of each input column
+	Hessian    map[string][]float64 // E[x x^T], row-major [in, in] (GPTQ), or nil
+}
+
+// LayerNormImportance is the data-free stand-in for calibration: a Linear fed by a LayerNorm sees
+// inputs y_j = g_j z_j + b_j with z_j of zero mean and unit variance, so column j's mean square is
+// g_j^2 + b_j^2. Linears not fed by a LayerNorm get no weights (uniform).
+func LayerNormImportance(m *formats.Model) map[string][]float32 {
+	out := map[string][]float32{}
+	for _, t := range m.Tensors {
+		var ln string
+		switch {
+		case strings.HasSuffix(t.Name, "attention.query_key_value.weight"):
+			ln = strings.TrimSuffix(t.Name, "attention.query_key_value.weight") + "input_layernorm"
+		case strings.HasSuffix(t.Name, "mlp.dense_h_to_4h.weight"):
+			ln = strings.TrimSuffix(t.Name, "mlp.dense_h_to_4h.weight") + "post_attention_layernorm"
+		case t.Name == "embed_out.weight":
+			ln = "final_layer_norm"
+		default:
+			continue
+		}
+		g, err1 := m.Tensor(t.Component, ln+".weight").Float32()
+		b, err2 := m.Tensor(t.Component, ln+".bias").Float32()
+		if err1 != nil || err2 != nil {
+			continue // unreadable here means unreadable on write too, where it is reported
+		}
+		v := make([]float32, len(g))
+		for i := range g {
+			v[i] = g[i]*g[i] + b[i]*b[i]
+		}
+		out[t.Key()] = v
 	}
 	return out
 }

@@ -36,6 +36,7 @@ Examples:
 			&cli.StringFlag{Name: "scale-dtype", Value: "f32", Usage: "f32 or f16 scales"},
 			&cli.StringFlag{Name: "calib", Usage: "text file: weight the scale search by each input column's mean square on it"},
 			&cli.IntFlag{Name: "calib-window", Value: 256, Usage: "calibration window in tokens"},
+			&cli.StringFlag{Name: "calib-method", Value: "gptq", Usage: "with --calib: gptq (error feedback through E[x x^T]) or imatrix (per-column importance in the scale search)"},
 			&cli.StringSliceFlag{Name: "tensor-type", Usage: "REGEX=TYPE override on component/name (repeatable, last match wins; TYPE f32 bf16 f16 int8 int4)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan, write nothing"},
 			&cli.BoolFlag{Name: "json", Usage: "print the plan as JSON"},
@@ -64,6 +65,9 @@ func runQuantize(c *cli.Context) error {
 			return usagef("%v", err)
 		}
 		s.Overrides = append(s.Overrides, ov)
+	}
+	if cm := c.String("calib-method"); cm != "gptq" && cm != "imatrix" {
+		return usagef("--calib-method %q: want gptq or imatrix", cm)
 	}
 	out := c.String("output")
 	if !c.Bool("dry-run") {
@@ -97,13 +101,13 @@ func runQuantize(c *cli.Context) error {
 	if c.Bool("dry-run") {
 		return printPlan()
 	}
-	var importance map[string][]float32
+	var cal *quant.Calibration
 	if p := c.String("calib"); p != "" {
-		if importance, err = calibrate(c, m, p); err != nil {
+		if cal, err = calibrate(c, m, p); err != nil {
 			return err
 		}
 	}
-	q := quant.Apply(m, plan, importance)
+	q := quant.Apply(m, plan, cal)
 	var after int64
 	for _, e := range plan.Entries {
 		after += e.BytesAfter
@@ -118,8 +122,8 @@ func runQuantize(c *cli.Context) error {
 	return printPlan()
 }
 
-// calibrate runs the base model over a text file and returns each linear layer's input importance.
-func calibrate(c *cli.Context, m *formats.Model, path string) (map[string][]float32, error) {
+// calibrate runs the base model over a text file and returns each linear layer's input statistics.
+func calibrate(c *cli.Context, m *formats.Model, path string) (*quant.Calibration, error) {
 	text, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &formats.InputError{File: path, Msg: "cannot read: " + err.Error()}
@@ -140,7 +144,7 @@ func calibrate(c *cli.Context, m *formats.Model, path string) (map[string][]floa
 	if len(windows) == 0 || w < 2 {
 		return nil, usagef("--calib %s: fewer tokens (%d) than one window of %d", path, len(ids), w)
 	}
-	b, _, err := openBackend(c, c.String("backend"))
+	b, _, err := openBackend(c, graph.SequentialOps(graph.ResolveBackend(c.String("backend"))))
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +157,7 @@ func calibrate(c *cli.Context, m *formats.Model, path string) (map[string][]floa
 		return nil, err
 	}
 	defer gm.Close()
-	cal := graph.NewCalibration()
+	cal := graph.NewCalibration(c.String("calib-method") == "gptq")
 	prog, done := progress(c, int64(len(windows)), "calibrate")
 	defer done()
 	const batch = 16
@@ -169,5 +173,5 @@ func calibrate(c *cli.Context, m *formats.Model, path string) (map[string][]floa
 		prog("", int64(end-i))
 	}
 	say(c, "calibrated on %d windows of %d tokens from %s", len(windows), w, path)
-	return cal.Importance(), nil
+	return &quant.Calibration{Importance: cal.Importance(), Hessian: cal.Hessians()}, nil
 }
