@@ -64,8 +64,10 @@ type Model struct {
 	Notes   []string // things the user should be told (dropped tensors, inferred settings)
 	// Manifest is set for our directory.
 	Manifest *Manifest
-	closers  []io.Closer
-	byKey    map[string]*Tensor
+	// Bundle is the .btz the model was read from, if any (Path is then its extracted copy).
+	Bundle  string
+	closers []io.Closer
+	byKey   map[string]*Tensor
 }
 
 // Tensor looks up a tensor by component and name.

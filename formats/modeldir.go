@@ -250,6 +250,12 @@ func OpenModelDir(dir string) (*Model, error) {
 // an HF GPT-NeoX folder (file or folder; sharded or not). configPath overrides the config file of
 // a checkpoint.
 func Open(path, configPath string) (*Model, error) {
+	if IsBundle(path) {
+		if configPath != "" {
+			return nil, &InputError{File: path, Msg: "is a btconvert bundle; --config applies to checkpoints only"}
+		}
+		return openBundle(path)
+	}
 	if st, err := os.Stat(path); err == nil && st.IsDir() && IsModelDir(path) {
 		if configPath != "" {
 			return nil, &InputError{File: path, Msg: "is a btconvert model directory; --config applies to checkpoints only"}

@@ -47,7 +47,7 @@ func NewBackend(spec string) (b backends.Backend, err error) {
 			err = fmt.Errorf("backend %q: %v", spec, r)
 		}
 	}()
-	b, err = backends.NewWithConfig(spec)
+	b, err = backends.NewWithConfig(SequentialOps(spec))
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: %w", spec, err)
 	}
@@ -60,9 +60,10 @@ func Describe(b backends.Backend) string {
 }
 
 // SequentialOps returns a "go" backend spec that runs a graph's ops one at a time (each op still
-// uses all cores). The calibration graph has many independent matmuls; run in parallel they can
-// exhaust the pure-Go backend's worker pool and deadlock it (GoMLX v0.26.0). Other specs are
-// returned unchanged.
+// uses all cores). When several independent matmuls are ready at once, running them in parallel
+// can exhaust the pure-Go backend's worker pool and deadlock it (GoMLX v0.26.0: each op waits for
+// workers held by the other ops). A user who asks for ops_parallel explicitly gets it. Other
+// backends are returned unchanged.
 func SequentialOps(spec string) string {
 	name, conf, _ := strings.Cut(spec, ":")
 	if name != "go" || strings.Contains(conf, "ops_") {

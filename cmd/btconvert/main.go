@@ -93,6 +93,7 @@ Exit status: 0 success, 1 failure or failed check, 2 bad input or usage.`,
 			verifyCommand(),
 			generateCommand(),
 			quantizeCommand(),
+			exportCommand(),
 		},
 	}
 	for _, c := range app.Commands {

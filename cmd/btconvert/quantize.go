@@ -144,7 +144,7 @@ func calibrate(c *cli.Context, m *formats.Model, path string) (*quant.Calibratio
 	if len(windows) == 0 || w < 2 {
 		return nil, usagef("--calib %s: fewer tokens (%d) than one window of %d", path, len(ids), w)
 	}
-	b, _, err := openBackend(c, graph.SequentialOps(graph.ResolveBackend(c.String("backend"))))
+	b, _, err := openBackend(c, c.String("backend"))
 	if err != nil {
 		return nil, err
 	}

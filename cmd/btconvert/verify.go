@@ -38,6 +38,7 @@ Examples:
 			&cli.Float64Flag{Name: "max-ppl-ratio", Usage: "with --against: largest ppl / ppl_base that passes (0: no check)"},
 			&cli.Float64Flag{Name: "min-top1", Usage: "with --against: smallest top-1 agreement that passes (0: no check)"},
 			&cli.StringFlag{Name: "json", Usage: "write the report as JSON to this file (- for stdout)"},
+			&cli.BoolFlag{Name: "record", Usage: "write the report into the model directory (report.json, listed in the manifest) for export"},
 			&cli.Float64Flag{Name: "max-rel-err", Value: 1e-4, Usage: "largest relative L2 error of the logits that passes"},
 			&cli.Float64Flag{Name: "max-cache-err", Value: 1e-5, Usage: "largest relative L2 error of the self-check that passes"},
 			&cli.IntFlag{Name: "window", Value: 256, Usage: "perplexity window in tokens"},
@@ -55,6 +56,9 @@ func runVerify(c *cli.Context) error {
 	}
 	if c.Int("window") < 2 || c.Int("batch") < 1 {
 		return usagef("--window must be at least 2 and --batch at least 1")
+	}
+	if c.Bool("record") && !formats.IsModelDir(c.Args().First()) {
+		return usagef("verify: --record writes into a btconvert model directory; %s is not one (import it first)", c.Args().First())
 	}
 	b, spec, err := openBackend(c, c.String("backend"))
 	if err != nil {
@@ -153,9 +157,15 @@ func runVerify(c *cli.Context) error {
 		rep.AtMost("cache_rel_l2_err", s.CacheRelL2Err, c.Float64("max-cache-err"))
 	}
 	pass := rep.Finish()
+	js, _ := json.MarshalIndent(rep, "", "  ")
+	js = append(js, '\n')
+	if c.Bool("record") {
+		if err := formats.RecordReport(c.Args().First(), js); err != nil {
+			return err
+		}
+		say(c, "recorded the report in %s", c.Args().First())
+	}
 	if out := c.String("json"); out != "" {
-		js, _ := json.MarshalIndent(rep, "", "  ")
-		js = append(js, '\n')
 		if out == "-" {
 			c.App.Writer.Write(js)
 		} else if _, err := formats.WriteFileAtomic(out, js); err != nil {

@@ -1,0 +1,76 @@
+package quant
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/btconvert/btconvert/formats"
+)
+
+// Dequantized returns m with every quantized tensor rebuilt as a float tensor of dtype to (lazily,
+// one at a time), for layouts that have no quantized tensors (export --format official).
+func Dequantized(m *formats.Model, to formats.DType) (*formats.Model, error) {
+	if len(m.Config.Quantization) == 0 {
+		return m, nil
+	}
+	cfg := *m.Config
+	cfg.Quantization = nil
+	parts := map[string]*formats.Tensor{}
+	for _, t := range m.Tensors {
+		parts[t.Key()] = t
+	}
+	var out []*formats.Tensor
+	for _, spec := range formats.ExpectedTensors(&cfg) {
+		key := spec.Component + "/" + spec.Name
+		q := m.Config.QuantOf(spec.Component, spec.Name)
+		if q == nil {
+			t := parts[key]
+			if t == nil {
+				return nil, fmt.Errorf("%s: tensor %s missing", m.Path, key)
+			}
+			out = append(out, t)
+			continue
+		}
+		q2 := *q
+		get := func(suffix string) *formats.Tensor { return parts[key+suffix] }
+		qw, sc, mn := get(formats.QWeightSuffix), get(formats.ScalesSuffix), get(formats.MinsSuffix)
+		out = append(out, formats.NewTensor(spec.Component, spec.Name, to, spec.Shape, qw.SrcFile, strings.TrimSuffix(qw.SrcName, formats.QWeightSuffix), func() ([]byte, error) {
+			w, err := dequantizeParts(&q2, qw, sc, mn)
+			if err != nil {
+				return nil, err
+			}
+			return formats.FromFloat32(to, w)
+		}))
+	}
+	return m.Derive(m.Format, &cfg, out), nil
+}
+
+func floats(t *formats.Tensor) ([]float32, error) {
+	if t == nil {
+		return nil, nil
+	}
+	return t.Float32()
+}
+
+func dequantizeParts(q *formats.QuantSpec, qw, sc, mn *formats.Tensor) ([]float32, error) {
+	raw, err := qw.Raw()
+	if err != nil {
+		return nil, err
+	}
+	scales, err := floats(sc)
+	if err != nil {
+		return nil, err
+	}
+	if q.Type == "int8" {
+		codes := make([]int8, len(raw))
+		for i, b := range raw {
+			codes[i] = int8(b)
+		}
+		return (&Int8{Codes: codes, Scales: scales}).Dequantize(q.Rows, q.Cols), nil
+	}
+	mins, err := floats(mn)
+	if err != nil {
+		return nil, err
+	}
+	return (&Int4{Packed: raw, Scales: scales, Mins: mins, PaddedCols: q.PaddedCols}).Dequantize(q.Rows, q.Cols, q.GroupSize, q.Symmetric), nil
+}

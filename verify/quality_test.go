@@ -1,0 +1,115 @@
+package verify
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+
+	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/quant"
+)
+
+// quantized builds a quantized copy of a fixture in memory and loads it.
+func quantized(t *testing.T, name string, s quant.Settings, cal *quant.Calibration) (*graph.Model, *quant.Plan) {
+	t.Helper()
+	fm, err := formats.Open(filepath.Join("..", "fixtures", name), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fm.Close()
+	plan, err := quant.MakePlan(fm, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := graph.Load(quant.Apply(fm, plan, cal), be, dtypes.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m, plan
+}
+
+// calibrateFixture collects calibration statistics of a fixture on GPL-2 (not the eval text).
+func calibrateFixture(t *testing.T, base *graph.Model, full bool) *quant.Calibration {
+	text, err := os.ReadFile("/usr/share/common-licenses/GPL-2")
+	if err != nil {
+		t.Skip("GPL-2 not on this machine")
+	}
+	c := graph.NewCalibration(full)
+	wins := Windows(byte2ids(string(text)), 256)
+	for i := 0; i < len(wins); i += 16 {
+		end := min(i+16, len(wins))
+		var flat []int32
+		for _, w := range wins[i:end] {
+			flat = append(flat, w...)
+		}
+		if err := base.Calibrate(c, flat, end-i, 256); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &quant.Calibration{Importance: c.Importance(), Hessian: c.Hessians()}
+}
+
+// linearRatio is the quantized linear weights' bytes over their f32 bytes.
+func linearRatio(p *quant.Plan) float64 {
+	_, a, n := p.Total(func(e quant.Entry) bool { return e.To == "int8" || e.To == "int4" })
+	return float64(a) / float64(4*n)
+}
+
+// The quantization targets of the quantize issue, on both fixtures, eval text GPL-3.
+func TestQuantizationQuality(t *testing.T) {
+	text, err := os.ReadFile(gpl3)
+	if err != nil {
+		t.Skipf("%s not on this machine", gpl3)
+	}
+	tokens := byte2ids(string(text))
+	for _, name := range []string{"bt-tiny", "pythia-tiny"} {
+		base := load(t, name)
+		measure := func(what string, m *graph.Model) *Quality {
+			q, err := CompareQuality(m, base, name, tokens, 256, 16, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s %s: ppl_ratio %.5f mean_kld %.5f p99 %.4f top1 %.4f rms_dp %.4f", name, what, q.PPLRatio, q.MeanKLD, q.P99KLD, q.Top1Agreement, q.RMSDeltaP)
+			return q
+		}
+		// The weights' storage, for the weights' bytes targets (f32 base).
+		f32 := quant.Settings{GroupSize: 64, Search: true}
+
+		s8 := f32
+		s8.Type = "int8"
+		m8, p8 := quantized(t, name, s8, nil)
+		q8 := measure("int8", m8)
+		if q8.PPLRatio > 1.002 || q8.MeanKLD > 0.001 || q8.Top1Agreement < 0.98 {
+			t.Errorf("%s int8 misses its targets", name)
+		}
+		if r := linearRatio(p8); r > 0.27 {
+			t.Errorf("%s int8 linear bytes %.3f x f32 > 0.27", name, r)
+		}
+
+		s4 := f32
+		s4.Type = "int4"
+		s4.Search = false
+		rtn, p4 := quantized(t, name, s4, &quant.Calibration{})
+		qRTN := measure("int4 g64 round-to-nearest", rtn)
+		s4.Search = true
+		searched, _ := quantized(t, name, s4, nil)
+		qSearch := measure("int4 g64 scale search", searched)
+		if qSearch.PPLRatio > 1.03 || qSearch.MeanKLD >= qRTN.MeanKLD {
+			t.Errorf("%s int4 search: ppl_ratio %.4f (<= 1.03), mean_kld %.4f (< RTN %.4f)", name, qSearch.PPLRatio, qSearch.MeanKLD, qRTN.MeanKLD)
+		}
+		calibrated, _ := quantized(t, name, s4, calibrateFixture(t, base, true))
+		qCal := measure("int4 g64 GPTQ calibrated on GPL-2", calibrated)
+		if qCal.MeanKLD >= qSearch.MeanKLD || qCal.PPLRatio >= qSearch.PPLRatio {
+			t.Errorf("%s: calibration did not improve on the search alone", name)
+		}
+		imatrix, _ := quantized(t, name, s4, calibrateFixture(t, base, false))
+		measure("int4 g64 imatrix calibrated on GPL-2", imatrix)
+		if r := linearRatio(p4); r > 0.16 {
+			t.Errorf("%s int4 linear bytes %.3f x f32 > 0.16", name, r)
+		}
+	}
+}
