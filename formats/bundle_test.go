@@ -247,4 +247,3 @@ func TestBundleRejectsCorruption(t *testing.T) {
 		t.Errorf("extraction left %v", left)
 	}
 }
-
