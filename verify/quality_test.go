@@ -106,8 +106,6 @@ func TestQuantizationQuality(t *testing.T) {
 		if qCal.MeanKLD >= qSearch.MeanKLD || qCal.PPLRatio >= qSearch.PPLRatio {
 			t.Errorf("%s: calibration did not improve on the search alone", name)
 		}
-		imatrix, _ := quantized(t, name, s4, calibrateFixture(t, base, false))
-		measure("int4 g64 imatrix calibrated on GPL-2", imatrix)
 		if r := linearRatio(p4); r > 0.16 {
 			t.Errorf("%s int4 linear bytes %.3f x f32 > 0.16", name, r)
 		}
