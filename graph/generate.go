@@ -122,6 +122,7 @@ func (m *Model) generateBlocks(prompts [][]int32, o GenerateOptions) (*Generatio
 	key := fmt.Sprintf("block/S=%d/%+v", S, o.Sampling)
 	prefill, err := m.exec("prefill-"+key, func(b *builder, in []*Node) []*Node {
 		ids, rng := in[0], in[1]
+		B, n := ids.Shape().Dim(0), ids.Shape().Dim(1) // from the inputs: this graph serves every batch and prompt
 		var keep []kv
 		h := b.decoder("block_decoder", cfg.BlockDecoder, b.embedBlocks(ids), iotaPos(b.g, 0, n), S, causal(&keep))
 		ctx := Reshape(Slice(h, AxisRange(), AxisElem(n-1)), B, -1)
@@ -141,6 +142,7 @@ func (m *Model) generateBlocks(prompts [][]int32, o GenerateOptions) (*Generatio
 			caches[i] = kv{in[2*i], in[2*i+1]}
 		}
 		pos, last, rng := in[2*layers], in[2*layers+1], in[2*layers+2]
+		B := last.Shape().Dim(0)
 		x := b.embedBlocks(Reshape(last, B, 1, L))
 		h := b.decoder("block_decoder", cfg.BlockDecoder, x, Reshape(pos, 1), S, fixedCache(caches, pos))
 		toks, logits, rng := b.generateBlock(Reshape(h, B, -1), rng, s)
@@ -217,9 +219,10 @@ func (m *Model) generateTokens(prompts [][]int32, o GenerateOptions) (*Generatio
 	key := fmt.Sprintf("vanilla/S=%d/%+v", S, o.Sampling)
 	prefill, err := m.exec("prefill-"+key, func(b *builder, in []*Node) []*Node {
 		ids, rng := in[0], in[1]
+		B, T := ids.Shape().Dim(0), ids.Shape().Dim(1)
 		var keep []kv
-		logits := b.vanillaForward(ids, iotaPos(b.g, 0, T), S, causal(&keep))
-		last := Reshape(Slice(logits, AxisRange(), AxisElem(T-1)), B, -1)
+		h := b.vanillaHidden(ids, iotaPos(b.g, 0, T), S, causal(&keep))
+		last := b.vanillaHead(Reshape(Slice(h, AxisRange(), AxisElem(T-1)), B, -1)) // head on the last position only
 		tok, rng := s.sample(last, rng)
 		out := []*Node{InsertAxes(tok, -1), InsertAxes(last, 1), rng}
 		for _, c := range keep {
@@ -236,6 +239,7 @@ func (m *Model) generateTokens(prompts [][]int32, o GenerateOptions) (*Generatio
 			caches[i] = kv{in[2*i], in[2*i+1]}
 		}
 		pos, tok, rng := in[2*layers], in[2*layers+1], in[2*layers+2]
+		B := tok.Shape().Dim(0)
 		logits := b.vanillaForward(tok, Reshape(pos, 1), S, fixedCache(caches, pos))
 		last := Reshape(logits, B, -1)
 		next, rng := s.sample(last, rng)

@@ -70,7 +70,7 @@ func (m *Model) exec(key string, fn func(b *builder, in []*Node) []*Node) (*Exec
 	nW := len(m.Weights.Keys)
 	e, err := NewExec(m.Backend, func(in []*Node) []*Node {
 		m.compiles.Add(1)
-		return fn(newBuilder(m.Weights, m.Config, m.DType, in), in[nW:])
+		return fn(newBuilder(m.Weights, m.Config, m.DType, in, m.Backend.String() == "go"), in[nW:])
 	})
 	if err != nil {
 		return nil, err
@@ -122,4 +122,27 @@ func (m *Model) checkIDs(ids []int32) error {
 		}
 	}
 	return nil
+}
+
+// EstimateMemory is a conservative estimate of the device bytes generation at batch B up to length
+// tokens needs: the weights, the KV caches twice (a step reads the old and writes a new one), the
+// attention scores of the prompt and the step's logits.
+func (m *Model) EstimateMemory(B, length int) int64 {
+	cfg := m.Config
+	el := int64(m.DType.Size())
+	cache := func(d *formats.DecoderConfig, S int) int64 {
+		return int64(d.Layers) * 2 * int64(S) * int64(B) * int64(d.Hidden) * el
+	}
+	var kv, scores, logits int64
+	if cfg.IsBlock() {
+		S := length/cfg.BlockLength + 1
+		kv = cache(cfg.BlockDecoder, S)
+		scores = int64(B) * int64(cfg.BlockDecoder.Heads) * int64(S) * int64(S) * 4
+		logits = int64(B) * int64(cfg.BlockLength) * int64(cfg.VocabSize) * 4 * 2
+	} else {
+		kv = cache(cfg.Decoder, length)
+		scores = int64(B) * int64(cfg.Decoder.Heads) * int64(length) * int64(length) * 4
+		logits = int64(B) * int64(cfg.VocabSize) * 4 * 2
+	}
+	return m.Weights.Bytes + 2*kv + scores + logits
 }

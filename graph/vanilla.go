@@ -9,13 +9,20 @@ import (
 
 // The vanilla GPT-NeoX model: embed_in -> the same decoder stack -> embed_out.
 
-// vanillaForward runs tokens ids [B, T] at positions start.. through the stack with attend and
-// returns logits [B, T, V] (float32).
-func (b *builder) vanillaForward(ids, pos *Node, maxPos int, attend attendFn) *Node {
-	d := b.cfg.Decoder
+// vanillaHidden runs tokens ids [B, T] at positions pos through the stack with attend: [B, T, D].
+func (b *builder) vanillaHidden(ids, pos *Node, maxPos int, attend attendFn) *Node {
 	x := b.embed(ids, formats.Decoder, "embed_in.weight")
-	h := b.decoder(formats.Decoder, d, x, pos, maxPos, attend)
+	return b.decoder(formats.Decoder, b.cfg.Decoder, x, pos, maxPos, attend)
+}
+
+// vanillaHead is the output projection, in float32.
+func (b *builder) vanillaHead(h *Node) *Node {
 	return ConvertDType(b.linear(h, formats.Decoder, "embed_out", false), dtypes.Float32)
+}
+
+// vanillaForward is vanillaHidden followed by the head: logits [B, T, V].
+func (b *builder) vanillaForward(ids, pos *Node, maxPos int, attend attendFn) *Node {
+	return b.vanillaHead(b.vanillaHidden(ids, pos, maxPos, attend))
 }
 
 // scoreVanilla returns logits [B, T, V]: position t predicts token t+1.

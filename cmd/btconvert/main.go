@@ -94,6 +94,7 @@ Exit status: 0 success, 1 failure or failed check, 2 bad input or usage.`,
 			generateCommand(),
 			quantizeCommand(),
 			exportCommand(),
+			initCommand(),
 		},
 	}
 	for _, c := range app.Commands {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 
 	"github.com/urfave/cli/v2"
 
@@ -42,7 +43,15 @@ Examples:
 			&cli.Float64Flag{Name: "max-rel-err", Value: 1e-4, Usage: "largest relative L2 error of the logits that passes"},
 			&cli.Float64Flag{Name: "max-cache-err", Value: 1e-5, Usage: "largest relative L2 error of the self-check that passes"},
 			&cli.IntFlag{Name: "window", Value: 256, Usage: "perplexity window in tokens"},
-			&cli.IntFlag{Name: "batch", Value: 16, Usage: "windows per executed graph"},
+			&cli.StringFlag{Name: "batch", Usage: "perplexity: windows per executed graph (default 16); --bench: batch sizes (default 1,16,64,256)"},
+			&cli.BoolFlag{Name: "bench", Usage: "measure prefill and decode throughput (random prompts, no EOS)"},
+			&cli.IntFlag{Name: "prompt-len", Value: 128, Usage: "--bench: prompt tokens"},
+			&cli.IntFlag{Name: "gen-len", Value: 256, Usage: "--bench: generated tokens"},
+			&cli.IntFlag{Name: "reps", Value: 5, Usage: "--bench: measured repetitions"},
+			&cli.IntFlag{Name: "warmup", Value: 1, Usage: "--bench: unmeasured repetitions first (compiles)"},
+			&cli.BoolFlag{Name: "max-batch", Usage: "--bench: find the largest batch that fits --mem-budget (binary search) and measure there"},
+			&cli.StringFlag{Name: "mem-budget", Usage: "--max-batch: device memory to fit in, e.g. 16GiB (default: 80 % of available RAM)"},
+			&cli.StringFlag{Name: "plot", Usage: "--bench: write decode tokens/s against batch size to this PNG"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the self-check prompts"},
 			quietFlag,
 		}, runFlags...),
@@ -54,8 +63,19 @@ func runVerify(c *cli.Context) error {
 	if err := needArgs(c, 1, "one MODEL"); err != nil {
 		return err
 	}
-	if c.Int("window") < 2 || c.Int("batch") < 1 {
-		return usagef("--window must be at least 2 and --batch at least 1")
+	if c.Bool("bench") {
+		return runBench(c)
+	}
+	pplBatch := 16
+	if c.IsSet("batch") {
+		n, err := strconv.Atoi(c.String("batch"))
+		if err != nil || n < 1 {
+			return usagef("--batch %q: want a number of windows per graph (at least 1)", c.String("batch"))
+		}
+		pplBatch = n
+	}
+	if c.Int("window") < 2 {
+		return usagef("--window must be at least 2")
 	}
 	if c.Bool("record") && !formats.IsModelDir(c.Args().First()) {
 		return usagef("verify: --record writes into a btconvert model directory; %s is not one (import it first)", c.Args().First())
@@ -111,7 +131,7 @@ func runVerify(c *cli.Context) error {
 				return err
 			}
 			defer lb.Close()
-			q, err = verify.CompareQuality(m, lb.model, base, ids, w, c.Int("batch"), func(n int) { prog("", int64(n)) })
+			q, err = verify.CompareQuality(m, lb.model, base, ids, w, pplBatch, func(n int) { prog("", int64(n)) })
 			if err != nil {
 				done()
 				return usagef("%s: %v", p, err)
@@ -122,7 +142,7 @@ func runVerify(c *cli.Context) error {
 			if lim := c.Float64("min-top1"); lim > 0 {
 				rep.AtLeast("top1_agreement", q.Top1Agreement, lim)
 			}
-		} else if q, err = verify.Perplexity(m, ids, w, c.Int("batch"), func(n int) { prog("", int64(n)) }); err != nil {
+		} else if q, err = verify.Perplexity(m, ids, w, pplBatch, func(n int) { prog("", int64(n)) }); err != nil {
 			done()
 			return usagef("%s: %v", p, err)
 		}

@@ -1,0 +1,59 @@
+package verify
+
+import (
+	"fmt"
+	"image/color"
+	"os"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// PlotBench draws decode tokens/s against batch size, one line per model, log-log, to a PNG
+// (written to a temp file and renamed).
+func PlotBench(path string, rows []BenchResult) error {
+	p := plot.New()
+	p.Title.Text = "Generation throughput"
+	p.X.Label.Text = "batch size"
+	p.Y.Label.Text = "decode tokens/s"
+	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
+	p.X.Tick.Marker, p.Y.Tick.Marker = plot.LogTicks{Prec: -1}, plot.LogTicks{Prec: -1}
+	p.Legend.Top, p.Legend.Left = true, true
+	p.Add(plotter.NewGrid())
+	var names []string
+	by := map[string]plotter.XYs{}
+	for _, r := range rows {
+		if r.DecodeTokS <= 0 {
+			continue
+		}
+		if _, ok := by[r.Model]; !ok {
+			names = append(names, r.Model)
+		}
+		by[r.Model] = append(by[r.Model], plotter.XY{X: float64(r.Batch), Y: r.DecodeTokS})
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("--plot: no decode measurements to draw")
+	}
+	for i, n := range names {
+		line, points, err := plotter.NewLinePoints(by[n])
+		if err != nil {
+			return err
+		}
+		c := plotutil.Color(i)
+		line.Color, points.Color = c, c
+		line.Width = vg.Points(2)
+		points.Shape = plotutil.Shape(i)
+		p.Add(line, points)
+		p.Legend.Add(fmt.Sprintf("%s (%s)", n, rows[0].Backend), line, points)
+	}
+	p.BackgroundColor = color.White
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp.png")
+	if err := p.Save(7*vg.Inch, 4.5*vg.Inch, tmp); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
