@@ -184,5 +184,6 @@ func (c *Checkpoint) Close() error {
 func (c *Checkpoint) tensor(src, component, name string) *Tensor {
 	info := c.Info(src)
 	return &Tensor{Component: component, Name: name, DType: info.DType, Shape: info.Shape,
-		SrcFile: c.FileOf(src), SrcName: src, load: func() ([]byte, error) { return c.Raw(src) }}
+		SrcFile: c.FileOf(src), SrcName: src, load: func() ([]byte, error) { return c.Raw(src) },
+		release: func() { c.where[src].Release(src) }}
 }

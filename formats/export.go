@@ -47,7 +47,7 @@ func ExportOfficial(m *Model, dir string, o ExportOptions) (err error) {
 				raw = fix(raw)
 			}
 			return ConvertRaw(t.DType, to, raw)
-		}}
+		}, Done: t.Release}
 	}
 	cfg := m.Config
 	var wts []WriteTensor

@@ -17,6 +17,14 @@ type Tensor struct {
 	SrcFile   string // where the bytes come from, for error messages
 	SrcName   string // the tensor's name in SrcFile
 	load      func() ([]byte, error)
+	release   func() // drops the bytes from memory after use (mapped files), or nil
+}
+
+// Release lets the memory behind a mapped tensor go once it has been used.
+func (t *Tensor) Release() {
+	if t.release != nil {
+		t.release()
+	}
 }
 
 // Key is "component/name", unique in a model.

@@ -184,7 +184,7 @@ func convertForWrite(t *Tensor, dtype DType, cfg *Config) WriteTensor {
 			return nil, err
 		}
 		return ConvertRaw(t.DType, to, raw)
-	}}
+	}, Done: t.Release}
 }
 
 // IsModelDir reports whether path is our directory.
@@ -236,7 +236,7 @@ func OpenModelDir(dir string) (*Model, error) {
 		for _, ti := range f.Tensors {
 			name := ti.Name
 			tensors = append(tensors, &Tensor{Component: comp, Name: name, DType: ti.DType, Shape: ti.Shape,
-				SrcFile: p, SrcName: name, load: func() ([]byte, error) { return f.Raw(name) }})
+				SrcFile: p, SrcName: name, load: func() ([]byte, error) { return f.Raw(name) }, release: func() { f.Release(name) }})
 		}
 	}
 	if m.Tensors, err = checkStored(dir, cfg, tensors); err != nil {

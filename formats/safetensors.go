@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/edsrzf/mmap-go"
+	"golang.org/x/sys/unix"
 )
 
 // maxHeaderLen is the limit huggingface/safetensors puts on the JSON header.
@@ -341,3 +342,20 @@ func (s *File) Int64(name string) ([]int64, []int, error) {
 }
 
 func (t TensorInfo) String() string { return fmt.Sprintf("%s %s%v", t.Name, t.DType, t.Shape) }
+
+// Release tells the kernel the tensor's pages will not be needed again soon, so a file streamed
+// tensor by tensor does not stay resident (reading it again just faults the pages back in).
+func (s *File) Release(name string) {
+	t := s.Info(name)
+	if t == nil || s.mm == nil {
+		return
+	}
+	page := int64(os.Getpagesize())
+	start := 8 + s.HeaderN + t.Begin
+	end := 8 + s.HeaderN + t.End
+	start = (start + page - 1) / page * page // whole pages inside the tensor only
+	end = end / page * page
+	if end > start {
+		unix.Madvise(s.mm[start:end], unix.MADV_DONTNEED)
+	}
+}

@@ -20,6 +20,7 @@ type WriteTensor struct {
 	DType DType
 	Shape []int
 	Data  func() ([]byte, error)
+	Done  func() // called once the tensor is written (may be nil)
 }
 
 // Bytes is the size of the tensor's data.
@@ -117,6 +118,9 @@ func writeSafetensorsTo(w io.Writer, meta map[string]string, tensors []WriteTens
 		}
 		if _, err := w.Write(data); err != nil {
 			return err
+		}
+		if t.Done != nil {
+			t.Done()
 		}
 		if progress != nil {
 			progress(t.Name, int64(len(data)))

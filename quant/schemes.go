@@ -4,6 +4,9 @@ package quant
 
 import (
 	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/x448/float16"
 )
@@ -146,11 +149,11 @@ func fit(x []float32, w []float32, lo, hi float64, sym, search, f16 bool) (scale
 // QuantizeInt8 quantizes a row-major [rows, cols] weight per output row, symmetric, q in -127..127.
 func QuantizeInt8(x []float32, rows, cols int, o Options) *Int8 {
 	out := &Int8{Codes: make([]int8, rows*cols), Scales: make([]float32, rows)}
-	for r := 0; r < rows; r++ {
+	parallelRows(rows, func(r int) {
 		s, _, q := fit(x[r*cols:(r+1)*cols], o.Importance, -127, 127, true, o.Search, o.F16Scales)
 		out.Scales[r] = float32(s)
 		copy(out.Codes[r*cols:], q)
-	}
+	})
 	return out
 }
 
@@ -171,9 +174,9 @@ func QuantizeInt4(x []float32, rows, cols int, o Options) *Int4 {
 	if o.Symmetric {
 		lo, hi, offset = -8, 7, 8
 	}
-	row := make([]float32, pc)
-	imp := make([]float32, pc)
-	for r := 0; r < rows; r++ {
+	parallelRows(rows, func(r int) {
+		row := make([]float32, pc)
+		imp := make([]float32, pc)
 		copy(row, x[r*cols:(r+1)*cols])
 		clear(row[cols:])
 		if o.Importance != nil {
@@ -196,8 +199,24 @@ func QuantizeInt4(x []float32, rows, cols int, o Options) *Int4 {
 		for j := 0; j < pc; j += 2 {
 			out.Packed[(r*pc+j)/2] = uint8(int(codes[j])+offset) | uint8(int(codes[j+1])+offset)<<4
 		}
-	}
+	})
 	return out
+}
+
+// parallelRows runs fn for every row on all cores (rows are independent).
+func parallelRows(rows int, fn func(r int)) {
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := int(next.Add(1) - 1); r < rows; r = int(next.Add(1) - 1) {
+				fn(r)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // Dequantize returns the weight an Int8 stands for.

@@ -166,8 +166,9 @@ func PrintBench(w io.Writer, rows []BenchResult) error {
 		models[r.Model] = append(models[r.Model], r)
 	}
 	if len(names) == 2 {
+		fmt.Fprintf(w, "throughput ratio %s / %s:\n", names[0], names[1])
 		rt := tablewriter.NewWriter(w)
-		rt.Header("batch", "decode "+names[0]+" / "+names[1], "prefill "+names[0]+" / "+names[1])
+		rt.Header("batch", "decode ratio", "prefill ratio")
 		for _, a := range models[names[0]] {
 			for _, b := range models[names[1]] {
 				if a.Batch == b.Batch && b.DecodeTokS > 0 && b.PrefillTokS > 0 {

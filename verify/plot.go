@@ -20,8 +20,16 @@ func PlotBench(path string, rows []BenchResult) error {
 	p.X.Label.Text = "batch size"
 	p.Y.Label.Text = "decode tokens/s"
 	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
-	p.X.Tick.Marker, p.Y.Tick.Marker = plot.LogTicks{Prec: -1}, plot.LogTicks{Prec: -1}
-	p.Legend.Top, p.Legend.Left = true, true
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Legend.Top, p.Legend.Left = false, false // bottom right: lines rise with batch size
+	var ticks []plot.Tick
+	seen := map[int]bool{}
+	for _, r := range rows {
+		if !seen[r.Batch] {
+			seen[r.Batch] = true
+			ticks = append(ticks, plot.Tick{Value: float64(r.Batch), Label: fmt.Sprint(r.Batch)})
+		}
+	}
 	p.Add(plotter.NewGrid())
 	var names []string
 	by := map[string]plotter.XYs{}
@@ -34,6 +42,7 @@ func PlotBench(path string, rows []BenchResult) error {
 		}
 		by[r.Model] = append(by[r.Model], plotter.XY{X: float64(r.Batch), Y: r.DecodeTokS})
 	}
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
 	if len(names) == 0 {
 		return fmt.Errorf("--plot: no decode measurements to draw")
 	}

@@ -154,3 +154,29 @@ func TestBadInputExitCodes(t *testing.T) {
 		t.Fatalf("temp files left: %v", ents)
 	}
 }
+
+func TestCompareBackend(t *testing.T) {
+	js := filepath.Join(t.TempDir(), "r.json")
+	code, _, stderr := btc(t, "verify", filepath.Join(fx, "pythia-tiny"), "--compare-backend", "go", "--json", js, "-q")
+	if code != 0 {
+		t.Fatalf("%d %s", code, stderr)
+	}
+	var r struct {
+		CompareBackend struct {
+			Backend     string
+			RelL2Err    float64 `json:"rel_l2_err"`
+			GreedyMatch bool    `json:"greedy_match"`
+		} `json:"compare_backend"`
+	}
+	b, _ := os.ReadFile(js)
+	json.Unmarshal(b, &r)
+	if r.CompareBackend.Backend != "go" || r.CompareBackend.RelL2Err != 0 || !r.CompareBackend.GreedyMatch {
+		t.Fatalf("%s", b)
+	}
+	// No plugin here: a clear error, and no silent fallback to another backend.
+	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", t.TempDir())
+	code, _, stderr = btc(t, "verify", filepath.Join(fx, "pythia-tiny"), "--backend", "xla:cpu", "-q")
+	if code != 2 || !strings.Contains(stderr, `backend "xla:cpu"`) {
+		t.Fatalf("xla without a plugin: %d %q", code, stderr)
+	}
+}
