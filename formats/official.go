@@ -129,7 +129,7 @@ func inferOfficialConfig(c *Checkpoint) (*Config, error) {
 			return nil, badTensor(c.Dir, name, "missing (needed to infer the architecture; give --config)")
 		}
 		if len(info.Shape) != rank {
-			return nil, badTensor(info0(c, name), name, "has rank %d, want %d", len(info.Shape), rank)
+			return nil, badTensor(c.FileOf(name), name, "has rank %d, want %d", len(info.Shape), rank)
 		}
 		return info.Shape, nil
 	}
@@ -196,8 +196,6 @@ func inferOfficialConfig(c *Checkpoint) (*Config, error) {
 	}
 	return cfg, nil
 }
-
-func info0(c *Checkpoint, name string) string { return c.FileOf(name) }
 
 var layerIndex = regexp.MustCompile(`^layers\.(\d+)\.`)
 

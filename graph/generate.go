@@ -159,48 +159,13 @@ func (m *Model) generateBlocks(prompts [][]int32, o GenerateOptions) (*Generatio
 	if err != nil {
 		return nil, err
 	}
-	logitRows := make([][]float32, B)
-	start := time.Now()
-	out, err := m.run(prefill, tensors.FromFlatDataAndDimensions(flat, B, n, L), rng)
-	if err != nil {
+	// Block decoder position of the block fed at step i (the prompt fills 0..n-1).
+	if err := m.decode(g, o, prefill, step, nBlocks-1, func(i int) int32 { return int32(n + i) },
+		tensors.FromFlatDataAndDimensions(flat, B, n, L), rng); err != nil {
 		return nil, err
 	}
-	fresh, err := collect(g, out[0], out[1], o.KeepLogits, logitRows)
-	if err != nil {
-		return nil, err
-	}
-	g.PrefillTime = time.Since(start)
-	if o.OnTokens != nil {
-		o.OnTokens(fresh)
-	}
-	start = time.Now()
-	for blk := 1; blk < nBlocks; blk++ {
-		args := make([]any, 0, len(out))
-		for _, c := range out[3:] {
-			args = append(args, c)
-		}
-		args = append(args, int32(n+blk-1), out[0], out[2])
-		next, err := m.run(step, args...)
-		freeAll(out)
-		if err != nil {
-			return nil, err
-		}
-		out = next
-		g.Steps++
-		if fresh, err = collect(g, out[0], out[1], o.KeepLogits, logitRows); err != nil {
-			return nil, err
-		}
-		if o.OnTokens != nil {
-			o.OnTokens(fresh)
-		}
-	}
-	freeAll(out)
-	g.DecodeTime = time.Since(start)
 	for b := range g.Tokens {
 		g.Tokens[b] = g.Tokens[b][:o.MaxNewTokens]
-	}
-	if o.KeepLogits {
-		finishLogits(g, logitRows, o.MaxNewTokens, cfg.VocabSize)
 	}
 	return g, nil
 }
@@ -256,47 +221,58 @@ func (m *Model) generateTokens(prompts [][]int32, o GenerateOptions) (*Generatio
 	if err != nil {
 		return nil, err
 	}
-	logitRows := make([][]float32, B)
-	start := time.Now()
-	out, err := m.run(prefill, tensors.FromFlatDataAndDimensions(flat, B, T), rng)
-	if err != nil {
+	if err := m.decode(g, o, prefill, step, o.MaxNewTokens-1, func(i int) int32 { return int32(T + i) },
+		tensors.FromFlatDataAndDimensions(flat, B, T), rng); err != nil {
 		return nil, err
 	}
-	fresh, err := collect(g, out[0], out[1], o.KeepLogits, logitRows)
+	return g, nil
+}
+
+// decode runs the prefill graph once and the step graph steps times. Both return (tokens, logits,
+// rng, caches...); a step takes (caches..., position, the last tokens, rng), all fed back from the
+// previous call's outputs without leaving the device.
+func (m *Model) decode(g *Generation, o GenerateOptions, prefill, step *Exec, steps int, pos func(i int) int32, prefillArgs ...any) error {
+	logitRows := make([][]float32, len(g.Tokens))
+	emit := func(out []*tensors.Tensor) error {
+		fresh, err := collect(g, out[0], out[1], o.KeepLogits, logitRows)
+		if err == nil && o.OnTokens != nil {
+			o.OnTokens(fresh)
+		}
+		return err
+	}
+	start := time.Now()
+	out, err := m.run(prefill, prefillArgs...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	g.PrefillTime = time.Since(start)
-	if o.OnTokens != nil {
-		o.OnTokens(fresh)
+	if err := emit(out); err != nil {
+		return err
 	}
 	start = time.Now()
-	for i := 1; i < o.MaxNewTokens; i++ {
+	for i := 0; i < steps; i++ {
 		args := make([]any, 0, len(out))
 		for _, c := range out[3:] {
 			args = append(args, c)
 		}
-		args = append(args, int32(T+i-1), out[0], out[2])
+		args = append(args, pos(i), out[0], out[2])
 		next, err := m.run(step, args...)
 		freeAll(out)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		out = next
 		g.Steps++
-		if fresh, err = collect(g, out[0], out[1], o.KeepLogits, logitRows); err != nil {
-			return nil, err
-		}
-		if o.OnTokens != nil {
-			o.OnTokens(fresh)
+		if err := emit(out); err != nil {
+			return err
 		}
 	}
 	freeAll(out)
 	g.DecodeTime = time.Since(start)
 	if o.KeepLogits {
-		finishLogits(g, logitRows, o.MaxNewTokens, cfg.VocabSize)
+		finishLogits(g, logitRows, o.MaxNewTokens, m.Config.VocabSize)
 	}
-	return g, nil
+	return nil
 }
 
 // padCache extends a cache [n, B, H, hd] with zeros to [S, B, H, hd].
