@@ -127,30 +127,19 @@ func (m *Model) generateBlocks(prompts [][]int32, o GenerateOptions) (*Generatio
 		h := b.decoder("block_decoder", cfg.BlockDecoder, b.embedBlocks(ids), iotaPos(b.g, 0, n), S, causal(&keep))
 		ctx := Reshape(Slice(h, AxisRange(), AxisElem(n-1)), B, -1)
 		toks, logits, rng := b.generateBlock(ctx, rng, s)
-		out := []*Node{toks, logits, rng}
-		for _, c := range keep {
-			out = append(out, padCache(c.k, S), padCache(c.v, S))
-		}
-		return out
+		return withCaches([]*Node{toks, logits, rng}, keep, S)
 	})
 	if err != nil {
 		return nil, err
 	}
 	step, err := m.exec("step-"+key, func(b *builder, in []*Node) []*Node {
-		caches := make([]kv, layers)
-		for i := range caches {
-			caches[i] = kv{in[2*i], in[2*i+1]}
-		}
+		caches := cachesIn(in, layers)
 		pos, last, rng := in[2*layers], in[2*layers+1], in[2*layers+2]
 		B := last.Shape().Dim(0)
 		x := b.embedBlocks(Reshape(last, B, 1, L))
 		h := b.decoder("block_decoder", cfg.BlockDecoder, x, Reshape(pos, 1), S, fixedCache(caches, pos))
 		toks, logits, rng := b.generateBlock(Reshape(h, B, -1), rng, s)
-		out := []*Node{toks, logits, rng}
-		for _, c := range caches {
-			out = append(out, c.k, c.v)
-		}
-		return out
+		return withCaches([]*Node{toks, logits, rng}, caches, S)
 	})
 	if err != nil {
 		return nil, err
@@ -189,30 +178,19 @@ func (m *Model) generateTokens(prompts [][]int32, o GenerateOptions) (*Generatio
 		h := b.vanillaHidden(ids, iotaPos(b.g, 0, T), S, causal(&keep))
 		last := b.vanillaHead(Reshape(Slice(h, AxisRange(), AxisElem(T-1)), B, -1)) // head on the last position only
 		tok, rng := s.sample(last, rng)
-		out := []*Node{InsertAxes(tok, -1), InsertAxes(last, 1), rng}
-		for _, c := range keep {
-			out = append(out, padCache(c.k, S), padCache(c.v, S))
-		}
-		return out
+		return withCaches([]*Node{InsertAxes(tok, -1), InsertAxes(last, 1), rng}, keep, S)
 	})
 	if err != nil {
 		return nil, err
 	}
 	step, err := m.exec("step-"+key, func(b *builder, in []*Node) []*Node {
-		caches := make([]kv, layers)
-		for i := range caches {
-			caches[i] = kv{in[2*i], in[2*i+1]}
-		}
+		caches := cachesIn(in, layers)
 		pos, tok, rng := in[2*layers], in[2*layers+1], in[2*layers+2]
 		B := tok.Shape().Dim(0)
 		logits := b.vanillaForward(tok, Reshape(pos, 1), S, fixedCache(caches, pos))
 		last := Reshape(logits, B, -1)
 		next, rng := s.sample(last, rng)
-		out := []*Node{InsertAxes(next, -1), InsertAxes(last, 1), rng}
-		for _, c := range caches {
-			out = append(out, c.k, c.v)
-		}
-		return out
+		return withCaches([]*Node{InsertAxes(next, -1), InsertAxes(last, 1), rng}, caches, S)
 	})
 	if err != nil {
 		return nil, err
@@ -273,6 +251,23 @@ func (m *Model) decode(g *Generation, o GenerateOptions, prefill, step *Exec, st
 		finishLogits(g, logitRows, o.MaxNewTokens, m.Config.VocabSize)
 	}
 	return nil
+}
+
+// cachesIn reads the leading 2*layers inputs of a step graph as its caches.
+func cachesIn(in []*Node, layers int) []kv {
+	caches := make([]kv, layers)
+	for i := range caches {
+		caches[i] = kv{in[2*i], in[2*i+1]}
+	}
+	return caches
+}
+
+// withCaches appends each layer's cache, padded to S positions, to a graph's outputs.
+func withCaches(out []*Node, caches []kv, S int) []*Node {
+	for _, c := range caches {
+		out = append(out, padCache(c.k, S), padCache(c.v, S))
+	}
+	return out
 }
 
 // padCache extends a cache [n, B, H, hd] with zeros to [S, B, H, hd].
