@@ -3,8 +3,10 @@ package verify
 import (
 	"fmt"
 	"image/color"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -20,7 +22,7 @@ func PlotBench(path string, rows []BenchResult) error {
 	p.X.Label.Text = "batch size"
 	p.Y.Label.Text = "decode tokens/s"
 	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Tick.Marker = ticks125{}
 	p.Legend.Top, p.Legend.Left = false, false // bottom right: lines rise with batch size
 	var ticks []plot.Tick
 	seen := map[int]bool{}
@@ -65,4 +67,20 @@ func PlotBench(path string, rows []BenchResult) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// ticks125 labels a log axis at 1, 2 and 5 times each power of ten (plot.LogTicks labels only
+// the powers, often just one on a throughput axis).
+type ticks125 struct{}
+
+func (ticks125) Ticks(min, max float64) []plot.Tick {
+	var out []plot.Tick
+	for p := math.Pow(10, math.Floor(math.Log10(min))); p <= max; p *= 10 {
+		for _, m := range []float64{1, 2, 5} {
+			if v := p * m; v >= min && v <= max {
+				out = append(out, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', -1, 64)})
+			}
+		}
+	}
+	return out
 }
