@@ -115,7 +115,14 @@ func progress(c *cli.Context, total int64, what string) (formats.Progress, func(
 	bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(f), progressbar.OptionShowBytes(true),
 		progressbar.OptionSetDescription(what), progressbar.OptionThrottle(100_000_000), progressbar.OptionShowCount(),
 		progressbar.OptionClearOnFinish(), progressbar.OptionSetPredictTime(true))
-	return func(_ string, n int64) { bar.Add64(n) }, func() { bar.Finish() }
+	count := 0
+	return func(tensor string, n int64) {
+		if tensor != "" {
+			count++
+			bar.Describe(fmt.Sprintf("%s [%d] %s", what, count, tensor))
+		}
+		bar.Add64(n)
+	}, func() { bar.Finish() }
 }
 
 // needArgs checks the positional argument count.
