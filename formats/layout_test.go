@@ -373,3 +373,36 @@ func abs32(x float32) float32 {
 	}
 	return x
 }
+
+// A tokenizer.json beside the weights travels with import and is used instead of bytes.
+func TestTokenizerJSON(t *testing.T) {
+	src := copyFixture(t, "pythia-tiny")
+	tok := `{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
+ "pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
+ "model":{"type":"WordLevel","vocab":{"[UNK]":0,"hello":1,"world":2,"the":3},"unk_token":"[UNK]"}}`
+	os.WriteFile(filepath.Join(src, TokenizerName), []byte(tok), 0o644)
+	out := filepath.Join(t.TempDir(), "m")
+	if err := WriteModel(mustOpen(t, src), out, WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m := mustOpen(t, out)
+	if m.Manifest.File(TokenizerName) == nil {
+		t.Fatal("tokenizer.json not in the manifest")
+	}
+	tk, err := TokenizerFor(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := tk.Encode("hello the world foo")
+	if err != nil || !slices.Equal(ids, []int32{1, 3, 2, 0}) {
+		t.Fatalf("ids %v %v", ids, err)
+	}
+	if got := tk.Decode([]int32{1, 3, 2}); got != "hello the world" {
+		t.Fatalf("decode %q", got)
+	}
+	// Without one, a byte vocabulary uses bytes, and a large vocabulary is an error.
+	plain := mustOpen(t, filepath.Join(fixtures, "pythia-tiny"))
+	if tk, _ := TokenizerFor(plain); tk.Name() != "bytes" {
+		t.Fatalf("byte model got %s", tk.Name())
+	}
+}
