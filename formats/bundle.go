@@ -34,14 +34,9 @@ func WriteBundle(dir, path string, force bool, progress Progress) (err error) {
 	if err := CheckOutput(path, force); err != nil {
 		return err
 	}
-	mp := filepath.Join(dir, ManifestName)
-	mb, err := os.ReadFile(mp)
+	man, mb, err := readManifest(dir)
 	if err != nil {
-		return badFile(mp, "cannot read: %v", unwrapPathErr(err))
-	}
-	var man Manifest
-	if err := json.Unmarshal(mb, &man); err != nil {
-		return badFile(mp, "not valid JSON: %v", err)
+		return err
 	}
 	hf, err := createAtomic(path)
 	if err != nil {
@@ -257,14 +252,9 @@ func ReadReport(dir string) (*Report, []byte, error) {
 
 // RecordReport writes report.json into our directory and updates manifest.json to list it.
 func RecordReport(dir string, report []byte) error {
-	mp := filepath.Join(dir, ManifestName)
-	mb, err := os.ReadFile(mp)
+	man, _, err := readManifest(dir)
 	if err != nil {
-		return badFile(mp, "cannot read: %v", unwrapPathErr(err))
-	}
-	var man Manifest
-	if err := json.Unmarshal(mb, &man); err != nil {
-		return badFile(mp, "not valid JSON: %v", err)
+		return err
 	}
 	w, err := WriteFileAtomic(filepath.Join(dir, ReportName), report)
 	if err != nil {
@@ -276,7 +266,21 @@ func RecordReport(dir string, report []byte) error {
 	} else {
 		man.Files = append(man.Files, entry)
 	}
-	js, _ := json.MarshalIndent(&man, "", "  ")
-	_, err = WriteFileAtomic(mp, append(js, '\n'))
+	js, _ := json.MarshalIndent(man, "", "  ")
+	_, err = WriteFileAtomic(filepath.Join(dir, ManifestName), append(js, '\n'))
 	return err
+}
+
+// readManifest reads our directory's manifest.json (parsed, and its bytes).
+func readManifest(dir string) (*Manifest, []byte, error) {
+	mp := filepath.Join(dir, ManifestName)
+	mb, err := os.ReadFile(mp)
+	if err != nil {
+		return nil, nil, badFile(mp, "cannot read: %v", unwrapPathErr(err))
+	}
+	var man Manifest
+	if err := json.Unmarshal(mb, &man); err != nil {
+		return nil, nil, badFile(mp, "not valid JSON: %v", err)
+	}
+	return &man, mb, nil
 }
