@@ -226,7 +226,7 @@ func TestBundleRejectsCorruption(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "bad.btz")
 			c.make(p)
-			_, err := Open(p, "")
+			_, err := Open(p, OpenOptions{})
 			if err == nil {
 				t.Fatal("accepted")
 			}

@@ -32,6 +32,9 @@ type DecoderConfig struct {
 	LayerNormEps     float64 `json:"layer_norm_eps"`
 	ParallelResidual bool    `json:"parallel_residual"`
 	Activation       string  `json:"activation"` // "gelu" (exact erf form)
+	// MaxPositions is the base config's max_position_embeddings: positions the stack was built for
+	// (0: unknown).
+	MaxPositions int `json:"max_position_embeddings,omitempty"`
 }
 
 // EmbedderConfig is the block embedder.
@@ -60,8 +63,31 @@ type Config struct {
 	BlockDecoder  *DecoderConfig      `json:"block_decoder,omitempty"`
 	TokenDecoder  *TokenDecoderConfig `json:"token_decoder,omitempty"`
 	Decoder       *DecoderConfig      `json:"decoder,omitempty"`
+	// Source keeps what the source's YAML said that does not change the computation but that an
+	// export writes back (nil when the source had none).
+	Source *SourceConfig `json:"source,omitempty"`
 	// Quantization maps "component/tensor" to how it is stored, for every quantized tensor.
 	Quantization map[string]QuantSpec `json:"quantization,omitempty"`
+}
+
+// SourceConfig is the provenance part of the config: the base models the YAML named, its training
+// context length and precision.
+type SourceConfig struct {
+	BaseModels map[string]string `json:"base_models,omitempty"` // component -> model_name_or_path
+	MaxLength  int               `json:"max_length,omitempty"`  // tokens (the YAML's max_length)
+	Precision  string            `json:"precision,omitempty"`
+}
+
+// MaxTokens is the longest sequence (prompt plus generation) the model was built for: the YAML's
+// max_length, else what the positions of its (block) decoder cover; 0 when unknown.
+func (c *Config) MaxTokens() int {
+	if c.Source != nil && c.Source.MaxLength > 0 {
+		return c.Source.MaxLength
+	}
+	if c.IsBlock() {
+		return c.BlockDecoder.MaxPositions * c.BlockLength
+	}
+	return c.Decoder.MaxPositions
 }
 
 // QuantSpec records how one tensor is quantized (see docs/FORMAT.md).
@@ -86,27 +112,6 @@ func (c *Config) Components() []string {
 	return []string{Decoder}
 }
 
-// DefaultHeadDim is the official Block Transformer head-size rule.
-func DefaultHeadDim(hidden int) int {
-	switch {
-	case hidden <= 256:
-		return 32
-	case hidden <= 1536:
-		return 64
-	}
-	return 128
-}
-
-// NewDecoderConfig fills the Pythia defaults the official code uses for a stack of the given size.
-func NewDecoderConfig(layers, hidden int) DecoderConfig {
-	hd := DefaultHeadDim(hidden)
-	return DecoderConfig{
-		Layers: layers, Hidden: hidden, Heads: hidden / hd, HeadDim: hd, Intermediate: 4 * hidden,
-		RotaryDims: int(float64(hd) * 0.25), RotaryBase: 10000, LayerNormEps: 1e-5,
-		ParallelResidual: true, Activation: "gelu",
-	}
-}
-
 // Validate checks the config is complete and consistent.
 func (c *Config) Validate() error {
 	dec := func(name string, d *DecoderConfig) error {
@@ -124,6 +129,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: activation %q is not supported (only exact gelu)", name, d.Activation)
 		case d.LayerNormEps <= 0 || d.RotaryBase <= 0:
 			return fmt.Errorf("%s: layer_norm_eps and rotary_base must be positive", name)
+		case d.MaxPositions < 0:
+			return fmt.Errorf("%s: max_position_embeddings must not be negative", name)
 		}
 		return nil
 	}

@@ -1,33 +1,44 @@
 package formats
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
 )
 
-// Preset is a paper configuration (Ho et al., 2024, table in docs): D, layers and embedder width.
+// DefaultBase is the base model every released Block Transformer config names.
+const DefaultBase = "EleutherAI/pythia-410m-deduped"
+
+// Preset is a configuration of the paper's official code: a base model and the keys its YAML sets
+// on top (0 keeps the base's value), as in conf/trainer/NAME.yaml.
 type Preset struct {
 	Name        string
+	Base        string
 	Hidden      int
+	Heads       int
 	BlockLayers int // block models
 	TokenLayers int
 	EmbedderDim int
 	Layers      int // vanilla models
+	Block       bool
 }
 
-// Presets are the paper's models (vocab 50304, block length 4).
+// Presets are the paper's models (vocab 50304, block length 4). The block models and vanilla_31
+// state only layers and hidden size (vanilla_31 also 8 heads) over pythia-410m-deduped, so they run
+// with its 16 heads and FFN of 4096; vanilla_70/160/410 are their Pythia base as it is.
 var Presets = []Preset{
-	{Name: "block_main_b4_5", Hidden: 256, BlockLayers: 3, TokenLayers: 3, EmbedderDim: 64},
-	{Name: "block_main_b4_19", Hidden: 512, BlockLayers: 3, TokenLayers: 3, EmbedderDim: 128},
-	{Name: "block_main_b4_85", Hidden: 768, BlockLayers: 6, TokenLayers: 6, EmbedderDim: 192},
-	{Name: "block_main_b4_300", Hidden: 1024, BlockLayers: 12, TokenLayers: 12, EmbedderDim: 256},
-	{Name: "block_main_b4_800", Hidden: 2048, BlockLayers: 8, TokenLayers: 8, EmbedderDim: 512},
-	{Name: "block_main_b4_1.2b", Hidden: 2048, BlockLayers: 12, TokenLayers: 12, EmbedderDim: 512},
-	{Name: "vanilla_31", Hidden: 256, Layers: 6},
-	{Name: "vanilla_70", Hidden: 512, Layers: 6},
-	{Name: "vanilla_160", Hidden: 768, Layers: 12},
-	{Name: "vanilla_410", Hidden: 1024, Layers: 24},
+	{Name: "block_main_b4_5", Base: DefaultBase, Hidden: 256, BlockLayers: 3, TokenLayers: 3, EmbedderDim: 64, Block: true},
+	{Name: "block_main_b4_19", Base: DefaultBase, Hidden: 512, BlockLayers: 3, TokenLayers: 3, EmbedderDim: 128, Block: true},
+	{Name: "block_main_b4_85", Base: DefaultBase, Hidden: 768, BlockLayers: 6, TokenLayers: 6, EmbedderDim: 192, Block: true},
+	{Name: "block_main_b4_300", Base: DefaultBase, Hidden: 1024, BlockLayers: 12, TokenLayers: 12, EmbedderDim: 256, Block: true},
+	{Name: "block_main_b4_800", Base: DefaultBase, Hidden: 2048, BlockLayers: 8, TokenLayers: 8, EmbedderDim: 512, Block: true},
+	{Name: "block_main_b4_1.2b", Base: DefaultBase, Hidden: 2048, BlockLayers: 12, TokenLayers: 12, EmbedderDim: 512, Block: true},
+	{Name: "vanilla_31", Base: DefaultBase, Hidden: 256, Layers: 6, Heads: 8},
+	{Name: "vanilla_70", Base: "EleutherAI/pythia-70m-deduped"},
+	{Name: "vanilla_160", Base: "EleutherAI/pythia-160m-deduped"},
+	{Name: "vanilla_410", Base: "EleutherAI/pythia-410m-deduped"},
 }
 
 // FindPreset looks a preset up by name.
@@ -42,49 +53,96 @@ func FindPreset(name string) (*Preset, error) {
 	return nil, fmt.Errorf("--preset %q: want one of %s", name, strings.Join(names, ", "))
 }
 
-// ShapeSpec is a model shape for init: a preset, or any shape from flags.
+// ShapeSpec is a model shape for init: a base model with keys set on top (0 keeps the base's).
 type ShapeSpec struct {
-	Hidden, BlockLayers, TokenLayers, Layers, BlockLength, Vocab int
-	EmbedderDim                                                  int // 0: hidden / block length (concat)
+	Base                                     string // "" is DefaultBase
+	Block                                    bool
+	Hidden, Heads, FFN, Vocab                int
+	BlockLayers, TokenLayers, Layers         int
+	BlockLength, EmbedderDim, ExpansionRatio int    // block models; EmbedderDim 0: hidden / block length (concat)
+	Origin                                   string // what the notes name as the origin of the keys set
 }
 
-// Config builds the full config of a shape (official defaults: head-dim rule, F = 4D, rotary 25 %,
-// concat embedder, prefix decoding with expansion ratio 2).
+// Config resolves a shape the way a YAML is resolved: base model config, then the keys given.
 func (s ShapeSpec) Config() (*Config, error) {
-	c := &Config{Format: FormatName, FormatVersion: FormatVersion, VocabSize: s.Vocab}
-	if s.Layers > 0 {
+	base := cmp.Or(s.Base, DefaultBase)
+	origin := cmp.Or(s.Origin, "init")
+	stack := func(layers int) (*NeoXConfig, error) {
+		n, ok := BaseModel(base)
+		if !ok {
+			return nil, fmt.Errorf("--base %q: want one of %s", base, strings.Join(BaseModelNames(), ", "))
+		}
+		for _, kv := range []struct {
+			key string
+			v   int
+		}{{KeyLayers, layers}, {KeyHidden, s.Hidden}, {KeyHeads, s.Heads}, {KeyIntermediate, s.FFN}, {KeyVocab, s.Vocab}} {
+			if kv.v != 0 {
+				if err := n.Set(kv.key, kv.v, origin); err != nil {
+					return nil, err
+				}
+			}
+		}
+		return &n, nil
+	}
+	prov := Provenance{}
+	if !s.Block {
 		if s.BlockLayers > 0 || s.TokenLayers > 0 {
 			return nil, fmt.Errorf("give --layers (vanilla) or --block-layers/--token-layers (block), not both")
 		}
-		d := NewDecoderConfig(s.Layers, s.Hidden)
-		c.Kind, c.Decoder = "vanilla", &d
-	} else {
-		if s.BlockLength < 1 {
-			return nil, fmt.Errorf("--block-length must be at least 1")
+		n, err := stack(s.Layers)
+		if err != nil {
+			return nil, err
 		}
-		de := s.EmbedderDim
-		if de == 0 {
-			if s.Hidden%s.BlockLength != 0 {
-				return nil, fmt.Errorf("--hidden %d is not a multiple of --block-length %d (concat embedder)", s.Hidden, s.BlockLength)
-			}
-			de = s.Hidden / s.BlockLength
+		c, err := vanillaConfig("", n, &TokenIDs{}, prov)
+		if err != nil {
+			return nil, unwrapInput(err)
 		}
-		bd, td := NewDecoderConfig(s.BlockLayers, s.Hidden), NewDecoderConfig(s.TokenLayers, s.Hidden)
-		c.Kind, c.BlockLength = "block", s.BlockLength
-		c.Embedder = &EmbedderConfig{Type: "concat", Dim: de}
-		c.BlockDecoder = &bd
-		c.TokenDecoder = &TokenDecoderConfig{DecoderConfig: td, ExpansionRatio: 2, Decoding: "prefix"}
+		c.Source = sourceConfig(0, "", map[string]string{Decoder: base})
+		return c, nil
 	}
-	if err := c.Validate(); err != nil {
+	if s.Layers > 0 {
+		return nil, fmt.Errorf("give --layers (vanilla) or --block-layers/--token-layers (block), not both")
+	}
+	if s.BlockLength < 1 {
+		return nil, fmt.Errorf("--block-length must be at least 1")
+	}
+	bd, err := stack(s.BlockLayers)
+	if err != nil {
 		return nil, err
 	}
+	td, err := stack(s.TokenLayers)
+	if err != nil {
+		return nil, err
+	}
+	de := s.EmbedderDim
+	if de == 0 {
+		if bd.Hidden%s.BlockLength != 0 {
+			return nil, fmt.Errorf("--hidden %d is not a multiple of --block-length %d (concat embedder)", bd.Hidden, s.BlockLength)
+		}
+		de = bd.Hidden / s.BlockLength
+	}
+	c, err := blockConfig("", bd, td, EmbedderConfig{Type: "concat", Dim: de}, 0, s.BlockLength,
+		TokenDecoderConfig{ExpansionRatio: cmp.Or(s.ExpansionRatio, 2), Decoding: "prefix"}, prov)
+	if err != nil {
+		return nil, unwrapInput(err)
+	}
+	c.Source = sourceConfig(0, "", map[string]string{BlockDecoder: base, TokenDecoder: base})
 	return c, nil
+}
+
+// unwrapInput drops the (empty) file of an InputError made without a file.
+func unwrapInput(err error) error {
+	var ie *InputError
+	if errors.As(err, &ie) && ie.File == "" {
+		return errors.New(ie.Msg)
+	}
+	return err
 }
 
 // Spec of a preset.
 func (p *Preset) Spec() ShapeSpec {
-	return ShapeSpec{Hidden: p.Hidden, BlockLayers: p.BlockLayers, TokenLayers: p.TokenLayers, Layers: p.Layers,
-		BlockLength: 4, Vocab: 50304, EmbedderDim: p.EmbedderDim}
+	return ShapeSpec{Base: p.Base, Block: p.Block, Hidden: p.Hidden, Heads: p.Heads, BlockLayers: p.BlockLayers,
+		TokenLayers: p.TokenLayers, Layers: p.Layers, BlockLength: 4, EmbedderDim: p.EmbedderDim, Origin: "preset " + p.Name}
 }
 
 // ParamCount is the number of weights of a config.

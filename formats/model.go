@@ -112,10 +112,12 @@ func (m *Model) ComponentTensors(component string) []*Tensor {
 	return out
 }
 
-// Spec is an expected tensor: where it lives and its shape.
+// Spec is an expected tensor: where it lives, its shape, and for each dimension the config keys
+// that fix it ("block_decoder.intermediate_size"), so a disagreement can say which setting is wrong.
 type Spec struct {
 	Component, Name string
 	Shape           []int
+	Dims            [][]string
 }
 
 // LayerTensorNames are a GPT-NeoX layer's tensors, as named inside "layers.{i}.".
@@ -128,78 +130,111 @@ var LayerTensorNames = []string{
 	"mlp.dense_4h_to_h.weight", "mlp.dense_4h_to_h.bias",
 }
 
-func layerShape(d *DecoderConfig, name string) []int {
+func layerSpec(comp string, d *DecoderConfig, name string) Spec {
 	D, F := d.Hidden, d.Intermediate
-	switch name {
-	case "attention.query_key_value.weight":
-		return []int{3 * D, D}
-	case "attention.query_key_value.bias":
-		return []int{3 * D}
-	case "attention.dense.weight":
-		return []int{D, D}
-	case "mlp.dense_h_to_4h.weight":
-		return []int{F, D}
-	case "mlp.dense_h_to_4h.bias":
-		return []int{F}
-	case "mlp.dense_4h_to_h.weight":
-		return []int{D, F}
+	hid, ffn := []string{comp + "." + KeyHidden}, []string{comp + "." + KeyIntermediate}
+	s := Spec{Component: comp, Name: name}
+	switch {
+	case strings.HasSuffix(name, "attention.query_key_value.weight"):
+		s.Shape, s.Dims = []int{3 * D, D}, [][]string{hid, hid}
+	case strings.HasSuffix(name, "attention.query_key_value.bias"):
+		s.Shape, s.Dims = []int{3 * D}, [][]string{hid}
+	case strings.HasSuffix(name, "attention.dense.weight"):
+		s.Shape, s.Dims = []int{D, D}, [][]string{hid, hid}
+	case strings.HasSuffix(name, "mlp.dense_h_to_4h.weight"):
+		s.Shape, s.Dims = []int{F, D}, [][]string{ffn, hid}
+	case strings.HasSuffix(name, "mlp.dense_h_to_4h.bias"):
+		s.Shape, s.Dims = []int{F}, [][]string{ffn}
+	case strings.HasSuffix(name, "mlp.dense_4h_to_h.weight"):
+		s.Shape, s.Dims = []int{D, F}, [][]string{hid, ffn}
+	default: // layer norms and D-sized biases
+		s.Shape, s.Dims = []int{D}, [][]string{hid}
 	}
-	return []int{D} // layer norms and D-sized biases
+	return s
 }
 
 func stackSpecs(comp string, d *DecoderConfig) []Spec {
 	var out []Spec
 	for i := 0; i < d.Layers; i++ {
 		for _, n := range LayerTensorNames {
-			out = append(out, Spec{comp, fmt.Sprintf("layers.%d.%s", i, n), layerShape(d, n)})
+			out = append(out, layerSpec(comp, d, fmt.Sprintf("layers.%d.%s", i, n)))
 		}
 	}
 	return append(out,
-		Spec{comp, "final_layer_norm.weight", []int{d.Hidden}},
-		Spec{comp, "final_layer_norm.bias", []int{d.Hidden}})
+		layerSpec(comp, d, "final_layer_norm.weight"),
+		layerSpec(comp, d, "final_layer_norm.bias"))
 }
 
 // ExpectedTensors is the canonical tensor list of our layout for cfg (docs/FORMAT.md). Shapes are
 // logical: a quantized tensor stores other tensors in its place (see quant/).
 func ExpectedTensors(c *Config) []Spec {
 	V := c.VocabSize
+	table := func(comp, name string, hidden int) Spec {
+		return Spec{comp, name, []int{V, hidden}, [][]string{{KeyVocab}, {comp + "." + KeyHidden}}}
+	}
 	if !c.IsBlock() {
 		d := c.Decoder
-		out := []Spec{{Decoder, "embed_in.weight", []int{V, d.Hidden}}}
+		out := []Spec{table(Decoder, "embed_in.weight", d.Hidden)}
 		out = append(out, stackSpecs(Decoder, d)...)
-		return append(out, Spec{Decoder, "embed_out.weight", []int{V, d.Hidden}})
+		return append(out, table(Decoder, "embed_out.weight", d.Hidden))
 	}
 	D, Dt, L := c.BlockDecoder.Hidden, c.TokenDecoder.Hidden, c.BlockLength
-	out := []Spec{{Embedder, "embeddings.weight", []int{V, c.Embedder.Dim}}}
+	bdHid, embHid := []string{BlockDecoder + "." + KeyHidden}, []string{"embedder." + KeyHidden}
+	out := []Spec{{Embedder, "embeddings.weight", []int{V, c.Embedder.Dim}, [][]string{{KeyVocab}, embHid}}}
 	if c.Embedder.Type == "projection_layer" {
 		out = append(out,
-			Spec{Embedder, "projection_layer.weight", []int{D, L * c.Embedder.Dim}},
-			Spec{Embedder, "projection_layer.bias", []int{D}})
+			Spec{Embedder, "projection_layer.weight", []int{D, L * c.Embedder.Dim}, [][]string{bdHid, {"block_length", "embedder." + KeyHidden}}},
+			Spec{Embedder, "projection_layer.bias", []int{D}, [][]string{bdHid}})
 	}
 	out = append(out, stackSpecs(BlockDecoder, c.BlockDecoder)...)
 	r := c.TokenDecoder.ExpansionRatio
+	exp := []string{"expansion_ratio", TokenDecoder + "." + KeyHidden}
 	out = append(out,
-		Spec{TokenDecoder, "expansion_layer.weight", []int{r * Dt, D}},
-		Spec{TokenDecoder, "expansion_layer.bias", []int{r * Dt}},
-		Spec{TokenDecoder, "embed_in.weight", []int{V, Dt}})
+		Spec{TokenDecoder, "expansion_layer.weight", []int{r * Dt, D}, [][]string{exp, bdHid}},
+		Spec{TokenDecoder, "expansion_layer.bias", []int{r * Dt}, [][]string{exp}},
+		table(TokenDecoder, "embed_in.weight", Dt))
 	out = append(out, stackSpecs(TokenDecoder, &c.TokenDecoder.DecoderConfig)...)
-	return append(out, Spec{TokenDecoder, "embed_out.weight", []int{V, Dt}})
+	return append(out, table(TokenDecoder, "embed_out.weight", Dt))
 }
 
 // checkAgainstSpecs verifies that tensors match the config's expected list exactly (same keys, same
 // shapes, float dtypes) and reorders them canonically. file names the source and srcName gives a
 // tensor's name in it, for messages.
-func checkAgainstSpecs(file string, c *Config, tensors []*Tensor, srcName func(component, name string) string) ([]*Tensor, error) {
-	return matchSpecs(file, storedSpecs(c, false), tensors, srcName)
+func checkAgainstSpecs(file string, c *Config, prov Provenance, tensors []*Tensor, srcName func(component, name string) string) ([]*Tensor, error) {
+	return matchSpecs(file, storedSpecs(c, false), prov, tensors, srcName)
 }
 
 // checkStored is checkAgainstSpecs for our own directory, where quantized tensors are stored as
 // their parts.
 func checkStored(file string, c *Config, tensors []*Tensor) ([]*Tensor, error) {
-	return matchSpecs(file, storedSpecs(c, true), tensors, func(comp, name string) string { return comp + "/" + name })
+	return matchSpecs(file, storedSpecs(c, true), nil, tensors, func(comp, name string) string { return comp + "/" + name })
 }
 
-func matchSpecs(file string, specs []storedSpec, tensors []*Tensor, srcName func(component, name string) string) ([]*Tensor, error) {
+// Provenance says where each config value came from, by qualified key
+// ("token_decoder.intermediate_size", "block_length") -> "intermediate_size 512 from config.yaml".
+type Provenance map[string]string
+
+// explainDims says which settings fix the dimension where got and want first differ.
+func (p Provenance) explainDims(s Spec, got []int) string {
+	if p == nil || len(got) != len(s.Shape) || len(s.Dims) != len(s.Shape) {
+		return ""
+	}
+	for i := range got {
+		if got[i] == s.Shape[i] {
+			continue
+		}
+		var parts []string
+		for _, k := range s.Dims[i] {
+			if e := p[k]; e != "" {
+				parts = append(parts, e)
+			}
+		}
+		return strings.Join(parts, " x ")
+	}
+	return ""
+}
+
+func matchSpecs(file string, specs []storedSpec, prov Provenance, tensors []*Tensor, srcName func(component, name string) string) ([]*Tensor, error) {
 	byKey := map[string]*Tensor{}
 	for _, t := range tensors {
 		byKey[t.Key()] = t
@@ -211,7 +246,7 @@ func matchSpecs(file string, specs []storedSpec, tensors []*Tensor, srcName func
 			return nil, &InputError{File: file, Tensor: srcName(s.Component, s.Name), Msg: "missing (the architecture needs it)"}
 		}
 		if !slices.Equal(t.Shape, s.Shape) {
-			return nil, badTensor(t.SrcFile, t.SrcName, "shape %v disagrees with the config (want %v)", t.Shape, s.Shape)
+			return nil, shapeError(t.SrcFile, t.SrcName, t.Shape, s.Spec, prov)
 		}
 		if s.DType != "" && t.DType != s.DType {
 			return nil, badTensor(t.SrcFile, t.SrcName, "dtype %s, want %s", t.DType, s.DType)
@@ -242,4 +277,13 @@ func NewTensor(component, name string, dtype DType, shape []int, srcFile, srcNam
 // quantized copy). Closing it closes the original.
 func (m *Model) Derive(format string, cfg *Config, tensors []*Tensor) *Model {
 	return &Model{Format: format, Path: m.Path, Config: cfg, Tensors: tensors, Notes: m.Notes, closers: []io.Closer{m}}
+}
+
+// shapeError says a tensor's shape disagrees with the config, and which settings (with their origin)
+// fixed the dimension that differs.
+func shapeError(file, tensor string, got []int, s Spec, prov Provenance) error {
+	if why := prov.explainDims(s, got); why != "" {
+		return badTensor(file, tensor, "shape %v disagrees with the config (want %v): %s", got, s.Shape, why)
+	}
+	return badTensor(file, tensor, "shape %v disagrees with the config (want %v)", got, s.Shape)
 }

@@ -21,7 +21,7 @@ type Manifest struct {
 
 // ManifestSource says where the model came from.
 type ManifestSource struct {
-	Path   string `json:"path"`
+	Path   string `json:"path"` // the source's file or folder name (no directories)
 	Format string `json:"format"`
 }
 
@@ -125,7 +125,12 @@ func WriteModel(m *Model, dir string, o WriteOptions) (err error) {
 		}
 	}()
 	cfg := *m.Config
-	man := &Manifest{Tool: "btconvert", Version: o.Version, Source: ManifestSource{Path: m.Path, Format: m.Format}, Notes: m.Notes}
+	// The source by its name only: the manifest travels, the converting machine's paths do not.
+	src := ""
+	if m.Path != "" {
+		src = filepath.Base(filepath.Clean(m.Path))
+	}
+	man := &Manifest{Tool: "btconvert", Version: o.Version, Source: ManifestSource{Path: src, Format: m.Format}, Notes: m.Notes}
 	for _, comp := range cfg.Components() {
 		var wts []WriteTensor
 		for _, t := range m.ComponentTensors(comp) {
@@ -246,19 +251,31 @@ func OpenModelDir(dir string) (*Model, error) {
 	return m, nil
 }
 
+// OpenOptions says how to read a checkpoint whose files do not say everything.
+type OpenOptions struct {
+	Config string // architecture file instead of the one beside the weights (YAML or config.json)
+	Heads  int    // attention heads of every decoder whose config does not state them
+}
+
 // Open opens anything btconvert reads: our directory, an official Block Transformer checkpoint, or
-// an HF GPT-NeoX folder (file or folder; sharded or not). configPath overrides the config file of
-// a checkpoint.
-func Open(path, configPath string) (*Model, error) {
+// an HF GPT-NeoX folder (file or folder; sharded or not). o applies to checkpoints only.
+func Open(path string, o OpenOptions) (*Model, error) {
+	onlyCheckpoints := ""
+	switch {
+	case o.Config != "":
+		onlyCheckpoints = "--config"
+	case o.Heads != 0:
+		onlyCheckpoints = "--heads"
+	}
 	if IsBundle(path) {
-		if configPath != "" {
-			return nil, &InputError{File: path, Msg: "is a btconvert bundle; --config applies to checkpoints only"}
+		if onlyCheckpoints != "" {
+			return nil, &InputError{File: path, Msg: "is a btconvert bundle; " + onlyCheckpoints + " applies to checkpoints only"}
 		}
 		return openBundle(path)
 	}
 	if st, err := os.Stat(path); err == nil && st.IsDir() && IsModelDir(path) {
-		if configPath != "" {
-			return nil, &InputError{File: path, Msg: "is a btconvert model directory; --config applies to checkpoints only"}
+		if onlyCheckpoints != "" {
+			return nil, &InputError{File: path, Msg: "is a btconvert model directory; " + onlyCheckpoints + " applies to checkpoints only"}
 		}
 		return OpenModelDir(path)
 	}
@@ -269,9 +286,9 @@ func Open(path, configPath string) (*Model, error) {
 	var m *Model
 	switch {
 	case isOfficial(c):
-		m, err = openOfficial(c, configPath)
+		m, err = openOfficial(c, o)
 	case isNeoX(c):
-		m, err = openNeoX(c, configPath)
+		m, err = openNeoX(c, o)
 	default:
 		ex := c.Names
 		if len(ex) > 3 {
@@ -291,11 +308,13 @@ func Open(path, configPath string) (*Model, error) {
 
 // Describe is a one-line summary of the architecture.
 func (c *Config) Describe() string {
-	if !c.IsBlock() {
-		d := c.Decoder
-		return fmt.Sprintf("vanilla GPT-NeoX: %d layers, D=%d, %d heads, V=%d", d.Layers, d.Hidden, d.Heads, c.VocabSize)
+	stack := func(d *DecoderConfig) string {
+		return fmt.Sprintf("%d layers D=%d (%d heads x %d, FFN %d)", d.Layers, d.Hidden, d.Heads, d.HeadDim, d.Intermediate)
 	}
-	return fmt.Sprintf("Block Transformer: L_B=%d, %s embedder, block decoder %d layers D=%d, token decoder %d layers D=%d (%s, r=%d), V=%d",
-		c.BlockLength, c.Embedder.Type, c.BlockDecoder.Layers, c.BlockDecoder.Hidden, c.TokenDecoder.Layers,
-		c.TokenDecoder.Hidden, c.TokenDecoder.Decoding, c.TokenDecoder.ExpansionRatio, c.VocabSize)
+	if !c.IsBlock() {
+		return fmt.Sprintf("vanilla GPT-NeoX: %s, V=%d", stack(c.Decoder), c.VocabSize)
+	}
+	return fmt.Sprintf("Block Transformer: L_B=%d, %s embedder, block decoder %s, token decoder %s, %s decoding r=%d, V=%d",
+		c.BlockLength, c.Embedder.Type, stack(c.BlockDecoder), stack(&c.TokenDecoder.DecoderConfig),
+		c.TokenDecoder.Decoding, c.TokenDecoder.ExpansionRatio, c.VocabSize)
 }

@@ -34,17 +34,17 @@ func (q *QuantSpec) Parts(component, name string) []storedSpec {
 	sd := DType(q.ScaleDType)
 	if q.Type == "int8" {
 		return []storedSpec{
-			{Spec{component, name + QWeightSuffix, []int{q.Rows, q.Cols}}, I8},
-			{Spec{component, name + ScalesSuffix, []int{q.Rows}}, sd},
+			{Spec{Component: component, Name: name + QWeightSuffix, Shape: []int{q.Rows, q.Cols}}, I8},
+			{Spec{Component: component, Name: name + ScalesSuffix, Shape: []int{q.Rows}}, sd},
 		}
 	}
 	g := q.Groups()
 	out := []storedSpec{
-		{Spec{component, name + QWeightSuffix, []int{q.Rows, q.PaddedCols / 2}}, U8},
-		{Spec{component, name + ScalesSuffix, []int{q.Rows, g}}, sd},
+		{Spec{Component: component, Name: name + QWeightSuffix, Shape: []int{q.Rows, q.PaddedCols / 2}}, U8},
+		{Spec{Component: component, Name: name + ScalesSuffix, Shape: []int{q.Rows, g}}, sd},
 	}
 	if !q.Symmetric {
-		out = append(out, storedSpec{Spec{component, name + MinsSuffix, []int{q.Rows, g}}, sd})
+		out = append(out, storedSpec{Spec{Component: component, Name: name + MinsSuffix, Shape: []int{q.Rows, g}}, sd})
 	}
 	return out
 }

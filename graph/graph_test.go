@@ -29,7 +29,7 @@ func backend(t testing.TB) backends.Backend {
 
 func load(t testing.TB, name string, dt dtypes.DType) *Model {
 	t.Helper()
-	fm, err := formats.Open(filepath.Join("..", "fixtures", name), "")
+	fm, err := formats.Open(filepath.Join("..", "fixtures", name), formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,5 +121,39 @@ func TestGreedyMatchesReference(t *testing.T) {
 				t.Errorf("%s row %d:\n got %v\nwant %v", name, i, g.Tokens[i], r.greedy[i])
 			}
 		}
+	}
+}
+
+// The head count is really used: the same weights read with another head count (which no shape
+// can reveal) give other logits.
+func TestHeadCountChangesLogits(t *testing.T) {
+	r := loadReference(t, "bt-tiny")
+	fm, err := formats.Open(filepath.Join("..", "fixtures", "bt-tiny"), formats.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fm.Close()
+	cfg := *fm.Config
+	for _, d := range []*formats.DecoderConfig{cfg.BlockDecoder, &cfg.TokenDecoder.DecoderConfig} {
+		if d.Heads != 4 {
+			t.Fatalf("bt-tiny has %d heads, want 4", d.Heads)
+		}
+	}
+	bd, td := *cfg.BlockDecoder, *cfg.TokenDecoder
+	bd.Heads, bd.HeadDim, bd.RotaryDims = 8, 16, 4
+	td.Heads, td.HeadDim, td.RotaryDims = 8, 16, 4
+	cfg.BlockDecoder, cfg.TokenDecoder = &bd, &td
+	fm.Config = &cfg
+	m, err := Load(fm, backend(t), dtypes.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	got, _, err := m.Score(r.ids, r.B, r.T)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := relL2(got, r.logits); e < 0.01 {
+		t.Fatalf("8 heads instead of 4: rel L2 %.3g, the head count is not used", e)
 	}
 }

@@ -129,7 +129,7 @@ func TestGPTQLowersOutputError(t *testing.T) {
 }
 
 func TestPlanPolicyAndOverrides(t *testing.T) {
-	m, err := formats.Open(filepath.Join("..", "fixtures", "pythia-tiny"), "")
+	m, err := formats.Open(filepath.Join("..", "fixtures", "pythia-tiny"), formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 // quantized builds a quantized copy of a fixture in memory and loads it.
 func quantized(t *testing.T, name string, s quant.Settings, cal *quant.Calibration) (*graph.Model, *quant.Plan) {
 	t.Helper()
-	fm, err := formats.Open(filepath.Join("..", "fixtures", name), "")
+	fm, err := formats.Open(filepath.Join("..", "fixtures", name), formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

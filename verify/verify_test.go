@@ -28,7 +28,7 @@ func load(t *testing.T, name string) *graph.Model {
 			t.Fatal(err)
 		}
 	}
-	fm, err := formats.Open(filepath.Join("..", "fixtures", name), "")
+	fm, err := formats.Open(filepath.Join("..", "fixtures", name), formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,7 @@ func runBench(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
+		warnLength(c, l.src.Config, o.PromptLen+o.GenLen, "prompt plus generation")
 		mo := o
 		if c.Bool("max-batch") {
 			budget, err := memBudget(c.String("mem-budget"))

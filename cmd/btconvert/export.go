@@ -39,7 +39,7 @@ Examples:
 			&cli.StringFlag{Name: "shard-size", Usage: "official: largest shard, e.g. 2GB or 500MiB (default: one file)"},
 			&cli.BoolFlag{Name: "skip-verify", Usage: "export a quantized model without a passing verification report"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing output"},
-			&cli.StringFlag{Name: "config", Usage: "architecture file for a checkpoint (as in import)"},
+			configFlag, headsFlag,
 			quietFlag,
 		},
 		Action: runExport,
@@ -74,7 +74,7 @@ func runExport(c *cli.Context) error {
 	if err := formats.CheckOutput(out, c.Bool("force")); err != nil {
 		return err
 	}
-	m, err := formats.Open(c.Args().First(), c.String("config"))
+	m, err := formats.Open(c.Args().First(), openOptions(c))
 	if err != nil {
 		return err
 	}

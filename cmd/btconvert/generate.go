@@ -66,6 +66,7 @@ func runGenerate(c *cli.Context) error {
 	if len(ids) == 0 {
 		return usagef("generate: the prompt encodes to no tokens")
 	}
+	warnLength(c, l.src.Config, len(ids)+c.Int("max-new-tokens"), "prompt plus generation")
 	asJSON := c.Bool("json")
 	w := c.App.Writer
 	if !asJSON {

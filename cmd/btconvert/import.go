@@ -25,7 +25,7 @@ Examples:
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output directory"},
 			&cli.StringFlag{Name: "dtype", Value: "keep", Usage: "weight dtype: keep, f32, bf16 or f16"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing output directory"},
-			&cli.StringFlag{Name: "config", Usage: "architecture file (official config.yaml or HF config.json) instead of the one beside the weights"},
+			configFlag, headsFlag,
 			&cli.BoolFlag{Name: "from-vanilla", Usage: "initialise a Block Transformer from a vanilla GPT-NeoX model"},
 			&cli.IntFlag{Name: "block-length", Value: 4, Usage: "block length L_B (with --from-vanilla)"},
 			&cli.StringFlag{Name: "method", Value: "partition", Usage: "layer assignment: partition, skip or duplicate (with --from-vanilla)"},
@@ -64,7 +64,7 @@ func runImport(c *cli.Context) error {
 			return err
 		}
 	}
-	m, err := formats.Open(c.Args().First(), c.String("config"))
+	m, err := formats.Open(c.Args().First(), openOptions(c))
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ Examples:
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print JSON (with the sha256 of every tensor)"},
 			&cli.BoolFlag{Name: "tensors", Usage: "also list every tensor"},
-			&cli.StringFlag{Name: "config", Usage: "architecture file for a checkpoint (as in import)"},
+			configFlag, headsFlag,
 			quietFlag,
 		},
 		Action: runInspect,
@@ -35,7 +35,7 @@ func runInspect(c *cli.Context) error {
 	if err := needArgs(c, 1, "one PATH"); err != nil {
 		return err
 	}
-	m, err := formats.Open(c.Args().First(), c.String("config"))
+	m, err := formats.Open(c.Args().First(), openOptions(c))
 	if err != nil {
 		return err
 	}

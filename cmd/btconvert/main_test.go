@@ -180,3 +180,58 @@ func TestCompareBackend(t *testing.T) {
 		t.Fatalf("xla without a plugin: %d %q", code, stderr)
 	}
 }
+
+// Heads are never guessed: a checkpoint that does not say them is refused (exit 2, nothing written)
+// until --heads says them.
+func TestImportNeedsHeads(t *testing.T) {
+	copyBT := func(t *testing.T, edit func(yaml string) string) string {
+		dir := t.TempDir()
+		for _, f := range []string{"model.safetensors", "config.yaml"} {
+			b, _ := os.ReadFile(filepath.Join(fx, "bt-tiny", f))
+			if f == "config.yaml" {
+				if edit == nil {
+					continue
+				}
+				b = []byte(edit(string(b)))
+			}
+			os.WriteFile(filepath.Join(dir, f), b, 0o644)
+		}
+		return dir
+	}
+	unknownBase := func(y string) string {
+		return strings.NewReplacer("EleutherAI/pythia-410m-deduped", "my-org/my-neox", "    num_attention_heads: 4\n", "").Replace(y)
+	}
+	typo := func(y string) string { return strings.Replace(y, "num_attention_heads: 4", "num_attention_head: 4", 1) }
+	for _, c := range []struct {
+		name string
+		edit func(string) string
+		want string
+	}{
+		{"no config.yaml", nil, ": no config.yaml beside the weights, and the number of attention heads cannot be read from them: pass --heads N (or give the official config.yaml with --config)"},
+		{"unknown base", unknownBase, "/config.yaml: block_decoder: num_attention_heads is unknown (model_name_or_path \"my-org/my-neox\" is not a base model btconvert knows and block_decoder.config does not state it): state num_attention_heads under block_decoder.config in config.yaml, or pass --heads N"},
+		{"unknown key", typo, `/config.yaml: block_decoder.config: unknown key "num_attention_head" (not a GPTNeoXConfig setting)`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src := copyBT(t, c.edit)
+			out := filepath.Join(t.TempDir(), "out")
+			code, _, stderr := btc(t, "import", src, "-o", out)
+			if code != 2 || stderr != "btconvert: "+src+c.want+"\n" {
+				t.Fatalf("got %d %q\nwant 2 %q", code, stderr, "btconvert: "+src+c.want+"\n")
+			}
+			if ents, _ := os.ReadDir(filepath.Dir(out)); len(ents) != 0 {
+				t.Fatalf("a refused import left %v", ents)
+			}
+			if c.name == "unknown key" {
+				return
+			}
+			code, _, stderr = btc(t, "import", src, "-o", out, "--heads", "4", "-q")
+			if code != 0 {
+				t.Fatalf("with --heads 4: %d %s", code, stderr)
+			}
+			code, _, _ = btc(t, "verify", out, "--reference", filepath.Join(fx, "bt-tiny", "reference.safetensors"), "-q")
+			if code != 0 {
+				t.Fatalf("the model imported with --heads 4 fails parity")
+			}
+		})
+	}
+}

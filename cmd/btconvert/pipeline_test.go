@@ -5,6 +5,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -175,11 +176,12 @@ func TestBenchSmall(t *testing.T) {
 
 func TestInit(t *testing.T) {
 	code, out, _ := btc(t, "init", "--list")
-	if code != 0 || !strings.Contains(out, "block_main_b4_85") || !strings.Contains(out, "173.16M") || !strings.Contains(out, "vanilla_410") {
+	// b4_85 on the pythia-410m-deduped base: 16 heads of 48, FFN 4096 (192,050,688 weights, counted by hand).
+	if code != 0 || !strings.Contains(out, "block_main_b4_85") || !regexp.MustCompile(`block_main_b4_85 .* 768 .* 6 \+ 6 .* 16 x 48 .* 4096 .* 192\.05M`).MatchString(out) || !strings.Contains(out, "vanilla_410") {
 		t.Fatalf("init --list: %s", out)
 	}
 	dir := filepath.Join(t.TempDir(), "m")
-	code, _, stderr := btc(t, "init", "--hidden", "64", "--block-layers", "1", "--token-layers", "1", "--vocab", "300", "-o", dir, "--seed", "3", "-q")
+	code, _, stderr := btc(t, "init", "--hidden", "64", "--heads", "4", "--block-layers", "1", "--token-layers", "1", "--vocab", "300", "-o", dir, "--seed", "3", "-q")
 	if code != 0 {
 		t.Fatal(stderr)
 	}
@@ -189,7 +191,7 @@ func TestInit(t *testing.T) {
 	}
 	// Reproducible: the same seed gives the same bytes.
 	dir2 := filepath.Join(t.TempDir(), "m")
-	btc(t, "init", "--hidden", "64", "--block-layers", "1", "--token-layers", "1", "--vocab", "300", "-o", dir2, "--seed", "3", "-q")
+	btc(t, "init", "--hidden", "64", "--heads", "4", "--block-layers", "1", "--token-layers", "1", "--vocab", "300", "-o", dir2, "--seed", "3", "-q")
 	a, _ := os.ReadFile(filepath.Join(dir, "token_decoder.safetensors"))
 	b, _ := os.ReadFile(filepath.Join(dir2, "token_decoder.safetensors"))
 	if string(a) != string(b) {

@@ -78,7 +78,7 @@ func runQuantize(c *cli.Context) error {
 			return err
 		}
 	}
-	m, err := formats.Open(c.Args().First(), c.String("config"))
+	m, err := formats.Open(c.Args().First(), openOptions(c))
 	if err != nil {
 		return err
 	}

@@ -122,6 +122,7 @@ func runVerify(c *cli.Context) error {
 			return err
 		}
 		w := c.Int("window")
+		warnLength(c, l.src.Config, w, "--window")
 		nWin := len(ids) / w
 		prog, done := progress(c, int64(nWin), "perplexity")
 		var q *verify.Quality
