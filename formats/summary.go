@@ -5,10 +5,13 @@ import (
 	"encoding/hex"
 	"sort"
 	"strings"
+
+	"github.com/btconvert/btconvert/formats/arch"
 )
 
 // Summary is what `btconvert inspect --json` prints.
 type Summary struct {
+	Description  string             `json:"description"`
 	Format       string             `json:"format"`
 	Architecture Architecture       `json:"architecture"`
 	Components   []ComponentSummary `json:"components"`
@@ -53,21 +56,21 @@ type TensorSummary struct {
 }
 
 // ArchitectureOf flattens a config.
-func ArchitectureOf(c *Config) Architecture {
+func ArchitectureOf(c *arch.Config) Architecture {
 	if !c.IsBlock() {
-		return Architecture{Kind: "vanilla", VocabSize: c.VocabSize, HiddenSize: c.Decoder.Hidden,
+		return Architecture{Kind: string(arch.Vanilla), VocabSize: c.VocabSize, HiddenSize: c.Decoder.Hidden,
 			Heads: c.Decoder.Heads, Layers: c.Decoder.Layers}
 	}
-	return Architecture{Kind: "block", VocabSize: c.VocabSize, HiddenSize: c.BlockDecoder.Hidden,
+	return Architecture{Kind: string(arch.Block), VocabSize: c.VocabSize, HiddenSize: c.BlockDecoder.Hidden,
 		Heads: c.BlockDecoder.Heads, BlockLength: c.BlockLength, BlockLayers: c.BlockDecoder.Layers,
-		TokenLayers: c.TokenDecoder.Layers, Embedder: c.Embedder.Type,
-		ExpansionRatio: c.TokenDecoder.ExpansionRatio, Decoding: c.TokenDecoder.Decoding}
+		TokenLayers: c.TokenDecoder.Layers, Embedder: string(c.Embedder.Type),
+		ExpansionRatio: c.TokenDecoder.ExpansionRatio, Decoding: string(c.TokenDecoder.Decoding)}
 }
 
 // Summarize describes m. With hashes, every tensor is read once to hash its stored bytes.
 // Parameters count logical weights: a quantized tensor counts rows x cols, its scales count none.
 func Summarize(m *Model, hashes bool) (*Summary, error) {
-	s := &Summary{Format: m.Format, Architecture: ArchitectureOf(m.Config), Notes: m.Notes}
+	s := &Summary{Description: m.Config.Describe(), Format: m.Format, Architecture: ArchitectureOf(m.Config), Notes: m.Notes}
 	byComp := map[string]*ComponentSummary{}
 	for _, comp := range m.Config.Components() {
 		s.Components = append(s.Components, ComponentSummary{Name: comp})
@@ -108,11 +111,11 @@ func Summarize(m *Model, hashes bool) (*Summary, error) {
 	return s, nil
 }
 
-func logicalParams(c *Config, t *Tensor) int64 {
-	if !c.isQuantPart(t) {
+func logicalParams(c *arch.Config, t *Tensor) int64 {
+	if !c.IsQuantPart(t.Component, t.Name) {
 		return t.NumElements()
 	}
-	if base, ok := strings.CutSuffix(t.Name, QWeightSuffix); ok {
+	if base, ok := strings.CutSuffix(t.Name, arch.QWeightSuffix); ok {
 		q := c.QuantOf(t.Component, base)
 		return int64(q.Rows) * int64(q.Cols)
 	}

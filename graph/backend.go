@@ -1,57 +1,185 @@
-// Package graph runs Block Transformer and GPT-NeoX models with GoMLX: weights on the device,
-// scoring, and KV-cached generation.
 package graph
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 
+	"github.com/go-logr/logr"
 	"github.com/gomlx/gomlx/backends"
-	_ "github.com/gomlx/gomlx/backends/simplego" // "go": pure Go, the default
-	"github.com/gomlx/gomlx/backends/xla"        // "xla:cpu", "xla:cuda", "xla:/path/plugin.so"
+	"github.com/gomlx/gomlx/backends/simplego" // "go": pure Go, always there
+	"github.com/gomlx/gomlx/backends/xla"      // "xla:cpu", "xla:cuda", "xla:/path/plugin.so"
+	"k8s.io/klog/v2"
+
+	"github.com/btconvert/btconvert/formats/errs"
 )
 
-// BackendEnv names the environment variable that picks the backend when --backend is not given.
+// BackendEnv names the environment variable that picks the backend when no option does.
 const BackendEnv = "BTCONVERT_BACKEND"
 
-// DefaultBackend is used when neither the flag nor the environment says otherwise.
-const DefaultBackend = "go"
+// Auto is the backend spec that picks the fastest backend installed (see Choose).
+const Auto = "auto"
 
-// ResolveBackend returns the backend spec to use: flag, else $BTCONVERT_BACKEND, else "go".
-func ResolveBackend(flag string) string {
-	if flag != "" {
-		return flag
+// backendKind is what the graphs adapt to: the pure-Go backend's kernels and missing ops, or XLA.
+type backendKind int
+
+const (
+	goBackend backendKind = iota
+	xlaBackend
+)
+
+// kindOf tells the backend by its type, not its name.
+func kindOf(b backends.Backend) backendKind {
+	if _, ok := b.(*simplego.Backend); ok {
+		return goBackend
+	}
+	return xlaBackend
+}
+
+// Resolve returns the backend spec to use: the option, else $BTCONVERT_BACKEND, else Auto.
+func Resolve(option string) string {
+	if option != "" {
+		return option
 	}
 	if e := os.Getenv(BackendEnv); e != "" {
 		return e
 	}
-	return DefaultBackend
+	return Auto
 }
 
-// NewBackend creates exactly the backend asked for; it never falls back to another one.
-// Specs: "go", "go:parallelism=N", "xla:cpu", "xla:cuda", "xla:/abs/path/pjrt_plugin.so".
+// PluginDirs are the folders GoMLX searches for PJRT plugins: $PJRT_PLUGIN_LIBRARY_PATH (a
+// ":"-separated list) when set, else ~/.local/lib/go-xla, /usr/local/lib/go-xla (each with its
+// nvidia/ subfolder), their older gomlx/pjrt names, and $LD_LIBRARY_PATH.
+func PluginDirs() []string {
+	if p, ok := os.LookupEnv("PJRT_PLUGIN_LIBRARY_PATH"); ok {
+		var out []string
+		for _, d := range strings.Split(p, ":") {
+			if d != "" {
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	var out []string
+	if home, err := os.UserHomeDir(); err == nil {
+		l := filepath.Join(home, ".local", "lib")
+		out = append(out, filepath.Join(l, "go-xla"), filepath.Join(l, "go-xla", "nvidia"), filepath.Join(l, "gomlx", "pjrt"))
+	}
+	out = append(out, "/usr/local/lib/go-xla", "/usr/local/lib/go-xla/nvidia", "/usr/local/lib/gomlx/pjrt")
+	for _, d := range strings.Split(os.Getenv("LD_LIBRARY_PATH"), ":") {
+		if filepath.IsAbs(d) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+var pluginFile = regexp.MustCompile(`^(?:pjrt_c_api_(.+)_plugin|pjrt[-_]plugin[-_](.+))\.so$`)
+
+// FindPlugins returns the PJRT plugins in dirs by name ("cpu", "cuda", ...): the first found of
+// each name, as GoMLX would load it.
+func FindPlugins(dirs []string) map[string]string {
+	out := map[string]string{}
+	for _, d := range dirs {
+		ents, err := os.ReadDir(d)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			m := pluginFile.FindStringSubmatch(e.Name())
+			if m == nil {
+				continue
+			}
+			name := m[1] + m[2]
+			if _, seen := out[name]; !seen {
+				out[name] = filepath.Join(d, e.Name())
+			}
+		}
+	}
+	return out
+}
+
+// gpuPresent reports an NVIDIA GPU (the driver's device nodes).
+func gpuPresent() bool {
+	ents, _ := filepath.Glob("/dev/nvidia[0-9]*")
+	return len(ents) > 0
+}
+
+// Choose resolves Auto to a concrete spec: xla with the CUDA plugin when one is installed and a
+// GPU is present, else xla with the CPU plugin when installed, else go. why says which and why.
+// Any other spec is returned as it is (never second-guessed).
+func Choose(spec string) (chosen, why string) {
+	if spec != Auto {
+		return spec, "asked for"
+	}
+	dirs := PluginDirs()
+	found := FindPlugins(dirs)
+	for name, p := range found {
+		if strings.HasPrefix(name, "cuda") && gpuPresent() {
+			return "xla:" + p, fmt.Sprintf("auto: CUDA PJRT plugin %s and an NVIDIA GPU", p)
+		}
+	}
+	if p, ok := found["cpu"]; ok {
+		note := ""
+		for name := range found {
+			if strings.HasPrefix(name, "cuda") {
+				note = " (a CUDA plugin is installed but no GPU is present)"
+			}
+		}
+		return "xla:" + p, fmt.Sprintf("auto: XLA CPU PJRT plugin %s%s", p, note)
+	}
+	return "go", fmt.Sprintf("auto: no PJRT plugin in %s, so the pure-Go backend", strings.Join(dirs, ":"))
+}
+
+// NewBackend creates exactly the backend spec names; it never falls back to another one. Specs:
+// "go", "go:parallelism=N", "xla:cpu", "xla:cuda", "xla:/abs/path/pjrt_plugin.so" (Auto must be
+// resolved with Choose first).
 func NewBackend(spec string) (b backends.Backend, err error) {
-	name, _, _ := strings.Cut(spec, ":")
+	name, conf, _ := strings.Cut(spec, ":")
 	switch name {
 	case "go":
 	case "xla":
-		// No downloads at run time: a missing plugin is an error that says so.
-		xla.EnableAutoInstall(false)
+		xla.EnableAutoInstall(false) // no downloads at run time: a missing plugin is an error that says so
+		klog.SetLogger(logr.Discard())
+		if conf == "" {
+			return nil, errs.Option("Backend", spec, "name a plugin: xla:cpu, xla:cuda or xla:/path/to/pjrt_plugin.so")
+		}
 	default:
-		return nil, fmt.Errorf("unknown backend %q (want go, xla:cpu, xla:cuda or xla:/path/to/pjrt_plugin.so)", spec)
+		return nil, errs.Option("Backend", spec, "unknown backend (want auto, go, xla:cpu, xla:cuda or xla:/path/to/pjrt_plugin.so)")
 	}
 	defer func() {
 		// backends.NewWithConfig panics on some bad configs; turn that into an error.
 		if r := recover(); r != nil {
-			err = fmt.Errorf("backend %q: %v", spec, r)
+			err = backendError(spec, fmt.Errorf("%v", r))
 		}
 	}()
 	b, err = backends.NewWithConfig(SequentialOps(spec))
 	if err != nil {
-		return nil, fmt.Errorf("backend %q: %w", spec, err)
+		return nil, backendError(spec, err)
 	}
 	return b, nil
+}
+
+// backendError says what to do when a backend cannot be created.
+func backendError(spec string, err error) error {
+	name, conf, _ := strings.Cut(spec, ":")
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	if name != "xla" {
+		return errs.Option("Backend", spec, "%s", msg)
+	}
+	if filepath.IsAbs(conf) {
+		return errs.Option("Backend", spec, "the PJRT plugin %s could not be loaded: %s", conf, msg)
+	}
+	var nf interface{ NotFound() bool }
+	if errors.As(err, &nf) || strings.Contains(msg, "not found") || strings.Contains(msg, "no plugins") {
+		return errs.Option("Backend", spec, "no PJRT plugin %q found in %s; point PJRT_PLUGIN_LIBRARY_PATH at the folder holding pjrt_c_api_%s_plugin.so, "+
+			"or give its path (xla:/path/to/plugin.so); on a machine with network GoMLX's installer fetches one: go run github.com/gomlx/go-xla/cmd/pjrt_installer@latest -autoinstall",
+			conf, strings.Join(PluginDirs(), ":"), conf)
+	}
+	return errs.Option("Backend", spec, "%s", msg)
 }
 
 // Describe says in one line which backend and device run.

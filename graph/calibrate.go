@@ -5,113 +5,130 @@ import (
 	"math"
 	"sort"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/tensors"
+
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/quant"
 )
 
-// Calibration accumulates, for every linear weight, the mean square of each input column over the
-// text it saw (the llama.cpp imatrix idea): the importance of that column's quantization error.
-// With Full it accumulates the whole second moment E[x x^T] (for GPTQ).
-type Calibration struct {
-	Full bool
-	sums map[string][]float64
-	rows map[string]float64
-}
-
-// NewCalibration starts an empty accumulation.
-func NewCalibration(full bool) *Calibration {
-	return &Calibration{Full: full, sums: map[string][]float64{}, rows: map[string]float64{}}
-}
-
-// Calibrate runs the scoring forward over ids [B, T] and accumulates the inputs of every linear layer.
-func (m *Model) Calibrate(c *Calibration, ids []int32, B, T int) error {
-	if err := m.checkIDs(ids); err != nil {
-		return err
+// Calibrate runs the scoring forward over windows (all of one length), batch windows per executed
+// graph, watching the input of every linear layer, and returns what each saw: the mean square of
+// each input column and, with full, the whole second moment E[x x^T] (GPTQ needs it).
+func (e *Engine) Calibrate(windows [][]int32, batch int, full bool, progress func(done int)) (*quant.Calibration, error) {
+	if len(windows) == 0 {
+		return nil, fmt.Errorf("calibrate: no windows")
 	}
-	e, err := m.exec(fmt.Sprintf("calibrate-full=%v", c.Full), func(b *builder, in []*Node) []*Node {
-		b.collect = map[string][2]*Node{}
-		b.collectFull = c.Full
+	keys := linearKeys(e.Config)
+	x, err := e.exec(fmt.Sprintf("calibrate-full=%v", full), func(b *builder, in []*Node) []*Node {
+		stats := map[string][2]*Node{} // key -> (sum of x^2 or x x^T, rows)
+		b.observe = func(key string, x *Node) {
+			x32 := ConvertDType(x, dtypes.Float32)
+			var sq *Node
+			if full {
+				// MatMul(Transpose(x), x): Einsum("mi,mj->ij", x, x) hangs the pure-Go backend.
+				sq = MatMul(Transpose(x32, 0, 1), x32)
+			} else {
+				sq = ReduceSum(Square(x32), 0)
+			}
+			rows := Scalar(b.g, dtypes.Float32, float64(x.Shape().Dim(0)))
+			if prev, ok := stats[key]; ok {
+				sq, rows = Add(prev[0], sq), Add(prev[1], rows)
+			}
+			stats[key] = [2]*Node{sq, rows}
+		}
 		if b.cfg.IsBlock() {
 			b.scoreBlock(in[0])
 		} else {
 			b.scoreVanilla(in[0])
 		}
-		keys := make([]string, 0, len(b.collect))
-		for k := range b.collect {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		m.calibKeys = keys // the same for every shape
 		var out []*Node
 		for _, k := range keys {
-			out = append(out, b.collect[k][0], b.collect[k][1])
+			s, ok := stats[k]
+			if !ok {
+				panic("calibration: the forward did not use " + k)
+			}
+			out = append(out, s[0], s[1])
 		}
 		return out
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	out, err := m.run(e, tensors.FromFlatDataAndDimensions(ids, B, T))
-	if err != nil {
-		return err
-	}
-	defer freeAll(out)
-	keys := m.calibKeys
-	if len(out) != 2*len(keys) {
-		return fmt.Errorf("calibration: %d outputs for %d layers", len(out), len(keys))
-	}
-	for i, k := range keys {
-		sq, err := tensors.CopyFlatData[float32](out[2*i])
+	sums, rows := map[string][]float64{}, map[string]float64{}
+	T := len(windows[0])
+	for start := 0; start < len(windows); start += batch {
+		end := min(start+batch, len(windows))
+		flat := make([]int32, 0, (end-start)*T)
+		for _, w := range windows[start:end] {
+			flat = append(flat, w...)
+		}
+		if err := e.checkIDs(flat); err != nil {
+			return nil, err
+		}
+		out, err := e.run(x, tensors.FromFlatDataAndDimensions(flat, end-start, T))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		n, _ := tensors.CopyFlatData[float32](out[2*i+1])
-		acc := c.sums[k]
-		if acc == nil {
-			acc = make([]float64, len(sq))
+		for i, k := range keys {
+			sq, err := tensors.CopyFlatData[float32](out[2*i])
+			if err != nil {
+				freeAll(out)
+				return nil, err
+			}
+			n, _ := tensors.CopyFlatData[float32](out[2*i+1])
+			acc := sums[k]
+			if acc == nil {
+				acc = make([]float64, len(sq))
+				sums[k] = acc
+			}
+			for j, v := range sq {
+				acc[j] += float64(v)
+			}
+			rows[k] += float64(n[0])
 		}
-		for j, v := range sq {
-			acc[j] += float64(v)
+		freeAll(out)
+		if progress != nil {
+			progress(end - start)
 		}
-		c.sums[k] = acc
-		c.rows[k] += float64(n[0])
 	}
-	return nil
-}
-
-// Importance returns the mean square of each input column per weight key.
-func (c *Calibration) Importance() map[string][]float32 {
-	out := map[string][]float32{}
-	for k, s := range c.sums {
+	cal := &quant.Calibration{Importance: map[string][]float32{}}
+	if full {
+		cal.Hessian = map[string][]float64{}
+	}
+	for k, s := range sums {
 		n := len(s)
-		if c.Full {
+		if full {
 			n = int(math.Sqrt(float64(len(s))))
+			h := make([]float64, len(s))
+			for j := range s {
+				h[j] = s[j] / rows[k]
+			}
+			cal.Hessian[k] = h
 		}
 		v := make([]float32, n)
 		for j := range v {
-			if c.Full {
-				v[j] = float32(s[j*n+j] / c.rows[k])
+			if full {
+				v[j] = float32(s[j*n+j] / rows[k])
 			} else {
-				v[j] = float32(s[j] / c.rows[k])
+				v[j] = float32(s[j] / rows[k])
 			}
 		}
-		out[k] = v
+		cal.Importance[k] = v
 	}
-	return out
+	return cal, nil
 }
 
-// Hessians returns E[x x^T] (row-major [in, in]) per weight key; nil unless Full.
-func (c *Calibration) Hessians() map[string][]float64 {
-	if !c.Full {
-		return nil
-	}
-	out := map[string][]float64{}
-	for k, s := range c.sums {
-		h := make([]float64, len(s))
-		for j := range s {
-			h[j] = s[j] / c.rows[k]
+// linearKeys are the model's Linear weights, sorted: every one of them is used by the scoring
+// forward, so the calibration graph returns statistics for each, in this order.
+func linearKeys(c *arch.Config) []string {
+	var keys []string
+	for _, s := range arch.Tensors(c) {
+		if s.Role == arch.RoleLinear {
+			keys = append(keys, s.Key())
 		}
-		out[k] = h
 	}
-	return out
+	sort.Strings(keys)
+	return keys
 }

@@ -7,6 +7,9 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
+
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/errs"
 )
 
 // GenerateOptions controls Generate.
@@ -41,31 +44,100 @@ type Generation struct {
 // steps (unrolled, local cache reset per block) and samples in the graph.
 //
 // Vanilla models: one graph per token against a fixed-length cache.
-func (m *Model) Generate(prompts [][]int32, o GenerateOptions) (*Generation, error) {
+func (e *Engine) Generate(prompts [][]int32, o GenerateOptions) (*Generation, error) {
 	B := len(prompts)
 	if B == 0 || len(prompts[0]) == 0 {
-		return nil, fmt.Errorf("generate: empty prompt")
+		return nil, errs.Option("Prompt", nil, "empty prompt")
 	}
 	if o.MaxNewTokens < 1 {
-		return nil, fmt.Errorf("generate: --max-new-tokens must be at least 1")
+		return nil, errs.Option("MaxNewTokens", o.MaxNewTokens, "must be at least 1")
+	}
+	if err := o.Sampling.Validate(); err != nil {
+		return nil, err
 	}
 	T := len(prompts[0])
 	for _, p := range prompts {
 		if len(p) != T {
-			return nil, fmt.Errorf("generate: prompts of a batch must have the same length (%d and %d)", T, len(p))
+			return nil, errs.Option("Prompt", nil, "prompts of a batch must have the same length (%d and %d)", T, len(p))
 		}
-		if err := m.checkIDs(p); err != nil {
+		if err := e.checkIDs(p); err != nil {
 			return nil, err
 		}
 	}
-	if m.Config.IsBlock() {
-		return m.generateBlocks(prompts, o)
+	if e.Config.IsBlock() {
+		return e.generateBlocks(prompts, o)
 	}
-	return m.generateTokens(prompts, o)
+	return e.generateTokens(prompts, o)
 }
 
-// seedState is the sampler's generator state for a seed.
-func seedState(s Sampling) (*tensors.Tensor, error) { return RNGStateFromSeed(int64(s.Seed)) }
+// The generation graphs' arguments and results after the weights (caches are each layer's keys
+// then values, layout [S, B, H, hd]):
+//
+//	prefill(ids, rng)                -> (tokens, logits, rng, caches...)
+//	step(caches..., pos, last, rng)  -> (tokens, logits, rng, caches...)
+//
+// A step's arguments are the previous call's results, fed back without leaving the device.
+
+// stepIn names a step graph's arguments.
+type stepIn struct {
+	caches         []kv
+	pos, last, rng *Node
+}
+
+func readStepIn(in []*Node, layers int) stepIn {
+	return stepIn{caches: readCaches(in, layers), pos: in[2*layers], last: in[2*layers+1], rng: in[2*layers+2]}
+}
+
+// readCaches reads the leading 2*layers arguments as each layer's keys and values.
+func readCaches(in []*Node, layers int) []kv {
+	caches := make([]kv, layers)
+	for i := range caches {
+		caches[i] = kv{in[2*i], in[2*i+1]}
+	}
+	return caches
+}
+
+// stepOut names the results of both generation graphs.
+type stepOut struct {
+	tokens, logits, rng *Node
+	caches              []kv
+}
+
+// nodes lists the results, each cache padded to S positions.
+func (o stepOut) nodes(S int) []*Node {
+	out := []*Node{o.tokens, o.logits, o.rng}
+	for _, c := range o.caches {
+		out = append(out, padCache(c.k, S), padCache(c.v, S))
+	}
+	return out
+}
+
+// stepResult is the host side of stepOut.
+type stepResult []*tensors.Tensor
+
+func (r stepResult) tokens() *tensors.Tensor { return r[0] }
+func (r stepResult) logits() *tensors.Tensor { return r[1] }
+
+// next is the arguments of the step that follows, at position pos.
+func (r stepResult) next(pos int32) []any {
+	args := make([]any, 0, len(r))
+	for _, c := range r[3:] {
+		args = append(args, c)
+	}
+	return append(args, pos, r[0], r[2])
+}
+
+func (r stepResult) free() {
+	for _, t := range r {
+		t.FinalizeAll()
+	}
+}
+
+// samplingKey names the sampling settings that shape a graph; the seed is not one of them (it only
+// initialises the generator state, a runtime input).
+func samplingKey(s Sampling) string {
+	return fmt.Sprintf("t=%g/k=%d/p=%g", s.Temperature, s.TopK, s.TopP)
+}
 
 // collect appends a [B, k] int32 token tensor to rows, and [B, k, V] logits if wanted.
 func collect(g *Generation, toks, logits *tensors.Tensor, keep bool, logitRows [][]float32) ([][]int32, error) {
@@ -93,14 +165,8 @@ func collect(g *Generation, toks, logits *tensors.Tensor, keep bool, logitRows [
 	return fresh, nil
 }
 
-func finishLogits(g *Generation, rows [][]float32, maxNew, V int) {
-	for _, r := range rows {
-		g.Logits = append(g.Logits, r[:maxNew*V]...)
-	}
-}
-
-func (m *Model) generateBlocks(prompts [][]int32, o GenerateOptions) (*Generation, error) {
-	cfg := m.Config
+func (e *Engine) generateBlocks(prompts [][]int32, o GenerateOptions) (*Generation, error) {
+	cfg := e.Config
 	L := cfg.BlockLength
 	B, T := len(prompts), len(prompts[0])
 	g := &Generation{Tokens: make([][]int32, B), PadTokens: (L - T%L) % L}
@@ -119,38 +185,33 @@ func (m *Model) generateBlocks(prompts [][]int32, o GenerateOptions) (*Generatio
 	S := n + nBlocks // block decoder positions ever written (the last block is never fed back)
 	s := sampler{o.Sampling}
 	layers := cfg.BlockDecoder.Layers
-	key := fmt.Sprintf("block/S=%d/%+v", S, o.Sampling)
-	prefill, err := m.exec("prefill-"+key, func(b *builder, in []*Node) []*Node {
+	key := fmt.Sprintf("block/S=%d/%s", S, samplingKey(o.Sampling))
+	prefill, err := e.exec("prefill-"+key, func(b *builder, in []*Node) []*Node {
 		ids, rng := in[0], in[1]
 		B, n := ids.Shape().Dim(0), ids.Shape().Dim(1) // from the inputs: this graph serves every batch and prompt
 		var keep []kv
-		h := b.decoder("block_decoder", cfg.BlockDecoder, b.embedBlocks(ids), iotaPos(b.g, 0, n), S, causal(&keep))
+		h := b.decoder(arch.BlockDecoder, cfg.BlockDecoder, b.embedBlocks(ids), iotaPos(b.g, 0, n), S, causal(&keep))
 		ctx := Reshape(Slice(h, AxisRange(), AxisElem(n-1)), B, -1)
 		toks, logits, rng := b.generateBlock(ctx, rng, s)
-		return withCaches([]*Node{toks, logits, rng}, keep, S)
+		return stepOut{toks, logits, rng, keep}.nodes(S)
 	})
 	if err != nil {
 		return nil, err
 	}
-	step, err := m.exec("step-"+key, func(b *builder, in []*Node) []*Node {
-		caches := cachesIn(in, layers)
-		pos, last, rng := in[2*layers], in[2*layers+1], in[2*layers+2]
-		B := last.Shape().Dim(0)
-		x := b.embedBlocks(Reshape(last, B, 1, L))
-		h := b.decoder("block_decoder", cfg.BlockDecoder, x, Reshape(pos, 1), S, fixedCache(caches, pos))
-		toks, logits, rng := b.generateBlock(Reshape(h, B, -1), rng, s)
-		return withCaches([]*Node{toks, logits, rng}, caches, S)
+	step, err := e.exec("step-"+key, func(b *builder, in []*Node) []*Node {
+		st := readStepIn(in, layers)
+		B := st.last.Shape().Dim(0)
+		x := b.embedBlocks(Reshape(st.last, B, 1, L))
+		h := b.decoder(arch.BlockDecoder, cfg.BlockDecoder, x, Reshape(st.pos, 1), S, b.fixedCache(st.caches, st.pos))
+		toks, logits, rng := b.generateBlock(Reshape(h, B, -1), st.rng, s)
+		return stepOut{toks, logits, rng, st.caches}.nodes(S)
 	})
-	if err != nil {
-		return nil, err
-	}
-	rng, err := seedState(o.Sampling)
 	if err != nil {
 		return nil, err
 	}
 	// Block decoder position of the block fed at step i (the prompt fills 0..n-1).
-	if err := m.decode(g, o, prefill, step, nBlocks-1, func(i int) int32 { return int32(n + i) },
-		tensors.FromFlatDataAndDimensions(flat, B, n, L), rng); err != nil {
+	if err := e.decode(g, o, prefill, step, nBlocks-1, func(i int) int32 { return int32(n + i) },
+		tensors.FromFlatDataAndDimensions(flat, B, n, L)); err != nil {
 		return nil, err
 	}
 	for b := range g.Tokens {
@@ -159,8 +220,8 @@ func (m *Model) generateBlocks(prompts [][]int32, o GenerateOptions) (*Generatio
 	return g, nil
 }
 
-func (m *Model) generateTokens(prompts [][]int32, o GenerateOptions) (*Generation, error) {
-	cfg := m.Config
+func (e *Engine) generateTokens(prompts [][]int32, o GenerateOptions) (*Generation, error) {
+	cfg := e.Config
 	B, T := len(prompts), len(prompts[0])
 	g := &Generation{Tokens: make([][]int32, B), Prompt: prompts}
 	flat := make([]int32, 0, B*T)
@@ -170,104 +231,86 @@ func (m *Model) generateTokens(prompts [][]int32, o GenerateOptions) (*Generatio
 	S := T + o.MaxNewTokens
 	s := sampler{o.Sampling}
 	layers := cfg.Decoder.Layers
-	key := fmt.Sprintf("vanilla/S=%d/%+v", S, o.Sampling)
-	prefill, err := m.exec("prefill-"+key, func(b *builder, in []*Node) []*Node {
+	key := fmt.Sprintf("vanilla/S=%d/%s", S, samplingKey(o.Sampling))
+	prefill, err := e.exec("prefill-"+key, func(b *builder, in []*Node) []*Node {
 		ids, rng := in[0], in[1]
 		B, T := ids.Shape().Dim(0), ids.Shape().Dim(1)
 		var keep []kv
 		h := b.vanillaHidden(ids, iotaPos(b.g, 0, T), S, causal(&keep))
 		last := b.vanillaHead(Reshape(Slice(h, AxisRange(), AxisElem(T-1)), B, -1)) // head on the last position only
 		tok, rng := s.sample(last, rng)
-		return withCaches([]*Node{InsertAxes(tok, -1), InsertAxes(last, 1), rng}, keep, S)
+		return stepOut{InsertAxes(tok, -1), InsertAxes(last, 1), rng, keep}.nodes(S)
 	})
 	if err != nil {
 		return nil, err
 	}
-	step, err := m.exec("step-"+key, func(b *builder, in []*Node) []*Node {
-		caches := cachesIn(in, layers)
-		pos, tok, rng := in[2*layers], in[2*layers+1], in[2*layers+2]
-		B := tok.Shape().Dim(0)
-		logits := b.vanillaForward(tok, Reshape(pos, 1), S, fixedCache(caches, pos))
+	step, err := e.exec("step-"+key, func(b *builder, in []*Node) []*Node {
+		st := readStepIn(in, layers)
+		B := st.last.Shape().Dim(0)
+		logits := b.vanillaForward(st.last, Reshape(st.pos, 1), S, b.fixedCache(st.caches, st.pos))
 		last := Reshape(logits, B, -1)
-		next, rng := s.sample(last, rng)
-		return withCaches([]*Node{InsertAxes(next, -1), InsertAxes(last, 1), rng}, caches, S)
+		next, rng := s.sample(last, st.rng)
+		return stepOut{InsertAxes(next, -1), InsertAxes(last, 1), rng, st.caches}.nodes(S)
 	})
 	if err != nil {
 		return nil, err
 	}
-	rng, err := seedState(o.Sampling)
-	if err != nil {
-		return nil, err
-	}
-	if err := m.decode(g, o, prefill, step, o.MaxNewTokens-1, func(i int) int32 { return int32(T + i) },
-		tensors.FromFlatDataAndDimensions(flat, B, T), rng); err != nil {
+	if err := e.decode(g, o, prefill, step, o.MaxNewTokens-1, func(i int) int32 { return int32(T + i) },
+		tensors.FromFlatDataAndDimensions(flat, B, T)); err != nil {
 		return nil, err
 	}
 	return g, nil
 }
 
-// decode runs the prefill graph once and the step graph steps times. Both return (tokens, logits,
-// rng, caches...); a step takes (caches..., position, the last tokens, rng), all fed back from the
-// previous call's outputs without leaving the device.
-func (m *Model) decode(g *Generation, o GenerateOptions, prefill, step *Exec, steps int, pos func(i int) int32, prefillArgs ...any) error {
+// decode runs the prefill graph once on ids and the step graph steps times, each step fed the
+// previous results.
+func (e *Engine) decode(g *Generation, o GenerateOptions, prefill, step *Exec, steps int, pos func(i int) int32, ids *tensors.Tensor) error {
+	rng, err := RNGStateFromSeed(int64(o.Seed))
+	if err != nil {
+		return err
+	}
 	logitRows := make([][]float32, len(g.Tokens))
-	emit := func(out []*tensors.Tensor) error {
-		fresh, err := collect(g, out[0], out[1], o.KeepLogits, logitRows)
+	emit := func(out stepResult) error {
+		fresh, err := collect(g, out.tokens(), out.logits(), o.KeepLogits, logitRows)
 		if err == nil && o.OnTokens != nil {
 			o.OnTokens(fresh)
 		}
 		return err
 	}
 	start := time.Now()
-	out, err := m.run(prefill, prefillArgs...)
+	res, err := e.run(prefill, ids, rng)
 	if err != nil {
 		return err
 	}
+	out := stepResult(res)
 	g.PrefillTime = time.Since(start)
 	if err := emit(out); err != nil {
+		out.free()
 		return err
 	}
 	start = time.Now()
 	for i := 0; i < steps; i++ {
-		args := make([]any, 0, len(out))
-		for _, c := range out[3:] {
-			args = append(args, c)
-		}
-		args = append(args, pos(i), out[0], out[2])
-		next, err := m.run(step, args...)
-		freeAll(out)
+		res, err := e.run(step, out.next(pos(i))...)
+		out.free()
 		if err != nil {
 			return err
 		}
-		out = next
+		out = res
 		g.Steps++
 		if err := emit(out); err != nil {
+			out.free()
 			return err
 		}
 	}
-	freeAll(out)
+	out.free()
 	g.DecodeTime = time.Since(start)
 	if o.KeepLogits {
-		finishLogits(g, logitRows, o.MaxNewTokens, m.Config.VocabSize)
+		V := e.Config.VocabSize
+		for _, r := range logitRows {
+			g.Logits = append(g.Logits, r[:o.MaxNewTokens*V]...)
+		}
 	}
 	return nil
-}
-
-// cachesIn reads the leading 2*layers inputs of a step graph as its caches.
-func cachesIn(in []*Node, layers int) []kv {
-	caches := make([]kv, layers)
-	for i := range caches {
-		caches[i] = kv{in[2*i], in[2*i+1]}
-	}
-	return caches
-}
-
-// withCaches appends each layer's cache, padded to S positions, to a graph's outputs.
-func withCaches(out []*Node, caches []kv, S int) []*Node {
-	for _, c := range caches {
-		out = append(out, padCache(c.k, S), padCache(c.v, S))
-	}
-	return out
 }
 
 // padCache extends a cache [n, B, H, hd] with zeros to [S, B, H, hd].

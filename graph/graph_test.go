@@ -1,106 +1,43 @@
 package graph
 
 import (
-	"math"
-	"path/filepath"
 	"slices"
 	"testing"
 
-	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 
 	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/internal/testfix"
 )
 
-var fixtureNames = []string{"bt-tiny", "pythia-tiny", "bt-from-pythia-tiny"}
-
-var testBackend backends.Backend
-
-func backend(t testing.TB) backends.Backend {
-	if testBackend == nil {
-		b, err := NewBackend("go")
-		if err != nil {
-			t.Fatal(err)
-		}
-		testBackend = b
-	}
-	return testBackend
-}
-
-func load(t testing.TB, name string, dt dtypes.DType) *Model {
+// load opens a fixture and uploads it to the pure-Go backend.
+func load(t testing.TB, name string, dt dtypes.DType) *Engine {
 	t.Helper()
-	fm, err := formats.Open(filepath.Join("..", "fixtures", name), formats.OpenOptions{})
+	return loadModel(t, testfix.Open(t, testfix.Path(name)), dt)
+}
+
+func loadModel(t testing.TB, m *formats.Model, dt dtypes.DType) *Engine {
+	t.Helper()
+	e, err := Load(m, testfix.Backend(t), dt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fm.Close()
-	m, err := Load(fm, backend(t), dt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
-	return m
-}
-
-type reference struct {
-	ids          []int32
-	B, T         int
-	logits       []float32
-	prompts      [][]int32
-	greedy       [][]int32
-	logitsShape  []int
-	promptLength int
-}
-
-func loadReference(t testing.TB, name string) *reference {
-	f, err := formats.OpenSafetensors(filepath.Join("..", "fixtures", name, "reference.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r := &reference{}
-	ids, shape, _ := f.Int64("input_ids")
-	r.B, r.T = shape[0], shape[1]
-	for _, v := range ids {
-		r.ids = append(r.ids, int32(v))
-	}
-	r.logits, r.logitsShape, _ = f.Float32("logits")
-	rows := func(name string) [][]int32 {
-		v, s, _ := f.Int64(name)
-		out := make([][]int32, s[0])
-		for i := range out {
-			for _, x := range v[i*s[1] : (i+1)*s[1]] {
-				out[i] = append(out[i], int32(x))
-			}
-		}
-		return out
-	}
-	r.prompts, r.greedy = rows("prompt_ids"), rows("greedy_ids")
-	return r
-}
-
-func relL2(a, b []float32) float64 {
-	var num, den float64
-	for i := range a {
-		d := float64(a[i]) - float64(b[i])
-		num += d * d
-		den += float64(b[i]) * float64(b[i])
-	}
-	return math.Sqrt(num / den)
+	t.Cleanup(e.Close)
+	return e
 }
 
 func TestScoreMatchesReference(t *testing.T) {
-	for _, name := range fixtureNames {
+	for _, name := range testfix.Names {
 		m := load(t, name, dtypes.Float32)
-		r := loadReference(t, name)
-		got, shape, err := m.Score(r.ids, r.B, r.T)
+		r := testfix.LoadReference(t, name)
+		got, shape, err := m.Score(r.IDs, r.B, r.T)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(shape, r.logitsShape) {
-			t.Fatalf("%s: shape %v want %v", name, shape, r.logitsShape)
+		if !slices.Equal(shape, r.LogitsShape) {
+			t.Fatalf("%s: shape %v want %v", name, shape, r.LogitsShape)
 		}
-		if e := relL2(got, r.logits); e > 1e-5 {
+		if e := testfix.RelL2(got, r.Logits); e > 1e-5 {
 			t.Errorf("%s: rel L2 %.3g > 1e-5", name, e)
 		} else {
 			t.Logf("%s: rel L2 %.3g", name, e)
@@ -109,34 +46,51 @@ func TestScoreMatchesReference(t *testing.T) {
 }
 
 func TestGreedyMatchesReference(t *testing.T) {
-	for _, name := range fixtureNames {
+	for _, name := range testfix.Names {
 		m := load(t, name, dtypes.Float32)
-		r := loadReference(t, name)
-		g, err := m.Generate(r.prompts, GenerateOptions{MaxNewTokens: len(r.greedy[0])})
+		r := testfix.LoadReference(t, name)
+		g, err := m.Generate(r.Prompts, GenerateOptions{MaxNewTokens: len(r.Greedy[0])})
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i := range r.greedy {
-			if !slices.Equal(g.Tokens[i], r.greedy[i]) {
-				t.Errorf("%s row %d:\n got %v\nwant %v", name, i, g.Tokens[i], r.greedy[i])
+		for i := range r.Greedy {
+			if !slices.Equal(g.Tokens[i], r.Greedy[i]) {
+				t.Errorf("%s row %d:\n got %v\nwant %v", name, i, g.Tokens[i], r.Greedy[i])
 			}
 		}
+	}
+}
+
+// bf16 compute (weights and matmuls in bfloat16, LayerNorm and softmax in f32) stays close to
+// the reference and keeps its greedy tokens.
+func TestBF16Compute(t *testing.T) {
+	m := load(t, "bt-tiny", dtypes.BFloat16)
+	r := testfix.LoadReference(t, "bt-tiny")
+	got, _, err := m.Score(r.IDs, r.B, r.T)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := testfix.RelL2(got, r.Logits); e > 0.05 {
+		t.Errorf("bf16 rel L2 %.3g > 0.05", e)
+	}
+	g, err := m.Generate(r.Prompts, GenerateOptions{MaxNewTokens: len(r.Greedy[0])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(g.Tokens[0], r.Greedy[0]) {
+		t.Errorf("bf16 greedy %v, reference %v", g.Tokens[0], r.Greedy[0])
 	}
 }
 
 // The head count is really used: the same weights read with another head count (which no shape
 // can reveal) give other logits.
 func TestHeadCountChangesLogits(t *testing.T) {
-	r := loadReference(t, "bt-tiny")
-	fm, err := formats.Open(filepath.Join("..", "fixtures", "bt-tiny"), formats.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fm.Close()
+	r := testfix.LoadReference(t, "bt-tiny")
+	fm := testfix.Open(t, testfix.Path("bt-tiny"))
 	cfg := *fm.Config
-	for _, d := range []*formats.DecoderConfig{cfg.BlockDecoder, &cfg.TokenDecoder.DecoderConfig} {
-		if d.Heads != 4 {
-			t.Fatalf("bt-tiny has %d heads, want 4", d.Heads)
+	for _, d := range []*int{&cfg.BlockDecoder.Heads, &cfg.TokenDecoder.Heads} {
+		if *d != 4 {
+			t.Fatalf("bt-tiny has %d heads, want 4", *d)
 		}
 	}
 	bd, td := *cfg.BlockDecoder, *cfg.TokenDecoder
@@ -144,16 +98,110 @@ func TestHeadCountChangesLogits(t *testing.T) {
 	td.Heads, td.HeadDim, td.RotaryDims = 8, 16, 4
 	cfg.BlockDecoder, cfg.TokenDecoder = &bd, &td
 	fm.Config = &cfg
-	m, err := Load(fm, backend(t), dtypes.Float32)
+	m := loadModel(t, fm, dtypes.Float32)
+	got, _, err := m.Score(r.IDs, r.B, r.T)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
-	got, _, err := m.Score(r.ids, r.B, r.T)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e := relL2(got, r.logits); e < 0.01 {
+	if e := testfix.RelL2(got, r.Logits); e < 0.01 {
 		t.Fatalf("8 heads instead of 4: rel L2 %.3g, the head count is not used", e)
+	}
+}
+
+// Score checks ids: Gather would clamp one outside the vocabulary silently.
+func TestScoreChecksIDs(t *testing.T) {
+	m := load(t, "pythia-tiny", dtypes.Float32)
+	_, _, err := m.Score([]int32{1, 2, 256, 3}, 1, 4)
+	if want := "token id 256 (position 2) is outside the vocabulary 0..255"; err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
+	}
+}
+
+// The decode step has fixed shapes: a longer generation compiles no more graphs than a short one,
+// and a new sampling seed compiles nothing (the seed is a runtime input).
+func TestGenerationCompilesOnce(t *testing.T) {
+	for _, name := range []string{"bt-tiny", "pythia-tiny"} {
+		m := load(t, name, dtypes.Float32)
+		prompt := [][]int32{testfix.ByteIDs("The quick brown fox jumps over!")}
+		before := m.Compilations()
+		if _, err := m.Generate(prompt, GenerateOptions{MaxNewTokens: 40}); err != nil {
+			t.Fatal(err)
+		}
+		if c := m.Compilations() - before; c != 2 {
+			t.Errorf("%s: %d compilations for one generation, want 2 (prefill + step)", name, c)
+		}
+		before = m.Compilations()
+		if _, err := m.Generate(prompt, GenerateOptions{MaxNewTokens: 40}); err != nil {
+			t.Fatal(err)
+		}
+		if c := m.Compilations() - before; c != 0 {
+			t.Errorf("%s: %d compilations when generating again with the same shapes", name, c)
+		}
+		s := Sampling{Temperature: 0.8, TopK: 5, Seed: 1}
+		if _, err := m.Generate(prompt, GenerateOptions{MaxNewTokens: 40, Sampling: s}); err != nil {
+			t.Fatal(err)
+		}
+		before = m.Compilations()
+		s.Seed = 2
+		if _, err := m.Generate(prompt, GenerateOptions{MaxNewTokens: 40, Sampling: s}); err != nil {
+			t.Fatal(err)
+		}
+		if c := m.Compilations() - before; c != 0 {
+			t.Errorf("%s: %d compilations for a new seed", name, c)
+		}
+	}
+}
+
+// Prompts that are not whole blocks are left-padded with the pad id.
+func TestLeftPadding(t *testing.T) {
+	m := load(t, "bt-tiny", dtypes.Float32)
+	g, err := m.Generate([][]int32{testfix.ByteIDs("Hello")}, GenerateOptions{MaxNewTokens: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.PadTokens != 3 || len(g.Prompt[0]) != 8 || g.Prompt[0][0] != 0 || g.Prompt[0][3] != 'H' || len(g.Tokens[0]) != 6 {
+		t.Fatalf("padding: %+v", g)
+	}
+	// Same as generating from the explicitly padded prompt.
+	h, _ := m.Generate([][]int32{append([]int32{0, 0, 0}, testfix.ByteIDs("Hello")...)}, GenerateOptions{MaxNewTokens: 6})
+	if !slices.Equal(g.Tokens[0], h.Tokens[0]) {
+		t.Fatalf("%v vs %v", g.Tokens[0], h.Tokens[0])
+	}
+}
+
+func TestSamplingReproducible(t *testing.T) {
+	m := load(t, "bt-tiny", dtypes.Float32)
+	prompt := [][]int32{testfix.ByteIDs("It is a long established fact ")[:28], testfix.ByteIDs("The GNU General Public License")[:28]}
+	run := func(s Sampling) [][]int32 {
+		g, err := m.Generate(prompt, GenerateOptions{MaxNewTokens: 24, Sampling: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.Tokens
+	}
+	a := run(Sampling{Temperature: 0.9, TopK: 20, TopP: 0.95, Seed: 3})
+	b := run(Sampling{Temperature: 0.9, TopK: 20, TopP: 0.95, Seed: 3})
+	c := run(Sampling{Temperature: 0.9, TopK: 20, TopP: 0.95, Seed: 4})
+	if !slices.Equal(a[0], b[0]) || !slices.Equal(a[1], b[1]) {
+		t.Fatalf("same seed, different samples")
+	}
+	if slices.Equal(a[0], c[0]) && slices.Equal(a[1], c[1]) {
+		t.Fatalf("different seeds, same samples")
+	}
+	// top-k 1 is greedy whatever the temperature.
+	k1 := run(Sampling{Temperature: 1.5, TopK: 1, Seed: 9})
+	greedy := run(Sampling{})
+	if !slices.Equal(k1[0], greedy[0]) {
+		t.Fatalf("top-k 1 %v != greedy %v", k1[0], greedy[0])
+	}
+}
+
+func TestSamplingValidated(t *testing.T) {
+	m := load(t, "pythia-tiny", dtypes.Float32)
+	nan := func() float64 { var z float64; return z / z }()
+	for _, s := range []Sampling{{Temperature: nan}, {TopP: nan}, {Temperature: 1, TopP: 1.5}, {TopK: -1}} {
+		if _, err := m.Generate([][]int32{{1, 2}}, GenerateOptions{MaxNewTokens: 2, Sampling: s}); err == nil {
+			t.Errorf("%+v accepted", s)
+		}
 	}
 }

@@ -9,34 +9,34 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // the op vocabulary reads best unqualified
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 
-	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
 )
 
 // builder holds what one graph needs while it is being built: the weight parameters (dequantized
-// on first use, once per graph) and the compute dtype.
+// on first use, once per graph), the compute dtype and the backend's kind.
 type builder struct {
 	g      *Graph
-	cfg    *formats.Config
+	cfg    *arch.Config
 	dt     dtypes.DType // compute dtype: Float32 or BFloat16
+	kind   backendKind
 	params map[string]*Node
 	cache  map[string]*Node
-	// collect, when set, receives for every linear weight the sum over rows of its squared inputs
-	// (or, with collectFull, of x x^T) and the row count (calibration).
-	collect     map[string][2]*Node
-	collectFull bool
+	// observe, when set, is shown the input of every linear layer (flattened to [rows, in]) by its
+	// weight's key: calibration watches a scoring forward through it.
+	observe func(key string, x *Node)
 	// smallKernelLimit is the pure-Go backend's M*N above which DotGeneral takes its "large"
 	// kernel (0 on other backends).
 	smallKernelLimit int
 }
 
-func newBuilder(w *Weights, cfg *formats.Config, dt dtypes.DType, in []*Node, goBackend bool) *builder {
-	b := &builder{g: in[0].Graph(), cfg: cfg, dt: dt, params: map[string]*Node{}, cache: map[string]*Node{}}
-	if goBackend {
+func newBuilder(g *Graph, w *Weights, cfg *arch.Config, dt dtypes.DType, weights []*Node, kind backendKind) *builder {
+	b := &builder{g: g, cfg: cfg, dt: dt, kind: kind, params: map[string]*Node{}, cache: map[string]*Node{}}
+	if kind == goBackend {
 		blk := 1 << simplego.DotGeneralTargetBlockLog2Dim[dt]
 		b.smallKernelLimit = 16 * blk * blk
 	}
 	for i, k := range w.Keys {
-		b.params[k] = in[i]
+		b.params[k] = weights[i]
 	}
 	return b
 }
@@ -66,20 +66,8 @@ func (b *builder) linear(x *Node, component, name string, bias bool) *Node {
 	W := b.w(component, name+".weight")
 	dims := x.Shape().Dimensions
 	flat := Reshape(x, -1, dims[len(dims)-1])
-	if b.collect != nil {
-		key := component + "/" + name + ".weight"
-		x32 := ConvertDType(flat, dtypes.Float32)
-		var sq *Node
-		if b.collectFull {
-			sq = MatMul(Transpose(x32, 0, 1), x32)
-		} else {
-			sq = ReduceSum(Square(x32), 0)
-		}
-		rows := Scalar(b.g, dtypes.Float32, float64(flat.Shape().Dim(0)))
-		if prev, ok := b.collect[key]; ok {
-			sq, rows = Add(prev[0], sq), Add(prev[1], rows)
-		}
-		b.collect[key] = [2]*Node{sq, rows}
+	if b.observe != nil {
+		b.observe(component+"/"+name+".weight", flat)
 	}
 	y := b.matmulT(flat, W) // [M, out]
 	if bias {
@@ -139,7 +127,7 @@ func gelu(x *Node) *Node {
 
 // rotaryTable holds cos and sin for positions 0..n-1, computed on the host in float64 so that long
 // positions lose no precision, repeated twice along the rotary dims (rotate_half form).
-func rotaryTable(g *Graph, d *formats.DecoderConfig, n int, dt dtypes.DType) (cos, sin *Node) {
+func rotaryTable(g *Graph, d *arch.DecoderConfig, n int, dt dtypes.DType) (cos, sin *Node) {
 	rot := d.RotaryDims
 	c := make([]float64, n*rot)
 	s := make([]float64, n*rot)
@@ -193,10 +181,6 @@ func attention(q, k, v, bias *Node) *Node {
 	return Einsum("bhts,sbhd->bthd", probs, v)
 }
 
-// toCache turns [B, T, H, hd] into the cache layout [T, B, H, hd] (sequence first, so a position
-// mask is a prefix of the shape and Where can update a cache without DynamicUpdateSlice).
-func toCache(x *Node) *Node { return TransposeAllAxes(x, 1, 0, 2, 3) }
-
 // causalBias is the additive mask for T new tokens attending to past+T keys.
 func causalBias(g *Graph, past, T int) *Node {
 	v := make([]float32, T*(past+T))
@@ -210,25 +194,25 @@ func causalBias(g *Graph, past, T int) *Node {
 
 // decoder runs a GPT-NeoX stack (layers, then the final LayerNorm) over x [B, T, D] at positions
 // pos (int32 [T]). attend decides how each layer's attention sees the past.
-func (b *builder) decoder(component string, d *formats.DecoderConfig, x, pos *Node, maxPos int, attend attendFn) *Node {
+func (b *builder) decoder(component string, d *arch.DecoderConfig, x, pos *Node, maxPos int, attend attendFn) *Node {
 	cos, sin := rotaryTable(b.g, d, maxPos, b.dt)
 	B, T := x.Shape().Dim(0), x.Shape().Dim(1)
 	H, hd := d.Heads, d.HeadDim
 	for i := 0; i < d.Layers; i++ {
 		p := fmt.Sprintf("layers.%d.", i)
-		a := b.layerNorm(x, component, p+"input_layernorm", d.LayerNormEps)
+		a := b.layerNorm(x, component, p+arch.InputNorm, d.LayerNormEps)
 		// Per-head interleaved QKV: [B, T, H, 3, hd].
-		qkv := Reshape(b.linear(a, component, p+"attention.query_key_value", true), B, T, H, 3, hd)
+		qkv := Reshape(b.linear(a, component, p+arch.QKV, true), B, T, H, 3, hd)
 		pick := func(j int) *Node {
 			return Reshape(Slice(qkv, AxisRange(), AxisRange(), AxisRange(), AxisElem(j), AxisRange()), B, T, H, hd)
 		}
 		q := rope(pick(0), pos, cos, sin, d.RotaryDims)
 		k := rope(pick(1), pos, cos, sin, d.RotaryDims)
 		ctx := Reshape(attend(i, q, k, pick(2)), B, T, d.Hidden)
-		attn := b.linear(ctx, component, p+"attention.dense", true)
+		attn := b.linear(ctx, component, p+arch.AttnOut, true)
 		mlp := func(h *Node) *Node {
-			h = b.linear(b.layerNorm(h, component, p+"post_attention_layernorm", d.LayerNormEps), component, p+"mlp.dense_h_to_4h", true)
-			return b.linear(gelu(h), component, p+"mlp.dense_4h_to_h", true)
+			h = b.linear(b.layerNorm(h, component, p+arch.PostNorm, d.LayerNormEps), component, p+arch.MLPUp, true)
+			return b.linear(gelu(h), component, p+arch.MLPDown, true)
 		}
 		if d.ParallelResidual {
 			x = Add(Add(x, attn), mlp(x))
@@ -237,23 +221,8 @@ func (b *builder) decoder(component string, d *formats.DecoderConfig, x, pos *No
 			x = Add(x, mlp(x))
 		}
 	}
-	return b.layerNorm(x, component, "final_layer_norm", d.LayerNormEps)
+	return b.layerNorm(x, component, arch.FinalNorm, d.LayerNormEps)
 }
-
-// causal is the attendFn of a full forward: keys are the new tokens, causally masked. If keep is
-// not nil, each layer's keys and values (cache layout) are appended to it.
-func causal(keep *[]kv) attendFn {
-	return func(_ int, q, k, v *Node) *Node {
-		kc, vc := toCache(k), toCache(v)
-		if keep != nil {
-			*keep = append(*keep, kv{kc, vc})
-		}
-		return attention(q, kc, vc, causalBias(q.Graph(), 0, q.Shape().Dim(1)))
-	}
-}
-
-// kv is one layer's cache in layout [S, B, H, hd].
-type kv struct{ k, v *Node }
 
 // embed looks token ids (int32, any shape) up in a [V, D] table.
 func (b *builder) embed(ids *Node, component, name string) *Node {

@@ -1,8 +1,12 @@
 package graph
 
 import (
+	"math"
+
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
+
+	"github.com/btconvert/btconvert/formats/errs"
 )
 
 // Sampling is part of the generation graph so a whole block is produced without a host round trip.
@@ -13,10 +17,24 @@ import (
 
 // Sampling parameters. Temperature 0 means greedy.
 type Sampling struct {
-	Temperature float64
-	TopK        int     // 0: off
-	TopP        float64 // 1 or 0: off
-	Seed        uint64
+	Temperature float64 `json:"temperature"`
+	TopK        int     `json:"top_k"` // 0: off
+	TopP        float64 `json:"top_p"` // 1 or 0: off
+	Seed        uint64  `json:"seed"`
+}
+
+// Validate refuses settings that are not finite numbers in range.
+func (s Sampling) Validate() error {
+	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+	switch {
+	case !finite(s.Temperature) || s.Temperature < 0:
+		return errs.Option("Temperature", s.Temperature, "must be a finite number >= 0 (0: greedy)")
+	case s.TopK < 0:
+		return errs.Option("TopK", s.TopK, "must be >= 0 (0: off)")
+	case !finite(s.TopP) || s.TopP < 0 || s.TopP > 1:
+		return errs.Option("TopP", s.TopP, "must be between 0 and 1 (0 or 1: off)")
+	}
+	return nil
 }
 
 // Greedy reports whether this is argmax decoding.

@@ -8,6 +8,8 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
+
+	"github.com/btconvert/btconvert/formats/arch"
 )
 
 // ComponentTimes is the time one generated block spends in each part of a Block Transformer, measured
@@ -18,26 +20,23 @@ type ComponentTimes struct {
 
 // TimeComponents measures the embedder (one block), one block-decoder step and the L token-decoder
 // steps of one block, each the median of reps runs after one warm-up.
-func (m *Model) TimeComponents(B, S, reps int) (*ComponentTimes, error) {
-	cfg := m.Config
+func (e *Engine) TimeComponents(B, S, reps int) (*ComponentTimes, error) {
+	cfg := e.Config
 	if !cfg.IsBlock() {
 		return nil, fmt.Errorf("component times are for block models")
 	}
 	L, layers := cfg.BlockLength, cfg.BlockDecoder.Layers
 	D := cfg.BlockDecoder.Hidden
-	embed, err := m.exec("split-embed", func(b *builder, in []*Node) []*Node {
+	embed, err := e.exec("split-embed", func(b *builder, in []*Node) []*Node {
 		return []*Node{b.embedBlocks(InsertAxes(in[0], 1))}
 	})
 	if err != nil {
 		return nil, err
 	}
-	step, err := m.exec(fmt.Sprintf("split-block/S=%d", S), func(b *builder, in []*Node) []*Node {
-		caches := make([]kv, layers)
-		for i := range caches {
-			caches[i] = kv{in[2*i], in[2*i+1]}
-		}
-		x, pos := in[2*layers], in[2*layers+1]
-		h := b.decoder("block_decoder", cfg.BlockDecoder, x, Reshape(pos, 1), S, fixedCache(caches, pos))
+	step, err := e.exec(fmt.Sprintf("split-block/S=%d", S), func(b *builder, in []*Node) []*Node {
+		// (caches..., x, pos): a block decoder step on given block vectors.
+		caches, x, pos := readCaches(in, layers), in[2*layers], in[2*layers+1]
+		h := b.decoder(arch.BlockDecoder, cfg.BlockDecoder, x, Reshape(pos, 1), S, b.fixedCache(caches, pos))
 		out := []*Node{h}
 		for _, c := range caches {
 			out = append(out, c.k, c.v)
@@ -47,7 +46,7 @@ func (m *Model) TimeComponents(B, S, reps int) (*ComponentTimes, error) {
 	if err != nil {
 		return nil, err
 	}
-	tok, err := m.exec("split-token", func(b *builder, in []*Node) []*Node {
+	tok, err := e.exec("split-token", func(b *builder, in []*Node) []*Node {
 		toks, logits, rng := b.generateBlock(in[0], in[1], sampler{})
 		return []*Node{toks, logits, rng}
 	})
@@ -55,20 +54,20 @@ func (m *Model) TimeComponents(B, S, reps int) (*ComponentTimes, error) {
 		return nil, err
 	}
 	ids := tensors.FromFlatDataAndDimensions(make([]int32, B*L), B, L)
-	x := tensors.FromShape(shapes.Make(m.DType, B, 1, D))
-	ctx := tensors.FromShape(shapes.Make(m.DType, B, D))
+	x := tensors.FromShape(shapes.Make(e.DType, B, 1, D))
+	ctx := tensors.FromShape(shapes.Make(e.DType, B, D))
 	rng, _ := RNGStateFromSeed(0)
 	stepArgs := []any{}
 	bd := cfg.BlockDecoder
 	for i := 0; i < 2*layers; i++ {
-		stepArgs = append(stepArgs, tensors.FromShape(shapes.Make(m.DType, S, B, bd.Heads, bd.HeadDim)))
+		stepArgs = append(stepArgs, tensors.FromShape(shapes.Make(e.DType, S, B, bd.Heads, bd.HeadDim)))
 	}
 	stepArgs = append(stepArgs, x, int32(S/2))
-	timeIt := func(e *Exec, args ...any) (time.Duration, error) {
+	timeIt := func(x *Exec, args ...any) (time.Duration, error) {
 		var ds []time.Duration
 		for r := 0; r <= reps; r++ {
 			start := time.Now()
-			out, err := m.run(e, args...)
+			out, err := e.run(x, args...)
 			if err != nil {
 				return 0, err
 			}

@@ -4,20 +4,20 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 
-	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
 )
 
 // The vanilla GPT-NeoX model: embed_in -> the same decoder stack -> embed_out.
 
 // vanillaHidden runs tokens ids [B, T] at positions pos through the stack with attend: [B, T, D].
 func (b *builder) vanillaHidden(ids, pos *Node, maxPos int, attend attendFn) *Node {
-	x := b.embed(ids, formats.Decoder, "embed_in.weight")
-	return b.decoder(formats.Decoder, b.cfg.Decoder, x, pos, maxPos, attend)
+	x := b.embed(ids, arch.Decoder, arch.EmbedIn+".weight")
+	return b.decoder(arch.Decoder, b.cfg.Decoder, x, pos, maxPos, attend)
 }
 
 // vanillaHead is the output projection, in float32.
 func (b *builder) vanillaHead(h *Node) *Node {
-	return ConvertDType(b.linear(h, formats.Decoder, "embed_out", false), dtypes.Float32)
+	return ConvertDType(b.linear(h, arch.Decoder, arch.EmbedOut, false), dtypes.Float32)
 }
 
 // vanillaForward is vanillaHidden followed by the head: logits [B, T, V].

@@ -10,6 +10,8 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/safetensors"
 )
 
 // Weights are a model's stored tensors, uploaded to the backend once and passed by reference to
@@ -17,14 +19,13 @@ import (
 type Weights struct {
 	Keys    []string // "component/name" in parameter order
 	Tensors []*tensors.Tensor
-	index   map[string]int
 	Bytes   int64 // device-side bytes of all weights
 }
 
 // LoadWeights uploads every tensor of m to backend. F16 is converted to F32 on the host (the pure
 // Go backend has no f16); F32 and BF16 stay as stored; F16 quantization scales become F32.
 func LoadWeights(m *formats.Model, backend backends.Backend) (*Weights, error) {
-	w := &Weights{index: map[string]int{}}
+	w := &Weights{}
 	ts := append([]*formats.Tensor(nil), m.Tensors...)
 	sort.SliceStable(ts, func(i, j int) bool { return ts[i].Key() < ts[j].Key() })
 	for _, t := range ts {
@@ -34,42 +35,38 @@ func LoadWeights(m *formats.Model, backend backends.Backend) (*Weights, error) {
 		}
 		var dt *tensors.Tensor
 		switch t.DType {
-		case formats.F32, formats.F16, formats.F64:
-			f, err := formats.ToFloat32(t.DType, raw)
+		case safetensors.F32, safetensors.F16, safetensors.F64:
+			f, err := safetensors.ToFloat32(t.DType, raw)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", t.Key(), err)
 			}
 			dt = tensors.FromFlatDataAndDimensions(f, t.Shape...)
-		case formats.BF16:
+		case safetensors.BF16:
 			b := make([]bfloat16.BFloat16, len(raw)/2)
 			for i := range b {
 				b[i] = bfloat16.FromBits(binary.LittleEndian.Uint16(raw[2*i:]))
 			}
 			dt = tensors.FromFlatDataAndDimensions(b, t.Shape...)
-		case formats.I8:
+		case safetensors.I8:
 			b := make([]int8, len(raw))
 			for i := range b {
 				b[i] = int8(raw[i])
 			}
 			dt = tensors.FromFlatDataAndDimensions(b, t.Shape...)
-		case formats.U8:
+		case safetensors.U8:
 			dt = tensors.FromFlatDataAndDimensions(append([]uint8(nil), raw...), t.Shape...)
 		default:
-			return nil, &formats.InputError{File: t.SrcFile, Tensor: t.SrcName, Msg: fmt.Sprintf("dtype %s cannot be loaded as a weight", t.DType)}
+			return nil, &errs.InputError{File: t.SrcFile, Tensor: t.SrcName, Msg: fmt.Sprintf("dtype %s cannot be loaded as a weight", t.DType)}
 		}
 		if err := dt.MaterializeOnDevice(backend, true, 0); err != nil {
 			return nil, fmt.Errorf("uploading %s: %w", t.Key(), err)
 		}
-		w.index[t.Key()] = len(w.Keys)
 		w.Keys = append(w.Keys, t.Key())
 		w.Tensors = append(w.Tensors, dt)
 		w.Bytes += int64(dt.Memory())
 	}
 	return w, nil
 }
-
-// Has reports whether a stored tensor exists.
-func (w *Weights) Has(key string) bool { _, ok := w.index[key]; return ok }
 
 // Free releases the device buffers.
 func (w *Weights) Free() {

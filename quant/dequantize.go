@@ -1,15 +1,17 @@
 package quant
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/safetensors"
 )
 
 // Dequantized returns m with every quantized tensor rebuilt as a float tensor of dtype to (lazily,
 // one at a time), for layouts that have no quantized tensors (export --format official).
-func Dequantized(m *formats.Model, to formats.DType) (*formats.Model, error) {
+func Dequantized(m *formats.Model, to safetensors.DType) (*formats.Model, error) {
 	if len(m.Config.Quantization) == 0 {
 		return m, nil
 	}
@@ -20,26 +22,26 @@ func Dequantized(m *formats.Model, to formats.DType) (*formats.Model, error) {
 		parts[t.Key()] = t
 	}
 	var out []*formats.Tensor
-	for _, spec := range formats.ExpectedTensors(&cfg) {
-		key := spec.Component + "/" + spec.Name
+	for _, spec := range arch.Tensors(&cfg) {
+		key := spec.Key()
 		q := m.Config.QuantOf(spec.Component, spec.Name)
 		if q == nil {
 			t := parts[key]
 			if t == nil {
-				return nil, fmt.Errorf("%s: tensor %s missing", m.Path, key)
+				return nil, errs.Tensor(m.Path, key, "missing")
 			}
 			out = append(out, t)
 			continue
 		}
 		q2 := *q
 		get := func(suffix string) *formats.Tensor { return parts[key+suffix] }
-		qw, sc, mn := get(formats.QWeightSuffix), get(formats.ScalesSuffix), get(formats.MinsSuffix)
-		out = append(out, formats.NewTensor(spec.Component, spec.Name, to, spec.Shape, qw.SrcFile, strings.TrimSuffix(qw.SrcName, formats.QWeightSuffix), func() ([]byte, error) {
+		qw, sc, mn := get(arch.QWeightSuffix), get(arch.ScalesSuffix), get(arch.MinsSuffix)
+		out = append(out, formats.NewTensor(spec.Component, spec.Name, to, spec.Shape, qw.SrcFile, strings.TrimSuffix(qw.SrcName, arch.QWeightSuffix), func() ([]byte, error) {
 			w, err := dequantizeParts(&q2, qw, sc, mn)
 			if err != nil {
 				return nil, err
 			}
-			return formats.FromFloat32(to, w)
+			return safetensors.FromFloat32(to, w)
 		}))
 	}
 	return m.Derive(m.Format, &cfg, out), nil
@@ -52,7 +54,7 @@ func floats(t *formats.Tensor) ([]float32, error) {
 	return t.Float32()
 }
 
-func dequantizeParts(q *formats.QuantSpec, qw, sc, mn *formats.Tensor) ([]float32, error) {
+func dequantizeParts(q *arch.Quantization, qw, sc, mn *formats.Tensor) ([]float32, error) {
 	raw, err := qw.Raw()
 	if err != nil {
 		return nil, err
@@ -61,16 +63,16 @@ func dequantizeParts(q *formats.QuantSpec, qw, sc, mn *formats.Tensor) ([]float3
 	if err != nil {
 		return nil, err
 	}
-	if q.Type == "int8" {
+	if q.Type == arch.Int8 {
 		codes := make([]int8, len(raw))
 		for i, b := range raw {
 			codes[i] = int8(b)
 		}
-		return (&Int8{Codes: codes, Scales: scales}).Dequantize(q.Rows, q.Cols), nil
+		return (&Int8Weight{Codes: codes, Scales: scales}).Dequantize(q.Rows, q.Cols), nil
 	}
 	mins, err := floats(mn)
 	if err != nil {
 		return nil, err
 	}
-	return (&Int4{Packed: raw, Scales: scales, Mins: mins, PaddedCols: q.PaddedCols}).Dequantize(q.Rows, q.Cols, q.GroupSize, q.Symmetric), nil
+	return (&Int4Weight{Packed: raw, Scales: scales, Mins: mins, PaddedCols: q.PaddedCols}).Dequantize(q.Rows, q.Cols, q.GroupSize, q.Symmetric), nil
 }

@@ -3,8 +3,6 @@ package quant
 import (
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 
 	"gonum.org/v1/gonum/mat"
 )
@@ -62,56 +60,47 @@ func hinvUpper(h []float64, n int) ([]float64, []bool, error) {
 
 // gptqRows runs GPTQ on a row-major [rows, cols] weight (cols padded to whole groups) with levels
 // lo..hi in groups of gs. It returns the codes and the per-group scales and minimums.
-func gptqRows(x []float32, rows, cols, gs int, lo, hi float64, sym, search, f16 bool, u []float64, dead []bool) (codes []int8, scales, mins []float32) {
+func gptqRows(x []float32, rows, cols, gs int, lv levels, u []float64, dead []bool) (codes []int8, scales, mins []float32) {
 	g := cols / gs
 	codes = make([]int8, rows*cols)
 	scales = make([]float32, rows*g)
 	mins = make([]float32, rows*g)
-	var wg sync.WaitGroup
-	next := make(chan int, rows)
-	for r := 0; r < rows; r++ {
-		next <- r
-	}
-	close(next)
-	for k := 0; k < runtime.GOMAXPROCS(0); k++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w := make([]float64, cols)
-			grp := make([]float32, gs)
-			for r := range next {
-				for j := 0; j < cols; j++ {
-					if !dead[j] {
-						w[j] = float64(x[r*cols+j])
-					} else {
-						w[j] = 0
-					}
-				}
-				var s, m float64
-				for i := 0; i < cols; i++ {
-					if i%gs == 0 {
-						for j := range grp {
-							grp[j] = float32(w[i+j])
-						}
-						s, m, _ = fit(grp, nil, lo, hi, sym, search, f16)
-						scales[r*g+i/gs], mins[r*g+i/gs] = float32(s), float32(m)
-					}
-					q := 0.0
-					if s != 0 {
-						q = clamp(math.Round((w[i]-m)/s), lo, hi)
-					}
-					codes[r*cols+i] = int8(q)
-					e := (w[i] - (s*q + m)) / u[i*cols+i]
-					row := u[i*cols : (i+1)*cols]
-					for j := i + 1; j < cols; j++ {
-						w[j] -= e * row[j]
-					}
-				}
+	parallelWith(rows, func() any { return &gptqScratch{make([]float64, cols), make([]float32, gs)} }, func(r int, scratch any) {
+		w, grp := scratch.(*gptqScratch).w, scratch.(*gptqScratch).grp
+		for j := 0; j < cols; j++ {
+			w[j] = 0
+			if !dead[j] {
+				w[j] = float64(x[r*cols+j])
 			}
-		}()
-	}
-	wg.Wait()
+		}
+		var s, m float64
+		for i := 0; i < cols; i++ {
+			if i%gs == 0 {
+				for j := range grp {
+					grp[j] = float32(w[i+j])
+				}
+				s, m, _ = fit(grp, nil, lv)
+				scales[r*g+i/gs], mins[r*g+i/gs] = float32(s), float32(m)
+			}
+			q := 0.0
+			if s != 0 {
+				q = clamp(math.Round((w[i]-m)/s), lv.lo, lv.hi)
+			}
+			codes[r*cols+i] = int8(q)
+			e := (w[i] - (s*q + m)) / u[i*cols+i]
+			row := u[i*cols : (i+1)*cols]
+			for j := i + 1; j < cols; j++ {
+				w[j] -= e * row[j]
+			}
+		}
+	})
 	return codes, scales, mins
+}
+
+// gptqScratch is one worker's row buffers.
+type gptqScratch struct {
+	w   []float64
+	grp []float32
 }
 
 // padHessian extends H [cols, cols] with zero rows/columns to [pc, pc] (padding columns are dead).
@@ -127,17 +116,19 @@ func padHessian(h []float64, cols, pc int) []float64 {
 }
 
 // GPTQInt8 is QuantizeInt8 with GPTQ error feedback; h is E[x x^T] [cols, cols].
-func GPTQInt8(x []float32, rows, cols int, h []float64, o Options) (*Int8, error) {
+func GPTQInt8(x []float32, rows, cols int, h []float64, o Options) (*Int8Weight, error) {
 	u, dead, err := hinvUpper(h, cols)
 	if err != nil {
 		return nil, err
 	}
-	codes, scales, _ := gptqRows(x, rows, cols, cols, -127, 127, true, o.Search, o.F16Scales, u, dead)
-	return &Int8{Codes: codes, Scales: scales}, nil
+	lv := int8Levels
+	lv.search, lv.f16 = o.Search, o.F16Scales
+	codes, scales, _ := gptqRows(x, rows, cols, cols, lv, u, dead)
+	return &Int8Weight{Codes: codes, Scales: scales}, nil
 }
 
 // GPTQInt4 is QuantizeInt4 with GPTQ error feedback; h is E[x x^T] [cols, cols].
-func GPTQInt4(x []float32, rows, cols int, h []float64, o Options) (*Int4, error) {
+func GPTQInt4(x []float32, rows, cols int, h []float64, o Options) (*Int4Weight, error) {
 	gs := o.GroupSize
 	pc := PaddedCols(cols, gs)
 	u, dead, err := hinvUpper(padHessian(h, cols, pc), pc)
@@ -151,12 +142,10 @@ func GPTQInt4(x []float32, rows, cols int, h []float64, o Options) (*Int4, error
 			copy(padded[r*pc:], x[r*cols:(r+1)*cols])
 		}
 	}
-	lo, hi, offset := 0.0, 15.0, 0
-	if o.Symmetric {
-		lo, hi, offset = -8, 7, 8
-	}
-	codes, scales, mins := gptqRows(padded, rows, pc, gs, lo, hi, o.Symmetric, o.Search, o.F16Scales, u, dead)
-	out := &Int4{Packed: make([]uint8, rows*pc/2), Scales: scales, PaddedCols: pc}
+	lv := int4Levels(o)
+	offset := -int(lv.lo)
+	codes, scales, mins := gptqRows(padded, rows, pc, gs, lv, u, dead)
+	out := &Int4Weight{Packed: make([]uint8, rows*pc/2), Scales: scales, PaddedCols: pc}
 	if !o.Symmetric {
 		out.Mins = mins
 	}

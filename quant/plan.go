@@ -4,20 +4,48 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/olekukonko/tablewriter"
 
 	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/safetensors"
 )
 
-// Types a tensor can be stored as.
-var Types = []string{"f32", "bf16", "f16", "int8", "int4"}
+// Type is how a plan stores a tensor: a float dtype, or quantized.
+type Type string
 
-// Override is one --tensor-type REGEX=TYPE (matched against "component/name").
+// The storage types.
+const (
+	F32  Type = "f32"
+	BF16 Type = "bf16"
+	F16  Type = "f16"
+	Int8      = Type(arch.Int8)
+	Int4      = Type(arch.Int4)
+)
+
+// Types are every storage type, for messages.
+var Types = []Type{F32, BF16, F16, Int8, Int4}
+
+// Quantized reports whether t is int8 or int4.
+func (t Type) Quantized() bool { return t == Int8 || t == Int4 }
+
+// DType is the safetensors dtype of a float type.
+func (t Type) DType() safetensors.DType {
+	d, _ := safetensors.ParseDType(string(t))
+	return d
+}
+
+// floatType is the storage type of a float dtype.
+func floatType(d safetensors.DType) Type { return Type(d.Lower()) }
+
+// Override is one REGEX=TYPE rule (matched against "component/name").
 type Override struct {
 	Pattern *regexp.Regexp
-	Type    string
+	Type    Type
 	Text    string
 }
 
@@ -25,45 +53,48 @@ type Override struct {
 func ParseOverride(s string) (Override, error) {
 	i := strings.LastIndex(s, "=")
 	if i <= 0 {
-		return Override{}, fmt.Errorf("--tensor-type %q: want REGEX=TYPE", s)
+		return Override{}, errs.Option("TensorType", s, "want REGEX=TYPE")
 	}
 	re, err := regexp.Compile(s[:i])
 	if err != nil {
-		return Override{}, fmt.Errorf("--tensor-type %q: bad regex: %v", s, err)
+		return Override{}, errs.Option("TensorType", s, "bad regex: %v", err)
 	}
-	typ := s[i+1:]
-	if !validType(typ) {
-		return Override{}, fmt.Errorf("--tensor-type %q: type %q is not one of %s", s, typ, strings.Join(Types, " "))
+	typ := Type(s[i+1:])
+	if !slices.Contains(Types, typ) {
+		return Override{}, errs.Option("TensorType", s, "type %q is not one of %s", typ, typeList())
 	}
 	return Override{re, typ, s}, nil
 }
 
-func validType(t string) bool {
-	for _, x := range Types {
-		if x == t {
-			return true
-		}
+func typeList() string {
+	var s []string
+	for _, t := range Types {
+		s = append(s, string(t))
 	}
-	return false
+	return strings.Join(s, " ")
 }
 
-// Settings are the flags of a quantization run.
+// GroupSizes are the int4 group sizes (each a whole number of bytes of codes, and a divisor of
+// the usual widths).
+var GroupSizes = []int{32, 64, 128}
+
+// Settings say how to quantize.
 type Settings struct {
-	Type      string // int8 or int4: the default for quantizable tensors
-	GroupSize int
-	Symmetric bool
-	Search    bool
+	Type      Type // int8 or int4: for the tensors the policy quantizes
+	GroupSize int  // int4
+	Symmetric bool // int4: q in -8..7 (else scale and minimum, q in 0..15)
+	Search    bool // search the scales (else round-to-nearest)
 	F16Scales bool
 	Overrides []Override
 }
 
 // Validate checks the settings.
 func (s *Settings) Validate() error {
-	if s.Type != "int8" && s.Type != "int4" {
-		return fmt.Errorf("--type %q: want int8 or int4", s.Type)
+	if !s.Type.Quantized() {
+		return errs.Option("Type", string(s.Type), "want int8 or int4")
 	}
-	if s.GroupSize != 32 && s.GroupSize != 64 && s.GroupSize != 128 {
-		return fmt.Errorf("--group-size %d: want 32, 64 or 128", s.GroupSize)
+	if !slices.Contains(GroupSizes, s.GroupSize) {
+		return errs.Option("GroupSize", s.GroupSize, "want 32, 64 or 128")
 	}
 	return nil
 }
@@ -73,8 +104,8 @@ type Entry struct {
 	Component   string  `json:"component"`
 	Name        string  `json:"name"`
 	Shape       []int   `json:"shape"`
-	From        string  `json:"from"`
-	To          string  `json:"to"`
+	From        Type    `json:"from"`
+	To          Type    `json:"to"`
 	BytesBefore int64   `json:"bytes_before"`
 	BytesAfter  int64   `json:"bytes_after"`
 	BitsPerW    float64 `json:"bits_per_weight"`
@@ -87,22 +118,10 @@ type Plan struct {
 	Entries  []Entry  `json:"tensors"`
 }
 
-// isLinear reports whether a tensor is one the default policy quantizes: every Linear weight of
-// the decoders, the expansion layer and the output head.
-func isLinear(component, name string) bool {
-	if component == formats.Embedder {
-		return false
-	}
-	for _, suf := range []string{"attention.query_key_value.weight", "attention.dense.weight", "mlp.dense_h_to_4h.weight", "mlp.dense_4h_to_h.weight"} {
-		if strings.HasSuffix(name, suf) {
-			return true
-		}
-	}
-	return name == "expansion_layer.weight" || name == "embed_out.weight"
-}
-
-func isEmbedding(name string) bool {
-	return name == "embeddings.weight" || name == "embed_in.weight"
+// Quantizable is the default policy: every Linear weight of the decoders, the expansion layer and
+// the output head (the embedder's projection and the embedding tables stay as stored).
+func Quantizable(s arch.TensorSpec) bool {
+	return s.Role == arch.RoleLinear && s.Component != arch.Embedder
 }
 
 // MakePlan decides the storage of every tensor of m (which must not be quantized already).
@@ -111,34 +130,38 @@ func MakePlan(m *formats.Model, s Settings) (*Plan, error) {
 		return nil, err
 	}
 	if len(m.Config.Quantization) > 0 {
-		return nil, &formats.InputError{File: m.Path, Msg: "is already quantized; quantize the float model it came from"}
+		return nil, errs.File(m.Path, "is already quantized; quantize the float model it came from")
+	}
+	specs := map[string]arch.TensorSpec{}
+	for _, sp := range arch.Tensors(m.Config) {
+		specs[sp.Key()] = sp
 	}
 	used := make([]bool, len(s.Overrides))
 	p := &Plan{Settings: s}
 	for _, t := range m.Tensors {
-		to := t.DType.Lower()
-		if isLinear(t.Component, t.Name) {
+		key := t.Key()
+		spec := specs[key]
+		to := floatType(t.DType)
+		if Quantizable(spec) {
 			to = s.Type
 		}
-		key := t.Key()
 		for i, o := range s.Overrides {
 			if o.Pattern.MatchString(key) {
 				to, used[i] = o.Type, true
 			}
 		}
-		isInt := to == "int8" || to == "int4"
 		switch {
-		case isInt && len(t.Shape) != 2:
-			return nil, fmt.Errorf("%s: a %dD tensor (LayerNorm or bias) cannot be %s; only 2D weights are quantized", key, len(t.Shape), to)
-		case isInt && isEmbedding(t.Name) && to == "int4":
-			return nil, fmt.Errorf("%s: embedding tables can be int8, not int4", key)
+		case to.Quantized() && len(t.Shape) != 2:
+			return nil, &errs.InputError{Msg: fmt.Sprintf("%s: a %dD tensor (LayerNorm or bias) cannot be %s; only 2D weights are quantized", key, len(t.Shape), to)}
+		case to == Int4 && spec.Role == arch.RoleEmbedding:
+			return nil, &errs.InputError{Msg: fmt.Sprintf("%s: embedding tables can be int8, not int4", key)}
 		}
-		e := Entry{Component: t.Component, Name: t.Name, Shape: t.Shape, From: t.DType.Lower(), To: to, BytesBefore: t.Bytes()}
+		e := Entry{Component: t.Component, Name: t.Name, Shape: t.Shape, From: floatType(t.DType), To: to, BytesBefore: t.Bytes()}
 		n := t.NumElements()
 		switch to {
-		case "int8":
+		case Int8:
 			e.BytesAfter = n + int64(t.Shape[0])*scaleBytes(s)
-		case "int4":
+		case Int4:
 			rows, cols := t.Shape[0], t.Shape[1]
 			pc := PaddedCols(cols, s.GroupSize)
 			parts := int64(1)
@@ -150,15 +173,14 @@ func MakePlan(m *formats.Model, s Settings) (*Plan, error) {
 				e.Note = fmt.Sprintf("row of %d padded to %d (%d groups of %d)", cols, pc, pc/s.GroupSize, s.GroupSize)
 			}
 		default:
-			dt, _ := formats.ParseDType(to)
-			e.BytesAfter = n * int64(dt.Size())
+			e.BytesAfter = n * int64(to.DType().Size())
 		}
 		e.BitsPerW = float64(e.BytesAfter*8) / float64(n)
 		p.Entries = append(p.Entries, e)
 	}
 	for i, u := range used {
 		if !u {
-			return nil, fmt.Errorf("--tensor-type %q matches no tensor (names look like %q)", s.Overrides[i].Text, m.Tensors[len(m.Tensors)/2].Key())
+			return nil, errs.Option("TensorType", s.Overrides[i].Text, "matches no tensor (names look like %q)", m.Tensors[len(m.Tensors)/2].Key())
 		}
 	}
 	return p, nil
@@ -192,7 +214,7 @@ func (p *Plan) Print(w io.Writer) error {
 	t := tablewriter.NewWriter(w)
 	t.Header("component", "tensor", "shape", "from", "to", "bytes before", "bytes after", "bits/w", "note")
 	for _, e := range p.Entries {
-		t.Append(e.Component, e.Name, fmt.Sprint(e.Shape), e.From, e.To, fmt.Sprint(e.BytesBefore), fmt.Sprint(e.BytesAfter), fmt.Sprintf("%.2f", e.BitsPerW), e.Note)
+		t.Append(e.Component, e.Name, fmt.Sprint(e.Shape), string(e.From), string(e.To), fmt.Sprint(e.BytesBefore), fmt.Sprint(e.BytesAfter), fmt.Sprintf("%.2f", e.BitsPerW), e.Note)
 	}
 	if err := t.Render(); err != nil {
 		return err
@@ -214,7 +236,7 @@ func (p *Plan) Print(w io.Writer) error {
 	for _, c := range comps {
 		row(c, func(e Entry) bool { return e.Component == c })
 	}
-	row("quantized linear weights", func(e Entry) bool { return e.To == "int8" || e.To == "int4" })
+	row("quantized linear weights", func(e Entry) bool { return e.To.Quantized() })
 	row("total", func(Entry) bool { return true })
 	return tot.Render()
 }

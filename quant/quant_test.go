@@ -3,10 +3,12 @@ package quant
 import (
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"testing"
 
-	"github.com/btconvert/btconvert/formats"
+	"github.com/x448/float16"
+
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/internal/testfix"
 )
 
 func randWeights(rows, cols int, seed uint64) []float32 {
@@ -85,24 +87,9 @@ func TestSearchBeatsRoundToNearest(t *testing.T) {
 
 // GPTQ lowers the output error on correlated inputs, the error it is built to minimise.
 func TestGPTQLowersOutputError(t *testing.T) {
-	rows, cols, n := 32, 128, 2048
+	rows, cols := 32, 128
 	w := randWeights(rows, cols, 3)
-	r := rand.New(rand.NewPCG(5, 5))
-	x := make([]float64, n*cols)
-	for i := 0; i < n; i++ {
-		base := r.NormFloat64()
-		for j := 0; j < cols; j++ {
-			x[i*cols+j] = base + 0.3*r.NormFloat64() // strongly correlated columns
-		}
-	}
-	h := make([]float64, cols*cols)
-	for i := 0; i < n; i++ {
-		for a := 0; a < cols; a++ {
-			for b := 0; b < cols; b++ {
-				h[a*cols+b] += x[i*cols+a] * x[i*cols+b] / float64(n)
-			}
-		}
-	}
+	x, h := correlated(2048, cols) // strongly correlated columns
 	outErr := func(dq []float32) float64 {
 		var e float64
 		for i := 0; i < 256; i++ {
@@ -129,23 +116,19 @@ func TestGPTQLowersOutputError(t *testing.T) {
 }
 
 func TestPlanPolicyAndOverrides(t *testing.T) {
-	m, err := formats.Open(filepath.Join("..", "fixtures", "pythia-tiny"), formats.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := testfix.Open(t, testfix.Path("pythia-tiny"))
 	ov, err := ParseOverride(`embed_in\.weight$=int8`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	late, _ := ParseOverride(`layers\.3\..*=f32`)
-	p, err := MakePlan(m, Settings{Type: "int4", GroupSize: 64, Overrides: []Override{ov, late}})
+	p, err := MakePlan(m, Settings{Type: Int4, GroupSize: 64, Overrides: []Override{ov, late}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	to := map[string]string{}
 	for _, e := range p.Entries {
-		to[e.Component+"/"+e.Name] = e.To
+		to[e.Component+"/"+e.Name] = string(e.To)
 	}
 	for k, want := range map[string]string{
 		"decoder/embed_in.weight":                           "int8",
@@ -159,7 +142,114 @@ func TestPlanPolicyAndOverrides(t *testing.T) {
 			t.Errorf("%s -> %s, want %s", k, to[k], want)
 		}
 	}
-	if _, err := MakePlan(m, Settings{Type: "int4", GroupSize: 50}); err == nil || err.Error() != "--group-size 50: want 32, 64 or 128" {
+	if _, err := MakePlan(m, Settings{Type: Int4, GroupSize: 50}); err == nil || testfix.ErrText(err) != "--group-size 50: want 32, 64 or 128" {
 		t.Errorf("group size: %v", err)
+	}
+}
+
+// correlated returns n samples of cols strongly correlated columns and their E[x x^T].
+func correlated(n, cols int) ([]float64, []float64) {
+	r := rand.New(rand.NewPCG(5, 5))
+	x := make([]float64, n*cols)
+	for i := 0; i < n; i++ {
+		base := r.NormFloat64()
+		for j := 0; j < cols; j++ {
+			x[i*cols+j] = base + 0.3*r.NormFloat64()
+		}
+	}
+	h := make([]float64, cols*cols)
+	for i := 0; i < n; i++ {
+		for a := 0; a < cols; a++ {
+			for b := 0; b < cols; b++ {
+				h[a*cols+b] += x[i*cols+a] * x[i*cols+b] / float64(n)
+			}
+		}
+	}
+	return x, h
+}
+
+// GPTQ with int8 codes lowers the output error too, and stays within the int8 levels.
+func TestGPTQInt8(t *testing.T) {
+	rows, cols := 16, 64
+	w := randWeights(rows, cols, 9)
+	x, h := correlated(1024, cols)
+	outErr := func(dq []float32) float64 {
+		var e float64
+		for i := 0; i < 256; i++ {
+			for o := 0; o < rows; o++ {
+				var d float64
+				for j := 0; j < cols; j++ {
+					d += (float64(dq[o*cols+j]) - float64(w[o*cols+j])) * x[i*cols+j]
+				}
+				e += d * d
+			}
+		}
+		return e
+	}
+	o := Options{Search: true}
+	plain := QuantizeInt8(w, rows, cols, o)
+	g, err := GPTQInt8(w, rows, cols, h, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range g.Codes {
+		if c < -127 {
+			t.Fatalf("code %d outside -127..127", c)
+		}
+	}
+	if a, b := outErr(g.Dequantize(rows, cols)), outErr(plain.Dequantize(rows, cols)); a >= b {
+		t.Fatalf("GPTQ int8 output error %.4g not below %.4g", a, b)
+	}
+}
+
+// With f16 scales the codes are fitted to the rounded scale: every stored scale is exactly an f16
+// and dequantizing with it reproduces the fit.
+func TestF16Scales(t *testing.T) {
+	w := randWeights(8, 128, 4)
+	for _, sym := range []bool{false, true} {
+		q := QuantizeInt4(w, 8, 128, Options{GroupSize: 32, Symmetric: sym, Search: true, F16Scales: true})
+		for _, s := range append(append([]float32(nil), q.Scales...), q.Mins...) {
+			if float16.Fromfloat32(s).Float32() != s {
+				t.Fatalf("scale %v is not an f16 value", s)
+			}
+		}
+		f32 := QuantizeInt4(w, 8, 128, Options{GroupSize: 32, Symmetric: sym, Search: true})
+		a, b := sqErr(q.Dequantize(8, 128, 32, sym), w), sqErr(f32.Dequantize(8, 128, 32, sym), w)
+		if a > 1.05*b {
+			t.Errorf("sym=%v: f16 scales error %.4g vs %.4g with f32", sym, a, b)
+		}
+	}
+	q8 := QuantizeInt8(w, 8, 128, Options{Search: true, F16Scales: true})
+	for _, s := range q8.Scales {
+		if float16.Fromfloat32(s).Float32() != s {
+			t.Fatalf("int8 scale %v is not an f16 value", s)
+		}
+	}
+}
+
+// Which LayerNorm feeds which Linear comes from the architecture table: the expansion layer reads
+// the block decoder's final LayerNorm, the head the token decoder's.
+func TestLayerNormImportance(t *testing.T) {
+	m := testfix.Open(t, testfix.Path("bt-tiny"))
+	imp := LayerNormImportance(m)
+	g, _ := m.Tensor(arch.BlockDecoder, arch.FinalNorm+".weight").Float32()
+	b, _ := m.Tensor(arch.BlockDecoder, arch.FinalNorm+".bias").Float32()
+	got := imp[arch.TokenDecoder+"/"+arch.Expand+".weight"]
+	if len(got) != len(g) {
+		t.Fatalf("expansion layer importance %d values, want %d", len(got), len(g))
+	}
+	for i := range g {
+		if got[i] != g[i]*g[i]+b[i]*b[i] {
+			t.Fatalf("expansion layer importance[%d] = %v, want g^2+b^2 = %v", i, got[i], g[i]*g[i]+b[i]*b[i])
+		}
+	}
+	want := map[string]bool{}
+	for _, s := range arch.Tensors(m.Config) {
+		if s.Role == arch.RoleLinear && s.FedBy != "" {
+			want[s.Key()] = true
+		}
+	}
+	if len(imp) != len(want) || len(want) != 2*2*2+2 {
+		t.Fatalf("%d weights with importance, want %d (qkv and h_to_4h of 4 layers, expansion, head)", len(imp), len(want))
 	}
 }

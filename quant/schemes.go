@@ -1,14 +1,14 @@
 // Package quant quantizes weights: int8 per output channel and int4 per group, with a weighted
-// scale search, packing in the layout of docs/FORMAT.md, and the policy that picks which tensors.
+// scale search or GPTQ, packing in the layout of docs/FORMAT.md, and the policy and plan that say
+// which tensor becomes what.
 package quant
 
 import (
 	"math"
-	"runtime"
-	"sync"
-	"sync/atomic"
 
 	"github.com/x448/float16"
+
+	"github.com/btconvert/btconvert/formats/arch"
 )
 
 // Options of a scheme.
@@ -20,32 +20,54 @@ type Options struct {
 	Importance []float32 // per input column weight of the error (calibration), or nil
 }
 
-// Int8 holds a per-row symmetric int8 quantization of a [rows, cols] weight.
-type Int8 struct {
+// Int8Weight holds a per-row symmetric int8 quantization of a [rows, cols] weight.
+type Int8Weight struct {
 	Codes  []int8    // [rows, cols]
 	Scales []float32 // [rows]
 }
 
-// Int4 holds a group-wise int4 quantization of a [rows, cols] weight.
-type Int4 struct {
+// Int4Weight holds a group-wise int4 quantization of a [rows, cols] weight.
+type Int4Weight struct {
 	Packed     []uint8   // [rows, paddedCols/2], low nibble first
 	Scales     []float32 // [rows, groups]
 	Mins       []float32 // [rows, groups], asymmetric only
 	PaddedCols int
 }
 
-// roundHalfAway rounds half away from zero (as the spec asks; math.Round does exactly that).
-func roundHalfAway(x float64) float64 { return math.Round(x) }
-
 func clamp(x, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, x)) }
 
 func toF16(x float64) float64 { return float64(float16.Fromfloat32(float32(x)).Float32()) }
 
-// fit quantizes one row or group x (with importance w, may be nil) to integer levels lo..hi:
-// value = scale*q + min (min fixed at 0 when symmetric). With search it tries candidate scales and,
-// for each, the least-squares scale (and min) for the chosen codes, keeping the lowest weighted
-// error; without it, it is plain round-to-nearest from the range.
-func fit(x []float32, w []float32, lo, hi float64, sym, search, f16 bool) (scale, min float64, q []int8) {
+// levels are the integer codes of a scheme and how a row or group is fitted to them.
+type levels struct {
+	lo, hi float64 // codes lo..hi
+	sym    bool    // value = scale*q (else scale*q + min)
+	search bool    // try candidate scales (else round-to-nearest from the range)
+	f16    bool    // scales and mins are stored as f16: fit with the rounded values
+}
+
+var (
+	int8Levels = levels{lo: -127, hi: 127, sym: true}
+	int4Asym   = levels{lo: 0, hi: 15}
+	int4Sym    = levels{lo: -8, hi: 7, sym: true}
+)
+
+// int4Levels are the int4 codes for o.
+func int4Levels(o Options) levels {
+	l := int4Asym
+	if o.Symmetric {
+		l = int4Sym
+	}
+	l.search, l.f16 = o.Search, o.F16Scales
+	return l
+}
+
+// fit quantizes one row or group x (with importance w, may be nil) to the levels: value =
+// scale*q + min (min fixed at 0 when symmetric). With search it tries candidate scales and, for
+// each, the least-squares scale (and min) for the chosen codes, keeping the lowest weighted error;
+// without it, it is plain round-to-nearest (half away from zero) from the range.
+func fit(x []float32, w []float32, lv levels) (scale, min float64, q []int8) {
+	lo, hi, sym, search, f16 := lv.lo, lv.hi, lv.sym, lv.search, lv.f16
 	q = make([]int8, len(x))
 	mn, mx := math.Inf(1), math.Inf(-1)
 	for _, v := range x {
@@ -65,7 +87,7 @@ func fit(x []float32, w []float32, lo, hi float64, sym, search, f16 bool) (scale
 				into[j] = int8(clamp(0, lo, hi))
 				continue
 			}
-			into[j] = int8(clamp(roundHalfAway((float64(v)-min)/scale), lo, hi))
+			into[j] = int8(clamp(math.Round((float64(v)-min)/scale), lo, hi))
 		}
 	}
 	errOf := func(scale, min float64, c []int8) float64 {
@@ -147,10 +169,12 @@ func fit(x []float32, w []float32, lo, hi float64, sym, search, f16 bool) (scale
 }
 
 // QuantizeInt8 quantizes a row-major [rows, cols] weight per output row, symmetric, q in -127..127.
-func QuantizeInt8(x []float32, rows, cols int, o Options) *Int8 {
-	out := &Int8{Codes: make([]int8, rows*cols), Scales: make([]float32, rows)}
-	parallelRows(rows, func(r int) {
-		s, _, q := fit(x[r*cols:(r+1)*cols], o.Importance, -127, 127, true, o.Search, o.F16Scales)
+func QuantizeInt8(x []float32, rows, cols int, o Options) *Int8Weight {
+	out := &Int8Weight{Codes: make([]int8, rows*cols), Scales: make([]float32, rows)}
+	lv := int8Levels
+	lv.search, lv.f16 = o.Search, o.F16Scales
+	parallel(rows, func(r int) {
+		s, _, q := fit(x[r*cols:(r+1)*cols], o.Importance, lv)
 		out.Scales[r] = float32(s)
 		copy(out.Codes[r*cols:], q)
 	})
@@ -158,23 +182,21 @@ func QuantizeInt8(x []float32, rows, cols int, o Options) *Int8 {
 }
 
 // PaddedCols is cols rounded up to a whole number of groups.
-func PaddedCols(cols, group int) int { return (cols + group - 1) / group * group }
+func PaddedCols(cols, group int) int { return arch.PaddedCols(cols, group) }
 
 // QuantizeInt4 quantizes a row-major [rows, cols] weight in groups of o.GroupSize along each row.
 // A row that is not a whole number of groups is padded with zeros (the padding is never used).
-func QuantizeInt4(x []float32, rows, cols int, o Options) *Int4 {
+func QuantizeInt4(x []float32, rows, cols int, o Options) *Int4Weight {
 	gs := o.GroupSize
 	pc := PaddedCols(cols, gs)
 	g := pc / gs
-	out := &Int4{Packed: make([]uint8, rows*pc/2), Scales: make([]float32, rows*g), PaddedCols: pc}
+	out := &Int4Weight{Packed: make([]uint8, rows*pc/2), Scales: make([]float32, rows*g), PaddedCols: pc}
 	if !o.Symmetric {
 		out.Mins = make([]float32, rows*g)
 	}
-	lo, hi, offset := 0.0, 15.0, 0
-	if o.Symmetric {
-		lo, hi, offset = -8, 7, 8
-	}
-	parallelRows(rows, func(r int) {
+	lv := int4Levels(o)
+	offset := -int(lv.lo) // stored codes are 0..15
+	parallel(rows, func(r int) {
 		row := make([]float32, pc)
 		imp := make([]float32, pc)
 		copy(row, x[r*cols:(r+1)*cols])
@@ -189,7 +211,7 @@ func QuantizeInt4(x []float32, rows, cols int, o Options) *Int4 {
 			if o.Importance != nil {
 				w = imp[k*gs : (k+1)*gs]
 			}
-			s, m, q := fit(row[k*gs:(k+1)*gs], w, lo, hi, o.Symmetric, o.Search, o.F16Scales)
+			s, m, q := fit(row[k*gs:(k+1)*gs], w, lv)
 			out.Scales[r*g+k] = float32(s)
 			if !o.Symmetric {
 				out.Mins[r*g+k] = float32(m)
@@ -203,24 +225,8 @@ func QuantizeInt4(x []float32, rows, cols int, o Options) *Int4 {
 	return out
 }
 
-// parallelRows runs fn for every row on all cores (rows are independent).
-func parallelRows(rows int, fn func(r int)) {
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := int(next.Add(1) - 1); r < rows; r = int(next.Add(1) - 1) {
-				fn(r)
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-// Dequantize returns the weight an Int8 stands for.
-func (q *Int8) Dequantize(rows, cols int) []float32 {
+// Dequantize returns the weight an Int8Weight stands for.
+func (q *Int8Weight) Dequantize(rows, cols int) []float32 {
 	out := make([]float32, rows*cols)
 	for r := 0; r < rows; r++ {
 		for c := 0; c < cols; c++ {
@@ -230,8 +236,8 @@ func (q *Int8) Dequantize(rows, cols int) []float32 {
 	return out
 }
 
-// Dequantize returns the weight an Int4 stands for (padding dropped).
-func (q *Int4) Dequantize(rows, cols, group int, sym bool) []float32 {
+// Dequantize returns the weight an Int4Weight stands for (padding dropped).
+func (q *Int4Weight) Dequantize(rows, cols, group int, sym bool) []float32 {
 	out := make([]float32, rows*cols)
 	g := q.PaddedCols / group
 	for r := 0; r < rows; r++ {

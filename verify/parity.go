@@ -7,7 +7,9 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/graph"
 )
 
@@ -32,7 +34,7 @@ type Reference struct {
 
 // ReadReference reads the fixtures' reference.safetensors layout.
 func ReadReference(path string) (*Reference, error) {
-	f, err := formats.OpenSafetensors(path)
+	f, err := safetensors.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -41,10 +43,10 @@ func ReadReference(path string) (*Reference, error) {
 	for _, name := range []string{"input_ids", "logits", "prompt_ids", "greedy_ids"} {
 		info := f.Info(name)
 		if info == nil {
-			return nil, &formats.InputError{File: path, Tensor: name, Msg: "missing (a reference file holds input_ids, logits, prompt_ids and greedy_ids)"}
+			return nil, errs.Tensor(path, name, "missing (a reference file holds input_ids, logits, prompt_ids and greedy_ids)")
 		}
 		if name != "logits" && len(info.Shape) != 2 {
-			return nil, &formats.InputError{File: path, Tensor: name, Msg: fmt.Sprintf("shape %v, want [batch, length]", info.Shape)}
+			return nil, errs.Tensor(path, name, "shape %v, want [batch, length]", info.Shape)
 		}
 	}
 	ids, shape, err := f.Int64("input_ids")
@@ -113,14 +115,39 @@ func argmax(v []float32) int {
 	return best
 }
 
+// CheckIDs refuses reference ids outside the model's vocabulary (the reference does not belong to
+// this model).
+func (r *Reference) CheckIDs(path string, vocab int) error {
+	check := func(tensor string, ids []int32) error {
+		for i, id := range ids {
+			if id < 0 || int(id) >= vocab {
+				return errs.Tensor(path, tensor, "id %d (element %d) is outside the model's vocabulary 0..%d", id, i, vocab-1)
+			}
+		}
+		return nil
+	}
+	if err := check("input_ids", r.IDs); err != nil {
+		return err
+	}
+	for _, row := range r.Prompts {
+		if err := check("prompt_ids", row); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // AgainstReference scores the reference inputs and runs greedy generation from its prompts.
-func AgainstReference(m *graph.Model, r *Reference, path string) (*Parity, error) {
+func AgainstReference(m *graph.Engine, r *Reference, path string) (*Parity, error) {
+	if err := r.CheckIDs(path, m.Config.VocabSize); err != nil {
+		return nil, err
+	}
 	got, shape, err := m.Score(r.IDs, r.B, r.T)
 	if err != nil {
 		return nil, err
 	}
 	if fmt.Sprint(shape) != fmt.Sprint(r.Shape) {
-		return nil, &formats.InputError{File: path, Tensor: "logits", Msg: fmt.Sprintf("shape %v, but the model gives %v for input_ids", r.Shape, shape)}
+		return nil, errs.Tensor(path, "logits", "shape %v, but the model gives %v for input_ids", r.Shape, shape)
 	}
 	p := CompareLogits(got, r.Logits, m.Config.VocabSize)
 	gen, err := m.Generate(r.Prompts, graph.GenerateOptions{MaxNewTokens: len(r.Greedy[0])})
@@ -143,7 +170,7 @@ func AgainstReference(m *graph.Model, r *Reference, path string) (*Parity, error
 
 // BetweenModels scores the same seeded random ids with both models (e.g. the same weights on two
 // backends) and compares the logits; greedy generation from seeded prompts is compared too.
-func BetweenModels(a, ref *graph.Model, seed uint64) (*Parity, error) {
+func BetweenModels(a, ref *graph.Engine, seed uint64) (*Parity, error) {
 	ids, B, T := RandomIDs(a.Config, seed, 2, 8)
 	la, _, err := a.Score(ids, B, T)
 	if err != nil {
@@ -177,10 +204,13 @@ func BetweenModels(a, ref *graph.Model, seed uint64) (*Parity, error) {
 	return &p, nil
 }
 
-// RandomIDs draws B rows of seeded random ids (avoiding id 0, the pad) with blocks whole blocks
-// (or 4*blocks tokens for a vanilla model).
-func RandomIDs(cfg *formats.Config, seed uint64, B, blocks int) ([]int32, int, int) {
-	L := max(cfg.BlockLength, 4)
+// RandomIDs draws B rows of seeded random ids (avoiding id 0, the pad) of blocks whole blocks
+// (4*blocks tokens for a vanilla model).
+func RandomIDs(cfg *arch.Config, seed uint64, B, blocks int) ([]int32, int, int) {
+	L := 4 // tokens per "block" of a vanilla model
+	if cfg.IsBlock() {
+		L = cfg.BlockLength
+	}
 	T := blocks * L
 	r := rand.New(rand.NewPCG(seed, 1))
 	ids := make([]int32, B*T)

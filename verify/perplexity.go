@@ -5,13 +5,20 @@ import (
 	"math"
 	"time"
 
+	"gonum.org/v1/gonum/stat"
+
+	"github.com/btconvert/btconvert/formats/errs"
 	"github.com/btconvert/btconvert/graph"
 )
 
 // Quality is the perplexity of a text (and, against a base model, how far the distributions moved).
 type Quality struct {
-	PPL          float64 `json:"ppl"`
+	PPL float64 `json:"ppl"`
+	// PPLStdErr is the standard error of the perplexity, from that of the mean NLL (as
+	// llama-perplexity reports "ppl ± err": PPL x stderr(NLL)).
+	PPLStdErr    float64 `json:"ppl_stderr"`
 	NLL          float64 `json:"nll"`
+	NLLStdErr    float64 `json:"nll_stderr"`
 	TokensScored int     `json:"tokens_scored"`
 	TokensPerS   float64 `json:"tokens_per_s"`
 	Window       int     `json:"window"`
@@ -26,10 +33,25 @@ type Divergence struct {
 	PPLBase       float64 `json:"ppl_base"`
 	PPLRatio      float64 `json:"ppl_ratio"`
 	MeanKLD       float64 `json:"mean_kld"`
+	MeanKLDStdErr float64 `json:"mean_kld_stderr"`
 	P99KLD        float64 `json:"p99_kld"`
 	MaxKLD        float64 `json:"max_kld"`
 	Top1Agreement float64 `json:"top1_agreement"`
 	RMSDeltaP     float64 `json:"rms_delta_p"`
+}
+
+// Finite reports whether every measure is a finite number.
+func (q *Quality) Finite() bool {
+	v := []float64{q.PPL, q.NLL}
+	if d := q.Divergence; d != nil {
+		v = append(v, d.PPLBase, d.PPLRatio, d.MeanKLD, d.MaxKLD)
+	}
+	for _, x := range v {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // Windows cuts tokens into non-overlapping windows of w (a trailing partial window is dropped).
@@ -42,12 +64,12 @@ func Windows(tokens []int32, w int) [][]int32 {
 }
 
 // scoreWindows runs batches of windows through each model (same config) and calls visit for every
-// scored position with each model's logits row and the true id. Block models score every token but
-// the first block of a window; vanilla every token but the first.
-func scoreWindows(models []*graph.Model, windows [][]int32, batch int, progress func(done int), visit func(rows [][]float32, target int32)) error {
+// scored position (arch.Config.Scoring) with each model's logits row and the true id.
+func scoreWindows(models []*graph.Engine, windows [][]int32, batch int, progress func(done int), visit func(rows [][]float32, target int32)) error {
 	cfg := models[0].Config
 	V := cfg.VocabSize
 	w := len(windows[0])
+	sc := cfg.Scoring(w)
 	rows := make([][]float32, len(models))
 	for start := 0; start < len(windows); start += batch {
 		end := min(start+batch, len(windows))
@@ -65,17 +87,12 @@ func scoreWindows(models []*graph.Model, windows [][]int32, batch int, progress 
 		}
 		for b := 0; b < end-start; b++ {
 			win := windows[start+b]
-			per, first, off := w-1, 1, b*w // vanilla: row k predicts token k+1
-			if cfg.IsBlock() {
-				L := cfg.BlockLength
-				per, first = (w/L-1)*L, L
-				off = b * per
-			}
-			for k := 0; k < per; k++ {
+			for k := 0; k < sc.Rows; k++ {
+				off := b*sc.Stride + k
 				for i := range models {
-					rows[i] = all[i][(off+k)*V : (off+k+1)*V]
+					rows[i] = all[i][off*V : (off+1)*V]
 				}
-				visit(rows, win[first+k])
+				visit(rows, win[sc.First+k])
 			}
 		}
 		if progress != nil {
@@ -104,41 +121,53 @@ func logSoftmax(row []float32, out []float64) []float64 {
 }
 
 // Perplexity scores tokens in windows of w, batch windows per executed graph.
-func Perplexity(m *graph.Model, tokens []int32, w, batch int, progress func(done int)) (*Quality, error) {
-	if err := checkWindow(m, tokens, w); err != nil {
+func Perplexity(m *graph.Engine, tokens []int32, w, batch int, progress func(done int)) (*Quality, error) {
+	if err := checkWindow(m, tokens, w, batch); err != nil {
 		return nil, err
 	}
 	windows := Windows(tokens, w)
-	var nll float64
-	n := 0
+	var nlls []float64
 	buf := make([]float64, 0, m.Config.VocabSize)
 	start := time.Now()
-	err := scoreWindows([]*graph.Model{m}, windows, batch, progress, func(rows [][]float32, target int32) {
+	err := scoreWindows([]*graph.Engine{m}, windows, batch, progress, func(rows [][]float32, target int32) {
 		buf = logSoftmax(rows[0], buf)
-		nll -= buf[target]
-		n++
+		nlls = append(nlls, -buf[target])
 	})
 	if err != nil {
 		return nil, err
 	}
-	el := time.Since(start).Seconds()
-	return &Quality{PPL: math.Exp(nll / float64(n)), NLL: nll / float64(n), TokensScored: n,
-		TokensPerS: float64(len(windows)*w) / el, Window: w}, nil
+	q := &Quality{TokensScored: len(nlls), TokensPerS: float64(len(windows)*w) / time.Since(start).Seconds(), Window: w}
+	q.NLL, q.NLLStdErr = meanStdErr(nlls)
+	q.PPL = math.Exp(q.NLL)
+	q.PPLStdErr = q.PPL * q.NLLStdErr
+	return q, nil
 }
 
-func checkWindow(m *graph.Model, tokens []int32, w int) error {
+// meanStdErr is the mean of v and its standard error (standard deviation / sqrt(n)).
+func meanStdErr(v []float64) (mean, se float64) {
+	mean, sd := stat.MeanStdDev(v, nil)
+	if len(v) < 2 {
+		return mean, 0
+	}
+	return mean, sd / math.Sqrt(float64(len(v)))
+}
+
+func checkWindow(m *graph.Engine, tokens []int32, w, batch int) error {
 	if L := m.Config.BlockLength; m.Config.IsBlock() && (w%L != 0 || w < 2*L) {
-		return fmt.Errorf("--window %d must be a multiple of the block length %d and at least two blocks", w, L)
+		return errs.Option("Window", w, "must be a multiple of the block length %d and at least two blocks", L)
 	}
 	if w < 2 {
-		return fmt.Errorf("--window %d is too small", w)
+		return errs.Option("Window", w, "is too small (at least 2)")
+	}
+	if batch < 1 {
+		return errs.Option("WindowBatch", batch, "must be at least 1")
 	}
 	if len(tokens) < w {
-		return fmt.Errorf("the text has %d tokens, fewer than one window of %d", len(tokens), w)
+		return &errs.InputError{Msg: fmt.Sprintf("the text has %d tokens, fewer than one window of %d", len(tokens), w)}
 	}
-	for _, t := range tokens {
+	for i, t := range tokens {
 		if t < 0 || int(t) >= m.Config.VocabSize {
-			return fmt.Errorf("token id %d is outside the vocabulary (0..%d)", t, m.Config.VocabSize-1)
+			return &errs.InputError{Msg: fmt.Sprintf("token id %d at position %d is outside the vocabulary 0..%d", t, i, m.Config.VocabSize-1)}
 		}
 	}
 	return nil

@@ -1,30 +1,24 @@
 package verify
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 
-	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/internal/testfix"
 	"github.com/btconvert/btconvert/quant"
 )
 
 // quantized builds a quantized copy of a fixture in memory and loads it.
-func quantized(t *testing.T, name string, s quant.Settings, cal *quant.Calibration) (*graph.Model, *quant.Plan) {
+func quantized(t *testing.T, name string, s quant.Settings, cal *quant.Calibration) (*graph.Engine, *quant.Plan) {
 	t.Helper()
-	fm, err := formats.Open(filepath.Join("..", "fixtures", name), formats.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fm.Close()
+	fm := testfix.Open(t, testfix.Path(name))
 	plan, err := quant.MakePlan(fm, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := graph.Load(quant.Apply(fm, plan, cal), be, dtypes.Float32)
+	m, err := graph.Load(quant.Apply(fm, plan, cal), testfix.Backend(t), dtypes.Float32)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,43 +26,29 @@ func quantized(t *testing.T, name string, s quant.Settings, cal *quant.Calibrati
 	return m, plan
 }
 
-// calibrateFixture collects calibration statistics of a fixture on GPL-2 (not the eval text).
-func calibrateFixture(t *testing.T, base *graph.Model, full bool) *quant.Calibration {
-	text, err := os.ReadFile("/usr/share/common-licenses/GPL-2")
+// calibrateFixture collects calibration statistics of a fixture on GPL-2 (not the eval text), as
+// quantize --calib does.
+func calibrateFixture(t *testing.T, base *graph.Engine, full bool) *quant.Calibration {
+	wins := Windows(testfix.Text(t, testfix.GPL2), 256)
+	cal, err := base.Calibrate(wins, 16, full, nil)
 	if err != nil {
-		t.Skip("GPL-2 not on this machine")
+		t.Fatal(err)
 	}
-	c := graph.NewCalibration(full)
-	wins := Windows(byte2ids(string(text)), 256)
-	for i := 0; i < len(wins); i += 16 {
-		end := min(i+16, len(wins))
-		var flat []int32
-		for _, w := range wins[i:end] {
-			flat = append(flat, w...)
-		}
-		if err := base.Calibrate(c, flat, end-i, 256); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return &quant.Calibration{Importance: c.Importance(), Hessian: c.Hessians()}
+	return cal
 }
 
 // linearRatio is the quantized linear weights' bytes over their f32 bytes.
 func linearRatio(p *quant.Plan) float64 {
-	_, a, n := p.Total(func(e quant.Entry) bool { return e.To == "int8" || e.To == "int4" })
+	_, a, n := p.Total(func(e quant.Entry) bool { return e.To.Quantized() })
 	return float64(a) / float64(4*n)
 }
 
-// The quantization targets of the quantize issue, on both fixtures, eval text GPL-3.
+// The quantization targets, on both fixtures, eval text GPL-3.
 func TestQuantizationQuality(t *testing.T) {
-	text, err := os.ReadFile(gpl3)
-	if err != nil {
-		t.Skipf("%s not on this machine", gpl3)
-	}
-	tokens := byte2ids(string(text))
+	tokens := testfix.Text(t, testfix.GPL3)
 	for _, name := range []string{"bt-tiny", "pythia-tiny"} {
 		base := load(t, name)
-		measure := func(what string, m *graph.Model) *Quality {
+		measure := func(what string, m *graph.Engine) *Quality {
 			q, err := CompareQuality(m, base, name, tokens, 256, 16, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -80,7 +60,7 @@ func TestQuantizationQuality(t *testing.T) {
 		f32 := quant.Settings{GroupSize: 64, Search: true}
 
 		s8 := f32
-		s8.Type = "int8"
+		s8.Type = quant.Int8
 		m8, p8 := quantized(t, name, s8, nil)
 		q8 := measure("int8", m8)
 		if q8.PPLRatio > 1.002 || q8.MeanKLD > 0.001 || q8.Top1Agreement < 0.98 {
@@ -91,7 +71,7 @@ func TestQuantizationQuality(t *testing.T) {
 		}
 
 		s4 := f32
-		s4.Type = "int4"
+		s4.Type = quant.Int4
 		s4.Search = false
 		rtn, p4 := quantized(t, name, s4, &quant.Calibration{})
 		qRTN := measure("int4 g64 round-to-nearest", rtn)

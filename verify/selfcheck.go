@@ -18,7 +18,7 @@ type SelfCheck struct {
 
 // RunSelfCheck generates greedily from seeded random prompts, keeping each step's logits, then
 // scores prompt+generation in one forward and compares the logits at the generated positions.
-func RunSelfCheck(m *graph.Model, seed uint64) (*SelfCheck, error) {
+func RunSelfCheck(m *graph.Engine, seed uint64) (*SelfCheck, error) {
 	cfg := m.Config
 	ids, B, T := RandomIDs(cfg, seed, 2, 4)
 	prompts := rowsOf(ids, B, T)
@@ -37,21 +37,12 @@ func RunSelfCheck(m *graph.Model, seed uint64) (*SelfCheck, error) {
 		return nil, err
 	}
 	V := cfg.VocabSize
-	// The scoring logits that predict the generated tokens, in generation order.
+	// The scoring logits that predict the generated tokens (positions T..T+newTokens-1).
+	sc := cfg.Scoring(T + newTokens)
 	want := make([]float32, 0, len(g.Logits))
 	for b := 0; b < B; b++ {
-		if cfg.IsBlock() {
-			// Score rows: [B, n-1, L, V] where entry j predicts block j+1; generated block k is
-			// block T/L + k.
-			L := cfg.BlockLength
-			n := (T + newTokens) / L
-			row := scored[b*(n-1)*L*V : (b+1)*(n-1)*L*V]
-			want = append(want, row[(T/L-1)*L*V:]...)
-		} else {
-			S := T + newTokens
-			row := scored[b*S*V : (b+1)*S*V]
-			want = append(want, row[(T-1)*V:(S-1)*V]...)
-		}
+		seq := scored[b*sc.Stride*V : (b+1)*sc.Stride*V]
+		want = append(want, seq[sc.Row(T)*V:sc.Row(T+newTokens)*V]...)
 	}
 	p := CompareLogits(g.Logits, want, V)
 	return &SelfCheck{CacheRelL2Err: p.RelL2Err, CacheMaxAbsErr: p.MaxAbsErr, Top1Agreement: p.Top1Agreement,

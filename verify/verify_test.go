@@ -5,46 +5,32 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
-	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 
 	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/internal/testfix"
+	"github.com/btconvert/btconvert/quant"
 )
 
-var fixtureNames = []string{"bt-tiny", "pythia-tiny", "bt-from-pythia-tiny"}
-
-const gpl3 = "/usr/share/common-licenses/GPL-3"
-
-var be backends.Backend
-
-func load(t *testing.T, name string) *graph.Model {
+func load(t *testing.T, name string) *graph.Engine {
 	t.Helper()
-	if be == nil {
-		var err error
-		if be, err = graph.NewBackend("go"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fm, err := formats.Open(filepath.Join("..", "fixtures", name), formats.OpenOptions{})
+	e, err := graph.Load(testfix.Open(t, testfix.Path(name)), testfix.Backend(t), dtypes.Float32)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fm.Close()
-	m, err := graph.Load(fm, be, dtypes.Float32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
-	return m
+	t.Cleanup(e.Close)
+	return e
 }
 
 func TestParityAgainstReference(t *testing.T) {
-	for _, name := range fixtureNames {
+	for _, name := range testfix.Names {
 		m := load(t, name)
-		path := filepath.Join("..", "fixtures", name, "reference.safetensors")
+		path := filepath.Join(testfix.Path(name), "reference.safetensors")
 		r, err := ReadReference(path)
 		if err != nil {
 			t.Fatal(err)
@@ -60,8 +46,20 @@ func TestParityAgainstReference(t *testing.T) {
 	}
 }
 
+// A reference whose ids do not fit the model's vocabulary is bad input naming the file.
+func TestReferenceIDsChecked(t *testing.T) {
+	m := load(t, "bt-tiny")
+	path := filepath.Join(testfix.Path("bt-tiny"), "reference.safetensors")
+	r, _ := ReadReference(path)
+	r.IDs[5] = 300
+	_, err := AgainstReference(m, r, path)
+	if want := path + `: tensor "input_ids": id 300 (element 5) is outside the model's vocabulary 0..255`; err == nil || err.Error() != want {
+		t.Fatalf("got %v", err)
+	}
+}
+
 func TestSelfCheck(t *testing.T) {
-	for _, name := range fixtureNames {
+	for _, name := range testfix.Names {
 		m := load(t, name)
 		s, err := RunSelfCheck(m, 7)
 		if err != nil {
@@ -74,108 +72,95 @@ func TestSelfCheck(t *testing.T) {
 	}
 }
 
-// The decode step has fixed shapes: a longer generation compiles no more graphs than a short one.
-func TestGenerationCompilesOnce(t *testing.T) {
-	for _, name := range []string{"bt-tiny", "pythia-tiny"} {
-		m := load(t, name)
-		prompt := [][]int32{byte2ids("The quick brown fox jumps over!")}
-		before := m.Compilations()
-		if _, err := m.Generate(prompt, graph.GenerateOptions{MaxNewTokens: 40}); err != nil {
-			t.Fatal(err)
-		}
-		if c := m.Compilations() - before; c != 2 {
-			t.Errorf("%s: %d compilations for one generation, want 2 (prefill + step)", name, c)
-		}
-		before = m.Compilations()
-		if _, err := m.Generate(prompt, graph.GenerateOptions{MaxNewTokens: 40}); err != nil {
-			t.Fatal(err)
-		}
-		if c := m.Compilations() - before; c != 0 {
-			t.Errorf("%s: %d compilations when generating again with the same shapes", name, c)
-		}
-	}
-}
-
-func byte2ids(s string) []int32 {
-	ids, _ := formats.ByteTokenizer{}.Encode(s)
-	return ids
-}
-
-// Prompts that are not whole blocks are left-padded with the pad id.
-func TestLeftPadding(t *testing.T) {
-	m := load(t, "bt-tiny")
-	g, err := m.Generate([][]int32{byte2ids("Hello")}, graph.GenerateOptions{MaxNewTokens: 6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if g.PadTokens != 3 || len(g.Prompt[0]) != 8 || g.Prompt[0][0] != 0 || g.Prompt[0][3] != 'H' || len(g.Tokens[0]) != 6 {
-		t.Fatalf("padding: %+v", g)
-	}
-	// Same as generating from the explicitly padded prompt.
-	h, _ := m.Generate([][]int32{append([]int32{0, 0, 0}, byte2ids("Hello")...)}, graph.GenerateOptions{MaxNewTokens: 6})
-	if string(ids2bytes(g.Tokens[0])) != string(ids2bytes(h.Tokens[0])) {
-		t.Fatalf("%q vs %q", ids2bytes(g.Tokens[0]), ids2bytes(h.Tokens[0]))
-	}
-}
-
-func ids2bytes(ids []int32) []byte {
-	b := make([]byte, len(ids))
-	for i, x := range ids {
-		b[i] = byte(x)
-	}
-	return b
-}
-
-func TestSamplingReproducible(t *testing.T) {
-	m := load(t, "bt-tiny")
-	prompt := [][]int32{byte2ids("It is a long established fact "), byte2ids("The GNU General Public License")}
-	prompt[0] = prompt[0][:28]
-	prompt[1] = prompt[1][:28]
-	run := func(s graph.Sampling) [][]int32 {
-		g, err := m.Generate(prompt, graph.GenerateOptions{MaxNewTokens: 24, Sampling: s})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return g.Tokens
-	}
-	a := run(graph.Sampling{Temperature: 0.9, TopK: 20, TopP: 0.95, Seed: 3})
-	b := run(graph.Sampling{Temperature: 0.9, TopK: 20, TopP: 0.95, Seed: 3})
-	c := run(graph.Sampling{Temperature: 0.9, TopK: 20, TopP: 0.95, Seed: 4})
-	if string(ids2bytes(a[0])) != string(ids2bytes(b[0])) || string(ids2bytes(a[1])) != string(ids2bytes(b[1])) {
-		t.Fatalf("same seed, different samples")
-	}
-	if string(ids2bytes(a[0]))+string(ids2bytes(a[1])) == string(ids2bytes(c[0]))+string(ids2bytes(c[1])) {
-		t.Fatalf("different seeds, same samples")
-	}
-	// top-k 1 is greedy whatever the temperature.
-	k1 := run(graph.Sampling{Temperature: 1.5, TopK: 1, Seed: 9})
-	greedy := run(graph.Sampling{})
-	if string(ids2bytes(k1[0])) != string(ids2bytes(greedy[0])) {
-		t.Fatalf("top-k 1 %q != greedy %q", ids2bytes(k1[0]), ids2bytes(greedy[0]))
-	}
-}
-
 func TestPerplexityMatchesReference(t *testing.T) {
-	text, err := os.ReadFile(gpl3)
-	if err != nil {
-		t.Skipf("%s not on this machine", gpl3)
-	}
-	tokens := byte2ids(string(text))
-	for _, name := range fixtureNames {
+	tokens := testfix.Text(t, testfix.GPL3)
+	for _, name := range testfix.Names {
 		var ref struct {
 			PPL    float64 `json:"eval_ppl"`
 			Scored int     `json:"eval_tokens_scored"`
 		}
-		b, _ := os.ReadFile(filepath.Join("..", "fixtures", name, "reference.json"))
+		b, _ := os.ReadFile(filepath.Join(testfix.Path(name), "reference.json"))
 		json.Unmarshal(b, &ref)
 		m := load(t, name)
 		q, err := Perplexity(m, tokens, 256, 16, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%s: ppl %.6f (ref %.6f), %d tokens", name, q.PPL, ref.PPL, q.TokensScored)
+		t.Logf("%s: ppl %.6f ± %.4f (ref %.6f), %d tokens", name, q.PPL, q.PPLStdErr, ref.PPL, q.TokensScored)
 		if math.Abs(q.PPL/ref.PPL-1) > 1e-5 || q.TokensScored != ref.Scored {
 			t.Errorf("%s: ppl %.8g scored %d, reference %.8g scored %d", name, q.PPL, q.TokensScored, ref.PPL, ref.Scored)
 		}
+		// The standard error of the mean NLL: small against the NLL, not zero.
+		if q.NLLStdErr <= 0 || q.NLLStdErr > 0.05*q.NLL || math.Abs(q.PPLStdErr-q.PPL*q.NLLStdErr) > 1e-12 {
+			t.Errorf("%s: nll %.4f ± %.4f, ppl ± %.4f", name, q.NLL, q.NLLStdErr, q.PPLStdErr)
+		}
+	}
+}
+
+// A report with a measure that is not finite is a failed check, and still valid JSON (null plus
+// the list of such measures).
+func TestNonFiniteReport(t *testing.T) {
+	nan := math.NaN()
+	r := &Report{Model: "m", Quality: &Quality{PPL: nan, NLL: nan}}
+	if r.Finish() || r.Status != StatusFail {
+		t.Fatalf("a NaN perplexity passed: %+v", r)
+	}
+	js, err := EncodeJSON(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back map[string]any
+	if err := json.Unmarshal(js, &back); err != nil {
+		t.Fatalf("not valid JSON: %v\n%s", err, js)
+	}
+	q := back["quality"].(map[string]any)
+	if q["ppl"] != nil || !strings.Contains(string(js), `"non_finite": [`) || !strings.Contains(string(js), `"quality.ppl"`) {
+		t.Fatalf("%s", js)
+	}
+	// Nothing checked: MEASURED, which passes.
+	m := &Report{}
+	if !m.Finish() || m.Status != StatusMeasured {
+		t.Fatalf("%+v", m)
+	}
+	// No HTML escaping.
+	js, _ = EncodeJSON(map[string]string{"op": "<="})
+	if !strings.Contains(string(js), `"<="`) {
+		t.Fatalf("%s", js)
+	}
+}
+
+// Symmetric int4 end to end: the quantized model on the device (packed, dequantized in the graph)
+// scores exactly as the host's dequantized copy, and differs from the float model as much as
+// int4 should.
+func TestSymmetricInt4EndToEnd(t *testing.T) {
+	fm := testfix.Open(t, testfix.Path("bt-tiny"))
+	plan, err := quant.MakePlan(fm, quant.Settings{Type: quant.Int4, GroupSize: 32, Symmetric: true, Search: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := quant.Apply(fm, plan, nil)
+	host, err := quant.Dequantized(q, safetensors.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := testfix.LoadReference(t, "bt-tiny")
+	score := func(m *formats.Model) []float32 {
+		e, err := graph.Load(m, testfix.Backend(t), dtypes.Float32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		got, _, err := e.Score(r.IDs, r.B, r.T)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	device, dequant := score(q), score(host)
+	if e := testfix.RelL2(device, dequant); e > 1e-6 {
+		t.Errorf("packed on the device vs dequantized on the host: rel L2 %.3g", e)
+	}
+	if e := testfix.RelL2(device, r.Logits); e < 1e-3 || e > 0.3 {
+		t.Errorf("int4 symmetric vs the float reference: rel L2 %.3g, want between 1e-3 and 0.3", e)
 	}
 }

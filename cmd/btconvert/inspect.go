@@ -1,22 +1,26 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"strings"
 
+	"github.com/dustin/go-humanize"
 	"github.com/olekukonko/tablewriter"
 	"github.com/urfave/cli/v2"
 
-	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert"
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/verify"
 )
 
 func inspectCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "inspect",
-		Usage:     "describe a model: architecture, components, tensors",
+		Usage:     "describe a model: architecture, components, tensors, quantization, recorded report",
 		ArgsUsage: "PATH",
-		Description: `PATH is anything import accepts, or a btconvert model directory.
+		Description: `PATH is anything import accepts, a btconvert model folder or a .btz bundle.
 
 Examples:
    btconvert inspect fixtures/bt-tiny
@@ -35,35 +39,32 @@ func runInspect(c *cli.Context) error {
 	if err := needArgs(c, 1, "one PATH"); err != nil {
 		return err
 	}
-	m, err := formats.Open(c.Args().First(), openOptions(c))
+	res, err := btconvert.Inspect(c.Args().First(), openOptions(c), c.Bool("json"))
 	if err != nil {
 		return err
 	}
-	defer m.Close()
-	s, err := formats.Summarize(m, c.Bool("json"))
-	if err != nil {
-		return err
-	}
-	w := c.App.Writer
 	if c.Bool("json") {
-		b, _ := json.MarshalIndent(s, "", "  ")
-		fmt.Fprintln(w, string(b))
-		return nil
+		return printJSON(c, res)
 	}
-	fmt.Fprintf(w, "%s\nformat: %s\n", m.Config.Describe(), s.Format)
+	s := res.Summary
+	w := c.App.Writer
+	fmt.Fprintf(w, "%s\nformat: %s\n", s.Description, s.Format)
 	for _, n := range s.Notes {
-		fmt.Fprintf(w, "note: %s\n", n)
+		fmt.Fprintf(w, "note: %s\n", oneLine(n))
 	}
-	if len(m.Config.Quantization) > 0 {
-		fmt.Fprintf(w, "quantized tensors: %d (device weight memory = stored bytes)\n", len(m.Config.Quantization))
+	if q := res.QuantizedWith; q != nil {
+		fmt.Fprintf(w, "quantized: %s\n", quantLine(q))
+	}
+	if res.Report != nil {
+		fmt.Fprintf(w, "recorded verification report: %s\n", reportLine(res.Report))
 	}
 	fmt.Fprintln(w)
 	t := tablewriter.NewWriter(w)
 	t.Header("component", "tensors", "params", "bytes", "dtypes")
 	for _, comp := range s.Components {
-		t.Append(comp.Name, comp.Tensors, humanCount(comp.Params), humanBytes(comp.Bytes), strings.Join(comp.DTypes, " "))
+		t.Append(comp.Name, comp.Tensors, humanize.SIWithDigits(float64(comp.Params), 2, ""), humanize.IBytes(uint64(comp.Bytes)), strings.Join(comp.DTypes, " "))
 	}
-	t.Footer("total", len(s.Tensors), humanCount(s.TotalParams), humanBytes(s.TotalBytes), "")
+	t.Footer("total", len(s.Tensors), humanize.SIWithDigits(float64(s.TotalParams), 2, ""), humanize.IBytes(uint64(s.TotalBytes)), "")
 	if err := t.Render(); err != nil {
 		return err
 	}
@@ -72,34 +73,49 @@ func runInspect(c *cli.Context) error {
 		t := tablewriter.NewWriter(w)
 		t.Header("component", "tensor", "dtype", "shape", "bytes")
 		for _, ts := range s.Tensors {
-			t.Append(ts.Component, ts.Name, ts.DType, fmt.Sprint(ts.Shape), humanBytes(ts.Bytes))
+			t.Append(ts.Component, ts.Name, ts.DType, fmt.Sprint(ts.Shape), humanize.IBytes(uint64(ts.Bytes)))
 		}
 		return t.Render()
 	}
 	return nil
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
+// quantLine says how a model was quantized.
+func quantLine(q *arch.QuantProvenance) string {
+	s := string(q.Type)
+	if q.Type == arch.Int4 {
+		sym := "asymmetric"
+		if q.Symmetric {
+			sym = "symmetric"
+		}
+		s += fmt.Sprintf(" g%d %s", q.GroupSize, sym)
 	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
+	s += ", method " + q.Method
+	if q.Calibration != "" {
+		s += fmt.Sprintf(", calibrated on %s (sha256 %s, %d tokens)", q.Calibration, q.CalibrationSHA256, q.CalibrationTokens)
 	}
-	return fmt.Sprintf("%.2f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return s + ", btconvert " + q.Tool
 }
 
-func humanCount(n int64) string {
-	switch {
-	case n >= 1e9:
-		return fmt.Sprintf("%.2fB", float64(n)/1e9)
-	case n >= 1e6:
-		return fmt.Sprintf("%.2fM", float64(n)/1e6)
-	case n >= 1e3:
-		return fmt.Sprintf("%.1fK", float64(n)/1e3)
+// reportLine summarises a recorded verification report.
+func reportLine(raw []byte) string {
+	var r verify.Report
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return "unreadable: " + err.Error()
 	}
-	return fmt.Sprint(n)
+	var parts []string
+	for _, ch := range r.Checks {
+		parts = append(parts, fmt.Sprintf("%s %.4g %s %.4g", ch.Name, ch.Value, ch.Op, ch.Limit))
+	}
+	s := cmp.Or(r.Status, map[bool]string{true: "PASS", false: "FAIL"}[r.Pass])
+	if len(parts) > 0 {
+		s += " (" + strings.Join(parts, ", ") + ")"
+	}
+	if q := r.Quality; q != nil {
+		s += fmt.Sprintf("; ppl %.4g on %s", q.PPL, q.Text)
+		if q.Divergence != nil {
+			s += fmt.Sprintf(" against %s (ratio %.4g, mean KLD %.4g)", q.Base, q.PPLRatio, q.MeanKLD)
+		}
+	}
+	return s + fmt.Sprintf("; %s on %s", r.RecordedBy, r.Backend)
 }

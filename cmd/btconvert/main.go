@@ -1,5 +1,6 @@
 // Command btconvert converts, quantizes, verifies and exports Block Transformer language models.
-// The work lives in the library packages; this file and its siblings only parse flags and print.
+// The work is the btconvert package's pipeline; this command maps flags to its options, prints
+// results and maps errors to exit statuses.
 package main
 
 import (
@@ -7,22 +8,22 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
+	"unicode"
 
-	"github.com/mattn/go-isatty"
-	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
-	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert"
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/fsio"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "0.1.0-dev"
 
 // Exit statuses, the same for every command.
 const (
 	exitOK       = 0
-	exitFailure  = 1 // a failed check or an internal failure
+	exitFailure  = 1 // a failed check, or a failure of the run
 	exitBadInput = 2 // bad input or usage
 )
 
@@ -33,56 +34,104 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
-// checkFailed marks a verification that ran but did not pass (exit 1).
-type checkFailed struct{ msg string }
-
-func (e *checkFailed) Error() string { return e.msg }
-
 func main() {
+	// Ctrl-C / SIGTERM: remove what this run was writing, let the command save what it can, exit.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		onInterrupt()
+		fsio.Cleanup()
+		fmt.Fprintf(os.Stderr, "btconvert: interrupted (%v); partial output removed\n", s)
+		os.Exit(128 + int(s.(syscall.Signal)))
+	}()
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+// interruptHooks run when the process is interrupted (e.g. the bench writes the rows it has).
+var interruptHooks []func()
+
+func onInterrupt() {
+	for _, h := range interruptHooks {
+		h()
+	}
 }
 
 // run is main without the exit, for tests.
 func run(args []string, stdout, stderr io.Writer) int {
-	app := newApp(stdout, stderr)
-	err := app.Run(interspersed(app, args))
+	out := &checkedWriter{w: stdout}
+	app := newApp(out, stderr)
+	args, err := prepareArgs(app, args)
+	if err == nil {
+		err = app.Run(args)
+	}
+	if err == nil && out.err != nil {
+		err = fmt.Errorf("writing the output: %v", fsio.Unwrap(out.err))
+	}
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "btconvert: "+oneLine(err.Error()))
+	fmt.Fprintln(stderr, "btconvert: "+oneLine(errs.Render(err, flagName)))
 	return exitCode(err)
 }
 
 func exitCode(err error) int {
 	var ue *usageError
-	var cf *checkFailed
 	switch {
-	case errors.As(err, &ue), formats.IsInputError(err):
+	case errors.As(err, &ue), errs.IsInput(err):
 		return exitBadInput
-	case errors.As(err, &cf):
+	case errors.Is(err, btconvert.ErrCheckFailed):
 		return exitFailure
 	}
 	return exitFailure
 }
 
+// oneLine puts a message on one line, with control bytes from files escaped (never sent to the
+// terminal as they are).
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+	s = strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+			fmt.Fprintf(&b, "\\x%02x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// checkedWriter remembers the first failed write (stdout to a full disk, a closed pipe).
+type checkedWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (c *checkedWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	if err != nil {
+		c.err = err
+	}
+	return n, err
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:    "btconvert",
 		Usage:   "convert, quantize, verify and export Block Transformer language models",
-		Version: version,
+		Version: btconvert.Version().String(),
 		Description: `btconvert reads Block Transformer checkpoints (official layout) and HF GPT-NeoX / Pythia
-checkpoints, writes them as a btconvert model directory (embedder / block decoder / token decoder),
+checkpoints, writes them as a btconvert model folder (embedder / block decoder / token decoder),
 runs them through GoMLX to prove numerical parity, quantizes them and exports what you deploy.
 
 Exit status: 0 success, 1 failure or failed check, 2 bad input or usage.`,
 		Writer:               stdout,
 		ErrWriter:            stderr,
-		HideHelpCommand:      true,
-		EnableBashCompletion: false,
+		EnableBashCompletion: true,
+		Suggest:              true,
 		ExitErrHandler:       func(*cli.Context, error) {}, // run() decides the exit status
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			return &usageError{err.Error()}
@@ -95,6 +144,7 @@ Exit status: 0 success, 1 failure or failed check, 2 bad input or usage.`,
 			quantizeCommand(),
 			exportCommand(),
 			initCommand(),
+			completionCommand(),
 		},
 	}
 	for _, c := range app.Commands {
@@ -103,52 +153,27 @@ Exit status: 0 success, 1 failure or failed check, 2 bad input or usage.`,
 	return app
 }
 
-var quietFlag = &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"}
-
-// progress returns a byte progress bar on stderr when it is a terminal and --quiet is not set, or a
-// no-op. Call finish when done.
-func progress(c *cli.Context, total int64, what string) (formats.Progress, func()) {
-	f, ok := c.App.ErrWriter.(*os.File)
-	if c.Bool("quiet") || !ok || !isatty.IsTerminal(f.Fd()) {
-		return func(string, int64) {}, func() {}
-	}
-	bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(f), progressbar.OptionShowBytes(true),
-		progressbar.OptionSetDescription(what), progressbar.OptionThrottle(100_000_000), progressbar.OptionShowCount(),
-		progressbar.OptionClearOnFinish(), progressbar.OptionSetPredictTime(true))
-	count := 0
-	return func(tensor string, n int64) {
-		if tensor != "" {
-			count++
-			bar.Describe(fmt.Sprintf("%s [%d] %s", what, count, tensor))
-		}
-		bar.Add64(n)
-	}, func() { bar.Finish() }
-}
-
-// needArgs checks the positional argument count.
-func needArgs(c *cli.Context, n int, what string) error {
-	if c.NArg() != n {
-		return usagef("%s: expected %s (see btconvert %s --help)", c.Command.Name, what, c.Command.Name)
-	}
-	return nil
-}
-
-// say prints an informational line to stderr unless --quiet.
-func say(c *cli.Context, format string, args ...any) {
-	if !c.Bool("quiet") {
-		fmt.Fprintf(c.App.ErrWriter, format+"\n", args...)
-	}
-}
-
-// interspersed moves a command's flags before its positional arguments, so that
-// "btconvert import SRC -o DIR" works (urfave/cli v2 stops at the first positional argument).
-func interspersed(app *cli.App, args []string) []string {
-	if len(args) < 3 {
-		return args
+// prepareArgs checks the command name and moves a command's flags before its positional
+// arguments, so that "btconvert import SRC -o DIR" works (urfave/cli v2 stops parsing flags at
+// the first positional argument).
+func prepareArgs(app *cli.App, args []string) ([]string, error) {
+	if len(args) < 2 || strings.HasPrefix(args[1], "-") {
+		return args, nil
 	}
 	cmd := app.Command(args[1])
-	if cmd == nil {
-		return args
+	if cmd == nil && args[1] != "help" {
+		var names []string
+		for _, c := range app.Commands {
+			names = append(names, c.Name)
+		}
+		msg := fmt.Sprintf("unknown command %q (commands: %s)", args[1], strings.Join(names, ", "))
+		if s := cli.SuggestCommand(app.Commands, args[1]); s != "" {
+			msg = fmt.Sprintf("unknown command %q; did you mean %q?", args[1], s)
+		}
+		return nil, usagef("%s", msg)
+	}
+	if cmd == nil || len(args) < 3 {
+		return args, nil
 	}
 	takesValue := map[string]bool{}
 	for _, f := range cmd.Flags {
@@ -168,7 +193,10 @@ func interspersed(app *cli.App, args []string) []string {
 		if len(a) > 1 && a[0] == '-' {
 			flags = append(flags, a)
 			name := strings.TrimLeft(a, "-")
-			if !strings.Contains(name, "=") && takesValue[name] && i+1 < len(rest) {
+			if !strings.Contains(name, "=") && takesValue[name] {
+				if i+1 >= len(rest) {
+					return nil, usagef("%s: flag %s needs a value", cmd.Name, a)
+				}
 				flags = append(flags, rest[i+1])
 				i++
 			}
@@ -180,5 +208,47 @@ func interspersed(app *cli.App, args []string) []string {
 	if len(pos) > 0 {
 		out = append(append(out, "--"), pos...)
 	}
-	return out
+	return out, nil
 }
+
+func completionCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "completion",
+		Usage:     "print a shell completion script (bash or zsh)",
+		ArgsUsage: "bash|zsh",
+		Description: `Examples:
+   source <(btconvert completion bash)
+   btconvert completion zsh > "${fpath[1]}/_btconvert"`,
+		Action: func(c *cli.Context) error {
+			switch c.Args().First() {
+			case "bash":
+				fmt.Fprint(c.App.Writer, bashCompletion)
+			case "zsh":
+				fmt.Fprint(c.App.Writer, zshCompletion)
+			default:
+				return usagef("completion: want bash or zsh")
+			}
+			return nil
+		},
+	}
+}
+
+const bashCompletion = `_btconvert() {
+  local cur opts
+  cur="${COMP_WORDS[COMP_CWORD]}"
+  opts=$("${COMP_WORDS[@]:0:$COMP_CWORD}" --generate-bash-completion 2>/dev/null)
+  COMPREPLY=($(compgen -W "${opts}" -- "${cur}"))
+  [[ ${#COMPREPLY[@]} -eq 0 ]] && COMPREPLY=($(compgen -f -- "${cur}"))
+  return 0
+}
+complete -o filenames -F _btconvert btconvert
+`
+
+const zshCompletion = `#compdef btconvert
+_btconvert() {
+  local -a opts
+  opts=("${(@f)$(${words[@]:0:#words[@]-1} --generate-bash-completion 2>/dev/null)}")
+  _describe 'values' opts || _files
+}
+compdef _btconvert btconvert
+`

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/btconvert/btconvert"
 )
 
 const fx = "../../fixtures"
@@ -20,7 +22,7 @@ func btc(t *testing.T, args ...string) (int, string, string) {
 
 func TestVersionAndHelp(t *testing.T) {
 	code, out, _ := btc(t, "--version")
-	if code != 0 || !strings.Contains(out, version) {
+	if code != 0 || !strings.Contains(out, btconvert.Version().String()) || !strings.Contains(out, "GoMLX") {
 		t.Fatalf("version: %d %q", code, out)
 	}
 	for _, cmd := range []string{"import", "inspect", "verify", "generate"} {
@@ -71,7 +73,7 @@ func TestImportInspectVerify(t *testing.T) {
 	}
 
 	rep := filepath.Join(dir, "report.json")
-	code, _, stderr = btc(t, "verify", out, "--reference", filepath.Join(fx, "bt-tiny", "reference.safetensors"), "--json", rep, "-q")
+	code, _, stderr = btc(t, "verify", out, "--reference", filepath.Join(fx, "bt-tiny", "reference.safetensors"), "--json-file", rep, "-q")
 	if code != 0 {
 		t.Fatalf("verify: %d %s", code, stderr)
 	}
@@ -132,11 +134,11 @@ func TestBadInputExitCodes(t *testing.T) {
 		{[]string{"import", filepath.Join(fx, "bt-tiny")}, 2, "btconvert: import: --output DIR is required\n"},
 		{[]string{"import", filepath.Join(fx, "bt-tiny"), "-o", out, "--dtype", "f8"}, 2, "btconvert: --dtype \"f8\": want keep, f32, bf16 or f16\n"},
 		{[]string{"import", filepath.Join(fx, "bt-tiny"), "-o", out, "--method", "skip"}, 2, "btconvert: --method only applies with --from-vanilla\n"},
-		{[]string{"import", filepath.Join(fx, "pythia-tiny"), "-o", out, "--from-vanilla", "--block-layers", "9"}, 2, "btconvert: --method partition: --block-layers must be between 1 and 3 for a 4-layer model, got 9\n"},
+		{[]string{"import", filepath.Join(fx, "pythia-tiny"), "-o", out, "--from-vanilla", "--block-layers", "9"}, 2, "btconvert: --method \"partition\": --block-layers must be between 1 and 3 for a 4-layer model, got 9\n"},
 		{[]string{"inspect", filepath.Join(fx, "bt-tiny"), "--bogus"}, 2, "btconvert: flag provided but not defined: -bogus\n"},
-		{[]string{"verify", filepath.Join(fx, "bt-tiny"), "--backend", "tpu9"}, 2, "btconvert: unknown backend \"tpu9\" (want go, xla:cpu, xla:cuda or xla:/path/to/pjrt_plugin.so)\n"},
-		{[]string{"verify", filepath.Join(fx, "bt-tiny"), "--dtype", "f16"}, 2, "btconvert: --dtype \"f16\": want f32 or bf16\n"},
-		{[]string{"generate", filepath.Join(fx, "bt-tiny")}, 2, "btconvert: generate: --prompt TEXT is required\n"},
+		{[]string{"verify", filepath.Join(fx, "bt-tiny"), "--backend", "tpu9"}, 2, "btconvert: --backend \"tpu9\": unknown backend (want auto, go, xla:cpu, xla:cuda or xla:/path/to/pjrt_plugin.so)\n"},
+		{[]string{"verify", filepath.Join(fx, "bt-tiny"), "--compute-dtype", "f16"}, 2, "btconvert: --compute-dtype \"f16\": want f32 or bf16\n"},
+		{[]string{"generate", filepath.Join(fx, "bt-tiny")}, 2, "btconvert: generate: --prompt TEXT (or --prompt-file FILE) is required\n"},
 	}
 	for _, c := range cases {
 		code, _, stderr := btc(t, c.args...)
@@ -157,7 +159,7 @@ func TestBadInputExitCodes(t *testing.T) {
 
 func TestCompareBackend(t *testing.T) {
 	js := filepath.Join(t.TempDir(), "r.json")
-	code, _, stderr := btc(t, "verify", filepath.Join(fx, "pythia-tiny"), "--compare-backend", "go", "--json", js, "-q")
+	code, _, stderr := btc(t, "verify", filepath.Join(fx, "pythia-tiny"), "--compare-backend", "go", "--json-file", js, "-q")
 	if code != 0 {
 		t.Fatalf("%d %s", code, stderr)
 	}
@@ -176,7 +178,7 @@ func TestCompareBackend(t *testing.T) {
 	// No plugin here: a clear error, and no silent fallback to another backend.
 	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", t.TempDir())
 	code, _, stderr = btc(t, "verify", filepath.Join(fx, "pythia-tiny"), "--backend", "xla:cpu", "-q")
-	if code != 2 || !strings.Contains(stderr, `backend "xla:cpu"`) {
+	if code != 2 || !strings.Contains(stderr, `--backend "xla:cpu": no PJRT plugin "cpu" found in `) {
 		t.Fatalf("xla without a plugin: %d %q", code, stderr)
 	}
 }

@@ -32,7 +32,7 @@ func TestPipeline(t *testing.T) {
 	}{
 		{[]string{"--type", "int3"}, `btconvert: --type "int3": want int8 or int4`},
 		{[]string{"--type", "int4", "--group-size", "48"}, "btconvert: --group-size 48: want 32, 64 or 128"},
-		{[]string{"--type", "int4", "--tensor-type", "nothing_like_this=int8"}, `btconvert: --tensor-type "nothing_like_this=int8" matches no tensor`},
+		{[]string{"--type", "int4", "--tensor-type", "nothing_like_this=int8"}, `btconvert: --tensor-type "nothing_like_this=int8": matches no tensor`},
 		{[]string{"--type", "int4", "--tensor-type", "final_layer_norm=int8"}, "btconvert: block_decoder/final_layer_norm.weight: a 1D tensor (LayerNorm or bias) cannot be int8; only 2D weights are quantized"},
 		{[]string{"--type", "int4", "--tensor-type", "embeddings=int4"}, "btconvert: embedder/embeddings.weight: embedding tables can be int8, not int4"},
 		{[]string{"--type", "int4", "--tensor-type", "x=int5"}, `btconvert: --tensor-type "x=int5": type "int5" is not one of f32 bf16 f16 int8 int4`},
@@ -49,15 +49,17 @@ func TestPipeline(t *testing.T) {
 	// The dry run prints the plan and writes nothing.
 	plan := mustRun("quantize", base, "-o", q8, "--type", "int8", "--dry-run", "--json")
 	var p struct {
-		Tensors []struct {
-			Name, To string
+		Plan struct {
+			Tensors []struct {
+				Name, To string
+			}
 		}
 	}
 	if err := json.Unmarshal([]byte(plan), &p); err != nil {
 		t.Fatal(err)
 	}
 	kinds := map[string]string{}
-	for _, e := range p.Tensors {
+	for _, e := range p.Plan.Tensors {
 		kinds[e.Name] = e.To
 	}
 	if kinds["layers.0.attention.query_key_value.weight"] != "int8" || kinds["embed_out.weight"] != "int8" ||
@@ -123,7 +125,7 @@ func TestBenchSmall(t *testing.T) {
 	dir := t.TempDir()
 	js, png := filepath.Join(dir, "bench.json"), filepath.Join(dir, "bench.png")
 	code, out, stderr := btc(t, "verify", filepath.Join(fx, "bt-tiny"), "--bench", "--against", filepath.Join(fx, "pythia-tiny"),
-		"--batch", "1,2", "--prompt-len", "16", "--gen-len", "8", "--reps", "2", "--warmup", "1", "--json", js, "--plot", png, "-q")
+		"--batch", "1,2", "--prompt-len", "16", "--gen-len", "8", "--reps", "2", "--warmup", "1", "--json-file", js, "--plot", png, "-q")
 	if code != 0 {
 		t.Fatalf("%d %s", code, stderr)
 	}
@@ -177,7 +179,7 @@ func TestBenchSmall(t *testing.T) {
 func TestInit(t *testing.T) {
 	code, out, _ := btc(t, "init", "--list")
 	// b4_85 on the pythia-410m-deduped base: 16 heads of 48, FFN 4096 (192,050,688 weights, counted by hand).
-	if code != 0 || !strings.Contains(out, "block_main_b4_85") || !regexp.MustCompile(`block_main_b4_85 .* 768 .* 6 \+ 6 .* 16 x 48 .* 4096 .* 192\.05M`).MatchString(out) || !strings.Contains(out, "vanilla_410") {
+	if code != 0 || !strings.Contains(out, "block_main_b4_85") || !regexp.MustCompile(`block_main_b4_85 .* 768 .* 6 \+ 6 .* 16 x 48 .* 4096 .* 192\.05 M`).MatchString(out) || !strings.Contains(out, "vanilla_410") {
 		t.Fatalf("init --list: %s", out)
 	}
 	dir := filepath.Join(t.TempDir(), "m")

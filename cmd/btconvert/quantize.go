@@ -1,16 +1,12 @@
 package main
 
 import (
-	"encoding/json"
-	"fmt"
-	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert"
 	"github.com/btconvert/btconvert/quant"
-	"github.com/btconvert/btconvert/verify"
 )
 
 func quantizeCommand() *cli.Command {
@@ -18,160 +14,113 @@ func quantizeCommand() *cli.Command {
 		Name:      "quantize",
 		Usage:     "quantize a model's weights to int8 or int4",
 		ArgsUsage: "MODEL",
-		Description: `Writes a new model directory whose linear weights (both decoders, the expansion layer and the
+		Description: `Writes a new model folder whose linear weights (both decoders, the expansion layer and the
 output head) are int8 per output channel or int4 per group; LayerNorms and biases are never quantized
 and embedding tables are kept unless --tensor-type says int8. --dry-run prints the plan only; the same
 table ends a real run.
 
+--type takes int8 / int4 (any case) and the llama.cpp names that mean the same: q4_0 (int4, groups of
+32, symmetric) and q4_1 (int4, groups of 32, scale + minimum); q8_0 is explained (btconvert's int8 is
+per output row, not per group of 32). mlx-lm's --q-bits 8|4 and --q-group-size are accepted too.
+
 Examples:
    btconvert quantize out/bt-tiny -o out/bt-tiny-q8 --type int8
    btconvert quantize out/bt-tiny -o out/bt-tiny-q4 --type int4 --group-size 64 --calib /usr/share/common-licenses/GPL-2
+   btconvert quantize out/bt-tiny -o q4b --type q4_0 --calib-stats gpl2.calib
    btconvert quantize out/bt-tiny -o x --type int4 --tensor-type 'embed_out\.weight$=int8' --dry-run`,
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output directory"},
-			&cli.StringFlag{Name: "type", Usage: "int8 or int4"},
-			&cli.IntFlag{Name: "group-size", Value: 64, Usage: "int4 group size: 32, 64 or 128"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output folder"},
+			&cli.StringFlag{Name: "type", Usage: "int8 or int4 (also q4_0, q4_1)"},
+			&cli.IntFlag{Name: "q-bits", Usage: "mlx-lm spelling: 8 (int8) or 4 (int4)"},
+			&cli.IntFlag{Name: "group-size", Aliases: []string{"q-group-size"}, Value: 64, Usage: "int4 group size: 32, 64 or 128"},
 			&cli.BoolFlag{Name: "sym", Usage: "int4 symmetric (q in -8..7) instead of scale + minimum"},
 			&cli.BoolFlag{Name: "no-search", Usage: "plain round-to-nearest instead of the scale search"},
 			&cli.StringFlag{Name: "scale-dtype", Value: "f32", Usage: "f32 or f16 scales"},
-			&cli.StringFlag{Name: "calib", Usage: "text file: weight the scale search by each input column's mean square on it"},
+			&cli.StringFlag{Name: "calib", Usage: "text file to run the model over: its statistics drive GPTQ (or the search with --calib-method imatrix)"},
 			&cli.IntFlag{Name: "calib-window", Value: 256, Usage: "calibration window in tokens"},
 			&cli.StringFlag{Name: "calib-method", Value: "gptq", Usage: "with --calib: gptq (error feedback through E[x x^T]) or imatrix (per-column importance in the scale search)"},
+			&cli.StringFlag{Name: "calib-out", Usage: "save the calibration statistics to this file (reuse with --calib-stats)"},
+			&cli.StringFlag{Name: "calib-stats", Usage: "reuse statistics saved with --calib-out instead of running --calib"},
 			&cli.StringSliceFlag{Name: "tensor-type", Usage: "REGEX=TYPE override on component/name (repeatable, last match wins; TYPE f32 bf16 f16 int8 int4)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan, write nothing"},
-			&cli.BoolFlag{Name: "json", Usage: "print the plan as JSON"},
-			&cli.BoolFlag{Name: "force", Usage: "replace an existing output directory"},
-			quietFlag,
+			&cli.BoolFlag{Name: "force", Usage: "replace an existing output folder (never one that is or holds the input)"},
+			jsonFlag, quietFlag,
 		}, runFlags...),
 		Action: runQuantize,
 	}
+}
+
+// quantType reads --type / --q-bits, mapping the names users know from llama.cpp and mlx-lm.
+func quantType(c *cli.Context, s *quant.Settings) error {
+	t := strings.ToLower(c.String("type"))
+	if c.IsSet("q-bits") {
+		bits := map[int]string{8: "int8", 4: "int4"}[c.Int("q-bits")]
+		if bits == "" {
+			return usagef("--q-bits %d: want 8 or 4", c.Int("q-bits"))
+		}
+		if t != "" && t != bits {
+			return usagef("--q-bits %d disagrees with --type %s", c.Int("q-bits"), c.String("type"))
+		}
+		t = bits
+	}
+	switch t {
+	case "int8", "int4":
+		s.Type = quant.Type(t)
+	case "q4_0", "q4_1":
+		if c.IsSet("group-size") && c.Int("group-size") != 32 {
+			return usagef("--type %s means groups of 32; --group-size %d disagrees", t, c.Int("group-size"))
+		}
+		s.Type, s.GroupSize, s.Symmetric = quant.Int4, 32, t == "q4_0"
+	case "q8_0":
+		return usagef("--type q8_0: btconvert's int8 is symmetric per output row, not per group of 32 as in llama.cpp; use --type int8")
+	case "":
+		return usagef("quantize: --type is required (int8 or int4)")
+	default:
+		return usagef("--type %q: want int8 or int4 (or q4_0, q4_1)", c.String("type"))
+	}
+	return nil
 }
 
 func runQuantize(c *cli.Context) error {
 	if err := needArgs(c, 1, "one MODEL"); err != nil {
 		return err
 	}
-	s := quant.Settings{Type: c.String("type"), GroupSize: c.Int("group-size"), Symmetric: c.Bool("sym"),
-		Search: !c.Bool("no-search"), F16Scales: c.String("scale-dtype") == "f16"}
-	if err := s.Validate(); err != nil {
-		return usagef("%v", err)
+	s := quant.Settings{GroupSize: c.Int("group-size"), Symmetric: c.Bool("sym"), Search: !c.Bool("no-search"), F16Scales: c.String("scale-dtype") == "f16"}
+	if err := quantType(c, &s); err != nil {
+		return err
 	}
 	if sd := c.String("scale-dtype"); sd != "f32" && sd != "f16" {
 		return usagef("--scale-dtype %q: want f32 or f16", sd)
 	}
-	for _, o := range c.StringSlice("tensor-type") {
-		ov, err := quant.ParseOverride(o)
+	for _, t := range c.StringSlice("tensor-type") {
+		ov, err := quant.ParseOverride(t)
 		if err != nil {
-			return usagef("%v", err)
+			return err
 		}
 		s.Overrides = append(s.Overrides, ov)
 	}
-	if cm := c.String("calib-method"); cm != "gptq" && cm != "imatrix" {
-		return usagef("--calib-method %q: want gptq or imatrix", cm)
+	if c.String("output") == "" && !c.Bool("dry-run") {
+		return usagef("quantize: --output DIR is required")
 	}
-	out := c.String("output")
-	if !c.Bool("dry-run") {
-		if out == "" {
-			return usagef("quantize: --output DIR is required")
-		}
-		if err := formats.CheckOutput(out, c.Bool("force")); err != nil {
-			return err
-		}
+	if c.IsSet("calib-window") && c.Int("calib-window") < 1 {
+		return usagef("--calib-window %d: must be positive", c.Int("calib-window"))
 	}
-	m, err := formats.Open(c.Args().First(), openOptions(c))
+	o := btconvert.QuantizeOptions{Source: c.Args().First(), Output: c.String("output"), Open: openOptions(c), Settings: s,
+		Calib: c.String("calib"), CalibMethod: btconvert.CalibMethod(c.String("calib-method")), CalibWindow: c.Int("calib-window"),
+		CalibStats: c.String("calib-stats"), CalibOut: c.String("calib-out"), Runtime: runtimeOf(c),
+		Force: c.Bool("force"), DryRun: c.Bool("dry-run"), Version: btconvert.Version().Version, UI: uiOf(c)}
+	res, err := btconvert.Quantize(o)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
-	plan, err := quant.MakePlan(m, s)
-	if err != nil {
-		if formats.IsInputError(err) {
-			return err
-		}
-		return usagef("%v", err)
+	if c.Bool("json") {
+		return printJSON(c, res)
 	}
-	printPlan := func() error {
-		if c.Bool("json") {
-			js, _ := json.MarshalIndent(plan, "", "  ")
-			fmt.Fprintln(c.App.Writer, string(js))
-			return nil
-		}
-		return plan.Print(c.App.Writer)
-	}
-	if c.Bool("dry-run") {
-		return printPlan()
-	}
-	var cal *quant.Calibration
-	if p := c.String("calib"); p != "" {
-		if cal, err = calibrate(c, m, p); err != nil {
-			return err
+	if !res.DryRun {
+		say(c, "wrote %s (%s, %s)", res.Output, res.Provenance.Type, res.Provenance.Method)
+		if res.CollectSecs > 0 {
+			say(c, "calibration %.1f s, quantizing and writing %.1f s", res.CollectSecs, res.WriteSecs)
 		}
 	}
-	q := quant.Apply(m, plan, cal)
-	var after int64
-	for _, e := range plan.Entries {
-		after += e.BytesAfter
-	}
-	prog, done := progress(c, after, "quantize")
-	err = formats.WriteModel(q, out, formats.WriteOptions{Force: c.Bool("force"), Version: version, Progress: prog})
-	done()
-	if err != nil {
-		return err
-	}
-	say(c, "wrote %s", out)
-	return printPlan()
-}
-
-// calibrate runs the base model over a text file and returns each linear layer's input statistics.
-func calibrate(c *cli.Context, m *formats.Model, path string) (*quant.Calibration, error) {
-	text, err := os.ReadFile(path)
-	if err != nil {
-		return nil, &formats.InputError{File: path, Msg: "cannot read: " + err.Error()}
-	}
-	tok, err := formats.TokenizerFor(m)
-	if err != nil {
-		return nil, err
-	}
-	ids, err := tok.Encode(string(text))
-	if err != nil {
-		return nil, err
-	}
-	w := c.Int("calib-window")
-	if m.Config.IsBlock() {
-		w = w / m.Config.BlockLength * m.Config.BlockLength
-	}
-	windows := verify.Windows(ids, w)
-	if len(windows) == 0 || w < 2 {
-		return nil, usagef("--calib %s: fewer tokens (%d) than one window of %d", path, len(ids), w)
-	}
-	b, _, err := openBackend(c, c.String("backend"))
-	if err != nil {
-		return nil, err
-	}
-	dt, err := graph.ParseComputeDType(c.String("dtype"))
-	if err != nil {
-		return nil, usagef("%v", err)
-	}
-	gm, err := graph.Load(m, b, dt)
-	if err != nil {
-		return nil, err
-	}
-	defer gm.Close()
-	cal := graph.NewCalibration(c.String("calib-method") == "gptq")
-	prog, done := progress(c, int64(len(windows)), "calibrate")
-	defer done()
-	const batch = 16
-	for i := 0; i < len(windows); i += batch {
-		end := min(i+batch, len(windows))
-		var flat []int32
-		for _, win := range windows[i:end] {
-			flat = append(flat, win...)
-		}
-		if err := gm.Calibrate(cal, flat, end-i, w); err != nil {
-			return nil, err
-		}
-		prog("", int64(end-i))
-	}
-	say(c, "calibrated on %d windows of %d tokens from %s", len(windows), w, path)
-	return &quant.Calibration{Importance: cal.Importance(), Hessian: cal.Hessians()}, nil
+	return res.Plan.Print(c.App.Writer)
 }

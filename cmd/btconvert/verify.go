@@ -1,58 +1,64 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert"
+	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/verify"
+	"github.com/btconvert/btconvert/verify/bench"
 )
 
 func verifyCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "verify",
-		Usage:     "prove numerical parity and measure quality",
+		Usage:     "prove numerical parity, measure quality, or benchmark throughput",
 		ArgsUsage: "MODEL",
-		Description: `MODEL is a btconvert directory or anything import reads. With no other flag, verify runs the
-self-check: logits of KV-cached generation against the full forward on seeded random prompts.
+		Description: `MODEL is a btconvert folder, a .btz bundle or anything import reads. With no other flag, verify
+runs the self-check: logits of KV-cached generation against the full forward on seeded random prompts.
 
   --reference FILE   compare logits and greedy tokens with a reference.safetensors
-  --eval-text FILE   perplexity of a text (byte vocabulary, or the model's tokenizer.json)
+  --eval-text FILE   perplexity of a text (± standard error); with --against BASE, the KL divergence
+                     from the base model, top-1 agreement and the ppl ratio
   --compare-backend  run the same scoring on a second backend and compare
+  --bench            prefill and decode tokens/s (llama-bench style; --against adds a second model)
 
-Exit status 1 when a check fails.
+Exit status 1 when a check fails; a run with no threshold to check reports MEASURED.
 
 Examples:
    btconvert verify fixtures/bt-tiny --reference fixtures/bt-tiny/reference.safetensors
-   btconvert verify out/bt-tiny --eval-text /usr/share/common-licenses/GPL-3 --json report.json
-   btconvert verify out/bt-tiny --compare-backend xla:cuda`,
+   btconvert verify out/bt-tiny-q4 --against out/bt-tiny --eval-text /usr/share/common-licenses/GPL-3 --max-ppl-ratio 1.03 --record
+   btconvert verify out/b4_5 --bench --against out/v31 -p 128 -n 64 --batch 1,4 --plot bench.png`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "reference", Usage: "reference.safetensors with input_ids, logits, prompt_ids, greedy_ids"},
 			&cli.StringFlag{Name: "eval-text", Usage: "text file to measure perplexity on"},
 			&cli.StringFlag{Name: "compare-backend", Usage: "second backend to compare scoring with"},
-			&cli.StringFlag{Name: "against", Usage: "base model: with --eval-text, report ppl ratio, KL divergence, top-1 agreement"},
-			&cli.Float64Flag{Name: "max-ppl-ratio", Usage: "with --against: largest ppl / ppl_base that passes (0: no check)"},
-			&cli.Float64Flag{Name: "min-top1", Usage: "with --against: smallest top-1 agreement that passes (0: no check)"},
-			&cli.StringFlag{Name: "json", Usage: "write the report as JSON to this file (- for stdout)"},
-			&cli.BoolFlag{Name: "record", Usage: "write the report into the model directory (report.json, listed in the manifest) for export"},
-			&cli.Float64Flag{Name: "max-rel-err", Value: 1e-4, Usage: "largest relative L2 error of the logits that passes"},
-			&cli.Float64Flag{Name: "max-cache-err", Value: 1e-5, Usage: "largest relative L2 error of the self-check that passes"},
+			&cli.StringFlag{Name: "against", Usage: "base model: with --eval-text, ppl ratio, KL divergence, top-1 agreement; with --bench, a second model"},
+			&cli.Float64Flag{Name: "max-ppl-ratio", Usage: "with --against: largest ppl / ppl_base that passes"},
+			&cli.Float64Flag{Name: "min-top1", Usage: "with --against: smallest top-1 agreement that passes"},
+			&cli.BoolFlag{Name: "json", Usage: "print the report (or the bench results) as JSON on stdout"},
+			&cli.StringFlag{Name: "json-file", Usage: "also write the JSON to this file (the bench rewrites it after every row)"},
+			&cli.BoolFlag{Name: "record", Usage: "write the report into the model folder (report.json, listed in the manifest) for export"},
+			&cli.Float64Flag{Name: "max-rel-err", Value: btconvert.DefaultMaxRelErr, Usage: "largest relative L2 error of the logits that passes"},
+			&cli.Float64Flag{Name: "max-cache-err", Value: btconvert.DefaultMaxCacheErr, Usage: "largest relative L2 error of the self-check that passes"},
 			&cli.IntFlag{Name: "window", Value: 256, Usage: "perplexity window in tokens"},
-			&cli.StringFlag{Name: "batch", Usage: "perplexity: windows per executed graph (default 16); --bench: batch sizes (default 1,16,64,256)"},
+			&cli.IntFlag{Name: "window-batch", Value: 16, Usage: "perplexity: windows per executed graph"},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the self-check and bench prompts"},
 			&cli.BoolFlag{Name: "bench", Usage: "measure prefill and decode throughput (random prompts, no EOS)"},
-			&cli.IntFlag{Name: "prompt-len", Value: 128, Usage: "--bench: prompt tokens"},
-			&cli.IntFlag{Name: "gen-len", Value: 256, Usage: "--bench: generated tokens"},
-			&cli.IntFlag{Name: "reps", Value: 5, Usage: "--bench: measured repetitions"},
+			&cli.StringFlag{Name: "batch", Usage: "--bench: batch sizes, e.g. 1,4,16 (default: 1,4 on CPU, 16,64,256 on a GPU)"},
+			&cli.StringFlag{Name: "prompt-len", Aliases: []string{"p"}, Usage: "--bench: prompt lengths, e.g. 128,512 (default 128)"},
+			&cli.StringFlag{Name: "gen-len", Aliases: []string{"n"}, Usage: "--bench: generated lengths (default: 64 on CPU, 256 on a GPU)"},
+			&cli.IntFlag{Name: "reps", Usage: "--bench: measured repetitions (default: 2 on CPU, 5 on a GPU)"},
 			&cli.IntFlag{Name: "warmup", Value: 1, Usage: "--bench: unmeasured repetitions first (compiles)"},
-			&cli.BoolFlag{Name: "max-batch", Usage: "--bench: find the largest batch that fits --mem-budget (binary search) and measure there"},
-			&cli.StringFlag{Name: "mem-budget", Usage: "--max-batch: device memory to fit in, e.g. 16GiB (default: 80 % of available RAM)"},
-			&cli.StringFlag{Name: "plot", Usage: "--bench: write decode tokens/s against batch size to this PNG"},
-			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the self-check prompts"},
+			&cli.BoolFlag{Name: "max-batch", Usage: "--bench: measure at the largest batch whose estimated memory fits --mem-budget"},
+			&cli.StringFlag{Name: "mem-budget", Usage: "--bench: memory a measurement may need, e.g. 16GiB (default: 80 % of the available memory)"},
+			&cli.StringFlag{Name: "plot", Usage: "--bench: draw tokens/s against batch size to this PNG"},
+			&cli.StringFlag{Name: "output-format", Value: "md", Usage: "--bench: md, csv or json (llama-bench -o)"},
+			&cli.BoolFlag{Name: "force", Usage: "replace an existing --json-file or --plot"},
 			quietFlag,
 		}, runFlags...),
 		Action: runVerify,
@@ -66,147 +72,150 @@ func runVerify(c *cli.Context) error {
 	if c.Bool("bench") {
 		return runBench(c)
 	}
-	pplBatch := 16
-	if c.IsSet("batch") {
-		n, err := strconv.Atoi(c.String("batch"))
-		if err != nil || n < 1 {
-			return usagef("--batch %q: want a number of windows per graph (at least 1)", c.String("batch"))
+	for _, f := range []string{"batch", "prompt-len", "gen-len", "reps", "max-batch", "mem-budget", "plot", "output-format"} {
+		if c.IsSet(f) {
+			return usagef("--%s applies with --bench", f)
 		}
-		pplBatch = n
 	}
-	if c.Int("window") < 2 {
-		return usagef("--window must be at least 2")
+	o := btconvert.VerifyOptions{Model: c.Args().First(), Open: openOptions(c), Runtime: runtimeOf(c), Reference: c.String("reference"),
+		EvalText: c.String("eval-text"), Against: c.String("against"), CompareBackend: c.String("compare-backend"),
+		Window: c.Int("window"), WindowBatch: c.Int("window-batch"), Seed: c.Uint64("seed"), MaxRelErr: c.Float64("max-rel-err"),
+		MaxCacheErr: c.Float64("max-cache-err"), MaxPPLRatio: c.Float64("max-ppl-ratio"), MinTop1: c.Float64("min-top1"),
+		Record: c.Bool("record"), Version: btconvert.Version().Version, UI: uiOf(c)}
+	if o.Window < 2 {
+		return usagef("--window %d: must be at least 2", o.Window)
 	}
-	if c.Bool("record") && !formats.IsModelDir(c.Args().First()) {
-		return usagef("verify: --record writes into a btconvert model directory; %s is not one (import it first)", c.Args().First())
+	if o.WindowBatch < 1 {
+		return usagef("--window-batch %d: must be at least 1", o.WindowBatch)
 	}
-	b, spec, err := openBackend(c, c.String("backend"))
-	if err != nil {
+	rep, err := btconvert.Verify(o)
+	if rep == nil {
 		return err
 	}
-	l, err := loadModel(c, c.Args().First(), b, spec)
-	if err != nil {
-		return err
+	js, jerr := verify.EncodeJSON(rep)
+	if jerr != nil {
+		return jerr
 	}
-	defer l.Close()
-	m := l.model
-	rep := &verify.Report{Model: c.Args().First(), Backend: spec, Device: graph.Describe(b), DType: c.String("dtype"), WeightBytes: m.Weights.Bytes}
-	ran := false
-	if c.String("against") != "" && c.String("eval-text") == "" {
-		return usagef("verify: --against needs --eval-text FILE")
-	}
-	if p := c.String("reference"); p != "" {
-		ran = true
-		ref, err := verify.ReadReference(p)
-		if err != nil {
-			return err
-		}
-		if rep.Parity, err = verify.AgainstReference(m, ref, p); err != nil {
-			return err
-		}
-		rep.AtMost("rel_l2_err", rep.Parity.RelL2Err, c.Float64("max-rel-err"))
-		rep.AtLeast("greedy_match", b2f(rep.Parity.GreedyMatch), 1)
-	}
-	if p := c.String("eval-text"); p != "" {
-		ran = true
-		text, err := os.ReadFile(p)
-		if err != nil {
-			return &formats.InputError{File: p, Msg: "cannot read: " + err.Error()}
-		}
-		tok, err := formats.TokenizerFor(l.src)
-		if err != nil {
-			return err
-		}
-		ids, err := tok.Encode(string(text))
-		if err != nil {
-			return err
-		}
-		w := c.Int("window")
-		warnLength(c, l.src.Config, w, "--window")
-		nWin := len(ids) / w
-		prog, done := progress(c, int64(nWin), "perplexity")
-		var q *verify.Quality
-		if base := c.String("against"); base != "" {
-			lb, err := loadModel(c, base, b, spec)
-			if err != nil {
-				return err
-			}
-			defer lb.Close()
-			q, err = verify.CompareQuality(m, lb.model, base, ids, w, pplBatch, func(n int) { prog("", int64(n)) })
-			if err != nil {
-				done()
-				return usagef("%s: %v", p, err)
-			}
-			if lim := c.Float64("max-ppl-ratio"); lim > 0 {
-				rep.AtMost("ppl_ratio", q.PPLRatio, lim)
-			}
-			if lim := c.Float64("min-top1"); lim > 0 {
-				rep.AtLeast("top1_agreement", q.Top1Agreement, lim)
-			}
-		} else if q, err = verify.Perplexity(m, ids, w, pplBatch, func(n int) { prog("", int64(n)) }); err != nil {
-			done()
-			return usagef("%s: %v", p, err)
-		}
-		done()
-		q.Text = p
-		rep.Quality = q
-	}
-	if spec2 := c.String("compare-backend"); spec2 != "" {
-		ran = true
-		b2, _, err := openBackend(c, spec2)
-		if err != nil {
-			return err
-		}
-		l2, err := loadModel(c, c.Args().First(), b2, spec2)
-		if err != nil {
-			return err
-		}
-		defer l2.Close()
-		p, err := verify.BetweenModels(l2.model, m, c.Uint64("seed"))
-		if err != nil {
-			return err
-		}
-		rep.CompareBackend = &verify.BackendParity{Backend: spec2, Parity: *p}
-		rep.AtMost("backend_rel_l2_err", p.RelL2Err, c.Float64("max-rel-err"))
-	}
-	if !ran {
-		s, err := verify.RunSelfCheck(m, c.Uint64("seed"))
-		if err != nil {
-			return err
-		}
-		rep.SelfCheck = s
-		rep.AtMost("cache_rel_l2_err", s.CacheRelL2Err, c.Float64("max-cache-err"))
-	}
-	pass := rep.Finish()
-	js, _ := json.MarshalIndent(rep, "", "  ")
-	js = append(js, '\n')
-	if c.Bool("record") {
-		if err := formats.RecordReport(c.Args().First(), js); err != nil {
-			return err
-		}
-		say(c, "recorded the report in %s", c.Args().First())
-	}
-	if out := c.String("json"); out != "" {
-		if out == "-" {
-			c.App.Writer.Write(js)
-		} else if _, err := formats.WriteFileAtomic(out, js); err != nil {
-			return fmt.Errorf("writing %s: %w", out, err)
-		}
-	}
-	if c.String("json") != "-" {
-		if err := rep.Print(c.App.Writer); err != nil {
+	if f := c.String("json-file"); f != "" {
+		if _, err := fsio.WriteOutput(f, js, c.Bool("force")); err != nil {
 			return err
 		}
 	}
-	if !pass {
-		return &checkFailed{"verification failed: a check is out of bounds"}
+	if c.Bool("json") {
+		c.App.Writer.Write(js)
+	} else if perr := rep.Print(c.App.Writer); perr != nil {
+		return perr
 	}
-	return nil
+	return err
 }
 
-func b2f(b bool) float64 {
-	if b {
-		return 1
+// runBench is `verify MODEL --bench [--against OTHER]`.
+func runBench(c *cli.Context) error {
+	var o btconvert.BenchOptions
+	var err error
+	o.Models = []string{c.Args().First()}
+	if a := c.String("against"); a != "" {
+		o.Models = append(o.Models, a)
 	}
-	return 0
+	if o.Batches, err = intList("batch", c.String("batch")); err != nil {
+		return err
+	}
+	if o.PromptLens, err = intList("prompt-len", c.String("prompt-len")); err != nil {
+		return err
+	}
+	if o.GenLens, err = intList("gen-len", c.String("gen-len")); err != nil {
+		return err
+	}
+	if o.MemBudget, err = parseSize("mem-budget", c.String("mem-budget")); err != nil {
+		return err
+	}
+	format := c.String("output-format")
+	if c.Bool("json") {
+		format = "json"
+	}
+	if format != "md" && format != "csv" && format != "json" {
+		return usagef("--output-format %q: want md, csv or json", format)
+	}
+	for _, f := range []string{"reference", "eval-text", "compare-backend", "record", "max-ppl-ratio", "min-top1"} {
+		if c.IsSet(f) {
+			return usagef("--%s does not apply with --bench", f)
+		}
+	}
+	o.Reps, o.Warmup, o.Seed, o.Split = c.Int("reps"), c.Int("warmup"), c.Uint64("seed"), true
+	o.Open, o.Runtime, o.MaxBatch, o.UI = openOptions(c), runtimeOf(c), c.Bool("max-batch"), uiOf(c)
+	jsonFile, force := c.String("json-file"), c.Bool("force")
+	if jsonFile != "" {
+		if err := fsio.CheckDest(jsonFile, force, false); err != nil {
+			return err
+		}
+	}
+	var mu sync.Mutex
+	var rows []bench.Result
+	saveJSON := func() error {
+		if jsonFile == "" || len(rows) == 0 {
+			return nil
+		}
+		js, err := verify.EncodeJSON(map[string]any{"bench": rows})
+		if err == nil {
+			_, err = fsio.WriteOutput(jsonFile, js, true)
+		}
+		return err
+	}
+	interruptHooks = append(interruptHooks, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if saveJSON() == nil && jsonFile != "" && len(rows) > 0 {
+			fmt.Fprintf(c.App.ErrWriter, "btconvert: wrote the %d rows measured so far to %s\n", len(rows), jsonFile)
+		}
+	})
+	w := c.App.Writer
+	var saveErr error
+	o.OnResult = func(r bench.Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		first := len(rows) == 0
+		rows = append(rows, r)
+		switch format {
+		case "md":
+			bench.PrintRow(w, r, first)
+		case "csv":
+			if first {
+				bench.CSVHeader(w)
+			}
+			bench.CSVRow(w, r)
+		}
+		if err := saveJSON(); err != nil && saveErr == nil {
+			saveErr = err
+		}
+	}
+	_, err = btconvert.Bench(o)
+	if saveErr != nil && err == nil {
+		err = saveErr
+	}
+	if len(rows) > 0 {
+		switch format {
+		case "json":
+			if perr := printJSON(c, map[string]any{"bench": rows}); perr != nil && err == nil {
+				err = perr
+			}
+		case "md":
+			if perr := bench.PrintSummary(w, rows); perr != nil && err == nil {
+				err = perr
+			}
+		}
+		if p := c.String("plot"); p != "" && err == nil {
+			if err = bench.Plot(p, rows, deviceOf(rows), force); err == nil {
+				say(c, "plot: %s", p)
+			}
+		}
+	}
+	return err
+}
+
+// deviceOf names the kind of device the rows ran on, for the plot's title.
+func deviceOf(rows []bench.Result) string {
+	if strings.Contains(rows[0].Backend, "cuda") {
+		return "GPU"
+	}
+	return "CPU"
 }

@@ -1,0 +1,105 @@
+// Package btconvert is the pipeline that takes Block Transformer language models from training
+// checkpoints to verified, quantized, deployable artifacts: Import, Quantize, Verify, Bench,
+// Generate, Export, Init and Inspect, each taking an options struct (the role mlx_lm.convert plays
+// for mlx-lm). The btconvert command maps its flags onto these options and prints their results.
+//
+// Errors a caller causes (a bad file, an option value that cannot work) are *errs.InputError or
+// *errs.OptionError (formats/errs); a verification whose checks fail returns its report with
+// ErrCheckFailed; anything else is a failure of the run.
+package btconvert
+
+import (
+	"errors"
+	"runtime/debug"
+	"strings"
+)
+
+// ErrCheckFailed is returned (wrapped) with a report whose checks did not all pass.
+var ErrCheckFailed = errors.New("verification failed: a check is out of bounds")
+
+// UI is how a long run talks to its user; nil is silent.
+type UI interface {
+	// Note is one line to tell the user (a fact, or a warning starting with "warning:").
+	Note(msg string)
+	// Progress starts a bar of total units (unit "B" is bytes, else a count of unit).
+	Progress(what string, total int64, unit string) Bar
+}
+
+// Bar is one progress bar.
+type Bar interface {
+	// Add advances by n units; item names what was just done ("" keeps the last).
+	Add(n int64, item string)
+	// Done ends the bar.
+	Done()
+}
+
+// silent is the UI of a caller that gave none.
+type silent struct{}
+
+type silentBar struct{}
+
+func (silent) Note(string)                        {}
+func (silent) Progress(string, int64, string) Bar { return silentBar{} }
+func (silentBar) Add(int64, string)               {}
+func (silentBar) Done()                           {}
+
+func orSilent(ui UI) UI {
+	if ui == nil {
+		return silent{}
+	}
+	return ui
+}
+
+// VersionInfo is what this build is: the module version, the commit it was built from, and the Go
+// and GoMLX versions.
+type VersionInfo struct {
+	Version  string `json:"version"`
+	Commit   string `json:"commit,omitempty"`
+	Modified bool   `json:"modified,omitempty"`
+	Go       string `json:"go"`
+	GoMLX    string `json:"gomlx"`
+}
+
+// Version reads the build information of the running binary.
+func Version() VersionInfo {
+	v := VersionInfo{Version: "(devel)"}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return v
+	}
+	v.Go = bi.GoVersion
+	if bi.Main.Version != "" {
+		v.Version = bi.Main.Version
+	}
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			v.Commit = s.Value
+		case "vcs.modified":
+			v.Modified = s.Value == "true"
+		}
+	}
+	for _, d := range bi.Deps {
+		if d.Path == "github.com/gomlx/gomlx" {
+			v.GoMLX = d.Version
+		}
+	}
+	return v
+}
+
+// String is the version in one line.
+func (v VersionInfo) String() string {
+	parts := []string{v.Version}
+	if v.Commit != "" {
+		c := v.Commit
+		if len(c) > 12 {
+			c = c[:12]
+		}
+		if v.Modified {
+			c += "+modified"
+		}
+		parts = append(parts, "commit "+c)
+	}
+	parts = append(parts, v.Go, "GoMLX "+v.GoMLX)
+	return strings.Join(parts, ", ")
+}

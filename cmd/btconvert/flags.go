@@ -1,0 +1,138 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/dustin/go-humanize"
+	"github.com/urfave/cli/v2"
+
+	"github.com/btconvert/btconvert"
+	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/verify"
+)
+
+// flagNames spell the library's option names (errs messages name them as Go fields) as this
+// command's flags.
+var flagNames = map[string]string{
+	"Against": "--against", "Backend": "--backend", "Base": "--base", "Batches": "--batch", "BlockLayers": "--block-layers",
+	"BlockLength": "--block-length", "Calib": "--calib", "CalibMethod": "--calib-method", "CalibOut": "--calib-out",
+	"CalibStats": "--calib-stats", "CalibWindow": "--calib-window", "ComputeDType": "--compute-dtype", "Config": "--config",
+	"DType": "--dtype", "EvalText": "--eval-text", "ExpansionRatio": "--expansion-ratio", "FFN": "--ffn", "Force": "--force",
+	"Format": "--format", "GenLens": "--gen-len", "GroupSize": "--group-size", "Heads": "--heads", "Hidden": "--hidden",
+	"Layers": "--layers", "MaxNewTokens": "--max-new-tokens", "MaxPPLRatio": "--max-ppl-ratio", "MemBudget": "--mem-budget",
+	"Method": "--method", "MinTop1": "--min-top1", "Output": "--output", "Plot": "--plot", "Preset": "--preset",
+	"Prompt": "--prompt", "PromptLens": "--prompt-len", "Record": "--record", "Reps": "--reps", "ShardSize": "--shard-size",
+	"SkipVerify": "--skip-verify", "Temperature": "--temperature", "TensorType": "--tensor-type", "Tokenizer": "--tokenizer",
+	"TokenLayers": "--token-layers", "TopK": "--top-k", "TopP": "--top-p", "Type": "--type", "Vocab": "--vocab",
+	"Warmup": "--warmup", "Window": "--window", "WindowBatch": "--window-batch", "Models": "MODEL", "Length": "the length",
+}
+
+func flagName(field string) string {
+	if f, ok := flagNames[field]; ok {
+		return f
+	}
+	return field
+}
+
+var quietFlag = &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output or notes"}
+
+var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print the result as JSON (snake_case keys) instead of text"}
+
+// Flags that complete what a checkpoint's own files say (every command that reads a checkpoint).
+var (
+	configFlag = &cli.StringFlag{Name: "config", Usage: "architecture file for a checkpoint: official config.yaml (Block or vanilla) or HF config.json"}
+	headsFlag  = &cli.IntFlag{Name: "heads", Usage: "attention heads of every decoder whose config does not state them (checkpoints without a config, or on a base model btconvert does not know)"}
+)
+
+// openOptions are the --config / --heads flags.
+func openOptions(c *cli.Context) formats.OpenOptions {
+	return formats.OpenOptions{Config: c.String("config"), Heads: c.Int("heads")}
+}
+
+// Flags of the commands that run a model.
+var runFlags = []cli.Flag{
+	&cli.StringFlag{Name: "backend", Usage: "auto (default: XLA's CUDA or CPU plugin when installed, else go), go, xla:cpu, xla:cuda or xla:/path/to/pjrt_plugin.so; env " + graph.BackendEnv},
+	&cli.StringFlag{Name: "compute-dtype", Value: "f32", Usage: "compute dtype: f32 or bf16"},
+	configFlag, headsFlag,
+}
+
+func runtimeOf(c *cli.Context) btconvert.Runtime {
+	return btconvert.Runtime{Backend: c.String("backend"), ComputeDType: c.String("compute-dtype")}
+}
+
+// storageDType reads --dtype (storage): "" or "keep" keeps each tensor's dtype.
+func storageDType(c *cli.Context, allowed ...safetensors.DType) (safetensors.DType, error) {
+	s := c.String("dtype")
+	if s == "" || s == "keep" {
+		return "", nil
+	}
+	d, err := safetensors.ParseDType(s)
+	for _, a := range allowed {
+		if err == nil && d == a {
+			return d, nil
+		}
+	}
+	names := []string{"keep"}
+	for _, a := range allowed {
+		names = append(names, a.Lower())
+	}
+	return "", usagef("--dtype %q: want %s or %s", s, strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
+}
+
+// parseSize reads 2GB, 500MiB, 1000000 (bytes); "" is 0.
+func parseSize(flag, s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := humanize.ParseBytes(strings.TrimSpace(s))
+	if err != nil || n < 1 || n > math.MaxInt64 {
+		return 0, usagef("--%s %q: want a size like 2GB or 500MiB", flag, s)
+	}
+	return int64(n), nil
+}
+
+// intList reads a comma-separated list of positive integers (llama-bench style: 1,4,16).
+func intList(flag, s string) ([]int, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > btconvert.MaxTokens {
+			return nil, usagef("--%s %q: want a comma-separated list of numbers between 1 and %d", flag, s, btconvert.MaxTokens)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// needArgs checks the positional argument count.
+func needArgs(c *cli.Context, n int, what string) error {
+	if c.NArg() != n {
+		return usagef("%s: expected %s (see btconvert %s --help)", c.Command.Name, what, c.Command.Name)
+	}
+	return nil
+}
+
+// say prints an informational line to stderr unless --quiet.
+func say(c *cli.Context, format string, args ...any) {
+	if !c.Bool("quiet") {
+		fmt.Fprintf(c.App.ErrWriter, format+"\n", args...)
+	}
+}
+
+// printJSON prints v as JSON on stdout (snake_case keys, no HTML escaping, NaN as null).
+func printJSON(c *cli.Context, v any) error {
+	b, err := verify.EncodeJSON(v)
+	if err != nil {
+		return err
+	}
+	_, err = c.App.Writer.Write(b)
+	return err
+}

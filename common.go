@@ -1,0 +1,141 @@
+package btconvert
+
+import (
+	"cmp"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/dustin/go-humanize"
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+
+	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/fsio"
+	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/formats/source"
+	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/verify/bench"
+)
+
+// Runtime says where a model runs.
+type Runtime struct {
+	Backend      string // "" is $BTCONVERT_BACKEND, else auto (see graph.Choose)
+	ComputeDType string // "f32" (default) or "bf16"
+}
+
+// backend creates the backend rt asks for and tells the user which one runs and why.
+func (rt Runtime) backend(ui UI) (backends.Backend, string, error) {
+	spec, why := graph.Choose(graph.Resolve(rt.Backend))
+	b, err := graph.NewBackend(spec)
+	if err != nil {
+		return nil, spec, err
+	}
+	ui.Note(fmt.Sprintf("backend: %s [%s]", graph.Describe(b), why))
+	return b, spec, nil
+}
+
+func (rt Runtime) dtype() (dtypes.DType, error) { return graph.ParseComputeDType(rt.ComputeDType) }
+
+// loaded is a model opened and uploaded to a backend.
+type loaded struct {
+	src *formats.Model
+	eng *graph.Engine
+}
+
+func (l *loaded) Close() {
+	l.eng.Close()
+	l.src.Close()
+}
+
+// load opens path (our folder's files checked against the manifest's sha256 with checkHashes) and
+// uploads it to b.
+func load(path string, o formats.OpenOptions, b backends.Backend, dt dtypes.DType, checkHashes bool) (*loaded, error) {
+	src, err := source.Open(path, o, checkHashes)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkFitsMemory(src, dt.Size()); err != nil {
+		src.Close()
+		return nil, err
+	}
+	eng, err := graph.Load(src, b, dt)
+	if err != nil {
+		src.Close()
+		return nil, err
+	}
+	return &loaded{src: src, eng: eng}, nil
+}
+
+// memoryFor is the memory this process may use: the system's available memory.
+func memoryFor() int64 { return bench.Available() }
+
+// checkFitsMemory refuses to load a model whose weights would not fit in memory.
+func checkFitsMemory(m *formats.Model, elem int) error {
+	var n int64
+	for _, t := range m.Tensors {
+		n += t.Bytes()
+	}
+	if avail := memoryFor(); avail > 0 && n > avail {
+		return errs.File(m.Path, "its weights need %s in memory, more than the %s available", humanize.IBytes(uint64(n)), humanize.IBytes(uint64(avail)))
+	}
+	return nil
+}
+
+// checkWrite refuses, before anything is written, an output whose largest tensor would not fit in
+// memory while it is made (its bytes, their float32 values and the converted copy) or whose total
+// would not fit on the destination's disk.
+func checkWrite(m *formats.Model, dest string, to safetensors.DType) error {
+	var total, largest int64
+	var name string
+	for _, t := range m.Tensors {
+		b := t.Bytes()
+		if to != "" && t.DType.IsFloat() {
+			b = t.NumElements() * int64(to.Size())
+		}
+		total += b
+		if need := t.Bytes() + 4*t.NumElements() + b; need > largest {
+			largest, name = need, t.Key()
+		}
+	}
+	if avail := memoryFor(); avail > 0 && largest > avail {
+		return &errs.InputError{Tensor: name, Msg: fmt.Sprintf("needs about %s in memory to be written, more than the %s available",
+			humanize.IBytes(uint64(largest)), humanize.IBytes(uint64(avail)))}
+	}
+	if free := freeSpace(filepath.Dir(filepath.Clean(dest))); free > 0 && total > free {
+		return errs.File(dest, "needs %s on disk but only %s is free there", humanize.IBytes(uint64(total)), humanize.IBytes(uint64(free)))
+	}
+	return nil
+}
+
+// freeSpace is the free space of the file system holding dir (or its nearest existing parent);
+// 0 if unknown.
+func freeSpace(dir string) int64 {
+	for d := dir; ; d = filepath.Dir(d) {
+		var st syscall.Statfs_t
+		if syscall.Statfs(d, &st) == nil {
+			return int64(st.Bavail) * int64(st.Bsize)
+		}
+		if filepath.Dir(d) == d {
+			return 0
+		}
+	}
+}
+
+// modelName is the name a model is shown by: its folder or file name.
+func modelName(p string) string {
+	return cmp.Or(filepath.Base(filepath.Clean(p)), p)
+}
+
+// readText reads a text file (regular files only, within a bound).
+func readText(path string) (string, error) {
+	b, err := fsio.ReadFile(path, fsio.TextLimit)
+	return string(b), err
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}

@@ -1,0 +1,242 @@
+// Package arch is the Block Transformer and GPT-NeoX architecture as data: the typed config, the
+// base models the official YAMLs name and how a config is resolved from them, the paper's presets,
+// and the one table of tensors (name, shape from the config, role, the LayerNorm that feeds it) that
+// every reader, writer, the quantizer and the graphs go by.
+package arch
+
+import (
+	"fmt"
+)
+
+// FormatName marks our model directory's config.json.
+const FormatName = "btconvert"
+
+// FormatVersion is bumped on any incompatible change of the directory layout.
+const FormatVersion = 1
+
+// Component names: the parts of a model (and the files of our directory).
+const (
+	Embedder     = "embedder"
+	BlockDecoder = "block_decoder"
+	TokenDecoder = "token_decoder"
+	Decoder      = "decoder" // a vanilla model's only component
+)
+
+// DecoderConfig is one GPT-NeoX stack, fully explicit.
+type DecoderConfig struct {
+	Layers           int     `json:"num_layers"`
+	Hidden           int     `json:"hidden_size"`
+	Heads            int     `json:"num_heads"`
+	HeadDim          int     `json:"head_dim"`
+	Intermediate     int     `json:"intermediate_size"`
+	RotaryDims       int     `json:"rotary_dims"` // leading dims of each head that get rotary
+	RotaryBase       float64 `json:"rotary_base"`
+	LayerNormEps     float64 `json:"layer_norm_eps"`
+	ParallelResidual bool    `json:"parallel_residual"`
+	Activation       string  `json:"activation"` // "gelu" (exact erf form), the only one supported
+	// MaxPositions is the base config's max_position_embeddings: positions the stack was built for
+	// (0: unknown).
+	MaxPositions int `json:"max_position_embeddings,omitempty"`
+}
+
+// Kind is a block or a vanilla model.
+type Kind string
+
+// The kinds of model.
+const (
+	Block   Kind = "block"
+	Vanilla Kind = "vanilla"
+)
+
+// EmbedderType is how the block embedder turns a block's token vectors into one vector.
+type EmbedderType string
+
+// The embedders: concatenation of the token vectors, or that followed by a Linear (the official
+// Conv1d with kernel and stride L_B).
+const (
+	Concat          EmbedderType = "concat"
+	ProjectionLayer EmbedderType = "projection_layer"
+)
+
+// Decoding is how the token decoder is given the block context.
+type Decoding string
+
+// The decodings: r expanded vectors prefixed to the block's tokens, or (MEGABYTE-style) one added
+// to each input token.
+const (
+	Prefix    Decoding = "prefix"
+	Summation Decoding = "summation"
+)
+
+// EmbedderConfig is the block embedder.
+type EmbedderConfig struct {
+	Type EmbedderType `json:"type"`
+	Dim  int          `json:"dim"` // width of one token vector
+}
+
+// TokenDecoderConfig adds the block-context expansion to a decoder stack.
+type TokenDecoderConfig struct {
+	DecoderConfig
+	ExpansionRatio int      `json:"expansion_ratio"`
+	Decoding       Decoding `json:"decoding"`
+}
+
+// Config is our config.json: the complete architecture, nothing left to defaults.
+type Config struct {
+	Format        string              `json:"format"`
+	FormatVersion int                 `json:"format_version"`
+	Kind          Kind                `json:"kind"`
+	VocabSize     int                 `json:"vocab_size"`
+	PadTokenID    int                 `json:"pad_token_id"`
+	BOSTokenID    int                 `json:"bos_token_id"`
+	BlockLength   int                 `json:"block_length,omitempty"`
+	Embedder      *EmbedderConfig     `json:"embedder,omitempty"`
+	BlockDecoder  *DecoderConfig      `json:"block_decoder,omitempty"`
+	TokenDecoder  *TokenDecoderConfig `json:"token_decoder,omitempty"`
+	Decoder       *DecoderConfig      `json:"decoder,omitempty"`
+	// Source keeps what the source's YAML said that does not change the computation but that an
+	// export writes back (nil when the source had none).
+	Source *SourceConfig `json:"source,omitempty"`
+	// Quantization maps "component/tensor" to how it is stored, for every quantized tensor.
+	Quantization map[string]Quantization `json:"quantization,omitempty"`
+	// QuantizedWith records how the quantized tensors were made (nil when none are).
+	QuantizedWith *QuantProvenance `json:"quantized_with,omitempty"`
+}
+
+// QuantProvenance says how a model was quantized.
+type QuantProvenance struct {
+	Type      QuantType `json:"type"` // the default type of the plan
+	GroupSize int       `json:"group_size,omitempty"`
+	Symmetric bool      `json:"symmetric"`
+	// Method is rtn (round-to-nearest), search (scale search weighted by LayerNorm importance),
+	// imatrix (search weighted by calibration importance) or gptq.
+	Method            string `json:"method"`
+	Calibration       string `json:"calibration,omitempty"` // the calibration text's file name
+	CalibrationSHA256 string `json:"calibration_sha256,omitempty"`
+	CalibrationTokens int    `json:"calibration_tokens,omitempty"`
+	Tool              string `json:"tool"` // btconvert version
+}
+
+// SourceConfig is the provenance part of the config: the base models the YAML named, its training
+// context length and precision.
+type SourceConfig struct {
+	BaseModels map[string]string `json:"base_models,omitempty"` // component -> model_name_or_path
+	MaxLength  int               `json:"max_length,omitempty"`  // tokens (the YAML's max_length)
+	Precision  string            `json:"precision,omitempty"`
+}
+
+// MaxTokens is the longest sequence (prompt plus generation) the model was built for: the YAML's
+// max_length, else what the positions of its (block) decoder cover; 0 when unknown.
+func (c *Config) MaxTokens() int {
+	if c.Source != nil && c.Source.MaxLength > 0 {
+		return c.Source.MaxLength
+	}
+	if c.IsBlock() {
+		return c.BlockDecoder.MaxPositions * c.BlockLength
+	}
+	return c.Decoder.MaxPositions
+}
+
+// IsBlock reports whether this is a Block Transformer.
+func (c *Config) IsBlock() bool { return c.Kind == Block }
+
+// Components lists the model's components in file order.
+func (c *Config) Components() []string {
+	if c.IsBlock() {
+		return []string{Embedder, BlockDecoder, TokenDecoder}
+	}
+	return []string{Decoder}
+}
+
+// Validate checks the config is complete and consistent.
+func (c *Config) Validate() error {
+	dec := func(name string, d *DecoderConfig) error {
+		if d == nil {
+			return fmt.Errorf("%s is missing", name)
+		}
+		switch {
+		case d.Layers < 1, d.Hidden < 1, d.Heads < 1, d.Intermediate < 1:
+			return fmt.Errorf("%s: layers, hidden_size, num_heads and intermediate_size must be positive", name)
+		case d.Heads*d.HeadDim != d.Hidden:
+			return fmt.Errorf("%s: num_heads %d x head_dim %d != hidden_size %d", name, d.Heads, d.HeadDim, d.Hidden)
+		case d.RotaryDims < 0 || d.RotaryDims > d.HeadDim || d.RotaryDims%2 != 0:
+			return fmt.Errorf("%s: rotary_dims %d must be even and at most head_dim %d", name, d.RotaryDims, d.HeadDim)
+		case d.Activation != "gelu": // HF's "gelu" is the exact erf form
+			return fmt.Errorf("%s: activation %q is not supported (only exact gelu)", name, d.Activation)
+		case d.LayerNormEps <= 0 || d.RotaryBase <= 0:
+			return fmt.Errorf("%s: layer_norm_eps and rotary_base must be positive", name)
+		case d.MaxPositions < 0:
+			return fmt.Errorf("%s: max_position_embeddings must not be negative", name)
+		}
+		return nil
+	}
+	if c.VocabSize < 1 {
+		return fmt.Errorf("vocab_size must be positive")
+	}
+	switch c.Kind {
+	case Vanilla:
+		return dec("decoder", c.Decoder)
+	case Block:
+		if err := dec("block_decoder", c.BlockDecoder); err != nil {
+			return err
+		}
+		if c.TokenDecoder == nil {
+			return fmt.Errorf("token_decoder is missing")
+		}
+		if err := dec("token_decoder", &c.TokenDecoder.DecoderConfig); err != nil {
+			return err
+		}
+		if c.BlockLength < 1 || c.Embedder == nil {
+			return fmt.Errorf("block_length and embedder are required for a block model")
+		}
+		D := c.BlockDecoder.Hidden
+		switch c.Embedder.Type {
+		case Concat:
+			if c.Embedder.Dim*c.BlockLength != D {
+				return fmt.Errorf("concat embedder: dim %d x block_length %d != block decoder hidden %d", c.Embedder.Dim, c.BlockLength, D)
+			}
+		case ProjectionLayer:
+			if c.Embedder.Dim < 1 {
+				return fmt.Errorf("projection_layer embedder: dim must be positive")
+			}
+		default:
+			return fmt.Errorf("embedder type %q (want concat or projection_layer)", c.Embedder.Type)
+		}
+		td := c.TokenDecoder
+		switch td.Decoding {
+		case Prefix:
+			if td.ExpansionRatio < 1 {
+				return fmt.Errorf("token_decoder: expansion_ratio must be positive")
+			}
+		case Summation:
+			if td.ExpansionRatio != c.BlockLength {
+				return fmt.Errorf("token_decoder: summation decoding needs expansion_ratio = block_length (%d), got %d", c.BlockLength, td.ExpansionRatio)
+			}
+		default:
+			return fmt.Errorf("token_decoder: decoding %q (want prefix or summation)", td.Decoding)
+		}
+		return nil
+	}
+	return fmt.Errorf("kind %q (want block or vanilla)", c.Kind)
+}
+
+// Describe is a one-line summary of the architecture.
+func (c *Config) Describe() string {
+	stack := func(d *DecoderConfig) string {
+		return fmt.Sprintf("%d layers D=%d (%d heads x %d, FFN %d)", d.Layers, d.Hidden, d.Heads, d.HeadDim, d.Intermediate)
+	}
+	if !c.IsBlock() {
+		return fmt.Sprintf("vanilla GPT-NeoX: %s, V=%d", stack(c.Decoder), c.VocabSize)
+	}
+	return fmt.Sprintf("Block Transformer: L_B=%d, %s embedder, block decoder %s, token decoder %s, %s decoding r=%d, V=%d",
+		c.BlockLength, c.Embedder.Type, stack(c.BlockDecoder), stack(&c.TokenDecoder.DecoderConfig),
+		c.TokenDecoder.Decoding, c.TokenDecoder.ExpansionRatio, c.VocabSize)
+}
+
+// Stacks returns the model's GPT-NeoX stacks by component, in file order.
+func (c *Config) Stacks() map[string]*DecoderConfig {
+	if c.IsBlock() {
+		return map[string]*DecoderConfig{BlockDecoder: c.BlockDecoder, TokenDecoder: &c.TokenDecoder.DecoderConfig}
+	}
+	return map[string]*DecoderConfig{Decoder: c.Decoder}
+}

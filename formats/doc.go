@@ -1,0 +1,16 @@
+// Package formats is the in-memory model every reader produces and every writer consumes, and the
+// map of the packages that read and write them:
+//
+//   - safetensors: the file format (strict header validation, reads of one tensor at a time,
+//     streaming writer, HF shards, dtype codecs);
+//   - arch: the architecture as data (config, base models, presets, the table of tensors);
+//   - official, neox: the source layouts (official Block Transformer, HF GPT-NeoX), each behind
+//     the Layout interface; source opens whatever a path holds;
+//   - modeldir: btconvert's own model folder, manifest, bundles and recorded reports;
+//   - uptrain, randinit: models built from other models or from nothing;
+//   - tokenizer: text to ids; fsio: reading inputs and writing outputs safely; errs: bad input.
+//
+// A Model's tensors are lazy: a Tensor knows its name, dtype and shape and how to produce its
+// bytes (read from a file, converted, quantized, initialised) only when asked. Converting a model
+// is a pipeline of such Models, and only the tensor being written exists in memory.
+package formats

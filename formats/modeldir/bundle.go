@@ -1,0 +1,348 @@
+package modeldir
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/fsio"
+	"github.com/btconvert/btconvert/formats/safetensors"
+)
+
+// BundleExt is the extension of a bundle: our folder as one zstd-compressed tar.
+const BundleExt = ".btz"
+
+// maxManifest bounds the manifest read from a bundle before anything else is trusted.
+const maxManifest = 16 << 20
+
+// IsBundle reports whether path names a bundle.
+func IsBundle(path string) bool { return strings.HasSuffix(path, BundleExt) }
+
+// readError marks a failure to read an input while writing an output.
+type readError struct{ err error }
+
+func (r readError) Error() string { return r.err.Error() }
+
+type taggedReader struct{ r io.Reader }
+
+func (t taggedReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = readError{err}
+	}
+	return n, err
+}
+
+// WriteBundle packs our folder dir into path: manifest.json first, then every file the manifest
+// lists, each checked against its size and sha256 as it is read. Written under a temp name and
+// renamed at the end.
+func WriteBundle(dir, path string, force bool, progress safetensors.Progress) (fsio.Written, error) {
+	man, mb, err := ReadManifest(dir)
+	if err != nil {
+		return fsio.Written{}, err
+	}
+	out, err := fsio.CreateOutput(path, force)
+	if err != nil {
+		return fsio.Written{}, err
+	}
+	if err := writeBundle(out, dir, man, mb, progress); err != nil {
+		out.Abort()
+		return fsio.Written{}, err
+	}
+	return out.Commit()
+}
+
+func writeBundle(out io.Writer, dir string, man *Manifest, mb []byte, progress safetensors.Progress) error {
+	zw, err := zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderCRC(true))
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(zw)
+	add := func(name string, size int64, r io.Reader) error {
+		hdr := &tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg, Format: tar.FormatPAX}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		_, err := io.Copy(tw, taggedReader{r})
+		return err
+	}
+	if err := add(ManifestName, int64(len(mb)), bytes.NewReader(mb)); err != nil {
+		return err
+	}
+	for _, f := range man.Files {
+		p := filepath.Join(dir, f.Name)
+		fh, st, err := fsio.OpenRegular(p)
+		if err != nil {
+			return err
+		}
+		if st.Size() != f.Size {
+			fh.Close()
+			return errs.File(p, "is %d bytes, the manifest says %d (changed after it was written?)", st.Size(), f.Size)
+		}
+		h := sha256.New()
+		err = add(f.Name, f.Size, io.TeeReader(io.LimitReader(fh, f.Size), h))
+		fh.Close()
+		var re readError
+		switch {
+		case errors.As(err, &re):
+			return errs.File(p, "cannot read: %v", fsio.Unwrap(re.err))
+		case errors.Is(err, tar.ErrWriteTooLong), errors.Is(err, io.ErrShortWrite):
+			return errs.File(p, "does not match the manifest (size %d)", f.Size)
+		case err != nil:
+			return writeErr(err)
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != f.SHA256 {
+			return errs.File(p, "does not match its sha256 in the manifest (changed after it was written?)")
+		}
+		if progress != nil {
+			progress(f.Name, f.Size)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return writeErr(err)
+	}
+	return writeErr(zw.Close())
+}
+
+func writeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if fsio.IsNoSpace(err) {
+		return fmt.Errorf("no space left on the device")
+	}
+	return err
+}
+
+// safeName accepts a plain file name of the bundle (no folders, links or escapes).
+func safeName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, `/\`) && path.Clean(name) == name && !filepath.IsAbs(name) &&
+		strings.IndexFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0
+}
+
+// ExtractBundle unpacks a bundle into a new temp folder (removed again on any error), checking
+// every entry against the manifest: names must be plain file names it lists, sizes and sha256
+// must match, nothing may be missing, and nothing may follow the archive's end. The manifest's
+// sizes are checked against the free space first, and no entry is written past its declared
+// size. It returns the folder.
+func ExtractBundle(bundle string) (string, error) {
+	f, _, err := fsio.OpenRegular(bundle)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		return "", errs.File(bundle, "not a btconvert bundle: %v", err)
+	}
+	defer zr.Close()
+	parent := os.TempDir()
+	fsio.Sweep(parent)
+	out, err := fsio.NewDir(filepath.Join(parent, fsio.TempName(false, "extract")), false)
+	if err != nil {
+		return "", err
+	}
+	dir := out.Tmp
+	if err := extract(bundle, zr, dir); err != nil {
+		out.Abort()
+		return "", err
+	}
+	return dir, nil
+}
+
+func extract(bundle string, zr io.Reader, dir string) error {
+	bad := func(format string, args ...any) error { return errs.File(bundle, format, args...) }
+	readErr := func(e error) error {
+		switch {
+		case errors.Is(e, io.ErrUnexpectedEOF) || errors.Is(e, io.EOF):
+			return bad("truncated: the bundle ends in the middle of an entry")
+		case fsio.IsNoSpace(e):
+			return fmt.Errorf("extracting %s: no space left on the device", bundle)
+		}
+		return bad("corrupt: %v", e)
+	}
+	tr := tar.NewReader(zr)
+	var man *Manifest
+	seen := map[string]bool{}
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return readErr(err)
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			return bad("entry %q is not a regular file (links and folders are refused)", hdr.Name)
+		}
+		if !safeName(hdr.Name) {
+			return bad("entry %q has an unsafe path", hdr.Name)
+		}
+		if seen[hdr.Name] {
+			return bad("entry %q appears twice", hdr.Name)
+		}
+		seen[hdr.Name] = true
+		if man == nil {
+			if hdr.Name != ManifestName {
+				return bad("first entry is %q, want %s", hdr.Name, ManifestName)
+			}
+			if hdr.Size > maxManifest {
+				return bad("manifest of %d bytes is too large", hdr.Size)
+			}
+			b, err := io.ReadAll(io.LimitReader(tr, maxManifest))
+			if err != nil {
+				return readErr(err)
+			}
+			man = &Manifest{}
+			if err := json.Unmarshal(b, man); err != nil {
+				return bad("manifest is not valid JSON: %v", err)
+			}
+			if err := checkManifest(bundle, man, dir); err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(dir, ManifestName), b, 0o644); err != nil {
+				return readErr(err)
+			}
+			continue
+		}
+		mf := man.File(hdr.Name)
+		if mf == nil {
+			return bad("entry %q is not in the manifest", hdr.Name)
+		}
+		if hdr.Size != mf.Size {
+			return bad("entry %q is %d bytes, the manifest says %d", hdr.Name, hdr.Size, mf.Size)
+		}
+		w, err := os.OpenFile(filepath.Join(dir, hdr.Name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil {
+			return readErr(err)
+		}
+		h := sha256.New()
+		n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(tr, mf.Size))
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return readErr(err)
+		}
+		if n != mf.Size {
+			return bad("truncated: entry %q has %d of its %d bytes", hdr.Name, n, mf.Size)
+		}
+		if hex.EncodeToString(h.Sum(nil)) != mf.SHA256 {
+			return bad("entry %q does not match its sha256 in the manifest", hdr.Name)
+		}
+	}
+	if man == nil {
+		return bad("empty bundle (no %s)", ManifestName)
+	}
+	for _, mf := range man.Files {
+		if !seen[mf.Name] {
+			return bad("file %q listed in the manifest is missing", mf.Name)
+		}
+	}
+	// Past the tar's end only its zero padding may follow; reading to the end of the zstd stream
+	// also checks the frame checksum and refuses bytes after the frame.
+	rest, err := io.Copy(zeroOnly{}, zr)
+	if err != nil {
+		if errors.Is(err, errNotZero) {
+			return bad("data after the end of the archive")
+		}
+		return bad("corrupt after the archive's end: %v", err)
+	}
+	_ = rest
+	return nil
+}
+
+var errNotZero = errors.New("non-zero byte")
+
+// zeroOnly accepts zero bytes only.
+type zeroOnly struct{}
+
+func (zeroOnly) Write(p []byte) (int, error) {
+	for i, b := range p {
+		if b != 0 {
+			return i, errNotZero
+		}
+	}
+	return len(p), nil
+}
+
+// checkManifest refuses a manifest whose entries could not be extracted safely: unsafe or
+// duplicate names, itself listed, negative sizes, or more bytes than the disk has free.
+func checkManifest(bundle string, man *Manifest, dir string) error {
+	var total int64
+	names := map[string]bool{}
+	for _, mf := range man.Files {
+		switch {
+		case !safeName(mf.Name):
+			return errs.File(bundle, "manifest lists an unsafe file name %q", mf.Name)
+		case mf.Name == ManifestName:
+			return errs.File(bundle, "manifest lists itself")
+		case names[mf.Name]:
+			return errs.File(bundle, "manifest lists %q twice", mf.Name)
+		case mf.Size < 0 || mf.Size > 1<<50:
+			return errs.File(bundle, "manifest gives %q an impossible size %d", mf.Name, mf.Size)
+		}
+		names[mf.Name] = true
+		total += mf.Size
+	}
+	var st syscall.Statfs_t
+	if syscall.Statfs(dir, &st) == nil {
+		if free := int64(st.Bavail) * int64(st.Bsize); total > free {
+			return fmt.Errorf("%s: extracting needs %d bytes but %s has %d free (set TMPDIR to a larger disk)", bundle, total, filepath.Dir(dir), free)
+		}
+	}
+	return nil
+}
+
+// OpenBundle extracts and opens a bundle; closing the model removes the extracted files. Errors
+// name the bundle, not the temp folder.
+func OpenBundle(bundle string) (*formats.Model, error) {
+	dir, err := ExtractBundle(bundle)
+	if err != nil {
+		return nil, err
+	}
+	m, err := Open(dir, false) // the extraction checked every hash
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, renamePath(err, dir, bundle)
+	}
+	m.OnClose(removeDir(dir))
+	m.Format = Format + "-bundle"
+	m.Bundle = bundle
+	return m, nil
+}
+
+// renamePath rewrites a bad-input error about a file in dir as one about that entry of the
+// bundle.
+func renamePath(err error, dir, bundle string) error {
+	var ie *errs.InputError
+	if errors.As(err, &ie) && strings.HasPrefix(ie.File, dir) {
+		c := *ie
+		c.File = bundle + ": " + strings.TrimPrefix(strings.TrimPrefix(ie.File, dir), "/")
+		if ie.File == dir {
+			c.File = bundle
+		}
+		return &c
+	}
+	return fmt.Errorf("%s: %w", bundle, err)
+}
+
+// removeDir is a Closer that deletes an extracted bundle.
+type removeDir string
+
+func (r removeDir) Close() error { return os.RemoveAll(string(r)) }

@@ -1,0 +1,300 @@
+// Package modeldir is btconvert's own model folder: one safetensors file per component, the
+// complete config.json, and manifest.json with the provenance and sha256 of every other file; its
+// single-file form, the .btz bundle; and the verification report recorded in it.
+package modeldir
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/fsio"
+	"github.com/btconvert/btconvert/formats/safetensors"
+)
+
+// Format is Model.Format of a model read from our folder (and the "format" of its config.json).
+const Format = arch.FormatName
+
+// Fixed file names of our folder.
+const (
+	ManifestName = "manifest.json"
+	ConfigName   = "config.json"
+	ReportName   = "report.json"
+)
+
+// ComponentFile is the safetensors file of a component.
+func ComponentFile(component string) string { return component + ".safetensors" }
+
+// Manifest is manifest.json: provenance and the hash of every other file.
+type Manifest struct {
+	Tool    string         `json:"tool"`
+	Version string         `json:"version"`
+	Source  ManifestSource `json:"source"`
+	Notes   []string       `json:"notes,omitempty"`
+	Files   []ManifestFile `json:"files"`
+}
+
+// ManifestSource says where the model came from.
+type ManifestSource struct {
+	Path   string `json:"path"` // the source's file or folder name (no directories)
+	Format string `json:"format"`
+}
+
+// ManifestFile is one file of the folder.
+type ManifestFile struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// File looks up a file entry.
+func (m *Manifest) File(name string) *ManifestFile {
+	for i := range m.Files {
+		if m.Files[i].Name == name {
+			return &m.Files[i]
+		}
+	}
+	return nil
+}
+
+// WriteOptions controls Write.
+type WriteOptions struct {
+	DType    safetensors.DType // convert float tensors to this ("" keeps each as stored)
+	Force    bool              // replace an existing folder
+	Progress safetensors.Progress
+	Version  string            // tool version for the manifest
+	Extra    map[string][]byte // more files for the folder (tokenizer, report), listed in the manifest
+}
+
+// Write writes m as our folder at dir, atomically: everything goes to a temp folder beside it that
+// is renamed into place at the end. Tensors are streamed one at a time.
+func Write(m *formats.Model, dir string, o WriteOptions) error {
+	out, err := fsio.NewDir(dir, o.Force)
+	if err != nil {
+		return err
+	}
+	if err := WriteInto(m, out.Tmp, o); err != nil {
+		out.Abort()
+		return err
+	}
+	return out.Commit()
+}
+
+// WriteInto writes m as our folder into tmp, an empty folder the caller owns (o.Force unused).
+func WriteInto(m *formats.Model, tmp string, o WriteOptions) error {
+	cfg := *m.Config
+	// The source by its name only: the manifest travels, the converting machine's paths do not.
+	src := ""
+	if m.Path != "" {
+		src = filepath.Base(filepath.Clean(m.Path))
+	}
+	if m.Bundle != "" {
+		src = filepath.Base(m.Bundle)
+	}
+	man := &Manifest{Tool: "btconvert", Version: o.Version, Source: ManifestSource{Path: src, Format: m.Format}, Notes: m.Notes}
+	for _, comp := range cfg.Components() {
+		var wts []safetensors.WriteTensor
+		for _, t := range m.ComponentTensors(comp) {
+			to := o.DType
+			if !t.DType.IsFloat() || cfg.IsQuantPart(t.Component, t.Name) {
+				to = "" // quantized parts are written as they are
+			}
+			wts = append(wts, t.ToWrite(t.Name, t.Shape, to, nil))
+		}
+		meta := map[string]string{"format": Format, "component": comp}
+		w, err := safetensors.Write(filepath.Join(tmp, ComponentFile(comp)), meta, wts, o.Progress)
+		if err != nil {
+			return err
+		}
+		man.Files = append(man.Files, ManifestFile{ComponentFile(comp), w.Size, w.SHA256})
+	}
+	cj, _ := json.MarshalIndent(&cfg, "", "  ")
+	files := map[string][]byte{ConfigName: append(cj, '\n')}
+	for k, v := range o.Extra {
+		files[k] = v
+	}
+	names := make([]string, 0, len(files))
+	for k := range files {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		w, err := fsio.WriteFile(filepath.Join(tmp, name), files[name])
+		if err != nil {
+			return err
+		}
+		man.Files = append(man.Files, ManifestFile{name, w.Size, w.SHA256})
+	}
+	mj, _ := json.MarshalIndent(man, "", "  ")
+	_, err := fsio.WriteFile(filepath.Join(tmp, ManifestName), append(mj, '\n'))
+	return err
+}
+
+// IsDir reports whether path is our folder.
+func IsDir(path string) bool {
+	b, err := fsio.ReadFile(filepath.Join(path, ConfigName), fsio.ConfigLimit)
+	if err != nil {
+		return false
+	}
+	var probe struct {
+		Format string `json:"format"`
+	}
+	return json.Unmarshal(b, &probe) == nil && probe.Format == Format
+}
+
+// ReadConfig reads and validates our config.json, quantization records included.
+func ReadConfig(path string) (*arch.Config, error) {
+	b, err := fsio.ReadFile(path, fsio.ConfigLimit)
+	if err != nil {
+		return nil, err
+	}
+	var c arch.Config
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, errs.File(path, "not valid JSON: %v", err)
+	}
+	if c.Format != Format {
+		return nil, errs.File(path, "not a btconvert config (format %q)", c.Format)
+	}
+	if c.FormatVersion != arch.FormatVersion {
+		return nil, errs.File(path, "format_version %d is not supported (this btconvert reads %d)", c.FormatVersion, arch.FormatVersion)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, errs.File(path, "%v", err)
+	}
+	if err := validateQuantization(&c); err != nil {
+		return nil, errs.File(path, "%v", err)
+	}
+	return &c, nil
+}
+
+// validateQuantization checks every quantization record: it names a 2-D weight of the
+// architecture and is consistent with its shape.
+func validateQuantization(c *arch.Config) error {
+	if len(c.Quantization) == 0 {
+		return nil
+	}
+	specs := map[string]arch.TensorSpec{}
+	for _, s := range arch.Tensors(c) {
+		specs[s.Key()] = s
+	}
+	keys := make([]string, 0, len(c.Quantization))
+	for k := range c.Quantization {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		s, ok := specs[k]
+		if !ok {
+			return fmt.Errorf("quantization[%q]: no such tensor in this architecture", k)
+		}
+		if s.Role != arch.RoleLinear && s.Role != arch.RoleEmbedding {
+			return fmt.Errorf("quantization[%q]: a LayerNorm or bias is never quantized", k)
+		}
+		q := c.Quantization[k]
+		if err := q.Validate(s.Shape); err != nil {
+			return fmt.Errorf("quantization[%q]: %v", k, err)
+		}
+	}
+	return nil
+}
+
+// ReadManifest reads manifest.json of our folder (parsed, and its bytes).
+func ReadManifest(dir string) (*Manifest, []byte, error) {
+	mp := filepath.Join(dir, ManifestName)
+	if _, err := os.Lstat(mp); os.IsNotExist(err) {
+		return nil, nil, errs.File(mp, "missing (every btconvert model folder has one)")
+	}
+	mb, err := fsio.ReadFile(mp, fsio.ConfigLimit)
+	if err != nil {
+		return nil, nil, err
+	}
+	var man Manifest
+	if err := json.Unmarshal(mb, &man); err != nil {
+		return nil, nil, errs.File(mp, "not valid JSON: %v", err)
+	}
+	return &man, mb, nil
+}
+
+// Open opens our folder: config, manifest, and the component files. Each file must have the size
+// the manifest gives; with checkHashes its sha256 too (every byte is read once more).
+func Open(dir string, checkHashes bool) (*formats.Model, error) {
+	if st, err := os.Stat(dir); err != nil {
+		return nil, errs.File(dir, "cannot open: %v", fsio.Unwrap(err))
+	} else if !st.IsDir() {
+		return nil, errs.File(dir, "is not a folder")
+	}
+	cfg, err := ReadConfig(filepath.Join(dir, ConfigName))
+	if err != nil {
+		return nil, err
+	}
+	man, _, err := ReadManifest(dir)
+	if err != nil {
+		return nil, err
+	}
+	check := []string{ConfigName}
+	for _, comp := range cfg.Components() {
+		check = append(check, ComponentFile(comp))
+	}
+	for _, name := range check {
+		if err := CheckFile(dir, man, name, checkHashes); err != nil {
+			return nil, err
+		}
+	}
+	m := &formats.Model{Format: Format, Path: dir, Config: cfg, Notes: man.Notes}
+	var tensors []*formats.Tensor
+	for _, comp := range cfg.Components() {
+		p := filepath.Join(dir, ComponentFile(comp))
+		f, err := safetensors.Open(p)
+		if err != nil {
+			m.Close()
+			return nil, err
+		}
+		m.OnClose(f)
+		for _, ti := range f.Tensors {
+			name := ti.Name
+			tensors = append(tensors, formats.NewTensor(comp, name, ti.DType, ti.Shape, p, name, func() ([]byte, error) { return f.Raw(name) }))
+		}
+	}
+	if m.Tensors, err = formats.Match(dir, arch.StoredTensors(cfg), nil, tensors, func(comp, name string) string { return comp + "/" + name }); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// CheckFile checks one file of the folder against its manifest entry: listed, same size, and
+// (withHash) the same sha256.
+func CheckFile(dir string, man *Manifest, name string, withHash bool) error {
+	p := filepath.Join(dir, name)
+	mf := man.File(name)
+	if mf == nil {
+		return errs.File(p, "not listed in %s", ManifestName)
+	}
+	f, st, err := fsio.OpenRegular(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if st.Size() != mf.Size {
+		return errs.File(p, "truncated or changed: %d bytes, the manifest says %d", st.Size(), mf.Size)
+	}
+	if !withHash {
+		return nil
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return errs.File(p, "cannot read: %v", fsio.Unwrap(err))
+	}
+	if hex.EncodeToString(h.Sum(nil)) != mf.SHA256 {
+		return errs.File(p, "does not match its sha256 in %s (changed after it was written)", ManifestName)
+	}
+	return nil
+}

@@ -1,0 +1,323 @@
+package modeldir_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/modeldir"
+	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/internal/testfix"
+)
+
+func TestWriteRefusesExistingAndConverts(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "m")
+	m := testfix.Open(t, testfix.Path("pythia-tiny"))
+	if err := modeldir.Write(m, dir, modeldir.WriteOptions{DType: safetensors.F32}); err != nil {
+		t.Fatal(err)
+	}
+	err := modeldir.Write(m, dir, modeldir.WriteOptions{})
+	if err == nil || testfix.ErrText(err) != dir+": already exists (use --force to replace it)" {
+		t.Fatalf("got %v", err)
+	}
+	if err := modeldir.Write(m, dir, modeldir.WriteOptions{Force: true, DType: safetensors.BF16}); err != nil {
+		t.Fatal(err)
+	}
+	out := testfix.Open(t, dir)
+	for i, tt := range out.Tensors {
+		if tt.DType != safetensors.BF16 {
+			t.Fatalf("%s is %s", tt.Key(), tt.DType)
+		}
+		a, _ := tt.Float32()
+		b, _ := m.Tensors[i].Float32()
+		for j := range a {
+			if d := math.Abs(float64(a[j] - b[j])); d > 0.01*math.Abs(float64(b[j]))+1e-30 {
+				t.Fatalf("%s[%d]: %v vs %v", tt.Key(), j, a[j], b[j])
+			}
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(dir)); len(ents) != 1 {
+		t.Fatalf("left behind: %v", ents)
+	}
+}
+
+// A changed byte of the same size passes a size check but not the sha256 check.
+func TestOpenChecksHashes(t *testing.T) {
+	dir := testfix.Imported(t, "pythia-tiny")
+	p := filepath.Join(dir, modeldir.ComponentFile("decoder"))
+	b, _ := os.ReadFile(p)
+	b[len(b)-3] ^= 1
+	os.WriteFile(p, b, 0o644)
+	if m, err := modeldir.Open(dir, false); err != nil {
+		t.Fatalf("size check refused a same-size change: %v", err)
+	} else {
+		m.Close()
+	}
+	_, err := modeldir.Open(dir, true)
+	if want := p + ": does not match its sha256 in manifest.json (changed after it was written)"; err == nil || err.Error() != want {
+		t.Fatalf("got %v\nwant %s", err, want)
+	}
+}
+
+// Quantization records are validated whole when the folder is opened.
+func TestQuantizationRecordsValidated(t *testing.T) {
+	base := testfix.Imported(t, "pythia-tiny")
+	key := "decoder/layers.0.attention.dense.weight"
+	for _, c := range []struct {
+		name string
+		q    map[string]any
+		want string
+	}{
+		{"group size 0", map[string]any{"type": "int4", "group_size": 0, "symmetric": false, "scale_dtype": "F32", "rows": 128, "cols": 128, "padded_cols": 128},
+			`quantization["` + key + `"]: group_size 0 must be at least 2`},
+		{"unknown type", map[string]any{"type": "int2", "symmetric": true, "scale_dtype": "F32", "rows": 128, "cols": 128},
+			`quantization["` + key + `"]: type "int2" is not int8 or int4`},
+		{"scale dtype", map[string]any{"type": "int8", "symmetric": true, "scale_dtype": "F8", "rows": 128, "cols": 128},
+			`quantization["` + key + `"]: scale_dtype "F8" is not F32 or F16`},
+		{"no such tensor", map[string]any{"type": "int8", "symmetric": true, "scale_dtype": "F32", "rows": 128, "cols": 128},
+			`quantization["decoder/layers.9.attention.dense.weight"]: no such tensor in this architecture`},
+		{"a LayerNorm", map[string]any{"type": "int8", "symmetric": true, "scale_dtype": "F32", "rows": 128, "cols": 1},
+			`quantization["decoder/final_layer_norm.weight"]: a LayerNorm or bias is never quantized`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "q")
+			copyDir(t, base, dir)
+			var cfg map[string]any
+			b, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+			json.Unmarshal(b, &cfg)
+			k := key
+			switch c.name {
+			case "no such tensor":
+				k = "decoder/layers.9.attention.dense.weight"
+			case "a LayerNorm":
+				k = "decoder/final_layer_norm.weight"
+			}
+			cfg["quantization"] = map[string]any{k: c.q}
+			b, _ = json.Marshal(cfg)
+			os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
+			_, err := modeldir.Open(dir, false)
+			if want := filepath.Join(dir, "config.json") + ": " + c.want; err == nil || err.Error() != want {
+				t.Fatalf("got  %v\nwant %s", err, want)
+			}
+		})
+	}
+}
+
+func copyDir(t *testing.T, from, to string) {
+	os.MkdirAll(to, 0o755)
+	ents, _ := os.ReadDir(from)
+	for _, e := range ents {
+		b, _ := os.ReadFile(filepath.Join(from, e.Name()))
+		os.WriteFile(filepath.Join(to, e.Name()), b, 0o644)
+	}
+}
+
+func TestBundleRoundTrip(t *testing.T) {
+	dir := testfix.Imported(t, "bt-tiny")
+	if err := modeldir.RecordReport(dir, []byte(`{"pass": true, "recorded_by": "test"}`)); err != nil {
+		t.Fatal(err)
+	}
+	btz := filepath.Join(t.TempDir(), "m.btz")
+	if _, err := modeldir.WriteBundle(dir, btz, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	m := testfix.Open(t, btz)
+	testfix.SameTensors(t, testfix.Open(t, dir), m)
+	rep, _, err := modeldir.ReadReport(m.Path)
+	if err != nil || rep == nil || !rep.Pass {
+		t.Fatalf("report did not travel: %v %v", rep, err)
+	}
+	extracted := m.Path
+	m.Close()
+	if _, err := os.Stat(extracted); !os.IsNotExist(err) {
+		t.Fatalf("extracted files left at %s", extracted)
+	}
+	// Without a report the bundle still opens (and says nothing is recorded).
+	plain := testfix.Imported(t, "pythia-tiny")
+	btz2 := filepath.Join(t.TempDir(), "p.btz")
+	if _, err := modeldir.WriteBundle(plain, btz2, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	m2 := testfix.Open(t, btz2)
+	if rep, _, _ := modeldir.ReadReport(m2.Path); rep != nil {
+		t.Fatalf("report from nowhere")
+	}
+	// --force replaces an existing bundle.
+	if _, err := modeldir.WriteBundle(plain, btz, true, nil); err != nil {
+		t.Fatalf("replacing a bundle: %v", err)
+	}
+}
+
+// A report.json the manifest does not list (written by hand) is refused.
+func TestReportMustBeRecorded(t *testing.T) {
+	dir := testfix.Imported(t, "pythia-tiny")
+	p := filepath.Join(dir, modeldir.ReportName)
+	os.WriteFile(p, []byte(`{"pass": true}`), 0o644)
+	_, _, err := modeldir.ReadReport(dir)
+	if want := p + ": is not listed in the manifest (only a verification run that records its report writes one)"; err == nil || err.Error() != want {
+		t.Fatalf("got %v", err)
+	}
+	if err := modeldir.RecordReport(dir, []byte(`{"pass": true}`)); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(p, []byte(`{"pass": true} `), 0o644) // edited afterwards
+	if _, _, err := modeldir.ReadReport(dir); err == nil || !strings.Contains(err.Error(), "truncated or changed") {
+		t.Fatalf("an edited report passed: %v", err)
+	}
+}
+
+// rebundle writes a bundle from explicit entries (name, typeflag, body), for the bad cases.
+type entry struct {
+	name string
+	typ  byte
+	body []byte
+}
+
+func rebundle(t *testing.T, path string, entries []entry, after []byte) {
+	var buf bytes.Buffer
+	zw, _ := zstd.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, e := range entries {
+		hdr := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o644, Size: int64(len(e.body))}
+		if e.typ == tar.TypeSymlink {
+			hdr.Linkname, hdr.Size = "/etc/passwd", 0
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(e.body)
+	}
+	tw.Close()
+	zw.Write(after)
+	zw.Close()
+	os.WriteFile(path, buf.Bytes(), 0o644)
+}
+
+// readEntries lists a bundle's entries.
+func readEntries(t *testing.T, path string) []entry {
+	f, _ := os.Open(path)
+	defer f.Close()
+	zr, _ := zstd.NewReader(f)
+	defer zr.Close()
+	tr := tar.NewReader(zr)
+	var out []entry
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		out = append(out, entry{h.Name, h.Typeflag, b})
+	}
+}
+
+func TestBundleRejectsCorruption(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // extraction goes here, so we can see that nothing is left
+	dir := testfix.Imported(t, "bt-tiny")
+	good := filepath.Join(t.TempDir(), "good.btz")
+	if _, err := modeldir.WriteBundle(dir, good, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(good)
+	entries := readEntries(t, good)
+	manifest := func(edit func(*modeldir.Manifest)) entry {
+		var man modeldir.Manifest
+		json.Unmarshal(entries[0].body, &man)
+		edit(&man)
+		mb, _ := json.Marshal(man)
+		return entry{modeldir.ManifestName, tar.TypeReg, mb}
+	}
+	cases := []struct {
+		name string
+		make func(p string)
+		want string
+	}{
+		{"flipped byte", func(p string) {
+			b := bytes.Clone(raw)
+			b[len(b)/2] ^= 0x40
+			os.WriteFile(p, b, 0o644)
+		}, ": "},
+		{"truncated", func(p string) { os.WriteFile(p, raw[:len(raw)*2/3], 0o644) }, ": truncated"},
+		{"wrong manifest hash", func(p string) {
+			m := manifest(func(man *modeldir.Manifest) { man.Files[1].SHA256 = strings.Repeat("0", 64) })
+			rebundle(t, p, append([]entry{m}, entries[1:]...), nil)
+		}, `: entry "block_decoder.safetensors" does not match its sha256 in the manifest`},
+		{"manifest lists itself", func(p string) {
+			m := manifest(func(man *modeldir.Manifest) {
+				man.Files = append(man.Files, modeldir.ManifestFile{Name: modeldir.ManifestName, Size: 3, SHA256: strings.Repeat("0", 64)})
+			})
+			rebundle(t, p, append([]entry{m}, entries[1:]...), nil)
+		}, `: manifest lists itself`},
+		{"bomb", func(p string) {
+			m := manifest(func(man *modeldir.Manifest) { man.Files[0].Size = 1 << 45 })
+			rebundle(t, p, append([]entry{m}, entries[1:]...), nil)
+		}, `: extracting needs`},
+		{"path traversal", func(p string) {
+			rebundle(t, p, append(append([]entry{}, entries...), entry{"../evil", tar.TypeReg, []byte("x")}), nil)
+		}, `: entry "../evil" has an unsafe path`},
+		{"absolute path", func(p string) {
+			rebundle(t, p, append([]entry{entries[0]}, entry{"/tmp/evil", tar.TypeReg, []byte("x")}), nil)
+		}, `: entry "/tmp/evil" has an unsafe path`},
+		{"symlink", func(p string) {
+			rebundle(t, p, append([]entry{entries[0]}, entry{"config.json", tar.TypeSymlink, nil}), nil)
+		}, `: entry "config.json" is not a regular file (links and folders are refused)`},
+		{"missing file", func(p string) { rebundle(t, p, entries[:len(entries)-1], nil) }, `: file "config.json" listed in the manifest is missing`},
+		{"not in manifest", func(p string) {
+			rebundle(t, p, append(append([]entry{}, entries...), entry{"extra.bin", tar.TypeReg, []byte("x")}), nil)
+		}, `: entry "extra.bin" is not in the manifest`},
+		{"manifest not first", func(p string) { rebundle(t, p, append(append([]entry{}, entries[1:]...), entries[0]), nil) },
+			`: first entry is "embedder.safetensors", want manifest.json`},
+		{"data after the tar", func(p string) { rebundle(t, p, entries, []byte("hidden payload")) }, ": data after the end of the archive"},
+		{"bytes after the frame", func(p string) { os.WriteFile(p, append(bytes.Clone(raw), "garbage"...), 0o644) }, ": corrupt after the archive's end"},
+		{"second frame", func(p string) {
+			var extra bytes.Buffer
+			zw, _ := zstd.NewWriter(&extra)
+			zw.Write([]byte("more"))
+			zw.Close()
+			os.WriteFile(p, append(bytes.Clone(raw), extra.Bytes()...), 0o644)
+		}, ": data after the end of the archive"},
+		{"flipped frame checksum", func(p string) {
+			b := bytes.Clone(raw)
+			b[len(b)-1] ^= 0xff // the frame's last 4 bytes are its checksum
+			os.WriteFile(p, b, 0o644)
+		}, ": corrupt"},
+		{"not a bundle", func(p string) { os.WriteFile(p, []byte("hello"), 0o644) }, ": corrupt: "},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "bad.btz")
+			c.make(p)
+			_, err := modeldir.OpenBundle(p)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.HasPrefix(err.Error(), p+c.want) {
+				t.Fatalf("got  %v\nwant %s%s", err, p, c.want)
+			}
+			// A flipped byte is caught by zstd's checksum or by the file's sha256.
+			if c.name == "flipped byte" && !strings.Contains(err.Error(), "corrupt") && !strings.Contains(err.Error(), "does not match its sha256") {
+				t.Fatalf("flipped byte: %v", err)
+			}
+			if c.name != "bomb" && !errs.IsInput(err) {
+				t.Fatal("not an InputError")
+			}
+		})
+	}
+	// Nothing extracted is left behind by the failures.
+	if left, _ := filepath.Glob(filepath.Join(tmp, "btconvert-*")); len(left) > 0 {
+		t.Errorf("extraction left %v", left)
+	}
+}

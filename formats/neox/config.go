@@ -1,0 +1,272 @@
+package neox
+
+import (
+	"cmp"
+	"encoding/json"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/fsio"
+	"github.com/btconvert/btconvert/formats/safetensors"
+)
+
+// hfConfig is the part of an HF GPT-NeoX config.json we read; both the transformers 4.x and 5.x
+// spellings of the rotary settings are accepted.
+type hfConfig struct {
+	ModelType           string   `json:"model_type"`
+	HiddenSize          int      `json:"hidden_size"`
+	NumAttentionHeads   int      `json:"num_attention_heads"`
+	NumHiddenLayers     int      `json:"num_hidden_layers"`
+	IntermediateSize    int      `json:"intermediate_size"`
+	VocabSize           int      `json:"vocab_size"`
+	RotaryPct           *float64 `json:"rotary_pct"`
+	PartialRotaryFactor *float64 `json:"partial_rotary_factor"`
+	RotaryEmbBase       *float64 `json:"rotary_emb_base"`
+	RopeTheta           *float64 `json:"rope_theta"`
+	RopeParameters      *struct {
+		PartialRotaryFactor *float64 `json:"partial_rotary_factor"`
+		RopeTheta           *float64 `json:"rope_theta"`
+		RopeType            string   `json:"rope_type"`
+	} `json:"rope_parameters"`
+	LayerNormEps          *float64 `json:"layer_norm_eps"`
+	UseParallelResidual   *bool    `json:"use_parallel_residual"`
+	HiddenAct             string   `json:"hidden_act"`
+	MaxPositionEmbeddings int      `json:"max_position_embeddings"`
+	TieWordEmbeddings     bool     `json:"tie_word_embeddings"`
+	BOSTokenID            *int     `json:"bos_token_id"`
+	EOSTokenID            *int     `json:"eos_token_id"`
+	PadTokenID            *int     `json:"pad_token_id"`
+}
+
+// readHFConfig reads an HF config.json. A missing intermediate_size is read off the weights
+// (shapes); heads, hidden size, layers and vocabulary must be there.
+func readHFConfig(path string, shapes map[string]int) (*arch.NeoXConfig, arch.TokenIDs, error) {
+	var ids arch.TokenIDs
+	b, err := fsio.ReadFile(path, fsio.ConfigLimit)
+	if err != nil {
+		return nil, ids, err
+	}
+	var h hfConfig
+	if err := json.Unmarshal(b, &h); err != nil {
+		return nil, ids, errs.File(path, "not valid JSON: %v", err)
+	}
+	if h.ModelType != "" && h.ModelType != "gpt_neox" {
+		return nil, ids, errs.File(path, "model_type %q is not gpt_neox", h.ModelType)
+	}
+	if h.HiddenSize <= 0 || h.NumAttentionHeads <= 0 || h.NumHiddenLayers <= 0 || h.VocabSize <= 0 {
+		return nil, ids, errs.File(path, "needs hidden_size, num_attention_heads, num_hidden_layers and vocab_size")
+	}
+	if h.TieWordEmbeddings {
+		return nil, ids, errs.File(path, "tie_word_embeddings true is not supported (GPT-NeoX heads are untied)")
+	}
+	var rp, rb []*float64
+	if h.RopeParameters != nil {
+		if h.RopeParameters.RopeType != "" && h.RopeParameters.RopeType != "default" {
+			return nil, ids, errs.File(path, "rope_parameters.rope_type %q is not supported (only default)", h.RopeParameters.RopeType)
+		}
+		rp = append(rp, h.RopeParameters.PartialRotaryFactor)
+		rb = append(rb, h.RopeParameters.RopeTheta)
+	}
+	file := filepath.Base(path)
+	c := arch.UnknownBase() // the GPTNeoXConfig defaults for anything config.json leaves out
+	var settings []arch.Setting
+	add := func(key string, v any, ok bool) {
+		if ok {
+			settings = append(settings, arch.Setting{Key: key, Value: v})
+		}
+	}
+	add(arch.KeyHidden, h.HiddenSize, true)
+	add(arch.KeyHeads, h.NumAttentionHeads, true)
+	add(arch.KeyLayers, h.NumHiddenLayers, true)
+	add(arch.KeyVocab, h.VocabSize, true)
+	add(arch.KeyIntermediate, h.IntermediateSize, h.IntermediateSize != 0)
+	if v := firstOf(append(rp, h.PartialRotaryFactor, h.RotaryPct)...); v != nil {
+		add(arch.KeyRotaryPct, *v, true)
+	}
+	if v := firstOf(append(rb, h.RopeTheta, h.RotaryEmbBase)...); v != nil {
+		add(arch.KeyRotaryBase, *v, true)
+	}
+	if h.LayerNormEps != nil {
+		add(arch.KeyLayerNormEps, *h.LayerNormEps, true)
+	}
+	add(arch.KeyMaxPositions, h.MaxPositionEmbeddings, h.MaxPositionEmbeddings != 0)
+	add(arch.KeyAct, h.HiddenAct, h.HiddenAct != "")
+	if h.UseParallelResidual != nil {
+		add(arch.KeyParallelResidual, *h.UseParallelResidual, true)
+	}
+	for _, s := range settings {
+		if err := c.Set(s.Key, s.Value, file); err != nil {
+			return nil, ids, errs.File(path, "%v", err)
+		}
+	}
+	if c.Intermediate == 0 && shapes[arch.KeyIntermediate] > 0 {
+		_ = c.Set(arch.KeyIntermediate, shapes[arch.KeyIntermediate], arch.FromShapes)
+	}
+	for _, p := range []*int{h.PadTokenID, h.EOSTokenID} {
+		if p != nil {
+			ids.Pad = *p
+			break
+		}
+	}
+	ids.BOS = ids.Pad
+	if h.BOSTokenID != nil {
+		ids.BOS = *h.BOSTokenID
+	}
+	return &c, ids, nil
+}
+
+func firstOf(vs ...*float64) *float64 {
+	for _, v := range vs {
+		if v != nil {
+			return v
+		}
+	}
+	return nil
+}
+
+// configJSON writes our vanilla config as an HF GPT-NeoX config.json.
+func configJSON(c *arch.Config, dtype safetensors.DType) ([]byte, error) {
+	d := c.Decoder
+	torchDType := map[safetensors.DType]string{safetensors.F32: "float32", safetensors.BF16: "bfloat16", safetensors.F16: "float16"}[dtype]
+	m := map[string]any{
+		"architectures":           []string{"GPTNeoXForCausalLM"},
+		"model_type":              "gpt_neox",
+		"hidden_size":             d.Hidden,
+		"num_attention_heads":     d.Heads,
+		"num_hidden_layers":       d.Layers,
+		"intermediate_size":       d.Intermediate,
+		"vocab_size":              c.VocabSize,
+		"rotary_pct":              arch.RotaryPct(d),
+		"rotary_emb_base":         d.RotaryBase,
+		"layer_norm_eps":          d.LayerNormEps,
+		"use_parallel_residual":   d.ParallelResidual,
+		"hidden_act":              "gelu",
+		"tie_word_embeddings":     false,
+		"bos_token_id":            c.BOSTokenID,
+		"eos_token_id":            c.PadTokenID,
+		"max_position_embeddings": cmp.Or(d.MaxPositions, 2048),
+		"torch_dtype":             torchDType,
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	return append(b, '\n'), err
+}
+
+// StackYAML is one GPT-NeoX stack of an official YAML: its base model and the keys of that
+// model's HF config set on top (a Block Transformer decoder's config:, a vanilla model's
+// model_config:).
+type StackYAML struct {
+	ModelNameOrPath string        `yaml:"model_name_or_path,omitempty"`
+	Config          yaml.MapSlice `yaml:"config"`
+}
+
+// Settings are the section's keys in order.
+func Settings(m yaml.MapSlice) []arch.Setting {
+	out := make([]arch.Setting, 0, len(m))
+	for _, it := range m {
+		key, _ := it.Key.(string)
+		out = append(out, arch.Setting{Key: key, Value: it.Value})
+	}
+	return out
+}
+
+// ReadYAML reads a YAML file into v.
+func ReadYAML(path string, v any) error {
+	b, err := fsio.ReadFile(path, fsio.ConfigLimit)
+	if err != nil {
+		return err
+	}
+	if err := yaml.Unmarshal(b, v); err != nil {
+		return errs.File(path, "not valid YAML: %s", strings.ReplaceAll(err.Error(), "\n", " "))
+	}
+	return nil
+}
+
+// StackKeys states every architecture key of a decoder in the HF GPTNeoXConfig spelling, so a YAML
+// that holds them reads back to the same stack whatever base model it names.
+func StackKeys(d *arch.DecoderConfig, vocab int) yaml.MapSlice {
+	out := yaml.MapSlice{
+		{Key: arch.KeyLayers, Value: d.Layers}, {Key: arch.KeyHidden, Value: d.Hidden}, {Key: arch.KeyHeads, Value: d.Heads},
+		{Key: arch.KeyIntermediate, Value: d.Intermediate}, {Key: arch.KeyVocab, Value: vocab},
+		{Key: arch.KeyRotaryPct, Value: YAMLFloat(arch.RotaryPct(d))}, {Key: arch.KeyRotaryBase, Value: YAMLFloat(d.RotaryBase)},
+		{Key: arch.KeyLayerNormEps, Value: YAMLFloat(d.LayerNormEps)}, {Key: arch.KeyParallelResidual, Value: d.ParallelResidual},
+		{Key: arch.KeyAct, Value: d.Activation},
+	}
+	if d.MaxPositions > 0 {
+		out = append(out, yaml.MapItem{Key: arch.KeyMaxPositions, Value: d.MaxPositions})
+	}
+	return out
+}
+
+// YAMLFloat is written with a decimal point (1.0e-05), so YAML 1.1 readers such as PyYAML (the
+// official code's OmegaConf) read a number, not a string.
+type YAMLFloat float64
+
+// MarshalYAML implements yaml.BytesMarshaler.
+func (f YAMLFloat) MarshalYAML() ([]byte, error) {
+	s := strconv.FormatFloat(float64(f), 'g', -1, 64)
+	mant, exp, hasExp := strings.Cut(s, "e")
+	if !strings.Contains(mant, ".") {
+		mant += ".0"
+	}
+	if hasExp {
+		return []byte(mant + "e" + exp), nil
+	}
+	return []byte(mant), nil
+}
+
+// VanillaYAML is the official code's config of a vanilla model: a base model and the keys of its
+// HF config set on top (model_config).
+type VanillaYAML struct {
+	Name            string        `yaml:"name,omitempty"`
+	Model           string        `yaml:"model,omitempty"`
+	ModelNameOrPath string        `yaml:"model_name_or_path,omitempty"`
+	ModelConfig     yaml.MapSlice `yaml:"model_config"`
+	MaxLength       int           `yaml:"max_length,omitempty"`
+	Precision       string        `yaml:"precision,omitempty"`
+}
+
+// Buffer reports an HF GPT-NeoX buffer that old checkpoints carry (not a weight).
+func Buffer(name string) bool { return bufferName.MatchString(name) }
+
+var bufferName = regexp.MustCompile(`\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)$`)
+
+var layerIndex = regexp.MustCompile(`^layers\.(\d+)\.`)
+
+// CountLayers is one more than the largest layer index under prefix.
+func CountLayers(c *safetensors.Checkpoint, prefix string) int {
+	n := 0
+	for _, name := range c.Names {
+		if rest, ok := strings.CutPrefix(name, prefix); ok {
+			if m := layerIndex.FindStringSubmatch(rest); m != nil {
+				i, _ := strconv.Atoi(m[1])
+				n = max(n, i+1)
+			}
+		}
+	}
+	return n
+}
+
+// StackShapes reads the shape keys of the stack under prefix off the checkpoint, the vocabulary
+// from the table vocabFrom (missing tensors are skipped: the spec check reports them).
+func StackShapes(c *safetensors.Checkpoint, prefix, vocabFrom string) map[string]int {
+	out := map[string]int{}
+	if n := CountLayers(c, prefix); n > 0 {
+		out[arch.KeyLayers] = n
+	}
+	if t := c.Info(prefix + arch.FinalNorm + ".weight"); t != nil && len(t.Shape) == 1 {
+		out[arch.KeyHidden] = t.Shape[0]
+	}
+	if t := c.Info(prefix + "layers.0." + arch.MLPUp + ".weight"); t != nil && len(t.Shape) == 2 {
+		out[arch.KeyIntermediate] = t.Shape[0]
+	}
+	if t := c.Info(vocabFrom); t != nil && len(t.Shape) == 2 {
+		out[arch.KeyVocab] = t.Shape[0]
+	}
+	return out
+}

@@ -1,0 +1,171 @@
+// Package neox is the HF transformers GPT-NeoX / Pythia layout: config.json (or the official
+// code's vanilla YAML) and gpt_neox.* tensors with an embed_out or lm_head output head.
+package neox
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/fsio"
+	"github.com/btconvert/btconvert/formats/safetensors"
+)
+
+// Format is the name of this layout.
+const Format = "hf-gpt-neox"
+
+// Layout reads and writes HF GPT-NeoX folders.
+type Layout struct{}
+
+var _ formats.Layout = Layout{}
+
+// Format implements formats.Layout.
+func (Layout) Format() string { return Format }
+
+// Detect implements formats.Layout.
+func (Layout) Detect(c *safetensors.Checkpoint) bool {
+	return c.Has("gpt_neox." + arch.EmbedIn + ".weight")
+}
+
+// Exports implements formats.Layout: vanilla models.
+func (Layout) Exports(cfg *arch.Config) bool { return !cfg.IsBlock() }
+
+// srcName maps our vanilla tensor name to the HF name, with the output head as given.
+func srcName(head string) func(component, name string) string {
+	return func(_, name string) string {
+		if name == arch.EmbedOut+".weight" {
+			return head
+		}
+		return "gpt_neox." + name
+	}
+}
+
+// Open implements formats.Layout.
+func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.Model, error) {
+	prov := arch.Provenance{}
+	cfg, notes, err := architecture(c, o, prov)
+	if err != nil {
+		return nil, err
+	}
+	m := &formats.Model{Format: Format, Path: c.Dir, Config: cfg, Notes: notes}
+	head := "embed_out.weight"
+	switch {
+	case c.Has("embed_out.weight"):
+	case c.Has("lm_head.weight"):
+		head = "lm_head.weight"
+	default:
+		head = "gpt_neox.embed_in.weight"
+		m.Notes = append(m.Notes, "no embed_out.weight / lm_head.weight: output head tied to gpt_neox.embed_in.weight")
+	}
+	name := srcName(head)
+	used := map[string]bool{}
+	var tensors []*formats.Tensor
+	for _, s := range arch.Tensors(cfg) {
+		src := name(s.Component, s.Name)
+		if !c.Has(src) {
+			return nil, errs.Tensor(c.Dir, src, "missing from the checkpoint (config.json asks for it)")
+		}
+		used[src] = true
+		tensors = append(tensors, formats.FromCheckpoint(c, src, s.Component, s.Name))
+	}
+	for _, n := range c.Names {
+		switch {
+		case used[n]:
+		case Buffer(n):
+			m.Notes = append(m.Notes, "ignored buffer "+n)
+		case n == "lm_head.weight" || n == "embed_out.weight":
+			return nil, errs.Tensor(c.FileOf(n), n, "second output head (both embed_out.weight and lm_head.weight present)")
+		default:
+			return nil, errs.Tensor(c.FileOf(n), n, "not part of a GPT-NeoX model with this config.json")
+		}
+	}
+	if m.Tensors, err = formats.Match(c.Dir, arch.Tensors(cfg), prov, tensors, name); err != nil {
+		return nil, err
+	}
+	m.OnClose(c)
+	return m, nil
+}
+
+// shapes reads the shape keys of a GPT-NeoX checkpoint.
+func shapes(c *safetensors.Checkpoint) map[string]int {
+	return StackShapes(c, "gpt_neox.", "gpt_neox."+arch.EmbedIn+".weight")
+}
+
+// architecture resolves a GPT-NeoX checkpoint's config: config.json, or the official vanilla YAML
+// (config.yaml or any .yaml given), or, with only the weights, their shapes plus the given heads.
+func architecture(c *safetensors.Checkpoint, o formats.OpenOptions, prov arch.Provenance) (*arch.Config, []string, error) {
+	path := o.Config
+	if path == "" {
+		for _, name := range []string{"config.json", "config.yaml"} {
+			if p := filepath.Join(c.Dir, name); fsio.Exists(p) {
+				path = p
+				break
+			}
+		}
+	}
+	file := filepath.Base(path)
+	switch {
+	case path == "":
+		if o.Heads < 1 {
+			return nil, nil, &errs.InputError{File: c.Dir, Msg: "GPT-NeoX weights but no config.json beside them (give {Config}); or pass {Heads} N to read the rest off the weights"}
+		}
+		n := arch.FromShapesWithHeads(shapes(c), o.Heads)
+		cfg, err := arch.VanillaConfig(n, arch.TokenIDs{}, prov)
+		if err != nil {
+			return nil, nil, errs.File(c.Dir, "%v", err)
+		}
+		return cfg, []string{"no config.json: architecture read off the tensor shapes, heads given", "decoder: " + n.Summary()}, nil
+	case strings.HasSuffix(file, ".yaml") || strings.HasSuffix(file, ".yml"):
+		var y VanillaYAML
+		if err := ReadYAML(path, &y); err != nil {
+			return nil, nil, err
+		}
+		n, err := arch.ResolveStack(y.ModelNameOrPath, Settings(y.ModelConfig), arch.Section{File: file, Stack: arch.Decoder, Keys: "model_config"}, o.Heads, shapes(c))
+		if err != nil {
+			return nil, nil, &errs.InputError{File: path, Msg: err.Error()}
+		}
+		cfg, err := arch.VanillaConfig(n, arch.TokenIDs{}, prov)
+		if err != nil {
+			return nil, nil, errs.File(path, "%v", err)
+		}
+		cfg.Source = arch.NewSource(y.MaxLength, y.Precision, map[string]string{arch.Decoder: y.ModelNameOrPath})
+		return cfg, []string{"architecture from " + file, "decoder: " + n.Summary()}, nil
+	}
+	n, ids, err := readHFConfig(path, shapes(c))
+	if err != nil {
+		return nil, nil, err
+	}
+	if o.Heads > 0 && o.Heads != n.Heads {
+		return nil, nil, &errs.InputError{File: path, Msg: fmt.Sprintf("%s; {Heads} %d disagrees", n.Explain(arch.KeyHeads), o.Heads)}
+	}
+	cfg, err := arch.VanillaConfig(n, ids, prov)
+	if err != nil {
+		return nil, nil, errs.File(path, "%v", err)
+	}
+	return cfg, []string{"architecture from " + file, "decoder: " + n.Summary()}, nil
+}
+
+// Export implements formats.Layout: config.json and model.safetensors (or shards).
+func (Layout) Export(m *formats.Model, dir string, o formats.ExportOptions) error {
+	name := srcName("embed_out.weight")
+	dt := o.DType
+	var wts []safetensors.WriteTensor
+	for _, t := range m.Tensors {
+		wts = append(wts, t.ToWrite(name(t.Component, t.Name), t.Shape, o.DType, nil))
+		if dt == "" {
+			dt = t.DType
+		}
+	}
+	cj, err := configJSON(m.Config, dt)
+	if err != nil {
+		return err
+	}
+	if _, err := fsio.WriteFile(filepath.Join(dir, "config.json"), cj); err != nil {
+		return err
+	}
+	_, err = safetensors.WriteSharded(dir, o.ShardSize, map[string]string{"format": "pt"}, wts, o.Progress)
+	return err
+}

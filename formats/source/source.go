@@ -1,0 +1,92 @@
+// Package source opens whatever a path holds: a btconvert bundle, a btconvert model folder, or a
+// checkpoint in one of the layouts btconvert reads.
+package source
+
+import (
+	"os"
+
+	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/modeldir"
+	"github.com/btconvert/btconvert/formats/neox"
+	"github.com/btconvert/btconvert/formats/official"
+	"github.com/btconvert/btconvert/formats/safetensors"
+)
+
+// Layouts are the checkpoint layouts btconvert reads and writes, tried in this order.
+var Layouts = []formats.Layout{official.Layout{}, neox.Layout{}}
+
+// Kind says what a path holds.
+type Kind int
+
+// What a path can hold.
+const (
+	Checkpoint Kind = iota
+	Folder          // a btconvert model folder
+	Bundle          // a .btz bundle
+)
+
+// KindOf says what path holds (without opening it).
+func KindOf(path string) Kind {
+	if modeldir.IsBundle(path) {
+		return Bundle
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() && modeldir.IsDir(path) {
+		return Folder
+	}
+	return Checkpoint
+}
+
+// Open opens anything btconvert reads. o applies to checkpoints only. Our folder's files are
+// checked against the manifest's sizes, and with checkHashes its sha256 as well.
+func Open(path string, o formats.OpenOptions, checkHashes bool) (*formats.Model, error) {
+	kind := KindOf(path)
+	if kind != Checkpoint {
+		what := map[Kind]string{Folder: "a btconvert model folder", Bundle: "a btconvert bundle"}[kind]
+		switch {
+		case o.Config != "":
+			return nil, &errs.InputError{File: path, Msg: "is " + what + "; {Config} applies to checkpoints only"}
+		case o.Heads != 0:
+			return nil, &errs.InputError{File: path, Msg: "is " + what + "; {Heads} applies to checkpoints only"}
+		}
+		if kind == Bundle {
+			return modeldir.OpenBundle(path)
+		}
+		return modeldir.Open(path, checkHashes)
+	}
+	c, err := safetensors.OpenCheckpoint(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range Layouts {
+		if l.Detect(c) {
+			m, err := l.Open(c, o)
+			if err != nil {
+				c.Close()
+				return nil, err
+			}
+			if m.Path == "" {
+				m.Path = path
+			}
+			return m, nil
+		}
+	}
+	ex := c.Names
+	if len(ex) > 3 {
+		ex = ex[:3]
+	}
+	c.Close()
+	return nil, errs.File(path, "not a Block Transformer or GPT-NeoX checkpoint (tensors begin %v)", ex)
+}
+
+// ExportLayout is the layout a model of config cfg is exported in: the official Block Transformer
+// layout for a block model, HF GPT-NeoX for a vanilla one.
+func ExportLayout(cfg *arch.Config) formats.Layout {
+	for _, l := range Layouts {
+		if l.Exports(cfg) {
+			return l
+		}
+	}
+	return nil
+}

@@ -1,0 +1,398 @@
+package source_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/modeldir"
+	"github.com/btconvert/btconvert/formats/neox"
+	"github.com/btconvert/btconvert/formats/official"
+	"github.com/btconvert/btconvert/formats/randinit"
+	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/formats/source"
+	"github.com/btconvert/btconvert/internal/testfix"
+)
+
+func open(path string) (*formats.Model, error) {
+	return source.Open(path, formats.OpenOptions{}, false)
+}
+
+// archOnly is the config without its provenance (base model names, training length, precision).
+func archOnly(c *arch.Config) *arch.Config {
+	a := *c
+	a.Source = nil
+	return &a
+}
+
+// Every tensor of an imported official checkpoint is the checkpoint's own bytes.
+func TestImportOfficialKeepsBytes(t *testing.T) {
+	m := testfix.Open(t, testfix.Path("bt-tiny"))
+	if m.Format != official.Format || !slices.Contains(m.Notes, "dropped block_decoder.gpt_neox.embed_in.weight (present in official checkpoints, never used by the model)") {
+		t.Fatalf("format %s notes %v", m.Format, m.Notes)
+	}
+	dir := testfix.Imported(t, "bt-tiny")
+	src, _ := safetensors.Open(filepath.Join(testfix.Path("bt-tiny"), "model.safetensors"))
+	defer src.Close()
+	out := testfix.Open(t, dir)
+	if len(out.Tensors) != len(src.Tensors)-1 {
+		t.Fatalf("%d tensors, source has %d (+ the unused embed_in)", len(out.Tensors), len(src.Tensors))
+	}
+	for _, ot := range out.Tensors {
+		want, err := src.Raw(official.Name(ot.Component, ot.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := ot.Raw()
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s differs from the checkpoint", ot.Key())
+		}
+	}
+	// The manifest hashes what is on disk.
+	man, _, err := modeldir.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range man.Files {
+		if err := modeldir.CheckFile(dir, man, f.Name, true); err != nil {
+			t.Fatalf("manifest entry %+v: %v", f, err)
+		}
+	}
+}
+
+// Without config.yaml the architecture is read off the shapes (heads given) and equals the YAML one.
+func TestInferOfficialConfig(t *testing.T) {
+	for _, name := range []string{"bt-tiny", "bt-from-pythia-tiny"} {
+		dir := t.TempDir()
+		data, _ := os.ReadFile(filepath.Join(testfix.Path(name), "model.safetensors"))
+		os.WriteFile(filepath.Join(dir, "model.safetensors"), data, 0o644)
+		inferred, err := source.Open(dir, formats.OpenOptions{Heads: 4}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer inferred.Close()
+		withYAML := testfix.Open(t, testfix.Path(name))
+		if !reflect.DeepEqual(archOnly(inferred.Config), archOnly(withYAML.Config)) {
+			a, _ := json.Marshal(inferred.Config)
+			b, _ := json.Marshal(withYAML.Config)
+			t.Fatalf("%s: inferred %s\nyaml %s", name, a, b)
+		}
+	}
+}
+
+func TestNeoXConfigSpellings(t *testing.T) {
+	base, _ := os.ReadFile(filepath.Join(testfix.Path("pythia-tiny"), "config.json"))
+	weights, _ := os.ReadFile(filepath.Join(testfix.Path("pythia-tiny"), "model.safetensors"))
+	want := testfix.Open(t, testfix.Path("pythia-tiny")).Config
+	if want.Decoder.RotaryDims != 8 || want.Decoder.Heads != 4 || !want.Decoder.ParallelResidual {
+		t.Fatalf("pythia-tiny config %+v", want.Decoder)
+	}
+	for name, edit := range map[string]func(m map[string]any){
+		"partial_rotary_factor": func(m map[string]any) {
+			delete(m, "rotary_pct")
+			m["partial_rotary_factor"] = 0.25
+			delete(m, "rotary_emb_base")
+			m["rope_theta"] = 10000
+		},
+		"rope_parameters": func(m map[string]any) {
+			delete(m, "rotary_pct")
+			delete(m, "rotary_emb_base")
+			m["rope_parameters"] = map[string]any{"partial_rotary_factor": 0.25, "rope_theta": 10000, "rope_type": "default"}
+		},
+	} {
+		var m map[string]any
+		json.Unmarshal(base, &m)
+		edit(m)
+		dir := t.TempDir()
+		cj, _ := json.Marshal(m)
+		os.WriteFile(filepath.Join(dir, "config.json"), cj, 0o644)
+		os.WriteFile(filepath.Join(dir, "model.safetensors"), weights, 0o644)
+		got := testfix.Open(t, dir).Config
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: %+v want %+v", name, got.Decoder, want.Decoder)
+		}
+	}
+}
+
+// The lm_head.weight spelling of the output head (transformers 5.x) is the same model, sharded.
+func TestNeoXLMHead(t *testing.T) {
+	src := testfix.Open(t, testfix.Path("pythia-tiny"))
+	dir := t.TempDir()
+	var wts []safetensors.WriteTensor
+	for _, tt := range src.Tensors {
+		name := "gpt_neox." + tt.Name
+		if tt.Name == "embed_out.weight" {
+			name = "lm_head.weight"
+		}
+		wts = append(wts, safetensors.WriteTensor{Name: name, DType: tt.DType, Shape: tt.Shape, Data: tt.Raw})
+	}
+	if _, err := safetensors.WriteSharded(dir, 400_000, nil, wts, nil); err != nil {
+		t.Fatal(err)
+	}
+	cj, _ := os.ReadFile(filepath.Join(testfix.Path("pythia-tiny"), "config.json"))
+	os.WriteFile(filepath.Join(dir, "config.json"), cj, 0o644)
+	if _, err := os.Stat(filepath.Join(dir, safetensors.IndexName)); err != nil {
+		t.Fatal("expected a sharded checkpoint")
+	}
+	m := testfix.Open(t, dir)
+	for i, tt := range m.Tensors {
+		a, _ := tt.Raw()
+		b, _ := src.Tensors[i].Raw()
+		if tt.Key() != src.Tensors[i].Key() || !bytes.Equal(a, b) {
+			t.Fatalf("%s differs", tt.Key())
+		}
+	}
+}
+
+func TestLayoutErrors(t *testing.T) {
+	drop := func(name string) func([]safetensors.WriteTensor) []safetensors.WriteTensor {
+		return func(w []safetensors.WriteTensor) []safetensors.WriteTensor {
+			return slices.DeleteFunc(w, func(x safetensors.WriteTensor) bool { return x.Name == name })
+		}
+	}
+	cases := []struct {
+		name    string
+		fixture string
+		edit    func(dir string)
+		want    string // message after "<dir>"
+	}{
+		{"missing tensor", "bt-tiny", func(d string) { testfix.Rewrite(t, d, drop("token_decoder.gpt_neox.layers.1.mlp.dense_4h_to_h.bias")) },
+			`: tensor "token_decoder.gpt_neox.layers.1.mlp.dense_4h_to_h.bias": missing from the checkpoint (the architecture needs it)`},
+		{"shape vs config", "bt-tiny", func(d string) {
+			y, _ := os.ReadFile(filepath.Join(d, "config.yaml"))
+			os.WriteFile(filepath.Join(d, "config.yaml"), bytes.Replace(y, []byte("expansion_ratio: 2"), []byte("expansion_ratio: 3"), 1), 0o644)
+		}, `/model.safetensors: tensor "token_decoder.expansion_layer.weight": shape [256 128] disagrees with the config (want [384 128])`},
+		{"extra tensor", "bt-tiny", func(d string) {
+			testfix.Rewrite(t, d, func(w []safetensors.WriteTensor) []safetensors.WriteTensor {
+				return append(w, safetensors.WriteTensor{Name: "block_decoder.gpt_neox.layers.2.attention.dense.bias", DType: safetensors.F32, Shape: []int{128},
+					Data: func() ([]byte, error) { return make([]byte, 512), nil }})
+			})
+		}, `/model.safetensors: tensor "block_decoder.gpt_neox.layers.2.attention.dense.bias": not part of a Block Transformer with this architecture (check --config)`},
+		{"neox missing head", "pythia-tiny", func(d string) {
+			testfix.Rewrite(t, d, drop("gpt_neox.layers.3.attention.dense.weight"))
+		}, `: tensor "gpt_neox.layers.3.attention.dense.weight": missing from the checkpoint (config.json asks for it)`},
+		{"neox no config", "pythia-tiny", func(d string) { os.Remove(filepath.Join(d, "config.json")) },
+			": GPT-NeoX weights but no config.json beside them (give --config)"},
+		{"bad yaml", "bt-tiny", func(d string) { os.WriteFile(filepath.Join(d, "config.yaml"), []byte("block_length: [\n"), 0o644) },
+			"/config.yaml: not valid YAML:"},
+		{"no weights", "bt-tiny", func(d string) { os.Remove(filepath.Join(d, "model.safetensors")) },
+			": no model.safetensors or model.safetensors.index.json here"},
+		{"int weights", "pythia-tiny", func(d string) {
+			testfix.Rewrite(t, d, func(w []safetensors.WriteTensor) []safetensors.WriteTensor {
+				for i := range w {
+					if w[i].Name == "gpt_neox.final_layer_norm.bias" {
+						w[i].DType = safetensors.I16
+					}
+				}
+				return w
+			})
+		}, `/model.safetensors: tensor "gpt_neox.final_layer_norm.bias": dtype I16 is not a float type`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := testfix.Copy(t, c.fixture)
+			c.edit(dir)
+			_, err := open(dir)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if got := testfix.ErrText(err); !strings.HasPrefix(got, dir+c.want) {
+				t.Fatalf("got  %s\nwant %s%s", got, dir, c.want)
+			}
+			if !errs.IsInput(err) {
+				t.Fatal("not an InputError")
+			}
+		})
+	}
+}
+
+// synthetic writes an official checkpoint of a random Block Transformer with D = 128, 2 + 2 layers,
+// 16 heads and an FFN of 4096 (what pythia-410m-deduped gives such a YAML), vocabulary 256, with
+// the given config.yaml (none if yamlText is "").
+func synthetic(t *testing.T, yamlText string) string {
+	t.Helper()
+	cfg, err := arch.Shape{Block: true, Hidden: 128, BlockLayers: 2, TokenLayers: 2, Vocab: 256, BlockLength: 4}.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := testfix.Export(t, randinitModel(cfg), formats.ExportOptions{})
+	os.Remove(filepath.Join(dir, "config.yaml"))
+	if yamlText != "" {
+		os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(yamlText), 0o644)
+	}
+	return dir
+}
+
+// officialYAML is a released-style config: each decoder names base and states only its layers and
+// hidden size (and here the vocabulary), plus extra under each decoder's config.
+func officialYAML(base, extra string) string {
+	return `block_length: 4
+max_length: 2048
+embedder:
+  cls: lookup
+  projection_method: concat
+  config:
+    vocab_size: 256
+    hidden_size: 32
+block_decoder:
+  cls: gpt-neo-x
+  model_name_or_path: ` + base + `
+  config:
+    num_hidden_layers: 2
+    hidden_size: 128
+    vocab_size: 256` + extra + `
+token_decoder:
+  cls: gpt-neo-x
+  model_name_or_path: ` + base + `
+  expansion_method: expansion_layer
+  expansion_ratio: 2
+  decoding_strategy: prefix
+  config:
+    num_hidden_layers: 2
+    hidden_size: 128
+    vocab_size: 256` + extra + `
+precision: bf16
+`
+}
+
+// Heads and FFN come from the base model the YAML names, never from the hidden size.
+func TestBaseModelGivesHeadsAndFFN(t *testing.T) {
+	m := testfix.Open(t, synthetic(t, officialYAML("EleutherAI/pythia-410m-deduped", "")))
+	for _, d := range []*arch.DecoderConfig{m.Config.BlockDecoder, &m.Config.TokenDecoder.DecoderConfig} {
+		if d.Heads != 16 || d.HeadDim != 8 || d.RotaryDims != 2 || d.Intermediate != 4096 || d.MaxPositions != 2048 {
+			t.Fatalf("resolved %+v, want 16 heads of 8, rotary dims 2, FFN 4096", *d)
+		}
+	}
+	want := "block_decoder: num_hidden_layers 2, hidden_size 128, vocab_size 256 from config.yaml; num_attention_heads 16, intermediate_size 4096, " +
+		"rotary_pct 0.25, rotary_emb_base 10000, layer_norm_eps 1e-05, use_parallel_residual true, hidden_act gelu, max_position_embeddings 2048 from EleutherAI/pythia-410m-deduped"
+	if !slices.Contains(m.Notes, want) {
+		t.Fatalf("notes %q lack %q", m.Notes, want)
+	}
+	if s := m.Config.Source; s == nil || s.MaxLength != 2048 || s.Precision != "bf16" || s.BaseModels[arch.BlockDecoder] != "EleutherAI/pythia-410m-deduped" {
+		t.Fatalf("source %+v", s)
+	}
+}
+
+// A head count stated in the YAML wins over the base model's (the weights do not tell them apart).
+func TestStatedHeadsOverrideBase(t *testing.T) {
+	m := testfix.Open(t, synthetic(t, officialYAML("EleutherAI/pythia-410m-deduped", "\n    num_attention_heads: 4")))
+	if d := m.Config.BlockDecoder; d.Heads != 4 || d.HeadDim != 32 || d.RotaryDims != 8 || d.Intermediate != 4096 {
+		t.Fatalf("resolved %+v", *d)
+	}
+}
+
+func TestConfigResolutionErrors(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		heads      int
+		want       string // after "<dir>/"
+	}{
+		// The bug this resolution fixes: the old copies of the fixtures' YAMLs did not state heads and
+		// FFN, so pythia-410m-deduped's FFN of 4096 meets weights trained with 512.
+		{"base FFN vs weights", "", 0, ""},
+		{"unknown key", officialYAML("EleutherAI/pythia-410m-deduped", "\n    num_attention_head: 4"), 0,
+			`config.yaml: block_decoder.config: unknown key "num_attention_head" (not a GPTNeoXConfig setting)`},
+		{"unknown base", officialYAML("my-org/my-neox", ""), 0,
+			`config.yaml: block_decoder: num_attention_heads is unknown (model_name_or_path "my-org/my-neox" is not a base model btconvert knows and block_decoder.config does not state it): state num_attention_heads under block_decoder.config in config.yaml, or pass --heads N`},
+		{"heads disagree", officialYAML("EleutherAI/pythia-410m-deduped", "\n    num_attention_heads: 4"), 8,
+			"config.yaml: block_decoder.config states num_attention_heads 4; --heads 8 disagrees"},
+		{"odd rotary", officialYAML("EleutherAI/pythia-410m-deduped", "\n    num_attention_heads: 32"), 0,
+			"config.yaml: block_decoder: rotary_pct 0.25 from EleutherAI/pythia-410m-deduped gives 1 rotary dims of a head of 4 (num_attention_heads 32 from config.yaml): they must be even and at most the head size"},
+		{"bad value", officialYAML("EleutherAI/pythia-410m-deduped", "\n    layer_norm_eps: tiny"), 0,
+			"config.yaml: block_decoder.config: layer_norm_eps: tiny is not a non-negative number"},
+		{"no yaml, no heads", "", -1,
+			": no config.yaml beside the weights, and the number of attention heads cannot be read from them: pass --heads N (or give the official config.yaml with --config)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var dir string
+			switch c.name {
+			case "base FFN vs weights":
+				dir = testfix.Copy(t, "bt-tiny")
+				y, _ := os.ReadFile(filepath.Join(dir, "config.yaml"))
+				y = []byte(strings.NewReplacer("    num_attention_heads: 4\n", "", "    intermediate_size: 512\n", "").Replace(string(y)))
+				os.WriteFile(filepath.Join(dir, "config.yaml"), y, 0o644)
+				c.want = `/model.safetensors: tensor "block_decoder.gpt_neox.layers.0.mlp.dense_h_to_4h.weight": shape [512 128] disagrees with the config (want [4096 128]): intermediate_size 4096 from EleutherAI/pythia-410m-deduped`
+			default:
+				dir = synthetic(t, c.yaml)
+				c.want = "/" + c.want
+				if c.heads < 0 {
+					c.want, c.heads = c.want[1:], 0
+				}
+			}
+			_, err := source.Open(dir, formats.OpenOptions{Heads: c.heads}, false)
+			if err == nil || testfix.ErrText(err) != dir+c.want {
+				t.Fatalf("got  %v\nwant %s%s", err, dir, c.want)
+			}
+			if !errs.IsInput(err) {
+				t.Fatal("not an InputError")
+			}
+		})
+	}
+}
+
+// Without a YAML, the given head count completes what the shapes say (FFN from dense_h_to_4h).
+func TestInferWithHeads(t *testing.T) {
+	m, err := source.Open(synthetic(t, ""), formats.OpenOptions{Heads: 16}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	d := m.Config.TokenDecoder
+	if d.Heads != 16 || d.Intermediate != 4096 || d.ExpansionRatio != 2 || m.Config.VocabSize != 256 || m.Config.BlockLength != 4 {
+		t.Fatalf("inferred %+v", *d)
+	}
+}
+
+// An export states heads and FFN, so it reads back as the same 16-head model (no base model guess).
+func TestExportKeepsHeadsAndFFN(t *testing.T) {
+	src := testfix.Open(t, synthetic(t, officialYAML("EleutherAI/pythia-410m-deduped", "")))
+	out := testfix.Export(t, src, formats.ExportOptions{Name: "synthetic"})
+	y, _ := os.ReadFile(filepath.Join(out, "config.yaml"))
+	for _, want := range []string{"num_attention_heads: 16", "intermediate_size: 4096", "model_name_or_path: EleutherAI/pythia-410m-deduped",
+		"max_length: 2048", "precision: bf16", "layer_norm_eps: 1.0e-05", "rotary_pct: 0.25"} {
+		if !strings.Contains(string(y), want) {
+			t.Errorf("exported config.yaml lacks %q:\n%s", want, y)
+		}
+	}
+	back := testfix.Open(t, out)
+	if !reflect.DeepEqual(back.Config, src.Config) {
+		t.Fatalf("round trip changed the config:\n%+v\n%+v", back.Config.BlockDecoder, src.Config.BlockDecoder)
+	}
+}
+
+// The official vanilla YAML: model_name_or_path plus model_config, here over pythia-14m.
+func TestVanillaYAML(t *testing.T) {
+	dir := testfix.Copy(t, "pythia-tiny")
+	want := testfix.Open(t, dir).Config
+	os.Remove(filepath.Join(dir, "config.json"))
+	os.WriteFile(filepath.Join(dir, "config.yaml"), []byte("name: pythia-tiny\nmodel: gpt-neo-x\nmodel_name_or_path: EleutherAI/pythia-14m\n"+
+		"model_config:\n  num_hidden_layers: 4\n  vocab_size: 256\nmax_length: 2048\n"), 0o644)
+	m := testfix.Open(t, dir)
+	if m.Format != neox.Format || !reflect.DeepEqual(archOnly(m.Config), archOnly(want)) {
+		t.Fatalf("yaml %+v\njson %+v", *m.Config.Decoder, *want.Decoder)
+	}
+	if !slices.Contains(m.Notes, "decoder: num_hidden_layers 4, vocab_size 256 from config.yaml; hidden_size 128, num_attention_heads 4, intermediate_size 512, "+
+		"rotary_pct 0.25, rotary_emb_base 10000, layer_norm_eps 1e-05, use_parallel_residual true, hidden_act gelu, max_position_embeddings 2048 from EleutherAI/pythia-14m") {
+		t.Fatalf("notes %q", m.Notes)
+	}
+}
+
+// Our folder and bundles refuse the options that only complete a checkpoint.
+func TestCheckpointOptionsOnly(t *testing.T) {
+	dir := testfix.Imported(t, "pythia-tiny")
+	_, err := source.Open(dir, formats.OpenOptions{Heads: 4}, false)
+	if want := dir + ": is a btconvert model folder; --heads applies to checkpoints only"; err == nil || testfix.ErrText(err) != want {
+		t.Fatalf("got %v, want %s", err, want)
+	}
+}
+
+func randinitModel(cfg *arch.Config) *formats.Model { return randinit.Model(cfg, 1, safetensors.F32) }

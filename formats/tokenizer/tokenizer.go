@@ -1,0 +1,246 @@
+// Package tokenizer turns text into token ids and back: the byte vocabulary of byte-level models,
+// an HF tokenizer.json, or a GPT-2 style vocab.json + merges.txt (byte-level BPE).
+package tokenizer
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/sugarme/tokenizer"
+	"github.com/sugarme/tokenizer/model/bpe"
+	"github.com/sugarme/tokenizer/pretokenizer"
+	"github.com/sugarme/tokenizer/pretrained"
+
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/fsio"
+)
+
+// The tokenizer files a model folder carries when its source had them (or they were given).
+const (
+	Name   = "tokenizer.json"
+	Vocab  = "vocab.json"
+	Merges = "merges.txt"
+)
+
+// fileNames are every tokenizer file carried along with a model.
+var fileNames = []string{Name, Vocab, Merges, "tokenizer_config.json", "special_tokens_map.json"}
+
+// Tokenizer turns text into token ids and back.
+type Tokenizer interface {
+	Encode(text string) ([]int32, error)
+	Decode(ids []int32) string
+	Name() string
+}
+
+// ByteTokenizer is the byte-level vocabulary of the fixtures: token id = byte value.
+type ByteTokenizer struct{}
+
+// Encode returns the bytes of text.
+func (ByteTokenizer) Encode(text string) ([]int32, error) {
+	out := make([]int32, len(text))
+	for i := 0; i < len(text); i++ {
+		out[i] = int32(text[i])
+	}
+	return out, nil
+}
+
+// Decode returns the bytes as a string.
+func (ByteTokenizer) Decode(ids []int32) string {
+	b := make([]byte, len(ids))
+	for i, id := range ids {
+		b[i] = byte(id)
+	}
+	return string(b)
+}
+
+// Name describes the tokenizer.
+func (ByteTokenizer) Name() string { return "bytes" }
+
+type hfTokenizer struct {
+	tk    *tokenizer.Tokenizer
+	path  string
+	added []addedToken // longest first
+	byID  map[int32]string
+}
+
+// addedToken is one of tokenizer.json's added_tokens. The tokenizer library drops them from its
+// encodings, so they are matched here, as HF's AddedVocabulary does: the text is split at them
+// and the pieces between are encoded on their own.
+type addedToken struct {
+	content string
+	id      int32
+}
+
+func (h *hfTokenizer) Encode(text string) (ids []int32, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ids, err = nil, errs.File(h.path, "the tokenizer failed on this text: %v", r)
+		}
+	}()
+	for text != "" {
+		at, tok := len(text), addedToken{}
+		for _, a := range h.added {
+			if i := strings.Index(text, a.content); i >= 0 && i < at {
+				at, tok = i, a
+			}
+		}
+		if at > 0 {
+			enc, err := h.tk.EncodeSingle(text[:at], false)
+			if err != nil {
+				return nil, errs.File(h.path, "cannot encode: %v", err)
+			}
+			for _, id := range enc.GetIds() {
+				ids = append(ids, int32(id))
+			}
+		}
+		if at == len(text) {
+			break
+		}
+		ids = append(ids, tok.id)
+		text = text[at+len(tok.content):]
+	}
+	return ids, nil
+}
+
+func (h *hfTokenizer) Decode(ids []int32) (text string) {
+	defer func() {
+		if r := recover(); r != nil {
+			text = fmt.Sprintf("<undecodable ids %v>", ids)
+		}
+	}()
+	var b strings.Builder
+	var run []int
+	flush := func() {
+		if len(run) > 0 {
+			b.WriteString(h.tk.Decode(run, false))
+			run = run[:0]
+		}
+	}
+	for _, id := range ids {
+		if s, ok := h.byID[id]; ok {
+			flush()
+			b.WriteString(s)
+			continue
+		}
+		run = append(run, int(id))
+	}
+	flush()
+	return b.String()
+}
+
+// readAdded reads the added_tokens of a tokenizer.json.
+func readAdded(b []byte) ([]addedToken, map[int32]string) {
+	var doc struct {
+		Added []struct {
+			ID      int32  `json:"id"`
+			Content string `json:"content"`
+		} `json:"added_tokens"`
+	}
+	json.Unmarshal(b, &doc) // the tokenizer library has parsed it already
+	var out []addedToken
+	byID := map[int32]string{}
+	for _, a := range doc.Added {
+		if a.Content != "" {
+			out = append(out, addedToken{a.Content, a.ID})
+			byID[a.ID] = a.Content
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i].content) > len(out[j].content) })
+	return out, byID
+}
+
+func (h *hfTokenizer) Name() string { return h.path }
+
+// For returns the tokenizer in dir (tokenizer.json, else vocab.json + merges.txt) when there is
+// one, else the byte tokenizer for a vocabulary of at most 256; anything else is an error that
+// says what is missing.
+func For(dir string, vocab int) (Tokenizer, error) {
+	if p := filepath.Join(dir, Name); fsio.Exists(p) {
+		return Load(p)
+	}
+	if p := filepath.Join(dir, Vocab); fsio.Exists(p) {
+		return Load(p)
+	}
+	if vocab <= 256 {
+		return ByteTokenizer{}, nil
+	}
+	return nil, &errs.InputError{File: dir, Msg: fmt.Sprintf("vocabulary of %d tokens but no %s (or %s + %s) to turn text into tokens; give one with {Tokenizer}", vocab, Name, Vocab, Merges)}
+}
+
+// Load reads a tokenizer.json, or a vocab.json with the merges.txt beside it. A malformed file is
+// an error naming it (the parser's panics included).
+func Load(p string) (tk Tokenizer, err error) {
+	raw, err := fsio.ReadFile(p, fsio.ConfigLimit)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			tk, err = nil, errs.File(p, "cannot load the tokenizer: %v", r)
+		}
+	}()
+	merges := filepath.Join(filepath.Dir(p), Merges)
+	if filepath.Base(p) != Name && fsio.Exists(merges) {
+		if _, err := fsio.ReadFile(merges, fsio.ConfigLimit); err != nil {
+			return nil, err
+		}
+		model, err := bpe.NewBpeFromFiles(p, merges)
+		if err != nil {
+			return nil, errs.File(p, "cannot load the BPE vocabulary with %s: %v", merges, err)
+		}
+		t := tokenizer.NewTokenizer(model)
+		bl := pretokenizer.NewByteLevel()
+		bl.SetAddPrefixSpace(false)
+		t.WithPreTokenizer(bl)
+		t.WithDecoder(bl)
+		return &hfTokenizer{tk: t, path: p}, nil
+	}
+	t, err := pretrained.FromReader(bytes.NewReader(raw))
+	if err != nil {
+		return nil, errs.File(p, "cannot load the tokenizer: %v", err)
+	}
+	added, byID := readAdded(raw)
+	return &hfTokenizer{tk: t, path: p, added: added, byID: byID}, nil
+}
+
+// Files reads the tokenizer files in dir, to carry them into a model folder.
+func Files(dir string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, n := range fileNames {
+		p := filepath.Join(dir, n)
+		if _, err := os.Lstat(p); err != nil {
+			continue
+		}
+		b, err := fsio.ReadFile(p, fsio.ConfigLimit)
+		if err != nil {
+			return nil, err
+		}
+		out[n] = b
+	}
+	return out, nil
+}
+
+// FilesOf reads the tokenizer given as one file: a tokenizer.json, or a vocab.json (with the
+// merges.txt beside it). It is loaded once to check it.
+func FilesOf(path string) (map[string][]byte, error) {
+	if _, err := Load(path); err != nil {
+		return nil, err
+	}
+	b, err := fsio.ReadFile(path, fsio.ConfigLimit)
+	if err != nil {
+		return nil, err
+	}
+	if filepath.Base(path) == Name || !fsio.Exists(filepath.Join(filepath.Dir(path), Merges)) {
+		return map[string][]byte{Name: b}, nil
+	}
+	m, err := fsio.ReadFile(filepath.Join(filepath.Dir(path), Merges), fsio.ConfigLimit)
+	if err != nil {
+		return nil, err
+	}
+	return map[string][]byte{Vocab: b, Merges: m}, nil
+}

@@ -1,0 +1,124 @@
+package tokenizer_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/btconvert/btconvert/formats/tokenizer"
+)
+
+// neoxJSON is a small byte-level BPE tokenizer in the GPT-NeoX tokenizer.json format: ByteLevel
+// pre-tokenizer and decoder, an added <|endoftext|> token, merges in the old "a b" string form or
+// (pairs) the newer ["a", "b"] form.
+func neoxJSON(pairs bool) string {
+	merges := []string{"h e", "l l", "ll o", "he llo", "Ġ w", "o r", "Ġw or", "Ġwor l", "Ġworl d", "Ġ t", "Ġt he", "c a", "ca t"}
+	var m any = merges
+	if pairs {
+		var p [][]string
+		for _, s := range merges {
+			p = append(p, strings.Split(s, " "))
+		}
+		m = p
+	}
+	vocab := map[string]int{"<|endoftext|>": 0, "h": 1, "e": 2, "l": 3, "o": 4, "Ġ": 5, "w": 6, "r": 7, "d": 8, "t": 9, "c": 10, "a": 11,
+		"he": 12, "ll": 13, "llo": 14, "hello": 15, "Ġw": 16, "or": 17, "Ġwor": 18, "Ġworl": 19, "Ġworld": 20, "Ġt": 21, "Ġthe": 22,
+		"ca": 23, "cat": 24}
+	bl := map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}
+	doc := map[string]any{
+		"version": "1.0", "truncation": nil, "padding": nil,
+		"added_tokens": []any{map[string]any{"id": 0, "content": "<|endoftext|>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}},
+		"normalizer":   map[string]any{"type": "NFC"}, "pre_tokenizer": bl, "post_processor": bl, "decoder": bl,
+		"model": map[string]any{"type": "BPE", "dropout": nil, "unk_token": nil, "continuing_subword_prefix": nil, "end_of_word_suffix": nil,
+			"fuse_unk": false, "vocab": vocab, "merges": m},
+	}
+	b, _ := json.Marshal(doc)
+	return string(b)
+}
+
+// The expected ids are worked out by hand from the merges above (lowest rank first, within each
+// pre-token; Ġ is the byte-level form of a space):
+//
+//	"hello"  h e l l o -> (h e) he l l o -> (l l) he ll o -> (ll o) he llo -> (he llo) hello = 15
+//	" world" Ġ w o r l d -> Ġw o r l d -> Ġw or l d -> Ġwor l d -> Ġworl d -> Ġworld = 20
+//	" the"   Ġ t h e -> (h e) Ġ t he -> (Ġ t) Ġt he -> (Ġt he) Ġthe = 22
+//	"the"    t h e -> t he: no merge "t he", so t = 9, he = 12
+//	" cat"   Ġ c a t -> Ġ ca t -> Ġ cat: Ġ = 5, cat = 24
+func TestByteLevelBPE(t *testing.T) {
+	for _, pairs := range []bool{false, true} {
+		dir := t.TempDir()
+		p := filepath.Join(dir, tokenizer.Name)
+		os.WriteFile(p, []byte(neoxJSON(pairs)), 0o644)
+		tk, err := tokenizer.Load(p)
+		if err != nil {
+			t.Fatalf("pairs=%v: %v", pairs, err)
+		}
+		for text, want := range map[string][]int32{
+			"hello world":         {15, 20},
+			"hello the world":     {15, 22, 20},
+			"the cat":             {9, 12, 5, 24},
+			"hello<|endoftext|>":  {15, 0},
+			"the cat hello world": {9, 12, 5, 24, 5, 15, 20},
+		} {
+			ids, err := tk.Encode(text)
+			if err != nil || !slices.Equal(ids, want) {
+				t.Errorf("pairs=%v %q: ids %v %v, want %v", pairs, text, ids, err, want)
+			}
+			if got := tk.Decode(want); got != text {
+				t.Errorf("pairs=%v: decode %v = %q, want %q", pairs, want, got, text)
+			}
+		}
+	}
+}
+
+func TestWordLevelAndBytes(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, tokenizer.Name), []byte(`{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
+ "pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
+ "model":{"type":"WordLevel","vocab":{"[UNK]":0,"hello":1,"world":2,"the":3},"unk_token":"[UNK]"}}`), 0o644)
+	tk, err := tokenizer.For(dir, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := tk.Encode("hello the world foo")
+	if err != nil || !slices.Equal(ids, []int32{1, 3, 2, 0}) {
+		t.Fatalf("ids %v %v", ids, err)
+	}
+	if got := tk.Decode([]int32{1, 3, 2}); got != "hello the world" {
+		t.Fatalf("decode %q", got)
+	}
+	// Without one, a byte vocabulary uses bytes, and a large vocabulary is an error.
+	if tk, _ := tokenizer.For(t.TempDir(), 256); tk.Name() != "bytes" {
+		t.Fatalf("byte model got %s", tk.Name())
+	}
+	empty := t.TempDir()
+	if _, err := tokenizer.For(empty, 50304); err == nil || err.Error() != empty+": vocabulary of 50304 tokens but no tokenizer.json (or vocab.json + merges.txt) to turn text into tokens; give one with Tokenizer" {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// Malformed files are errors that name the file, never a panic of the parser.
+func TestMalformedTokenizers(t *testing.T) {
+	for name, body := range map[string]string{
+		"not json":      `{"model": `,
+		"wrong shape":   `{"model": [1, 2, 3]}`,
+		"bpe no merges": `{"model": {"type": "BPE", "vocab": {"a": 0}}}`,
+		"bpe no unk":    `{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a b"]}, "pre_tokenizer": null}`,
+	} {
+		p := filepath.Join(t.TempDir(), tokenizer.Name)
+		os.WriteFile(p, []byte(body), 0o644)
+		tk, err := tokenizer.Load(p)
+		if err == nil {
+			// Loaded: encoding what it cannot handle must not panic either.
+			if _, err = tk.Encode("abc xyz"); err == nil {
+				continue
+			}
+		}
+		if !strings.HasPrefix(err.Error(), p+": ") {
+			t.Errorf("%s: %v does not name the file", name, err)
+		}
+	}
+}

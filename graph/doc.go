@@ -1,0 +1,33 @@
+// Package graph runs Block Transformer and GPT-NeoX models with GoMLX: an Engine holds one model's
+// weights on one backend, scores sequences, generates with KV caches, and collects calibration
+// statistics.
+//
+// A model's math reads top to bottom in three files: neox.go (the GPT-NeoX layer and stack:
+// LayerNorm, fused QKV with per-head interleave, rotary, attention, parallel-residual MLP),
+// blocktransformer.go (embedder, block decoder, token decoder with its prefix, scoring and one
+// generated block) and vanilla.go. Weights are graph parameters, uploaded once (weights.go);
+// quantized ones stay packed on the device and are dequantized inside the graph (dequant.go).
+//
+// Graph arguments. Every graph takes the weights first, in Weights.Keys order (sorted
+// "component/name"), then its own arguments:
+//
+//	score(ids [B, T] int32)                     -> logits
+//	prefill(ids, rng)                           -> (tokens, logits, rng, caches...)
+//	step(caches..., pos int32, last, rng)       -> (tokens, logits, rng, caches...)
+//	calibrate(ids [B, T] int32)                 -> (sum, rows) for every Linear, sorted by key
+//
+// stepIn / stepOut (generate.go) name the generation graphs' arguments and results in one place.
+//
+// KV caches (cache.go). Each layer keeps keys and values in layout [S, B, H, hd], sequence first:
+// the step graph has fixed shapes (S = prompt + generated positions) and compiles once; the new
+// position is written with DynamicUpdateSlice on XLA and with a Where masked on the position on
+// the pure-Go backend, which lacks that op. The token decoder's cache lives inside one block's
+// graph and is thrown away after it.
+//
+// Sampling (sample.go) happens in the graph (greedy, temperature, top-k, top-p), so a whole block
+// is generated without a round trip to the host; the generator state is a runtime input seeded
+// from Sampling.Seed, so changing the seed compiles nothing.
+//
+// Backends (backend.go): "go" (pure Go) is always there; "auto" picks XLA's CUDA or CPU PJRT
+// plugin when one is installed; an explicit spec is never second-guessed and never falls back.
+package graph

@@ -1,0 +1,130 @@
+package graph
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+
+	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/errs"
+)
+
+// Engine runs one model on one backend: its weights uploaded once, and every graph it has built
+// and compiled kept for its life (each distinct graph is compiled once).
+type Engine struct {
+	Config  *arch.Config
+	Backend backends.Backend
+	DType   dtypes.DType // compute dtype: Float32 or BFloat16
+	Weights *Weights
+
+	compiles atomic.Int64
+	mu       sync.Mutex
+	execs    map[string]*Exec
+}
+
+// ParseComputeDType maps a compute dtype name (f32, bf16) to a GoMLX dtype.
+func ParseComputeDType(s string) (dtypes.DType, error) {
+	switch s {
+	case "", "f32":
+		return dtypes.Float32, nil
+	case "bf16":
+		return dtypes.BFloat16, nil
+	}
+	return dtypes.InvalidDType, errs.Option("ComputeDType", s, "want f32 or bf16")
+}
+
+// Load uploads m's weights to backend once; every graph of the returned Engine reuses them.
+func Load(m *formats.Model, backend backends.Backend, dt dtypes.DType) (*Engine, error) {
+	w, err := LoadWeights(m, backend)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{Config: m.Config, Backend: backend, DType: dt, Weights: w, execs: map[string]*Exec{}}, nil
+}
+
+// Close frees the device weights and compiled graphs.
+func (e *Engine) Close() {
+	for _, x := range e.execs {
+		x.Finalize()
+	}
+	e.execs = nil
+	e.Weights.Free()
+}
+
+// Compilations counts graphs built and compiled so far (each distinct graph once).
+func (e *Engine) Compilations() int64 { return e.compiles.Load() }
+
+// exec returns the executor registered under key, creating it on first use. build receives the
+// builder and the non-weight inputs (the weights are the leading parameters of every graph).
+func (e *Engine) exec(key string, build func(b *builder, in []*Node) []*Node) (*Exec, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if x, ok := e.execs[key]; ok {
+		return x, nil
+	}
+	nW := len(e.Weights.Keys)
+	x, err := NewExec(e.Backend, func(in []*Node) []*Node {
+		e.compiles.Add(1)
+		return build(newBuilder(in[0].Graph(), e.Weights, e.Config, e.DType, in[:nW], kindOf(e.Backend)), in[nW:])
+	})
+	if err != nil {
+		return nil, err
+	}
+	x.SetMaxCache(-1).WithName(key)
+	e.execs[key] = x
+	return x, nil
+}
+
+// run executes x with the weights first, then args.
+func (e *Engine) run(x *Exec, args ...any) ([]*tensors.Tensor, error) {
+	return x.Exec(e.Weights.args(args...)...)
+}
+
+// Score returns the logits for ids (row-major [B, T]) with the reference semantics (see
+// arch.Config.Scoring): block models [B, T/L-1, L, V] (every token of blocks 1..n-1), vanilla
+// [B, T, V] (position t predicts t+1).
+func (e *Engine) Score(ids []int32, B, T int) ([]float32, []int, error) {
+	if len(ids) != B*T || B < 1 || T < 1 {
+		return nil, nil, fmt.Errorf("score: %d ids for batch %d x length %d", len(ids), B, T)
+	}
+	if e.Config.IsBlock() {
+		if L := e.Config.BlockLength; T%L != 0 || T < 2*L {
+			return nil, nil, errs.Option("Length", T, "must be a multiple of the block length %d and at least two blocks", L)
+		}
+	}
+	if err := e.checkIDs(ids); err != nil {
+		return nil, nil, err
+	}
+	x, err := e.exec("score", func(b *builder, in []*Node) []*Node {
+		if b.cfg.IsBlock() {
+			return []*Node{b.scoreBlock(in[0])}
+		}
+		return []*Node{b.scoreVanilla(in[0])}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := e.run(x, tensors.FromFlatDataAndDimensions(ids, B, T))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer out[0].FinalizeAll()
+	v, err := tensors.CopyFlatData[float32](out[0])
+	return v, out[0].Shape().Dimensions, err
+}
+
+// checkIDs rejects ids outside the vocabulary (Gather would clamp them silently).
+func (e *Engine) checkIDs(ids []int32) error {
+	for i, id := range ids {
+		if id < 0 || int(id) >= e.Config.VocabSize {
+			return &errs.InputError{Msg: fmt.Sprintf("token id %d (position %d) is outside the vocabulary 0..%d", id, i, e.Config.VocabSize-1)}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,87 @@
+package graph
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/internal/testfix"
+	"github.com/btconvert/btconvert/quant"
+)
+
+func randFloats(n int, seed uint64) []float32 {
+	r := rand.New(rand.NewPCG(seed, 7))
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+// The pure-Go backend's split of a big weight into a batch axis (matmulT) computes the plain
+// product: the same sums, so the same values.
+func TestMatmulTSplitEqualsPlainProduct(t *testing.T) {
+	be := testfix.Backend(t)
+	for _, s := range []struct{ M, N, K int }{{1, 50304, 64}, {3, 6000, 128}, {16, 4096, 32}} {
+		split := MustNewExec(be, func(x, w *Node) *Node {
+			b := newBuilder(x.Graph(), &Weights{}, &arch.Config{}, dtypes.Float32, nil, goBackend)
+			return b.matmulT(x, w)
+		})
+		plain := MustNewExec(be, func(x, w *Node) *Node { return DotGeneral(x, []int{1}, nil, w, []int{1}, nil) })
+		x := tensors.FromFlatDataAndDimensions(randFloats(s.M*s.K, 1), s.M, s.K)
+		w := tensors.FromFlatDataAndDimensions(randFloats(s.N*s.K, 2), s.N, s.K)
+		a, _ := tensors.CopyFlatData[float32](split.MustExec(x, w)[0])
+		b, _ := tensors.CopyFlatData[float32](plain.MustExec(x, w)[0])
+		if e := testfix.RelL2(a, b); e > 1e-6 {
+			t.Errorf("%+v: split product differs from the plain one by %.3g", s, e)
+		}
+	}
+}
+
+// Dequantizing inside the graph gives exactly the weights the host dequantization gives, for int8,
+// int4 asymmetric and symmetric, with padding.
+func TestDequantizeInGraphEqualsHost(t *testing.T) {
+	be := testfix.Backend(t)
+	rows, cols := 6, 70 // 70 is not a whole number of groups of 32: padded to 96
+	w := randFloats(rows*cols, 3)
+	check := func(name string, q *arch.Quantization, parts map[string]*tensors.Tensor, host []float32) {
+		keys := []string{"t/w" + arch.QWeightSuffix, "t/w" + arch.ScalesSuffix}
+		if parts["mins"] != nil {
+			keys = append(keys, "t/w"+arch.MinsSuffix)
+		}
+		cfg := &arch.Config{Quantization: map[string]arch.Quantization{"t/w": *q}}
+		e := MustNewExec(be, func(in []*Node) *Node {
+			b := newBuilder(in[0].Graph(), &Weights{Keys: keys}, cfg, dtypes.Float32, in, goBackend)
+			return b.w("t", "w")
+		})
+		args := []any{parts["codes"], parts["scales"]}
+		if parts["mins"] != nil {
+			args = append(args, parts["mins"])
+		}
+		got, _ := tensors.CopyFlatData[float32](e.MustExec(args...)[0])
+		if !slices.Equal(got, host) {
+			t.Errorf("%s: in-graph dequantization differs from the host's", name)
+		}
+	}
+	q8 := quant.QuantizeInt8(w, rows, cols, quant.Options{Search: true})
+	codes := make([]int8, len(q8.Codes))
+	copy(codes, q8.Codes)
+	check("int8", &arch.Quantization{Type: arch.Int8, Symmetric: true, Rows: rows, Cols: cols}, map[string]*tensors.Tensor{
+		"codes": tensors.FromFlatDataAndDimensions(codes, rows, cols), "scales": tensors.FromFlatDataAndDimensions(q8.Scales, rows)}, q8.Dequantize(rows, cols))
+	for _, sym := range []bool{false, true} {
+		q4 := quant.QuantizeInt4(w, rows, cols, quant.Options{GroupSize: 32, Symmetric: sym, Search: true})
+		g := q4.PaddedCols / 32
+		parts := map[string]*tensors.Tensor{"codes": tensors.FromFlatDataAndDimensions(q4.Packed, rows, q4.PaddedCols/2),
+			"scales": tensors.FromFlatDataAndDimensions(q4.Scales, rows, g)}
+		if !sym {
+			parts["mins"] = tensors.FromFlatDataAndDimensions(q4.Mins, rows, g)
+		}
+		check(map[bool]string{true: "int4 symmetric", false: "int4"}[sym], &arch.Quantization{Type: arch.Int4, GroupSize: 32, Symmetric: sym,
+			Rows: rows, Cols: cols, PaddedCols: q4.PaddedCols}, parts, q4.Dequantize(rows, cols, 32, sym))
+	}
+}

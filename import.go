@@ -1,0 +1,143 @@
+package btconvert
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/fsio"
+	"github.com/btconvert/btconvert/formats/modeldir"
+	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/formats/source"
+	"github.com/btconvert/btconvert/formats/tokenizer"
+	"github.com/btconvert/btconvert/formats/uptrain"
+)
+
+// ImportOptions controls Import.
+type ImportOptions struct {
+	Source string
+	Output string              // our model folder to write ("" only with DryRun)
+	Open   formats.OpenOptions // how to read a checkpoint that does not say everything
+	DType  safetensors.DType   // storage dtype of float tensors ("" keeps each as stored)
+	Force  bool                // replace an existing output
+	DryRun bool                // check the source and say what would be written; write nothing
+	// Uptrain, when set, turns a vanilla GPT-NeoX model into the initialisation of a Block
+	// Transformer (the paper's uptraining recipe).
+	Uptrain *uptrain.Options
+	// Tokenizer is a tokenizer.json (or vocab.json with merges.txt beside it) to carry into the
+	// model folder; "" carries the source's own.
+	Tokenizer string
+	Version   string // tool version for the manifest
+	UI        UI
+}
+
+// ImportResult says what was (or, in a dry run, would be) written.
+type ImportResult struct {
+	Output       string   `json:"output,omitempty"`
+	Format       string   `json:"source_format"`
+	Architecture string   `json:"architecture"`
+	Tensors      int      `json:"tensors"`
+	Bytes        int64    `json:"bytes"`
+	Tokenizer    []string `json:"tokenizer_files,omitempty"`
+	Notes        []string `json:"notes,omitempty"`
+	DryRun       bool     `json:"dry_run,omitempty"`
+}
+
+// Import converts a checkpoint into our model folder.
+func Import(o ImportOptions) (*ImportResult, error) {
+	ui := orSilent(o.UI)
+	if o.Output == "" && !o.DryRun {
+		return nil, errs.Option("Output", nil, "is required")
+	}
+	if o.DType != "" && o.DType != safetensors.F32 && o.DType != safetensors.BF16 && o.DType != safetensors.F16 {
+		return nil, errs.Option("DType", string(o.DType), "want f32, bf16 or f16")
+	}
+	if !o.DryRun {
+		if err := checkDest(o.Output, o.Force, true, o.Source, o.Open.Config, o.Tokenizer); err != nil {
+			return nil, err
+		}
+	}
+	switch source.KindOf(o.Source) {
+	case source.Folder, source.Bundle:
+		if o.Uptrain == nil {
+			return nil, &errs.InputError{File: o.Source, Msg: "is already a btconvert model; nothing to import (quantize, verify or export it directly, or copy it)"}
+		}
+	}
+	m, err := source.Open(o.Source, o.Open, false)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	if o.Uptrain != nil {
+		if m, err = uptrain.Uptrain(m, *o.Uptrain); err != nil {
+			return nil, err
+		}
+	}
+	for _, n := range m.Notes {
+		ui.Note("note: " + n)
+	}
+	tok, err := tokenizerFiles(m, o.Tokenizer, ui)
+	if err != nil {
+		return nil, err
+	}
+	res := &ImportResult{Output: o.Output, Format: m.Format, Architecture: m.Config.Describe(), Tensors: len(m.Tensors), Notes: m.Notes, DryRun: o.DryRun}
+	for name := range tok {
+		res.Tokenizer = append(res.Tokenizer, name)
+	}
+	for _, t := range m.Tensors {
+		to := t.DType
+		if o.DType != "" {
+			to = o.DType
+		}
+		res.Bytes += t.NumElements() * int64(to.Size())
+	}
+	if o.DryRun {
+		return res, nil
+	}
+	if err := checkWrite(m, o.Output, o.DType); err != nil {
+		return nil, err
+	}
+	bar := ui.Progress("import", res.Bytes, "B")
+	defer bar.Done()
+	err = modeldir.Write(m, o.Output, modeldir.WriteOptions{DType: o.DType, Force: o.Force, Version: o.Version, Extra: tok,
+		Progress: func(tensor string, n int64) { bar.Add(n, tensor) }})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// checkDest refuses an output that exists (unless force) or that is, holds or lies in one of the
+// inputs (even with force: replacing it would destroy the input).
+func checkDest(dest string, force, dir bool, inputs ...string) error {
+	if err := fsio.CheckNotInput(dest, inputs...); err != nil {
+		return err
+	}
+	return fsio.CheckDest(dest, force, dir)
+}
+
+// tokenizerFiles are the tokenizer files to carry into a model folder: the given one, else the
+// source's own. A vocabulary of more than 256 tokens without any gets a warning (generation and
+// perplexity would need one).
+func tokenizerFiles(m *formats.Model, given string, ui UI) (map[string][]byte, error) {
+	if given != "" {
+		return tokenizer.FilesOf(given)
+	}
+	dir := m.Path
+	if dir == "" {
+		return nil, nil
+	}
+	if !isDir(dir) {
+		dir = filepath.Dir(dir)
+	}
+	files, err := tokenizer.Files(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 && m.Config.VocabSize > 256 {
+		ui.Note(fmt.Sprintf("warning: %s has a vocabulary of %d tokens but no %s (or %s + %s) beside it; generate and perplexity will need one (give it with {Tokenizer})",
+			m.Path, m.Config.VocabSize, tokenizer.Name, tokenizer.Vocab, tokenizer.Merges))
+	}
+	return files, nil
+}

@@ -1,0 +1,96 @@
+package btconvert
+
+import (
+	"encoding/json"
+
+	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/modeldir"
+	"github.com/btconvert/btconvert/formats/randinit"
+	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/formats/source"
+)
+
+// InitOptions controls Init.
+type InitOptions struct {
+	Shape   arch.Shape // a preset's (arch.FindPreset) or any other
+	Seed    uint64
+	DType   safetensors.DType // f32 (default) or bf16
+	Output  string
+	Force   bool
+	Version string
+	UI      UI
+}
+
+// InitResult is what Init wrote.
+type InitResult struct {
+	Output       string `json:"output"`
+	Architecture string `json:"architecture"`
+	Params       int64  `json:"params"`
+	Bytes        int64  `json:"bytes"`
+}
+
+// Init writes a model with the official random initialisation (for benchmarks).
+func Init(o InitOptions) (*InitResult, error) {
+	ui := orSilent(o.UI)
+	dt := o.DType
+	if dt == "" {
+		dt = safetensors.F32
+	}
+	if dt != safetensors.F32 && dt != safetensors.BF16 {
+		return nil, errs.Option("DType", string(o.DType), "want f32 or bf16")
+	}
+	if o.Output == "" {
+		return nil, errs.Option("Output", nil, "is required")
+	}
+	cfg, err := o.Shape.Config()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDest(o.Output, o.Force, true); err != nil {
+		return nil, err
+	}
+	m := randinit.Model(cfg, o.Seed, dt)
+	n := arch.ParamCount(cfg)
+	res := &InitResult{Output: o.Output, Architecture: cfg.Describe(), Params: n, Bytes: n * int64(dt.Size())}
+	ui.Note(cfg.Describe())
+	if err := checkWrite(m, o.Output, ""); err != nil {
+		return nil, err
+	}
+	bar := ui.Progress("init", res.Bytes, "B")
+	defer bar.Done()
+	err = modeldir.Write(m, o.Output, modeldir.WriteOptions{Force: o.Force, Version: o.Version,
+		Progress: func(tensor string, n int64) { bar.Add(n, tensor) }})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// InspectResult describes a model.
+type InspectResult struct {
+	*formats.Summary
+	QuantizedWith *arch.QuantProvenance `json:"quantized_with,omitempty"`
+	Report        json.RawMessage       `json:"report,omitempty"` // the recorded verification report
+}
+
+// Inspect describes a model; with hashes every tensor is read once to hash its bytes.
+func Inspect(path string, o formats.OpenOptions, hashes bool) (*InspectResult, error) {
+	m, err := source.Open(path, o, false)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	s, err := formats.Summarize(m, hashes)
+	if err != nil {
+		return nil, err
+	}
+	res := &InspectResult{Summary: s, QuantizedWith: m.Config.QuantizedWith}
+	if _, b, err := recordedReport(m); err != nil {
+		return nil, err
+	} else if b != nil {
+		res.Report = b
+	}
+	return res, nil
+}

@@ -1,0 +1,225 @@
+// Package testfix is what the tests of every package share: the bundled fixtures (paths, opened,
+// copied, rewritten, imported), their PyTorch reference outputs, a pure-Go backend and a few
+// comparisons.
+package testfix
+
+import (
+	"bytes"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"unicode"
+
+	"github.com/gomlx/gomlx/backends"
+	_ "github.com/gomlx/gomlx/backends/simplego" // the "go" backend
+
+	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/modeldir"
+	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/formats/source"
+)
+
+// Names are the fixtures with a PyTorch reference.
+var Names = []string{"bt-tiny", "pythia-tiny", "bt-from-pythia-tiny"}
+
+// GPL3 and GPL2 are texts every Debian machine has: the fixtures' perplexities are measured on
+// GPL-3; calibration uses GPL-2.
+const (
+	GPL3 = "/usr/share/common-licenses/GPL-3"
+	GPL2 = "/usr/share/common-licenses/GPL-2"
+)
+
+// Dir is the fixtures folder.
+func Dir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "fixtures")
+}
+
+// Path is a fixture's folder.
+func Path(name string) string { return filepath.Join(Dir(), name) }
+
+// Open opens path with source.Open, closed when the test ends.
+func Open(t testing.TB, path string) *formats.Model {
+	t.Helper()
+	m, err := source.Open(path, formats.OpenOptions{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// Copy copies a fixture's files into a temp folder so a test can break them.
+func Copy(t testing.TB, name string) string {
+	t.Helper()
+	dir := t.TempDir()
+	ents, _ := os.ReadDir(Path(name))
+	for _, e := range ents {
+		b, _ := os.ReadFile(filepath.Join(Path(name), e.Name()))
+		os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644)
+	}
+	return dir
+}
+
+// Rewrite writes dir/model.safetensors again with edit applied to its tensor list.
+func Rewrite(t testing.TB, dir string, edit func([]safetensors.WriteTensor) []safetensors.WriteTensor) {
+	t.Helper()
+	f, err := safetensors.Open(filepath.Join(dir, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wts []safetensors.WriteTensor
+	for _, ti := range f.Tensors {
+		raw, _ := f.Raw(ti.Name)
+		wts = append(wts, safetensors.WriteTensor{Name: ti.Name, DType: ti.DType, Shape: ti.Shape, Data: func() ([]byte, error) { return raw, nil }})
+	}
+	f.Close()
+	if _, err := safetensors.Write(filepath.Join(dir, "model.safetensors"), nil, edit(wts), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Imported writes a fixture as our model folder and returns its path.
+func Imported(t testing.TB, name string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
+	if err := modeldir.Write(Open(t, Path(name)), dir, modeldir.WriteOptions{Version: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// Export writes m in its source layout (official for a block model, HF GPT-NeoX for vanilla) into a
+// new folder and returns it.
+func Export(t testing.TB, m *formats.Model, o formats.ExportOptions) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "exported")
+	os.Mkdir(dir, 0o755)
+	if err := source.ExportLayout(m.Config).Export(m, dir, o); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// SameTensors fails unless a and b hold the same tensors, bit for bit.
+func SameTensors(t testing.TB, a, b *formats.Model) {
+	t.Helper()
+	if len(a.Tensors) != len(b.Tensors) {
+		t.Fatalf("%d vs %d tensors", len(a.Tensors), len(b.Tensors))
+	}
+	for i := range a.Tensors {
+		x, y := a.Tensors[i], b.Tensors[i]
+		rx, _ := x.Raw()
+		ry, _ := y.Raw()
+		if x.Key() != y.Key() || x.DType != y.DType || !bytes.Equal(rx, ry) {
+			t.Fatalf("%s (%s) differs from %s (%s)", x.Key(), x.DType, y.Key(), y.DType)
+		}
+	}
+}
+
+// Reference is a fixture's reference.safetensors.
+type Reference struct {
+	IDs          []int32
+	B, T         int
+	Logits       []float32
+	LogitsShape  []int
+	Prompts      [][]int32
+	Greedy       [][]int32
+	ReferencePPL float64
+}
+
+// LoadReference reads a fixture's reference outputs.
+func LoadReference(t testing.TB, name string) *Reference {
+	t.Helper()
+	f, err := safetensors.Open(filepath.Join(Path(name), "reference.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := &Reference{}
+	ids, shape, _ := f.Int64("input_ids")
+	r.B, r.T = shape[0], shape[1]
+	for _, v := range ids {
+		r.IDs = append(r.IDs, int32(v))
+	}
+	r.Logits, r.LogitsShape, _ = f.Float32("logits")
+	rows := func(name string) [][]int32 {
+		v, s, _ := f.Int64(name)
+		out := make([][]int32, s[0])
+		for i := range out {
+			for _, x := range v[i*s[1] : (i+1)*s[1]] {
+				out[i] = append(out[i], int32(x))
+			}
+		}
+		return out
+	}
+	r.Prompts, r.Greedy = rows("prompt_ids"), rows("greedy_ids")
+	return r
+}
+
+var backend backends.Backend
+
+// Backend is the pure-Go backend, one for the test binary (ops run one at a time: see
+// graph.SequentialOps).
+func Backend(t testing.TB) backends.Backend {
+	if backend == nil {
+		b, err := backends.NewWithConfig("go:ops_sequential")
+		if err != nil {
+			t.Fatal(err)
+		}
+		backend = b
+	}
+	return backend
+}
+
+// ByteIDs are the byte tokens of s (the fixtures' vocabulary).
+func ByteIDs(s string) []int32 {
+	out := make([]int32, len(s))
+	for i := 0; i < len(s); i++ {
+		out[i] = int32(s[i])
+	}
+	return out
+}
+
+// Text returns a file's bytes as tokens, skipping the test if the file is not on this machine.
+func Text(t testing.TB, path string) []int32 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Skipf("%s not on this machine", path)
+	}
+	return ByteIDs(string(b))
+}
+
+// RelL2 is ||a - b|| / ||b||.
+func RelL2(a, b []float32) float64 {
+	var num, den float64
+	for i := range a {
+		d := float64(a[i]) - float64(b[i])
+		num += d * d
+		den += float64(b[i]) * float64(b[i])
+	}
+	return math.Sqrt(num / den)
+}
+
+// ErrText is the text of an error with its option names spelled as flags (GroupSize -> --group-size), the way
+// the command line prints them.
+func ErrText(err error) string {
+	return errs.Render(err, func(field string) string {
+		var b strings.Builder
+		b.WriteString("--")
+		for i, r := range field {
+			if unicode.IsUpper(r) {
+				if i > 0 && !unicode.IsUpper(rune(field[i-1])) {
+					b.WriteByte('-')
+				}
+				r = unicode.ToLower(r)
+			}
+			b.WriteRune(r)
+		}
+		return b.String()
+	})
+}

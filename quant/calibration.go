@@ -1,0 +1,120 @@
+package quant
+
+import (
+	"encoding/binary"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/fsio"
+	"github.com/btconvert/btconvert/formats/safetensors"
+)
+
+// Calibration is what running the base model over a calibration text measured, per
+// "component/name" weight key: the mean square of each input column (the llama.cpp imatrix idea:
+// the importance of that column's quantization error) and, for GPTQ, the whole second moment
+// E[x x^T] of the inputs.
+type Calibration struct {
+	Importance map[string][]float32 // mean square of each input column
+	Hessian    map[string][]float64 // E[x x^T], row-major [in, in] (GPTQ), or nil
+}
+
+// Save writes the statistics as a safetensors file (importance/KEY as F32, hessian/KEY as F64),
+// to reuse them without running the model again (llama-imatrix's file, for this tool).
+func (c *Calibration) Save(path string, meta map[string]string, force bool) error {
+	keys := make([]string, 0, len(c.Importance))
+	for k := range c.Importance {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var wts []safetensors.WriteTensor
+	for _, k := range keys {
+		imp := c.Importance[k]
+		wts = append(wts, safetensors.WriteTensor{Name: "importance/" + k, DType: safetensors.F32, Shape: []int{len(imp)},
+			Data: func() ([]byte, error) { return safetensors.FromFloat32(safetensors.F32, imp) }})
+		if h, ok := c.Hessian[k]; ok {
+			wts = append(wts, safetensors.WriteTensor{Name: "hessian/" + k, DType: safetensors.F64, Shape: []int{len(imp), len(imp)},
+				Data: func() ([]byte, error) {
+					out := make([]byte, 8*len(h))
+					for i, x := range h {
+						binary.LittleEndian.PutUint64(out[8*i:], math.Float64bits(x))
+					}
+					return out, nil
+				}})
+		}
+	}
+	out, err := fsio.CreateOutput(path, force)
+	if err != nil {
+		return err
+	}
+	if err := safetensors.WriteTo(out, meta, wts, nil); err != nil {
+		out.Abort()
+		return err
+	}
+	_, err = out.Commit()
+	return err
+}
+
+// LoadCalibration reads statistics written by Save, with their metadata.
+func LoadCalibration(path string) (*Calibration, map[string]string, error) {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	c := &Calibration{Importance: map[string][]float32{}}
+	for _, t := range f.Tensors {
+		kind, key, ok := strings.Cut(t.Name, "/")
+		switch {
+		case ok && kind == "importance" && t.DType == safetensors.F32 && len(t.Shape) == 1:
+			v, _, err := f.Float32(t.Name)
+			if err != nil {
+				return nil, nil, err
+			}
+			c.Importance[key] = v
+		case ok && kind == "hessian" && t.DType == safetensors.F64 && len(t.Shape) == 2 && t.Shape[0] == t.Shape[1]:
+			raw, err := f.Raw(t.Name)
+			if err != nil {
+				return nil, nil, err
+			}
+			h := make([]float64, len(raw)/8)
+			for i := range h {
+				h[i] = math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:]))
+			}
+			if c.Hessian == nil {
+				c.Hessian = map[string][]float64{}
+			}
+			c.Hessian[key] = h
+		default:
+			return nil, nil, errs.Tensor(path, t.Name, "not calibration statistics (want importance/KEY F32 [n] or hessian/KEY F64 [n, n])")
+		}
+	}
+	for k, h := range c.Hessian {
+		if n := len(c.Importance[k]); n*n != len(h) {
+			return nil, nil, errs.Tensor(path, "hessian/"+k, "does not match importance/%s (%d columns)", k, n)
+		}
+	}
+	return c, f.Metadata, nil
+}
+
+// Check refuses statistics that do not fit the model's Linear weights (other model, or missing).
+func (c *Calibration) Check(path string, cfg *arch.Config, needHessian bool) error {
+	for _, s := range arch.Tensors(cfg) {
+		if s.Role != arch.RoleLinear {
+			continue
+		}
+		imp, ok := c.Importance[s.Key()]
+		if !ok {
+			return errs.Tensor(path, "importance/"+s.Key(), "missing (statistics of another model?)")
+		}
+		if len(imp) != s.Shape[1] {
+			return errs.Tensor(path, "importance/"+s.Key(), "has %d columns, the weight %v has %d (statistics of another model?)", len(imp), s.Shape, s.Shape[1])
+		}
+		if needHessian && c.Hessian[s.Key()] == nil {
+			return errs.Tensor(path, "hessian/"+s.Key(), "missing: GPTQ needs the second moments (collect them with the gptq method)")
+		}
+	}
+	return nil
+}

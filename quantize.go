@@ -1,0 +1,246 @@
+package btconvert
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/modeldir"
+	"github.com/btconvert/btconvert/formats/source"
+	"github.com/btconvert/btconvert/formats/tokenizer"
+	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/quant"
+	"github.com/btconvert/btconvert/verify"
+)
+
+// CalibMethod is how calibration statistics are used.
+type CalibMethod string
+
+// The calibration methods.
+const (
+	GPTQ    CalibMethod = "gptq"    // error feedback through E[x x^T] (the default)
+	IMatrix CalibMethod = "imatrix" // per-column importance in the scale search
+)
+
+// QuantizeOptions controls Quantize.
+type QuantizeOptions struct {
+	Source, Output string
+	Open           formats.OpenOptions
+	Settings       quant.Settings
+	// Calib is a text to run the model over to collect calibration statistics ("" without).
+	Calib       string
+	CalibMethod CalibMethod // "" is GPTQ
+	CalibWindow int         // tokens per window (0: 256)
+	// CalibStats reuses statistics saved with CalibOut instead of running Calib.
+	CalibStats string
+	// CalibOut saves the collected statistics to this file.
+	CalibOut string
+	Runtime
+	Force, DryRun bool
+	Version       string
+	UI            UI
+}
+
+// QuantizeResult is what Quantize did.
+type QuantizeResult struct {
+	Output      string                `json:"output,omitempty"`
+	Plan        *quant.Plan           `json:"plan"`
+	Provenance  *arch.QuantProvenance `json:"quantized_with"`
+	CollectSecs float64               `json:"calibration_seconds,omitempty"` // running the model over the calibration text
+	WriteSecs   float64               `json:"write_seconds,omitempty"`       // quantizing (and solving GPTQ) while writing
+	DryRun      bool                  `json:"dry_run,omitempty"`
+}
+
+// Quantize writes a quantized copy of a model.
+func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
+	ui := orSilent(o.UI)
+	if err := o.Settings.Validate(); err != nil {
+		return nil, err
+	}
+	method := cmp.Or(o.CalibMethod, GPTQ)
+	if method != GPTQ && method != IMatrix {
+		return nil, errs.Option("CalibMethod", string(method), "want gptq or imatrix")
+	}
+	if o.Calib != "" && o.CalibStats != "" {
+		return nil, errs.Option("CalibStats", o.CalibStats, "reuses statistics instead of {Calib}: give one of them")
+	}
+	if o.CalibOut != "" && o.Calib == "" {
+		return nil, errs.Option("CalibOut", o.CalibOut, "saves statistics collected with {Calib}: give {Calib} too")
+	}
+	if !o.DryRun {
+		if o.Output == "" {
+			return nil, errs.Option("Output", nil, "is required")
+		}
+		if err := checkDest(o.Output, o.Force, true, o.Source, o.Calib, o.CalibStats, o.CalibOut); err != nil {
+			return nil, err
+		}
+	}
+	m, err := source.Open(o.Source, o.Open, false)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	plan, err := quant.MakePlan(m, o.Settings)
+	if err != nil {
+		return nil, err
+	}
+	prov := &arch.QuantProvenance{Type: arch.QuantType(o.Settings.Type), GroupSize: o.Settings.GroupSize, Symmetric: o.Settings.Symmetric,
+		Method: "rtn", Tool: o.Version}
+	if o.Settings.Type == quant.Int8 {
+		prov.GroupSize, prov.Symmetric = 0, true
+	}
+	if o.Settings.Search {
+		prov.Method = "search"
+	}
+	res := &QuantizeResult{Output: o.Output, Plan: plan, Provenance: prov, DryRun: o.DryRun}
+	if o.DryRun {
+		return res, nil
+	}
+	var cal *quant.Calibration
+	switch {
+	case o.Calib != "":
+		start := time.Now()
+		var tokens int
+		if cal, tokens, err = calibrate(m, o, method == GPTQ, ui); err != nil {
+			return nil, err
+		}
+		res.CollectSecs = time.Since(start).Seconds()
+		text, _ := readText(o.Calib)
+		sum := sha256.Sum256([]byte(text))
+		prov.Method, prov.Calibration, prov.CalibrationSHA256, prov.CalibrationTokens = string(method), filepath.Base(o.Calib), hex.EncodeToString(sum[:]), tokens
+		if o.CalibOut != "" {
+			meta := map[string]string{"model": modelName(o.Source), "text": prov.Calibration, "text_sha256": prov.CalibrationSHA256,
+				"tokens": strconv.Itoa(tokens), "window": strconv.Itoa(cmp.Or(o.CalibWindow, 256))}
+			if err := cal.Save(o.CalibOut, meta, o.Force); err != nil {
+				return nil, err
+			}
+			ui.Note("saved the calibration statistics to " + o.CalibOut)
+		}
+	case o.CalibStats != "":
+		var meta map[string]string
+		if cal, meta, err = quant.LoadCalibration(o.CalibStats); err != nil {
+			return nil, err
+		}
+		if err := cal.Check(o.CalibStats, m.Config, method == GPTQ); err != nil {
+			return nil, err
+		}
+		prov.Method, prov.Calibration, prov.CalibrationSHA256 = string(method), meta["text"], meta["text_sha256"]
+		prov.CalibrationTokens, _ = strconv.Atoi(meta["tokens"])
+	}
+	if cal != nil && method == IMatrix {
+		cal = &quant.Calibration{Importance: cal.Importance} // importance only: the search, not GPTQ
+	}
+	q := quant.Apply(m, plan, cal)
+	q.Config.QuantizedWith = prov
+	q.Notes = append(append([]string(nil), m.Notes...), "quantized: "+describeQuant(prov))
+	if err := checkWrite(q, o.Output, ""); err != nil {
+		return nil, err
+	}
+	tok, err := tokenizerFiles(m, "", silent{})
+	if err != nil {
+		return nil, err
+	}
+	var after int64
+	for _, e := range plan.Entries {
+		after += e.BytesAfter
+	}
+	bar := ui.Progress("quantize", after, "B")
+	start := time.Now()
+	err = modeldir.Write(q, o.Output, modeldir.WriteOptions{Force: o.Force, Version: o.Version, Extra: tok,
+		Progress: func(tensor string, n int64) { bar.Add(n, tensor) }})
+	bar.Done()
+	if err != nil {
+		return nil, err
+	}
+	res.WriteSecs = time.Since(start).Seconds()
+	return res, nil
+}
+
+func describeQuant(p *arch.QuantProvenance) string {
+	s := string(p.Type)
+	if p.Type == arch.Int4 {
+		s += " g" + strconv.Itoa(p.GroupSize)
+		if p.Symmetric {
+			s += " symmetric"
+		}
+	}
+	s += ", " + p.Method
+	if p.Calibration != "" {
+		s += " calibrated on " + p.Calibration + " (sha256 " + p.CalibrationSHA256[:min(12, len(p.CalibrationSHA256))] + ")"
+	}
+	return s + ", btconvert " + p.Tool
+}
+
+// calibrate runs the model over the calibration text (windows of CalibWindow tokens, batches of
+// 16) and returns what each linear layer saw.
+func calibrate(m *formats.Model, o QuantizeOptions, full bool, ui UI) (*quant.Calibration, int, error) {
+	text, err := readText(o.Calib)
+	if err != nil {
+		return nil, 0, err
+	}
+	tk, err := tokenizer.For(modelDirOf(m), m.Config.VocabSize)
+	if err != nil {
+		return nil, 0, err
+	}
+	ids, err := tk.Encode(text)
+	if err != nil {
+		return nil, 0, err
+	}
+	w := cmp.Or(o.CalibWindow, 256)
+	least := 2
+	if m.Config.IsBlock() {
+		L := m.Config.BlockLength
+		least = 2 * L
+		w = w / L * L // whole blocks
+	}
+	if o.CalibWindow < 0 || w < least || w > 1<<16 {
+		return nil, 0, errs.Option("CalibWindow", o.CalibWindow, "must be between %d (two blocks) and 65536 tokens", least)
+	}
+	windows := verify.Windows(ids, w)
+	if len(windows) == 0 {
+		return nil, 0, errs.File(o.Calib, "has %d tokens, fewer than one calibration window of %d", len(ids), w)
+	}
+	b, _, err := o.Runtime.backend(ui)
+	if err != nil {
+		return nil, 0, err
+	}
+	dt, err := o.Runtime.dtype()
+	if err != nil {
+		return nil, 0, err
+	}
+	eng, err := graph.Load(m, b, dt)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer eng.Close()
+	bar := ui.Progress("calibrate", int64(len(windows)*w), "tokens")
+	defer bar.Done()
+	cal, err := eng.Calibrate(windows, 16, full, func(n int) { bar.Add(int64(n*w), "") })
+	if err != nil {
+		return nil, 0, err
+	}
+	ui.Note("calibrated on " + strconv.Itoa(len(windows)) + " windows of " + strconv.Itoa(w) + " tokens from " + o.Calib)
+	return cal, len(windows) * w, nil
+}
+
+// modelDirOf is the folder a model's files (and tokenizer) are in.
+func modelDirOf(m *formats.Model) string {
+	if isDir(m.Path) {
+		return m.Path
+	}
+	return filepath.Dir(m.Path)
+}
+
+// recordedReport is the verification report recorded in a model folder (or bundle), or nil.
+func recordedReport(m *formats.Model) (*modeldir.Recorded, []byte, error) {
+	if m.Format != modeldir.Format && m.Bundle == "" {
+		return nil, nil, nil
+	}
+	return modeldir.ReadReport(m.Path)
+}

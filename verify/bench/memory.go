@@ -1,0 +1,107 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/btconvert/btconvert/formats/arch"
+)
+
+// Estimate is a conservative estimate of the peak memory (bytes) of generating at batch B up to
+// length tokens: the weights, the KV caches twice (a step reads the old ones and writes new ones),
+// the prefill's activations and attention scores (float32, several live at once: the pure-Go
+// backend materialises every intermediate), and the logits with the sampler's temporaries.
+// elem is the size of the compute dtype. (See TestEstimateBoundsPeakRSS for its check against
+// measured peaks.)
+func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
+	const (
+		actPerHidden = 16 // live [B, T, D] intermediates of a layer (norms, q/k/v, rotary, residuals)
+		actPerFFN    = 6  // live [B, T, F] intermediates of the MLP (up, GELU's terms)
+		scoreCopies  = 4  // scores, scaled + masked, softmax, probabilities
+		logitCopies  = 8  // logits and the sampler's temporaries, per position emitted
+		f32          = 4
+	)
+	b, n := int64(B), int64(length)
+	stack := func(d *arch.DecoderConfig, T, S int64) (cache, act int64) {
+		cache = 2 * 2 * int64(d.Layers) * S * b * int64(d.Hidden) * int64(elem) // K and V, old and new
+		act = b*T*(actPerHidden*int64(d.Hidden)+actPerFFN*int64(d.Intermediate))*f32 +
+			scoreCopies*b*int64(d.Heads)*T*T*f32
+		return cache, act
+	}
+	V := int64(c.VocabSize)
+	if !c.IsBlock() {
+		cache, act := stack(c.Decoder, n, n)
+		return weightBytes + cache + act + logitCopies*b*V*f32
+	}
+	L := int64(c.BlockLength)
+	blocks := n/L + 1
+	cache, act := stack(c.BlockDecoder, blocks, blocks)
+	local := int64(c.TokenDecoder.ExpansionRatio) + L - 1
+	_, tokAct := stack(&c.TokenDecoder.DecoderConfig, local, local)
+	return weightBytes + cache + max(act, tokAct) + logitCopies*L*b*V*f32
+}
+
+// MaxBatch is the largest batch whose estimated memory fits budget (0 if none): a binary search
+// over powers of two, then between them.
+func MaxBatch(c *arch.Config, weightBytes int64, elem, length int, budget int64) int {
+	fits := func(B int) bool { return Estimate(c, weightBytes, elem, B, length) <= budget }
+	if !fits(1) {
+		return 0
+	}
+	lo, hi := 1, 2
+	for fits(hi) && hi < 1<<24 {
+		lo, hi = hi, hi*2
+	}
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if fits(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+// Available is the memory the system can give without swapping (MemAvailable), or 0 if unknown.
+func Available() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var kb int64
+		if n, _ := fmt.Sscanf(sc.Text(), "MemAvailable: %d kB", &kb); n == 1 {
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// PeakRSS is the process's peak resident memory since the last ResetPeakRSS (or since it started).
+func PeakRSS() int64 {
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			var kb int64
+			if n, _ := fmt.Sscanf(sc.Text(), "VmHWM: %d kB", &kb); n == 1 {
+				return kb * 1024
+			}
+		}
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Maxrss * 1024
+}
+
+// ResetPeakRSS starts a new peak (Linux: clear_refs 5), so each model's peak is its own.
+func ResetPeakRSS() {
+	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}

@@ -1,0 +1,165 @@
+package bench
+
+import (
+	"fmt"
+	"image/color"
+	"math"
+	"path/filepath"
+	"strconv"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/fsio"
+)
+
+// Plot draws tokens/s against batch size, one pair of lines per model and length (decode solid,
+// prefill dashed) with min-max bars, on log-log axes, to a PNG (written under a temp name and
+// renamed). device says what ran it (e.g. "CPU" or the GPU's name).
+func Plot(path string, rows []Result, device string, force bool) error {
+	if filepath.Ext(path) != ".png" {
+		return errs.Option("Plot", path, "must end in .png")
+	}
+	p := plot.New()
+	var lengths, backends []string
+	for _, r := range rows {
+		l := fmt.Sprintf("prompt %d, generate %d", r.PromptLen, r.GenLen)
+		if !contains(lengths, l) {
+			lengths = append(lengths, l)
+		}
+		if !contains(backends, r.Backend) {
+			backends = append(backends, r.Backend)
+		}
+	}
+	p.Title.Text = fmt.Sprintf("Throughput: %s; backend %s (%s)", join(lengths), join(backends), device)
+	p.X.Label.Text = "batch size (log scale)"
+	p.Y.Label.Text = "tokens/s (log scale)"
+	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
+	p.Y.Tick.Marker = ticks125{}
+	p.Legend.Top, p.Legend.Left = false, false // bottom right: lines rise with batch size
+	var ticks []plot.Tick
+	seen := map[int]bool{}
+	for _, r := range rows {
+		if !seen[r.Batch] {
+			seen[r.Batch] = true
+			ticks = append(ticks, plot.Tick{Value: float64(r.Batch), Label: strconv.Itoa(r.Batch)})
+		}
+	}
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	p.Add(plotter.NewGrid())
+	type key struct {
+		model       string
+		prompt, gen int
+	}
+	var keys []key
+	series := map[key][]Result{}
+	for _, r := range rows {
+		k := key{r.Model, r.PromptLen, r.GenLen}
+		if _, ok := series[k]; !ok {
+			keys = append(keys, k)
+		}
+		series[k] = append(series[k], r)
+	}
+	drawn := 0
+	for i, k := range keys {
+		for _, decode := range []bool{true, false} {
+			var pts plotter.XYs
+			var yerr plotter.YErrors
+			for _, r := range series[k] {
+				med, lo, hi := r.PrefillTokS, r.PrefillTokMin, r.PrefillTokMax
+				if decode {
+					med, lo, hi = r.DecodeTokS, r.DecodeTokSMin, r.DecodeTokSMax
+				}
+				if med <= 0 {
+					continue
+				}
+				pts = append(pts, plotter.XY{X: float64(r.Batch), Y: med})
+				yerr = append(yerr, struct{ Low, High float64 }{med - lo, hi - med})
+			}
+			if len(pts) == 0 {
+				continue
+			}
+			line, points, err := plotter.NewLinePoints(pts)
+			if err != nil {
+				return err
+			}
+			c := plotutil.Color(i)
+			line.Color, points.Color = c, c
+			line.Width = vg.Points(2)
+			points.Shape = plotutil.Shape(i)
+			what := "decode"
+			if !decode {
+				what = "prefill"
+				line.Dashes = []vg.Length{vg.Points(6), vg.Points(3)}
+				line.Width = vg.Points(1)
+			}
+			bars, err := plotter.NewYErrorBars(struct {
+				plotter.XYs
+				plotter.YErrors
+			}{pts, yerr})
+			if err != nil {
+				return err
+			}
+			bars.Color = c
+			p.Add(line, points, bars)
+			label := fmt.Sprintf("%s %s", k.model, what)
+			if len(lengths) > 1 {
+				label += fmt.Sprintf(" (pp%d tg%d)", k.prompt, k.gen)
+			}
+			p.Legend.Add(label, line, points)
+			drawn++
+		}
+	}
+	if drawn == 0 {
+		return errs.Option("Plot", path, "no measurements to draw")
+	}
+	p.BackgroundColor = color.White
+	w, err := p.WriterTo(8*vg.Inch, 5*vg.Inch, "png")
+	if err != nil {
+		return err
+	}
+	out, err := fsio.CreateOutput(path, force)
+	if err != nil {
+		return err
+	}
+	if _, err := w.WriteTo(out); err != nil {
+		out.Abort()
+		return err
+	}
+	_, err = out.Commit()
+	return err
+}
+
+func contains(s []string, x string) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// ticks125 labels a log axis at 1, 2 and 5 times each power of ten (plot.LogTicks labels only
+// the powers, often just one on a throughput axis), with unlabelled ticks between.
+type ticks125 struct{}
+
+func (ticks125) Ticks(min, max float64) []plot.Tick {
+	var out []plot.Tick
+	for p := math.Pow(10, math.Floor(math.Log10(min))); p <= max; p *= 10 {
+		for m := 1.0; m < 10; m++ {
+			v := p * m
+			if v < min || v > max {
+				continue
+			}
+			label := ""
+			if m == 1 || m == 2 || m == 5 {
+				label = strconv.FormatFloat(v, 'f', -1, 64)
+			}
+			out = append(out, plot.Tick{Value: v, Label: label})
+		}
+	}
+	return out
+}

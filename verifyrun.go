@@ -1,0 +1,220 @@
+package btconvert
+
+import (
+	"cmp"
+	"fmt"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+
+	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/modeldir"
+	"github.com/btconvert/btconvert/formats/source"
+	"github.com/btconvert/btconvert/formats/tokenizer"
+	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/verify"
+)
+
+// VerifyOptions controls Verify. With none of Reference, EvalText and CompareBackend it runs the
+// self-check (KV-cached generation against the full forward on seeded random prompts).
+type VerifyOptions struct {
+	Model string
+	Open  formats.OpenOptions
+	Runtime
+	Reference      string // reference.safetensors: logits and greedy tokens to compare with
+	EvalText       string // text to measure perplexity on
+	Against        string // base model: with EvalText, the divergence from it
+	CompareBackend string // a second backend to compare scoring and greedy tokens with
+	Window         int    // perplexity window (0: 256)
+	WindowBatch    int    // windows per executed graph (0: 16)
+	Seed           uint64 // of the self-check and backend comparison prompts
+	MaxRelErr      float64
+	MaxCacheErr    float64
+	MaxPPLRatio    float64 // with Against: largest ppl / ppl_base that passes (0: no check)
+	MinTop1        float64 // with Against: smallest top-1 agreement that passes (0: no check)
+	// Record writes the report into the model folder (report.json, listed in the manifest), where
+	// export's verification gate reads it.
+	Record  bool
+	Version string
+	UI      UI
+}
+
+// Default thresholds.
+const (
+	DefaultMaxRelErr   = 1e-4
+	DefaultMaxCacheErr = 1e-5
+)
+
+func (o *VerifyOptions) validate() error {
+	switch {
+	case o.Against != "" && o.EvalText == "":
+		return errs.Option("Against", o.Against, "compares on a text: give {EvalText} too")
+	case o.MaxPPLRatio != 0 && o.Against == "":
+		return errs.Option("MaxPPLRatio", o.MaxPPLRatio, "checks against a base model: give {Against} (and {EvalText})")
+	case o.MinTop1 != 0 && o.Against == "":
+		return errs.Option("MinTop1", o.MinTop1, "checks against a base model: give {Against} (and {EvalText})")
+	case o.MaxPPLRatio < 0:
+		return errs.Option("MaxPPLRatio", o.MaxPPLRatio, "must be positive")
+	case o.MinTop1 < 0 || o.MinTop1 > 1:
+		return errs.Option("MinTop1", o.MinTop1, "must be between 0 and 1")
+	case o.Window < 0 || o.WindowBatch < 0:
+		return errs.Option("Window", o.Window, "must be positive")
+	case o.Record && source.KindOf(o.Model) != source.Folder:
+		return errs.Option("Record", nil, "writes into a btconvert model folder; %s is not one (import it first)", o.Model)
+	}
+	return nil
+}
+
+// Verify runs the checks o asks for and returns the report; when a check fails the report comes
+// with an error wrapping ErrCheckFailed.
+func Verify(o VerifyOptions) (*verify.Report, error) {
+	ui := orSilent(o.UI)
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	o.Window, o.WindowBatch = cmp.Or(o.Window, 256), cmp.Or(o.WindowBatch, 16)
+	o.MaxRelErr, o.MaxCacheErr = cmp.Or(o.MaxRelErr, DefaultMaxRelErr), cmp.Or(o.MaxCacheErr, DefaultMaxCacheErr)
+	b, spec, err := o.Runtime.backend(ui)
+	if err != nil {
+		return nil, err
+	}
+	dt, err := o.Runtime.dtype()
+	if err != nil {
+		return nil, err
+	}
+	// Every file read is checked against the manifest's sha256 first.
+	l, err := load(o.Model, o.Open, b, dt, true)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	m := l.eng
+	rep := &verify.Report{Model: o.Model, Backend: spec, Device: graph.Describe(b), DType: cmp.Or(o.ComputeDType, "f32"), WeightBytes: m.Weights.Bytes}
+	ran := false
+	if p := o.Reference; p != "" {
+		ran = true
+		ref, err := verify.ReadReference(p)
+		if err != nil {
+			return nil, err
+		}
+		if rep.Parity, err = verify.AgainstReference(m, ref, p); err != nil {
+			return nil, err
+		}
+		rep.AtMost("rel_l2_err", rep.Parity.RelL2Err, o.MaxRelErr)
+		rep.AtLeast("greedy_match", b2f(rep.Parity.GreedyMatch), 1)
+	}
+	if p := o.EvalText; p != "" {
+		ran = true
+		q, err := evalText(l, o, b, dt, ui)
+		if err != nil {
+			return nil, err
+		}
+		if q.Divergence != nil {
+			if o.MaxPPLRatio > 0 {
+				rep.AtMost("ppl_ratio", q.PPLRatio, o.MaxPPLRatio)
+			}
+			if o.MinTop1 > 0 {
+				rep.AtLeast("top1_agreement", q.Top1Agreement, o.MinTop1)
+			}
+		}
+		q.Text = p
+		rep.Quality = q
+	}
+	if spec2 := o.CompareBackend; spec2 != "" {
+		ran = true
+		b2, err := graph.NewBackend(spec2)
+		if err != nil {
+			return nil, err
+		}
+		l2, err := load(o.Model, o.Open, b2, dt, false)
+		if err != nil {
+			return nil, err
+		}
+		defer l2.Close()
+		p, err := verify.BetweenModels(l2.eng, m, o.Seed)
+		if err != nil {
+			return nil, err
+		}
+		rep.CompareBackend = &verify.BackendParity{Backend: spec2, Parity: *p}
+		rep.AtMost("backend_rel_l2_err", p.RelL2Err, o.MaxRelErr)
+	}
+	if !ran {
+		s, err := verify.RunSelfCheck(m, o.Seed)
+		if err != nil {
+			return nil, err
+		}
+		rep.SelfCheck = s
+		rep.AtMost("cache_rel_l2_err", s.CacheRelL2Err, o.MaxCacheErr)
+	}
+	pass := rep.Finish()
+	if o.Record {
+		rep.RecordedBy = "btconvert " + o.Version + " verify (recorded)"
+		js, err := verify.EncodeJSON(rep)
+		if err != nil {
+			return nil, err
+		}
+		if err := modeldir.RecordReport(o.Model, js); err != nil {
+			return nil, err
+		}
+		ui.Note("recorded the report in " + o.Model)
+	}
+	if !pass {
+		return rep, fmt.Errorf("%w", ErrCheckFailed)
+	}
+	return rep, nil
+}
+
+// evalText measures perplexity on the eval text (and the divergence from the base model).
+func evalText(l *loaded, o VerifyOptions, b backends.Backend, dt dtypes.DType, ui UI) (*verify.Quality, error) {
+	text, err := readText(o.EvalText)
+	if err != nil {
+		return nil, err
+	}
+	tk, err := tokenizer.For(modelDirOf(l.src), l.eng.Config.VocabSize)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := tk.Encode(text)
+	if err != nil {
+		return nil, err
+	}
+	if mt := l.eng.Config.MaxTokens(); mt > 0 && o.Window > mt {
+		ui.Note(fmt.Sprintf("warning: the window of %d tokens is past the %d the model was built for (max_length / max_position_embeddings)", o.Window, mt))
+	}
+	bar := ui.Progress("perplexity", int64(len(ids)/o.Window*o.Window), "tokens")
+	defer bar.Done()
+	progress := func(n int) { bar.Add(int64(n*o.Window), "") }
+	var q *verify.Quality
+	if o.Against != "" {
+		base, err := load(o.Against, formats.OpenOptions{}, b, dt, true)
+		if err != nil {
+			return nil, err
+		}
+		defer base.Close()
+		q, err = verify.CompareQuality(l.eng, base.eng, o.Against, ids, o.Window, o.WindowBatch, progress)
+		if err != nil {
+			return nil, withFile(o.EvalText, err)
+		}
+		return q, nil
+	}
+	q, err = verify.Perplexity(l.eng, ids, o.Window, o.WindowBatch, progress)
+	return q, withFile(o.EvalText, err)
+}
+
+// withFile names file in a bad-input error that names no file.
+func withFile(file string, err error) error {
+	if ie, ok := err.(*errs.InputError); ok && ie.File == "" {
+		c := *ie
+		c.File = file
+		return &c
+	}
+	return err
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
