@@ -65,14 +65,11 @@ func Bench(o BenchOptions) ([]bench.Result, error) {
 	if len(o.Models) == 0 {
 		return nil, errs.Option("Models", nil, "give at least one model")
 	}
-	b, spec, err := o.Runtime.backend(ui)
+	dev, err := o.Runtime.start(ui)
 	if err != nil {
 		return nil, err
 	}
-	dt, err := o.Runtime.dtype()
-	if err != nil {
-		return nil, err
-	}
+	spec := dev.spec
 	opts := Defaults(o.Options, spec)
 	budget := o.MemBudget
 	if budget == 0 {
@@ -91,7 +88,7 @@ func Bench(o BenchOptions) ([]bench.Result, error) {
 		runtime.GC()
 		debug.FreeOSMemory()
 		bench.ResetPeakRSS() // each model's peak is its own
-		l, err := load(p, open, b, dt, false)
+		l, err := dev.load(p, open, false)
 		if err != nil {
 			return rows, err
 		}
@@ -110,7 +107,7 @@ func Bench(o BenchOptions) ([]bench.Result, error) {
 					longest = max(longest, P+G)
 				}
 			}
-			mb := bench.MaxBatch(l.eng.Config, l.eng.Weights.Bytes, dt.Size(), longest, budget)
+			mb := bench.MaxBatch(l.eng.Config, l.eng.Weights.Bytes, dev.dt.Size(), longest, budget)
 			if mb < 1 {
 				l.Close()
 				return rows, errs.Option("MemBudget", humanize.IBytes(uint64(budget)), "%s does not fit even at batch 1", p)

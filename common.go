@@ -26,18 +26,28 @@ type Runtime struct {
 	ComputeDType string // "f32" (default) or "bf16"
 }
 
-// backend creates the backend rt asks for and tells the user which one runs and why.
-func (rt Runtime) backend(ui UI) (backends.Backend, string, error) {
+// device is a started Runtime: the backend, the spec it was made from, and the compute dtype.
+type device struct {
+	b    backends.Backend
+	spec string
+	dt   dtypes.DType
+}
+
+// start checks the compute dtype, creates the backend rt asks for and tells the user which one
+// runs and why.
+func (rt Runtime) start(ui UI) (*device, error) {
+	dt, err := graph.ParseComputeDType(rt.ComputeDType)
+	if err != nil {
+		return nil, err
+	}
 	spec, why := graph.Choose(graph.Resolve(rt.Backend))
 	b, err := graph.NewBackend(spec)
 	if err != nil {
-		return nil, spec, err
+		return nil, err
 	}
 	ui.Note(fmt.Sprintf("backend: %s [%s]", graph.Describe(b), why))
-	return b, spec, nil
+	return &device{b, spec, dt}, nil
 }
-
-func (rt Runtime) dtype() (dtypes.DType, error) { return graph.ParseComputeDType(rt.ComputeDType) }
 
 // loaded is a model opened and uploaded to a backend.
 type loaded struct {
@@ -51,17 +61,17 @@ func (l *loaded) Close() {
 }
 
 // load opens path (our folder's files checked against the manifest's sha256 with checkHashes) and
-// uploads it to b.
-func load(path string, o formats.OpenOptions, b backends.Backend, dt dtypes.DType, checkHashes bool) (*loaded, error) {
+// uploads it to the device.
+func (d *device) load(path string, o formats.OpenOptions, checkHashes bool) (*loaded, error) {
 	src, err := source.Open(path, o, checkHashes)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkFitsMemory(src, dt.Size()); err != nil {
+	if err := checkFitsMemory(src); err != nil {
 		src.Close()
 		return nil, err
 	}
-	eng, err := graph.Load(src, b, dt)
+	eng, err := graph.Load(src, d.b, d.dt)
 	if err != nil {
 		src.Close()
 		return nil, err
@@ -73,7 +83,7 @@ func load(path string, o formats.OpenOptions, b backends.Backend, dt dtypes.DTyp
 func memoryFor() int64 { return bench.Available() }
 
 // checkFitsMemory refuses to load a model whose weights would not fit in memory.
-func checkFitsMemory(m *formats.Model, elem int) error {
+func checkFitsMemory(m *formats.Model) error {
 	var n int64
 	for _, t := range m.Tensors {
 		n += t.Bytes()

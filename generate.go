@@ -54,15 +54,11 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 	if err := o.Sampling.Validate(); err != nil {
 		return nil, err
 	}
-	b, spec, err := o.Runtime.backend(ui)
+	dev, err := o.Runtime.start(ui)
 	if err != nil {
 		return nil, err
 	}
-	dt, err := o.Runtime.dtype()
-	if err != nil {
-		return nil, err
-	}
-	l, err := load(o.Model, o.Open, b, dt, false)
+	l, err := dev.load(o.Model, o.Open, false)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +94,7 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 		return nil, err
 	}
 	t := (g.PrefillTime + g.DecodeTime).Seconds()
-	return &GenerateResult{Backend: spec, PromptIDs: ids, PadTokens: g.PadTokens, IDs: g.Tokens[0], Text: tk.Decode(g.Tokens[0]),
+	return &GenerateResult{Backend: dev.spec, PromptIDs: ids, PadTokens: g.PadTokens, IDs: g.Tokens[0], Text: tk.Decode(g.Tokens[0]),
 		PrefillS: g.PrefillTime.Seconds(), DecodeS: g.DecodeTime.Seconds(), TokensPerS: float64(o.MaxNewTokens) / t, Sampling: o.Sampling}, nil
 }
 

@@ -206,15 +206,11 @@ func calibrate(m *formats.Model, o QuantizeOptions, full bool, ui UI) (*quant.Ca
 	if len(windows) == 0 {
 		return nil, 0, errs.File(o.Calib, "has %d tokens, fewer than one calibration window of %d", len(ids), w)
 	}
-	b, _, err := o.Runtime.backend(ui)
+	dev, err := o.Runtime.start(ui)
 	if err != nil {
 		return nil, 0, err
 	}
-	dt, err := o.Runtime.dtype()
-	if err != nil {
-		return nil, 0, err
-	}
-	eng, err := graph.Load(m, b, dt)
+	eng, err := graph.Load(m, dev.b, dev.dt)
 	if err != nil {
 		return nil, 0, err
 	}

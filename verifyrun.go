@@ -4,9 +4,6 @@ import (
 	"cmp"
 	"fmt"
 
-	"github.com/gomlx/gomlx/backends"
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
-
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/errs"
 	"github.com/btconvert/btconvert/formats/modeldir"
@@ -75,22 +72,18 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 	}
 	o.Window, o.WindowBatch = cmp.Or(o.Window, 256), cmp.Or(o.WindowBatch, 16)
 	o.MaxRelErr, o.MaxCacheErr = cmp.Or(o.MaxRelErr, DefaultMaxRelErr), cmp.Or(o.MaxCacheErr, DefaultMaxCacheErr)
-	b, spec, err := o.Runtime.backend(ui)
-	if err != nil {
-		return nil, err
-	}
-	dt, err := o.Runtime.dtype()
+	dev, err := o.Runtime.start(ui)
 	if err != nil {
 		return nil, err
 	}
 	// Every file read is checked against the manifest's sha256 first.
-	l, err := load(o.Model, o.Open, b, dt, true)
+	l, err := dev.load(o.Model, o.Open, true)
 	if err != nil {
 		return nil, err
 	}
 	defer l.Close()
 	m := l.eng
-	rep := &verify.Report{Model: o.Model, Backend: spec, Device: graph.Describe(b), DType: cmp.Or(o.ComputeDType, "f32"), WeightBytes: m.Weights.Bytes}
+	rep := &verify.Report{Model: o.Model, Backend: dev.spec, Device: graph.Describe(dev.b), DType: cmp.Or(o.ComputeDType, "f32"), WeightBytes: m.Weights.Bytes}
 	ran := false
 	if p := o.Reference; p != "" {
 		ran = true
@@ -106,7 +99,7 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 	}
 	if p := o.EvalText; p != "" {
 		ran = true
-		q, err := evalText(l, o, b, dt, ui)
+		q, err := evalText(l, o, dev, ui)
 		if err != nil {
 			return nil, err
 		}
@@ -127,7 +120,7 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		l2, err := load(o.Model, o.Open, b2, dt, false)
+		l2, err := (&device{b2, spec2, dev.dt}).load(o.Model, o.Open, false)
 		if err != nil {
 			return nil, err
 		}
@@ -166,7 +159,7 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 }
 
 // evalText measures perplexity on the eval text (and the divergence from the base model).
-func evalText(l *loaded, o VerifyOptions, b backends.Backend, dt dtypes.DType, ui UI) (*verify.Quality, error) {
+func evalText(l *loaded, o VerifyOptions, dev *device, ui UI) (*verify.Quality, error) {
 	text, err := readText(o.EvalText)
 	if err != nil {
 		return nil, err
@@ -187,7 +180,7 @@ func evalText(l *loaded, o VerifyOptions, b backends.Backend, dt dtypes.DType, u
 	progress := func(n int) { bar.Add(int64(n*o.Window), "") }
 	var q *verify.Quality
 	if o.Against != "" {
-		base, err := load(o.Against, formats.OpenOptions{}, b, dt, true)
+		base, err := dev.load(o.Against, formats.OpenOptions{}, true)
 		if err != nil {
 			return nil, err
 		}

@@ -3,11 +3,13 @@ package formats
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/formats/safetensors"
 )
 
@@ -146,3 +148,13 @@ type Layout interface {
 
 // Describe is m's architecture and where it came from, in one line.
 func (m *Model) Describe() string { return fmt.Sprintf("%s (%s)", m.Config.Describe(), m.Format) }
+
+// WriteCheckpoint writes a layout's files into dir: its config file, then the tensors as
+// model.safetensors (or HF shards of at most o.ShardSize bytes, with their index).
+func WriteCheckpoint(dir, configName string, config []byte, tensors []safetensors.WriteTensor, o ExportOptions) error {
+	if _, err := fsio.WriteFile(filepath.Join(dir, configName), config); err != nil {
+		return err
+	}
+	_, err := safetensors.WriteSharded(dir, o.ShardSize, map[string]string{"format": "pt"}, tensors, o.Progress)
+	return err
+}

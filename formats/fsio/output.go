@@ -194,19 +194,17 @@ func (w *File) Abort() {
 // WriteFile writes data to path (inside a folder this run owns) through a fsynced temp file.
 func WriteFile(path string, data []byte) (Written, error) {
 	w, err := Create(path)
-	if err != nil {
-		return Written{}, err
-	}
-	if _, err := w.Write(data); err != nil {
-		w.Abort()
-		return Written{}, err
-	}
-	return w.Commit()
+	return writeAll(w, err, data)
 }
 
 // WriteOutput writes data as a top-level output file (see CreateOutput).
 func WriteOutput(dest string, data []byte, force bool) (Written, error) {
 	w, err := CreateOutput(dest, force)
+	return writeAll(w, err, data)
+}
+
+// writeAll writes data through a new file (err is the error of creating it) and commits it.
+func writeAll(w *File, err error, data []byte) (Written, error) {
 	if err != nil {
 		return Written{}, err
 	}

@@ -198,9 +198,5 @@ func (Layout) Export(m *formats.Model, dir string, o formats.ExportOptions) erro
 	if err != nil {
 		return err
 	}
-	if _, err := fsio.WriteFile(filepath.Join(dir, "config.yaml"), y); err != nil {
-		return err
-	}
-	_, err = safetensors.WriteSharded(dir, o.ShardSize, map[string]string{"format": "pt"}, wts, o.Progress)
-	return err
+	return formats.WriteCheckpoint(dir, "config.yaml", y, wts, o)
 }

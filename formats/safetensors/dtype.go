@@ -91,25 +91,13 @@ func ToFloat32(d DType, raw []byte) ([]float32, error) {
 		for i := range out {
 			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(raw[2*i:])) << 16)
 		}
-	case I64:
-		for i := range out {
-			out[i] = float32(int64(binary.LittleEndian.Uint64(raw[8*i:])))
+	case I64, I32, I16, I8, U8, BOOL:
+		ints, err := ToInt64(d, raw)
+		if err != nil {
+			return nil, err
 		}
-	case I32:
-		for i := range out {
-			out[i] = float32(int32(binary.LittleEndian.Uint32(raw[4*i:])))
-		}
-	case I16:
-		for i := range out {
-			out[i] = float32(int16(binary.LittleEndian.Uint16(raw[2*i:])))
-		}
-	case I8:
-		for i := range out {
-			out[i] = float32(int8(raw[i]))
-		}
-	case U8, BOOL:
-		for i := range out {
-			out[i] = float32(raw[i])
+		for i, v := range ints {
+			out[i] = float32(v)
 		}
 	default:
 		return nil, fmt.Errorf("cannot convert dtype %s to float", d)
