@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/dustin/go-humanize"
@@ -40,8 +42,14 @@ func (rt Runtime) start(ui UI) (*device, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, why := graph.Choose(graph.Resolve(rt.Backend))
+	asked := graph.Resolve(rt.Backend)
+	spec, why := graph.Choose(asked)
 	b, err := graph.NewBackend(spec)
+	if err != nil && asked == graph.Auto {
+		// Never a silent switch: the plugin auto found is broken, and the user is told how to go on.
+		return nil, errs.Option("Backend", graph.Auto, "found %s, but it could not be started (%v); pass {Backend} go to run on the pure-Go backend",
+			strings.TrimPrefix(why, "auto: "), errs.Render(err, func(f string) string { return f }))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -92,6 +100,18 @@ func checkFitsMemory(m *formats.Model) error {
 		return errs.File(m.Path, "its weights need %s in memory, more than the %s available", humanize.IBytes(uint64(n)), humanize.IBytes(uint64(avail)))
 	}
 	return nil
+}
+
+// tensorWritten reports each written tensor on bar and, after a large one, hands its memory back
+// to the system at once: the peak then follows the largest tensor, not the collector's growth
+// target over two of them.
+func tensorWritten(bar Bar) func(tensor string, n int64) {
+	return func(tensor string, n int64) {
+		bar.Add(n, tensor)
+		if n >= 16<<20 {
+			debug.FreeOSMemory()
+		}
+	}
 }
 
 // checkWrite refuses, before anything is written, an output whose largest tensor would not fit in

@@ -144,7 +144,7 @@ func exportOfficial(m *formats.Model, o ExportOptions, ui UI) (*ExportResult, er
 	}
 	bar := ui.Progress("export", total, "B")
 	err = layout.Export(plain, out.Tmp, formats.ExportOptions{DType: o.DType, ShardSize: o.ShardSize, Name: modelName(strings.TrimSuffix(o.Source, modeldir.BundleExt)),
-		Progress: func(tensor string, n int64) { bar.Add(n, tensor) }})
+		Progress: tensorWritten(bar)})
 	bar.Done()
 	if err == nil {
 		err = carryTokenizer(m, out.Tmp)

@@ -101,7 +101,7 @@ func Import(o ImportOptions) (*ImportResult, error) {
 	bar := ui.Progress("import", res.Bytes, "B")
 	defer bar.Done()
 	err = modeldir.Write(m, o.Output, modeldir.WriteOptions{DType: o.DType, Force: o.Force, Version: o.Version, Extra: tok,
-		Progress: func(tensor string, n int64) { bar.Add(n, tensor) }})
+		Progress: tensorWritten(bar)})
 	if err != nil {
 		return nil, err
 	}

@@ -61,7 +61,7 @@ func Init(o InitOptions) (*InitResult, error) {
 	bar := ui.Progress("init", res.Bytes, "B")
 	defer bar.Done()
 	err = modeldir.Write(m, o.Output, modeldir.WriteOptions{Force: o.Force, Version: o.Version,
-		Progress: func(tensor string, n int64) { bar.Add(n, tensor) }})
+		Progress: tensorWritten(bar)})
 	if err != nil {
 		return nil, err
 	}

@@ -153,7 +153,7 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 	bar := ui.Progress("quantize", after, "B")
 	start := time.Now()
 	err = modeldir.Write(q, o.Output, modeldir.WriteOptions{Force: o.Force, Version: o.Version, Extra: tok,
-		Progress: func(tensor string, n int64) { bar.Add(n, tensor) }})
+		Progress: tensorWritten(bar)})
 	bar.Done()
 	if err != nil {
 		return nil, err

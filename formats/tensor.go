@@ -70,6 +70,19 @@ func (t *Tensor) Float32() ([]float32, error) {
 	return v, nil
 }
 
+// Float32View is Float32 that may share the loaded bytes (no copy for F32): read it only.
+func (t *Tensor) Float32View() ([]float32, error) {
+	raw, err := t.Raw()
+	if err != nil {
+		return nil, err
+	}
+	v, err := safetensors.Float32View(t.DType, raw)
+	if err != nil {
+		return nil, errs.Tensor(t.SrcFile, t.SrcName, "%v", err)
+	}
+	return v, nil
+}
+
 // NumElements is the product of the shape.
 func (t *Tensor) NumElements() int64 {
 	n := int64(1)

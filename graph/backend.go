@@ -3,9 +3,11 @@ package graph
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/go-logr/logr"
@@ -117,19 +119,20 @@ func Choose(spec string) (chosen, why string) {
 	}
 	dirs := PluginDirs()
 	found := FindPlugins(dirs)
-	for name, p := range found {
-		if strings.HasPrefix(name, "cuda") && gpuPresent() {
-			return "xla:" + p, fmt.Sprintf("auto: CUDA PJRT plugin %s and an NVIDIA GPU", p)
+	names := slices.Sorted(maps.Keys(found)) // the same choice every run when several are installed
+	for _, name := range names {
+		if p := found[name]; strings.HasPrefix(name, "cuda") && gpuPresent() {
+			return "xla:" + p, fmt.Sprintf("auto: the CUDA PJRT plugin %s and an NVIDIA GPU", p)
 		}
 	}
 	if p, ok := found["cpu"]; ok {
 		note := ""
-		for name := range found {
+		for _, name := range names {
 			if strings.HasPrefix(name, "cuda") {
 				note = " (a CUDA plugin is installed but no GPU is present)"
 			}
 		}
-		return "xla:" + p, fmt.Sprintf("auto: XLA CPU PJRT plugin %s%s", p, note)
+		return "xla:" + p, fmt.Sprintf("auto: the XLA CPU PJRT plugin %s%s", p, note)
 	}
 	return "go", fmt.Sprintf("auto: no PJRT plugin in %s, so the pure-Go backend", strings.Join(dirs, ":"))
 }

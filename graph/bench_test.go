@@ -3,18 +3,21 @@ package graph
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/randinit"
+	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/testfix"
 )
 
 // matmulShapes are the products that dominate the models: a square product, the vocabulary head of
 // the paper models (N=50304, K=256) at several batch sizes, and a D x 4D layer.
-var matmulShapes = []struct{ M, N, K int }{{1024, 1024, 1024}, {1, 50304, 256}, {4, 50304, 256}, {16, 50304, 256}, {64, 50304, 256}, {16, 768, 256}, {16, 1024, 256}}
+var matmulShapes = []struct{ M, N, K int }{{1024, 1024, 1024}, {1, 50304, 256}, {4, 50304, 256}, {16, 50304, 256}, {64, 50304, 256}, {16, 768, 256}, {16, 256, 256}, {16, 4096, 256}, {16, 256, 4096}}
 
 // BenchmarkMatmulRate measures the backend's matmul rate (GFLOP/s) on those shapes, x [M, K]
 // times a [N, K] weight as linear() runs it.
@@ -36,6 +39,60 @@ func BenchmarkMatmulRate(b *testing.B) {
 				out[0].FinalizeAll()
 			}
 			b.ReportMetric(2*float64(s.M*s.N*s.K)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+// BenchmarkDecode is the decode loop of a paper preset (random weights, f32, go backend) at batch
+// 16 after a 128-token prompt: ns/op is one generated token per row (a block of them for a block
+// model); profile it with -cpuprofile.
+//
+//	go test ./graph -run XXX -bench Decode -benchtime 32x
+func BenchmarkDecode(b *testing.B) {
+	for _, name := range []string{"vanilla_31", "block_main_b4_5"} {
+		b.Run(name, func(b *testing.B) {
+			p, err := arch.FindPreset(name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cfg, err := p.Shape().Config()
+			if err != nil {
+				b.Fatal(err)
+			}
+			e, err := Load(randinit.Model(cfg, 1, safetensors.F32), testfix.Backend(b), dtypes.Float32)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			const B, P = 16, 128
+			prompts := make([][]int32, B)
+			for i := range prompts {
+				prompts[i] = make([]int32, P)
+				for j := range prompts[i] {
+					prompts[i][j] = int32((i*131 + j*7) % cfg.VocabSize)
+				}
+			}
+			step := 1
+			if cfg.IsBlock() {
+				step = cfg.BlockLength
+			}
+			// Warm up (compiles), then time b.N steps; the prompt's own cost is measured with
+			// a zero-step generation and taken off.
+			run := func(n int) time.Duration {
+				t0 := time.Now()
+				if _, err := e.Generate(prompts, GenerateOptions{MaxNewTokens: n}); err != nil {
+					b.Fatal(err)
+				}
+				return time.Since(t0)
+			}
+			run(step)
+			prefill := run(step)
+			b.ResetTimer()
+			total := run(step * (b.N + 1))
+			b.StopTimer()
+			perStep := (total - prefill) / time.Duration(b.N)
+			b.ReportMetric(float64(perStep.Microseconds())/1000, "ms/step")
+			b.ReportMetric(float64(B*step)/perStep.Seconds(), "tokens/s")
 		})
 	}
 }

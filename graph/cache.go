@@ -15,7 +15,8 @@ import (
 //   - localCache: the token decoder inside one block, whose cache grows by concatenation and is
 //     thrown away after the block (at most r + L - 1 positions);
 //   - fixedCache: one new position against a cache of fixed length S (the block decoder and the
-//     vanilla model while generating), so the step graph has fixed shapes and compiles once.
+//     vanilla model while generating), so the step graph has fixed shapes and compiles once; the
+//     caches are donated to each step, so the backends update them in place.
 
 // toCache turns [B, T, H, hd] into the cache layout [T, B, H, hd] (sequence first, so a position
 // mask is a prefix of the shape and Where can update a cache without DynamicUpdateSlice).
@@ -62,20 +63,22 @@ func (b *builder) fixedCache(caches []kv, pos *Node) attendFn {
 		S := c.k.Shape().Dim(0)
 		g := q.Graph()
 		idx := Iota(g, shapes.Make(dtypes.Int32, S), 0)
-		kc, vc := b.writeCache(c.k, toCache(k), pos, idx), b.writeCache(c.v, toCache(v), pos, idx)
+		kc, vc := b.writeCache(c.k, toCache(k), pos), b.writeCache(c.v, toCache(v), pos)
 		caches[layer] = kv{kc, vc}
 		bias := Where(LessOrEqual(idx, pos), Zeros(g, shapes.Make(dtypes.Float32, S)), Const(g, float32(-1e9)))
 		return attention(q, kc, vc, Reshape(bias, 1, S))
 	}
 }
 
-// writeCache puts x [1, B, H, hd] at position pos of cache [S, B, H, hd]. XLA updates in place
-// with DynamicUpdateSlice; the pure-Go backend has no such op, so there the cache is rebuilt with
-// a Where masked on the position (idx is Iota over S).
-func (b *builder) writeCache(cache, x, pos, idx *Node) *Node {
+// writeCache puts x [1, B, H, hd] at position pos of cache [S, B, H, hd]. XLA has
+// DynamicUpdateSlice; the pure-Go backend has no such op, but its ScatterSum adds into the cache in
+// place when the cache buffer is donated to the step (decode does), and adding is writing here: every
+// position of a cache is zero until it is written, once.
+func (b *builder) writeCache(cache, x, pos *Node) *Node {
+	x = ConvertDType(x, cache.DType())
 	if b.kind == xlaBackend {
 		zero := ScalarZero(b.g, pos.DType())
-		return DynamicUpdateSlice(cache, ConvertDType(x, cache.DType()), []*Node{pos, zero, zero, zero})
+		return DynamicUpdateSlice(cache, x, []*Node{pos, zero, zero, zero})
 	}
-	return Where(Equal(idx, pos), BroadcastToShape(x, cache.Shape()), cache)
+	return ScatterSum(cache, Reshape(pos, 1, 1), x, true, true)
 }

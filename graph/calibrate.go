@@ -72,21 +72,23 @@ func (e *Engine) Calibrate(windows [][]int32, batch int, full bool, progress fun
 			return nil, err
 		}
 		for i, k := range keys {
-			sq, err := tensors.CopyFlatData[float32](out[2*i])
+			err := tensors.ConstFlatData(out[2*i], func(sq []float32) {
+				acc := sums[k]
+				if acc == nil {
+					acc = make([]float64, len(sq))
+					sums[k] = acc
+				}
+				for j, v := range sq {
+					acc[j] += float64(v)
+				}
+			})
 			if err != nil {
 				freeAll(out)
 				return nil, err
 			}
 			n, _ := tensors.CopyFlatData[float32](out[2*i+1])
-			acc := sums[k]
-			if acc == nil {
-				acc = make([]float64, len(sq))
-				sums[k] = acc
-			}
-			for j, v := range sq {
-				acc[j] += float64(v)
-			}
 			rows[k] += float64(n[0])
+			out[2*i].FinalizeAll() // the second moments are large: let each go once added
 		}
 		freeAll(out)
 		if progress != nil {
@@ -99,20 +101,19 @@ func (e *Engine) Calibrate(windows [][]int32, batch int, full bool, progress fun
 	}
 	for k, s := range sums {
 		n := len(s)
+		for j := range s { // the sums become means in place: no second copy of every matrix
+			s[j] /= rows[k]
+		}
 		if full {
 			n = int(math.Sqrt(float64(len(s))))
-			h := make([]float64, len(s))
-			for j := range s {
-				h[j] = s[j] / rows[k]
-			}
-			cal.Hessian[k] = h
+			cal.Hessian[k] = s
 		}
 		v := make([]float32, n)
 		for j := range v {
 			if full {
-				v[j] = float32(s[j*n+j] / rows[k])
+				v[j] = float32(s[j*n+j])
 			} else {
-				v[j] = float32(s[j] / rows[k])
+				v[j] = float32(s[j])
 			}
 		}
 		cal.Importance[k] = v

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/gomlx/gomlx/backends"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -118,13 +119,18 @@ type stepResult []*tensors.Tensor
 func (r stepResult) tokens() *tensors.Tensor { return r[0] }
 func (r stepResult) logits() *tensors.Tensor { return r[1] }
 
-// next is the arguments of the step that follows, at position pos.
-func (r stepResult) next(pos int32) []any {
+// next is the arguments of the step that follows, at position pos. The caches are donated: the
+// step updates them in place, and they are invalid here afterwards.
+func (r stepResult) next(pos int32, b backends.Backend) ([]any, error) {
 	args := make([]any, 0, len(r))
 	for _, c := range r[3:] {
-		args = append(args, c)
+		d, err := DonateTensorBuffer(c, b, 0)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, d)
 	}
-	return append(args, pos, r[0], r[2])
+	return append(args, pos, r[0], r[2]), nil
 }
 
 func (r stepResult) free() {
@@ -290,7 +296,12 @@ func (e *Engine) decode(g *Generation, o GenerateOptions, prefill, step *Exec, s
 	}
 	start = time.Now()
 	for i := 0; i < steps; i++ {
-		res, err := e.run(step, out.next(pos(i))...)
+		args, err := out.next(pos(i), e.Backend)
+		if err != nil {
+			out.free()
+			return err
+		}
+		res, err := e.run(step, args...)
 		out.free()
 		if err != nil {
 			return err

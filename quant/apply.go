@@ -90,7 +90,7 @@ func (l *lazyQuant) part(k int) ([]byte, error) {
 }
 
 func (l *lazyQuant) quantize() error {
-	w, err := l.src.Float32()
+	w, err := l.src.Float32View() // read only: the schemes copy what they change
 	if err != nil {
 		return err
 	}

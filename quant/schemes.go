@@ -34,7 +34,8 @@ type Int4Weight struct {
 	PaddedCols int
 }
 
-func clamp(x, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, x)) }
+// clamp uses the builtin min and max: they compile to single instructions where math.Min does not.
+func clamp(x, lo, hi float64) float64 { return max(lo, min(hi, x)) }
 
 func toF16(x float64) float64 { return float64(float16.Fromfloat32(float32(x)).Float32()) }
 
@@ -62,110 +63,202 @@ func int4Levels(o Options) levels {
 	return l
 }
 
-// fit quantizes one row or group x (with importance w, may be nil) to the levels: value =
-// scale*q + min (min fixed at 0 when symmetric). With search it tries candidate scales and, for
-// each, the least-squares scale (and min) for the chosen codes, keeping the lowest weighted error;
-// without it, it is plain round-to-nearest (half away from zero) from the range.
-func fit(x []float32, w []float32, lv levels) (scale, min float64, q []int8) {
-	lo, hi, sym, search, f16 := lv.lo, lv.hi, lv.sym, lv.search, lv.f16
-	q = make([]int8, len(x))
+// fitter fits rows or groups to a scheme's levels: value = scale*q + min (min 0 when symmetric).
+// One belongs to each worker; its buffers are reused from one row or group to the next.
+type fitter struct {
+	lv   levels
+	n    int       // elements in the current row or group
+	x    []float64 // the values being fitted
+	wt   []float64 // their weights (the square root of each column's importance, else 1)
+	cand []int8    // the codes of the candidate being evaluated
+	// Sums that do not depend on the codes: of the weights, of w*x and of w*x*x.
+	sw, swx, swxx float64
+}
+
+func newFitter(lv levels, n int) *fitter {
+	return &fitter{lv: lv, x: make([]float64, n), wt: make([]float64, n), cand: make([]int8, n)}
+}
+
+// The search: candidate scales near the range-based one (factor 1 + 0.02k), on a coarse grid of
+// k first, then next to the best; for asymmetric levels the grid is anchored at the minimum, at the
+// maximum, or centred. Every candidate is refitted by weighted least squares for the codes it chose
+// (rounds, until the fit stops moving), and the lowest weighted error wins. The grids cover where
+// winners fall on real checkpoints (k in -6..4; a dense -12..12 grid finds errors within 0.3 %).
+type schedule struct {
+	coarse  []int // candidate steps k: scale factor 1 + 0.02k
+	rounds  int   // evaluations per coarse candidate (the candidate, then its refits)
+	refine  []int // steps next to the best coarse candidate
+	rounds2 int
+}
+
+var (
+	int8Search = schedule{coarse: []int{-5, -3, -1, 1}, rounds: 2, refine: []int{-1, 1}, rounds2: 2}
+	int4Search = schedule{coarse: []int{-5, -3, -1, 1, 3}, rounds: 3, refine: []int{-1, 1}, rounds2: 3}
+)
+
+// fit quantizes x into q (with importance imp per element, may be nil) and returns the scale and
+// offset (the minimum; 0 when symmetric). Without search it is round-to-nearest (half away from zero) from the range.
+func (f *fitter) fit(x []float32, imp []float32, q []int8) (scale, offset float64) {
+	lv := f.lv
+	n := len(x)
+	f.n = n
+	xs := f.x[:n]
 	mn, mx := math.Inf(1), math.Inf(-1)
-	for _, v := range x {
-		mn, mx = math.Min(mn, float64(v)), math.Max(mx, float64(v))
+	for j, v := range x {
+		xs[j] = float64(v)
+		mn, mx = min(mn, xs[j]), max(mx, xs[j])
 	}
-	weight := func(j int) float64 {
-		if w == nil {
-			return 1
-		}
-		// The square root of the mean square input: the RMS scale of the output error a weight
-		// error causes. (Weighting by the mean square itself over-fits a few columns.)
-		return math.Sqrt(float64(w[j]) + 1e-12)
-	}
-	codes := func(scale, min float64, into []int8) {
-		for j, v := range x {
-			if scale == 0 {
-				into[j] = int8(clamp(0, lo, hi))
-				continue
-			}
-			into[j] = int8(clamp(math.Round((float64(v)-min)/scale), lo, hi))
-		}
-	}
-	errOf := func(scale, min float64, c []int8) float64 {
-		var e float64
-		for j, v := range x {
-			d := float64(v) - (scale*float64(c[j]) + min)
-			e += weight(j) * d * d
-		}
-		return e
-	}
-	round := func(s, m float64) (float64, float64) {
-		if f16 {
-			return toF16(s), toF16(m)
-		}
-		return float64(float32(s)), float64(float32(m))
-	}
-	// Round-to-nearest start.
-	if sym {
-		amax := math.Max(math.Abs(mn), math.Abs(mx))
-		scale, min = amax/hi, 0
+	// Round-to-nearest start (bit for bit what plain round-to-nearest gives).
+	if lv.sym {
+		scale, offset = math.Max(math.Abs(mn), math.Abs(mx))/lv.hi, 0
 	} else {
-		scale, min = (mx-mn)/(hi-lo), mn
+		scale, offset = (mx-mn)/(lv.hi-lv.lo), mn
 	}
-	scale, min = round(scale, min)
-	codes(scale, min, q)
-	if !search || mx == mn {
-		return
-	}
-	best := errOf(scale, min, q)
-	cand := make([]int8, len(x))
-	// lsq refits scale (and min) by weighted least squares for the codes in cand.
-	lsq := func(s, m float64) (float64, float64) {
-		var sw, swq, swqq, swx, swqx float64
-		for j, v := range x {
-			wt, c := weight(j), float64(cand[j])
-			sw += wt
-			swq += wt * c
-			swqq += wt * c * c
-			swx += wt * float64(v)
-			swqx += wt * c * float64(v)
-		}
-		if sym {
-			if swqq > 0 {
-				s = swqx / swqq
-			}
-		} else if det := sw*swqq - swq*swq; det > 0 {
-			s = (sw*swqx - swq*swx) / det
-			m = (swqq*swx - swq*swqx) / det
-		}
-		return s, m
-	}
-	try := func(s, m float64) {
-		for it := 0; it < 3; it++ { // codes <-> least-squares fit, a few rounds
-			s, m = round(s, m)
-			if s <= 0 {
-				return
-			}
-			codes(s, m, cand)
-			if e := errOf(s, m, cand); e < best {
-				best, scale, min = e, s, m
-				copy(q, cand)
-			}
-			s, m = lsq(s, m)
-		}
-	}
-	amax := math.Max(math.Abs(mn), math.Abs(mx))
-	for k := -12; k <= 12; k++ {
-		f := 1 + 0.02*float64(k) // scales from 76 % to 124 % of the range-based one
-		if sym {
-			try(amax/hi*f, 0)
+	scale, offset = f.round(scale, offset)
+	for j, v := range xs {
+		if scale == 0 {
+			q[j] = int8(clamp(0, lv.lo, lv.hi))
 			continue
 		}
-		s := (mx - mn) / (hi - lo) * f
-		try(s, mn)                       // grid anchored at the minimum
-		try(s, mx-s*(hi-lo))             // ... at the maximum
-		try(s, mn+((mx-mn)-s*(hi-lo))/2) // ... centred on the range
+		q[j] = int8(clamp(math.Round((v-offset)/scale), lv.lo, lv.hi))
+	}
+	if !lv.search || mx == mn {
+		return
+	}
+	f.weigh(imp, n)
+	sch := int4Search
+	if lv.hi > 15 {
+		sch = int8Search
+	}
+	best := f.errOf(q, scale, offset)
+	try := func(s, m float64, rounds int) float64 {
+		least := math.Inf(1)
+		for it := 0; it < rounds; it++ {
+			if s, m = f.round(s, m); s <= 0 {
+				break
+			}
+			e, s2, m2 := f.eval(s, m)
+			least = math.Min(least, e)
+			if e < best {
+				best, scale, offset = e, s, m
+				copy(q, f.cand[:n])
+			}
+			if s2 == s && m2 == m { // the codes are already the least-squares fit: converged
+				break
+			}
+			s, m = s2, m2
+		}
+		return least
+	}
+	type start struct {
+		k      int
+		anchor int
+	}
+	candidate := func(k, anchor int) (float64, float64) {
+		fac := 1 + 0.02*float64(k)
+		if lv.sym {
+			return math.Max(math.Abs(mn), math.Abs(mx)) / lv.hi * fac, 0
+		}
+		s := (mx - mn) / (lv.hi - lv.lo) * fac
+		switch anchor {
+		case 0:
+			return s, mn // grid anchored at the minimum
+		case 1:
+			return s, mx - s*(lv.hi-lv.lo) // ... at the maximum
+		}
+		return s, mn + ((mx-mn)-s*(lv.hi-lv.lo))/2 // ... centred on the range
+	}
+	anchors := 3
+	if lv.sym {
+		anchors = 1
+	}
+	top, topErr := start{}, math.Inf(1)
+	for _, k := range sch.coarse {
+		for a := 0; a < anchors; a++ {
+			s, m := candidate(k, a)
+			if e := try(s, m, sch.rounds); e < topErr {
+				top, topErr = start{k, a}, e
+			}
+		}
+	}
+	for _, dk := range sch.refine {
+		s, m := candidate(top.k+dk, top.anchor)
+		try(s, m, sch.rounds2)
 	}
 	return
+}
+
+func (f *fitter) round(s, m float64) (float64, float64) {
+	if f.lv.f16 {
+		return toF16(s), toF16(m)
+	}
+	return float64(float32(s)), float64(float32(m))
+}
+
+// weigh sets the weights of the elements and the sums that do not depend on the codes. A column's
+// weight is the square root of its mean square input: the RMS scale of the output error a weight
+// error causes (weighting by the mean square itself over-fits a few columns).
+func (f *fitter) weigh(imp []float32, n int) {
+	f.sw, f.swx, f.swxx = 0, 0, 0
+	for j, x := range f.x[:n] {
+		w := 1.0
+		if imp != nil {
+			w = math.Sqrt(float64(imp[j]) + 1e-12)
+		}
+		f.wt[j] = w
+		f.sw += w
+		f.swx += w * x
+		f.swxx += w * x * x
+	}
+}
+
+// eval chooses the codes for (s, m) into cand, in one pass, and returns their weighted squared
+// error and the weighted least-squares (scale, min) for those codes.
+func (f *fitter) eval(s, m float64) (err, s2, m2 float64) {
+	lo, hi := f.lv.lo, f.lv.hi
+	xs, cand := f.x[:f.n], f.cand[:f.n]
+	inv := 1 / s
+	var swq, swqq, swqx float64
+	wt := f.wt[:len(xs)]
+	cand = cand[:len(xs)]
+	for j, x := range xs {
+		// Clamping by branches (rarely taken, so well predicted), then rounding half up rather than
+		// away from zero: a tie costs the same error either way.
+		v := (x - m) * inv
+		if v < lo {
+			v = lo
+		} else if v > hi {
+			v = hi
+		}
+		q := math.Floor(v + 0.5)
+		cand[j] = int8(q)
+		a := q * wt[j]
+		swq += a
+		swqq += a * q
+		swqx += a * x
+	}
+	// sum w (x - s q - m)^2, expanded over the sums.
+	err = f.swxx + s*s*swqq + m*m*f.sw - 2*s*swqx - 2*m*f.swx + 2*s*m*swq
+	s2, m2 = s, m
+	if f.lv.sym {
+		if swqq > 0 {
+			s2 = swqx / swqq
+		}
+	} else if det := f.sw*swqq - swq*swq; det > 0 {
+		s2 = (f.sw*swqx - swq*f.swx) / det
+		m2 = (swqq*f.swx - swq*swqx) / det
+	}
+	return err, s2, m2
+}
+
+// errOf is the weighted squared error of the codes q with (s, m).
+func (f *fitter) errOf(q []int8, s, m float64) float64 {
+	var e float64
+	for j, x := range f.x[:len(q)] {
+		d := x - (s*float64(q[j]) + m)
+		e += d * d * f.wt[j]
+	}
+	return e
 }
 
 // QuantizeInt8 quantizes a row-major [rows, cols] weight per output row, symmetric, q in -127..127.
@@ -173,10 +266,9 @@ func QuantizeInt8(x []float32, rows, cols int, o Options) *Int8Weight {
 	out := &Int8Weight{Codes: make([]int8, rows*cols), Scales: make([]float32, rows)}
 	lv := int8Levels
 	lv.search, lv.f16 = o.Search, o.F16Scales
-	parallel(rows, func(r int) {
-		s, _, q := fit(x[r*cols:(r+1)*cols], o.Importance, lv)
+	parallelWith(rows, func() any { return newFitter(lv, cols) }, func(r int, scratch any) {
+		s, _ := scratch.(*fitter).fit(x[r*cols:(r+1)*cols], o.Importance, out.Codes[r*cols:(r+1)*cols])
 		out.Scales[r] = float32(s)
-		copy(out.Codes[r*cols:], q)
 	})
 	return out
 }
@@ -196,30 +288,35 @@ func QuantizeInt4(x []float32, rows, cols int, o Options) *Int4Weight {
 	}
 	lv := int4Levels(o)
 	offset := -int(lv.lo) // stored codes are 0..15
-	parallel(rows, func(r int) {
-		row := make([]float32, pc)
-		imp := make([]float32, pc)
-		copy(row, x[r*cols:(r+1)*cols])
-		clear(row[cols:])
-		if o.Importance != nil {
-			copy(imp, o.Importance)
-			clear(imp[cols:])
-		}
-		codes := make([]int8, pc)
+	type scratch struct {
+		f        *fitter
+		row, imp []float32
+		codes    []int8
+	}
+	var imp []float32
+	if o.Importance != nil { // padding columns get no weight
+		imp = make([]float32, pc)
+		copy(imp, o.Importance)
+	}
+	parallelWith(rows, func() any {
+		return &scratch{newFitter(lv, gs), make([]float32, pc), imp, make([]int8, pc)}
+	}, func(r int, sc any) {
+		s := sc.(*scratch)
+		copy(s.row, x[r*cols:(r+1)*cols])
+		clear(s.row[cols:])
 		for k := 0; k < g; k++ {
 			var w []float32
-			if o.Importance != nil {
-				w = imp[k*gs : (k+1)*gs]
+			if s.imp != nil {
+				w = s.imp[k*gs : (k+1)*gs]
 			}
-			s, m, q := fit(row[k*gs:(k+1)*gs], w, lv)
-			out.Scales[r*g+k] = float32(s)
+			sc, m := s.f.fit(s.row[k*gs:(k+1)*gs], w, s.codes[k*gs:(k+1)*gs])
+			out.Scales[r*g+k] = float32(sc)
 			if !o.Symmetric {
 				out.Mins[r*g+k] = float32(m)
 			}
-			copy(codes[k*gs:], q)
 		}
 		for j := 0; j < pc; j += 2 {
-			out.Packed[(r*pc+j)/2] = uint8(int(codes[j])+offset) | uint8(int(codes[j+1])+offset)<<4
+			out.Packed[(r*pc+j)/2] = uint8(int(s.codes[j])+offset) | uint8(int(s.codes[j+1])+offset)<<4
 		}
 	})
 	return out

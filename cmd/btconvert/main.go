@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/urfave/cli/v2"
+	"github.com/xrash/smetrics"
 
 	"github.com/btconvert/btconvert"
 	"github.com/btconvert/btconvert/formats/errs"
@@ -167,8 +168,8 @@ func prepareArgs(app *cli.App, args []string) ([]string, error) {
 			names = append(names, c.Name)
 		}
 		msg := fmt.Sprintf("unknown command %q (commands: %s)", args[1], strings.Join(names, ", "))
-		if s := cli.SuggestCommand(app.Commands, args[1]); s != "" {
-			msg = fmt.Sprintf("unknown command %q; did you mean %q?", args[1], s)
+		if s := cli.SuggestCommand(app.Commands, args[1]); s != "" { // `Did you mean "import"?`
+			msg = fmt.Sprintf("unknown command %q; %s", args[1], strings.ToLower(s[:1])+s[1:])
 		}
 		return nil, usagef("%s", msg)
 	}
@@ -183,6 +184,7 @@ func prepareArgs(app *cli.App, args []string) ([]string, error) {
 		}
 	}
 	var flags, pos []string
+	help := false
 	rest := args[2:]
 	for i := 0; i < len(rest); i++ {
 		a := rest[i]
@@ -193,6 +195,16 @@ func prepareArgs(app *cli.App, args []string) ([]string, error) {
 		if len(a) > 1 && a[0] == '-' {
 			flags = append(flags, a)
 			name := strings.TrimLeft(a, "-")
+			base, _, _ := strings.Cut(name, "=")
+			help = help || base == "help" || base == "h"
+			if _, known := takesValue[base]; !known && base != "help" && base != "h" {
+				msg := fmt.Sprintf("%s: unknown flag %s", cmd.Name, a)
+				// Suggest only a near miss (a typo or two), not whatever flag is least unlike.
+				if s := cli.SuggestFlag(cmd.Flags, base, true); s != "" && smetrics.WagnerFischer(base, strings.TrimLeft(s, "-"), 1, 1, 1) <= max(2, len(base)/4) {
+					msg += "; did you mean " + s + "?"
+				}
+				return nil, usagef("%s", msg)
+			}
 			if !strings.Contains(name, "=") && takesValue[name] {
 				if i+1 >= len(rest) {
 					return nil, usagef("%s: flag %s needs a value", cmd.Name, a)
@@ -203,6 +215,9 @@ func prepareArgs(app *cli.App, args []string) ([]string, error) {
 			continue
 		}
 		pos = append(pos, a)
+	}
+	if help { // help wins, whatever else is on the line
+		return []string{args[0], args[1], "--help"}, nil
 	}
 	out := append([]string{args[0], args[1]}, flags...)
 	if len(pos) > 0 {

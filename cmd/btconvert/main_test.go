@@ -31,6 +31,15 @@ func TestVersionAndHelp(t *testing.T) {
 			t.Errorf("%s --help: %d %q", cmd, code, out)
 		}
 	}
+	// Help after the arguments, as people type it; a prompt that reads "--help" is just a prompt.
+	code, out, _ = btc(t, "verify", filepath.Join(fx, "bt-tiny"), "--bench", "--help")
+	if code != 0 || !strings.Contains(out, "btconvert verify - ") {
+		t.Errorf("verify MODEL --help: %d %q", code, out)
+	}
+	code, out, _ = btc(t, "generate", filepath.Join(fx, "bt-tiny"), "-p", "--help", "-n", "4", "-q")
+	if code != 0 || !strings.HasPrefix(out, "--help") || strings.Contains(out, "USAGE") {
+		t.Errorf("generate -p --help: %d %q", code, out)
+	}
 }
 
 func TestImportInspectVerify(t *testing.T) {
@@ -135,7 +144,7 @@ func TestBadInputExitCodes(t *testing.T) {
 		{[]string{"import", filepath.Join(fx, "bt-tiny"), "-o", out, "--dtype", "f8"}, 2, "btconvert: --dtype \"f8\": want keep, f32, bf16 or f16\n"},
 		{[]string{"import", filepath.Join(fx, "bt-tiny"), "-o", out, "--method", "skip"}, 2, "btconvert: --method only applies with --from-vanilla\n"},
 		{[]string{"import", filepath.Join(fx, "pythia-tiny"), "-o", out, "--from-vanilla", "--block-layers", "9"}, 2, "btconvert: --method \"partition\": --block-layers must be between 1 and 3 for a 4-layer model, got 9\n"},
-		{[]string{"inspect", filepath.Join(fx, "bt-tiny"), "--bogus"}, 2, "btconvert: flag provided but not defined: -bogus\n"},
+		{[]string{"inspect", filepath.Join(fx, "bt-tiny"), "--bogus"}, 2, "btconvert: inspect: unknown flag --bogus\n"},
 		{[]string{"verify", filepath.Join(fx, "bt-tiny"), "--backend", "tpu9"}, 2, "btconvert: --backend \"tpu9\": unknown backend (want auto, go, xla:cpu, xla:cuda or xla:/path/to/pjrt_plugin.so)\n"},
 		{[]string{"verify", filepath.Join(fx, "bt-tiny"), "--compute-dtype", "f16"}, 2, "btconvert: --compute-dtype \"f16\": want f32 or bf16\n"},
 		{[]string{"generate", filepath.Join(fx, "bt-tiny")}, 2, "btconvert: generate: --prompt TEXT (or --prompt-file FILE) is required\n"},

@@ -42,18 +42,21 @@ func OpenCheckpoint(path string) (*Checkpoint, error) {
 		}
 		return newCheckpoint(filepath.Dir(path), []*File{f}), nil
 	}
-	if _, err := os.Stat(filepath.Join(path, IndexName)); err == nil {
+	if _, err := os.Lstat(filepath.Join(path, IndexName)); err == nil {
 		return openSharded(path)
 	}
 	single := filepath.Join(path, "model.safetensors")
-	if _, err := os.Stat(single); err == nil {
+	if _, err := os.Lstat(single); err == nil {
 		f, err := Open(single)
 		if err != nil {
 			return nil, err
 		}
 		return newCheckpoint(path, []*File{f}), nil
 	}
-	ents, _ := os.ReadDir(path)
+	ents, err := os.ReadDir(path)
+	if err != nil {
+		return nil, errs.File(path, "cannot read the folder: %v", fsio.Unwrap(err))
+	}
 	for _, e := range ents {
 		if shardName.MatchString(e.Name()) {
 			return nil, errs.File(path, "has shard %s but no %s to say which tensor is where", e.Name(), IndexName)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/x448/float16"
 )
@@ -67,6 +68,19 @@ func (d DType) Lower() string {
 		return "bf16"
 	}
 	return string(d)
+}
+
+// littleEndian: stored little-endian F32 data is already this machine's float32.
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// Float32View is ToFloat32 without the copy where one is not needed: F32 data, 4-byte aligned, on
+// a little-endian machine is returned as the same memory (a weight then costs its size once, not
+// twice). The result may share raw: read it, never write it.
+func Float32View(d DType, raw []byte) ([]float32, error) {
+	if d == F32 && littleEndian && len(raw) >= 4 && len(raw)%4 == 0 && uintptr(unsafe.Pointer(&raw[0]))%4 == 0 {
+		return unsafe.Slice((*float32)(unsafe.Pointer(&raw[0])), len(raw)/4), nil
+	}
+	return ToFloat32(d, raw)
 }
 
 // ToFloat32 converts raw little-endian data of dtype d to float32. F16 and BF16 convert exactly;

@@ -169,7 +169,7 @@ func For(dir string, vocab int) (Tokenizer, error) {
 	if vocab <= 256 {
 		return ByteTokenizer{}, nil
 	}
-	return nil, &errs.InputError{File: dir, Msg: fmt.Sprintf("vocabulary of %d tokens but no %s (or %s + %s) to turn text into tokens; give one with {Tokenizer}", vocab, Name, Vocab, Merges)}
+	return nil, &errs.InputError{File: dir, Msg: fmt.Sprintf("vocabulary of %d tokens but no %s (or %s + %s) to turn text into tokens: put one in the model folder (import {Tokenizer} carries one)", vocab, Name, Vocab, Merges)}
 }
 
 // Load reads a tokenizer.json, or a vocab.json with the merges.txt beside it. A malformed file is

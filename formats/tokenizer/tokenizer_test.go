@@ -95,7 +95,7 @@ func TestWordLevelAndBytes(t *testing.T) {
 		t.Fatalf("byte model got %s", tk.Name())
 	}
 	empty := t.TempDir()
-	if _, err := tokenizer.For(empty, 50304); err == nil || err.Error() != empty+": vocabulary of 50304 tokens but no tokenizer.json (or vocab.json + merges.txt) to turn text into tokens; give one with Tokenizer" {
+	if _, err := tokenizer.For(empty, 50304); err == nil || err.Error() != empty+": vocabulary of 50304 tokens but no tokenizer.json (or vocab.json + merges.txt) to turn text into tokens: put one in the model folder (import Tokenizer carries one)" {
 		t.Fatalf("got %v", err)
 	}
 }

@@ -14,8 +14,9 @@ import (
 // length tokens: the weights, the KV caches twice (a step reads the old ones and writes new ones),
 // the prefill's activations and attention scores (float32, several live at once: the pure-Go
 // backend materialises every intermediate), and the logits with the sampler's temporaries.
-// elem is the size of the compute dtype. (See TestEstimateBoundsPeakRSS for its check against
-// measured peaks.)
+// elem is the size of the compute dtype. The working memory is counted twice: the Go collector lets
+// the heap grow to twice what is live before it runs (GOGC 100), and a decode step's old caches
+// are garbage only after it. (TestEstimateBoundsPeakRSS checks it against measured peaks.)
 func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
 	const (
 		actPerHidden = 16 // live [B, T, D] intermediates of a layer (norms, q/k/v, rotary, residuals)
@@ -34,14 +35,14 @@ func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
 	V := int64(c.VocabSize)
 	if !c.IsBlock() {
 		cache, act := stack(c.Decoder, n, n)
-		return weightBytes + cache + act + logitCopies*b*V*f32
+		return weightBytes + 2*(cache+act+logitCopies*b*V*f32)
 	}
 	L := int64(c.BlockLength)
 	blocks := n/L + 1
 	cache, act := stack(c.BlockDecoder, blocks, blocks)
 	local := int64(c.TokenDecoder.ExpansionRatio) + L - 1
 	_, tokAct := stack(&c.TokenDecoder.DecoderConfig, local, local)
-	return weightBytes + cache + max(act, tokAct) + logitCopies*L*b*V*f32
+	return weightBytes + 2*(cache+max(act, tokAct)+logitCopies*L*b*V*f32)
 }
 
 // MaxBatch is the largest batch whose estimated memory fits budget (0 if none): a binary search

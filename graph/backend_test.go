@@ -1,0 +1,50 @@
+package graph
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// auto picks XLA only where a plugin is installed, names what it found, and an explicit spec is
+// never second-guessed.
+func TestChooseBackend(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", dir)
+	t.Setenv(BackendEnv, "")
+	if spec, why := Choose(Resolve("")); spec != "go" || why != "auto: no PJRT plugin in "+dir+", so the pure-Go backend" {
+		t.Fatalf("absent: %s (%s)", spec, why)
+	}
+	cpu := filepath.Join(dir, "pjrt_c_api_cpu_plugin.so")
+	os.WriteFile(cpu, []byte("not a shared library"), 0o644)
+	if spec, why := Choose(Auto); spec != "xla:"+cpu || why != "auto: the XLA CPU PJRT plugin "+cpu {
+		t.Fatalf("cpu present: %s (%s)", spec, why)
+	}
+	os.WriteFile(filepath.Join(dir, "pjrt_c_api_cuda_plugin.so"), nil, 0o644)
+	if !gpuPresent() {
+		if spec, why := Choose(Auto); spec != "xla:"+cpu || !strings.HasSuffix(why, "(a CUDA plugin is installed but no GPU is present)") {
+			t.Fatalf("cuda without a GPU: %s (%s)", spec, why)
+		}
+	}
+	if spec, _ := Choose("go"); spec != "go" {
+		t.Fatalf("explicit go became %s", spec)
+	}
+	t.Setenv(BackendEnv, "xla:cpu")
+	if Resolve("") != "xla:cpu" || Resolve("go") != "go" {
+		t.Fatal("the option or the environment was not followed")
+	}
+	// The plugin auto found cannot be loaded: an error that names it, not a switch to another.
+	_, err := NewBackend("xla:" + cpu)
+	if err == nil || !strings.HasPrefix(err.Error(), `Backend "xla:`+cpu+`": the PJRT plugin `+cpu+` could not be loaded: `) {
+		t.Fatalf("unloadable plugin: %v", err)
+	}
+	// A plugin name that is not installed says where GoMLX looks and how to get one.
+	_, err = NewBackend("xla:cpu")
+	if err == nil || !strings.Contains(err.Error(), `no PJRT plugin "cpu" found in `+dir+"; point PJRT_PLUGIN_LIBRARY_PATH at the folder") {
+		t.Logf("(the plugin in %s is a fake, so GoMLX may find and fail it instead)", dir)
+		if err == nil {
+			t.Fatal("xla:cpu accepted")
+		}
+	}
+}

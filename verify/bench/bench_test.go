@@ -1,0 +1,52 @@
+package bench
+
+import (
+	"runtime"
+	"runtime/debug"
+	"testing"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+
+	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/internal/testfix"
+)
+
+// currentRSS is the process's resident memory now.
+func currentRSS() int64 {
+	runtime.GC()
+	debug.FreeOSMemory()
+	ResetPeakRSS()
+	return PeakRSS()
+}
+
+// The memory estimate bounds what a generation really takes (peak resident memory above what the
+// process held before loading the model) at two sizes, without overstating it more than 4x.
+func TestEstimateBoundsPeakRSS(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		B, P, G int
+	}{{"bt-tiny", 16, 128, 32}, {"bt-tiny", 64, 128, 32}, {"pythia-tiny", 16, 128, 32}, {"pythia-tiny", 64, 128, 32}} {
+		before := currentRSS()
+		e, err := graph.Load(testfix.Open(t, testfix.Path(c.name)), testfix.Backend(t), dtypes.Float32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prompts := make([][]int32, c.B)
+		for i := range prompts {
+			prompts[i] = make([]int32, c.P)
+			for j := range prompts[i] {
+				prompts[i][j] = int32(1 + (i*7+j*13)%250)
+			}
+		}
+		if _, err := e.Generate(prompts, graph.GenerateOptions{MaxNewTokens: c.G}); err != nil {
+			t.Fatal(err)
+		}
+		used := PeakRSS() - before
+		est := Estimate(e.Config, e.Weights.Bytes, e.DType.Size(), c.B, c.P+c.G)
+		e.Close()
+		t.Logf("%s B=%d P=%d G=%d: estimate %d MB, measured %d MB", c.name, c.B, c.P, c.G, est>>20, used>>20)
+		if est < used || est > 4*used+32<<20 {
+			t.Errorf("%s B=%d: estimate %d MB for a measured peak of %d MB", c.name, c.B, est>>20, used>>20)
+		}
+	}
+}
