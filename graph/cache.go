@@ -6,9 +6,10 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 )
 
-// KV caches. A layer's cache holds its keys and values in layout [S, B, H, hd]: sequence first, so
-// a mask over positions is a prefix of the shape (Where needs that) and a new position is one
-// slice along axis 0. Three kinds of attention share the decoder:
+// KV caches. A layer's cache holds its keys as [B, H, S, hd] and its values as [B, H, hd, S]: the
+// layouts the attention products read in place (batch axes, then the kept axis, then the summed
+// one), so a step does not re-lay-out the whole cache to multiply with it. Three kinds of
+// attention share the decoder:
 //
 //   - causal: a full forward over new tokens (scoring, prefill), which can keep the keys and values
 //     as the caches a generation starts from;
@@ -18,15 +19,20 @@ import (
 //     vanilla model while generating), so the step graph has fixed shapes and compiles once; the
 //     caches are donated to each step, so the backends update them in place.
 
-// toCache turns [B, T, H, hd] into the cache layout [T, B, H, hd] (sequence first, so a position
-// mask is a prefix of the shape and Where can update a cache without DynamicUpdateSlice).
-func toCache(x *Node) *Node { return TransposeAllAxes(x, 1, 0, 2, 3) }
+// The sequence axis of keys and of values.
+const keySeqAxis, valueSeqAxis = 2, 3
+
+// toKeys turns new keys [B, T, H, hd] into the key layout [B, H, T, hd].
+func toKeys(x *Node) *Node { return TransposeAllAxes(x, 0, 2, 1, 3) }
+
+// toValues turns new values [B, T, H, hd] into the value layout [B, H, hd, T].
+func toValues(x *Node) *Node { return TransposeAllAxes(x, 0, 2, 3, 1) }
 
 // causal is the attendFn of a full forward: keys are the new tokens, causally masked. If keep is
-// not nil, each layer's keys and values (cache layout) are appended to it.
+// not nil, each layer's keys and values (cache layouts) are appended to it.
 func causal(keep *[]kv) attendFn {
 	return func(_ int, q, k, v *Node) *Node {
-		kc, vc := toCache(k), toCache(v)
+		kc, vc := toKeys(k), toValues(v)
 		if keep != nil {
 			*keep = append(*keep, kv{kc, vc})
 		}
@@ -34,7 +40,7 @@ func causal(keep *[]kv) attendFn {
 	}
 }
 
-// kv is one layer's cache in layout [S, B, H, hd].
+// kv is one layer's cache: keys [B, H, S, hd], values [B, H, hd, S].
 type kv struct{ k, v *Node }
 
 // localCache is the attendFn of the token decoder during generation: keys are the block's earlier
@@ -42,10 +48,10 @@ type kv struct{ k, v *Node }
 func localCache(past *[]kv, start int) attendFn {
 	fresh := len(*past) == 0
 	return func(layer int, q, k, v *Node) *Node {
-		kc, vc := toCache(k), toCache(v)
+		kc, vc := toKeys(k), toValues(v)
 		if !fresh {
-			kc = Concatenate([]*Node{(*past)[layer].k, kc}, 0)
-			vc = Concatenate([]*Node{(*past)[layer].v, vc}, 0)
+			kc = Concatenate([]*Node{(*past)[layer].k, kc}, keySeqAxis)
+			vc = Concatenate([]*Node{(*past)[layer].v, vc}, valueSeqAxis)
 			(*past)[layer] = kv{kc, vc}
 		} else {
 			*past = append(*past, kv{kc, vc})
@@ -60,25 +66,48 @@ func localCache(past *[]kv, start int) attendFn {
 func (b *builder) fixedCache(caches []kv, pos *Node) attendFn {
 	return func(layer int, q, k, v *Node) *Node {
 		c := caches[layer]
-		S := c.k.Shape().Dim(0)
+		S := c.k.Shape().Dim(keySeqAxis)
 		g := q.Graph()
 		idx := Iota(g, shapes.Make(dtypes.Int32, S), 0)
-		kc, vc := b.writeCache(c.k, toCache(k), pos), b.writeCache(c.v, toCache(v), pos)
+		kc, vc := b.writeCache(c.k, toKeys(k), pos, keySeqAxis), b.writeCache(c.v, toValues(v), pos, valueSeqAxis)
 		caches[layer] = kv{kc, vc}
 		bias := Where(LessOrEqual(idx, pos), Zeros(g, shapes.Make(dtypes.Float32, S)), Const(g, float32(-1e9)))
 		return attention(q, kc, vc, Reshape(bias, 1, S))
 	}
 }
 
-// writeCache puts x [1, B, H, hd] at position pos of cache [S, B, H, hd]. XLA has
-// DynamicUpdateSlice; the pure-Go backend has no such op, but its ScatterSum adds into the cache in
-// place when the cache buffer is donated to the step (decode does), and adding is writing here: every
-// position of a cache is zero until it is written, once.
-func (b *builder) writeCache(cache, x, pos *Node) *Node {
+// writeCache puts x (one position: the cache's shape with 1 on axis) at position pos of cache.
+// XLA has DynamicUpdateSlice; the pure-Go backend has no such op, but its ScatterSum adds into the
+// cache in place when the cache buffer is donated to the step (decode does), and adding is writing
+// here: every position of a cache is zero until it is written, once. The scatter indexes every
+// axis before the sequence axis and the sequence axis itself; the axes after it are the slice.
+func (b *builder) writeCache(cache, x, pos *Node, axis int) *Node {
 	x = ConvertDType(x, cache.DType())
 	if b.kind == xlaBackend {
-		zero := ScalarZero(b.g, pos.DType())
-		return DynamicUpdateSlice(cache, x, []*Node{pos, zero, zero, zero})
+		starts := make([]*Node, cache.Rank())
+		for i := range starts {
+			starts[i] = ScalarZero(b.g, pos.DType())
+		}
+		starts[axis] = pos
+		return DynamicUpdateSlice(cache, x, starts)
 	}
-	return ScatterSum(cache, Reshape(pos, 1, 1), x, true, true)
+	lead := cache.Shape().Dimensions[:axis] // one update per index of these axes
+	cols := make([]*Node, 0, axis+1)
+	idxShape := shapes.Make(dtypes.Int32, append(append([]int(nil), lead...), 1)...)
+	for i := range lead {
+		cols = append(cols, Iota(b.g, idxShape, i))
+	}
+	cols = append(cols, BroadcastToShape(Reshape(ConvertDType(pos, dtypes.Int32), ones(axis+1)...), idxShape))
+	indices := Concatenate(cols, -1) // [lead..., axis+1]
+	updates := Reshape(x, append(append([]int(nil), lead...), cache.Shape().Dimensions[axis+1:]...)...)
+	return ScatterSum(cache, indices, updates, true, true)
+}
+
+// ones is n ones (the dimensions of a broadcastable scalar).
+func ones(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = 1
+	}
+	return out
 }

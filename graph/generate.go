@@ -108,7 +108,7 @@ type stepOut struct {
 func (o stepOut) nodes(S int) []*Node {
 	out := []*Node{o.tokens, o.logits, o.rng}
 	for _, c := range o.caches {
-		out = append(out, padCache(c.k, S), padCache(c.v, S))
+		out = append(out, padCache(c.k, keySeqAxis, S), padCache(c.v, valueSeqAxis, S))
 	}
 	return out
 }
@@ -324,14 +324,15 @@ func (e *Engine) decode(g *Generation, o GenerateOptions, prefill, step *Exec, s
 	return nil
 }
 
-// padCache extends a cache [n, B, H, hd] with zeros to [S, B, H, hd].
-func padCache(c *Node, S int) *Node {
-	n := c.Shape().Dim(0)
+// padCache extends a cache with zeros to S positions along its sequence axis.
+func padCache(c *Node, axis, S int) *Node {
+	n := c.Shape().Dim(axis)
 	if n == S {
 		return c
 	}
-	dims := append([]int{S - n}, c.Shape().Dimensions[1:]...)
-	return Concatenate([]*Node{c, Zeros(c.Graph(), shapes.Make(c.DType(), dims...))}, 0)
+	dims := append([]int(nil), c.Shape().Dimensions...)
+	dims[axis] = S - n
+	return Concatenate([]*Node{c, Zeros(c.Graph(), shapes.Make(c.DType(), dims...))}, axis)
 }
 
 func freeAll(ts []*tensors.Tensor) {

@@ -170,15 +170,18 @@ func rope(x, pos, cos, sin *Node, rot int) *Node {
 // and records whatever cache it keeps.
 type attendFn func(layer int, q, k, v *Node) *Node
 
-// attention is softmax(q k^T / sqrt(hd) + bias) v with keys/values in cache layout [S, B, H, hd]
-// and an additive float32 bias [T, S] (0 or -1e9). Scores and softmax are in float32.
+// attention is softmax(q k^T / sqrt(hd) + bias) v for q [B, T, H, hd], keys [B, H, S, hd] and
+// values [B, H, hd, S] (the cache layouts) and an additive float32 bias [T, S] (0 or -1e9). Scores
+// and softmax are in float32. Returns [B, T, H, hd].
 func attention(q, k, v, bias *Node) *Node {
 	hd := q.Shape().Dim(-1)
-	scores := Einsum("bthd,sbhd->bhts", q, k)
+	qh := TransposeAllAxes(q, 0, 2, 1, 3)                                     // [B, H, T, hd]
+	scores := DotGeneral(qh, []int{3}, []int{0, 1}, k, []int{3}, []int{0, 1}) // [B, H, T, S]
 	scores = MulScalar(ConvertDType(scores, dtypes.Float32), 1/math.Sqrt(float64(hd)))
 	scores = Add(scores, InsertAxes(bias, 0, 0))
 	probs := ConvertDType(Softmax(scores, -1), q.DType())
-	return Einsum("bhts,sbhd->bthd", probs, v)
+	out := DotGeneral(probs, []int{3}, []int{0, 1}, v, []int{3}, []int{0, 1}) // [B, H, T, hd]
+	return TransposeAllAxes(out, 0, 2, 1, 3)
 }
 
 // causalBias is the additive mask for T new tokens attending to past+T keys.

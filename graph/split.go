@@ -59,8 +59,9 @@ func (e *Engine) TimeComponents(B, S, reps int) (*ComponentTimes, error) {
 	rng, _ := RNGStateFromSeed(0)
 	stepArgs := []any{}
 	bd := cfg.BlockDecoder
-	for i := 0; i < 2*layers; i++ {
-		stepArgs = append(stepArgs, tensors.FromShape(shapes.Make(e.DType, S, B, bd.Heads, bd.HeadDim)))
+	for i := 0; i < layers; i++ {
+		stepArgs = append(stepArgs, tensors.FromShape(shapes.Make(e.DType, B, bd.Heads, S, bd.HeadDim)),
+			tensors.FromShape(shapes.Make(e.DType, B, bd.Heads, bd.HeadDim, S)))
 	}
 	stepArgs = append(stepArgs, x, int32(S/2))
 	timeIt := func(x *Exec, args ...any) (time.Duration, error) {

@@ -8,6 +8,7 @@ btconvert never needs Python.
 
     python3 bench/pytorch/baseline.py bench MODEL [MODEL2] --batch 1,4,16 -p 128 -n 128 --reps 3
     python3 bench/pytorch/baseline.py check MODEL --reference MODEL/reference.safetensors
+    python3 bench/pytorch/baseline.py score MODEL TEXT --threads 2
 
 `bench` prints JSON shaped like `verify --bench --json` ({"bench": [rows]}); `check` scores the
 reference's input_ids and compares with its logits (exit 1 past --max-rel-err).
@@ -327,6 +328,29 @@ def check(args):
         sys.exit(1)
 
 
+def score(args):
+    """Scoring throughput as `btconvert verify --eval-text` measures it: byte-level ids, windows
+    of --window tokens, batches of --batch windows, one full forward each."""
+    torch.set_num_threads(args.threads)
+    model = load(args.model, torch.float32, torch.device("cpu"))
+    with open(args.text, "rb") as f:
+        ids = list(f.read())
+    T = args.window
+    windows = [ids[i:i + T] for i in range(0, len(ids) - T + 1, T)]
+    per_window = (T // model.first - 1) * model.first if model.first > 1 else T - 1
+    best = None
+    with torch.inference_mode():
+        for _ in range(args.reps):
+            t0 = time.perf_counter()
+            for i in range(0, len(windows), args.batch):
+                model.score(torch.tensor(windows[i:i + args.batch], dtype=torch.long))
+            d = time.perf_counter() - t0
+            best = d if best is None else min(best, d)
+    n = len(windows) * per_window
+    print(json.dumps({"model": args.model, "tokens_scored": n, "seconds": best, "tokens_per_s": n / best,
+                      "threads": args.threads, "blas": blas()}))
+
+
 def ints(s):
     return [int(x) for x in s.split(",")]
 
@@ -351,10 +375,19 @@ def main():
     c.add_argument("--reference", required=True)
     c.add_argument("--max-rel-err", type=float, default=1e-4)
     c.add_argument("--f64", action="store_true", help="compute in float64")
+    s = sub.add_parser("score", help="scoring throughput over a text (byte-level vocabularies)")
+    s.add_argument("model")
+    s.add_argument("text")
+    s.add_argument("--window", type=int, default=256)
+    s.add_argument("--batch", type=int, default=16)
+    s.add_argument("--reps", type=int, default=3)
+    s.add_argument("--threads", type=int, default=os.cpu_count())
     args = ap.parse_args()
     if args.cmd == "bench":
         torch.set_num_threads(args.threads)
         bench(args)
+    elif args.cmd == "score":
+        score(args)
     else:
         check(args)
 

@@ -146,7 +146,9 @@ func ExtractBundle(bundle string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+	// Our writer uses an 8 MiB window; a frame that declares more is not ours, and would make the
+	// decoder allocate what it declares.
+	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(32<<20))
 	if err != nil {
 		return "", errs.File(bundle, "not a btconvert bundle: %v", err)
 	}
@@ -254,20 +256,25 @@ func extract(bundle string, zr io.Reader, dir string) error {
 			return bad("file %q listed in the manifest is missing", mf.Name)
 		}
 	}
-	// Past the tar's end only its zero padding may follow; reading to the end of the zstd stream
-	// also checks the frame checksum and refuses bytes after the frame.
-	rest, err := io.Copy(zeroOnly{}, zr)
-	if err != nil {
-		if errors.Is(err, errNotZero) {
-			return bad("data after the end of the archive")
-		}
+	// Past the tar's end only its zero padding may follow (tar writers pad to at most a 10 KiB
+	// record; more is refused, so a stream of compressed zeros cannot keep us reading); reading to
+	// the end of the zstd stream also checks the frame checksum and refuses bytes after the frame.
+	rest, err := io.Copy(zeroOnly{}, io.LimitReader(zr, maxTarPadding+1))
+	switch {
+	case errors.Is(err, errNotZero):
+		return bad("data after the end of the archive")
+	case err != nil:
 		return bad("corrupt after the archive's end: %v", err)
+	case rest > maxTarPadding:
+		return bad("data after the end of the archive (more than %d bytes of padding)", maxTarPadding)
 	}
-	_ = rest
 	return nil
 }
 
 var errNotZero = errors.New("non-zero byte")
+
+// maxTarPadding is the most zero padding accepted after the tar's end.
+const maxTarPadding = 64 << 10
 
 // zeroOnly accepts zero bytes only.
 type zeroOnly struct{}

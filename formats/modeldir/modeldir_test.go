@@ -281,6 +281,8 @@ func TestBundleRejectsCorruption(t *testing.T) {
 		{"manifest not first", func(p string) { rebundle(t, p, append(append([]entry{}, entries[1:]...), entries[0]), nil) },
 			`: first entry is "embedder.safetensors", want manifest.json`},
 		{"data after the tar", func(p string) { rebundle(t, p, entries, []byte("hidden payload")) }, ": data after the end of the archive"},
+		{"endless zero padding", func(p string) { rebundle(t, p, entries, make([]byte, 1<<20)) },
+			": data after the end of the archive (more than 65536 bytes of padding)"},
 		{"bytes after the frame", func(p string) { os.WriteFile(p, append(bytes.Clone(raw), "garbage"...), 0o644) }, ": corrupt after the archive's end"},
 		{"second frame", func(p string) {
 			var extra bytes.Buffer

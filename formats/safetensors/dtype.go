@@ -204,7 +204,7 @@ func ConvertRaw(from, to DType, raw []byte) ([]byte, error) {
 	if from == to {
 		return raw, nil
 	}
-	f, err := ToFloat32(from, raw)
+	f, err := Float32View(from, raw) // only read
 	if err != nil {
 		return nil, err
 	}
