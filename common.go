@@ -48,7 +48,7 @@ func (rt Runtime) start(ui UI) (*device, error) {
 	if err != nil && asked == graph.Auto {
 		// Never a silent switch: the plugin auto found is broken, and the user is told how to go on.
 		return nil, errs.Option("Backend", graph.Auto, "found %s, but it could not be started (%v); pass {Backend} go to run on the pure-Go backend",
-			strings.TrimPrefix(why, "auto: "), errs.Render(err, func(f string) string { return f }))
+			strings.TrimPrefix(why, "auto: "), errs.Render(err, func(f string) string { return "{" + f + "}" })) // spelt by the front end
 	}
 	if err != nil {
 		return nil, err

@@ -58,25 +58,17 @@ func (t *Tensor) Raw() ([]byte, error) {
 }
 
 // Float32 returns the values converted to float32.
-func (t *Tensor) Float32() ([]float32, error) {
-	raw, err := t.Raw()
-	if err != nil {
-		return nil, err
-	}
-	v, err := safetensors.ToFloat32(t.DType, raw)
-	if err != nil {
-		return nil, errs.Tensor(t.SrcFile, t.SrcName, "%v", err)
-	}
-	return v, nil
-}
+func (t *Tensor) Float32() ([]float32, error) { return t.floats(safetensors.ToFloat32) }
 
 // Float32View is Float32 that may share the loaded bytes (no copy for F32): read it only.
-func (t *Tensor) Float32View() ([]float32, error) {
+func (t *Tensor) Float32View() ([]float32, error) { return t.floats(safetensors.Float32View) }
+
+func (t *Tensor) floats(convert func(safetensors.DType, []byte) ([]float32, error)) ([]float32, error) {
 	raw, err := t.Raw()
 	if err != nil {
 		return nil, err
 	}
-	v, err := safetensors.Float32View(t.DType, raw)
+	v, err := convert(t.DType, raw)
 	if err != nil {
 		return nil, errs.Tensor(t.SrcFile, t.SrcName, "%v", err)
 	}

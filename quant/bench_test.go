@@ -25,20 +25,19 @@ func BenchmarkQuantizeInt4RTN(b *testing.B)    { benchInt4(b, Options{GroupSize:
 func BenchmarkQuantizeInt4Search(b *testing.B) { benchInt4(b, Options{GroupSize: 64, Search: true}) }
 
 func benchInt8(b *testing.B, o Options) {
-	w, imp := benchWeights()
-	o.Importance = imp
-	b.SetBytes(int64(4 * len(w)))
-	for i := 0; i < b.N; i++ {
-		QuantizeInt8(w, benchRows, benchCols, o)
-	}
+	benchScheme(b, o, func(w []float32, o Options) { QuantizeInt8(w, benchRows, benchCols, o) })
 }
 
 func benchInt4(b *testing.B, o Options) {
+	benchScheme(b, o, func(w []float32, o Options) { QuantizeInt4(w, benchRows, benchCols, o) })
+}
+
+func benchScheme(b *testing.B, o Options, quantize func([]float32, Options)) {
 	w, imp := benchWeights()
 	o.Importance = imp
 	b.SetBytes(int64(4 * len(w)))
 	for i := 0; i < b.N; i++ {
-		QuantizeInt4(w, benchRows, benchCols, o)
+		quantize(w, o)
 	}
 }
 

@@ -246,3 +246,20 @@ func TestImportNeedsHeads(t *testing.T) {
 		})
 	}
 }
+
+// auto never switches silently: a PJRT plugin it finds but cannot load is an error naming it,
+// with the way on.
+func TestAutoBackendBrokenPlugin(t *testing.T) {
+	dir := t.TempDir()
+	plugin := filepath.Join(dir, "pjrt_c_api_cpu_plugin.so")
+	if err := os.WriteFile(plugin, []byte("not a shared library"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", dir)
+	t.Setenv("BTCONVERT_BACKEND", "")
+	code, _, stderr := btc(t, "verify", filepath.Join(fx, "bt-tiny"))
+	prefix := `btconvert: --backend "auto": found the XLA CPU PJRT plugin ` + plugin + `, but it could not be started (--backend "xla:` + plugin + `": the PJRT plugin ` + plugin + ` could not be loaded: `
+	if code != 2 || !strings.HasPrefix(stderr, prefix) || !strings.HasSuffix(stderr, "; pass --backend go to run on the pure-Go backend\n") {
+		t.Fatalf("got %d %q", code, stderr)
+	}
+}
