@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"cmp"
 	"fmt"
 	"testing"
 	"time"
@@ -44,18 +45,28 @@ func BenchmarkMatmulRate(b *testing.B) {
 }
 
 // BenchmarkDecode is the decode loop of a paper preset (random weights, f32, go backend) at batch
-// 16 after a 128-token prompt: ns/op is one generated token per row (a block of them for a block
-// model); profile it with -cpuprofile.
+// 16 after a 128-token prompt. ms/step is one decode step (a token per row, or a block of them for
+// a block model) with the prompt's cost taken off, tokens/s the rate it gives; ns/op includes the
+// prompt. Profile it with -cpuprofile:
 //
-//	go test ./graph -run XXX -bench Decode -benchtime 32x
+//	go test ./graph -run XXX -bench Decode/vanilla_31_ffn1024 -benchtime 128x -cpuprofile cpu.prof
 func BenchmarkDecode(b *testing.B) {
-	for _, name := range []string{"vanilla_31", "block_main_b4_5"} {
-		b.Run(name, func(b *testing.B) {
-			p, err := arch.FindPreset(name)
+	for _, c := range []struct {
+		name, preset string
+		heads, ffn   int // 0: the preset's
+	}{
+		{"vanilla_31", "vanilla_31", 0, 0},
+		{"block_main_b4_5", "block_main_b4_5", 0, 0},
+		{"vanilla_31_ffn1024", "vanilla_31", 8, 1024}, // the preset's shape in earlier releases
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			p, err := arch.FindPreset(c.preset)
 			if err != nil {
 				b.Fatal(err)
 			}
-			cfg, err := p.Shape().Config()
+			sh := p.Shape()
+			sh.Heads, sh.FFN = cmp.Or(c.heads, sh.Heads), cmp.Or(c.ffn, sh.FFN)
+			cfg, err := sh.Config()
 			if err != nil {
 				b.Fatal(err)
 			}

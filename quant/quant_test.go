@@ -90,19 +90,7 @@ func TestGPTQLowersOutputError(t *testing.T) {
 	rows, cols := 32, 128
 	w := randWeights(rows, cols, 3)
 	x, h := correlated(2048, cols) // strongly correlated columns
-	outErr := func(dq []float32) float64 {
-		var e float64
-		for i := 0; i < 256; i++ {
-			for o := 0; o < rows; o++ {
-				var d float64
-				for j := 0; j < cols; j++ {
-					d += (float64(dq[o*cols+j]) - float64(w[o*cols+j])) * x[i*cols+j]
-				}
-				e += d * d
-			}
-		}
-		return e
-	}
+	outErr := func(dq []float32) float64 { return outputError(w, dq, x, rows, cols) }
 	o := Options{GroupSize: 64, Search: true}
 	plain := QuantizeInt4(w, rows, cols, o).Dequantize(rows, cols, 64, false)
 	g, err := GPTQInt4(w, rows, cols, h, o)
@@ -148,6 +136,22 @@ func TestPlanPolicyAndOverrides(t *testing.T) {
 }
 
 // correlated returns n samples of cols strongly correlated columns and their E[x x^T].
+// outputError is the squared error, over the first 256 inputs x, of the outputs of the weight dq
+// against those of w ([rows, cols] each).
+func outputError(w, dq []float32, x []float64, rows, cols int) float64 {
+	var e float64
+	for i := 0; i < 256; i++ {
+		for o := 0; o < rows; o++ {
+			var d float64
+			for j := 0; j < cols; j++ {
+				d += (float64(dq[o*cols+j]) - float64(w[o*cols+j])) * x[i*cols+j]
+			}
+			e += d * d
+		}
+	}
+	return e
+}
+
 func correlated(n, cols int) ([]float64, []float64) {
 	r := rand.New(rand.NewPCG(5, 5))
 	x := make([]float64, n*cols)
@@ -173,19 +177,7 @@ func TestGPTQInt8(t *testing.T) {
 	rows, cols := 16, 64
 	w := randWeights(rows, cols, 9)
 	x, h := correlated(1024, cols)
-	outErr := func(dq []float32) float64 {
-		var e float64
-		for i := 0; i < 256; i++ {
-			for o := 0; o < rows; o++ {
-				var d float64
-				for j := 0; j < cols; j++ {
-					d += (float64(dq[o*cols+j]) - float64(w[o*cols+j])) * x[i*cols+j]
-				}
-				e += d * d
-			}
-		}
-		return e
-	}
+	outErr := func(dq []float32) float64 { return outputError(w, dq, x, rows, cols) }
 	o := Options{Search: true}
 	plain := QuantizeInt8(w, rows, cols, o)
 	g, err := GPTQInt8(w, rows, cols, h, o)

@@ -69,14 +69,19 @@ type fitter struct {
 	lv   levels
 	n    int       // elements in the current row or group
 	x    []float64 // the values being fitted
-	wt   []float64 // their weights (the square root of each column's importance, else 1)
-	cand []int8    // the codes of the candidate being evaluated
+	wt   []float64 // their weights (columnWeights, or ones)
+	ones []float64
+	cand []int8 // the codes of the candidate being evaluated
 	// Sums that do not depend on the codes: of the weights, of w*x and of w*x*x.
 	sw, swx, swxx float64
 }
 
 func newFitter(lv levels, n int) *fitter {
-	return &fitter{lv: lv, x: make([]float64, n), wt: make([]float64, n), cand: make([]int8, n)}
+	ones := make([]float64, n)
+	for j := range ones {
+		ones[j] = 1
+	}
+	return &fitter{lv: lv, x: make([]float64, n), ones: ones, cand: make([]int8, n)}
 }
 
 // The search: candidate scales near the range-based one (factor 1 + 0.02k), on a coarse grid of
@@ -96,9 +101,10 @@ var (
 	int4Search = schedule{coarse: []int{-5, -3, -1, 1, 3}, rounds: 3, refine: []int{-1, 1}, rounds2: 3}
 )
 
-// fit quantizes x into q (with importance imp per element, may be nil) and returns the scale and
-// offset (the minimum; 0 when symmetric). Without search it is round-to-nearest (half away from zero) from the range.
-func (f *fitter) fit(x []float32, imp []float32, q []int8) (scale, offset float64) {
+// fit quantizes x into q (with weights wt per element from columnWeights, nil for uniform) and
+// returns the scale and offset (the minimum; 0 when symmetric). Without search it is
+// round-to-nearest (half away from zero) from the range.
+func (f *fitter) fit(x []float32, wt []float64, q []int8) (scale, offset float64) {
 	lv := f.lv
 	n := len(x)
 	f.n = n
@@ -125,7 +131,7 @@ func (f *fitter) fit(x []float32, imp []float32, q []int8) (scale, offset float6
 	if !lv.search || mx == mn {
 		return
 	}
-	f.weigh(imp, n)
+	f.weigh(wt, n)
 	sch := int4Search
 	if lv.hi > 15 {
 		sch = int8Search
@@ -195,17 +201,30 @@ func (f *fitter) round(s, m float64) (float64, float64) {
 	return float64(float32(s)), float64(float32(m))
 }
 
-// weigh sets the weights of the elements and the sums that do not depend on the codes. A column's
-// weight is the square root of its mean square input: the RMS scale of the output error a weight
-// error causes (weighting by the mean square itself over-fits a few columns).
-func (f *fitter) weigh(imp []float32, n int) {
+// columnWeights are the weights of a weight's input columns in the search, computed once per
+// tensor: the square root of each column's mean square input, the RMS scale of the output error a
+// weight error causes (weighting by the mean square itself over-fits a few columns). nil for nil.
+func columnWeights(imp []float32) []float64 {
+	if imp == nil {
+		return nil
+	}
+	w := make([]float64, len(imp))
+	for j, v := range imp {
+		w[j] = math.Sqrt(float64(v) + 1e-12)
+	}
+	return w
+}
+
+// weigh sets the weights of the elements (nil: uniform) and the sums that do not depend on the
+// codes.
+func (f *fitter) weigh(wt []float64, n int) {
+	f.wt = f.ones[:n]
+	if wt != nil {
+		f.wt = wt[:n]
+	}
 	f.sw, f.swx, f.swxx = 0, 0, 0
 	for j, x := range f.x[:n] {
-		w := 1.0
-		if imp != nil {
-			w = math.Sqrt(float64(imp[j]) + 1e-12)
-		}
-		f.wt[j] = w
+		w := f.wt[j]
 		f.sw += w
 		f.swx += w * x
 		f.swxx += w * x * x
@@ -266,8 +285,9 @@ func QuantizeInt8(x []float32, rows, cols int, o Options) *Int8Weight {
 	out := &Int8Weight{Codes: make([]int8, rows*cols), Scales: make([]float32, rows)}
 	lv := int8Levels
 	lv.search, lv.f16 = o.Search, o.F16Scales
+	wt := columnWeights(o.Importance)
 	parallelWith(rows, func() any { return newFitter(lv, cols) }, func(r int, scratch any) {
-		s, _ := scratch.(*fitter).fit(x[r*cols:(r+1)*cols], o.Importance, out.Codes[r*cols:(r+1)*cols])
+		s, _ := scratch.(*fitter).fit(x[r*cols:(r+1)*cols], wt, out.Codes[r*cols:(r+1)*cols])
 		out.Scales[r] = float32(s)
 	})
 	return out
@@ -289,25 +309,26 @@ func QuantizeInt4(x []float32, rows, cols int, o Options) *Int4Weight {
 	lv := int4Levels(o)
 	offset := -int(lv.lo) // stored codes are 0..15
 	type scratch struct {
-		f        *fitter
-		row, imp []float32
-		codes    []int8
+		f     *fitter
+		row   []float32
+		codes []int8
 	}
-	var imp []float32
+	var wt []float64
 	if o.Importance != nil { // padding columns get no weight
-		imp = make([]float32, pc)
+		imp := make([]float32, pc)
 		copy(imp, o.Importance)
+		wt = columnWeights(imp)
 	}
 	parallelWith(rows, func() any {
-		return &scratch{newFitter(lv, gs), make([]float32, pc), imp, make([]int8, pc)}
+		return &scratch{newFitter(lv, gs), make([]float32, pc), make([]int8, pc)}
 	}, func(r int, sc any) {
 		s := sc.(*scratch)
 		copy(s.row, x[r*cols:(r+1)*cols])
 		clear(s.row[cols:])
 		for k := 0; k < g; k++ {
-			var w []float32
-			if s.imp != nil {
-				w = s.imp[k*gs : (k+1)*gs]
+			var w []float64
+			if wt != nil {
+				w = wt[k*gs : (k+1)*gs]
 			}
 			sc, m := s.f.fit(s.row[k*gs:(k+1)*gs], w, s.codes[k*gs:(k+1)*gs])
 			out.Scales[r*g+k] = float32(sc)

@@ -9,6 +9,7 @@ btconvert never needs Python.
     python3 bench/pytorch/baseline.py bench MODEL [MODEL2] --batch 1,4,16 -p 128 -n 128 --reps 3
     python3 bench/pytorch/baseline.py check MODEL --reference MODEL/reference.safetensors
     python3 bench/pytorch/baseline.py score MODEL TEXT --threads 2
+    python3 bench/pytorch/baseline.py matmul -m 1,16,64 --threads 2
 
 `bench` prints JSON shaped like `verify --bench --json` ({"bench": [rows]}); `check` scores the
 reference's input_ids and compares with its logits (exit 1 past --max-rel-err).
@@ -351,6 +352,21 @@ def score(args):
                       "threads": args.threads, "blas": blas()}))
 
 
+def matmul(args):
+    """GFLOP/s of x [M, K] times a [N, K] weight (F.linear), as BenchmarkMatmulRate measures it."""
+    torch.set_num_threads(args.threads)
+    w = torch.randn(args.n, args.k)
+    for M in args.m:
+        x = torch.randn(M, args.k)
+        for _ in range(3):
+            F.linear(x, w)
+        t0 = time.perf_counter()
+        for _ in range(args.reps):
+            F.linear(x, w)
+        d = (time.perf_counter() - t0) / args.reps
+        print(json.dumps({"m": M, "n": args.n, "k": args.k, "ms": d * 1e3, "gflops": 2 * M * args.n * args.k / d / 1e9}))
+
+
 def ints(s):
     return [int(x) for x in s.split(",")]
 
@@ -382,8 +398,16 @@ def main():
     s.add_argument("--batch", type=int, default=16)
     s.add_argument("--reps", type=int, default=3)
     s.add_argument("--threads", type=int, default=os.cpu_count())
+    mm = sub.add_parser("matmul", help="matrix product rate (default: the 50304 x 256 vocabulary head)")
+    mm.add_argument("-m", type=ints, default=[1, 16, 64])
+    mm.add_argument("-n", type=int, default=50304)
+    mm.add_argument("-k", type=int, default=256)
+    mm.add_argument("--reps", type=int, default=20)
+    mm.add_argument("--threads", type=int, default=os.cpu_count())
     args = ap.parse_args()
-    if args.cmd == "bench":
+    if args.cmd == "matmul":
+        matmul(args)
+    elif args.cmd == "bench":
         torch.set_num_threads(args.threads)
         bench(args)
     elif args.cmd == "score":
