@@ -8,6 +8,7 @@ import (
 	"github.com/btconvert/btconvert/formats/errs"
 	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/formats/modeldir"
+	"github.com/btconvert/btconvert/formats/official"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/formats/tokenizer"
@@ -64,13 +65,27 @@ func Import(o ImportOptions) (*ImportResult, error) {
 			return nil, &errs.InputError{File: o.Source, Msg: "is already a btconvert model; nothing to import (quantize, verify or export it directly, or copy it)"}
 		}
 	}
-	m, err := source.Open(o.Source, o.Open, false)
+	open := o.Open
+	var up uptrain.Options
+	if o.Uptrain != nil {
+		up = *o.Uptrain
+		if open.Config != "" { // a Block config is the model the uptraining trains, not the source's
+			target, err := official.BlockTarget(open.Config, open.Heads)
+			if err != nil {
+				return nil, err
+			}
+			if target != nil {
+				up.Target, open.Config, open.Heads = target, "", nil
+			}
+		}
+	}
+	m, err := source.Open(o.Source, open, false)
 	if err != nil {
 		return nil, err
 	}
 	defer m.Close()
 	if o.Uptrain != nil {
-		if m, err = uptrain.Uptrain(m, *o.Uptrain); err != nil {
+		if m, err = uptrain.Uptrain(m, up); err != nil {
 			return nil, err
 		}
 	}

@@ -118,8 +118,15 @@ func ShapeError(file, tensor string, got []int, s arch.TensorSpec, prov arch.Pro
 
 // OpenOptions says how to read a checkpoint whose files do not say everything.
 type OpenOptions struct {
-	Config string // architecture file instead of the one beside the weights (YAML or config.json)
-	Heads  int    // attention heads of every decoder whose config does not state them
+	// Config is the architecture instead of the file beside the weights: an official config by name
+	// (arch.ReleasedNames), or a file (official YAML or HF config.json).
+	Config string
+	// Heads are the head counts of the decoders whose config leaves them open (one for all, or the
+	// block decoder's and the token decoder's); where a config gives them they must agree.
+	Heads arch.Heads
+	// Decoding is the token decoder's strategy for a Block checkpoint read without a config, where
+	// the weights fit both prefix and summation.
+	Decoding arch.Decoding
 }
 
 // ExportOptions controls writing a model in a source layout.

@@ -13,27 +13,12 @@ import (
 type Summary struct {
 	Description  string             `json:"description"`
 	Format       string             `json:"format"`
-	Architecture Architecture       `json:"architecture"`
+	Architecture arch.Architecture  `json:"architecture"`
 	Components   []ComponentSummary `json:"components"`
 	Tensors      []TensorSummary    `json:"tensors"`
 	TotalParams  int64              `json:"total_params"`
 	TotalBytes   int64              `json:"total_bytes"`
 	Notes        []string           `json:"notes,omitempty"`
-}
-
-// Architecture is the flat architecture summary; keys that do not apply are omitted.
-type Architecture struct {
-	Kind           string `json:"kind"`
-	VocabSize      int    `json:"vocab_size"`
-	HiddenSize     int    `json:"hidden_size"`
-	Heads          int    `json:"heads"`
-	BlockLength    int    `json:"block_length,omitempty"`
-	BlockLayers    int    `json:"block_layers,omitempty"`
-	TokenLayers    int    `json:"token_layers,omitempty"`
-	Layers         int    `json:"layers,omitempty"`
-	Embedder       string `json:"embedder,omitempty"`
-	ExpansionRatio int    `json:"expansion_ratio,omitempty"`
-	Decoding       string `json:"decoding,omitempty"`
 }
 
 // ComponentSummary totals one component.
@@ -55,22 +40,10 @@ type TensorSummary struct {
 	SHA256    string `json:"sha256,omitempty"`
 }
 
-// ArchitectureOf flattens a config.
-func ArchitectureOf(c *arch.Config) Architecture {
-	if !c.IsBlock() {
-		return Architecture{Kind: string(arch.Vanilla), VocabSize: c.VocabSize, HiddenSize: c.Decoder.Hidden,
-			Heads: c.Decoder.Heads, Layers: c.Decoder.Layers}
-	}
-	return Architecture{Kind: string(arch.Block), VocabSize: c.VocabSize, HiddenSize: c.BlockDecoder.Hidden,
-		Heads: c.BlockDecoder.Heads, BlockLength: c.BlockLength, BlockLayers: c.BlockDecoder.Layers,
-		TokenLayers: c.TokenDecoder.Layers, Embedder: string(c.Embedder.Type),
-		ExpansionRatio: c.TokenDecoder.ExpansionRatio, Decoding: string(c.TokenDecoder.Decoding)}
-}
-
 // Summarize describes m. With hashes, every tensor is read once to hash its stored bytes.
 // Parameters count logical weights: a quantized tensor counts rows x cols, its scales count none.
 func Summarize(m *Model, hashes bool) (*Summary, error) {
-	s := &Summary{Description: m.Config.Describe(), Format: m.Format, Architecture: ArchitectureOf(m.Config), Notes: m.Notes}
+	s := &Summary{Description: m.Config.Describe(), Format: m.Format, Architecture: m.Config.Summary(), Notes: m.Notes}
 	byComp := map[string]*ComponentSummary{}
 	for _, comp := range m.Config.Components() {
 		s.Components = append(s.Components, ComponentSummary{Name: comp})

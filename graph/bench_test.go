@@ -1,7 +1,6 @@
 package graph
 
 import (
-	"cmp"
 	"fmt"
 	"testing"
 	"time"
@@ -60,12 +59,11 @@ func BenchmarkDecode(b *testing.B) {
 		{"vanilla_31_ffn1024", "vanilla_31", 8, 1024}, // the preset's shape in earlier releases
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			p, err := arch.FindPreset(c.preset)
+			sh, err := arch.FindPreset(c.preset)
 			if err != nil {
 				b.Fatal(err)
 			}
-			sh := p.Shape()
-			sh.Heads, sh.FFN = cmp.Or(c.heads, sh.Heads), cmp.Or(c.ffn, sh.FFN)
+			sh.Heads, sh.FFN = c.heads, c.ffn
 			cfg, err := sh.Config()
 			if err != nil {
 				b.Fatal(err)

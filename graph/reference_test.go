@@ -186,38 +186,79 @@ func (n naive) vanilla(ids []int32) []float64 {
 	return out
 }
 
-// blockSummation returns the logits of every token of blocks 1..n-1 with summation decoding:
-// the token decoder reads [BOS, x_1..x_{L-1}], each plus its own expanded context vector.
-func (n naive) blockSummation(ids []int32) []float64 {
+// blockLogits returns the logits of every token of blocks 1..n-1. The embedder concatenates the
+// block's token vectors (projection_layer: then a Linear). Prefix decoding: the token decoder
+// reads [e_1..e_r, x_1..x_{L-1}] and its last L outputs predict x_1..x_L. Summation: it reads
+// [BOS, x_1..x_{L-1}], each plus its own expanded context vector.
+func (n naive) blockLogits(ids []int32) []float64 {
 	c := n.cfg
-	L, De, Dt := c.BlockLength, c.Embedder.Dim, c.TokenDecoder.Hidden
+	L, De, D, Dt, r := c.BlockLength, c.Embedder.Dim, c.BlockDecoder.Hidden, c.TokenDecoder.Hidden, c.TokenDecoder.ExpansionRatio
 	nb := len(ids) / L
 	blocks := make([][]float64, nb)
 	for j := range blocks {
 		for k := 0; k < L; k++ {
 			blocks[j] = append(blocks[j], n.embed("embedder/embeddings.weight", ids[j*L+k], De)...)
 		}
+		if c.Embedder.Type == arch.ProjectionLayer {
+			blocks[j] = n.linear(blocks[j], "embedder/"+arch.Project, D, true)
+		}
 	}
 	h := n.stack(arch.BlockDecoder, c.BlockDecoder, blocks)
 	var out []float64
 	for j := 0; j+1 < nb; j++ {
-		exp := n.linear(h[j], "token_decoder/"+arch.Expand, L*Dt, true)
-		x := make([][]float64, L)
-		for k := 0; k < L; k++ {
-			id := int32(c.BOSTokenID)
-			if k > 0 {
-				id = ids[(j+1)*L+k-1]
+		exp := n.linear(h[j], "token_decoder/"+arch.Expand, r*Dt, true)
+		var x [][]float64
+		if c.TokenDecoder.Decoding == arch.Summation {
+			for k := 0; k < L; k++ {
+				id := int32(c.BOSTokenID)
+				if k > 0 {
+					id = ids[(j+1)*L+k-1]
+				}
+				e := n.embed("token_decoder/embed_in.weight", id, Dt)
+				for i := range e {
+					e[i] += exp[k*Dt+i]
+				}
+				x = append(x, e)
 			}
-			x[k] = n.embed("token_decoder/embed_in.weight", id, Dt)
-			for i := range x[k] {
-				x[k][i] += exp[k*Dt+i]
+		} else {
+			for k := 0; k < r; k++ {
+				x = append(x, exp[k*Dt:(k+1)*Dt])
+			}
+			for k := 0; k+1 < L; k++ {
+				x = append(x, n.embed("token_decoder/embed_in.weight", ids[(j+1)*L+k], Dt))
 			}
 		}
-		for _, t := range n.stack(arch.TokenDecoder, &c.TokenDecoder.DecoderConfig, x) {
+		hs := n.stack(arch.TokenDecoder, &c.TokenDecoder.DecoderConfig, x)
+		for _, t := range hs[len(hs)-L:] {
 			out = append(out, n.linear(t, "token_decoder/"+arch.EmbedOut, c.VocabSize, false)...)
 		}
 	}
 	return out
+}
+
+// checkGreedy generates from prompt and checks every generated token is the naive model's argmax
+// given what came before.
+func checkGreedy(t *testing.T, name string, e *Engine, n naive, prompt []int32, newTokens int) {
+	t.Helper()
+	g, err := e.Generate([][]int32{prompt}, GenerateOptions{MaxNewTokens: newTokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := append(append([]int32(nil), prompt...), g.Tokens[0]...)
+	logits := n.blockLogits(full)
+	V, L := n.cfg.VocabSize, n.cfg.BlockLength
+	for k, tok := range g.Tokens[0] {
+		row := logits[(len(prompt)-L+k)*V : (len(prompt)-L+k+1)*V] // token P+k is row P+k-L
+		best := 0
+		for i, v := range row {
+			if v > row[best] {
+				best = i
+			}
+		}
+		if int32(best) != tok {
+			t.Fatalf("%s: generated token %d is %d, the naive model's argmax is %d", name, k, tok, best)
+		}
+	}
 }
 
 func tinyDecoder(parallel bool) arch.DecoderConfig {
@@ -268,24 +309,62 @@ func TestSummationDecoding(t *testing.T) {
 	m, n := tinyModel(cfg)
 	e := loadModel(t, m, dtypes.Float32)
 	ids := []int32{3, 1, 4, 1, 5, 9, 2, 6}
-	compareNaive(t, "summation", e, ids, n.blockSummation(ids))
-	g, err := e.Generate([][]int32{ids[:4]}, GenerateOptions{MaxNewTokens: 6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	full := append(append([]int32(nil), ids[:4]...), g.Tokens[0]...)
-	logits := n.blockSummation(full)
-	V := cfg.VocabSize
-	for k, tok := range g.Tokens[0] {
-		row := logits[(2+k)*V : (3+k)*V] // token 4+k is row 4+k-L
-		best := 0
-		for i, v := range row {
-			if v > row[best] {
-				best = i
+	compareNaive(t, "summation", e, ids, n.blockLogits(ids))
+	checkGreedy(t, "summation", e, n, ids[:4], 6)
+}
+
+// The official shapes of the resolved configs, at sizes a float64 loop can run: a MEGABYTE-style
+// model whose token decoder is narrower than its block decoder (as megabyte_b4_5: widths 256 and
+// 128 there, 64 and 32 here, heads from the fill-in), and a prefix model at width 384 (head dim 64,
+// 6 heads), each checked for logits and greedy tokens.
+func TestOfficialShapes(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		spec arch.BlockSpec
+	}{
+		{"summation, block 64 / token 32", arch.BlockSpec{File: "test", BlockLength: 4, Embedder: arch.EmbedderSpec{Hidden: 16},
+			BlockDecoder: stackSpec(2, 64), TokenDecoder: arch.TokenSpec{StackSpec: stackSpec(2, 32), Decoding: "summation"}}},
+		{"prefix at 384", arch.BlockSpec{File: "test", BlockLength: 2, Embedder: arch.EmbedderSpec{ProjectionMethod: "projection_layer", Hidden: 96},
+			BlockDecoder: stackSpec(1, 384), TokenDecoder: arch.TokenSpec{StackSpec: stackSpec(1, 384), ExpansionRatio: 2, Decoding: "prefix"}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, _, err := c.spec.Resolve(nil, nil, arch.Provenance{})
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		if int32(best) != tok {
-			t.Fatalf("generated token %d is %d, the naive model's argmax is %d", k, tok, best)
-		}
+			want := map[string][2]int{"summation, block 64 / token 32": {2, 1}, "prefix at 384": {6, 6}}[c.name]
+			if cfg.BlockDecoder.Heads != want[0] || cfg.TokenDecoder.Heads != want[1] || cfg.TokenDecoder.HeadDim != cfg.TokenDecoder.Hidden/want[1] {
+				t.Fatalf("heads %d / %d, want %v", cfg.BlockDecoder.Heads, cfg.TokenDecoder.Heads, want)
+			}
+			m, n := tinyModel(cfg)
+			e := loadModel(t, m, dtypes.Float32)
+			ids := []int32{3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8}
+			compareNaive(t, c.name, e, ids, n.blockLogits(ids))
+			checkGreedy(t, c.name, e, n, ids[:8], 8)
+			// Another head count (which no shape can reveal) gives other logits.
+			other := *cfg
+			bd := *cfg.BlockDecoder
+			bd.Heads, bd.HeadDim = bd.Heads*2, bd.HeadDim/2
+			bd.RotaryDims = bd.HeadDim / 4
+			other.BlockDecoder = &bd
+			mo, _ := tinyModel(&other)
+			got, _, err := loadModel(t, mo, dtypes.Float32).Score(ids, 1, len(ids))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := make([]float32, 0, len(got))
+			for _, v := range n.blockLogits(ids) {
+				w = append(w, float32(v))
+			}
+			if d := testfix.RelL2(got, w); d < 0.01 {
+				t.Errorf("%d block decoder heads instead of %d: rel L2 %.3g", bd.Heads, cfg.BlockDecoder.Heads, d)
+			}
+		})
 	}
+}
+
+// stackSpec states what the official YAMLs state of a decoder: layers and width (small
+// vocabulary here); the fill-in gives the rest.
+func stackSpec(layers, hidden int) arch.StackSpec {
+	return arch.StackSpec{Base: arch.DefaultBase, Settings: []arch.Setting{{Key: arch.KeyLayers, Value: layers}, {Key: arch.KeyHidden, Value: hidden}, {Key: arch.KeyVocab, Value: 11}}}
 }

@@ -38,7 +38,7 @@ Examples:
 			&cli.StringFlag{Name: "shard-size", Usage: "official: largest shard, e.g. 2GB or 500MiB (default: one file)"},
 			&cli.BoolFlag{Name: "skip-verify", Usage: "export a quantized model without a passing verification report"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing output (never one that is or holds the input)"},
-			configFlag, headsFlag,
+			configFlag, headsFlag, decodingFlag,
 			jsonFlag, quietFlag,
 		},
 		Action: runExport,

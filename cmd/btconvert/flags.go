@@ -11,6 +11,7 @@ import (
 
 	"github.com/btconvert/btconvert"
 	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/graph"
 	"github.com/btconvert/btconvert/verify"
@@ -21,7 +22,7 @@ import (
 var flagNames = map[string]string{
 	"Against": "--against", "Backend": "--backend", "Base": "--base", "Batches": "--batch", "BlockLayers": "--block-layers",
 	"BlockLength": "--block-length", "Calib": "--calib", "CalibMethod": "--calib-method", "CalibOut": "--calib-out",
-	"CalibStats": "--calib-stats", "CalibWindow": "--calib-window", "ComputeDType": "--compute-dtype", "Config": "--config",
+	"CalibStats": "--calib-stats", "CalibWindow": "--calib-window", "ComputeDType": "--compute-dtype", "Config": "--config", "Decoding": "--decoding",
 	"DType": "--dtype", "EvalText": "--eval-text", "ExpansionRatio": "--expansion-ratio", "FFN": "--ffn", "Force": "--force",
 	"Format": "--format", "GenLens": "--gen-len", "GroupSize": "--group-size", "Heads": "--heads", "Hidden": "--hidden",
 	"Layers": "--layers", "MaxNewTokens": "--max-new-tokens", "MaxPPLRatio": "--max-ppl-ratio", "MemBudget": "--mem-budget",
@@ -45,20 +46,55 @@ var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print the result as JSON (sna
 
 // Flags that complete what a checkpoint's own files say (every command that reads a checkpoint).
 var (
-	configFlag = &cli.StringFlag{Name: "config", Usage: "architecture file for a checkpoint: official config.yaml (Block or vanilla) or HF config.json"}
-	headsFlag  = &cli.IntFlag{Name: "heads", Usage: "attention heads of every decoder whose config does not state them (checkpoints without a config, or on a base model btconvert does not know)"}
+	configFlag = &cli.StringFlag{Name: "config", Usage: "architecture of a checkpoint: an official config by name (block_main_b4_85, vanilla_160, ...; see import --help) or a file (official config.yaml, Block or vanilla, or HF config.json)"}
+	headsFlag  = &cli.StringFlag{Name: "heads", Usage: "attention heads where no config gives them (a checkpoint without a config, or on a base model btconvert does not know): N, or BLOCK,TOKEN for decoders of different widths; must agree with a config that gives them"}
+	// decodingFlag completes a Block checkpoint without a config whose weights fit two strategies.
+	decodingFlag = &cli.StringFlag{Name: "decoding", Usage: "token decoder strategy of a Block checkpoint without a config, where its weights fit both: prefix or summation"}
 )
 
-// openOptions are the --config / --heads flags.
+// checkFlags checks the flags every command may share before the command runs.
+func checkFlags(c *cli.Context) error {
+	if c.IsSet("heads") {
+		if _, err := parseHeads(c.String("heads")); err != nil {
+			return err
+		}
+	}
+	if d := c.String("decoding"); c.IsSet("decoding") && d != string(arch.Prefix) && d != string(arch.Summation) {
+		return usagef("--decoding %q: want prefix or summation", d)
+	}
+	return nil
+}
+
+// parseHeads reads --heads: N, or BLOCK,TOKEN.
+func parseHeads(s string) (arch.Heads, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var h arch.Heads
+	for _, part := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || n < 1 || n > 1<<16 {
+			return nil, usagef("--heads %q: want a head count N (1 to %d), or BLOCK,TOKEN", s, 1<<16)
+		}
+		h = append(h, n)
+	}
+	if len(h) > 2 {
+		return nil, usagef("--heads %q: want N, or BLOCK,TOKEN", s)
+	}
+	return h, nil
+}
+
+// openOptions are the --config / --heads / --decoding flags (checked by checkFlags).
 func openOptions(c *cli.Context) formats.OpenOptions {
-	return formats.OpenOptions{Config: c.String("config"), Heads: c.Int("heads")}
+	h, _ := parseHeads(c.String("heads"))
+	return formats.OpenOptions{Config: c.String("config"), Heads: h, Decoding: arch.Decoding(c.String("decoding"))}
 }
 
 // Flags of the commands that run a model.
 var runFlags = []cli.Flag{
 	&cli.StringFlag{Name: "backend", Usage: "auto (default: XLA's CUDA or CPU plugin when installed, else go), go, xla:cpu, xla:cuda or xla:/path/to/pjrt_plugin.so; env " + graph.BackendEnv},
 	&cli.StringFlag{Name: "compute-dtype", Value: "f32", Usage: "compute dtype: f32 or bf16"},
-	configFlag, headsFlag,
+	configFlag, headsFlag, decodingFlag,
 }
 
 func runtimeOf(c *cli.Context) btconvert.Runtime {

@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
 
 	"github.com/btconvert/btconvert"
+	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/formats/uptrain"
 )
@@ -17,28 +19,39 @@ func importCommand() *cli.Command {
 		Usage:     "convert a checkpoint into a btconvert model folder",
 		ArgsUsage: "SRC",
 		Description: `SRC is a .safetensors file or a folder: an official Block Transformer checkpoint
-(model.safetensors or shards, with config.yaml beside it or --config; without one the architecture is
-read off the tensor shapes and --heads gives the head count), or an HF GPT-NeoX / Pythia folder
-(config.json or the official vanilla config.yaml, + safetensors). With --from-vanilla, a GPT-NeoX
-model is turned into the initialisation of a Block Transformer (the paper's uptraining recipe).
-Tokenizer files beside SRC (tokenizer.json, or vocab.json + merges.txt) are carried along.
+(model.safetensors or shards) or an HF GPT-NeoX / Pythia folder (config.json or the official vanilla
+config.yaml, + safetensors). Tokenizer files beside SRC (tokenizer.json, or vocab.json + merges.txt)
+are carried along.
+
+The architecture comes from the config.yaml beside the weights, or --config: a YAML file, or the
+name of an official config (the official download folders hold only the weights). Each is resolved
+as the official code resolves it (docs/FORMAT.md). Heads and the decoding strategy cannot be read
+off the weights: without a config, give --heads (and --decoding where the weights fit both).
+
+Official configs by name: ` + strings.Join(arch.ReleasedNames(), ", ") + `.
+
+With --from-vanilla, a GPT-NeoX model is turned into the initialisation of a Block Transformer (the
+paper's uptraining recipe); --config then names the Block config it trains (e.g.
+block_uptrain_b4_800_10: its heads, layers and expansion), else the flags below give the shape and
+the vanilla model's heads are kept.
 
 Examples:
    btconvert import fixtures/bt-tiny -o out/bt-tiny
+   btconvert import checkpoint-570000/ --config block_main_b4_85 -o out/b4_85
    btconvert import fixtures/pythia-tiny -o out/pythia-tiny --dtype f32
    btconvert import fixtures/pythia-tiny --from-vanilla --block-length 4 --method partition -o out/bt-up
-   btconvert import ckpt/ --heads 16 -o out/model      # a checkpoint without config.yaml`,
+   btconvert import ckpt/ --heads 12 -o out/model      # a checkpoint without a config`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output folder"},
 			&cli.StringFlag{Name: "dtype", Value: "keep", Usage: "storage dtype of the weights: keep, f32, bf16 or f16"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing output folder (never one that is or holds the input)"},
-			configFlag, headsFlag,
+			configFlag, headsFlag, decodingFlag,
 			&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer.json (or vocab.json with merges.txt beside it) to carry into the model folder"},
 			&cli.BoolFlag{Name: "from-vanilla", Usage: "initialise a Block Transformer from a vanilla GPT-NeoX model"},
-			&cli.IntFlag{Name: "block-length", Value: 4, Usage: "block length L_B (with --from-vanilla)"},
+			&cli.IntFlag{Name: "block-length", Usage: "block length L_B (with --from-vanilla; default 4)"},
 			&cli.StringFlag{Name: "method", Value: "partition", Usage: "layer assignment: partition, skip or duplicate (with --from-vanilla)"},
 			&cli.IntFlag{Name: "block-layers", Usage: "block decoder layers (with --from-vanilla; default: the method's)"},
-			&cli.IntFlag{Name: "expansion-ratio", Value: 2, Usage: "prefix vectors r (with --from-vanilla)"},
+			&cli.IntFlag{Name: "expansion-ratio", Usage: "prefix vectors r (with --from-vanilla; default 2)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "check the source and print what would be written, write nothing"},
 			jsonFlag, quietFlag,
 		},
@@ -60,8 +73,10 @@ func runImport(c *cli.Context) error {
 	o := btconvert.ImportOptions{Source: c.Args().First(), Output: c.String("output"), Open: openOptions(c), DType: dtype,
 		Force: c.Bool("force"), DryRun: c.Bool("dry-run"), Tokenizer: c.String("tokenizer"), Version: btconvert.Version().Version, UI: uiOf(c)}
 	if c.Bool("from-vanilla") {
-		if c.IsSet("expansion-ratio") && c.Int("expansion-ratio") < 1 {
-			return usagef("--expansion-ratio %d: must be at least 1", c.Int("expansion-ratio"))
+		for _, f := range []string{"block-length", "expansion-ratio"} {
+			if c.IsSet(f) && c.Int(f) < 1 {
+				return usagef("--%s %d: must be at least 1", f, c.Int(f))
+			}
 		}
 		o.Uptrain = &uptrain.Options{BlockLength: c.Int("block-length"), Method: uptrain.Method(c.String("method")),
 			BlockLayers: c.Int("block-layers"), ExpansionRatio: c.Int("expansion-ratio")}

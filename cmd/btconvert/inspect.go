@@ -28,7 +28,7 @@ Examples:
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print JSON (with the sha256 of every tensor)"},
 			&cli.BoolFlag{Name: "tensors", Usage: "also list every tensor"},
-			configFlag, headsFlag,
+			configFlag, headsFlag, decodingFlag,
 			quietFlag,
 		},
 		Action: runInspect,

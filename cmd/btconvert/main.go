@@ -150,6 +150,7 @@ Exit status: 0 success, 1 failure or failed check, 2 bad input or usage.`,
 	}
 	for _, c := range app.Commands {
 		c.OnUsageError = func(c *cli.Context, err error, _ bool) error { return &usageError{err.Error()} }
+		c.Before = checkFlags
 	}
 	return app
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/btconvert/btconvert"
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/internal/testfix"
 )
 
 const fx = "../../fixtures"
@@ -61,12 +63,18 @@ func TestImportInspectVerify(t *testing.T) {
 	if err := json.Unmarshal([]byte(js), &s); err != nil {
 		t.Fatal(err)
 	}
-	arch := s["architecture"].(map[string]any)
-	if arch["kind"] != "block" || arch["block_length"] != 4.0 || arch["embedder"] != "concat" || arch["heads"] != 4.0 || s["total_params"] != 900352.0 {
-		t.Fatalf("inspect json: %v total %v", arch, s["total_params"])
+	a := s["architecture"].(map[string]any)
+	bd, _ := a["block_decoder"].(map[string]any)
+	td, _ := a["token_decoder"].(map[string]any)
+	if a["kind"] != "block" || a["block_length"] != 4.0 || a["embedder"].(map[string]any)["type"] != "concat" || s["total_params"] != 900352.0 ||
+		bd["heads"] != 4.0 || bd["head_dim"] != 32.0 || bd["intermediate_size"] != 512.0 || bd["layers"] != 2.0 || td["hidden_size"] != 128.0 || td["expansion_ratio"] != 2.0 {
+		t.Fatalf("inspect json: %v total %v", a, s["total_params"])
 	}
-	if _, has := arch["layers"]; has {
-		t.Fatalf("a block model has no 'layers' key: %v", arch)
+	if o := bd["origin"].(map[string]any); o["heads"] != "yaml" || o["intermediate_size"] != "yaml" {
+		t.Fatalf("origins %v", o)
+	}
+	if _, has := a["decoder"]; has {
+		t.Fatalf("a block model has no 'decoder': %v", a)
 	}
 	tensors := s["tensors"].([]any)
 	first := tensors[0].(map[string]any)
@@ -76,8 +84,8 @@ func TestImportInspectVerify(t *testing.T) {
 	// Vanilla: block keys are omitted.
 	_, js, _ = btc(t, "inspect", filepath.Join(fx, "pythia-tiny"), "--json")
 	json.Unmarshal([]byte(js), &s)
-	arch = s["architecture"].(map[string]any)
-	if _, has := arch["block_length"]; has || arch["layers"] != 4.0 || s["format"] != "hf-gpt-neox" {
+	a = s["architecture"].(map[string]any)
+	if _, has := a["block_length"]; has || a["decoder"].(map[string]any)["layers"] != 4.0 || a["decoder"].(map[string]any)["origin"].(map[string]any)["heads"] != "config.json" || s["format"] != "hf-gpt-neox" {
 		t.Fatalf("vanilla inspect: %v", s)
 	}
 
@@ -193,7 +201,8 @@ func TestCompareBackend(t *testing.T) {
 }
 
 // Heads are never guessed: a checkpoint that does not say them is refused (exit 2, nothing written)
-// until --heads says them.
+// until --heads or --config says them; a YAML edit the weights contradict is refused naming the
+// tensor, the key, the value and its origin.
 func TestImportNeedsHeads(t *testing.T) {
 	copyBT := func(t *testing.T, edit func(yaml string) string) string {
 		dir := t.TempDir()
@@ -209,18 +218,18 @@ func TestImportNeedsHeads(t *testing.T) {
 		}
 		return dir
 	}
-	unknownBase := func(y string) string {
-		return strings.NewReplacer("EleutherAI/pythia-410m-deduped", "my-org/my-neox", "    num_attention_heads: 4\n", "").Replace(y)
-	}
 	typo := func(y string) string { return strings.Replace(y, "num_attention_heads: 4", "num_attention_head: 4", 1) }
+	ffn := func(y string) string {
+		return strings.Replace(y, "intermediate_size: 512", "intermediate_size: 2048", 1)
+	}
 	for _, c := range []struct {
 		name string
 		edit func(string) string
 		want string
 	}{
-		{"no config.yaml", nil, ": no config.yaml beside the weights, and the number of attention heads cannot be read from them: pass --heads N (or give the official config.yaml with --config)"},
-		{"unknown base", unknownBase, "/config.yaml: block_decoder: num_attention_heads is unknown (model_name_or_path \"my-org/my-neox\" is not a base model btconvert knows and block_decoder.config does not state it): state num_attention_heads under block_decoder.config in config.yaml, or pass --heads N"},
+		{"no config.yaml", nil, ": no config.yaml beside the weights, and the attention heads and the decoding strategy cannot be read from them: give --config NAME (an official config, e.g. block_main_b4_85) or --config PATH.yaml, or --heads (the official default for hidden 128 is 4 heads: --heads 4)"},
 		{"unknown key", typo, `/config.yaml: block_decoder.config: unknown key "num_attention_head" (not a GPTNeoXConfig setting)`},
+		{"FFN edit", ffn, `/model.safetensors: tensor "block_decoder.gpt_neox.layers.0.mlp.dense_h_to_4h.weight": shape [512 128] disagrees with the config (want [2048 128]): block_decoder.intermediate_size 2048 from config.yaml, as the official code resolves this config`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			src := copyBT(t, c.edit)
@@ -232,7 +241,7 @@ func TestImportNeedsHeads(t *testing.T) {
 			if ents, _ := os.ReadDir(filepath.Dir(out)); len(ents) != 0 {
 				t.Fatalf("a refused import left %v", ents)
 			}
-			if c.name == "unknown key" {
+			if c.name != "no config.yaml" {
 				return
 			}
 			code, _, stderr = btc(t, "import", src, "-o", out, "--heads", "4", "-q")
@@ -244,6 +253,61 @@ func TestImportNeedsHeads(t *testing.T) {
 				t.Fatalf("the model imported with --heads 4 fails parity")
 			}
 		})
+	}
+	// A base model outside the table: the fill-in gives heads and FFN, a warning names what comes
+	// from GPTNeoXConfig's defaults, and the model is the trained one.
+	src := copyBT(t, func(y string) string {
+		return strings.NewReplacer("EleutherAI/pythia-410m-deduped", "my-org/my-neox", "    num_attention_heads: 4\n", "").Replace(y)
+	})
+	out := filepath.Join(t.TempDir(), "out")
+	code, _, stderr := btc(t, "import", src, "-o", out)
+	if code != 0 || !strings.Contains(stderr, `note: warning: block_decoder: model_name_or_path "my-org/my-neox" is not a base model btconvert knows, so rotary_pct, rotary_emb_base, layer_norm_eps, use_parallel_residual, hidden_act, max_position_embeddings are GPTNeoXConfig's defaults;`) {
+		t.Fatalf("unknown base: %d %s", code, stderr)
+	}
+	if code, _, _ = btc(t, "verify", out, "--reference", filepath.Join(fx, "bt-tiny", "reference.safetensors"), "-q"); code != 0 {
+		t.Fatal("the model imported on an unknown base fails parity")
+	}
+}
+
+// A MEGABYTE checkpoint as the official download folders hold it (weights only): refused without
+// a config, with the per-decoder defaults and the decoding ambiguity named; imported by name.
+func TestImportMegabyteByName(t *testing.T) {
+	blk, _, _ := arch.Released("block_megabyte_b4_5", arch.OriginYAML)
+	cfg, _, err := blk.Resolve(nil, nil, arch.Provenance{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	testfix.SparseCheckpoint(t, src, cfg)
+	out := filepath.Join(t.TempDir(), "out")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, ": no config.yaml beside the weights, and the attention heads and the decoding strategy cannot be read from them: give --config NAME (these shapes are those of block_megabyte_b4_5), or --heads (the official defaults for hidden 256 and 128 are 8 and 4 heads: --heads 8,4)"},
+		{[]string{"--heads", "8,4"}, ": no config.yaml, and the decoding strategy cannot be read from the weights: the expansion layer gives 4 vectors = block_length 4, which fits both prefix and summation decoding: give --decoding prefix or --decoding summation (or --config NAME)"},
+		{[]string{"--config", "block_megabyte_b4_85"}, `: tensor "block_decoder.gpt_neox.layers.5.input_layernorm.weight": missing from the checkpoint (the architecture needs it)`},
+		{[]string{"--config", "block_megabyte_b4_5", "--heads", "8"}, ": token_decoder: num_attention_heads 4 from the official fill-in (hidden_size 128 // 32); --heads 8 disagrees (the official code builds 4 heads from this config)"},
+	} {
+		code, _, stderr := btc(t, append([]string{"import", src, "-o", out}, c.args...)...)
+		if code != 2 || stderr != "btconvert: "+src+c.want+"\n" {
+			t.Errorf("%v: got %d %q\nwant 2 %q", c.args, code, stderr, "btconvert: "+src+c.want+"\n")
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Fatal("a refused import wrote its output")
+		}
+	}
+	code, js, stderr := btc(t, "import", src, "--config", "block_megabyte_b4_5", "--dry-run", "--json")
+	if code != 0 || !strings.Contains(js, `"architecture": "Block Transformer: L_B=4, concat embedder, block decoder 5 layers D=256 (8 heads x 32, FFN 1024), token decoder 4 layers D=128 (4 heads x 32, FFN 512), summation decoding r=4, V=50304"`) {
+		t.Fatalf("--config block_megabyte_b4_5: %d %s %s", code, js, stderr)
+	}
+	code, js, _ = btc(t, "inspect", src, "--heads", "8,4", "--decoding", "summation", "--json")
+	var s struct {
+		Architecture arch.Architecture `json:"architecture"`
+	}
+	json.Unmarshal([]byte(js), &s)
+	if td := s.Architecture.TokenDecoder; code != 0 || td == nil || td.Heads != 4 || td.Origin["heads"] != "--heads" || td.Origin["decoding"] != "--decoding" {
+		t.Fatalf("inspect: %d %s", code, js)
 	}
 }
 
@@ -261,5 +325,34 @@ func TestAutoBackendBrokenPlugin(t *testing.T) {
 	prefix := `btconvert: --backend "auto": found the XLA CPU PJRT plugin ` + plugin + `, but it could not be started (--backend "xla:` + plugin + `": the PJRT plugin ` + plugin + ` could not be loaded: `
 	if code != 2 || !strings.HasPrefix(stderr, prefix) || !strings.HasSuffix(stderr, "; pass --backend go to run on the pure-Go backend\n") {
 		t.Fatalf("got %d %q", code, stderr)
+	}
+}
+
+// --from-vanilla with a Block config builds that config's Block model: the official uptraining of
+// b4_800 from pythia-1b (8 heads of 256) trains 16 heads of 128.
+func TestUptrainToConfig(t *testing.T) {
+	_, v, _ := arch.Released("vanilla_410", arch.OriginYAML)
+	v.Base = "EleutherAI/pythia-1b-deduped"
+	v.Settings = nil
+	cfg, _, err := v.Resolve(nil, nil, arch.Provenance{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	testfix.SparseCheckpoint(t, src, cfg)
+	os.WriteFile(filepath.Join(src, "config.json"), []byte(`{"model_type": "gpt_neox", "hidden_size": 2048, "num_attention_heads": 8,
+		"num_hidden_layers": 16, "intermediate_size": 8192, "vocab_size": 50304, "rotary_pct": 0.25}`), 0o644)
+	code, js, stderr := btc(t, "import", src, "--from-vanilla", "--config", "block_uptrain_b4_800_10", "--dry-run", "--json")
+	if code != 0 || !strings.Contains(js, `block decoder 8 layers D=2048 (16 heads x 128, FFN 8192), token decoder 8 layers D=2048 (16 heads x 128, FFN 8192), prefix decoding r=2`) ||
+		!strings.Contains(js, "heads from the Block config: block decoder 16 x 128, token decoder 16 x 128 (the vanilla model has 8 x 256)") {
+		t.Fatalf("%d %s %s", code, js, stderr)
+	}
+	code, js, _ = btc(t, "import", src, "--from-vanilla", "--block-length", "4", "--dry-run", "--json")
+	if code != 0 || !strings.Contains(js, "heads kept from the vanilla model (8 x 256); the official uptraining configs train a decoder of width 2048 with 16 heads of 128 (import with the official config, by name or as a Block YAML, to follow one)") {
+		t.Fatalf("without a config: %d %s", code, js)
+	}
+	code, _, stderr = btc(t, "import", src, "--from-vanilla", "--config", "block_uptrain_b4_85_10", "--dry-run")
+	if want := "btconvert: --config: the Block config does not fit the vanilla model: uptraining loads the vanilla token embeddings into a projection_layer embedder of width 2048; the config has a projection_layer embedder of width 768\n"; code != 2 || stderr != want {
+		t.Fatalf("got %d %q\nwant %q", code, stderr, want)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/btconvert/btconvert/formats/arch"
 )
 
 // The README's pipeline on the bundled fixture: import -> quantize -> verify (--record) -> export.
@@ -178,9 +180,25 @@ func TestBenchSmall(t *testing.T) {
 
 func TestInit(t *testing.T) {
 	code, out, _ := btc(t, "init", "--list")
-	// b4_85 on the pythia-410m-deduped base: 16 heads of 48, FFN 4096 (192,050,688 weights, counted by hand).
-	if code != 0 || !strings.Contains(out, "block_main_b4_85") || !regexp.MustCompile(`block_main_b4_85 .* 768 .* 6 \+ 6 .* 16 x 48 .* 4096 .* 192\.05 M`).MatchString(out) || !strings.Contains(out, "vanilla_410") {
+	// b4_85 with the official fill-in: 12 heads of 64, FFN 3072 (173,164,032 weights).
+	if code != 0 || !regexp.MustCompile(`block_main_b4_85 +│ 6 x D 768, 12 x 64 heads, FFN 3072 +│ 6 x D 768, 12 x 64 heads, FFN 3072 +│ prefix r=2 +│ 173\.16 M`).MatchString(out) || !strings.Contains(out, "vanilla_410") {
 		t.Fatalf("init --list: %s", out)
+	}
+	code, out, _ = btc(t, "init", "--list", "--json")
+	var rows []struct {
+		Name         string            `json:"name"`
+		Architecture arch.Architecture `json:"architecture"`
+	}
+	if err := json.Unmarshal([]byte(out), &rows); code != 0 || err != nil {
+		t.Fatalf("init --list --json: %d %v", code, err)
+	}
+	for _, r := range rows {
+		if r.Name == "block_megabyte_b4_5" {
+			bd, td := r.Architecture.BlockDecoder, r.Architecture.TokenDecoder
+			if bd.HiddenSize != 256 || bd.Heads != 8 || td.HiddenSize != 128 || td.Heads != 4 || td.IntermediateSize != 512 || td.Origin["heads"] != "fill-in" || td.Decoding != "summation" {
+				t.Fatalf("megabyte_b4_5: %+v %+v", bd, td)
+			}
+		}
 	}
 	dir := filepath.Join(t.TempDir(), "m")
 	code, _, stderr := btc(t, "init", "--hidden", "64", "--heads", "4", "--block-layers", "1", "--token-layers", "1", "--vocab", "300", "-o", dir, "--seed", "3", "-q")

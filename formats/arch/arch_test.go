@@ -1,6 +1,7 @@
 package arch
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -24,15 +25,128 @@ func TestBaseModelTable(t *testing.T) {
 	}
 }
 
-// The presets are the official configs: the block models on pythia-410m-deduped's 16 heads and FFN
-// of 4096 whatever their width.
+// Every official config resolves to the shapes the official code builds: per decoder width,
+// heads, head dim, FFN and layers (the block-mode fill-in where the YAML is silent), expansion
+// ratio and decoding.
+func TestReleasedConfigs(t *testing.T) {
+	type stack struct{ D, heads, hd, ffn, layers int }
+	type want struct {
+		L, embDim    int
+		emb          EmbedderType
+		bd, td       stack
+		ratio        int
+		dec          Decoding
+		notSupported string
+	}
+	main := func(embDim, layers, D, heads, hd int) want {
+		s := stack{D, heads, hd, 4 * D, layers}
+		return want{L: 4, embDim: embDim, emb: Concat, bd: s, td: s, ratio: 2, dec: Prefix}
+	}
+	up := func(layers, D, heads, hd int) want {
+		w := main(D, layers, D, heads, hd)
+		w.emb = ProjectionLayer
+		return w
+	}
+	mega := func(embDim int, bd, td stack) want {
+		return want{L: 4, embDim: embDim, emb: Concat, bd: bd, td: td, ratio: 4, dec: Summation}
+	}
+	ablation := main(192, 6, 768, 12, 64)
+	ablation.ratio = 1
+	b1 := main(768, 6, 768, 12, 64)
+	b1.L, b1.ratio = 1, 1
+	cases := map[string]want{
+		"block_main_b4_5":                     main(64, 3, 256, 8, 32),
+		"block_main_b4_19":                    main(128, 3, 512, 8, 64),
+		"block_main_b4_85":                    main(192, 6, 768, 12, 64),
+		"block_main_b4_300":                   main(256, 12, 1024, 16, 64),
+		"block_main_b4_800":                   main(512, 8, 2048, 16, 128),
+		"block_main_b4_1.2b":                  main(512, 12, 2048, 16, 128),
+		"block_main_b4_85_flop_v70":           main(192, 6, 768, 12, 64),
+		"block_main_b4_300_flop_v70":          main(256, 12, 1024, 16, 64),
+		"block_main_b4_800_flop_v70":          main(512, 8, 2048, 16, 128),
+		"block_main_b4_1.2b_flop_v70":         main(512, 12, 2048, 16, 128),
+		"block_megabyte_b4_5":                 mega(64, stack{256, 8, 32, 1024, 5}, stack{128, 4, 32, 512, 4}),
+		"block_megabyte_b4_19":                mega(128, stack{512, 8, 64, 2048, 5}, stack{256, 8, 32, 1024, 4}),
+		"block_megabyte_b4_85":                mega(192, stack{768, 12, 64, 3072, 11}, stack{512, 8, 64, 2048, 4}),
+		"block_uptrain_b4_85_10":              up(6, 768, 12, 64),
+		"block_uptrain_b4_300_10":             up(12, 1024, 16, 64),
+		"block_uptrain_b4_800_10":             up(8, 2048, 16, 128),
+		"block_vanilla_ablation_b1_85":        b1,
+		"block_ablation_b4_85_lookup_prefix":  ablation,
+		"block_ablation_b4_85_roberta_prefix": {notSupported: "embedder.cls roberta is not supported yet"},
+		"block_ablation_b4_85_cls_sum":        {notSupported: "embedder.cls roberta_cls is not supported yet"},
+		"block_ablation_b4_85_cls_cross_attn": {notSupported: "embedder.cls roberta_cls is not supported yet"},
+	}
+	for _, name := range ReleasedNames() {
+		blk, van, err := Released(name, OriginYAML)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if van != nil {
+			continue
+		}
+		w, ok := cases[name]
+		if !ok {
+			t.Errorf("%s: no expectation", name)
+			continue
+		}
+		c, _, err := blk.Resolve(nil, nil, Provenance{})
+		if w.notSupported != "" {
+			if err == nil || !strings.HasPrefix(err.Error(), w.notSupported) {
+				t.Errorf("%s: %v, want %q", name, err, w.notSupported)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		got := want{L: c.BlockLength, embDim: c.Embedder.Dim, emb: c.Embedder.Type, ratio: c.TokenDecoder.ExpansionRatio, dec: c.TokenDecoder.Decoding}
+		for _, p := range []struct {
+			d  *DecoderConfig
+			to *stack
+		}{{c.BlockDecoder, &got.bd}, {&c.TokenDecoder.DecoderConfig, &got.td}} {
+			*p.to = stack{p.d.Hidden, p.d.Heads, p.d.HeadDim, p.d.Intermediate, p.d.Layers}
+		}
+		if got != w {
+			t.Errorf("%s:\n got %+v\nwant %+v", name, got, w)
+		}
+		if c.VocabSize != 50304 || c.Source == nil || c.Source.MaxLength != 2048 {
+			t.Errorf("%s: vocab %d, source %+v", name, c.VocabSize, c.Source)
+		}
+		if o := c.Origins; o["block_decoder.heads"] != "fill-in" || o["token_decoder.intermediate_size"] != "fill-in" || o["block_decoder.hidden_size"] != "yaml" {
+			t.Errorf("%s: origins %v", name, o)
+		}
+	}
+	for name, want := range map[string][4]int{ // layers, hidden, heads, FFN: no fill-in for vanilla configs
+		"vanilla_31": {6, 256, 8, 4096}, "vanilla_70": {6, 512, 8, 2048}, "vanilla_160": {12, 768, 12, 3072}, "vanilla_410": {24, 1024, 16, 4096},
+	} {
+		_, van, err := Released(name, OriginYAML)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _, err := van.Resolve(nil, nil, Provenance{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := c.Decoder
+		if got := [4]int{d.Layers, d.Hidden, d.Heads, d.Intermediate}; got != want {
+			t.Errorf("%s: %v, want %v", name, got, want)
+		}
+	}
+	if _, _, err := Released("block_main_b4_86", OriginYAML); err == nil || !strings.HasPrefix(err.Error(), `"block_main_b4_86" is not an official config name (want one of block_main_b4_5, `) {
+		t.Errorf("unknown name: %v", err)
+	}
+}
+
+// The presets are official configs resolved like an import of their YAML.
 func TestPresets(t *testing.T) {
-	for name, want := range map[string][3]int{"block_main_b4_85": {16, 48, 4096}, "block_main_b4_5": {16, 16, 4096}, "vanilla_31": {8, 32, 4096}, "vanilla_160": {12, 64, 3072}} {
+	for name, want := range map[string][3]int{"block_main_b4_85": {12, 64, 3072}, "block_main_b4_5": {8, 32, 1024}, "vanilla_31": {8, 32, 4096}, "vanilla_160": {12, 64, 3072}} {
 		p, err := FindPreset(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := p.Shape().Config()
+		c, err := p.Config()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,16 +159,54 @@ func TestPresets(t *testing.T) {
 		}
 	}
 	p, _ := FindPreset("block_main_b4_85")
-	c, _ := p.Shape().Config()
-	if n := ParamCount(c); n != 192_050_688 {
-		t.Errorf("b4_85 has %d weights, want 192,050,688", n)
+	c, _ := p.Config()
+	if n := ParamCount(c); n != 173_164_032 {
+		t.Errorf("b4_85 has %d weights, want 173,164,032", n)
+	}
+	if c.Origins["block_decoder.heads"] != "fill-in" || c.Origins["block_decoder.layers"] != "preset" {
+		t.Errorf("origins %v", c.Origins)
+	}
+	// Flags on top of a preset: a new width gets the fill-in again, and the concat embedder follows.
+	c, err := Shape{Preset: "block_main_b4_5", Hidden: 512}.Config()
+	if err != nil || c.BlockDecoder.Heads != 8 || c.BlockDecoder.HeadDim != 64 || c.BlockDecoder.Intermediate != 2048 || c.Embedder.Dim != 128 {
+		t.Errorf("b4_5 at hidden 512: %v %+v", err, c)
+	}
+	for _, tc := range []struct {
+		s    Shape
+		want string
+	}{
+		{Shape{Block: true, Hidden: 1000, BlockLayers: 1, TokenLayers: 1}, "Hidden 1000: block_decoder.config states no num_attention_heads and the official fill-in fails: hidden_size 1000 is not a multiple of 64, the head size the official code gives this width (give Heads)"},
+		{Shape{Preset: "block_main_b4_5", Layers: 4}, "Layers 4: is for vanilla models; preset block_main_b4_5 is a block model (give BlockLayers and TokenLayers)"},
+		{Shape{Preset: "nope"}, "Preset \"nope\": want one of block_main_b4_5, block_main_b4_19, block_main_b4_85, block_main_b4_300, block_main_b4_800, block_main_b4_1.2b, block_megabyte_b4_5, block_megabyte_b4_19, block_megabyte_b4_85, vanilla_31, vanilla_70, vanilla_160, vanilla_410"},
+	} {
+		var err error
+		if tc.s.Preset == "nope" {
+			_, err = FindPreset("nope")
+		} else {
+			_, err = tc.s.Config()
+		}
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%+v:\n got %v\nwant %s", tc.s, err, tc.want)
+		}
+	}
+}
+
+// The fill-in rule at the edges of its head sizes.
+func TestOfficialHeads(t *testing.T) {
+	for hidden, want := range map[int]int{128: 4, 256: 8, 384: 6, 768: 12, 1536: 24, 2048: 16, 2560: 20} {
+		if got, err := OfficialHeads(hidden); err != nil || got != want {
+			t.Errorf("hidden %d: %d %v, want %d", hidden, got, err, want)
+		}
+	}
+	if _, err := OfficialHeads(1600); err == nil {
+		t.Error("1600 accepted (128 does not divide it)")
 	}
 }
 
 // The table says what each tensor is and which LayerNorm feeds each Linear.
 func TestTensorTable(t *testing.T) {
 	p, _ := FindPreset("block_main_b4_5")
-	c, _ := p.Shape().Config()
+	c, _ := p.Config()
 	roles := map[Role]int{}
 	fed := map[string]string{}
 	for _, s := range Tensors(c) {
@@ -84,12 +236,12 @@ func TestTensorTable(t *testing.T) {
 
 func TestScoringRule(t *testing.T) {
 	p, _ := FindPreset("block_main_b4_5")
-	b, _ := p.Shape().Config()
+	b, _ := p.Config()
 	if s := b.Scoring(64); s.Rows != 60 || s.First != 4 || s.Stride != 60 || s.Row(4) != 0 {
 		t.Errorf("block %+v", s)
 	}
 	p, _ = FindPreset("vanilla_31")
-	v, _ := p.Shape().Config()
+	v, _ := p.Config()
 	if s := v.Scoring(64); s.Rows != 63 || s.First != 1 || s.Stride != 64 || s.Row(63) != 62 {
 		t.Errorf("vanilla %+v", s)
 	}

@@ -45,9 +45,8 @@ type NeoXConfig struct {
 	RotaryPct, RotaryBase, LayerNormEps                      float64
 	ParallelResidual                                         bool
 	Act                                                      string
-	// Origin maps each key above to where its value came from: a base model's name, a file name,
-	// a flag, "tensor shapes" or "GPTNeoXConfig defaults".
-	Origin map[string]string
+	// Origin maps each key above to where its value came from.
+	Origin map[string]Origin
 }
 
 // pythia is one Pythia base model: the public config.json facts that differ between sizes.
@@ -83,9 +82,9 @@ func BaseModelNames() []string {
 }
 
 // neoxDefaults are the GPTNeoXConfig settings every Pythia shares (and the class defaults).
-func neoxDefaults(origin string) NeoXConfig {
+func neoxDefaults(origin Origin) NeoXConfig {
 	c := NeoXConfig{MaxPositions: 2048, RotaryPct: 0.25, RotaryBase: 10000, LayerNormEps: 1e-5,
-		ParallelResidual: true, Act: "gelu", Origin: map[string]string{}}
+		ParallelResidual: true, Act: "gelu", Origin: map[string]Origin{}}
 	for _, k := range []string{KeyMaxPositions, KeyRotaryPct, KeyRotaryBase, KeyLayerNormEps, KeyParallelResidual, KeyAct} {
 		c.Origin[k] = origin
 	}
@@ -101,10 +100,11 @@ func BaseModel(name string) (NeoXConfig, bool) {
 	size = strings.TrimSuffix(size, "-deduped")
 	for _, p := range pythiaSizes {
 		if p.size == size {
-			c := neoxDefaults(name)
+			o := Origin{OriginBase, name}
+			c := neoxDefaults(o)
 			c.Hidden, c.Layers, c.Heads, c.Intermediate, c.Vocab = p.hidden, p.layers, p.heads, p.ffn, p.vocab
 			for _, k := range []string{KeyHidden, KeyLayers, KeyHeads, KeyIntermediate, KeyVocab} {
-				c.Origin[k] = name
+				c.Origin[k] = o
 			}
 			return c, true
 		}
@@ -114,11 +114,11 @@ func BaseModel(name string) (NeoXConfig, bool) {
 
 // UnknownBase is the starting point when model_name_or_path is not in the table (or absent): the
 // GPTNeoXConfig defaults for the settings Pythia shares, and nothing for the shapes and heads.
-func UnknownBase() NeoXConfig { return neoxDefaults("GPTNeoXConfig defaults") }
+func UnknownBase() NeoXConfig { return neoxDefaults(Origin{OriginDefaults, "GPTNeoXConfig defaults"}) }
 
 // Set overrides one key as a config section does, recording origin. Unknown keys and values of the
 // wrong type are errors (their text names the key, not the file: the caller adds that).
-func (c *NeoXConfig) Set(key string, v any, origin string) error {
+func (c *NeoXConfig) Set(key string, v any, origin Origin) error {
 	if a, ok := keyAliases[key]; ok {
 		key = a
 	}
@@ -156,7 +156,7 @@ func (c *NeoXConfig) Set(key string, v any, origin string) error {
 		return fmt.Errorf("unknown key %q (not a GPTNeoXConfig setting)", key)
 	}
 	if c.Origin == nil {
-		c.Origin = map[string]string{}
+		c.Origin = map[string]Origin{}
 	}
 	c.Origin[key] = origin
 	return nil
@@ -215,7 +215,7 @@ func asFloat(v any) (float64, bool) {
 // Explain says where a key's value came from, e.g. "num_attention_heads 16 from
 // EleutherAI/pythia-410m-deduped".
 func (c *NeoXConfig) Explain(key string) string {
-	return fmt.Sprintf("%s %v from %s", key, c.value(key), c.Origin[key])
+	return fmt.Sprintf("%s %v from %s", key, c.value(key), c.Origin[key].From)
 }
 
 func (c *NeoXConfig) value(key string) any {
@@ -252,7 +252,7 @@ func (c *NeoXConfig) Summary() string {
 	var origins []string
 	for _, k := range []string{KeyLayers, KeyHidden, KeyHeads, KeyIntermediate, KeyVocab, KeyRotaryPct, KeyRotaryBase,
 		KeyLayerNormEps, KeyParallelResidual, KeyAct, KeyMaxPositions} {
-		o := c.Origin[k]
+		o := c.Origin[k].From
 		if o == "" {
 			continue
 		}

@@ -101,6 +101,10 @@ type Config struct {
 	Quantization map[string]Quantization `json:"quantization,omitempty"`
 	// QuantizedWith records how the quantized tensors were made (nil when none are).
 	QuantizedWith *QuantProvenance `json:"quantized_with,omitempty"`
+	// Origins says what kind of source each architecture value came from (OriginKind), by
+	// "component.key" (block_decoder.heads, token_decoder.intermediate_size, block_length, ...);
+	// nil for configs written before it was recorded.
+	Origins map[string]string `json:"origins,omitempty"`
 }
 
 // QuantProvenance says how a model was quantized.

@@ -2,135 +2,141 @@ package arch
 
 import (
 	"cmp"
+	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/btconvert/btconvert/formats/errs"
 )
 
-// DefaultBase is the base model every released Block Transformer config names.
-const DefaultBase = "EleutherAI/pythia-410m-deduped"
-
-// Preset is a configuration of the paper's official code: a base model and the keys its YAML sets
-// on top (0 keeps the base's value), as in conf/trainer/NAME.yaml.
-type Preset struct {
-	Name        string
-	Base        string
-	Hidden      int
-	Heads       int
-	BlockLayers int // block models
-	TokenLayers int
-	EmbedderDim int
-	Layers      int // vanilla models
-	Block       bool
+// Presets are the official configs init builds by name: the paper's main and MEGABYTE Block models
+// and the vanilla baselines, resolved exactly as an import of their YAML is.
+var Presets = []string{
+	"block_main_b4_5", "block_main_b4_19", "block_main_b4_85", "block_main_b4_300", "block_main_b4_800", "block_main_b4_1.2b",
+	"block_megabyte_b4_5", "block_megabyte_b4_19", "block_megabyte_b4_85",
+	"vanilla_31", "vanilla_70", "vanilla_160", "vanilla_410",
 }
 
-// Presets are the paper's models (vocab 50304, block length 4). The block models and vanilla_31
-// state only layers and hidden size (vanilla_31 also 8 heads) over pythia-410m-deduped, so they run
-// with its 16 heads and FFN of 4096; vanilla_70/160/410 are their Pythia base as it is.
-var Presets = []Preset{
-	{Name: "block_main_b4_5", Base: DefaultBase, Hidden: 256, BlockLayers: 3, TokenLayers: 3, EmbedderDim: 64, Block: true},
-	{Name: "block_main_b4_19", Base: DefaultBase, Hidden: 512, BlockLayers: 3, TokenLayers: 3, EmbedderDim: 128, Block: true},
-	{Name: "block_main_b4_85", Base: DefaultBase, Hidden: 768, BlockLayers: 6, TokenLayers: 6, EmbedderDim: 192, Block: true},
-	{Name: "block_main_b4_300", Base: DefaultBase, Hidden: 1024, BlockLayers: 12, TokenLayers: 12, EmbedderDim: 256, Block: true},
-	{Name: "block_main_b4_800", Base: DefaultBase, Hidden: 2048, BlockLayers: 8, TokenLayers: 8, EmbedderDim: 512, Block: true},
-	{Name: "block_main_b4_1.2b", Base: DefaultBase, Hidden: 2048, BlockLayers: 12, TokenLayers: 12, EmbedderDim: 512, Block: true},
-	{Name: "vanilla_31", Base: DefaultBase, Hidden: 256, Layers: 6, Heads: 8},
-	{Name: "vanilla_70", Base: "EleutherAI/pythia-70m-deduped"},
-	{Name: "vanilla_160", Base: "EleutherAI/pythia-160m-deduped"},
-	{Name: "vanilla_410", Base: "EleutherAI/pythia-410m-deduped"},
-}
-
-// FindPreset looks a preset up by name.
-func FindPreset(name string) (*Preset, error) {
-	var names []string
-	for i := range Presets {
-		if Presets[i].Name == name {
-			return &Presets[i], nil
-		}
-		names = append(names, Presets[i].Name)
+// FindPreset is the shape of a preset.
+func FindPreset(name string) (Shape, error) {
+	if !slices.Contains(Presets, name) {
+		return Shape{}, errs.Option("Preset", name, "want one of %s", strings.Join(Presets, ", "))
 	}
-	return nil, errs.Option("Preset", name, "want one of %s", strings.Join(names, ", "))
+	return Shape{Preset: name}, nil
 }
 
-// Shape is a model shape: a base model with keys set on top (0 keeps the base's), resolved like a
-// YAML.
+// Shape is a model shape for init: a preset, or a base model, with keys set on top (0 keeps what
+// the preset or base says). It is resolved like a YAML that states those keys: a block shape gets
+// the official fill-in for the heads and FFN it does not give.
 type Shape struct {
-	Base                                     string // "" is DefaultBase
-	Block                                    bool
+	Preset                                   string // "" : a shape from Base and the fields alone
+	Base                                     string // "" : the preset's, or DefaultBase
+	Block                                    bool   // without a preset: a block model
 	Hidden, Heads, FFN, Vocab                int
 	BlockLayers, TokenLayers, Layers         int
-	BlockLength, EmbedderDim, ExpansionRatio int    // block models; EmbedderDim 0: hidden / block length (concat)
-	Origin                                   string // the origin the notes give the keys set here
+	BlockLength, EmbedderDim, ExpansionRatio int // block models; EmbedderDim 0: hidden / block length (concat)
 }
 
-// Shape of a preset.
-func (p *Preset) Shape() Shape {
-	return Shape{Base: p.Base, Block: p.Block, Hidden: p.Hidden, Heads: p.Heads, BlockLayers: p.BlockLayers,
-		TokenLayers: p.TokenLayers, Layers: p.Layers, BlockLength: 4, EmbedderDim: p.EmbedderDim, Origin: "preset " + p.Name}
-}
+var flagsOrigin = Origin{OriginFlags, "init flags"}
 
-// Config resolves the shape the way a YAML is resolved: base model config, then the keys given.
+// Config resolves the shape.
 func (s Shape) Config() (*Config, error) {
-	base := cmp.Or(s.Base, DefaultBase)
-	origin := cmp.Or(s.Origin, "the shape given")
-	stack := func(layers int) (*NeoXConfig, error) {
-		n, ok := BaseModel(base)
-		if !ok {
-			return nil, errs.Option("Base", base, "want one of %s", strings.Join(BaseModelNames(), ", "))
+	blk, van, err := s.spec()
+	if err != nil {
+		return nil, err
+	}
+	var c *Config
+	if blk != nil {
+		c, _, err = blk.Resolve(nil, nil, Provenance{})
+	} else {
+		c, _, err = van.Resolve(nil, nil, Provenance{})
+	}
+	if err != nil {
+		if s.Preset != "" {
+			return nil, errs.Option("Preset", s.Preset, "%s", err.Error())
+		}
+		return nil, errs.Option("Hidden", s.Hidden, "%s", err.Error())
+	}
+	return c, nil
+}
+
+// spec is the YAML the shape stands for.
+func (s Shape) spec() (*BlockSpec, *VanillaSpec, error) {
+	for _, kv := range []struct {
+		option string
+		v      int
+	}{{"Hidden", s.Hidden}, {"Heads", s.Heads}, {"FFN", s.FFN}, {"Vocab", s.Vocab}, {"BlockLayers", s.BlockLayers},
+		{"TokenLayers", s.TokenLayers}, {"Layers", s.Layers}, {"BlockLength", s.BlockLength}, {"EmbedderDim", s.EmbedderDim},
+		{"ExpansionRatio", s.ExpansionRatio}} {
+		if kv.v < 0 || kv.v > 1<<20 {
+			return nil, nil, errs.Option(kv.option, kv.v, "must be between 1 and %d", 1<<20)
+		}
+	}
+	var blk *BlockSpec
+	var van *VanillaSpec
+	if s.Preset != "" {
+		var err error
+		if blk, van, err = Released(s.Preset, OriginPreset); err != nil {
+			return nil, nil, errs.Option("Preset", s.Preset, "%v", err)
+		}
+	} else if s.Block {
+		stack := StackSpec{Cls: clsNeoX, Base: DefaultBase}
+		blk = &BlockSpec{File: "init flags", Kind: OriginFlags, BlockLength: cmp.Or(s.BlockLength, 4),
+			Embedder:     EmbedderSpec{Cls: clsLookup, ProjectionMethod: string(Concat)},
+			BlockDecoder: stack, TokenDecoder: TokenSpec{StackSpec: stack, ExpansionRatio: 2, Decoding: string(Prefix)}}
+	} else {
+		van = &VanillaSpec{File: "init flags", Kind: OriginFlags, Base: DefaultBase}
+	}
+	set := func(st *StackSpec, layers int) {
+		if s.Base != "" {
+			st.Base = s.Base
 		}
 		for _, kv := range []struct {
-			key, option string
-			v           int
-		}{{KeyLayers, "Layers", layers}, {KeyHidden, "Hidden", s.Hidden}, {KeyHeads, "Heads", s.Heads},
-			{KeyIntermediate, "FFN", s.FFN}, {KeyVocab, "Vocab", s.Vocab}} {
+			key string
+			v   int
+		}{{KeyLayers, layers}, {KeyHidden, s.Hidden}, {KeyHeads, s.Heads}, {KeyIntermediate, s.FFN}, {KeyVocab, s.Vocab}} {
 			if kv.v != 0 {
-				if err := n.Set(kv.key, kv.v, origin); err != nil {
-					return nil, errs.Option(kv.option, kv.v, "must be a positive integer")
-				}
+				st.Settings = append(slices.Clip(st.Settings), Setting{Key: kv.key, Value: kv.v, Origin: flagsOrigin})
 			}
 		}
-		return &n, nil
 	}
-	prov := Provenance{}
-	if s.Block == (s.Layers > 0) && (s.Layers > 0 || s.BlockLayers > 0 || s.TokenLayers > 0) {
-		return nil, errs.Option("Layers", nil, "{Layers} makes a vanilla model, {BlockLayers} / {TokenLayers} a block model: give one kind")
-	}
-	if !s.Block {
-		n, err := stack(s.Layers)
-		if err != nil {
-			return nil, err
+	if s.Base != "" {
+		if _, ok := BaseModel(s.Base); !ok {
+			return nil, nil, errs.Option("Base", s.Base, "want one of %s", strings.Join(BaseModelNames(), ", "))
 		}
-		c, err := VanillaConfig(n, TokenIDs{}, prov)
-		if err != nil {
-			return nil, errs.Option("Heads", s.Heads, "%v", err)
+	}
+	if van != nil {
+		if s.BlockLayers != 0 || s.TokenLayers != 0 || s.BlockLength != 0 || s.EmbedderDim != 0 || s.ExpansionRatio != 0 {
+			return nil, nil, errs.Option("Layers", nil, "{BlockLayers}, {TokenLayers}, {BlockLength}, {EmbedderDim} and {ExpansionRatio} are for block models; this is a vanilla model")
 		}
-		c.Source = NewSource(0, "", map[string]string{Decoder: base})
-		return c, nil
+		st := StackSpec{Base: van.Base, Settings: van.Settings}
+		set(&st, s.Layers)
+		van.Base, van.Settings = st.Base, st.Settings
+		return nil, van, nil
 	}
-	if s.BlockLength < 1 {
-		return nil, errs.Option("BlockLength", s.BlockLength, "must be at least 1")
-	}
-	bd, err := stack(s.BlockLayers)
-	if err != nil {
-		return nil, err
-	}
-	td, err := stack(s.TokenLayers)
-	if err != nil {
-		return nil, err
-	}
-	de := s.EmbedderDim
-	if de == 0 {
-		if bd.Hidden%s.BlockLength != 0 {
-			return nil, errs.Option("Hidden", bd.Hidden, "is not a multiple of {BlockLength} %d (concat embedder)", s.BlockLength)
+	if s.Layers != 0 {
+		what := "this is a block model"
+		if s.Preset != "" {
+			what = fmt.Sprintf("preset %s is a block model", s.Preset)
 		}
-		de = bd.Hidden / s.BlockLength
+		return nil, nil, errs.Option("Layers", s.Layers, "is for vanilla models; %s (give {BlockLayers} and {TokenLayers})", what)
 	}
-	ratio := cmp.Or(s.ExpansionRatio, 2)
-	c, err := BlockConfig(bd, td, EmbedderConfig{Type: Concat, Dim: de}, 0, s.BlockLength,
-		TokenDecoderConfig{ExpansionRatio: ratio, Decoding: Prefix}, prov)
-	if err != nil {
-		return nil, errs.Option("Heads", s.Heads, "%v", err)
+	set(&blk.BlockDecoder, s.BlockLayers)
+	set(&blk.TokenDecoder.StackSpec, s.TokenLayers)
+	if s.Vocab != 0 {
+		blk.Embedder.Vocab = s.Vocab
 	}
-	c.Source = NewSource(0, "", map[string]string{BlockDecoder: base, TokenDecoder: base})
-	return c, nil
+	if s.BlockLength != 0 {
+		blk.BlockLength = s.BlockLength
+	}
+	if s.ExpansionRatio != 0 {
+		blk.TokenDecoder.ExpansionRatio = s.ExpansionRatio
+	}
+	if s.Hidden != 0 || s.BlockLength != 0 {
+		blk.Embedder.Hidden = 0 // the concat embedder follows the width and block length
+	}
+	if s.EmbedderDim != 0 {
+		blk.Embedder.Hidden = s.EmbedderDim
+	}
+	return blk, nil, nil
 }

@@ -101,7 +101,7 @@ func readHFConfig(path string, shapes map[string]int) (*arch.NeoXConfig, arch.To
 		add(arch.KeyParallelResidual, *h.UseParallelResidual, true)
 	}
 	for _, s := range settings {
-		if err := c.Set(s.Key, s.Value, file); err != nil {
+		if err := c.Set(s.Key, s.Value, arch.Origin{Kind: arch.OriginConfigJSON, From: file}); err != nil {
 			return nil, ids, errs.File(path, "%v", err)
 		}
 	}

@@ -95,8 +95,16 @@ func shapes(c *safetensors.Checkpoint) map[string]int {
 }
 
 // architecture resolves a GPT-NeoX checkpoint's config: config.json, or the official vanilla YAML
-// (config.yaml or any .yaml given), or, with only the weights, their shapes plus the given heads.
+// (config.yaml, any .yaml given, or an official vanilla config by name), or, with only the
+// weights, their shapes plus the given heads.
 func architecture(c *safetensors.Checkpoint, o formats.OpenOptions, prov arch.Provenance) (*arch.Config, []string, error) {
+	if o.Decoding != "" {
+		return nil, nil, &errs.InputError{File: c.Dir, Msg: "holds a vanilla GPT-NeoX model; {Decoding} applies to Block Transformer checkpoints"}
+	}
+	if len(o.Heads) > 1 {
+		return nil, nil, &errs.InputError{File: c.Dir, Msg: fmt.Sprintf("holds a vanilla GPT-NeoX model: {Heads} %s gives more than its one decoder", o.Heads)}
+	}
+	heads := o.Heads.For(arch.Decoder)
 	path := o.Config
 	if path == "" {
 		for _, name := range []string{"config.json", "config.yaml"} {
@@ -109,43 +117,69 @@ func architecture(c *safetensors.Checkpoint, o formats.OpenOptions, prov arch.Pr
 	file := filepath.Base(path)
 	switch {
 	case path == "":
-		if o.Heads < 1 {
-			return nil, nil, &errs.InputError{File: c.Dir, Msg: "GPT-NeoX weights but no config.json beside them (give {Config}); or pass {Heads} N to read the rest off the weights"}
+		if heads < 1 {
+			return nil, nil, &errs.InputError{File: c.Dir, Msg: "GPT-NeoX weights but no config.json beside them, and the attention heads cannot be read from them: give {Config} (config.json, the official YAML, or an official config: " +
+				strings.Join(vanillaNames(), ", ") + "), or {Heads} N to read the rest off the weights"}
 		}
-		n := arch.FromShapesWithHeads(shapes(c), o.Heads)
+		n := arch.FromShapesWithHeads(shapes(c), heads)
 		cfg, err := arch.VanillaConfig(n, arch.TokenIDs{}, prov)
 		if err != nil {
 			return nil, nil, errs.File(c.Dir, "%v", err)
 		}
 		return cfg, []string{"no config.json: architecture read off the tensor shapes, heads given", "decoder: " + n.Summary()}, nil
+	case arch.IsReleased(path) && !fsio.Exists(path):
+		_, v, err := arch.Released(path, arch.OriginYAML)
+		if err != nil {
+			return nil, nil, err
+		}
+		if v == nil {
+			return nil, nil, errs.File(c.Dir, "holds a vanilla GPT-NeoX model; %s is the config of a Block Transformer", path)
+		}
+		return vanillaSpec(c.Dir, v, c, heads, prov)
 	case strings.HasSuffix(file, ".yaml") || strings.HasSuffix(file, ".yml"):
 		var y VanillaYAML
 		if err := ReadYAML(path, &y); err != nil {
 			return nil, nil, err
 		}
-		n, err := arch.ResolveStack(y.ModelNameOrPath, Settings(y.ModelConfig), arch.Section{File: file, Stack: arch.Decoder, Keys: "model_config"}, o.Heads, shapes(c))
-		if err != nil {
-			return nil, nil, &errs.InputError{File: path, Msg: err.Error()}
-		}
-		cfg, err := arch.VanillaConfig(n, arch.TokenIDs{}, prov)
-		if err != nil {
-			return nil, nil, errs.File(path, "%v", err)
-		}
-		cfg.Source = arch.NewSource(y.MaxLength, y.Precision, map[string]string{arch.Decoder: y.ModelNameOrPath})
-		return cfg, []string{"architecture from " + file, "decoder: " + n.Summary()}, nil
+		return vanillaSpec(path, &arch.VanillaSpec{Name: y.Name, File: file, Base: y.ModelNameOrPath, Settings: Settings(y.ModelConfig),
+			MaxLength: y.MaxLength, Precision: y.Precision}, c, heads, prov)
 	}
 	n, ids, err := readHFConfig(path, shapes(c))
 	if err != nil {
 		return nil, nil, err
 	}
-	if o.Heads > 0 && o.Heads != n.Heads {
-		return nil, nil, &errs.InputError{File: path, Msg: fmt.Sprintf("%s; {Heads} %d disagrees", n.Explain(arch.KeyHeads), o.Heads)}
+	if heads > 0 && heads != n.Heads {
+		return nil, nil, &errs.InputError{File: path, Msg: fmt.Sprintf("%s; {Heads} %d disagrees", n.Explain(arch.KeyHeads), heads)}
 	}
 	cfg, err := arch.VanillaConfig(n, ids, prov)
 	if err != nil {
 		return nil, nil, errs.File(path, "%v", err)
 	}
 	return cfg, []string{"architecture from " + file, "decoder: " + n.Summary()}, nil
+}
+
+// vanillaSpec resolves a vanilla YAML (path names it in errors).
+func vanillaSpec(path string, s *arch.VanillaSpec, c *safetensors.Checkpoint, heads int, prov arch.Provenance) (*arch.Config, []string, error) {
+	var h arch.Heads
+	if heads > 0 {
+		h = arch.Heads{heads}
+	}
+	cfg, notes, err := s.Resolve(h, shapes(c), prov)
+	if err != nil {
+		return nil, nil, &errs.InputError{File: path, Msg: err.Error()}
+	}
+	return cfg, notes, nil
+}
+
+// vanillaNames are the official vanilla configs.
+func vanillaNames() []string {
+	var out []string
+	for _, n := range arch.ReleasedNames() {
+		if _, v, _ := arch.Released(n, arch.OriginYAML); v != nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Export implements formats.Layout: config.json and model.safetensors (or shards).

@@ -3,11 +3,13 @@ package official
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/goccy/go-yaml"
 
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/formats/neox"
 	"github.com/btconvert/btconvert/formats/safetensors"
 )
@@ -17,9 +19,16 @@ import (
 type YAML struct {
 	Name        string `yaml:"name,omitempty"`
 	BlockLength int    `yaml:"block_length"`
-	MaxLength   int    `yaml:"max_length,omitempty"`
-	Embedder    struct {
+	BlockSplit  *struct {
+		Distribution       string `yaml:"distribution"`
+		DistributionKwargs struct {
+			Length int `yaml:"length"`
+		} `yaml:"distribution_kwargs"`
+	} `yaml:"block_split,omitempty"`
+	MaxLength int `yaml:"max_length,omitempty"`
+	Embedder  struct {
 		Cls              string `yaml:"cls"`
+		NEmbeddingTokens int    `yaml:"n_embedding_tokens,omitempty"`
 		ProjectionMethod string `yaml:"projection_method"`
 		Config           struct {
 			VocabSize  int `yaml:"vocab_size"`
@@ -34,7 +43,7 @@ type YAML struct {
 		Cls              string `yaml:"cls"`
 		neox.StackYAML   `yaml:",inline"`
 		ExpansionMethod  string `yaml:"expansion_method"`
-		ExpansionRatio   int    `yaml:"expansion_ratio"`
+		ExpansionRatio   int    `yaml:"expansion_ratio,omitempty"`
 		DecodingStrategy string `yaml:"decoding_strategy"`
 	} `yaml:"token_decoder"`
 	Precision string `yaml:"precision,omitempty"`
@@ -47,59 +56,71 @@ const (
 	vocabFrom = tdPrefix + arch.EmbedIn + ".weight"
 )
 
-// configFromYAML resolves the YAML into our config: each decoder from its base model and its keys.
-func configFromYAML(path string, y *YAML, c *safetensors.Checkpoint, heads int, prov arch.Provenance) (*arch.Config, []string, error) {
-	file := filepath.Base(path)
-	method := arch.EmbedderType(y.Embedder.ProjectionMethod)
-	if method == "" {
-		method = arch.Concat
+// spec is what the YAML says, as the architecture's spec.
+func (y *YAML) spec(file string) *arch.BlockSpec {
+	L := y.BlockLength
+	if L == 0 && y.BlockSplit != nil && y.BlockSplit.Distribution == "fixed" {
+		L = y.BlockSplit.DistributionKwargs.Length
 	}
-	if y.TokenDecoder.ExpansionMethod != "" && y.TokenDecoder.ExpansionMethod != "expansion_layer" {
-		return nil, nil, errs.File(path, "token_decoder.expansion_method %q is not supported (only expansion_layer)", y.TokenDecoder.ExpansionMethod)
+	s := &arch.BlockSpec{Name: y.Name, File: file, BlockLength: L, MaxLength: y.MaxLength, Precision: y.Precision,
+		Embedder: arch.EmbedderSpec{Cls: y.Embedder.Cls, ProjectionMethod: y.Embedder.ProjectionMethod, Hidden: y.Embedder.Config.HiddenSize,
+			Vocab: y.Embedder.Config.VocabSize, EmbeddingTokens: y.Embedder.NEmbeddingTokens},
+		BlockDecoder: arch.StackSpec{Cls: y.BlockDecoder.Cls, Base: y.BlockDecoder.ModelNameOrPath, Settings: neox.Settings(y.BlockDecoder.Config)},
+		TokenDecoder: arch.TokenSpec{StackSpec: arch.StackSpec{Cls: y.TokenDecoder.Cls, Base: y.TokenDecoder.ModelNameOrPath,
+			Settings: neox.Settings(y.TokenDecoder.Config)}, ExpansionMethod: y.TokenDecoder.ExpansionMethod,
+			ExpansionRatio: y.TokenDecoder.ExpansionRatio, Decoding: y.TokenDecoder.DecodingStrategy}}
+	return s
+}
+
+// checkpointShapes reads each decoder's shape keys off the checkpoint.
+func checkpointShapes(c *safetensors.Checkpoint) func(stack string) map[string]int {
+	return func(stack string) map[string]int {
+		prefix := map[string]string{arch.BlockDecoder: bdPrefix, arch.TokenDecoder: tdPrefix}[stack]
+		return neox.StackShapes(c, prefix, vocabFrom)
 	}
-	dec := arch.Decoding(y.TokenDecoder.DecodingStrategy)
-	if dec == "" {
-		dec = arch.Prefix
-	}
-	ratio := y.TokenDecoder.ExpansionRatio
-	if ratio == 0 {
-		ratio = 1
-	}
-	resolve := func(stack string, st neox.StackYAML, prefix string) (*arch.NeoXConfig, error) {
-		n, err := arch.ResolveStack(st.ModelNameOrPath, neox.Settings(st.Config), arch.Section{File: file, Stack: stack, Keys: stack + ".config"},
-			heads, neox.StackShapes(c, prefix, vocabFrom))
-		if err != nil {
-			return nil, &errs.InputError{File: path, Msg: err.Error()}
-		}
-		return n, nil
-	}
-	bdC, err := resolve(arch.BlockDecoder, y.BlockDecoder.StackYAML, bdPrefix)
-	if err != nil {
+}
+
+// configFromYAML resolves an official YAML file into our config.
+func configFromYAML(path string, c *safetensors.Checkpoint, o openOptions, prov arch.Provenance) (*arch.Config, []string, error) {
+	var y YAML
+	if err := neox.ReadYAML(path, &y); err != nil {
 		return nil, nil, err
 	}
-	tdC, err := resolve(arch.TokenDecoder, y.TokenDecoder.StackYAML, tdPrefix)
+	return resolveSpec(path, y.spec(filepath.Base(path)), c, o, prov)
+}
+
+// configFromName resolves an official config by name.
+func configFromName(name string, c *safetensors.Checkpoint, o openOptions, prov arch.Provenance) (*arch.Config, []string, error) {
+	blk, _, err := arch.Released(name, arch.OriginYAML)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, &errs.InputError{File: c.Dir, Msg: err.Error()}
 	}
-	prov["block_length"] = fmt.Sprintf("block_length %d from %s", y.BlockLength, file)
-	prov["expansion_ratio"] = fmt.Sprintf("expansion_ratio %d from %s", ratio, file)
-	prov["embedder."+arch.KeyHidden] = fmt.Sprintf("embedder hidden_size %d from %s", y.Embedder.Config.HiddenSize, file)
-	cfg, err := arch.BlockConfig(bdC, tdC, arch.EmbedderConfig{Type: method, Dim: y.Embedder.Config.HiddenSize}, y.Embedder.Config.VocabSize,
-		y.BlockLength, arch.TokenDecoderConfig{ExpansionRatio: ratio, Decoding: dec}, prov)
+	if blk == nil {
+		return nil, nil, errs.File(c.Dir, "holds a Block Transformer; %s is the config of a vanilla model", name)
+	}
+	return resolveSpec(c.Dir, blk, c, o, prov)
+}
+
+func resolveSpec(path string, s *arch.BlockSpec, c *safetensors.Checkpoint, o openOptions, prov arch.Provenance) (*arch.Config, []string, error) {
+	if o.Decoding != "" {
+		return nil, nil, &errs.InputError{File: path, Msg: fmt.Sprintf("{Decoding} %s: the config states the decoding (only a checkpoint without one needs it)", o.Decoding)}
+	}
+	cfg, notes, err := s.Resolve(o.Heads, checkpointShapes(c), prov)
 	if err != nil {
-		return nil, nil, errs.File(path, "%v", err)
+		return nil, nil, &errs.InputError{File: path, Msg: err.Error()}
 	}
-	cfg.Source = arch.NewSource(y.MaxLength, y.Precision, map[string]string{arch.BlockDecoder: y.BlockDecoder.ModelNameOrPath, arch.TokenDecoder: y.TokenDecoder.ModelNameOrPath})
-	notes := []string{"architecture from " + file, "block_decoder: " + bdC.Summary(), "token_decoder: " + tdC.Summary()}
 	return cfg, notes, nil
 }
 
-// configFromShapes reads the architecture off the tensor shapes. Everything but the head count is
-// there; heads must be given.
-func configFromShapes(c *safetensors.Checkpoint, heads int, prov arch.Provenance) (*arch.Config, []string, error) {
-	if heads < 1 {
-		return nil, nil, &errs.InputError{File: c.Dir, Msg: "no config.yaml beside the weights, and the number of attention heads cannot be read from them: pass {Heads} N (or give the official config.yaml with {Config})"}
-	}
+// openOptions are the formats.OpenOptions a config reader uses.
+type openOptions struct {
+	Heads    arch.Heads
+	Decoding arch.Decoding
+}
+
+// configFromShapes reads the architecture off the tensor shapes. Everything but the head counts
+// and (where the weights fit both) the decoding strategy is there; those must be given.
+func configFromShapes(c *safetensors.Checkpoint, o openOptions, prov arch.Provenance) (*arch.Config, []string, error) {
 	shape := func(name string, rank int) ([]int, error) {
 		info := c.Info(name)
 		if info == nil {
@@ -118,7 +139,7 @@ func configFromShapes(c *safetensors.Checkpoint, heads int, prov arch.Provenance
 	if err != nil {
 		return nil, nil, err
 	}
-	stack := func(prefix string) (*arch.NeoXConfig, error) {
+	stackShapes := func(prefix string) (map[string]int, error) {
 		if neox.CountLayers(c, prefix) == 0 {
 			return nil, errs.File(c.Dir, "no %slayers.* tensors", prefix)
 		}
@@ -127,19 +148,19 @@ func configFromShapes(c *safetensors.Checkpoint, heads int, prov arch.Provenance
 				return nil, err
 			}
 		}
-		return arch.FromShapesWithHeads(neox.StackShapes(c, prefix, vocabFrom), heads), nil
+		return neox.StackShapes(c, prefix, vocabFrom), nil
 	}
-	bdC, err := stack(bdPrefix)
+	bdS, err := stackShapes(bdPrefix)
 	if err != nil {
 		return nil, nil, err
 	}
-	tdC, err := stack(tdPrefix)
+	tdS, err := stackShapes(tdPrefix)
 	if err != nil {
 		return nil, nil, err
 	}
-	Dt := tdC.Hidden
-	if Dt == 0 || exp[0]%Dt != 0 {
-		return nil, nil, errs.Tensor(c.FileOf(expansion), expansion, "shape %v is not a multiple of the token decoder width %d", exp, Dt)
+	D, Dt := bdS[arch.KeyHidden], tdS[arch.KeyHidden]
+	if Dt == 0 || exp[0]%Dt != 0 || exp[1] != D {
+		return nil, nil, errs.Tensor(c.FileOf(expansion), expansion, "shape %v, want [r x %d, %d, 1] (r vectors of the token decoder's width from the block decoder's)", exp, Dt, D)
 	}
 	embCfg := arch.EmbedderConfig{Type: arch.Concat, Dim: emb[1]}
 	L := 0
@@ -150,21 +171,101 @@ func configFromShapes(c *safetensors.Checkpoint, heads int, prov arch.Provenance
 		embCfg.Type = arch.ProjectionLayer
 		L = p.Shape[2]
 	} else {
-		if emb[1] == 0 || bdC.Hidden%emb[1] != 0 {
-			return nil, nil, errs.Tensor(c.FileOf(embeddings), embeddings, "width %d does not divide the block decoder width %d (concat embedder)", emb[1], bdC.Hidden)
+		if emb[1] == 0 || D%emb[1] != 0 {
+			return nil, nil, errs.Tensor(c.FileOf(embeddings), embeddings, "width %d does not divide the block decoder width %d (concat embedder)", emb[1], D)
 		}
-		L = bdC.Hidden / emb[1]
+		L = D / emb[1]
 	}
-	for _, k := range []string{"block_length", "expansion_ratio", "embedder." + arch.KeyHidden} {
-		prov[k] = k + " from " + arch.FromShapes
+	r := exp[0] / Dt
+	if len(o.Heads) == 0 {
+		return nil, nil, &errs.InputError{File: c.Dir, Msg: noConfigMessage(c, D, Dt)}
 	}
-	cfg, err := arch.BlockConfig(bdC, tdC, embCfg, emb[0], L, arch.TokenDecoderConfig{ExpansionRatio: exp[0] / Dt, Decoding: arch.Prefix}, prov)
+	dec := o.Decoding
+	switch {
+	case dec == "" && r == L:
+		return nil, nil, errs.File(c.Dir, "no config.yaml, and the decoding strategy cannot be read from the weights: the expansion layer gives %d vectors = block_length %d, which fits both prefix and summation decoding: give {Decoding} prefix or {Decoding} summation (or {Config} NAME)", r, L)
+	case dec == "":
+		dec = arch.Prefix
+	case dec == arch.Summation && r != L:
+		return nil, nil, errs.Tensor(c.FileOf(expansion), expansion, "gives %d vectors; summation decoding needs block_length %d of them ({Decoding} %s does not fit these weights)", r, L, dec)
+	case dec != arch.Prefix && dec != arch.Summation:
+		return nil, nil, &errs.InputError{File: c.Dir, Msg: fmt.Sprintf("{Decoding} %q: want prefix or summation", dec)}
+	}
+	if len(o.Heads) > 2 {
+		return nil, nil, &errs.InputError{File: c.Dir, Msg: fmt.Sprintf("{Heads} %s: give one head count, or the block decoder's and the token decoder's", o.Heads)}
+	}
+	bdC := arch.FromShapesWithHeads(bdS, o.Heads.For(arch.BlockDecoder))
+	tdC := arch.FromShapesWithHeads(tdS, o.Heads.For(arch.TokenDecoder))
+	decOrigin := arch.Origin{Kind: arch.OriginDecoding, From: "the given decoding"}
+	if o.Decoding == "" {
+		decOrigin = arch.Origin{Kind: arch.OriginShapes, From: fmt.Sprintf("tensor shapes (the expansion layer's %d vectors != block_length %d: prefix)", r, L)}
+	}
+	cfg, err := arch.BlockConfig(bdC, tdC, arch.BlockParts{Embedder: embCfg, EmbedderOrigin: arch.FromShapes, EmbedderVocab: emb[0],
+		BlockLength: L, LengthOrigin: arch.FromShapes, ExpansionRatio: r, RatioOrigin: arch.FromShapes,
+		Decoding: dec, DecodingOrigin: decOrigin}, prov)
 	if err != nil {
 		return nil, nil, errs.File(c.Dir, "inferred architecture is inconsistent: %v", err)
 	}
-	notes := []string{"no config.yaml: architecture inferred from tensor shapes (decoding assumed prefix), heads given",
+	notes := []string{fmt.Sprintf("no config.yaml: architecture read off the tensor shapes, heads given (%s), %s decoding", o.Heads, dec),
 		"block_decoder: " + bdC.Summary(), "token_decoder: " + tdC.Summary()}
 	return cfg, notes, nil
+}
+
+// noConfigMessage is the refusal for a checkpoint without a config and without head counts: what
+// cannot be read from the weights, the official default heads for these widths, and the released
+// configs whose shapes these weights have.
+func noConfigMessage(c *safetensors.Checkpoint, D, Dt int) string {
+	def := func(h int) string {
+		n, err := arch.OfficialHeads(h)
+		if err != nil {
+			return ""
+		}
+		return fmt.Sprint(n)
+	}
+	var heads string
+	switch hb, ht := def(D), def(Dt); {
+	case hb == "" || ht == "":
+		heads = "{Heads} N (the official head sizes do not divide these widths)"
+	case D == Dt:
+		heads = fmt.Sprintf("{Heads} (the official default for hidden %d is %s heads: {Heads} %s)", D, hb, hb)
+	default:
+		heads = fmt.Sprintf("{Heads} (the official defaults for hidden %d and %d are %s and %s heads: {Heads} %s,%s)", D, Dt, hb, ht, hb, ht)
+	}
+	match := arch.MatchingReleased(func(cfg *arch.Config) bool { return fits(c, cfg) })
+	cfgHint := "{Config} NAME (an official config, e.g. block_main_b4_85) or {Config} PATH.yaml"
+	if len(match) > 0 {
+		cfgHint = fmt.Sprintf("{Config} NAME (these shapes are those of %s)", strings.Join(match, ", "))
+	}
+	return fmt.Sprintf("no config.yaml beside the weights, and the attention heads and the decoding strategy cannot be read from them: give %s, or %s", cfgHint, heads)
+}
+
+// fits reports whether every tensor of a model of config cfg is in the checkpoint with its shape.
+func fits(c *safetensors.Checkpoint, cfg *arch.Config) bool {
+	n := 0
+	for _, s := range arch.Tensors(cfg) {
+		info := c.Info(Name(s.Component, s.Name))
+		if info == nil {
+			return false
+		}
+		want := s.Shape
+		switch Name(s.Component, s.Name) {
+		case projection:
+			want = []int{cfg.BlockDecoder.Hidden, cfg.Embedder.Dim, cfg.BlockLength}
+		case expansion:
+			want = []int{s.Shape[0], s.Shape[1], 1}
+		}
+		if fmt.Sprint(info.Shape) != fmt.Sprint(want) {
+			return false
+		}
+		n++
+	}
+	extra := 0
+	for _, name := range c.Names {
+		if name != unusedEmbedIn && !neox.Buffer(name) {
+			extra++
+		}
+	}
+	return extra == n
 }
 
 // yamlFor writes our config back as the official Hydra schema. Every architecture key of each
@@ -175,6 +276,7 @@ func yamlFor(name string, c *arch.Config) ([]byte, error) {
 	y.Name = name
 	y.BlockLength = c.BlockLength
 	y.Embedder.Cls = "lookup"
+	y.Embedder.NEmbeddingTokens = 1
 	y.Embedder.ProjectionMethod = string(c.Embedder.Type)
 	y.Embedder.Config.VocabSize = c.VocabSize
 	y.Embedder.Config.HiddenSize = c.Embedder.Dim
@@ -195,4 +297,39 @@ func yamlFor(name string, c *arch.Config) ([]byte, error) {
 		y.MaxLength, y.Precision = c.Source.MaxLength, c.Source.Precision
 	}
 	return yaml.Marshal(&y)
+}
+
+// BlockTarget resolves a Block config given without weights (an official config by name, or an
+// official YAML file): the model an uptraining trains. It returns nil, nil when the config is a
+// vanilla model's (the source's own config).
+func BlockTarget(config string, heads arch.Heads) (*arch.Config, error) {
+	var spec *arch.BlockSpec
+	file := config
+	if arch.IsReleased(config) && !fsio.Exists(config) {
+		blk, _, err := arch.Released(config, arch.OriginYAML)
+		if err != nil {
+			return nil, err
+		}
+		spec, file = blk, "--config "+config
+	} else {
+		if strings.HasSuffix(config, ".json") {
+			return nil, nil
+		}
+		var y YAML
+		if err := neox.ReadYAML(config, &y); err != nil {
+			return nil, err
+		}
+		if y.BlockLength == 0 && y.BlockSplit == nil {
+			return nil, nil // a vanilla YAML
+		}
+		spec = y.spec(filepath.Base(config))
+	}
+	if spec == nil {
+		return nil, nil
+	}
+	cfg, _, err := spec.Resolve(heads, nil, arch.Provenance{})
+	if err != nil {
+		return nil, &errs.InputError{File: file, Msg: err.Error()}
+	}
+	return cfg, nil
 }

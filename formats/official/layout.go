@@ -92,7 +92,7 @@ func permute3(raw []byte, elem, a, b, c int, perm []int) []byte {
 }
 
 // Open implements formats.Layout. o.Config may be "" (then config.yaml beside the weights if
-// present, else the shapes with o.Heads).
+// present, else the shapes with o.Heads), an official config's name, or a YAML file.
 func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.Model, error) {
 	m := &formats.Model{Format: Format, Path: c.Dir}
 	configPath := o.Config
@@ -104,13 +104,14 @@ func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.M
 	var err error
 	var notes []string
 	prov := arch.Provenance{}
-	if configPath != "" {
-		var y YAML
-		if err = neox.ReadYAML(configPath, &y); err == nil {
-			m.Config, notes, err = configFromYAML(configPath, &y, c, o.Heads, prov)
-		}
-	} else {
-		m.Config, notes, err = configFromShapes(c, o.Heads, prov)
+	oo := openOptions{Heads: o.Heads, Decoding: o.Decoding}
+	switch {
+	case configPath == "":
+		m.Config, notes, err = configFromShapes(c, oo, prov)
+	case arch.IsReleased(configPath) && !fsio.Exists(configPath):
+		m.Config, notes, err = configFromName(configPath, c, oo, prov)
+	default:
+		m.Config, notes, err = configFromYAML(configPath, c, oo, prov)
 	}
 	if err != nil {
 		return nil, err

@@ -47,8 +47,10 @@ func Open(path string, o formats.OpenOptions, checkHashes bool) (*formats.Model,
 		switch {
 		case o.Config != "":
 			return nil, &errs.InputError{File: path, Msg: "is " + what + "; {Config} applies to checkpoints only"}
-		case o.Heads != 0:
+		case len(o.Heads) != 0:
 			return nil, &errs.InputError{File: path, Msg: "is " + what + "; {Heads} applies to checkpoints only"}
+		case o.Decoding != "":
+			return nil, &errs.InputError{File: path, Msg: "is " + what + "; {Decoding} applies to checkpoints only"}
 		}
 		if kind == Bundle {
 			return modeldir.OpenBundle(path)

@@ -29,7 +29,7 @@ func open(path string) (*formats.Model, error) {
 // archOnly is the config without its provenance (base model names, training length, precision).
 func archOnly(c *arch.Config) *arch.Config {
 	a := *c
-	a.Source = nil
+	a.Source, a.Origins = nil, nil
 	return &a
 }
 
@@ -74,7 +74,7 @@ func TestInferOfficialConfig(t *testing.T) {
 		dir := t.TempDir()
 		data, _ := os.ReadFile(filepath.Join(testfix.Path(name), "model.safetensors"))
 		os.WriteFile(filepath.Join(dir, "model.safetensors"), data, 0o644)
-		inferred, err := source.Open(dir, formats.OpenOptions{Heads: 4}, false)
+		inferred, err := source.Open(dir, formats.OpenOptions{Heads: arch.Heads{4}}, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +180,7 @@ func TestLayoutErrors(t *testing.T) {
 			testfix.Rewrite(t, d, drop("gpt_neox.layers.3.attention.dense.weight"))
 		}, `: tensor "gpt_neox.layers.3.attention.dense.weight": missing from the checkpoint (config.json asks for it)`},
 		{"neox no config", "pythia-tiny", func(d string) { os.Remove(filepath.Join(d, "config.json")) },
-			": GPT-NeoX weights but no config.json beside them (give --config)"},
+			": GPT-NeoX weights but no config.json beside them, and the attention heads cannot be read from them: give --config (config.json, the official YAML, or an official config: vanilla_31, vanilla_70, vanilla_160, vanilla_410), or --heads N to read the rest off the weights"},
 		{"bad yaml", "bt-tiny", func(d string) { os.WriteFile(filepath.Join(d, "config.yaml"), []byte("block_length: [\n"), 0o644) },
 			"/config.yaml: not valid YAML:"},
 		{"no weights", "bt-tiny", func(d string) { os.Remove(filepath.Join(d, "model.safetensors")) },
@@ -215,13 +215,16 @@ func TestLayoutErrors(t *testing.T) {
 }
 
 // synthetic writes an official checkpoint of a random Block Transformer with D = 128, 2 + 2 layers,
-// 16 heads and an FFN of 4096 (what pythia-410m-deduped gives such a YAML), vocabulary 256, with
+// 4 heads and an FFN of 512 (what the official fill-in gives such a YAML), vocabulary 256, with
 // the given config.yaml (none if yamlText is "").
 func synthetic(t *testing.T, yamlText string) string {
 	t.Helper()
 	cfg, err := arch.Shape{Block: true, Hidden: 128, BlockLayers: 2, TokenLayers: 2, Vocab: 256, BlockLength: 4}.Config()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if d := cfg.BlockDecoder; d.Heads != 4 || d.Intermediate != 512 {
+		t.Fatalf("shape %+v", *d)
 	}
 	dir := testfix.Export(t, randinitModel(cfg), formats.ExportOptions{})
 	os.Remove(filepath.Join(dir, "config.yaml"))
@@ -231,8 +234,9 @@ func synthetic(t *testing.T, yamlText string) string {
 	return dir
 }
 
-// officialYAML is a released-style config: each decoder names base and states only its layers and
-// hidden size (and here the vocabulary), plus extra under each decoder's config.
+// officialYAML is a config as the official repository writes them: each decoder names base and
+// states only its layers and hidden size (and here the vocabulary), plus extra under each
+// decoder's config.
 func officialYAML(base, extra string) string {
 	return `block_length: 4
 max_length: 2048
@@ -263,74 +267,95 @@ precision: bf16
 `
 }
 
-// Heads and FFN come from the base model the YAML names, never from the hidden size.
-func TestBaseModelGivesHeadsAndFFN(t *testing.T) {
+// Heads and FFN come from the official fill-in (width 128: 4 heads of 32, FFN 512), not from the
+// base model (pythia-410m-deduped: 16 heads, FFN 4096); the rest from the base model.
+func TestFillInGivesHeadsAndFFN(t *testing.T) {
 	m := testfix.Open(t, synthetic(t, officialYAML("EleutherAI/pythia-410m-deduped", "")))
 	for _, d := range []*arch.DecoderConfig{m.Config.BlockDecoder, &m.Config.TokenDecoder.DecoderConfig} {
-		if d.Heads != 16 || d.HeadDim != 8 || d.RotaryDims != 2 || d.Intermediate != 4096 || d.MaxPositions != 2048 {
-			t.Fatalf("resolved %+v, want 16 heads of 8, rotary dims 2, FFN 4096", *d)
+		if d.Heads != 4 || d.HeadDim != 32 || d.RotaryDims != 8 || d.Intermediate != 512 || d.MaxPositions != 2048 {
+			t.Fatalf("resolved %+v, want 4 heads of 32, rotary dims 8, FFN 512", *d)
 		}
 	}
-	want := "block_decoder: num_hidden_layers 2, hidden_size 128, vocab_size 256 from config.yaml; num_attention_heads 16, intermediate_size 4096, " +
-		"rotary_pct 0.25, rotary_emb_base 10000, layer_norm_eps 1e-05, use_parallel_residual true, hidden_act gelu, max_position_embeddings 2048 from EleutherAI/pythia-410m-deduped"
+	want := "block_decoder: num_hidden_layers 2, hidden_size 128, vocab_size 256 from config.yaml; num_attention_heads 4 from the official fill-in (hidden_size 128 // 32); " +
+		"intermediate_size 512 from the official fill-in (4 x hidden_size 128); rotary_pct 0.25, rotary_emb_base 10000, layer_norm_eps 1e-05, use_parallel_residual true, hidden_act gelu, max_position_embeddings 2048 from EleutherAI/pythia-410m-deduped"
 	if !slices.Contains(m.Notes, want) {
 		t.Fatalf("notes %q lack %q", m.Notes, want)
 	}
 	if s := m.Config.Source; s == nil || s.MaxLength != 2048 || s.Precision != "bf16" || s.BaseModels[arch.BlockDecoder] != "EleutherAI/pythia-410m-deduped" {
 		t.Fatalf("source %+v", s)
 	}
+	a := m.Config.Summary()
+	if o := a.BlockDecoder.Origin; o["heads"] != "fill-in" || o["intermediate_size"] != "fill-in" || o["hidden_size"] != "yaml" || o["layers"] != "yaml" || o["head_dim"] != "fill-in" {
+		t.Fatalf("origins %v", o)
+	}
 }
 
-// A head count stated in the YAML wins over the base model's (the weights do not tell them apart).
-func TestStatedHeadsOverrideBase(t *testing.T) {
-	m := testfix.Open(t, synthetic(t, officialYAML("EleutherAI/pythia-410m-deduped", "\n    num_attention_heads: 4")))
-	if d := m.Config.BlockDecoder; d.Heads != 4 || d.HeadDim != 32 || d.RotaryDims != 8 || d.Intermediate != 4096 {
+// Stated values win over the fill-in (the weights do not tell head counts apart).
+func TestStatedHeadsOverrideFillIn(t *testing.T) {
+	m := testfix.Open(t, synthetic(t, officialYAML("EleutherAI/pythia-410m-deduped", "\n    num_attention_heads: 8")))
+	if d := m.Config.BlockDecoder; d.Heads != 8 || d.HeadDim != 16 || d.RotaryDims != 4 || d.Intermediate != 512 {
 		t.Fatalf("resolved %+v", *d)
+	}
+	if o := m.Config.Origins; o["block_decoder.heads"] != "yaml" || o["block_decoder.intermediate_size"] != "fill-in" {
+		t.Fatalf("origins %v", o)
 	}
 }
 
 func TestConfigResolutionErrors(t *testing.T) {
+	summation := strings.NewReplacer("  expansion_ratio: 2\n", "", "decoding_strategy: prefix", "decoding_strategy: summation")
 	cases := []struct {
 		name, yaml string
-		heads      int
+		heads      arch.Heads
 		want       string // after "<dir>/"
 	}{
-		// The bug this resolution fixes: the old copies of the fixtures' YAMLs did not state heads and
-		// FFN, so pythia-410m-deduped's FFN of 4096 meets weights trained with 512.
-		{"base FFN vs weights", "", 0, ""},
-		{"unknown key", officialYAML("EleutherAI/pythia-410m-deduped", "\n    num_attention_head: 4"), 0,
+		// A stated value the weights disagree with: the message names the tensor, the key, the
+		// value and where it came from.
+		{"stated FFN vs weights", officialYAML("EleutherAI/pythia-410m-deduped", "\n    intermediate_size: 1024"), nil,
+			`model.safetensors: tensor "block_decoder.gpt_neox.layers.0.mlp.dense_h_to_4h.weight": shape [512 128] disagrees with the config (want [1024 128]): block_decoder.intermediate_size 1024 from config.yaml, as the official code resolves this config`},
+		{"unknown key", officialYAML("EleutherAI/pythia-410m-deduped", "\n    num_attention_head: 4"), nil,
 			`config.yaml: block_decoder.config: unknown key "num_attention_head" (not a GPTNeoXConfig setting)`},
-		{"unknown base", officialYAML("my-org/my-neox", ""), 0,
-			`config.yaml: block_decoder: num_attention_heads is unknown (model_name_or_path "my-org/my-neox" is not a base model btconvert knows and block_decoder.config does not state it): state num_attention_heads under block_decoder.config in config.yaml, or pass --heads N`},
-		{"heads disagree", officialYAML("EleutherAI/pythia-410m-deduped", "\n    num_attention_heads: 4"), 8,
-			"config.yaml: block_decoder.config states num_attention_heads 4; --heads 8 disagrees"},
-		{"odd rotary", officialYAML("EleutherAI/pythia-410m-deduped", "\n    num_attention_heads: 32"), 0,
+		{"heads disagree with the YAML", officialYAML("EleutherAI/pythia-410m-deduped", "\n    num_attention_heads: 4"), arch.Heads{8},
+			"config.yaml: block_decoder: num_attention_heads 4 from config.yaml; --heads 8 disagrees (the official code builds 4 heads from this config)"},
+		{"heads disagree with the fill-in", officialYAML("EleutherAI/pythia-410m-deduped", ""), arch.Heads{16},
+			"config.yaml: block_decoder: num_attention_heads 4 from the official fill-in (hidden_size 128 // 32); --heads 16 disagrees (the official code builds 4 heads from this config)"},
+		{"odd rotary", officialYAML("EleutherAI/pythia-410m-deduped", "\n    num_attention_heads: 32"), nil,
 			"config.yaml: block_decoder: rotary_pct 0.25 from EleutherAI/pythia-410m-deduped gives 1 rotary dims of a head of 4 (num_attention_heads 32 from config.yaml): they must be even and at most the head size"},
-		{"bad value", officialYAML("EleutherAI/pythia-410m-deduped", "\n    layer_norm_eps: tiny"), 0,
+		{"bad value", officialYAML("EleutherAI/pythia-410m-deduped", "\n    layer_norm_eps: tiny"), nil,
 			"config.yaml: block_decoder.config: layer_norm_eps: tiny is not a non-negative number"},
-		{"no yaml, no heads", "", -1,
-			": no config.yaml beside the weights, and the number of attention heads cannot be read from them: pass --heads N (or give the official config.yaml with --config)"},
+		{"no hidden", strings.Replace(officialYAML("EleutherAI/pythia-410m-deduped", ""), "    hidden_size: 128\n", "", 1), nil,
+			"config.yaml: block_decoder.config states no hidden_size: the official code needs it to fill in num_attention_heads and intermediate_size (state all three, or hidden_size)"},
+		{"prefix without ratio", strings.Replace(officialYAML("EleutherAI/pythia-410m-deduped", ""), "  expansion_ratio: 2\n", "", 1), nil,
+			"config.yaml: token_decoder.expansion_ratio is not stated: the official code requires it for prefix decoding"},
+		{"no decoding", strings.Replace(officialYAML("EleutherAI/pythia-410m-deduped", ""), "  decoding_strategy: prefix\n", "", 1), nil,
+			"config.yaml: token_decoder.decoding_strategy is not stated (the official code needs prefix, summation or cross_attention)"},
+		{"summation ratio", strings.Replace(officialYAML("EleutherAI/pythia-410m-deduped", ""), "decoding_strategy: prefix", "decoding_strategy: summation", 1), nil,
+			"config.yaml: token_decoder.expansion_ratio 2: summation decoding needs expansion_ratio = block_length (4)"},
+		{"summation, ratio omitted, weights of prefix r=2", summation.Replace(officialYAML("EleutherAI/pythia-410m-deduped", "")), nil,
+			`model.safetensors: tensor "token_decoder.expansion_layer.weight": shape [256 128] disagrees with the config (want [512 128]): expansion_ratio 4 from the official default for summation decoding (block_length 4) x token_decoder.hidden_size 128 from config.yaml, as the official code resolves this config`},
+		{"roberta", strings.Replace(officialYAML("EleutherAI/pythia-410m-deduped", ""), "cls: lookup", "cls: roberta", 1), nil,
+			"config.yaml: embedder.cls roberta is not supported yet (btconvert runs lookup embedders with gpt-neo-x decoders and prefix or summation decoding)"},
+		{"t5", strings.Replace(officialYAML("EleutherAI/pythia-410m-deduped", ""), "decoding_strategy: prefix", "decoding_strategy: cross_attention", 1), nil,
+			"config.yaml: token_decoder.decoding_strategy cross_attention is not supported yet (btconvert runs lookup embedders with gpt-neo-x decoders and prefix or summation decoding)"},
+		{"no yaml, no heads", "", nil,
+			": no config.yaml beside the weights, and the attention heads and the decoding strategy cannot be read from them: give --config NAME (an official config, e.g. block_main_b4_85) or --config PATH.yaml, or --heads (the official default for hidden 128 is 4 heads: --heads 4)"},
+		{"no yaml, --decoding summation on prefix weights", "", arch.Heads{4},
+			""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var dir string
-			switch c.name {
-			case "base FFN vs weights":
-				dir = testfix.Copy(t, "bt-tiny")
-				y, _ := os.ReadFile(filepath.Join(dir, "config.yaml"))
-				y = []byte(strings.NewReplacer("    num_attention_heads: 4\n", "", "    intermediate_size: 512\n", "").Replace(string(y)))
-				os.WriteFile(filepath.Join(dir, "config.yaml"), y, 0o644)
-				c.want = `/model.safetensors: tensor "block_decoder.gpt_neox.layers.0.mlp.dense_h_to_4h.weight": shape [512 128] disagrees with the config (want [4096 128]): intermediate_size 4096 from EleutherAI/pythia-410m-deduped`
-			default:
-				dir = synthetic(t, c.yaml)
-				c.want = "/" + c.want
-				if c.heads < 0 {
-					c.want, c.heads = c.want[1:], 0
-				}
+			dir := synthetic(t, c.yaml)
+			o := formats.OpenOptions{Heads: c.heads}
+			want := dir + "/" + c.want
+			switch {
+			case c.yaml == "" && c.heads == nil:
+				want = dir + c.want
+			case c.yaml == "":
+				o.Decoding = arch.Summation
+				want = dir + `/model.safetensors: tensor "token_decoder.expansion_layer.weight": gives 2 vectors; summation decoding needs block_length 4 of them (--decoding summation does not fit these weights)`
 			}
-			_, err := source.Open(dir, formats.OpenOptions{Heads: c.heads}, false)
-			if err == nil || testfix.ErrText(err) != dir+c.want {
-				t.Fatalf("got  %v\nwant %s%s", err, dir, c.want)
+			_, err := source.Open(dir, o, false)
+			if err == nil || testfix.ErrText(err) != want {
+				t.Fatalf("got  %v\nwant %s", err, want)
 			}
 			if !errs.IsInput(err) {
 				t.Fatal("not an InputError")
@@ -339,32 +364,36 @@ func TestConfigResolutionErrors(t *testing.T) {
 	}
 }
 
-// Without a YAML, the given head count completes what the shapes say (FFN from dense_h_to_4h).
+// Without a YAML, the given head count completes what the shapes say (FFN from dense_h_to_4h);
+// prefix decoding when the expansion layer's width rules summation out.
 func TestInferWithHeads(t *testing.T) {
-	m, err := source.Open(synthetic(t, ""), formats.OpenOptions{Heads: 16}, false)
+	m, err := source.Open(synthetic(t, ""), formats.OpenOptions{Heads: arch.Heads{16}}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
 	d := m.Config.TokenDecoder
-	if d.Heads != 16 || d.Intermediate != 4096 || d.ExpansionRatio != 2 || m.Config.VocabSize != 256 || m.Config.BlockLength != 4 {
+	if d.Heads != 16 || d.Intermediate != 512 || d.ExpansionRatio != 2 || d.Decoding != arch.Prefix || m.Config.VocabSize != 256 || m.Config.BlockLength != 4 {
 		t.Fatalf("inferred %+v", *d)
+	}
+	if o := m.Config.Summary().TokenDecoder.Origin; o["heads"] != "--heads" || o["intermediate_size"] != "shapes" || o["decoding"] != "shapes" {
+		t.Fatalf("origins %v", o)
 	}
 }
 
-// An export states heads and FFN, so it reads back as the same 16-head model (no base model guess).
+// An export states heads and FFN, so it reads back as the same model whatever the base model.
 func TestExportKeepsHeadsAndFFN(t *testing.T) {
 	src := testfix.Open(t, synthetic(t, officialYAML("EleutherAI/pythia-410m-deduped", "")))
 	out := testfix.Export(t, src, formats.ExportOptions{Name: "synthetic"})
 	y, _ := os.ReadFile(filepath.Join(out, "config.yaml"))
-	for _, want := range []string{"num_attention_heads: 16", "intermediate_size: 4096", "model_name_or_path: EleutherAI/pythia-410m-deduped",
-		"max_length: 2048", "precision: bf16", "layer_norm_eps: 1.0e-05", "rotary_pct: 0.25"} {
+	for _, want := range []string{"num_attention_heads: 4", "intermediate_size: 512", "model_name_or_path: EleutherAI/pythia-410m-deduped",
+		"max_length: 2048", "precision: bf16", "layer_norm_eps: 1.0e-05", "rotary_pct: 0.25", "decoding_strategy: prefix", "expansion_ratio: 2"} {
 		if !strings.Contains(string(y), want) {
 			t.Errorf("exported config.yaml lacks %q:\n%s", want, y)
 		}
 	}
 	back := testfix.Open(t, out)
-	if !reflect.DeepEqual(back.Config, src.Config) {
+	if !reflect.DeepEqual(archOnly(back.Config), archOnly(src.Config)) {
 		t.Fatalf("round trip changed the config:\n%+v\n%+v", back.Config.BlockDecoder, src.Config.BlockDecoder)
 	}
 }
@@ -384,12 +413,18 @@ func TestVanillaYAML(t *testing.T) {
 		"rotary_pct 0.25, rotary_emb_base 10000, layer_norm_eps 1e-05, use_parallel_residual true, hidden_act gelu, max_position_embeddings 2048 from EleutherAI/pythia-14m") {
 		t.Fatalf("notes %q", m.Notes)
 	}
+	// A vanilla YAML gets no fill-in: the unknown base leaves the heads open.
+	os.WriteFile(filepath.Join(dir, "config.yaml"), []byte("model_name_or_path: my-org/neox\nmodel_config:\n  num_hidden_layers: 4\n  hidden_size: 128\n"), 0o644)
+	_, err := source.Open(dir, formats.OpenOptions{}, false)
+	if want := dir + `/config.yaml: decoder: num_attention_heads is unknown (model_name_or_path "my-org/neox" is not a base model btconvert knows and model_config does not state it): state num_attention_heads under model_config in config.yaml, or pass --heads N`; err == nil || testfix.ErrText(err) != want {
+		t.Fatalf("got %v\nwant %s", err, want)
+	}
 }
 
 // Our folder and bundles refuse the options that only complete a checkpoint.
 func TestCheckpointOptionsOnly(t *testing.T) {
 	dir := testfix.Imported(t, "pythia-tiny")
-	_, err := source.Open(dir, formats.OpenOptions{Heads: 4}, false)
+	_, err := source.Open(dir, formats.OpenOptions{Heads: arch.Heads{4}}, false)
 	if want := dir + ": is a btconvert model folder; --heads applies to checkpoints only"; err == nil || testfix.ErrText(err) != want {
 		t.Fatalf("got %v, want %s", err, want)
 	}

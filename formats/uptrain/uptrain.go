@@ -24,10 +24,15 @@ const (
 
 // Options chooses the initialisation.
 type Options struct {
-	BlockLength    int
+	BlockLength    int    // 0: 4
 	Method         Method // "" is Partition
 	BlockLayers    int    // 0: the method's default
 	ExpansionRatio int    // 0: 2
+	// Target is the Block config the uptraining trains (an official uptraining config, or any
+	// Block YAML): its block length, layers, expansion and heads replace the fields above, as
+	// the official code builds the Block model from its YAML and loads the vanilla weights into
+	// it. nil keeps the vanilla model's heads.
+	Target *arch.Config
 }
 
 // Uptrain returns a block model whose tensors are built lazily from the vanilla model v:
@@ -44,6 +49,14 @@ func Uptrain(v *formats.Model, o Options) (*formats.Model, error) {
 	if len(v.Config.Quantization) > 0 {
 		return nil, errs.File(v.Path, "is quantized; uptraining starts from the float model")
 	}
+	if o.Target != nil {
+		if o.BlockLength != 0 || o.BlockLayers != 0 || o.ExpansionRatio != 0 {
+			return nil, errs.Option("Config", nil, "the Block config gives the block length, layers and expansion ratio: give none of {BlockLength}, {BlockLayers}, {ExpansionRatio} with it")
+		}
+		t := o.Target
+		o.BlockLength, o.BlockLayers, o.ExpansionRatio = t.BlockLength, t.BlockDecoder.Layers, t.TokenDecoder.ExpansionRatio
+	}
+	o.BlockLength = cmp.Or(o.BlockLength, 4)
 	if o.BlockLength < 1 || o.BlockLength > 1024 {
 		return nil, errs.Option("BlockLength", o.BlockLength, "must be between 1 and 1024")
 	}
@@ -81,7 +94,7 @@ func Uptrain(v *formats.Model, o Options) (*formats.Model, error) {
 	default:
 		return nil, errs.Option("Method", string(o.Method), "want partition, skip or duplicate")
 	}
-	if o.BlockLayers != 0 && o.BlockLayers != len(blk) {
+	if o.Target == nil && o.BlockLayers != 0 && o.BlockLayers != len(blk) {
 		return nil, errs.Option("Method", string(o.Method), "gives the block decoder %d of the %d layers; {BlockLayers} %d does not fit", len(blk), N, o.BlockLayers)
 	}
 	D, L := vd.Hidden, o.BlockLength
@@ -92,6 +105,27 @@ func Uptrain(v *formats.Model, o Options) (*formats.Model, error) {
 		Embedder:     &arch.EmbedderConfig{Type: arch.ProjectionLayer, Dim: D},
 		BlockDecoder: &bd,
 		TokenDecoder: &arch.TokenDecoderConfig{DecoderConfig: td, ExpansionRatio: r, Decoding: arch.Prefix}}
+	headsNote := fmt.Sprintf("heads kept from the vanilla model (%d x %d)", vd.Heads, vd.HeadDim)
+	if o.Target != nil {
+		if err := fitTarget(v.Config, o.Target, cfg); err != nil {
+			return nil, err
+		}
+		cfg.Origins = o.Target.Origins
+		cfg.Source = o.Target.Source
+		headsNote = fmt.Sprintf("heads from the Block config: block decoder %d x %d, token decoder %d x %d (the vanilla model has %d x %d)",
+			cfg.BlockDecoder.Heads, cfg.BlockDecoder.HeadDim, cfg.TokenDecoder.Heads, cfg.TokenDecoder.HeadDim, vd.Heads, vd.HeadDim)
+	} else {
+		cfg.Origins = map[string]string{}
+		for _, comp := range []string{arch.BlockDecoder, arch.TokenDecoder} {
+			for _, k := range []string{"hidden_size", "heads", "head_dim", "intermediate_size"} {
+				cfg.Origins[comp+"."+k] = string(arch.OriginVanilla)
+			}
+		}
+		if h, err := arch.OfficialHeads(D); err == nil && h != vd.Heads {
+			headsNote += fmt.Sprintf("; the official uptraining configs train a decoder of width %d with %d heads of %d (import with the official config, by name or as a Block YAML, to follow one)",
+				D, h, D/h)
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -150,6 +184,43 @@ func Uptrain(v *formats.Model, o Options) (*formats.Model, error) {
 	}
 	m := v.Derive("uptrain-"+string(o.Method), cfg, out)
 	m.Notes = append(append([]string(nil), v.Notes...), fmt.Sprintf("uptraining init (%s): block decoder <- vanilla layers %v, token decoder <- layers %v, L_B=%d, r=%d",
-		o.Method, blk, tok, L, r))
+		o.Method, blk, tok, L, r), headsNote)
 	return m, nil
+}
+
+// fitTarget checks that the vanilla model's weights load into the Block config t (as the official
+// code loads them: the same widths, FFN and vocabulary, the layer counts the method gives, a
+// projection_layer embedder as wide as the model) and takes t's heads (and what depends on them)
+// into cfg.
+func fitTarget(v, t, cfg *arch.Config) error {
+	vd := v.Decoder
+	bad := func(format string, args ...any) error {
+		return errs.Option("Config", nil, "the Block config does not fit the vanilla model: "+format, args...)
+	}
+	if t.Embedder.Type != arch.ProjectionLayer || t.Embedder.Dim != vd.Hidden {
+		return bad("uptraining loads the vanilla token embeddings into a projection_layer embedder of width %d; the config has a %s embedder of width %d",
+			vd.Hidden, t.Embedder.Type, t.Embedder.Dim)
+	}
+	if t.TokenDecoder.Decoding != arch.Prefix {
+		return bad("uptraining initialises prefix decoding; the config has %s", t.TokenDecoder.Decoding)
+	}
+	if t.VocabSize != v.VocabSize {
+		return bad("vocab_size %d, the vanilla model has %d", t.VocabSize, v.VocabSize)
+	}
+	for _, p := range []struct {
+		name string
+		d    *arch.DecoderConfig
+		into *arch.DecoderConfig
+	}{{arch.BlockDecoder, t.BlockDecoder, cfg.BlockDecoder}, {arch.TokenDecoder, &t.TokenDecoder.DecoderConfig, &cfg.TokenDecoder.DecoderConfig}} {
+		switch {
+		case p.d.Hidden != vd.Hidden || p.d.Intermediate != vd.Intermediate:
+			return bad("%s hidden_size %d and intermediate_size %d, the vanilla model has %d and %d", p.name, p.d.Hidden, p.d.Intermediate, vd.Hidden, vd.Intermediate)
+		case p.d.Layers != p.into.Layers:
+			return bad("%s has %d layers; the method gives it %d of the vanilla model's %d", p.name, p.d.Layers, p.into.Layers, vd.Layers)
+		}
+		layers := p.into.Layers
+		*p.into = *p.d
+		p.into.Layers = layers
+	}
+	return nil
 }

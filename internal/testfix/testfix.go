@@ -5,6 +5,8 @@ package testfix
 
 import (
 	"bytes"
+	"encoding/binary"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -17,8 +19,10 @@ import (
 	_ "github.com/gomlx/gomlx/backends/simplego" // the "go" backend
 
 	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/errs"
 	"github.com/btconvert/btconvert/formats/modeldir"
+	"github.com/btconvert/btconvert/formats/official"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/formats/source"
 )
@@ -222,4 +226,64 @@ func ErrText(err error) string {
 		}
 		return b.String()
 	})
+}
+
+// SparseCheckpoint writes a zero-filled bf16 checkpoint of a model of config cfg into dir in its
+// source layout (official Block Transformer, or HF GPT-NeoX for a vanilla model), without
+// writing the zeros: the data is a hole in a sparse file, so a checkpoint of a billion weights
+// costs nothing to make. Only the shapes matter to what reads it.
+func SparseCheckpoint(t testing.TB, dir string, cfg *arch.Config) {
+	t.Helper()
+	type entry struct {
+		name  string
+		shape []int
+	}
+	var ents []entry
+	for _, s := range arch.Tensors(cfg) {
+		name, shape := "gpt_neox."+s.Name, s.Shape
+		switch {
+		case cfg.IsBlock():
+			name = official.Name(s.Component, s.Name)
+			switch s.Name {
+			case arch.Project + ".weight":
+				shape = []int{cfg.BlockDecoder.Hidden, cfg.Embedder.Dim, cfg.BlockLength}
+			case arch.Expand + ".weight":
+				shape = []int{s.Shape[0], s.Shape[1], 1}
+			}
+		case s.Name == arch.EmbedOut+".weight":
+			name = "embed_out.weight"
+		}
+		ents = append(ents, entry{name, shape})
+	}
+	if cfg.IsBlock() {
+		ents = append(ents, entry{"block_decoder.gpt_neox.embed_in.weight", []int{cfg.VocabSize, cfg.BlockDecoder.Hidden}})
+	}
+	var b strings.Builder
+	b.WriteString(`{"__metadata__":{"format":"pt"}`)
+	var off int64
+	for _, e := range ents {
+		n := int64(2)
+		for _, d := range e.shape {
+			n *= int64(d)
+		}
+		fmt.Fprintf(&b, `,%q:{"dtype":"BF16","shape":%s,"data_offsets":[%d,%d]}`, e.name, strings.ReplaceAll(fmt.Sprint(e.shape), " ", ","), off, off+n)
+		off += n
+	}
+	b.WriteString("}")
+	for b.Len()%8 != 0 {
+		b.WriteByte(' ')
+	}
+	f, err := os.Create(filepath.Join(dir, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(b.Len()))
+	if _, err := f.Write(append(n[:], b.String()...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(int64(8+b.Len()) + off); err != nil {
+		t.Fatal(err)
+	}
 }
