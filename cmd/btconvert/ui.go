@@ -2,7 +2,11 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"time"
+
+	"github.com/dustin/go-humanize"
 
 	"github.com/mattn/go-isatty"
 	"github.com/schollz/progressbar/v3"
@@ -25,11 +29,15 @@ func (u ui) Note(msg string) {
 }
 
 // Progress shows bytes as bytes and counts as counts; the ETA comes from the units done against
-// the units to do (tokens, not steps of unequal size).
+// the units to do (tokens, not steps of unequal size). On a terminal it is a bar; elsewhere (CI
+// logs, nohup, pipes) a plain line every progressEvery, so long work is never silent.
 func (u ui) Progress(what string, total int64, unit string) btconvert.Bar {
-	f, ok := u.c.App.ErrWriter.(*os.File)
-	if u.c.Bool("quiet") || !ok || !isatty.IsTerminal(f.Fd()) || total <= 0 {
+	if u.c.Bool("quiet") || total <= 0 {
 		return noBar{}
+	}
+	f, ok := u.c.App.ErrWriter.(*os.File)
+	if !ok || !isatty.IsTerminal(f.Fd()) {
+		return &lineBar{w: u.c.App.ErrWriter, what: what, total: total, unit: unit, start: time.Now(), last: time.Now()}
 	}
 	opts := []progressbar.Option{progressbar.OptionSetWriter(f), progressbar.OptionSetDescription(what),
 		progressbar.OptionThrottle(100_000_000), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish(),
@@ -39,16 +47,23 @@ func (u ui) Progress(what string, total int64, unit string) btconvert.Bar {
 	} else {
 		opts = append(opts, progressbar.OptionSetItsString(unit), progressbar.OptionShowIts())
 	}
-	return &bar{pb: progressbar.NewOptions64(total, opts...), what: what}
+	return &bar{what: what, total: total, opts: opts}
 }
 
+// bar starts its progress bar at the first unit done, so what came before (loading, compiling)
+// does not enter the rate.
 type bar struct {
 	pb    *progressbar.ProgressBar
 	what  string
+	total int64
+	opts  []progressbar.Option
 	count int
 }
 
 func (b *bar) Add(n int64, item string) {
+	if b.pb == nil {
+		b.pb = progressbar.NewOptions64(b.total, b.opts...)
+	}
 	if item != "" {
 		b.count++
 		b.pb.Describe(fmt.Sprintf("%s [%d] %s", b.what, b.count, item))
@@ -56,7 +71,74 @@ func (b *bar) Add(n int64, item string) {
 	b.pb.Add64(n)
 }
 
-func (b *bar) Done() { b.pb.Finish() }
+func (b *bar) Done() {
+	if b.pb != nil {
+		b.pb.Finish()
+	}
+}
+
+// progressEvery is how often a lineBar prints.
+var progressEvery = 10 * time.Second
+
+// lineBar prints "what: 42% (n/total unit), rate, ETA" every progressEvery, and a last line at
+// the end when it printed any.
+type lineBar struct {
+	w           io.Writer
+	what, unit  string
+	total, done int64
+	item        string
+	start, last time.Time
+	first       time.Time // when the first unit was done (the rate counts from there)
+	firstDone   int64
+	printed     bool
+}
+
+func (b *lineBar) Add(n int64, item string) {
+	now := time.Now()
+	if b.first.IsZero() {
+		b.first, b.firstDone = now, b.done
+	}
+	b.done += n
+	if item != "" {
+		b.item = item
+	}
+	if now.Sub(b.last) >= progressEvery {
+		b.last = now
+		b.print(now)
+	}
+}
+
+func (b *lineBar) print(now time.Time) {
+	b.printed = true
+	amount := func(v int64) string {
+		if b.unit == "B" {
+			return humanize.IBytes(uint64(v))
+		}
+		return humanize.Comma(v) + " " + b.unit
+	}
+	line := fmt.Sprintf("%s: %d%% (%s of %s)", b.what, b.done*100/b.total, amount(b.done), amount(b.total))
+	if el := now.Sub(b.first).Seconds(); el > 0.5 && b.done > b.firstDone {
+		rate := float64(b.done-b.firstDone) / el
+		if b.unit == "B" {
+			line += fmt.Sprintf(", %s/s", humanize.IBytes(uint64(rate)))
+		} else {
+			line += fmt.Sprintf(", %.1f %s/s", rate, b.unit)
+		}
+		if b.done < b.total {
+			line += ", ETA " + time.Duration(float64(b.total-b.done)/rate*float64(time.Second)).Round(time.Second).String()
+		}
+	}
+	if b.item != "" {
+		line += " [" + b.item + "]"
+	}
+	fmt.Fprintln(b.w, line)
+}
+
+func (b *lineBar) Done() {
+	if b.printed {
+		b.print(time.Now())
+	}
+}
 
 type noBar struct{}
 

@@ -196,5 +196,29 @@ func stats(v []float64) (med, mean, std, lo, hi float64) {
 	if len(s) < 2 {
 		std = 0
 	}
-	return s[len(s)/2], mean, std, s[0], s[len(s)-1]
+	return median(s), mean, std, s[0], s[len(s)-1]
+}
+
+// median of sorted values: the middle one, or the mean of the middle two.
+func median(s []float64) float64 {
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// Noisy is the coefficient of variation (sd / mean) over which repetitions are taken to disagree:
+// the machine was busy, and the figures are not to be trusted as they are.
+const Noisy = 0.10
+
+// CV is the larger coefficient of variation of the prefill and decode figures.
+func (r Result) CV() float64 {
+	cv := func(mean, std float64) float64 {
+		if mean <= 0 {
+			return 0
+		}
+		return std / mean
+	}
+	return max(cv(r.PrefillTokMean, r.PrefillTokStd), cv(r.DecodeTokSMean, r.DecodeTokSStd))
 }

@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"gonum.org/v1/plot"
@@ -39,7 +40,9 @@ func Plot(path string, rows []Result, device string, force bool) error {
 	p.Y.Label.Text = "tokens/s (log scale)"
 	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
 	p.Y.Tick.Marker = ticks125{}
-	p.Legend.Top, p.Legend.Left = false, false // bottom right: lines rise with batch size
+	// Top left, over the headroom left above the data: the lines rise with batch size.
+	p.Legend.Top, p.Legend.Left = true, true
+	p.Legend.XOffs, p.Legend.YOffs = vg.Points(8), -vg.Points(8)
 	var ticks []plot.Tick
 	seen := map[int]bool{}
 	for _, r := range rows {
@@ -64,6 +67,7 @@ func Plot(path string, rows []Result, device string, force bool) error {
 		series[k] = append(series[k], r)
 	}
 	drawn := 0
+	xlo, xhi, ylo, yhi := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
 	for i, k := range keys {
 		for _, decode := range []bool{true, false} {
 			var pts plotter.XYs
@@ -78,6 +82,8 @@ func Plot(path string, rows []Result, device string, force bool) error {
 				}
 				pts = append(pts, plotter.XY{X: float64(r.Batch), Y: med})
 				yerr = append(yerr, struct{ Low, High float64 }{med - lo, hi - med})
+				xlo, xhi = math.Min(xlo, float64(r.Batch)), math.Max(xhi, float64(r.Batch))
+				ylo, yhi = math.Min(ylo, math.Max(lo, med/10)), math.Max(yhi, hi)
 			}
 			if len(pts) == 0 {
 				continue
@@ -86,10 +92,11 @@ func Plot(path string, rows []Result, device string, force bool) error {
 			if err != nil {
 				return err
 			}
-			c := plotutil.Color(i)
+			c := palette[i%len(palette)]
 			line.Color, points.Color = c, c
 			line.Width = vg.Points(2)
 			points.Shape = plotutil.Shape(i)
+			points.Radius = vg.Points(3.5)
 			what := "decode"
 			if !decode {
 				what = "prefill"
@@ -116,6 +123,11 @@ func Plot(path string, rows []Result, device string, force bool) error {
 	if drawn == 0 {
 		return errs.Option("Plot", path, "no measurements to draw")
 	}
+	// Ranges set here, never left to the data: one batch size or equal values must not collapse
+	// a log axis to a point (or below zero), and no point sits on the frame. The y range leaves
+	// room above the data for the legend (one line of it per series).
+	p.X.Min, p.X.Max = logPad(xlo, xhi, 1.6, 1.6)
+	p.Y.Min, p.Y.Max = logPad(ylo, yhi, 1.5, math.Pow(1.45, float64(drawn+1)))
 	p.BackgroundColor = color.White
 	w, err := p.WriterTo(8*vg.Inch, 5*vg.Inch, "png")
 	if err != nil {
@@ -133,6 +145,19 @@ func Plot(path string, rows []Result, device string, force bool) error {
 	return err
 }
 
+// palette is Okabe and Ito's colour-blind-safe set (blue, vermillion, bluish green, orange,
+// reddish purple, sky blue, black); each model also gets its own marker shape.
+var palette = []color.Color{
+	color.RGBA{0x00, 0x72, 0xB2, 0xff}, color.RGBA{0xD5, 0x5E, 0x00, 0xff}, color.RGBA{0x00, 0x9E, 0x73, 0xff},
+	color.RGBA{0xE6, 0x9F, 0x00, 0xff}, color.RGBA{0xCC, 0x79, 0xA7, 0xff}, color.RGBA{0x56, 0xB4, 0xE9, 0xff},
+	color.RGBA{0x00, 0x00, 0x00, 0xff},
+}
+
+// logPad widens [lo, hi] by the factors below and above (on a log axis: equal distances).
+func logPad(lo, hi, below, above float64) (float64, float64) {
+	return lo / below, hi * above
+}
+
 func contains(s []string, x string) bool {
 	for _, v := range s {
 		if v == x {
@@ -148,17 +173,25 @@ type ticks125 struct{}
 
 func (ticks125) Ticks(min, max float64) []plot.Tick {
 	var out []plot.Tick
-	for p := math.Pow(10, math.Floor(math.Log10(min))); p <= max; p *= 10 {
-		for m := 1.0; m < 10; m++ {
-			v := p * m
-			if v < min || v > max {
-				continue
+	labelled := 0
+	for _, every := range [][]float64{{1, 2, 5}, {1, 2, 3, 4, 5, 6, 7, 8, 9}} {
+		out, labelled = out[:0], 0
+		for p := math.Pow(10, math.Floor(math.Log10(min))); p <= max; p *= 10 {
+			for m := 1.0; m < 10; m++ {
+				v := p * m
+				if v < min || v > max {
+					continue
+				}
+				label := ""
+				if slices.Contains(every, m) {
+					label = strconv.FormatFloat(v, 'f', -1, 64)
+					labelled++
+				}
+				out = append(out, plot.Tick{Value: v, Label: label})
 			}
-			label := ""
-			if m == 1 || m == 2 || m == 5 {
-				label = strconv.FormatFloat(v, 'f', -1, 64)
-			}
-			out = append(out, plot.Tick{Value: v, Label: label})
+		}
+		if labelled >= 2 { // a narrow range gets every multiple labelled
+			break
 		}
 	}
 	return out
