@@ -65,6 +65,12 @@ type ExportResult struct {
 // Export writes the artifact people deploy.
 func Export(o ExportOptions) (*ExportResult, error) {
 	ui := orSilent(o.UI)
+	if o.Output == "" {
+		return nil, errs.Option("Output", nil, "is required")
+	}
+	if o.Format == "" && strings.HasSuffix(o.Output, modeldir.BundleExt) {
+		o.Format = Bundle // the extension says it
+	}
 	switch o.Format {
 	case Official:
 	case Bundle:
@@ -77,11 +83,10 @@ func Export(o ExportOptions) (*ExportResult, error) {
 		if !strings.HasSuffix(o.Output, modeldir.BundleExt) {
 			o.Output += modeldir.BundleExt
 		}
+	case "":
+		return nil, errs.Option("Format", nil, "give official or bundle (an {Output} ending in %s is a bundle)", modeldir.BundleExt)
 	default:
 		return nil, errs.Option("Format", string(o.Format), "want official or bundle")
-	}
-	if o.Output == "" {
-		return nil, errs.Option("Output", nil, "is required")
 	}
 	if o.ShardSize < 0 {
 		return nil, errs.Option("ShardSize", o.ShardSize, "must be positive")

@@ -30,10 +30,10 @@ its base model on a text (or with --skip-verify). The artifact's size and sha256
 Examples:
    btconvert export out/bt-tiny -o out/bt-tiny-official --format official
    btconvert verify out/bt-tiny-q8 --against out/bt-tiny --eval-text /usr/share/common-licenses/GPL-3 --record
-   btconvert export out/bt-tiny-q8 -o out/bt-tiny-q8.btz --format bundle`,
+   btconvert export out/bt-tiny-q8 -o out/bt-tiny-q8.btz`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output folder (official) or .btz file (bundle)"},
-			&cli.StringFlag{Name: "format", Usage: "official or bundle"},
+			&cli.StringFlag{Name: "format", Usage: "official or bundle (default: bundle for an --output ending in .btz)"},
 			&cli.StringFlag{Name: "dtype", Usage: "official: storage dtype f32, bf16 or f16 (default: as stored; dequantized tensors f32)"},
 			&cli.StringFlag{Name: "shard-size", Usage: "official: largest shard, e.g. 2GB or 500MiB (default: one file)"},
 			&cli.BoolFlag{Name: "skip-verify", Usage: "export a quantized model without a passing verification report"},

@@ -96,11 +96,12 @@ func runImport(c *cli.Context) error {
 	}
 	say(c, "%s (%s)", res.Architecture, res.Format)
 	if res.DryRun {
-		out := res.Output
-		if out == "" {
-			out = "(no --output given)"
+		what := fmt.Sprintf("%d tensors (%s)", res.Tensors, humanize.IBytes(uint64(res.Bytes)))
+		if res.Output == "" {
+			say(c, "dry run: the source reads as a model of %s; nothing written", what)
+		} else {
+			say(c, "dry run: would write %s to %s", what, res.Output)
 		}
-		say(c, "dry run: would write %d tensors (%s) to %s", res.Tensors, humanize.IBytes(uint64(res.Bytes)), out)
 		return nil
 	}
 	fmt.Fprintf(c.App.Writer, "wrote %s: %d tensors, %s\n", res.Output, res.Tensors, humanize.IBytes(uint64(res.Bytes)))

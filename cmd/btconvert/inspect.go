@@ -49,8 +49,9 @@ func runInspect(c *cli.Context) error {
 	s := res.Summary
 	w := c.App.Writer
 	fmt.Fprintf(w, "%s\nformat: %s\n", s.Description, s.Format)
-	for _, n := range s.Notes {
-		fmt.Fprintf(w, "note: %s\n", oneLine(n))
+	ui := uiOf(c)
+	for _, n := range s.Notes { // notes go to stderr, as every command's
+		ui.Note("note: " + n)
 	}
 	if q := res.QuantizedWith; q != nil {
 		fmt.Fprintf(w, "quantized: %s\n", quantLine(q))

@@ -36,9 +36,10 @@ func (e *usageError) Error() string { return e.msg }
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
 func main() {
-	// Ctrl-C / SIGTERM: remove what this run was writing, let the command save what it can, exit.
+	// Ctrl-C, SIGTERM, a closed terminal (SIGHUP) or SIGQUIT: remove what this run was writing,
+	// let the command save what it can, exit.
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	go func() {
 		s := <-sigs
 		onInterrupt()
@@ -61,7 +62,11 @@ func onInterrupt() {
 // run is main without the exit, for tests.
 func run(args []string, stdout, stderr io.Writer) int {
 	out := &checkedWriter{w: stdout}
-	app := newApp(out, stderr)
+	return runApp(newApp(out, stderr), out, args, stderr)
+}
+
+// runApp runs app (writing to out) on args and maps its error to an exit status.
+func runApp(app *cli.App, out *checkedWriter, args []string, stderr io.Writer) int {
 	args, err := prepareArgs(app, args)
 	if err == nil {
 		err = app.Run(args)
@@ -119,6 +124,21 @@ func (c *checkedWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// plainStringer is urfave/cli's flag line with the noise taken out: no "(default: false)" on
+// switches, and no second "(default: ...)" where the usage already says what the default is.
+var plainStringer = cli.FlagStringer
+
+func init() {
+	cli.FlagStringer = func(f cli.Flag) string {
+		s := plainStringer(f)
+		s = strings.TrimSuffix(s, " (default: false)")
+		if i := strings.LastIndex(s, " (default: "); i > 0 && strings.Contains(s[:i], "(default") {
+			s = s[:i]
+		}
+		return s
+	}
+}
+
 func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:    "btconvert",
@@ -128,7 +148,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 checkpoints, writes them as a btconvert model folder (embedder / block decoder / token decoder),
 runs them through GoMLX to prove numerical parity, quantizes them and exports what you deploy.
 
-Exit status: 0 success, 1 failure or failed check, 2 bad input or usage.`,
+Exit status: 0 success, 1 failure or failed check, 2 bad input or usage, 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP), 131 quit (SIGQUIT); an interrupted run
+leaves no partial output.`,
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Every btconvert command the README and docs/ show parses with the CLI's own flag parser, so the
+// docs cannot drift from the flags (a renamed flag, a command that no longer exists).
+func TestDocsCommandsParse(t *testing.T) {
+	files, _ := filepath.Glob("../../docs/*.md")
+	files = append(files, "../../README.md", "../../fixtures/README.md")
+	n := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range docCommands(string(b)) {
+			n++
+			var out, errb bytes.Buffer
+			w := &checkedWriter{w: &out}
+			app := newApp(w, &errb)
+			for _, cmd := range app.Commands { // parse only: the commands do nothing
+				cmd.Action = func(*cli.Context) error { return nil }
+			}
+			if code := runApp(app, w, append([]string{"btconvert"}, c...), &errb); code != 0 {
+				t.Errorf("%s: btconvert %s: exit %d: %s", filepath.Base(f), strings.Join(c, " "), code, errb.String())
+			}
+		}
+	}
+	if n < 40 {
+		t.Fatalf("only %d commands found in the docs: the extraction is broken", n)
+	}
+}
+
+var (
+	fence      = regexp.MustCompile("(?s)```(?:sh|bash)?\n(.*?)```")
+	inlineCode = regexp.MustCompile("`((?:\\./)?btconvert [^`]+)`")
+)
+
+// docCommands extracts the argument lists of the btconvert invocations in a markdown text: in
+// fenced shell blocks (lines joined at a trailing backslash, chains split at && and ;, comments
+// dropped) and in inline code spans.
+func docCommands(md string) [][]string {
+	var lines []string
+	for _, m := range fence.FindAllStringSubmatch(md, -1) {
+		lines = append(lines, strings.Split(strings.ReplaceAll(m[1], "\\\n", " "), "\n")...)
+	}
+	for _, m := range inlineCode.FindAllStringSubmatch(md, -1) {
+		lines = append(lines, m[1])
+	}
+	var out [][]string
+	for _, l := range lines {
+		for _, part := range regexp.MustCompile(`&&|;|\|`).Split(l, -1) {
+			words := shellWords(part)
+			for len(words) > 0 && strings.Contains(words[0], "=") && !strings.HasPrefix(words[0], "-") {
+				words = words[1:] // VAR=value
+			}
+			if len(words) > 2 && (words[0] == "/usr/bin/time" || words[0] == "time") && words[1] == "-f" {
+				words = words[3:]
+			}
+			switch {
+			case len(words) > 1 && (words[0] == "btconvert" || words[0] == "./btconvert"):
+				words = words[1:]
+			case len(words) > 3 && words[0] == "go" && words[1] == "run" && words[2] == "./cmd/btconvert":
+				words = words[3:]
+			default:
+				continue
+			}
+			if strings.HasPrefix(words[0], "...") || strings.ToUpper(words[0]) == words[0] {
+				continue // a placeholder ("btconvert ...", "btconvert CMD")
+			}
+			out = append(out, words)
+		}
+	}
+	return out
+}
+
+// shellWords splits a command line as sh does for these docs: quotes, a comment to the end of
+// the line, and output redirection dropped.
+func shellWords(s string) []string {
+	var words []string
+	var cur strings.Builder
+	in, quote := false, byte(0)
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case quote != 0 && ch == quote:
+			quote = 0
+		case quote != 0:
+			cur.WriteByte(ch)
+		case ch == '\'' || ch == '"':
+			quote, in = ch, true
+		case ch == '#' && !in:
+			i = len(s)
+		case ch == ' ' || ch == '\t':
+			if in {
+				words = append(words, cur.String())
+				cur.Reset()
+				in = false
+			}
+		default:
+			cur.WriteByte(ch)
+			in = true
+		}
+	}
+	if in {
+		words = append(words, cur.String())
+	}
+	for i, w := range words {
+		if w == ">" || w == "2>" || strings.HasPrefix(w, ">") || strings.HasPrefix(w, "2>") {
+			return words[:i]
+		}
+	}
+	return words
+}
