@@ -91,7 +91,11 @@ func Export(o ExportOptions) (*ExportResult, error) {
 	if o.ShardSize < 0 {
 		return nil, errs.Option("ShardSize", o.ShardSize, "must be positive")
 	}
-	if err := checkDest(o.Output, o.Force, o.Format == Official, o.Source, o.Open.Config); err != nil {
+	kind := fsio.ZstdFile
+	if o.Format == Official {
+		kind = fsio.Folder
+	}
+	if err := checkDest(o.Output, o.Force, kind, o.Source, o.Open.Config); err != nil {
 		return nil, err
 	}
 	m, err := source.Open(o.Source, o.Open, true)
@@ -190,7 +194,7 @@ func exportBundle(m *formats.Model, o ExportOptions, ui UI) (*ExportResult, erro
 	dir := m.Path
 	if m.Format != modeldir.Format && m.Bundle == "" {
 		// A checkpoint: import it into a temp folder first.
-		tmp, err := fsio.NewDir(filepath.Join(os.TempDir(), fsio.TempName(false, "extract")), false)
+		tmp, err := fsio.NewTempDir("extract")
 		if err != nil {
 			return nil, err
 		}

@@ -55,7 +55,7 @@ func Import(o ImportOptions) (*ImportResult, error) {
 		return nil, errs.Option("DType", string(o.DType), "want f32, bf16 or f16")
 	}
 	if !o.DryRun {
-		if err := checkDest(o.Output, o.Force, true, o.Source, o.Open.Config, o.Tokenizer); err != nil {
+		if err := checkDest(o.Output, o.Force, fsio.Folder, o.Source, o.Open.Config, o.Tokenizer); err != nil {
 			return nil, err
 		}
 	}
@@ -125,11 +125,11 @@ func Import(o ImportOptions) (*ImportResult, error) {
 
 // checkDest refuses an output that exists (unless force) or that is, holds or lies in one of the
 // inputs (even with force: replacing it would destroy the input).
-func checkDest(dest string, force, dir bool, inputs ...string) error {
+func checkDest(dest string, force bool, kind fsio.Kind, inputs ...string) error {
 	if err := fsio.CheckNotInput(dest, inputs...); err != nil {
 		return err
 	}
-	return fsio.CheckDest(dest, force, dir)
+	return fsio.CheckDest(dest, force, kind)
 }
 
 // tokenizerFiles are the tokenizer files to carry into a model folder: the given one, else the

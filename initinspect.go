@@ -6,6 +6,7 @@ import (
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/formats/modeldir"
 	"github.com/btconvert/btconvert/formats/randinit"
 	"github.com/btconvert/btconvert/formats/safetensors"
@@ -48,7 +49,7 @@ func Init(o InitOptions) (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkDest(o.Output, o.Force, true); err != nil {
+	if err := checkDest(o.Output, o.Force, fsio.Folder); err != nil {
 		return nil, err
 	}
 	m := randinit.Model(cfg, o.Seed, dt)

@@ -11,6 +11,7 @@ import (
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/formats/modeldir"
 	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/formats/tokenizer"
@@ -77,7 +78,7 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 		if o.Output == "" {
 			return nil, errs.Option("Output", nil, "is required")
 		}
-		if err := checkDest(o.Output, o.Force, true, o.Source, o.Calib, o.CalibStats, o.CalibOut); err != nil {
+		if err := checkDest(o.Output, o.Force, fsio.Folder, o.Source, o.Calib, o.CalibStats, o.CalibOut); err != nil {
 			return nil, err
 		}
 	}

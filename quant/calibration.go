@@ -45,7 +45,7 @@ func (c *Calibration) Save(path string, meta map[string]string, force bool) erro
 				}})
 		}
 	}
-	out, err := fsio.CreateOutput(path, force)
+	out, err := fsio.CreateOutput(path, force, fsio.SafetensorsFile)
 	if err != nil {
 		return err
 	}

@@ -97,7 +97,7 @@ func runVerify(c *cli.Context) error {
 		return jerr
 	}
 	if f := c.String("json-file"); f != "" {
-		if _, err := fsio.WriteOutput(f, js, c.Bool("force")); err != nil {
+		if _, err := fsio.WriteOutput(f, js, c.Bool("force"), fsio.JSONFile); err != nil {
 			return err
 		}
 	}
@@ -145,7 +145,7 @@ func runBench(c *cli.Context) error {
 	o.Open, o.Runtime, o.MaxBatch, o.UI = openOptions(c), runtimeOf(c), c.Bool("max-batch"), uiOf(c)
 	jsonFile, force := c.String("json-file"), c.Bool("force")
 	if jsonFile != "" {
-		if err := fsio.CheckDest(jsonFile, force, false); err != nil {
+		if err := fsio.CheckDest(jsonFile, force, fsio.JSONFile); err != nil {
 			return err
 		}
 	}
@@ -157,7 +157,7 @@ func runBench(c *cli.Context) error {
 		}
 		js, err := verify.EncodeJSON(map[string]any{"bench": rows})
 		if err == nil {
-			_, err = fsio.WriteOutput(jsonFile, js, true)
+			_, err = fsio.WriteOutput(jsonFile, js, true, fsio.JSONFile)
 		}
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestReadFileRegularOnly(t *testing.T) {
@@ -65,15 +66,15 @@ func TestOutputCommitRules(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dest, "f")); string(b) != "3" {
 		t.Fatalf("content %q", b)
 	}
-	// Force replaces a file with a file, not a file with a folder.
-	file := filepath.Join(parent, "m.btz")
-	if _, err := WriteOutput(file, []byte("a"), false); err != nil {
+	// Force replaces a file with a file of its kind, not a file with a folder.
+	file := filepath.Join(parent, "r.json")
+	if _, err := WriteOutput(file, []byte(`{"a": 1}`), false, JSONFile); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := WriteOutput(file, []byte("b"), true); err != nil {
+	if _, err := WriteOutput(file, []byte(`{"b": 2}`), true, JSONFile); err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := os.ReadFile(file); string(b) != "b" {
+	if b, _ := os.ReadFile(file); string(b) != `{"b": 2}` {
 		t.Fatalf("content %q", b)
 	}
 	if _, err := NewDir(file, true); err == nil || !strings.Contains(err.Error(), "exists and is not a folder") {
@@ -120,25 +121,112 @@ func TestCheckNotInput(t *testing.T) {
 	}
 }
 
-// Temp outputs of a process that is gone are swept; a live process's are not.
+// Temp outputs whose writer is gone are swept; one whose writer still holds its lock is not,
+// whatever process ids say (a writer in another PID namespace has an unrelated id).
 func TestSweep(t *testing.T) {
+	defer func(a time.Duration) { sweepAge = a }(sweepAge)
+	sweepAge = 0
 	dir := t.TempDir()
+	stale := filepath.Join(dir, ".btconvert-999999-0123abcd.tmp")
+	// A live writer with our own pid's name and one with the pid of a process that is gone: the
+	// locks decide, not the ids.
+	live, err := NewDir(filepath.Join(dir, "out"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command("true")
 	cmd.Run()
-	dead := cmd.Process.Pid
-	stale := filepath.Join(dir, ".btconvert-"+strconv.Itoa(dead)+"-0123abcd.tmp")
-	mine := filepath.Join(dir, ".btconvert-"+strconv.Itoa(os.Getpid())+"-0123abcd.tmp")
-	other := filepath.Join(dir, ".btconvert-1-0123abcd.tmp") // init: alive
-	for _, p := range []string{stale, mine, other} {
-		os.Mkdir(p, 0o755)
+	otherNS := filepath.Join(dir, ".btconvert-"+strconv.Itoa(cmd.Process.Pid)+"-89abcdef.tmp")
+	os.Mkdir(otherNS, 0o755)
+	held, err := lock(otherNS)
+	if err != nil {
+		t.Fatal(err)
 	}
-	Sweep(dir)
-	if _, err := os.Stat(stale); !os.IsNotExist(err) {
-		t.Error("stale temp output kept")
+	defer held.Close()
+	os.Mkdir(stale, 0o755)
+	removed := Sweep(dir)
+	if len(removed) != 1 || removed[0] != stale {
+		t.Fatalf("swept %v, want only %s", removed, stale)
 	}
-	for _, p := range []string{mine, other} {
+	for _, p := range []string{live.Tmp, otherNS} {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("%s swept: %v", p, err)
 		}
+	}
+	live.Abort()
+	// Young entries are left alone: a writer may not have locked it yet.
+	sweepAge = time.Hour
+	os.Mkdir(stale, 0o755)
+	if removed := Sweep(dir); len(removed) != 0 {
+		t.Fatalf("swept a young entry: %v", removed)
+	}
+}
+
+// --force replaces only what btconvert wrote: a folder holding only what its receipt lists, a file
+// of the kind the command writes; never the current folder.
+func TestForceReplacesOnlyOwnOutput(t *testing.T) {
+	root := t.TempDir()
+	precious := filepath.Join(root, "precious")
+	os.Mkdir(precious, 0o755)
+	os.WriteFile(filepath.Join(precious, "thesis.txt"), []byte("thesis"), 0o644)
+	if _, err := NewDir(precious, true); err == nil || err.Error() != precious+": was not written by btconvert (it has no .btconvert-output receipt); not replaced (Force replaces only what btconvert wrote)" {
+		t.Fatalf("got %v", err)
+	}
+	ours := filepath.Join(root, "ours")
+	o, _ := NewDir(ours, false)
+	os.WriteFile(filepath.Join(o.Tmp, "model.safetensors"), []byte("x"), 0o644)
+	if err := o.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(ours, "notes.txt"), []byte("mine"), 0o644)
+	if _, err := NewDir(ours, true); err == nil || err.Error() != ours+": holds notes.txt, which btconvert did not write there; not replaced (move it away or choose another output)" {
+		t.Fatalf("got %v", err)
+	}
+	os.Remove(filepath.Join(ours, "notes.txt"))
+	o, err := NewDir(ours, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(precious, "thesis.txt")); err != nil || string(b) != "thesis" {
+		t.Fatal("the user's file is gone")
+	}
+	text := filepath.Join(root, "thesis.json")
+	os.WriteFile(text, []byte("my thesis"), 0o644)
+	if _, err := WriteOutput(text, []byte("{}"), true, JSONFile); err == nil || err.Error() != text+": exists and is not a JSON file; not replaced (Force replaces only what btconvert wrote)" {
+		t.Fatalf("got %v", err)
+	}
+	wd, _ := os.Getwd()
+	defer os.Chdir(wd)
+	os.Chdir(ours)
+	for _, d := range []string{".", root} {
+		if _, err := NewDir(d, true); err == nil || !strings.HasSuffix(err.Error(), ": is the current folder or holds it; not replaced (choose another output)") {
+			t.Fatalf("%s: got %v", d, err)
+		}
+	}
+}
+
+// A path too long to create leaves none of the folders made on the way; a missing $TMPDIR is an
+// error, never created.
+func TestNoFoldersLeftBehind(t *testing.T) {
+	root := t.TempDir()
+	long := root
+	for i := 0; i < 25; i++ {
+		long = filepath.Join(long, strings.Repeat("d", 200))
+	}
+	if _, err := NewDir(filepath.Join(long, "out"), false); err == nil {
+		t.Fatal("a path past PATH_MAX accepted")
+	}
+	if ents, _ := os.ReadDir(root); len(ents) != 0 {
+		t.Fatalf("left %v", ents)
+	}
+	t.Setenv("TMPDIR", filepath.Join(root, "nonexistent", "tmp"))
+	if _, err := NewTempDir("extract"); err == nil || err.Error() != filepath.Join(root, "nonexistent", "tmp")+": the temp folder ($TMPDIR) does not exist or is not a folder" {
+		t.Fatalf("got %v", err)
+	}
+	if ents, _ := os.ReadDir(root); len(ents) != 0 {
+		t.Fatalf("left %v", ents)
 	}
 }

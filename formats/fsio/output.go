@@ -2,18 +2,23 @@ package fsio
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
+	"sort"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -21,7 +26,7 @@ import (
 )
 
 // Temp names are short (they fit NAME_MAX whatever the destination's name) and carry the writing
-// process's id, so a later run can tell an abandoned one (its process is gone) from a live one.
+// process's id (for whoever looks at one); whether one is abandoned is told by its lock (Sweep).
 var tempName = regexp.MustCompile(`^\.?btconvert-(\d+)-[0-9a-f]{8}\.(tmp|extract)$`)
 
 // TempName returns a fresh temp name for this process with the given suffix ("tmp", "extract").
@@ -67,8 +72,11 @@ func Cleanup() {
 	live.paths = nil
 }
 
-// Sweep removes temp outputs in dir that a process which no longer exists left behind (killed, or
-// out of memory). It returns what it removed.
+// Sweep removes temp outputs in dir that their writer left behind (killed, or out of memory). A
+// writer holds an exclusive flock on its temp output for as long as it writes it (lock), so an
+// entry whose lock can be taken has no writer: that holds across processes, PID namespaces and
+// containers on one kernel, where process ids do not. Entries younger than a minute are left
+// alone (a writer may be between creating and locking one). It returns what it removed.
 func Sweep(dir string) []string {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -76,25 +84,40 @@ func Sweep(dir string) []string {
 	}
 	var removed []string
 	for _, e := range ents {
-		m := tempName.FindStringSubmatch(e.Name())
-		if m == nil {
-			continue
-		}
-		pid, err := strconv.Atoi(m[1])
-		if err != nil || pid == os.Getpid() || processAlive(pid) {
+		if !tempName.MatchString(e.Name()) {
 			continue
 		}
 		p := filepath.Join(dir, e.Name())
-		if os.RemoveAll(p) == nil {
+		if st, err := os.Lstat(p); err != nil || time.Since(st.ModTime()) < sweepAge {
+			continue
+		}
+		f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil && os.RemoveAll(p) == nil {
 			removed = append(removed, p)
 		}
+		f.Close()
 	}
 	return removed
 }
 
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+// sweepAge is how old a temp output must be before Sweep looks at its lock.
+var sweepAge = time.Minute
+
+// lock takes the exclusive flock that marks a temp output as being written (see Sweep); the
+// returned file keeps it until closed.
+func lock(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // Written describes a file once written.
@@ -127,15 +150,21 @@ func Create(path string) (*File, error) {
 	return &File{f: f, bw: bufio.NewWriterSize(f, 1<<20), h: sha256.New(), tmp: f.Name(), dest: path}, nil
 }
 
-// CreateOutput starts writing a top-level output file: refused if it exists unless force, and
-// at Commit never put over a file that appeared meanwhile unless force.
-func CreateOutput(dest string, force bool) (*File, error) {
-	o, err := newOutput(dest, force, false)
+// CreateOutput starts writing a top-level output file of the given kind: refused if it exists
+// unless force (and then only a file of that kind), and at Commit never put over a file that
+// appeared meanwhile unless force.
+func CreateOutput(dest string, force bool, kind Kind) (*File, error) {
+	o, err := newOutput(dest, force, kind)
 	if err != nil {
 		return nil, err
 	}
 	f, err := os.OpenFile(o.Tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
+		o.Abort()
+		return nil, writeError(dest, err)
+	}
+	if o.lock, err = lock(o.Tmp); err != nil {
+		f.Close()
 		o.Abort()
 		return nil, writeError(dest, err)
 	}
@@ -197,9 +226,9 @@ func WriteFile(path string, data []byte) (Written, error) {
 	return writeAll(w, err, data)
 }
 
-// WriteOutput writes data as a top-level output file (see CreateOutput).
-func WriteOutput(dest string, data []byte, force bool) (Written, error) {
-	w, err := CreateOutput(dest, force)
+// WriteOutput writes data as a top-level output file of the given kind (see CreateOutput).
+func WriteOutput(dest string, data []byte, force bool, kind Kind) (Written, error) {
+	w, err := CreateOutput(dest, force, kind)
 	return writeAll(w, err, data)
 }
 
@@ -221,13 +250,14 @@ func writeAll(w *File, err error, data []byte) (Written, error) {
 type Output struct {
 	Dest, Tmp string
 	force     bool
-	dir       bool
-	madeDir   string // the first parent folder this output created, removed again on Abort
+	kind      Kind
+	madeDir   string   // the first parent folder this output created, removed again on Abort
+	lock      *os.File // holds Tmp's flock while it is written
 }
 
 // NewDir starts writing the folder dest: Tmp is an empty folder beside it.
 func NewDir(dest string, force bool) (*Output, error) {
-	o, err := newOutput(dest, force, true)
+	o, err := newOutput(dest, force, Folder)
 	if err != nil {
 		return nil, err
 	}
@@ -235,34 +265,165 @@ func NewDir(dest string, force bool) (*Output, error) {
 		o.Abort()
 		return nil, writeError(dest, err)
 	}
+	if o.lock, err = lock(o.Tmp); err != nil {
+		o.Abort()
+		return nil, writeError(dest, err)
+	}
 	return o, nil
 }
 
-// CheckDest refuses an existing destination unless force (and then only one of the same kind).
-func CheckDest(dest string, force, dir bool) error {
+// NewTempDir makes a folder under the system's temp folder ($TMPDIR) for work that is removed
+// afterwards (it is never renamed into place). $TMPDIR must exist: btconvert does not create it.
+func NewTempDir(suffix string) (*Output, error) {
+	base := os.TempDir()
+	if st, err := os.Stat(base); err != nil || !st.IsDir() {
+		return nil, &errs.InputError{File: base, Msg: "the temp folder ($TMPDIR) does not exist or is not a folder"}
+	}
+	o := &Output{Dest: filepath.Join(base, TempName(false, suffix)), kind: Folder}
+	o.Tmp = o.Dest
+	track(o.Tmp)
+	if err := os.Mkdir(o.Tmp, 0o700); err != nil {
+		untrack(o.Tmp)
+		return nil, writeError(o.Tmp, err)
+	}
+	var err error
+	if o.lock, err = lock(o.Tmp); err != nil {
+		o.Abort()
+		return nil, writeError(o.Tmp, err)
+	}
+	return o, nil
+}
+
+// Kind is what an output is, so that --force replaces only something of the same kind that
+// btconvert wrote: a folder with btconvert's receipt listing everything in it, or a file whose
+// first bytes are of the kind btconvert writes there.
+type Kind struct {
+	name  string
+	dir   bool
+	magic func(head []byte) bool
+}
+
+// The kinds of output.
+var (
+	Folder   = Kind{name: "folder", dir: true}
+	PNGFile  = Kind{name: "PNG image", magic: func(b []byte) bool { return bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) }}
+	JSONFile = Kind{name: "JSON file", magic: func(b []byte) bool {
+		b = bytes.TrimLeft(b, " \t\r\n")
+		return len(b) > 0 && (b[0] == '{' || b[0] == '[')
+	}}
+	ZstdFile        = Kind{name: "zstd archive", magic: func(b []byte) bool { return bytes.HasPrefix(b, []byte{0x28, 0xb5, 0x2f, 0xfd}) }}
+	SafetensorsFile = Kind{name: "safetensors file", magic: func(b []byte) bool { return len(b) > 8 && b[8] == '{' }}
+)
+
+// Receipt is the file btconvert writes into every folder it outputs, listing what it wrote
+// there: --force replaces a folder only when it holds nothing else.
+const Receipt = ".btconvert-output"
+
+// receipt is the Receipt's content.
+type receipt struct {
+	Tool  string   `json:"tool"`
+	Files []string `json:"files"` // paths relative to the folder, sorted
+}
+
+// CheckDest refuses an existing destination unless force, and with force anything btconvert did
+// not write as this kind of output (a folder holding other files, a file of another kind), and
+// the current folder or one that holds it.
+func CheckDest(dest string, force bool, kind Kind) error {
 	st, err := os.Lstat(dest)
 	if err != nil {
 		return nil
 	}
+	if cwd, err := os.Getwd(); err == nil {
+		if d, err := realPath(dest); err == nil && within(cwd, d) {
+			return &errs.InputError{File: dest, Msg: "is the current folder or holds it; not replaced (choose another output)"}
+		}
+	}
 	if !force {
 		return &errs.InputError{File: dest, Msg: "already exists (use {Force} to replace it)"}
 	}
-	switch {
-	case dir && !st.IsDir():
-		return &errs.InputError{File: dest, Msg: "exists and is not a folder ({Force} replaces a folder with a folder only)"}
-	case !dir && !st.Mode().IsRegular():
+	if kind.dir {
+		if !st.IsDir() {
+			return &errs.InputError{File: dest, Msg: "exists and is not a folder ({Force} replaces a folder with a folder only)"}
+		}
+		return checkReceipt(dest)
+	}
+	if !st.Mode().IsRegular() {
 		return &errs.InputError{File: dest, Msg: "exists and is not a regular file ({Force} replaces a file with a file only)"}
+	}
+	head := make([]byte, 16)
+	f, err := os.Open(dest)
+	if err != nil {
+		return writeError(dest, err)
+	}
+	n, _ := io.ReadFull(f, head)
+	f.Close()
+	if !kind.magic(head[:n]) {
+		return &errs.InputError{File: dest, Msg: fmt.Sprintf("exists and is not a %s; not replaced ({Force} replaces only what btconvert wrote)", kind.name)}
 	}
 	return nil
 }
 
-func newOutput(dest string, force, dir bool) (*Output, error) {
+// checkReceipt refuses a folder btconvert did not write, or that holds anything its receipt does
+// not list.
+func checkReceipt(dir string) error {
+	b, err := ReadFile(filepath.Join(dir, Receipt), 1<<20)
+	var r receipt
+	if err != nil || json.Unmarshal(b, &r) != nil || r.Tool != "btconvert" {
+		return &errs.InputError{File: dir, Msg: "was not written by btconvert (it has no " + Receipt + " receipt); not replaced ({Force} replaces only what btconvert wrote)"}
+	}
+	listed := map[string]bool{Receipt: true}
+	for _, f := range r.Files {
+		listed[f] = true
+	}
+	var extra string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir || extra != "" {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if d.IsDir() {
+			return nil
+		}
+		if !listed[rel] {
+			extra = rel
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if extra != "" {
+		return &errs.InputError{File: dir, Msg: fmt.Sprintf("holds %s, which btconvert did not write there; not replaced (move it away or choose another output)", extra)}
+	}
+	return nil
+}
+
+// writeReceipt lists the files in dir in its receipt.
+func writeReceipt(dir string) error {
+	r := receipt{Tool: "btconvert", Files: []string{}}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			r.Files = append(r.Files, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Strings(r.Files)
+	b, _ := json.MarshalIndent(r, "", "  ")
+	return os.WriteFile(filepath.Join(dir, Receipt), append(b, '\n'), 0o644)
+}
+
+func newOutput(dest string, force bool, kind Kind) (*Output, error) {
 	dest = filepath.Clean(dest)
-	if err := CheckDest(dest, force, dir); err != nil {
+	if err := CheckDest(dest, force, kind); err != nil {
 		return nil, err
 	}
 	parent := filepath.Dir(dest)
-	o := &Output{Dest: dest, force: force, dir: dir}
+	o := &Output{Dest: dest, force: force, kind: kind}
 	if _, err := os.Stat(parent); err != nil {
 		o.madeDir = firstMissing(parent)
 		if err := os.MkdirAll(parent, 0o755); err != nil {
@@ -290,9 +451,13 @@ func firstMissing(p string) string {
 	}
 }
 
-// Commit puts Tmp in the destination's place.
+// Commit puts Tmp in the destination's place (a folder gets its receipt first).
 func (o *Output) Commit() error {
-	if o.dir {
+	if o.kind.dir {
+		if err := writeReceipt(o.Tmp); err != nil {
+			o.Abort()
+			return writeError(o.Dest, err)
+		}
 		if err := os.Chmod(o.Tmp, 0o755); err != nil { // MkdirTemp-like permissions otherwise
 			o.Abort()
 			return writeError(o.Dest, err)
@@ -300,7 +465,7 @@ func (o *Output) Commit() error {
 	}
 	err := renameNoReplace(o.Tmp, o.Dest)
 	if errors.Is(err, os.ErrExist) && o.force {
-		if err = CheckDest(o.Dest, true, o.dir); err != nil {
+		if err = CheckDest(o.Dest, true, o.kind); err != nil {
 			o.Abort()
 			return err
 		}
@@ -326,8 +491,16 @@ func (o *Output) Commit() error {
 		o.Abort()
 		return writeError(o.Dest, err)
 	}
+	o.unlock()
 	untrack(o.Tmp)
 	return nil
+}
+
+func (o *Output) unlock() {
+	if o.lock != nil {
+		o.lock.Close()
+		o.lock = nil
+	}
 }
 
 // renameNoReplace renames, failing with os.ErrExist if newpath exists. File systems without
@@ -354,15 +527,21 @@ func (o *Output) Abort() {
 		os.RemoveAll(o.Tmp)
 		untrack(o.Tmp)
 	}
+	o.unlock()
 	if o.madeDir != "" {
 		removeEmptyUp(filepath.Dir(o.Dest), o.madeDir)
 	}
 }
 
-// removeEmptyUp removes empty folders from dir up to and including top.
+// removeEmptyUp removes empty folders from dir up to and including top; folders of the path that
+// were never made (a creation that failed half way) are passed over.
 func removeEmptyUp(dir, top string) {
 	for d := dir; ; d = filepath.Dir(d) {
-		if os.Remove(d) != nil || d == top || filepath.Dir(d) == d {
+		_, serr := os.Lstat(d)
+		if serr == nil && os.Remove(d) != nil {
+			return
+		}
+		if d == top || filepath.Dir(d) == d {
 			return
 		}
 	}

@@ -56,7 +56,7 @@ func WriteBundle(dir, path string, force bool, progress safetensors.Progress) (f
 	if err != nil {
 		return fsio.Written{}, err
 	}
-	out, err := fsio.CreateOutput(path, force)
+	out, err := fsio.CreateOutput(path, force, fsio.ZstdFile)
 	if err != nil {
 		return fsio.Written{}, err
 	}
@@ -139,32 +139,30 @@ func safeName(name string) bool {
 // every entry against the manifest: names must be plain file names it lists, sizes and sha256
 // must match, nothing may be missing, and nothing may follow the archive's end. The manifest's
 // sizes are checked against the free space first, and no entry is written past its declared
-// size. It returns the folder.
-func ExtractBundle(bundle string) (string, error) {
+// size. It returns the folder, locked against other runs' sweeps until Abort (which removes it).
+func ExtractBundle(bundle string) (*fsio.Output, error) {
 	f, _, err := fsio.OpenRegular(bundle)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer f.Close()
 	// Our writer uses an 8 MiB window; a frame that declares more is not ours, and would make the
 	// decoder allocate what it declares.
 	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(32<<20))
 	if err != nil {
-		return "", errs.File(bundle, "not a btconvert bundle: %v", err)
+		return nil, errs.File(bundle, "not a btconvert bundle: %v", err)
 	}
 	defer zr.Close()
-	parent := os.TempDir()
-	fsio.Sweep(parent)
-	out, err := fsio.NewDir(filepath.Join(parent, fsio.TempName(false, "extract")), false)
+	fsio.Sweep(os.TempDir())
+	out, err := fsio.NewTempDir("extract")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	dir := out.Tmp
-	if err := extract(bundle, zr, dir); err != nil {
+	if err := extract(bundle, zr, out.Tmp); err != nil {
 		out.Abort()
-		return "", err
+		return nil, err
 	}
-	return dir, nil
+	return out, nil
 }
 
 func extract(bundle string, zr io.Reader, dir string) error {
@@ -319,16 +317,17 @@ func checkManifest(bundle string, man *Manifest, dir string) error {
 // OpenBundle extracts and opens a bundle; closing the model removes the extracted files. Errors
 // name the bundle, not the temp folder.
 func OpenBundle(bundle string) (*formats.Model, error) {
-	dir, err := ExtractBundle(bundle)
+	out, err := ExtractBundle(bundle)
 	if err != nil {
 		return nil, err
 	}
+	dir := out.Tmp
 	m, err := Open(dir, false) // the extraction checked every hash
 	if err != nil {
-		os.RemoveAll(dir)
+		out.Abort()
 		return nil, renamePath(err, dir, bundle)
 	}
-	m.OnClose(removeDir(dir))
+	m.OnClose(removeDir{out})
 	m.Format = Format + "-bundle"
 	m.Bundle = bundle
 	return m, nil
@@ -350,6 +349,9 @@ func renamePath(err error, dir, bundle string) error {
 }
 
 // removeDir is a Closer that deletes an extracted bundle.
-type removeDir string
+type removeDir struct{ out *fsio.Output }
 
-func (r removeDir) Close() error { return os.RemoveAll(string(r)) }
+func (r removeDir) Close() error {
+	r.out.Abort()
+	return nil
+}

@@ -40,7 +40,7 @@ func FuzzBundle(f *testing.F) {
 		os.WriteFile(p, data, 0o644)
 		d, err := modeldir.ExtractBundle(p)
 		if err == nil {
-			os.RemoveAll(d)
+			d.Abort()
 		}
 	})
 }

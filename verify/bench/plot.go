@@ -133,7 +133,7 @@ func Plot(path string, rows []Result, device string, force bool) error {
 	if err != nil {
 		return err
 	}
-	out, err := fsio.CreateOutput(path, force)
+	out, err := fsio.CreateOutput(path, force, fsio.PNGFile)
 	if err != nil {
 		return err
 	}
