@@ -88,7 +88,7 @@ func Bench(o BenchOptions) ([]bench.Result, error) {
 		runtime.GC()
 		debug.FreeOSMemory()
 		bench.ResetPeakRSS() // each model's peak is its own
-		l, err := dev.load(p, open, false)
+		l, err := dev.load(p, open)
 		if err != nil {
 			return rows, err
 		}

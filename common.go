@@ -68,10 +68,10 @@ func (l *loaded) Close() {
 	l.src.Close()
 }
 
-// load opens path (our folder's files checked against the manifest's sha256 with checkHashes) and
-// uploads it to the device.
-func (d *device) load(path string, o formats.OpenOptions, checkHashes bool) (*loaded, error) {
-	src, err := source.Open(path, o, checkHashes)
+// load opens path and uploads it to the device; every file of our folder read on the way is
+// checked against the manifest's sha256 (see modeldir.Open).
+func (d *device) load(path string, o formats.OpenOptions) (*loaded, error) {
+	src, err := source.Open(path, o)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +80,13 @@ func (d *device) load(path string, o formats.OpenOptions, checkHashes bool) (*lo
 		return nil, err
 	}
 	eng, err := graph.Load(src, d.b, d.dt)
+	if err == nil {
+		err = src.Finish()
+	}
 	if err != nil {
+		if eng != nil {
+			eng.Close()
+		}
 		src.Close()
 		return nil, err
 	}

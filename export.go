@@ -98,7 +98,7 @@ func Export(o ExportOptions) (*ExportResult, error) {
 	if err := checkDest(o.Output, o.Force, kind, o.Source, o.Open.Config); err != nil {
 		return nil, err
 	}
-	m, err := source.Open(o.Source, o.Open, true)
+	m, err := source.Open(o.Source, o.Open)
 	if err != nil {
 		return nil, err
 	}
@@ -160,6 +160,9 @@ func exportOfficial(m *formats.Model, o ExportOptions, ui UI) (*ExportResult, er
 	}
 	var files []ExportedFile
 	if err == nil {
+		err = m.Finish()
+	}
+	if err == nil {
 		files, err = hashFiles(out.Tmp)
 	}
 	if err != nil {
@@ -178,7 +181,7 @@ func exportOfficial(m *formats.Model, o ExportOptions, ui UI) (*ExportResult, er
 
 // carryTokenizer copies the model's tokenizer files into an exported folder.
 func carryTokenizer(m *formats.Model, dir string) error {
-	files, err := tokenizer.Files(modelDirOf(m))
+	files, err := tokenizer.Files(m.File)
 	if err != nil {
 		return err
 	}

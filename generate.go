@@ -58,12 +58,12 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := dev.load(o.Model, o.Open, false)
+	l, err := dev.load(o.Model, o.Open)
 	if err != nil {
 		return nil, err
 	}
 	defer l.Close()
-	tk, err := tokenizer.For(modelDirOf(l.src), l.eng.Config.VocabSize)
+	tk, err := tokenizer.For(l.src.File, l.src.Name(), l.eng.Config.VocabSize)
 	if err != nil {
 		return nil, err
 	}

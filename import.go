@@ -2,7 +2,6 @@ package btconvert
 
 import (
 	"fmt"
-	"path/filepath"
 
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/errs"
@@ -79,7 +78,7 @@ func Import(o ImportOptions) (*ImportResult, error) {
 			}
 		}
 	}
-	m, err := source.Open(o.Source, open, false)
+	m, err := source.Open(o.Source, open)
 	if err != nil {
 		return nil, err
 	}
@@ -139,20 +138,13 @@ func tokenizerFiles(m *formats.Model, given string, ui UI) (map[string][]byte, e
 	if given != "" {
 		return tokenizer.FilesOf(given)
 	}
-	dir := m.Path
-	if dir == "" {
-		return nil, nil
-	}
-	if !isDir(dir) {
-		dir = filepath.Dir(dir)
-	}
-	files, err := tokenizer.Files(dir)
+	files, err := tokenizer.Files(m.File)
 	if err != nil {
 		return nil, err
 	}
 	if len(files) == 0 && m.Config.VocabSize > 256 {
 		ui.Note(fmt.Sprintf("warning: %s has a vocabulary of %d tokens but no %s (or %s + %s) beside it; generate and perplexity will need one (give it with {Tokenizer})",
-			m.Path, m.Config.VocabSize, tokenizer.Name, tokenizer.Vocab, tokenizer.Merges))
+			m.Name(), m.Config.VocabSize, tokenizer.Name, tokenizer.Vocab, tokenizer.Merges))
 	}
 	return files, nil
 }

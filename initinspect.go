@@ -78,7 +78,7 @@ type InspectResult struct {
 
 // Inspect describes a model; with hashes every tensor is read once to hash its bytes.
 func Inspect(path string, o formats.OpenOptions, hashes bool) (*InspectResult, error) {
-	m, err := source.Open(path, o, false)
+	m, err := source.Open(path, o)
 	if err != nil {
 		return nil, err
 	}

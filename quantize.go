@@ -82,7 +82,7 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 			return nil, err
 		}
 	}
-	m, err := source.Open(o.Source, o.Open, false)
+	m, err := source.Open(o.Source, o.Open)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +185,7 @@ func calibrate(m *formats.Model, o QuantizeOptions, full bool, ui UI) (*quant.Ca
 	if err != nil {
 		return nil, 0, err
 	}
-	tk, err := tokenizer.For(modelDirOf(m), m.Config.VocabSize)
+	tk, err := tokenizer.For(m.File, m.Name(), m.Config.VocabSize)
 	if err != nil {
 		return nil, 0, err
 	}

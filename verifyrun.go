@@ -77,7 +77,7 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 		return nil, err
 	}
 	// Every file read is checked against the manifest's sha256 first.
-	l, err := dev.load(o.Model, o.Open, true)
+	l, err := dev.load(o.Model, o.Open)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +120,7 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		l2, err := (&device{b2, spec2, dev.dt}).load(o.Model, o.Open, false)
+		l2, err := (&device{b2, spec2, dev.dt}).load(o.Model, o.Open)
 		if err != nil {
 			return nil, err
 		}
@@ -164,7 +164,7 @@ func evalText(l *loaded, o VerifyOptions, dev *device, ui UI) (*verify.Quality, 
 	if err != nil {
 		return nil, err
 	}
-	tk, err := tokenizer.For(modelDirOf(l.src), l.eng.Config.VocabSize)
+	tk, err := tokenizer.For(l.src.File, l.src.Name(), l.eng.Config.VocabSize)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func evalText(l *loaded, o VerifyOptions, dev *device, ui UI) (*verify.Quality, 
 	progress := func(n int) { bar.Add(int64(n*o.Window), "") }
 	var q *verify.Quality
 	if o.Against != "" {
-		base, err := dev.load(o.Against, formats.OpenOptions{}, true)
+		base, err := dev.load(o.Against, formats.OpenOptions{})
 		if err != nil {
 			return nil, err
 		}

@@ -22,9 +22,43 @@ type Model struct {
 	Tensors []*Tensor
 	Notes   []string // what the user should be told (dropped tensors, where settings came from)
 	// Bundle is the .btz the model was read from, if any (Path is then its extracted copy).
-	Bundle  string
-	closers []io.Closer
-	byKey   map[string]*Tensor
+	Bundle string
+	// ReadFile reads a file that goes with the model (tokenizer, recorded report) by name: nil,
+	// nil when it has none. Our folder checks it against its manifest; nil ReadFile: none.
+	ReadFile func(name string) ([]byte, error)
+	closers  []io.Closer
+	finish   []func() error
+	byKey    map[string]*Tensor
+}
+
+// OnFinish has check run by Finish.
+func (m *Model) OnFinish(check func() error) { m.finish = append(m.finish, check) }
+
+// Finish completes the integrity checks of what the model was read from (the files whose
+// tensors were not all read are read to the end): call it before trusting a result.
+func (m *Model) Finish() error {
+	for _, f := range m.finish {
+		if err := f(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Name is what the user calls the model: the bundle or the path it was read from.
+func (m *Model) Name() string {
+	if m.Bundle != "" {
+		return m.Bundle
+	}
+	return m.Path
+}
+
+// File reads a file that goes with the model (see ReadFile).
+func (m *Model) File(name string) ([]byte, error) {
+	if m.ReadFile == nil {
+		return nil, nil
+	}
+	return m.ReadFile(name)
 }
 
 // OnClose has c closed when the model is.
@@ -67,7 +101,8 @@ func (m *Model) ComponentTensors(component string) []*Tensor {
 // Derive returns a model with the same source and notes but a new config and tensors (e.g. a
 // quantized copy). Closing it closes m.
 func (m *Model) Derive(format string, cfg *arch.Config, tensors []*Tensor) *Model {
-	return &Model{Format: format, Path: m.Path, Config: cfg, Tensors: tensors, Notes: m.Notes, Bundle: m.Bundle, closers: []io.Closer{m}}
+	return &Model{Format: format, Path: m.Path, Config: cfg, Tensors: tensors, Notes: m.Notes, Bundle: m.Bundle, ReadFile: m.ReadFile,
+		closers: []io.Closer{m}, finish: []func() error{m.Finish}}
 }
 
 // Match checks that tensors are exactly specs (same keys, same shapes, float dtypes where no dtype

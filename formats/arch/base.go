@@ -39,6 +39,24 @@ var inertKeys = map[string]bool{
 	"use_flash_attn": true, "_attn_implementation": true,
 }
 
+// keyLimit bounds each size a config may give: past them no model fits any machine, and a size
+// read from a file is bounded before anything is allocated for it (and products of sizes cannot
+// overflow).
+var keyLimit = map[string]int{KeyLayers: MaxLayers, KeyHidden: MaxHidden, KeyHeads: MaxHeads, KeyIntermediate: MaxFFN,
+	KeyVocab: MaxVocab, KeyMaxPositions: MaxPositions}
+
+// The bounds of a config's sizes.
+const (
+	MaxLayers      = 1024
+	MaxHidden      = 1 << 16
+	MaxHeads       = 1 << 12
+	MaxFFN         = 1 << 18
+	MaxVocab       = 1 << 22
+	MaxPositions   = 1 << 22
+	MaxBlockLength = 1024
+	MaxRatio       = 1024
+)
+
 // NeoXConfig is the architecture part of an HF GPTNeoXConfig, with where each value came from.
 type NeoXConfig struct {
 	Layers, Hidden, Heads, Intermediate, Vocab, MaxPositions int
@@ -130,6 +148,9 @@ func (c *NeoXConfig) Set(key string, v any, origin Origin) error {
 		n, ok := asInt(v)
 		if !ok || n < 1 {
 			return fmt.Errorf("%s: %v is not a positive integer", key, v)
+		}
+		if n > keyLimit[key] {
+			return fmt.Errorf("%s: %d is out of range (at most %d)", key, n, keyLimit[key])
 		}
 		*intKey[key] = n
 	case floatKey[key] != nil:

@@ -159,8 +159,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s is missing", name)
 		}
 		switch {
-		case d.Layers < 1, d.Hidden < 1, d.Heads < 1, d.Intermediate < 1:
-			return fmt.Errorf("%s: layers, hidden_size, num_heads and intermediate_size must be positive", name)
+		case d.Layers < 1, d.Hidden < 1, d.Heads < 1, d.Intermediate < 1, d.HeadDim < 1:
+			return fmt.Errorf("%s: layers, hidden_size, num_heads, head_dim and intermediate_size must be positive", name)
+		case d.Layers > MaxLayers || d.Hidden > MaxHidden || d.Heads > MaxHeads || d.HeadDim > MaxHidden || d.Intermediate > MaxFFN || d.MaxPositions > MaxPositions:
+			return fmt.Errorf("%s: a size is out of range (layers at most %d, hidden_size and head_dim %d, num_heads %d, intermediate_size %d, max_position_embeddings %d)",
+				name, MaxLayers, MaxHidden, MaxHeads, MaxFFN, MaxPositions)
 		case d.Heads*d.HeadDim != d.Hidden:
 			return fmt.Errorf("%s: num_heads %d x head_dim %d != hidden_size %d", name, d.Heads, d.HeadDim, d.Hidden)
 		case d.RotaryDims < 0 || d.RotaryDims > d.HeadDim || d.RotaryDims%2 != 0:
@@ -174,8 +177,14 @@ func (c *Config) Validate() error {
 		}
 		return nil
 	}
-	if c.VocabSize < 1 {
-		return fmt.Errorf("vocab_size must be positive")
+	if c.VocabSize < 1 || c.VocabSize > MaxVocab {
+		return fmt.Errorf("vocab_size %d is out of range (1 to %d)", c.VocabSize, MaxVocab)
+	}
+	if c.Source != nil && (c.Source.MaxLength < 0 || c.Source.MaxLength > MaxPositions*MaxBlockLength) {
+		return fmt.Errorf("max_length %d is out of range (0 to %d)", c.Source.MaxLength, MaxPositions*MaxBlockLength)
+	}
+	if c.PadTokenID < 0 || c.PadTokenID >= c.VocabSize || c.BOSTokenID < 0 || c.BOSTokenID >= c.VocabSize {
+		return fmt.Errorf("pad_token_id %d and bos_token_id %d must be ids of the vocabulary (0 to %d)", c.PadTokenID, c.BOSTokenID, c.VocabSize-1)
 	}
 	switch c.Kind {
 	case Vanilla:
@@ -192,6 +201,9 @@ func (c *Config) Validate() error {
 		}
 		if c.BlockLength < 1 || c.Embedder == nil {
 			return fmt.Errorf("block_length and embedder are required for a block model")
+		}
+		if c.BlockLength > MaxBlockLength || c.TokenDecoder.ExpansionRatio > MaxRatio || c.Embedder.Dim > MaxHidden || c.Embedder.Dim < 0 {
+			return fmt.Errorf("block_length (at most %d), expansion_ratio (%d) or the embedder's dim (%d) is out of range", MaxBlockLength, MaxRatio, MaxHidden)
 		}
 		D := c.BlockDecoder.Hidden
 		switch c.Embedder.Type {

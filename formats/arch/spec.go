@@ -107,6 +107,12 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 	if s.BlockLength < 1 {
 		return nil, nil, fmt.Errorf("block_length is not stated (a Block Transformer YAML needs it)")
 	}
+	if s.BlockLength > MaxBlockLength || s.TokenDecoder.ExpansionRatio < 0 || s.TokenDecoder.ExpansionRatio > MaxRatio {
+		return nil, nil, fmt.Errorf("block_length %d or expansion_ratio %d is out of range (1 to %d)", s.BlockLength, s.TokenDecoder.ExpansionRatio, MaxBlockLength)
+	}
+	if s.MaxLength < 0 {
+		return nil, nil, fmt.Errorf("max_length %d must not be negative", s.MaxLength)
+	}
 	o := s.origin()
 	var dec Decoding
 	switch s.TokenDecoder.Decoding {
@@ -171,6 +177,9 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 func (s *VanillaSpec) Resolve(heads Heads, shapes map[string]int, prov Provenance) (*Config, []string, error) {
 	if len(heads) > 1 {
 		return nil, nil, fmt.Errorf("{Heads} %s: a vanilla model has one decoder", heads)
+	}
+	if s.MaxLength < 0 {
+		return nil, nil, fmt.Errorf("max_length %d must not be negative", s.MaxLength)
 	}
 	n, err := ResolveStack(StackSpec{Base: s.Base, Settings: s.Settings}, Section{File: s.File, Kind: s.Kind, Stack: Decoder, Keys: "model_config"},
 		false, heads.For(Decoder), shapes)

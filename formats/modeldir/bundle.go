@@ -286,11 +286,18 @@ func (zeroOnly) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// maxEntries bounds the files of a bundle (a model folder has its components, config, manifest,
+// tokenizer and report files: about ten).
+const maxEntries = 256
+
 // checkManifest refuses a manifest whose entries could not be extracted safely: unsafe or
 // duplicate names, itself listed, negative sizes, or more bytes than the disk has free.
 func checkManifest(bundle string, man *Manifest, dir string) error {
 	var total int64
 	names := map[string]bool{}
+	if len(man.Files) > maxEntries {
+		return errs.File(bundle, "manifest lists %d files; a model folder has at most %d", len(man.Files), maxEntries)
+	}
 	for _, mf := range man.Files {
 		switch {
 		case !safeName(mf.Name):
@@ -303,7 +310,7 @@ func checkManifest(bundle string, man *Manifest, dir string) error {
 			return errs.File(bundle, "manifest gives %q an impossible size %d", mf.Name, mf.Size)
 		}
 		names[mf.Name] = true
-		total += mf.Size
+		total += mf.Size // at most maxEntries x 2^50: no overflow
 	}
 	var st syscall.Statfs_t
 	if syscall.Statfs(dir, &st) == nil {
@@ -322,7 +329,7 @@ func OpenBundle(bundle string) (*formats.Model, error) {
 		return nil, err
 	}
 	dir := out.Tmp
-	m, err := Open(dir, false) // the extraction checked every hash
+	m, err := Open(dir) // the extraction checked every hash (and reading checks them again)
 	if err != nil {
 		out.Abort()
 		return nil, renamePath(err, dir, bundle)

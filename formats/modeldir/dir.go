@@ -81,7 +81,11 @@ func Write(m *formats.Model, dir string, o WriteOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := WriteInto(m, out.Tmp, o); err != nil {
+	err = WriteInto(m, out.Tmp, o)
+	if err == nil {
+		err = m.Finish() // what was read was what its manifest says, before anything is put in place
+	}
+	if err != nil {
 		out.Abort()
 		return err
 	}
@@ -156,6 +160,11 @@ func ReadConfig(path string) (*arch.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseConfig(path, b)
+}
+
+// parseConfig validates the bytes of our config.json read from path.
+func parseConfig(path string, b []byte) (*arch.Config, error) {
 	var c arch.Config
 	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, errs.File(path, "not valid JSON: %v", err)
@@ -223,32 +232,35 @@ func ReadManifest(dir string) (*Manifest, []byte, error) {
 	return &man, mb, nil
 }
 
-// Open opens our folder: config, manifest, and the component files. Each file must have the size
-// the manifest gives; with checkHashes its sha256 too (every byte is read once more).
-func Open(dir string, checkHashes bool) (*formats.Model, error) {
+// Open opens our folder: config, manifest, and the component files. Every file it reads is
+// checked against the manifest: config.json at once, each component file as its tensors are read
+// (the read that completes a file fails if its sha256 differs; Model.Finish checks what was not
+// read), and the files beside them (tokenizer, report) through Model.ReadFile.
+func Open(dir string) (*formats.Model, error) {
 	if st, err := os.Stat(dir); err != nil {
 		return nil, errs.File(dir, "cannot open: %v", fsio.Unwrap(err))
 	} else if !st.IsDir() {
 		return nil, errs.File(dir, "is not a folder")
 	}
-	cfg, err := ReadConfig(filepath.Join(dir, ConfigName))
-	if err != nil {
-		return nil, err
-	}
 	man, _, err := ReadManifest(dir)
 	if err != nil {
 		return nil, err
 	}
-	check := []string{ConfigName}
-	for _, comp := range cfg.Components() {
-		check = append(check, ComponentFile(comp))
+	cb, err := ReadListed(dir, man, ConfigName)
+	if err != nil {
+		return nil, err
 	}
-	for _, name := range check {
-		if err := CheckFile(dir, man, name, checkHashes); err != nil {
+	cfg, err := parseConfig(filepath.Join(dir, ConfigName), cb)
+	if err != nil {
+		return nil, err
+	}
+	for _, comp := range cfg.Components() {
+		if err := CheckFile(dir, man, ComponentFile(comp), false); err != nil {
 			return nil, err
 		}
 	}
-	m := &formats.Model{Format: Format, Path: dir, Config: cfg, Notes: man.Notes}
+	m := &formats.Model{Format: Format, Path: dir, Config: cfg, Notes: man.Notes,
+		ReadFile: func(name string) ([]byte, error) { return readBeside(dir, man, name) }}
 	var tensors []*formats.Tensor
 	for _, comp := range cfg.Components() {
 		p := filepath.Join(dir, ComponentFile(comp))
@@ -258,6 +270,11 @@ func Open(dir string, checkHashes bool) (*formats.Model, error) {
 			return nil, err
 		}
 		m.OnClose(f)
+		m.OnFinish(f.Finish)
+		if err := f.Expect(man.File(ComponentFile(comp)).SHA256, ManifestName); err != nil {
+			m.Close()
+			return nil, err
+		}
 		for _, ti := range f.Tensors {
 			name := ti.Name
 			tensors = append(tensors, formats.NewTensor(comp, name, ti.DType, ti.Shape, p, name, func() ([]byte, error) { return f.Raw(name) }))
@@ -268,6 +285,40 @@ func Open(dir string, checkHashes bool) (*formats.Model, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// ReadListed reads one file of the folder that the manifest must list, checked against its size
+// and sha256 (the bytes returned are the bytes checked).
+func ReadListed(dir string, man *Manifest, name string) ([]byte, error) {
+	p := filepath.Join(dir, name)
+	mf := man.File(name)
+	if mf == nil {
+		return nil, errs.File(p, "not listed in %s (added after the folder was written?)", ManifestName)
+	}
+	b, err := fsio.ReadFile(p, fsio.ConfigLimit)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) != mf.Size {
+		return nil, errs.File(p, "truncated or changed: %d bytes, the manifest says %d", len(b), mf.Size)
+	}
+	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != mf.SHA256 {
+		return nil, errs.File(p, "does not match its sha256 in %s (changed after it was written)", ManifestName)
+	}
+	return b, nil
+}
+
+// readBeside is Model.ReadFile of our folder: a file the manifest lists, checked; nil, nil for one
+// that is neither listed nor present; an error for one that is present but not listed (nothing
+// btconvert wrote, so nothing it uses).
+func readBeside(dir string, man *Manifest, name string) ([]byte, error) {
+	if man.File(name) == nil {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+			return nil, errs.File(filepath.Join(dir, name), "not listed in %s (added after the folder was written?); not used", ManifestName)
+		}
+		return nil, nil
+	}
+	return ReadListed(dir, man, name)
 }
 
 // CheckFile checks one file of the folder against its manifest entry: listed, same size, and

@@ -3,11 +3,14 @@ package modeldir_test
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -50,21 +53,57 @@ func TestWriteRefusesExistingAndConverts(t *testing.T) {
 	}
 }
 
-// A changed byte of the same size passes a size check but not the sha256 check.
-func TestOpenChecksHashes(t *testing.T) {
+// A changed byte of the same size passes the size check at open, and fails the read that
+// completes its file (tensors read in order: one pass, no second read); Finish catches a file
+// whose tensors were not all read. Files beside the tensors are read only when listed and intact.
+func TestReadsCheckHashes(t *testing.T) {
 	dir := testfix.Imported(t, "pythia-tiny")
 	p := filepath.Join(dir, modeldir.ComponentFile("decoder"))
 	b, _ := os.ReadFile(p)
 	b[len(b)-3] ^= 1
 	os.WriteFile(p, b, 0o644)
-	if m, err := modeldir.Open(dir, false); err != nil {
-		t.Fatalf("size check refused a same-size change: %v", err)
-	} else {
-		m.Close()
+	want := p + ": does not match its sha256 in manifest.json (changed after it was written)"
+	m, err := modeldir.Open(dir)
+	if err != nil {
+		t.Fatalf("open refused a same-size change before reading it: %v", err)
 	}
-	_, err := modeldir.Open(dir, true)
-	if want := p + ": does not match its sha256 in manifest.json (changed after it was written)"; err == nil || err.Error() != want {
-		t.Fatalf("got %v\nwant %s", err, want)
+	var readErr error
+	for _, tt := range m.Tensors {
+		if _, err := tt.Raw(); err != nil {
+			readErr = err
+			break
+		}
+	}
+	if readErr == nil || readErr.Error() != want {
+		t.Fatalf("reading every tensor: got %v\nwant %s", readErr, want)
+	}
+	m.Close()
+	m, _ = modeldir.Open(dir)
+	m.Tensors[0].Raw()
+	if err := m.Finish(); err == nil || err.Error() != want {
+		t.Fatalf("Finish: got %v\nwant %s", err, want)
+	}
+	m.Close()
+	// config.json is checked at open.
+	cfg := filepath.Join(dir, "config.json")
+	c, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, append(append([]byte(nil), c[:len(c)-1]...), ' ', '\n'), 0o644)
+	if _, err := modeldir.Open(dir); err == nil || err.Error() != cfg+": truncated or changed: "+strconv.Itoa(len(c)+1)+" bytes, the manifest says "+strconv.Itoa(len(c)) {
+		t.Fatalf("config.json: %v", err)
+	}
+	os.WriteFile(cfg, c, 0o644)
+	// An unlisted tokenizer dropped into the folder is refused, not used.
+	os.WriteFile(filepath.Join(dir, "tokenizer.json"), []byte("{}"), 0o644)
+	m, err = modeldir.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.File("tokenizer.json"); err == nil || err.Error() != filepath.Join(dir, "tokenizer.json")+": not listed in manifest.json (added after the folder was written?); not used" {
+		t.Fatalf("unlisted tokenizer: %v", err)
+	}
+	if b, err := m.File("merges.txt"); b != nil || err != nil {
+		t.Fatalf("absent file: %v %v", b, err)
 	}
 }
 
@@ -104,7 +143,8 @@ func TestQuantizationRecordsValidated(t *testing.T) {
 			cfg["quantization"] = map[string]any{k: c.q}
 			b, _ = json.Marshal(cfg)
 			os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
-			_, err := modeldir.Open(dir, false)
+			relist(t, dir, "config.json")
+			_, err := modeldir.Open(dir)
 			if want := filepath.Join(dir, "config.json") + ": " + c.want; err == nil || err.Error() != want {
 				t.Fatalf("got  %v\nwant %s", err, want)
 			}
@@ -322,4 +362,20 @@ func TestBundleRejectsCorruption(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(tmp, "btconvert-*")); len(left) > 0 {
 		t.Errorf("extraction left %v", left)
 	}
+}
+
+// relist updates a file's manifest entry after a test changed it on purpose, so that what is
+// checked is what the test is about, not the manifest.
+func relist(t *testing.T, dir, name string) {
+	t.Helper()
+	man, _, err := modeldir.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, name))
+	sum := sha256.Sum256(b)
+	f := man.File(name)
+	f.Size, f.SHA256 = int64(len(b)), hex.EncodeToString(sum[:])
+	js, _ := json.Marshal(man)
+	os.WriteFile(filepath.Join(dir, modeldir.ManifestName), js, 0o644)
 }

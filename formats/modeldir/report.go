@@ -40,10 +40,7 @@ func ReadReport(dir string) (*Recorded, []byte, error) {
 	if man.File(ReportName) == nil {
 		return nil, nil, errs.File(p, "is not listed in the manifest (only a verification run that records its report writes one)")
 	}
-	if err := CheckFile(dir, man, ReportName, true); err != nil {
-		return nil, nil, err
-	}
-	b, err := fsio.ReadFile(p, fsio.ConfigLimit)
+	b, err := ReadListed(dir, man, ReportName)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,10 +1,14 @@
 package safetensors
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
+	"hash"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/btconvert/btconvert/formats/errs"
 	"github.com/btconvert/btconvert/formats/fsio"
@@ -19,6 +23,83 @@ type File struct {
 	byName map[string]int
 	f      *os.File
 	size   int64
+	check  *streamCheck // nil: no expected hash
+}
+
+// streamCheck hashes a file as its tensors are read, in file order, and compares the sum with the
+// expected one when the last byte has gone through: a file whose tensors are all read is checked
+// without a second pass over it.
+type streamCheck struct {
+	sync.Mutex
+	want, against string // the expected sha256 (hex), and what gives it (for the message)
+	h             hash.Hash
+	next          int64 // bytes [0, next) are hashed
+	err           error // the mismatch, once known
+	done          bool
+}
+
+// Expect makes every later read check the file against its expected sha256 (hex) as a whole: the
+// read that completes the file (or Finish) fails if the bytes differ. against names where the
+// hash comes from, for the message ("manifest.json").
+func (s *File) Expect(sha256Hex, against string) error {
+	c := &streamCheck{want: sha256Hex, against: against, h: sha256.New()}
+	head := make([]byte, 8+s.HeaderN)
+	if _, err := s.f.ReadAt(head, 0); err != nil {
+		return errs.File(s.Path, "cannot read: %v", fsio.Unwrap(err))
+	}
+	c.h.Write(head)
+	c.next = int64(len(head))
+	s.check = c
+	return nil
+}
+
+// feed hashes the bytes [off, off+len(b)) just read, reading any gap before them first. Bytes
+// before what is already hashed (a tensor read twice) are not hashed again.
+func (s *File) feed(off int64, b []byte) error {
+	c := s.check
+	c.Lock()
+	defer c.Unlock()
+	if c.done {
+		return c.err
+	}
+	if off > c.next {
+		gap := make([]byte, off-c.next)
+		if _, err := s.f.ReadAt(gap, c.next); err != nil {
+			return errs.File(s.Path, "cannot read: %v", fsio.Unwrap(err))
+		}
+		c.h.Write(gap)
+		c.next = off
+	}
+	if off == c.next {
+		c.h.Write(b)
+		c.next += int64(len(b))
+	}
+	if c.next == s.size {
+		c.done = true
+		if hex.EncodeToString(c.h.Sum(nil)) != c.want {
+			c.err = errs.File(s.Path, "does not match its sha256 in %s (changed after it was written)", c.against)
+		}
+	}
+	return c.err
+}
+
+// Finish completes the check of a file whose tensors were not all read (it reads the rest);
+// nil for a file without an expected hash.
+func (s *File) Finish() error {
+	if s.check == nil {
+		return nil
+	}
+	s.check.Lock()
+	done, next := s.check.done, s.check.next
+	s.check.Unlock()
+	if done {
+		return s.check.err
+	}
+	rest := make([]byte, s.size-next)
+	if _, err := s.f.ReadAt(rest, next); err != nil {
+		return errs.File(s.Path, "cannot read: %v", fsio.Unwrap(err))
+	}
+	return s.feed(next, rest)
 }
 
 // Open validates path and keeps it open for reads.
@@ -87,6 +168,11 @@ func (s *File) Raw(name string) ([]byte, error) {
 	out := make([]byte, t.End-t.Begin)
 	n, err := s.f.ReadAt(out, 8+s.HeaderN+t.Begin)
 	if n == len(out) {
+		if s.check != nil {
+			if err := s.feed(8+s.HeaderN+t.Begin, out); err != nil {
+				return nil, err
+			}
+		}
 		return out, nil
 	}
 	if errors.Is(err, io.EOF) || err == nil {

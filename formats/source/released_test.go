@@ -64,7 +64,7 @@ func TestReleasedConfigsImport(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			testfix.SparseCheckpoint(t, dir, cfg)
-			byName, err := source.Open(dir, formats.OpenOptions{Config: name}, false)
+			byName, err := source.Open(dir, formats.OpenOptions{Config: name})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,7 +79,7 @@ func TestReleasedConfigsImport(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(officialYAMLOf(blk)), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			withYAML, err := source.Open(dir, formats.OpenOptions{}, false)
+			withYAML, err := source.Open(dir, formats.OpenOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,7 +89,7 @@ func TestReleasedConfigsImport(t *testing.T) {
 			}
 			// Nothing says the heads: refused, naming the configs of these shapes.
 			os.Remove(filepath.Join(dir, "config.yaml"))
-			_, err = source.Open(dir, formats.OpenOptions{}, false)
+			_, err = source.Open(dir, formats.OpenOptions{})
 			if err == nil || !strings.Contains(err.Error(), "these shapes are those of ") || !strings.Contains(err.Error(), name) {
 				t.Fatalf("no config: %v", err)
 			}
@@ -117,12 +117,12 @@ func TestMegabyteWithoutConfig(t *testing.T) {
 		{formats.OpenOptions{Config: "block_megabyte_b4_5", Heads: arch.Heads{8}}, ": token_decoder: num_attention_heads 4 from the official fill-in (hidden_size 128 // 32); --heads 8 disagrees (the official code builds 4 heads from this config)"},
 		{formats.OpenOptions{Config: "vanilla_31"}, ": holds a Block Transformer; vanilla_31 is the config of a vanilla model"},
 	} {
-		_, err := source.Open(dir, c.o, false)
+		_, err := source.Open(dir, c.o)
 		if err == nil || testfix.ErrText(err) != dir+c.want {
 			t.Errorf("%+v:\n got %v\nwant %s%s", c.o, err, dir, c.want)
 		}
 	}
-	m, err := source.Open(dir, formats.OpenOptions{Heads: arch.Heads{8, 4}, Decoding: arch.Summation}, false)
+	m, err := source.Open(dir, formats.OpenOptions{Heads: arch.Heads{8, 4}, Decoding: arch.Summation})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,10 +4,12 @@ package source
 
 import (
 	"os"
+	"path/filepath"
 
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/formats/modeldir"
 	"github.com/btconvert/btconvert/formats/neox"
 	"github.com/btconvert/btconvert/formats/official"
@@ -38,9 +40,9 @@ func KindOf(path string) Kind {
 	return Checkpoint
 }
 
-// Open opens anything btconvert reads. o applies to checkpoints only. Our folder's files are
-// checked against the manifest's sizes, and with checkHashes its sha256 as well.
-func Open(path string, o formats.OpenOptions, checkHashes bool) (*formats.Model, error) {
+// Open opens anything btconvert reads. o applies to checkpoints only. Every file of our folder
+// or bundle that is read is checked against the manifest (see modeldir.Open).
+func Open(path string, o formats.OpenOptions) (*formats.Model, error) {
 	kind := KindOf(path)
 	if kind != Checkpoint {
 		what := map[Kind]string{Folder: "a btconvert model folder", Bundle: "a btconvert bundle"}[kind]
@@ -55,7 +57,7 @@ func Open(path string, o formats.OpenOptions, checkHashes bool) (*formats.Model,
 		if kind == Bundle {
 			return modeldir.OpenBundle(path)
 		}
-		return modeldir.Open(path, checkHashes)
+		return modeldir.Open(path)
 	}
 	c, err := safetensors.OpenCheckpoint(path)
 	if err != nil {
@@ -70,6 +72,9 @@ func Open(path string, o formats.OpenOptions, checkHashes bool) (*formats.Model,
 			}
 			if m.Path == "" {
 				m.Path = path
+			}
+			if m.ReadFile == nil {
+				m.ReadFile = besideCheckpoint(c.Dir)
 			}
 			return m, nil
 		}
@@ -91,4 +96,15 @@ func ExportLayout(cfg *arch.Config) formats.Layout {
 		}
 	}
 	return nil
+}
+
+// besideCheckpoint reads the files next to a checkpoint's weights (nil, nil when absent).
+func besideCheckpoint(dir string) func(name string) ([]byte, error) {
+	return func(name string) ([]byte, error) {
+		p := filepath.Join(dir, name)
+		if _, err := os.Lstat(p); err != nil {
+			return nil, nil
+		}
+		return fsio.ReadFile(p, fsio.ConfigLimit)
+	}
 }

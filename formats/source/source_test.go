@@ -23,7 +23,7 @@ import (
 )
 
 func open(path string) (*formats.Model, error) {
-	return source.Open(path, formats.OpenOptions{}, false)
+	return source.Open(path, formats.OpenOptions{})
 }
 
 // archOnly is the config without its provenance (base model names, training length, precision).
@@ -74,7 +74,7 @@ func TestInferOfficialConfig(t *testing.T) {
 		dir := t.TempDir()
 		data, _ := os.ReadFile(filepath.Join(testfix.Path(name), "model.safetensors"))
 		os.WriteFile(filepath.Join(dir, "model.safetensors"), data, 0o644)
-		inferred, err := source.Open(dir, formats.OpenOptions{Heads: arch.Heads{4}}, false)
+		inferred, err := source.Open(dir, formats.OpenOptions{Heads: arch.Heads{4}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -353,7 +353,7 @@ func TestConfigResolutionErrors(t *testing.T) {
 				o.Decoding = arch.Summation
 				want = dir + `/model.safetensors: tensor "token_decoder.expansion_layer.weight": gives 2 vectors; summation decoding needs block_length 4 of them (--decoding summation does not fit these weights)`
 			}
-			_, err := source.Open(dir, o, false)
+			_, err := source.Open(dir, o)
 			if err == nil || testfix.ErrText(err) != want {
 				t.Fatalf("got  %v\nwant %s", err, want)
 			}
@@ -367,7 +367,7 @@ func TestConfigResolutionErrors(t *testing.T) {
 // Without a YAML, the given head count completes what the shapes say (FFN from dense_h_to_4h);
 // prefix decoding when the expansion layer's width rules summation out.
 func TestInferWithHeads(t *testing.T) {
-	m, err := source.Open(synthetic(t, ""), formats.OpenOptions{Heads: arch.Heads{16}}, false)
+	m, err := source.Open(synthetic(t, ""), formats.OpenOptions{Heads: arch.Heads{16}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +415,7 @@ func TestVanillaYAML(t *testing.T) {
 	}
 	// A vanilla YAML gets no fill-in: the unknown base leaves the heads open.
 	os.WriteFile(filepath.Join(dir, "config.yaml"), []byte("model_name_or_path: my-org/neox\nmodel_config:\n  num_hidden_layers: 4\n  hidden_size: 128\n"), 0o644)
-	_, err := source.Open(dir, formats.OpenOptions{}, false)
+	_, err := source.Open(dir, formats.OpenOptions{})
 	if want := dir + `/config.yaml: decoder: num_attention_heads is unknown (model_name_or_path "my-org/neox" is not a base model btconvert knows and model_config does not state it): state num_attention_heads under model_config in config.yaml, or pass --heads N`; err == nil || testfix.ErrText(err) != want {
 		t.Fatalf("got %v\nwant %s", err, want)
 	}
@@ -424,7 +424,7 @@ func TestVanillaYAML(t *testing.T) {
 // Our folder and bundles refuse the options that only complete a checkpoint.
 func TestCheckpointOptionsOnly(t *testing.T) {
 	dir := testfix.Imported(t, "pythia-tiny")
-	_, err := source.Open(dir, formats.OpenOptions{Heads: arch.Heads{4}}, false)
+	_, err := source.Open(dir, formats.OpenOptions{Heads: arch.Heads{4}})
 	if want := dir + ": is a btconvert model folder; --heads applies to checkpoints only"; err == nil || testfix.ErrText(err) != want {
 		t.Fatalf("got %v, want %s", err, want)
 	}

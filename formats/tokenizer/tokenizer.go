@@ -156,50 +156,66 @@ func readAdded(b []byte) ([]addedToken, map[int32]string) {
 
 func (h *hfTokenizer) Name() string { return h.path }
 
-// For returns the tokenizer in dir (tokenizer.json, else vocab.json + merges.txt) when there is
+// ReadFunc reads a file that goes with a model by name (nil, nil when it has none): for our folder
+// the files its manifest lists, checked against it (formats.Model.File).
+type ReadFunc func(name string) ([]byte, error)
+
+// For returns the model's tokenizer (tokenizer.json, else vocab.json + merges.txt) when it has
 // one, else the byte tokenizer for a vocabulary of at most 256; anything else is an error that
-// says what is missing.
-func For(dir string, vocab int) (Tokenizer, error) {
-	if p := filepath.Join(dir, Name); fsio.Exists(p) {
-		return Load(p)
-	}
-	if p := filepath.Join(dir, Vocab); fsio.Exists(p) {
-		return Load(p)
+// says what is missing. where names the model in messages.
+func For(read ReadFunc, where string, vocab int) (Tokenizer, error) {
+	for _, n := range []string{Name, Vocab} {
+		b, err := read(n)
+		if err != nil {
+			return nil, err
+		}
+		if b == nil {
+			continue
+		}
+		p := filepath.Join(where, n)
+		if n == Name {
+			return fromJSON(p, b)
+		}
+		merges, err := read(Merges)
+		if err != nil {
+			return nil, err
+		}
+		if merges == nil {
+			return nil, errs.File(p, "has no %s beside it", Merges)
+		}
+		return fromBPE(p, b, merges)
 	}
 	if vocab <= 256 {
 		return ByteTokenizer{}, nil
 	}
-	return nil, &errs.InputError{File: dir, Msg: fmt.Sprintf("vocabulary of %d tokens but no %s (or %s + %s) to turn text into tokens: put one in the model folder (import {Tokenizer} carries one)", vocab, Name, Vocab, Merges)}
+	return nil, &errs.InputError{File: where, Msg: fmt.Sprintf("vocabulary of %d tokens but no %s (or %s + %s) to turn text into tokens: put one in the model folder (import {Tokenizer} carries one)", vocab, Name, Vocab, Merges)}
 }
 
 // Load reads a tokenizer.json, or a vocab.json with the merges.txt beside it. A malformed file is
 // an error naming it (the parser's panics included).
-func Load(p string) (tk Tokenizer, err error) {
+func Load(p string) (Tokenizer, error) {
 	raw, err := fsio.ReadFile(p, fsio.ConfigLimit)
 	if err != nil {
 		return nil, err
 	}
+	merges := filepath.Join(filepath.Dir(p), Merges)
+	if filepath.Base(p) != Name && fsio.Exists(merges) {
+		m, err := fsio.ReadFile(merges, fsio.ConfigLimit)
+		if err != nil {
+			return nil, err
+		}
+		return fromBPE(p, raw, m)
+	}
+	return fromJSON(p, raw)
+}
+
+// fromJSON loads a tokenizer.json's bytes (p names it).
+func fromJSON(p string, raw []byte) (tk Tokenizer, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			tk, err = nil, errs.File(p, "cannot load the tokenizer: %v", r)
 		}
 	}()
-	merges := filepath.Join(filepath.Dir(p), Merges)
-	if filepath.Base(p) != Name && fsio.Exists(merges) {
-		if _, err := fsio.ReadFile(merges, fsio.ConfigLimit); err != nil {
-			return nil, err
-		}
-		model, err := bpe.NewBpeFromFiles(p, merges)
-		if err != nil {
-			return nil, errs.File(p, "cannot load the BPE vocabulary with %s: %v", merges, err)
-		}
-		t := tokenizer.NewTokenizer(model)
-		bl := pretokenizer.NewByteLevel()
-		bl.SetAddPrefixSpace(false)
-		t.WithPreTokenizer(bl)
-		t.WithDecoder(bl)
-		return &hfTokenizer{tk: t, path: p}, nil
-	}
 	t, err := pretrained.FromReader(bytes.NewReader(raw))
 	if err != nil {
 		return nil, errs.File(p, "cannot load the tokenizer: %v", err)
@@ -208,19 +224,50 @@ func Load(p string) (tk Tokenizer, err error) {
 	return &hfTokenizer{tk: t, path: p, added: added, byID: byID}, nil
 }
 
-// Files reads the tokenizer files in dir, to carry them into a model folder.
-func Files(dir string) (map[string][]byte, error) {
+// fromBPE loads a vocab.json and merges.txt from their bytes (p names the vocabulary). The
+// library reads them from files: the checked bytes are written to a private temp folder first,
+// so what is loaded is what was checked.
+func fromBPE(p string, vocab, merges []byte) (tk Tokenizer, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			tk, err = nil, errs.File(p, "cannot load the tokenizer: %v", r)
+		}
+	}()
+	tmp, err := fsio.NewTempDir("tok")
+	if err != nil {
+		return nil, err
+	}
+	defer tmp.Abort()
+	vp, mp := filepath.Join(tmp.Tmp, Vocab), filepath.Join(tmp.Tmp, Merges)
+	if err := os.WriteFile(vp, vocab, 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(mp, merges, 0o600); err != nil {
+		return nil, err
+	}
+	model, err := bpe.NewBpeFromFiles(vp, mp)
+	if err != nil {
+		return nil, errs.File(p, "cannot load the BPE vocabulary with %s: %v", Merges, err)
+	}
+	t := tokenizer.NewTokenizer(model)
+	bl := pretokenizer.NewByteLevel()
+	bl.SetAddPrefixSpace(false)
+	t.WithPreTokenizer(bl)
+	t.WithDecoder(bl)
+	return &hfTokenizer{tk: t, path: p}, nil
+}
+
+// Files reads the tokenizer files that go with a model, to carry them into a model folder.
+func Files(read ReadFunc) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	for _, n := range fileNames {
-		p := filepath.Join(dir, n)
-		if _, err := os.Lstat(p); err != nil {
-			continue
-		}
-		b, err := fsio.ReadFile(p, fsio.ConfigLimit)
+		b, err := read(n)
 		if err != nil {
 			return nil, err
 		}
-		out[n] = b
+		if b != nil {
+			out[n] = b
+		}
 	}
 	return out, nil
 }

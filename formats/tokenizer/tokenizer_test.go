@@ -79,7 +79,7 @@ func TestWordLevelAndBytes(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, tokenizer.Name), []byte(`{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
  "pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
  "model":{"type":"WordLevel","vocab":{"[UNK]":0,"hello":1,"world":2,"the":3},"unk_token":"[UNK]"}}`), 0o644)
-	tk, err := tokenizer.For(dir, 4)
+	tk, err := tokenizer.For(readDir(dir), dir, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,11 +91,11 @@ func TestWordLevelAndBytes(t *testing.T) {
 		t.Fatalf("decode %q", got)
 	}
 	// Without one, a byte vocabulary uses bytes, and a large vocabulary is an error.
-	if tk, _ := tokenizer.For(t.TempDir(), 256); tk.Name() != "bytes" {
+	if tk, _ := tokenizer.For(readDir(t.TempDir()), "m", 256); tk.Name() != "bytes" {
 		t.Fatalf("byte model got %s", tk.Name())
 	}
 	empty := t.TempDir()
-	if _, err := tokenizer.For(empty, 50304); err == nil || err.Error() != empty+": vocabulary of 50304 tokens but no tokenizer.json (or vocab.json + merges.txt) to turn text into tokens: put one in the model folder (import Tokenizer carries one)" {
+	if _, err := tokenizer.For(readDir(empty), empty, 50304); err == nil || err.Error() != empty+": vocabulary of 50304 tokens but no tokenizer.json (or vocab.json + merges.txt) to turn text into tokens: put one in the model folder (import Tokenizer carries one)" {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -120,5 +120,16 @@ func TestMalformedTokenizers(t *testing.T) {
 		if !strings.HasPrefix(err.Error(), p+": ") {
 			t.Errorf("%s: %v does not name the file", name, err)
 		}
+	}
+}
+
+// readDir reads the files of a folder by name, as a checkpoint's files are read.
+func readDir(dir string) tokenizer.ReadFunc {
+	return func(name string) ([]byte, error) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return b, err
 	}
 }

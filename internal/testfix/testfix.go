@@ -49,7 +49,7 @@ func Path(name string) string { return filepath.Join(Dir(), name) }
 // Open opens path with source.Open, closed when the test ends.
 func Open(t testing.TB, path string) *formats.Model {
 	t.Helper()
-	m, err := source.Open(path, formats.OpenOptions{}, false)
+	m, err := source.Open(path, formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
