@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/sugarme/tokenizer"
 	"github.com/sugarme/tokenizer/model/bpe"
@@ -89,8 +92,8 @@ func (h *hfTokenizer) Encode(text string) (ids []int32, err error) {
 				at, tok = i, a
 			}
 		}
-		if at > 0 {
-			enc, err := h.tk.EncodeSingle(text[:at], false)
+		for _, piece := range cutLongWords(text[:at], maxWord) {
+			enc, err := quietly(func() (*tokenizer.Encoding, error) { return h.tk.EncodeSingle(piece, false) })
 			if err != nil {
 				return nil, errs.File(h.path, "cannot encode: %v", err)
 			}
@@ -105,6 +108,55 @@ func (h *hfTokenizer) Encode(text string) (ids []int32, err error) {
 		text = text[at+len(tok.content):]
 	}
 	return ids, nil
+}
+
+// quietly runs f with os.Stdout pointed at /dev/null: the tokenizer library prints a line there
+// for each symbol its vocabulary lacks, and stdout is for results. Writers that hold the real
+// stdout (the CLI's) are not affected; the lock keeps two encodings from racing on the swap.
+func quietly(f func() (*tokenizer.Encoding, error)) (*tokenizer.Encoding, error) {
+	stdoutMu.Lock()
+	defer stdoutMu.Unlock()
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return f()
+	}
+	saved := os.Stdout
+	os.Stdout = null
+	defer func() {
+		os.Stdout = saved
+		null.Close()
+	}()
+	return f()
+}
+
+var stdoutMu sync.Mutex
+
+// maxWord bounds the run of non-space bytes the BPE model sees at once: its merge loop is
+// quadratic in a word's length (an 80,000-byte base64 line would take minutes), so longer runs are
+// encoded in pieces of this size. Merges across the cuts are lost: the ids of such a word can
+// differ at the cuts from the reference tokenizer's; ordinary words never reach the bound.
+const maxWord = 256
+
+// cutLongWords splits s so that no piece holds a run of more than max non-space bytes, cutting
+// only inside such runs and at rune boundaries ("" gives no pieces).
+func cutLongWords(s string, max int) []string {
+	var pieces []string
+	start, run := 0, 0
+	for i, r := range s {
+		if unicode.IsSpace(r) {
+			run = 0
+			continue
+		}
+		if run >= max {
+			pieces = append(pieces, s[start:i])
+			start, run = i, 0
+		}
+		run += utf8.RuneLen(r)
+	}
+	if start < len(s) {
+		pieces = append(pieces, s[start:])
+	}
+	return pieces
 }
 
 func (h *hfTokenizer) Decode(ids []int32) (text string) {

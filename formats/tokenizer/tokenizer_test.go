@@ -2,6 +2,7 @@ package tokenizer_test
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -131,5 +132,67 @@ func readDir(dir string) tokenizer.ReadFunc {
 			return nil, nil
 		}
 		return b, err
+	}
+}
+
+// A long word (80,000 characters, as a base64 line) is encoded in pieces: time linear in its
+// length (the BPE merge loop is quadratic in a word: this took minutes whole), and it decodes back
+// to the same text.
+func TestLongWord(t *testing.T) {
+	p := filepath.Join(t.TempDir(), tokenizer.Name)
+	os.WriteFile(p, []byte(neoxJSON(false)), 0o644)
+	tk, err := tokenizer.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A word of the test vocabulary's letters only (it has no others), in an order that exercises
+	// the merges.
+	letters := "helowrdtca"
+	var b strings.Builder
+	for i := 0; b.Len() < 80000; i++ {
+		b.WriteByte(letters[(i*7+i/3)%len(letters)])
+	}
+	line := b.String()
+	ids, err := tk.Encode("hello " + line + " world")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tk.Decode(ids); got != "hello "+line+" world" {
+		t.Fatalf("round trip changed the text (%d bytes back)", len(got))
+	}
+	// Words below the bound are untouched: the same ids as encoded alone.
+	short, _ := tk.Encode("hello the world")
+	if !slices.Equal(short, []int32{15, 22, 20}) {
+		t.Fatalf("short text %v", short)
+	}
+}
+
+// BenchmarkLongWord times one word of 80,000 bytes.
+//
+//	go test ./formats/tokenizer -run XXX -bench LongWord
+func BenchmarkLongWord(b *testing.B) {
+	p := filepath.Join(b.TempDir(), tokenizer.Name)
+	os.WriteFile(p, []byte(neoxJSON(false)), 0o644)
+	tk, _ := tokenizer.Load(p)
+	word := strings.Repeat("hellocat", 10000)
+	for i := 0; i < b.N; i++ {
+		tk.Encode(word)
+	}
+}
+
+// The library's prints for symbols missing from the vocabulary never reach stdout.
+func TestNothingOnStdout(t *testing.T) {
+	p := filepath.Join(t.TempDir(), tokenizer.Name)
+	os.WriteFile(p, []byte(neoxJSON(false)), 0o644)
+	tk, _ := tokenizer.Load(p)
+	r, w, _ := os.Pipe()
+	saved := os.Stdout
+	os.Stdout = w
+	_, err := tk.Encode("GATTACA")
+	os.Stdout = saved
+	w.Close()
+	out, _ := io.ReadAll(r)
+	if err == nil || len(out) != 0 {
+		t.Fatalf("error %v, stdout %q", err, out)
 	}
 }
