@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -141,11 +142,14 @@ func safeName(name string) bool {
 // sizes are checked against the free space first, and no entry is written past its declared
 // size. It returns the folder, locked against other runs' sweeps until Abort (which removes it).
 func ExtractBundle(bundle string) (*fsio.Output, error) {
-	f, _, err := fsio.OpenRegular(bundle)
+	f, st, err := fsio.OpenRegular(bundle)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if err := oneFrame(bundle, f, st.Size()); err != nil {
+		return nil, err
+	}
 	// Our writer uses an 8 MiB window; a frame that declares more is not ours, and would make the
 	// decoder allocate what it declares.
 	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(32<<20))
@@ -360,5 +364,73 @@ type removeDir struct{ out *fsio.Output }
 
 func (r removeDir) Close() error {
 	r.out.Abort()
+	return nil
+}
+
+// oneFrame checks that the file is exactly one standard zstd frame, as btconvert writes a bundle:
+// the decoder would pass over skippable frames (anything, of any size) before or after it, and
+// read further frames after it, so the frame's structure is walked first (block headers only, no
+// decompression) and must end where the file ends.
+func oneFrame(bundle string, f io.ReaderAt, size int64) error {
+	bad := func(format string, args ...any) error {
+		return errs.File(bundle, "not a btconvert bundle: "+format, args...)
+	}
+	var b [14]byte
+	if n, _ := f.ReadAt(b[:], 0); n < 6 {
+		return bad("too short")
+	}
+	if m := binary.LittleEndian.Uint32(b[:4]); m != 0xFD2FB528 {
+		if m&0xFFFFFFF0 == 0x184D2A50 {
+			return bad("it starts with a skippable zstd frame (a bundle is one zstd frame and nothing else)")
+		}
+		return bad("no zstd frame at the start")
+	}
+	fhd := b[4]
+	if fhd&0x08 != 0 {
+		return bad("reserved bit of the frame header set")
+	}
+	single := fhd&0x20 != 0
+	off := int64(5)
+	if !single {
+		off++ // window descriptor
+	}
+	off += []int64{0, 1, 2, 4}[fhd&3] // dictionary id
+	fcs := []int64{0, 2, 4, 8}[fhd>>6]
+	if fcs == 0 && single {
+		fcs = 1
+	}
+	off += fcs
+	for {
+		var h [3]byte
+		if n, _ := f.ReadAt(h[:], off); n < 3 {
+			return bad("truncated: the zstd frame ends in the middle of a block")
+		}
+		v := uint32(h[0]) | uint32(h[1])<<8 | uint32(h[2])<<16
+		last, typ, n := v&1 == 1, (v>>1)&3, int64(v>>3)
+		off += 3
+		switch typ {
+		case 1: // RLE: one byte repeated
+			off++
+		case 3:
+			return bad("reserved zstd block type")
+		default: // raw or compressed: n bytes
+			off += n
+		}
+		if off > size {
+			return bad("truncated: the zstd frame ends in the middle of a block")
+		}
+		if last {
+			break
+		}
+	}
+	if fhd&0x04 != 0 {
+		off += 4 // content checksum
+	}
+	switch {
+	case off > size:
+		return bad("truncated: the zstd frame's checksum is missing")
+	case off < size:
+		return bad("%d bytes after the zstd frame (a bundle is one zstd frame and nothing else)", size-off)
+	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -290,7 +291,7 @@ func TestBundleRejectsCorruption(t *testing.T) {
 			b[len(b)/2] ^= 0x40
 			os.WriteFile(p, b, 0o644)
 		}, ": "},
-		{"truncated", func(p string) { os.WriteFile(p, raw[:len(raw)*2/3], 0o644) }, ": truncated"},
+		{"truncated", func(p string) { os.WriteFile(p, raw[:len(raw)*2/3], 0o644) }, ": not a btconvert bundle: truncated: the zstd frame ends in the middle of a block"},
 		{"wrong manifest hash", func(p string) {
 			m := manifest(func(man *modeldir.Manifest) { man.Files[1].SHA256 = strings.Repeat("0", 64) })
 			rebundle(t, p, append([]entry{m}, entries[1:]...), nil)
@@ -323,20 +324,22 @@ func TestBundleRejectsCorruption(t *testing.T) {
 		{"data after the tar", func(p string) { rebundle(t, p, entries, []byte("hidden payload")) }, ": data after the end of the archive"},
 		{"endless zero padding", func(p string) { rebundle(t, p, entries, make([]byte, 1<<20)) },
 			": data after the end of the archive (more than 65536 bytes of padding)"},
-		{"bytes after the frame", func(p string) { os.WriteFile(p, append(bytes.Clone(raw), "garbage"...), 0o644) }, ": corrupt after the archive's end"},
+		{"bytes after the frame", func(p string) { os.WriteFile(p, append(bytes.Clone(raw), "garbage"...), 0o644) }, ": not a btconvert bundle: 7 bytes after the zstd frame (a bundle is one zstd frame and nothing else)"},
+		{"skippable frame after", func(p string) { os.WriteFile(p, append(bytes.Clone(raw), skippable(1<<20)...), 0o644) }, ": not a btconvert bundle: 1048584 bytes after the zstd frame (a bundle is one zstd frame and nothing else)"},
+		{"skippable frame before", func(p string) { os.WriteFile(p, append(skippable(100), raw...), 0o644) }, ": not a btconvert bundle: it starts with a skippable zstd frame (a bundle is one zstd frame and nothing else)"},
 		{"second frame", func(p string) {
 			var extra bytes.Buffer
 			zw, _ := zstd.NewWriter(&extra)
 			zw.Write([]byte("more"))
 			zw.Close()
 			os.WriteFile(p, append(bytes.Clone(raw), extra.Bytes()...), 0o644)
-		}, ": data after the end of the archive"},
+		}, ": not a btconvert bundle: 17 bytes after the zstd frame (a bundle is one zstd frame and nothing else)"},
 		{"flipped frame checksum", func(p string) {
 			b := bytes.Clone(raw)
 			b[len(b)-1] ^= 0xff // the frame's last 4 bytes are its checksum
 			os.WriteFile(p, b, 0o644)
 		}, ": corrupt"},
-		{"not a bundle", func(p string) { os.WriteFile(p, []byte("hello"), 0o644) }, ": corrupt: "},
+		{"not a bundle", func(p string) { os.WriteFile(p, []byte("hello, world"), 0o644) }, ": not a btconvert bundle: no zstd frame at the start"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -378,4 +381,12 @@ func relist(t *testing.T, dir, name string) {
 	f.Size, f.SHA256 = int64(len(b)), hex.EncodeToString(sum[:])
 	js, _ := json.Marshal(man)
 	os.WriteFile(filepath.Join(dir, modeldir.ManifestName), js, 0o644)
+}
+
+// skippable is a zstd skippable frame of n bytes of content (decoders pass over it).
+func skippable(n int) []byte {
+	b := make([]byte, 8+n)
+	binary.LittleEndian.PutUint32(b, 0x184D2A50)
+	binary.LittleEndian.PutUint32(b[4:], uint32(n))
+	return b
 }
