@@ -2,6 +2,7 @@ package btconvert_test
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -141,10 +142,43 @@ func TestExportGate(t *testing.T) {
 		t.Fatalf("self-check report: %v", err)
 	}
 	text := filepath.Join(testfix.Dir(), "README.md")
-	if _, err := btconvert.Verify(btconvert.VerifyOptions{Model: q8, Against: base, EvalText: text, MaxPPLRatio: 1.01, Record: true}); err != nil {
+	// Limits the model misses: a failed report, refused.
+	if _, err := btconvert.Verify(btconvert.VerifyOptions{Model: q8, Against: base, EvalText: text, MaxPPLRatio: 1.0000001, MinTop1: 1, Record: true}); !errors.Is(err, btconvert.ErrCheckFailed) {
+		t.Fatalf("impossible limits: %v", err)
+	}
+	if err := export(); err == nil || !strings.Contains(testfix.ErrText(err), "its recorded verification report failed; verify it again with --record once it passes, or pass --skip-verify") {
+		t.Fatalf("failed report: %v", err)
+	}
+	// Recorded without limits: the limits of its quantization are checked (int8: ppl ratio at
+	// most 1.01, top-1 at least 0.95), and the report gates export.
+	rep, err := btconvert.Verify(btconvert.VerifyOptions{Model: q8, Against: base, EvalText: text, Record: true})
+	if err != nil {
 		t.Fatal(err)
 	}
+	limits := map[string]float64{}
+	for _, c := range rep.Checks {
+		limits[c.Name] = c.Limit
+	}
+	if limits["ppl_ratio"] != 1.01 || limits["top1_agreement"] != 0.95 {
+		t.Fatalf("checks %+v", rep.Checks)
+	}
 	if err := export(); err != nil {
+		t.Fatal(err)
+	}
+	// An unquantized model with a failed recorded report is not exported either.
+	f32 := filepath.Join(t.TempDir(), "f32")
+	if _, err := btconvert.Import(btconvert.ImportOptions{Source: testfix.Path("bt-tiny"), Output: f32}); err != nil {
+		t.Fatal(err)
+	}
+	ref := filepath.Join(testfix.Path("bt-tiny"), "reference.safetensors")
+	if _, err := btconvert.Verify(btconvert.VerifyOptions{Model: f32, Reference: ref, MaxRelErr: 1e-12, Record: true}); !errors.Is(err, btconvert.ErrCheckFailed) {
+		t.Fatalf("parity within 1e-12: %v", err)
+	}
+	_, err = btconvert.Export(btconvert.ExportOptions{Source: f32, Output: filepath.Join(t.TempDir(), "f32.btz")})
+	if err == nil || !strings.Contains(testfix.ErrText(err), "its recorded verification report failed") {
+		t.Fatalf("unquantized, failed report: %v", err)
+	}
+	if _, err = btconvert.Export(btconvert.ExportOptions{Source: f32, Output: filepath.Join(t.TempDir(), "f32.btz"), SkipVerify: true}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -103,7 +103,7 @@ func Export(o ExportOptions) (*ExportResult, error) {
 		return nil, err
 	}
 	defer m.Close()
-	if len(m.Config.Quantization) > 0 && !o.SkipVerify {
+	if !o.SkipVerify {
 		if err := requireVerified(m, o.Source); err != nil {
 			return nil, err
 		}
@@ -114,22 +114,28 @@ func Export(o ExportOptions) (*ExportResult, error) {
 	return exportBundle(m, o, ui)
 }
 
-// requireVerified is export's gate for a quantized model: a report recorded by verify --record,
-// listed and hashed in the manifest, that passed and measured quality against a base model on a
-// text.
+// requireVerified is export's gate. Any model whose recorded report failed is refused. A quantized
+// model needs a report recorded by verify --record (listed and hashed in the manifest) that
+// passed and checked its quality against a base model on a text: the perplexity ratio and the
+// top-1 agreement, each against a limit.
 func requireVerified(m *formats.Model, arg string) error {
 	rep, _, err := recordedReport(m)
 	if err != nil {
 		return err
 	}
 	how := "run: btconvert verify " + arg + " {Against} BASE {EvalText} FILE {Record} (or pass {SkipVerify})"
+	quantized := len(m.Config.Quantization) > 0
 	switch {
+	case rep != nil && !rep.Pass:
+		return &errs.InputError{File: arg, Msg: "its recorded verification report failed; verify it again with {Record} once it passes, or pass {SkipVerify}"}
+	case !quantized:
+		return nil
 	case rep == nil:
 		return &errs.InputError{File: arg, Msg: "is quantized and has no recorded verification report; " + how}
-	case !rep.Pass:
-		return &errs.InputError{File: arg, Msg: "is quantized and its recorded verification report failed; " + how}
 	case !rep.MeasuredAgainstBase():
 		return &errs.InputError{File: arg, Msg: "is quantized and its recorded report did not measure quality against a base model on a text; " + how}
+	case !rep.Checked("ppl_ratio") || !rep.Checked("top1_agreement"):
+		return &errs.InputError{File: arg, Msg: "is quantized and its recorded report did not check the perplexity ratio and top-1 agreement against limits; " + how}
 	}
 	return nil
 }

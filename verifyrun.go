@@ -104,11 +104,20 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 			return nil, err
 		}
 		if q.Divergence != nil {
-			if o.MaxPPLRatio > 0 {
-				rep.AtMost("ppl_ratio", q.PPLRatio, o.MaxPPLRatio)
+			maxPPL, minTop1 := o.MaxPPLRatio, o.MinTop1
+			// A recorded report gates export: a quantized model's is always checked, against the
+			// limits of its type where none were given.
+			if dp, dt, quantized := m.Config.QualityLimits(); o.Record && quantized {
+				maxPPL, minTop1 = cmp.Or(maxPPL, dp), cmp.Or(minTop1, dt)
+				if o.MaxPPLRatio == 0 || o.MinTop1 == 0 {
+					ui.Note(fmt.Sprintf("recording with the export limits of its quantization: ppl ratio at most %g, top-1 agreement at least %g", maxPPL, minTop1))
+				}
 			}
-			if o.MinTop1 > 0 {
-				rep.AtLeast("top1_agreement", q.Top1Agreement, o.MinTop1)
+			if maxPPL > 0 {
+				rep.AtMost("ppl_ratio", q.PPLRatio, maxPPL)
+			}
+			if minTop1 > 0 {
+				rep.AtLeast("top1_agreement", q.Top1Agreement, minTop1)
 			}
 		}
 		q.Text = p

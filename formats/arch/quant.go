@@ -16,6 +16,34 @@ const (
 	Int4 QuantType = "int4" // per group of the input dim, asymmetric (scale, min) or symmetric
 )
 
+// QualityLimits are the quality a model quantized to this type must keep against its base to be
+// exported when its report was recorded without limits of its own: a perplexity ratio at most
+// maxPPLRatio and a top-1 agreement at least minTop1. They sit a margin past what the fixtures
+// measure (docs/QUANTIZATION.md: int8 ppl ratio <= 1.0005, top-1 >= 0.988; int4 g64 <= 1.043
+// and >= 0.845 even with round-to-nearest), far from a broken model.
+func (t QuantType) QualityLimits() (maxPPLRatio, minTop1 float64) {
+	if t == Int8 {
+		return 1.01, 0.95
+	}
+	return 1.06, 0.80
+}
+
+// QualityLimits are the limits of the coarsest type c's tensors are quantized to (see
+// QuantType.QualityLimits); ok is false for a model that is not quantized.
+func (c *Config) QualityLimits() (maxPPLRatio, minTop1 float64, ok bool) {
+	coarsest := QuantType("")
+	for _, q := range c.Quantization {
+		if coarsest == "" || q.Type == Int4 {
+			coarsest = q.Type
+		}
+	}
+	if coarsest == "" {
+		return 0, 0, false
+	}
+	maxPPLRatio, minTop1 = coarsest.QualityLimits()
+	return maxPPLRatio, minTop1, true
+}
+
 // Quantization records how one tensor is quantized (docs/FORMAT.md).
 type Quantization struct {
 	Type       QuantType         `json:"type"`

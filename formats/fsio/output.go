@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -415,6 +416,26 @@ func writeReceipt(dir string) error {
 	sort.Strings(r.Files)
 	b, _ := json.MarshalIndent(r, "", "  ")
 	return os.WriteFile(filepath.Join(dir, Receipt), append(b, '\n'), 0o644)
+}
+
+// AddToReceipt lists a file written later into a folder btconvert wrote (verify --record's
+// report), so that --force may still replace the folder. A folder without a receipt is left so.
+func AddToReceipt(dir, name string) error {
+	b, err := ReadFile(filepath.Join(dir, Receipt), 1<<20)
+	if err != nil {
+		return nil
+	}
+	var r receipt
+	if json.Unmarshal(b, &r) != nil {
+		return nil
+	}
+	if !slices.Contains(r.Files, name) {
+		r.Files = append(r.Files, name)
+		sort.Strings(r.Files)
+	}
+	js, _ := json.MarshalIndent(r, "", "  ")
+	_, err = WriteFile(filepath.Join(dir, Receipt), append(js, '\n'))
+	return err
 }
 
 func newOutput(dest string, force bool, kind Kind) (*Output, error) {

@@ -18,6 +18,21 @@ type Recorded struct {
 		Text string `json:"text"`
 		Base string `json:"base"`
 	} `json:"quality"`
+	Checks []struct {
+		Name  string  `json:"name"`
+		Limit float64 `json:"limit"`
+		Pass  bool    `json:"pass"`
+	} `json:"checks"`
+}
+
+// Checked reports whether the report checked the named measure against a limit.
+func (r *Recorded) Checked(name string) bool {
+	for _, c := range r.Checks {
+		if c.Name == name && c.Limit > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // MeasuredAgainstBase reports whether the report measured quality on a text against a base model.
@@ -68,6 +83,8 @@ func RecordReport(dir string, report []byte) error {
 		man.Files = append(man.Files, entry)
 	}
 	js, _ := json.MarshalIndent(man, "", "  ")
-	_, err = fsio.WriteFile(filepath.Join(dir, ManifestName), append(js, '\n'))
-	return err
+	if _, err = fsio.WriteFile(filepath.Join(dir, ManifestName), append(js, '\n')); err != nil {
+		return err
+	}
+	return fsio.AddToReceipt(dir, ReportName)
 }
