@@ -22,7 +22,7 @@ import (
 // import(export(M)) == M for every fixture, sharded or not.
 func TestExportOfficialRoundTrip(t *testing.T) {
 	for _, name := range testfix.Names {
-		for _, shard := range []int64{0, 300_000} {
+		for _, shard := range []int64{0, btconvert.MinShardSize} {
 			src := testfix.Imported(t, name)
 			m := testfix.Open(t, src)
 			out := filepath.Join(t.TempDir(), "official")

@@ -93,6 +93,18 @@ func (d *device) load(path string, o formats.OpenOptions) (*loaded, error) {
 	return &loaded{src: src, eng: eng}, nil
 }
 
+// checkWindows refuses scoring windows of window tokens, batch at a time, whose estimated memory
+// (the same estimate as a bench batch: activations, attention scores, logits) exceeds what is
+// available, before anything is allocated. windowOpt and batchOpt name the options.
+func checkWindows(l *loaded, window, batch int, windowOpt, batchOpt string) error {
+	need := bench.Estimate(l.eng.Config, l.eng.Weights.Bytes, l.eng.DType.Size(), batch, window)
+	if avail := memoryFor(); avail > 0 && need > avail {
+		return errs.Option(windowOpt, window, "with {%s} %d needs about %s of memory, more than the %s available: use a smaller {%s} or {%s}",
+			batchOpt, batch, humanize.IBytes(uint64(need)), humanize.IBytes(uint64(avail)), windowOpt, batchOpt)
+	}
+	return nil
+}
+
 // memoryFor is the memory this process may use: the system's available memory.
 func memoryFor() int64 { return bench.Available() }
 

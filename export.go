@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/errs"
 	"github.com/btconvert/btconvert/formats/fsio"
@@ -62,6 +64,9 @@ type ExportResult struct {
 	Files  []ExportedFile `json:"files"`
 }
 
+// MinShardSize is the smallest shard export writes.
+const MinShardSize = 1 << 20
+
 // Export writes the artifact people deploy.
 func Export(o ExportOptions) (*ExportResult, error) {
 	ui := orSilent(o.UI)
@@ -88,8 +93,8 @@ func Export(o ExportOptions) (*ExportResult, error) {
 	default:
 		return nil, errs.Option("Format", string(o.Format), "want official or bundle")
 	}
-	if o.ShardSize < 0 {
-		return nil, errs.Option("ShardSize", o.ShardSize, "must be positive")
+	if o.ShardSize < 0 || (o.ShardSize > 0 && o.ShardSize < MinShardSize) {
+		return nil, errs.Option("ShardSize", humanize.IBytes(uint64(max(o.ShardSize, 0))), "must be at least %s (HF shards are gigabytes; 0 writes one file)", humanize.IBytes(MinShardSize))
 	}
 	kind := fsio.ZstdFile
 	if o.Format == Official {

@@ -136,7 +136,7 @@ func checkDest(dest string, force bool, kind fsio.Kind, inputs ...string) error 
 // perplexity would need one).
 func tokenizerFiles(m *formats.Model, given string, ui UI) (map[string][]byte, error) {
 	if given != "" {
-		return tokenizer.FilesOf(given)
+		return tokenizer.FilesFor(given, m.Config.VocabSize)
 	}
 	files, err := tokenizer.Files(m.File)
 	if err != nil {

@@ -178,6 +178,9 @@ func describeQuant(p *arch.QuantProvenance) string {
 	return s + ", btconvert " + p.Tool
 }
 
+// calibBatch is the windows of one calibration graph.
+const calibBatch = 16
+
 // calibrate runs the model over the calibration text (windows of CalibWindow tokens, batches of
 // 16) and returns what each linear layer saw.
 func calibrate(m *formats.Model, o QuantizeOptions, full bool, ui UI) (*quant.Calibration, int, error) {
@@ -216,9 +219,12 @@ func calibrate(m *formats.Model, o QuantizeOptions, full bool, ui UI) (*quant.Ca
 		return nil, 0, err
 	}
 	defer eng.Close()
+	if err := checkWindows(&loaded{src: m, eng: eng}, w, calibBatch, "CalibWindow", "CalibBatch"); err != nil {
+		return nil, 0, err
+	}
 	bar := ui.Progress("calibrate", int64(len(windows)*w), "tokens")
 	defer bar.Done()
-	cal, err := eng.Calibrate(windows, 16, full, func(n int) { bar.Add(int64(n*w), "") })
+	cal, err := eng.Calibrate(windows, calibBatch, full, func(n int) { bar.Add(int64(n*w), "") })
 	if err != nil {
 		return nil, 0, err
 	}

@@ -169,6 +169,9 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 
 // evalText measures perplexity on the eval text (and the divergence from the base model).
 func evalText(l *loaded, o VerifyOptions, dev *device, ui UI) (*verify.Quality, error) {
+	if err := checkWindows(l, o.Window, o.WindowBatch, "Window", "WindowBatch"); err != nil {
+		return nil, err
+	}
 	text, err := readText(o.EvalText)
 	if err != nil {
 		return nil, err

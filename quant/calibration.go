@@ -73,6 +73,18 @@ func LoadCalibration(path string) (*Calibration, map[string]string, error) {
 			if err != nil {
 				return nil, nil, err
 			}
+			// Mean squares of activations: finite, not negative, and not all zero (a layer that saw
+			// nothing would weigh every column as nothing).
+			var sum float64
+			for i, x := range v {
+				if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) || x < 0 {
+					return nil, nil, errs.Tensor(path, t.Name, "value %d is %g: importance is a mean square (finite, not negative)", i, x)
+				}
+				sum += float64(x)
+			}
+			if len(v) > 0 && sum == 0 {
+				return nil, nil, errs.Tensor(path, t.Name, "is all zeros: no calibration data reached this layer")
+			}
 			c.Importance[key] = v
 		case ok && kind == "hessian" && t.DType == safetensors.F64 && len(t.Shape) == 2 && t.Shape[0] == t.Shape[1]:
 			raw, err := f.Raw(t.Name)
@@ -80,8 +92,12 @@ func LoadCalibration(path string) (*Calibration, map[string]string, error) {
 				return nil, nil, err
 			}
 			h := make([]float64, len(raw)/8)
+			n := t.Shape[0]
 			for i := range h {
 				h[i] = math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:]))
+				if math.IsNaN(h[i]) || math.IsInf(h[i], 0) || (i/n == i%n && h[i] < 0) {
+					return nil, nil, errs.Tensor(path, t.Name, "entry [%d, %d] is %g: a second moment is finite, with a diagonal not negative", i/n, i%n, h[i])
+				}
 			}
 			if c.Hessian == nil {
 				c.Hessian = map[string][]float64{}

@@ -54,7 +54,9 @@ func ReadReference(path string) (*Reference, error) {
 		return nil, err
 	}
 	r.B, r.T = shape[0], shape[1]
-	r.IDs = toInt32(ids)
+	if r.IDs, err = toInt32(path, "input_ids", ids); err != nil {
+		return nil, err
+	}
 	if r.Logits, r.Shape, err = f.Float32("logits"); err != nil {
 		return nil, err
 	}
@@ -65,7 +67,9 @@ func ReadReference(path string) (*Reference, error) {
 		}
 		out := make([][]int32, s[0])
 		for i := range out {
-			out[i] = toInt32(v[i*s[1] : (i+1)*s[1]])
+			if out[i], err = toInt32(path, name, v[i*s[1]:(i+1)*s[1]]); err != nil {
+				return nil, err
+			}
 		}
 		return out, nil
 	}
@@ -78,12 +82,17 @@ func ReadReference(path string) (*Reference, error) {
 	return r, nil
 }
 
-func toInt32(v []int64) []int32 {
+// toInt32 converts token ids, refusing any that is not one (before any cut to 32 bits could
+// make, say, 2^32 + 61 into 61).
+func toInt32(path, tensor string, v []int64) ([]int32, error) {
 	out := make([]int32, len(v))
 	for i, x := range v {
+		if x < 0 || x > math.MaxInt32 {
+			return nil, errs.Tensor(path, tensor, "element %d is %d, not a token id", i, x)
+		}
 		out[i] = int32(x)
 	}
-	return out
+	return out, nil
 }
 
 // CompareLogits fills the logit figures of a Parity: relative L2, max abs and argmax agreement
@@ -129,9 +138,14 @@ func (r *Reference) CheckIDs(path string, vocab int) error {
 	if err := check("input_ids", r.IDs); err != nil {
 		return err
 	}
-	for _, row := range r.Prompts {
-		if err := check("prompt_ids", row); err != nil {
-			return err
+	for _, p := range []struct {
+		name string
+		rows [][]int32
+	}{{"prompt_ids", r.Prompts}, {"greedy_ids", r.Greedy}} {
+		for _, row := range p.rows {
+			if err := check(p.name, row); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 
@@ -22,7 +21,7 @@ import (
 var flagNames = map[string]string{
 	"Against": "--against", "Backend": "--backend", "Base": "--base", "Batches": "--batch", "BlockLayers": "--block-layers",
 	"BlockLength": "--block-length", "Calib": "--calib", "CalibMethod": "--calib-method", "CalibOut": "--calib-out",
-	"CalibStats": "--calib-stats", "CalibWindow": "--calib-window", "ComputeDType": "--compute-dtype", "Config": "--config", "Decoding": "--decoding",
+	"CalibStats": "--calib-stats", "CalibBatch": "the calibration batch (16)", "CalibWindow": "--calib-window", "ComputeDType": "--compute-dtype", "Config": "--config", "Decoding": "--decoding",
 	"DType": "--dtype", "EvalText": "--eval-text", "ExpansionRatio": "--expansion-ratio", "FFN": "--ffn", "Force": "--force",
 	"Format": "--format", "GenLens": "--gen-len", "GroupSize": "--group-size", "Heads": "--heads", "Hidden": "--hidden",
 	"Layers": "--layers", "MaxNewTokens": "--max-new-tokens", "MaxPPLRatio": "--max-ppl-ratio", "MemBudget": "--mem-budget",
@@ -126,11 +125,17 @@ func parseSize(flag, s string) (int64, error) {
 		return 0, nil
 	}
 	n, err := humanize.ParseBytes(strings.TrimSpace(s))
-	if err != nil || n < 1 || n > math.MaxInt64 {
+	if err != nil || n < 1 {
 		return 0, usagef("--%s %q: want a size like 2GB or 500MiB", flag, s)
+	}
+	if n > maxSize {
+		return 0, usagef("--%s %q: more than %s, which no machine has", flag, s, humanize.IBytes(maxSize))
 	}
 	return int64(n), nil
 }
+
+// maxSize bounds sizes given as flags.
+const maxSize = 1 << 50
 
 // intList reads a comma-separated list of positive integers (llama-bench style: 1,4,16).
 func intList(flag, s string) ([]int, error) {

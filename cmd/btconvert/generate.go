@@ -79,13 +79,16 @@ func promptOf(c *cli.Context) (string, error) {
 	case c.IsSet("prompt") && c.IsSet("prompt-file"):
 		return "", usagef("generate: give --prompt or --prompt-file, not both")
 	case p == "-" || f == "-":
-		b, err := io.ReadAll(io.LimitReader(os.Stdin, fsio.TextLimit))
+		b, err := io.ReadAll(io.LimitReader(os.Stdin, fsio.PromptLimit+1))
 		if err != nil {
 			return "", fmt.Errorf("reading the prompt from stdin: %v", err)
 		}
+		if len(b) > fsio.PromptLimit {
+			return "", usagef("generate: the prompt on stdin is longer than %d bytes (a prompt may have at most that)", fsio.PromptLimit)
+		}
 		p = string(b)
 	case f != "":
-		b, err := fsio.ReadFile(f, fsio.TextLimit)
+		b, err := fsio.ReadFile(f, fsio.PromptLimit)
 		if err != nil {
 			return "", err
 		}

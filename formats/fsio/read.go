@@ -77,8 +77,9 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 
 // Limits of the small files btconvert reads whole.
 const (
-	ConfigLimit = 64 << 20 // config.json, config.yaml, manifests, indexes, tokenizers
-	TextLimit   = 1 << 30  // evaluation and calibration texts
+	ConfigLimit = 64 << 20  // config.json, config.yaml, manifests, indexes, tokenizers
+	TextLimit   = 256 << 20 // evaluation and calibration texts (their tokens take 4 bytes each)
+	PromptLimit = 1 << 20   // a prompt: far more than any model's context
 )
 
 // Exists reports whether path names a regular file.

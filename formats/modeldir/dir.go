@@ -9,9 +9,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
@@ -276,8 +278,12 @@ func Open(dir string) (*formats.Model, error) {
 			return nil, err
 		}
 		for _, ti := range f.Tensors {
-			name := ti.Name
-			tensors = append(tensors, formats.NewTensor(comp, name, ti.DType, ti.Shape, p, name, func() ([]byte, error) { return f.Raw(name) }))
+			name, dt := ti.Name, ti.DType
+			load := func() ([]byte, error) { return f.Raw(name) }
+			if cfg.IsQuantPart(comp, name) && !strings.HasSuffix(name, arch.QWeightSuffix) {
+				load = func() ([]byte, error) { return checkedScales(p, name, dt, f) }
+			}
+			tensors = append(tensors, formats.NewTensor(comp, name, dt, ti.Shape, p, name, load))
 		}
 	}
 	if m.Tensors, err = formats.Match(dir, arch.StoredTensors(cfg), nil, tensors, func(comp, name string) string { return comp + "/" + name }); err != nil {
@@ -285,6 +291,29 @@ func Open(dir string) (*formats.Model, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// MaxScale bounds a quantization scale or minimum: weights are far smaller than this times the
+// largest code, and a larger (or non-finite) value is a corrupt or crafted file, not a model.
+const MaxScale = 1e4
+
+// checkedScales reads a quantized tensor's scales or minimums and refuses any that is not finite
+// or past MaxScale, naming the file, the tensor and the row.
+func checkedScales(file, name string, dt safetensors.DType, f *safetensors.File) ([]byte, error) {
+	raw, err := f.Raw(name)
+	if err != nil {
+		return nil, err
+	}
+	v, err := safetensors.ToFloat32(dt, raw)
+	if err != nil {
+		return nil, errs.Tensor(file, name, "%v", err)
+	}
+	for i, x := range v {
+		if math.IsNaN(float64(x)) || math.Abs(float64(x)) > MaxScale {
+			return nil, errs.Tensor(file, name, "value %d is %g: a quantization scale or minimum must be finite and at most %g in size", i, x, MaxScale)
+		}
+	}
+	return raw, nil
 }
 
 // ReadListed reads one file of the folder that the manifest must list, checked against its size

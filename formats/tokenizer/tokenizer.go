@@ -38,6 +38,7 @@ type Tokenizer interface {
 	Encode(text string) ([]int32, error)
 	Decode(ids []int32) string
 	Name() string
+	MaxID() int32 // the largest id it can produce
 }
 
 // ByteTokenizer is the byte-level vocabulary of the fixtures: token id = byte value.
@@ -208,9 +209,46 @@ func readAdded(b []byte) ([]addedToken, map[int32]string) {
 
 func (h *hfTokenizer) Name() string { return h.path }
 
+// MaxID is the largest id the tokenizer can produce (its vocabulary and added tokens).
+func (h *hfTokenizer) MaxID() int32 {
+	top := int32(-1)
+	for _, id := range h.tk.GetVocab(true) {
+		top = max(top, int32(id))
+	}
+	for id := range h.byID {
+		top = max(top, id)
+	}
+	return top
+}
+
+// MaxID is 255 for bytes.
+func (ByteTokenizer) MaxID() int32 { return 255 }
+
+// CheckFits refuses a tokenizer that can produce ids outside a vocabulary of vocab tokens: its
+// tokens would index past the model's tables. where names the tokenizer.
+func CheckFits(tk Tokenizer, vocab int, where string) error {
+	if top := tk.MaxID(); int(top) >= vocab {
+		return errs.File(where, "produces ids up to %d, past the model's vocabulary of %d (a tokenizer of another model?)", top, vocab)
+	}
+	return nil
+}
+
 // ReadFunc reads a file that goes with a model by name (nil, nil when it has none): for our folder
 // the files its manifest lists, checked against it (formats.Model.File).
 type ReadFunc func(name string) ([]byte, error)
+
+// FilesFor reads the tokenizer given as one file (see FilesOf) for a model of vocab tokens,
+// refusing one that produces ids past it.
+func FilesFor(path string, vocab int) (map[string][]byte, error) {
+	tk, err := Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckFits(tk, vocab, path); err != nil {
+		return nil, err
+	}
+	return FilesOf(path)
+}
 
 // For returns the model's tokenizer (tokenizer.json, else vocab.json + merges.txt) when it has
 // one, else the byte tokenizer for a vocabulary of at most 256; anything else is an error that
@@ -225,17 +263,26 @@ func For(read ReadFunc, where string, vocab int) (Tokenizer, error) {
 			continue
 		}
 		p := filepath.Join(where, n)
+		var tk Tokenizer
 		if n == Name {
-			return fromJSON(p, b)
+			tk, err = fromJSON(p, b)
+		} else {
+			merges, rerr := read(Merges)
+			switch {
+			case rerr != nil:
+				return nil, rerr
+			case merges == nil:
+				return nil, errs.File(p, "has no %s beside it", Merges)
+			}
+			tk, err = fromBPE(p, b, merges)
 		}
-		merges, err := read(Merges)
 		if err != nil {
 			return nil, err
 		}
-		if merges == nil {
-			return nil, errs.File(p, "has no %s beside it", Merges)
+		if err := CheckFits(tk, vocab, p); err != nil {
+			return nil, err
 		}
-		return fromBPE(p, b, merges)
+		return tk, nil
 	}
 	if vocab <= 256 {
 		return ByteTokenizer{}, nil
