@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -51,8 +52,16 @@ var (
 	decodingFlag = &cli.StringFlag{Name: "decoding", Usage: "token decoder strategy of a Block checkpoint without a config, where its weights fit both: prefix or summation"}
 )
 
-// checkFlags checks the flags every command may share before the command runs.
+// checkFlags checks the flags every command may share before the command runs: no number flag
+// is NaN or infinite (a NaN limit would silently disable its check).
 func checkFlags(c *cli.Context) error {
+	for _, f := range c.Command.Flags {
+		if ff, ok := f.(*cli.Float64Flag); ok && c.IsSet(ff.Name) {
+			if v := c.Float64(ff.Name); math.IsNaN(v) || math.IsInf(v, 0) {
+				return usagef("--%s %v: must be a finite number", ff.Name, v)
+			}
+		}
+	}
 	if c.IsSet("heads") {
 		if _, err := parseHeads(c.String("heads")); err != nil {
 			return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -73,9 +74,9 @@ func TestAttacks(t *testing.T) {
 		{"calib window 0", []string{"quantize", base, "-o", out, "--type", "int4", "--calib", testfix.GPL2, "--calib-window", "0"}, 2, "btconvert: --calib-window 0: must be positive"},
 		{"calib window below two blocks", []string{"quantize", base, "-o", out, "--type", "int4", "--calib", testfix.GPL2, "--calib-window", "5"}, 2,
 			"btconvert: --calib-window 5: must be between 8 (two blocks) and 65536 tokens"},
-		{"NaN temperature", []string{"generate", base, "-p", "x", "--temperature", "NaN"}, 2, "btconvert: --temperature NaN: must be a finite number >= 0 (0: greedy)"},
-		{"Inf temperature", []string{"generate", base, "-p", "x", "--temperature", "Inf"}, 2, "btconvert: --temperature +Inf: must be a finite number >= 0 (0: greedy)"},
-		{"NaN top-p", []string{"generate", base, "-p", "x", "--top-p", "NaN"}, 2, "btconvert: --top-p NaN: must be between 0 and 1 (0 or 1: off)"},
+		{"NaN temperature", []string{"generate", base, "-p", "x", "--temperature", "NaN"}, 2, "btconvert: --temperature NaN: must be a finite number"},
+		{"Inf temperature", []string{"generate", base, "-p", "x", "--temperature", "Inf"}, 2, "btconvert: --temperature +Inf: must be a finite number"},
+		{"NaN top-p", []string{"generate", base, "-p", "x", "--top-p", "NaN"}, 2, "btconvert: --top-p NaN: must be a finite number"},
 		{"huge generation", []string{"generate", base, "-p", "x", "-n", "9223372036854775807"}, 2, "btconvert: --max-new-tokens 9223372036854775807: must be between 1 and 16777216"},
 		{"huge bench batch", []string{"verify", base, "--bench", "--batch", "100000000"}, 2, "btconvert: --batch \"100000000\": want a comma-separated list of numbers between 1 and 16777216"},
 		{"bench batch past the memory", []string{"verify", base, "--bench", "--batch", "16000000", "-p", "4", "-n", "4"}, 2, "btconvert: --batch 16000000: at prompt 4 + generation 4 needs about ..."},
@@ -242,5 +243,219 @@ func TestKilledWrite(t *testing.T) {
 				t.Fatalf("exit status %v, want 130", cmd.ProcessState)
 			}
 		}
+	}
+}
+
+// The second round of attacks: each class with its exact message and exit status, nothing written,
+// nothing of the user's removed.
+func TestAttacksSecondRound(t *testing.T) {
+	work := t.TempDir()
+	t.Setenv("TMPDIR", t.TempDir())
+	base := filepath.Join(work, "bt")
+	q8 := filepath.Join(work, "q8")
+	for _, args := range [][]string{{"import", filepath.Join(fx, "bt-tiny"), "-o", base, "-q"}, {"quantize", base, "-o", q8, "--type", "int8", "-q"}} {
+		if code, _, stderr := btc(t, args...); code != 0 {
+			t.Fatal(stderr)
+		}
+	}
+	// A user's folder with a file of their own in it.
+	precious := filepath.Join(work, "precious")
+	os.Mkdir(precious, 0o755)
+	os.WriteFile(filepath.Join(precious, "thesis.txt"), []byte("thesis"), 0o644)
+	// Our folders, tampered with in the ways an attacker would.
+	copyModel := func(name string, edit func(dir string)) string {
+		dir := filepath.Join(work, name)
+		exec.Command("cp", "-r", base, dir).Run()
+		edit(dir)
+		return dir
+	}
+	flipped := copyModel("flipped", func(dir string) {
+		p := filepath.Join(dir, "token_decoder.safetensors")
+		b, _ := os.ReadFile(p)
+		b[len(b)-5] ^= 1
+		os.WriteFile(p, b, 0o644)
+	})
+	unlistedTok := copyModel("unlisted-tok", func(dir string) {
+		os.WriteFile(filepath.Join(dir, "tokenizer.json"), []byte(`{"model": {"type": "WordLevel", "vocab": {"a": 0}, "unk_token": "a"}}`), 0o644)
+	})
+	nanScales := filepath.Join(work, "nan-scales")
+	exec.Command("cp", "-r", q8, nanScales).Run()
+	{
+		p := filepath.Join(nanScales, "block_decoder.safetensors")
+		f, _ := safetensors.Open(p)
+		info := f.Info("layers.0.attention.dense.weight.scales")
+		off := 8 + f.HeaderN + info.Begin
+		f.Close()
+		b, _ := os.ReadFile(p)
+		copy(b[off:], []byte{0, 0, 0xc0, 0x7f}) // a float32 NaN
+		os.WriteFile(p, b, 0o644)
+		testfix.Relist(t, nanScales, "block_decoder.safetensors")
+	}
+	hfHuge := testfix.Copy(t, "pythia-tiny")
+	{
+		b, _ := os.ReadFile(filepath.Join(hfHuge, "config.json"))
+		var m map[string]any
+		json.Unmarshal(b, &m)
+		m["num_hidden_layers"] = 1000000000
+		b, _ = json.Marshal(m)
+		os.WriteFile(filepath.Join(hfHuge, "config.json"), b, 0o644)
+	}
+	hfPad := testfix.Copy(t, "pythia-tiny")
+	{
+		b, _ := os.ReadFile(filepath.Join(hfPad, "config.json"))
+		var m map[string]any
+		json.Unmarshal(b, &m)
+		m["eos_token_id"] = 100000
+		b, _ = json.Marshal(m)
+		os.WriteFile(filepath.Join(hfPad, "config.json"), b, 0o644)
+	}
+	yamlNeg := testfix.Copy(t, "bt-tiny")
+	{
+		b, _ := os.ReadFile(filepath.Join(yamlNeg, "config.yaml"))
+		os.WriteFile(filepath.Join(yamlNeg, "config.yaml"), []byte(strings.Replace(string(b), "max_length: 2048", "max_length: -1", 1)), 0o644)
+	}
+	yamlHuge := testfix.Copy(t, "bt-tiny")
+	{
+		b, _ := os.ReadFile(filepath.Join(yamlHuge, "config.yaml"))
+		os.WriteFile(filepath.Join(yamlHuge, "config.yaml"), []byte(strings.Replace(string(b), "num_hidden_layers: 2", "num_hidden_layers: 1000000000", 1)), 0o644)
+	}
+	badRef := func(name string, edit func(w []safetensors.WriteTensor)) string {
+		src, _ := safetensors.Open(filepath.Join(fx, "bt-tiny", "reference.safetensors"))
+		defer src.Close()
+		var w []safetensors.WriteTensor
+		for _, ti := range src.Tensors {
+			raw, _ := src.Raw(ti.Name)
+			w = append(w, safetensors.WriteTensor{Name: ti.Name, DType: ti.DType, Shape: ti.Shape, Data: func() ([]byte, error) { return raw, nil }})
+		}
+		edit(w)
+		p := filepath.Join(work, name+".safetensors")
+		if _, err := safetensors.Write(p, nil, w, nil); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	setID := func(tensor string, v uint64) func(w []safetensors.WriteTensor) {
+		return func(w []safetensors.WriteTensor) {
+			for i := range w {
+				if w[i].Name == tensor {
+					raw, _ := w[i].Data()
+					raw = append([]byte(nil), raw...)
+					binary.LittleEndian.PutUint64(raw, v)
+					w[i].Data = func() ([]byte, error) { return raw, nil }
+				}
+			}
+		}
+	}
+	wrapRef := badRef("wrap", setID("input_ids", 1<<32+61))
+	greedyRef := badRef("greedy", setID("greedy_ids", 300))
+	calibNaN := filepath.Join(work, "nan.calib")
+	if code, _, stderr := btc(t, "quantize", base, "-o", filepath.Join(work, "q4"), "--type", "int4", "--calib", testfix.GPL2, "--calib-window", "64", "--calib-out", calibNaN, "-q"); code != 0 {
+		t.Fatal(stderr)
+	}
+	{
+		f, _ := safetensors.Open(calibNaN)
+		info := f.Tensors[0]
+		off := 8 + f.HeaderN + info.Begin
+		f.Close()
+		b, _ := os.ReadFile(calibNaN)
+		copy(b[off:], []byte{0, 0, 0xc0, 0x7f})
+		os.WriteFile(calibNaN, b, 0o644)
+	}
+	bigTok := filepath.Join(work, "tokenizer.json")
+	os.WriteFile(bigTok, []byte(`{"model": {"type": "WordLevel", "vocab": {"a": 0, "b": 70000}, "unk_token": "a"}, "pre_tokenizer": {"type": "Whitespace"}}`), 0o644)
+	text := filepath.Join(work, "text.txt")
+	os.WriteFile(text, []byte(strings.Repeat("the quick brown fox ", 4000)), 0o644)
+	out := filepath.Join(work, "out")
+	cases := []struct {
+		name string
+		args []string
+		code int
+		msg  string // the whole last line of stderr, or its start when it ends with "..."
+	}{
+		{"force onto a user's folder", []string{"import", filepath.Join(fx, "bt-tiny"), "-o", precious, "--force"}, 2,
+			"btconvert: " + precious + ": was not written by btconvert (it has no .btconvert-output receipt); not replaced (--force replaces only what btconvert wrote)"},
+		{"official export onto a user's folder", []string{"export", base, "-o", precious, "--format", "official", "--force"}, 2,
+			"btconvert: " + precious + ": was not written by btconvert (it has no .btconvert-output receipt); not replaced (--force replaces only what btconvert wrote)"},
+		{"force onto the current folder", []string{"import", filepath.Join(fx, "bt-tiny"), "-o", ".", "--force"}, 2,
+			"btconvert: .: is the current folder or holds it; not replaced (choose another output)"},
+		{"quantize a flipped byte", []string{"quantize", flipped, "-o", out, "--type", "int8"}, 2,
+			"btconvert: " + filepath.Join(flipped, "token_decoder.safetensors") + ": does not match its sha256 in manifest.json (changed after it was written)"},
+		{"generate from a flipped byte", []string{"generate", flipped, "-p", "x", "-n", "4"}, 2,
+			"btconvert: " + filepath.Join(flipped, "token_decoder.safetensors") + ": does not match its sha256 in manifest.json (changed after it was written)"},
+		{"inspect --json a flipped byte", []string{"inspect", flipped, "--json"}, 2,
+			"btconvert: " + filepath.Join(flipped, "token_decoder.safetensors") + ": does not match its sha256 in manifest.json (changed after it was written)"},
+		{"an unlisted tokenizer", []string{"generate", unlistedTok, "-p", "x", "-n", "4"}, 2,
+			"btconvert: " + filepath.Join(unlistedTok, "tokenizer.json") + ": not listed in manifest.json (added after the folder was written?); not used"},
+		{"NaN scale", []string{"generate", nanScales, "-p", "x", "-n", "4"}, 2,
+			"btconvert: " + filepath.Join(nanScales, "block_decoder.safetensors") + ": tensor \"layers.0.attention.dense.weight.scales\": value 0 is NaN: a quantization scale or minimum must be finite and at most 10000 in size"},
+		{"NaN scale exported", []string{"export", nanScales, "-o", out, "--format", "official", "--skip-verify"}, 2,
+			"btconvert: " + filepath.Join(nanScales, "block_decoder.safetensors") + ": tensor \"layers.0.attention.dense.weight.scales\": value 0 is NaN: a quantization scale or minimum must be finite and at most 10000 in size"},
+		{"a billion layers in config.json", []string{"inspect", hfHuge}, 2,
+			"btconvert: " + filepath.Join(hfHuge, "config.json") + ": num_hidden_layers: 1000000000 is out of range (at most 1024)"},
+		{"a billion layers in a YAML", []string{"import", yamlHuge, "-o", out}, 2,
+			"btconvert: " + filepath.Join(yamlHuge, "config.yaml") + ": block_decoder.config: num_hidden_layers: 1000000000 is out of range (at most 1024)"},
+		{"eos outside the vocabulary", []string{"import", hfPad, "-o", out}, 2,
+			"btconvert: " + filepath.Join(hfPad, "config.json") + ": pad_token_id 100000 and bos_token_id 0 must be ids of the vocabulary (0 to 255)"},
+		{"negative max_length", []string{"import", yamlNeg, "-o", out}, 2,
+			"btconvert: " + filepath.Join(yamlNeg, "config.yaml") + ": max_length -1 must not be negative"},
+		{"reference ids past 32 bits", []string{"verify", base, "--reference", wrapRef}, 2,
+			"btconvert: " + wrapRef + ": tensor \"input_ids\": element 0 is 4294967357, not a token id"},
+		{"greedy ids outside the vocabulary", []string{"verify", base, "--reference", greedyRef}, 2,
+			"btconvert: " + greedyRef + ": tensor \"greedy_ids\": id 300 (element 0) is outside the model's vocabulary 0..255"},
+		{"NaN calibration statistics", []string{"quantize", base, "-o", out, "--type", "int4", "--calib-stats", calibNaN}, 2,
+			"btconvert: " + calibNaN + ": tensor \"...\": value 0 is NaN: importance is a mean square (finite, not negative)"},
+		{"a tokenizer past the vocabulary", []string{"import", filepath.Join(fx, "bt-tiny"), "-o", out, "--tokenizer", bigTok}, 2,
+			"btconvert: " + bigTok + ": produces ids up to 70000, past the model's vocabulary of 256 (a tokenizer of another model?)"},
+		{"NaN ppl limit", []string{"verify", q8, "--against", base, "--eval-text", testfix.GPL3, "--max-ppl-ratio", "NaN"}, 2, "btconvert: --max-ppl-ratio NaN: must be a finite number"},
+		{"NaN top-1 limit", []string{"verify", q8, "--against", base, "--eval-text", testfix.GPL3, "--min-top1", "NaN"}, 2, "btconvert: --min-top1 NaN: must be a finite number"},
+		{"a window past the memory", []string{"verify", base, "--eval-text", text, "--window", "32768"}, 2, "btconvert: --window 32768: with --window-batch 16 needs about ..."},
+		{"a memory budget no machine has", []string{"verify", base, "--bench", "--mem-budget", "8000PiB"}, 2, "btconvert: --mem-budget \"8000PiB\": more than 1.0 PiB, which no machine has"},
+		{"one-tensor shards", []string{"export", base, "-o", out, "--format", "official", "--shard-size", "0.0001MB"}, 2,
+			"btconvert: --shard-size \"100 B\": must be at least 1.0 MiB (HF shards are gigabytes; 0 writes one file)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := btc(t, c.args...)
+			lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+			last := lines[len(lines)-1]
+			ok := last == c.msg
+			if prefix, cut := strings.CutSuffix(c.msg, "..."); cut {
+				ok = strings.HasPrefix(last, prefix)
+			}
+			if pre, post, found := strings.Cut(c.msg, "\"...\""); found {
+				ok = strings.HasPrefix(last, pre) && strings.HasSuffix(last, post)
+			}
+			if code != c.code || !ok {
+				t.Errorf("got %d %q\nwant %d %q", code, last, c.code, c.msg)
+			}
+			if _, err := os.Stat(out); err == nil {
+				t.Fatalf("%s left %s behind", c.name, out)
+			}
+			if c.name == "inspect --json a flipped byte" && stdout != "" {
+				t.Errorf("printed a result for a tampered folder: %.100s", stdout)
+			}
+		})
+	}
+	if b, err := os.ReadFile(filepath.Join(precious, "thesis.txt")); err != nil || string(b) != "thesis" {
+		t.Fatal("the user's file is gone")
+	}
+	// -f - with an endless stdin (as < /dev/zero) reads within the prompt limit and says so.
+	r, w, _ := os.Pipe()
+	saved := os.Stdin
+	os.Stdin = r
+	defer func() { os.Stdin = saved }()
+	go func() {
+		zeros := make([]byte, 1<<16)
+		for {
+			if _, err := w.Write(zeros); err != nil {
+				return
+			}
+		}
+	}()
+	code, _, stderr := btc(t, "generate", base, "-f", "-")
+	r.Close()
+	w.Close()
+	if want := "btconvert: generate: the prompt on stdin is longer than 1048576 bytes (a prompt may have at most that)\n"; code != 2 || stderr != want {
+		t.Fatalf("endless stdin: %d %q", code, stderr)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/btconvert/btconvert/formats"
@@ -319,7 +320,7 @@ func checkManifest(bundle string, man *Manifest, dir string) error {
 	var st syscall.Statfs_t
 	if syscall.Statfs(dir, &st) == nil {
 		if free := int64(st.Bavail) * int64(st.Bsize); total > free {
-			return fmt.Errorf("%s: extracting needs %d bytes but %s has %d free (set TMPDIR to a larger disk)", bundle, total, filepath.Dir(dir), free)
+			return errs.File(bundle, "extracting needs %s but %s has %s free (set TMPDIR to a larger disk)", humanize.IBytes(uint64(total)), filepath.Dir(dir), humanize.IBytes(uint64(free)))
 		}
 	}
 	return nil

@@ -3,10 +3,9 @@ package modeldir_test
 import (
 	"archive/tar"
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -144,7 +143,7 @@ func TestQuantizationRecordsValidated(t *testing.T) {
 			cfg["quantization"] = map[string]any{k: c.q}
 			b, _ = json.Marshal(cfg)
 			os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
-			relist(t, dir, "config.json")
+			testfix.Relist(t, dir, "config.json")
 			_, err := modeldir.Open(dir)
 			if want := filepath.Join(dir, "config.json") + ": " + c.want; err == nil || err.Error() != want {
 				t.Fatalf("got  %v\nwant %s", err, want)
@@ -292,6 +291,23 @@ func TestBundleRejectsCorruption(t *testing.T) {
 			os.WriteFile(p, b, 0o644)
 		}, ": "},
 		{"truncated", func(p string) { os.WriteFile(p, raw[:len(raw)*2/3], 0o644) }, ": not a btconvert bundle: truncated: the zstd frame ends in the middle of a block"},
+		{"sizes that overflow", func(p string) {
+			m := manifest(func(man *modeldir.Manifest) {
+				man.Files = nil
+				for i := 0; i < 8193; i++ {
+					man.Files = append(man.Files, modeldir.ManifestFile{Name: fmt.Sprintf("f%d", i), Size: 1 << 50})
+				}
+			})
+			rebundle(t, p, []entry{m}, nil)
+		}, ": manifest lists 8193 files; a model folder has at most 256"},
+		{"sizes past the disk", func(p string) {
+			m := manifest(func(man *modeldir.Manifest) {
+				for i := range man.Files {
+					man.Files[i].Size = 1 << 50
+				}
+			})
+			rebundle(t, p, append([]entry{m}, entries[1:]...), nil)
+		}, ": extracting needs "},
 		{"wrong manifest hash", func(p string) {
 			m := manifest(func(man *modeldir.Manifest) { man.Files[1].SHA256 = strings.Repeat("0", 64) })
 			rebundle(t, p, append([]entry{m}, entries[1:]...), nil)
@@ -367,26 +383,40 @@ func TestBundleRejectsCorruption(t *testing.T) {
 	}
 }
 
-// relist updates a file's manifest entry after a test changed it on purpose, so that what is
-// checked is what the test is about, not the manifest.
-func relist(t *testing.T, dir, name string) {
-	t.Helper()
-	man, _, err := modeldir.ReadManifest(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := os.ReadFile(filepath.Join(dir, name))
-	sum := sha256.Sum256(b)
-	f := man.File(name)
-	f.Size, f.SHA256 = int64(len(b)), hex.EncodeToString(sum[:])
-	js, _ := json.Marshal(man)
-	os.WriteFile(filepath.Join(dir, modeldir.ManifestName), js, 0o644)
-}
-
 // skippable is a zstd skippable frame of n bytes of content (decoders pass over it).
 func skippable(n int) []byte {
 	b := make([]byte, 8+n)
 	binary.LittleEndian.PutUint32(b, 0x184D2A50)
 	binary.LittleEndian.PutUint32(b[4:], uint32(n))
 	return b
+}
+
+// Sizes in our config.json are bounded before anything is sized from them: a head count that would
+// wrap heads x head_dim around to the width, or a billion layers.
+func TestConfigSizesBounded(t *testing.T) {
+	base := testfix.Imported(t, "bt-tiny")
+	for name, edit := range map[string]func(c map[string]any){
+		"heads that wrap": func(c map[string]any) {
+			bd := c["block_decoder"].(map[string]any)
+			bd["num_heads"], bd["head_dim"] = float64(1<<62+4), 32
+		},
+		"a billion layers": func(c map[string]any) { c["block_decoder"].(map[string]any)["num_layers"] = 1e9 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "m")
+			copyDir(t, base, dir)
+			var cfg map[string]any
+			b, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+			json.Unmarshal(b, &cfg)
+			edit(cfg)
+			b, _ = json.Marshal(cfg)
+			os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
+			testfix.Relist(t, dir, "config.json")
+			_, err := modeldir.Open(dir)
+			want := filepath.Join(dir, "config.json") + ": block_decoder: a size is out of range (layers at most 1024, hidden_size and head_dim 65536, num_heads 4096, intermediate_size 262144, max_position_embeddings 4194304)"
+			if err == nil || err.Error() != want {
+				t.Fatalf("got  %v\nwant %s", err, want)
+			}
+		})
+	}
 }
