@@ -34,6 +34,19 @@ type Model struct {
 // OnFinish has check run by Finish.
 func (m *Model) OnFinish(check func() error) { m.finish = append(m.finish, check) }
 
+// WrapFinishError passes the errors of the checks Finish runs through wrap.
+func (m *Model) WrapFinishError(wrap func(error) error) {
+	old := m.finish
+	m.finish = []func() error{func() error {
+		for _, f := range old {
+			if err := f(); err != nil {
+				return wrap(err)
+			}
+		}
+		return nil
+	}}
+}
+
 // Finish completes the integrity checks of what the model was read from (the files whose
 // tensors were not all read are read to the end): call it before trusting a result.
 func (m *Model) Finish() error {

@@ -291,6 +291,10 @@ func TestAttacksSecondRound(t *testing.T) {
 		os.WriteFile(p, b, 0o644)
 		testfix.Relist(t, nanScales, "block_decoder.safetensors")
 	}
+	nanBundle := filepath.Join(work, "nan.btz")
+	if code, _, stderr := btc(t, "export", nanScales, "-o", nanBundle, "--skip-verify", "-q"); code != 0 {
+		t.Fatal(stderr)
+	}
 	hfHuge := testfix.Copy(t, "pythia-tiny")
 	{
 		b, _ := os.ReadFile(filepath.Join(hfHuge, "config.json"))
@@ -390,6 +394,8 @@ func TestAttacksSecondRound(t *testing.T) {
 			"btconvert: " + filepath.Join(nanScales, "block_decoder.safetensors") + ": tensor \"layers.0.attention.dense.weight.scales\": value 0 is NaN: a quantization scale or minimum must be finite and at most 10000 in size"},
 		{"NaN scale exported", []string{"export", nanScales, "-o", out, "--format", "official", "--skip-verify"}, 2,
 			"btconvert: " + filepath.Join(nanScales, "block_decoder.safetensors") + ": tensor \"layers.0.attention.dense.weight.scales\": value 0 is NaN: a quantization scale or minimum must be finite and at most 10000 in size"},
+		{"NaN scale in a bundle", []string{"generate", nanBundle, "-p", "x", "-n", "4"}, 2,
+			"btconvert: " + nanBundle + ": block_decoder.safetensors: tensor \"layers.0.attention.dense.weight.scales\": value 0 is NaN: a quantization scale or minimum must be finite and at most 10000 in size"},
 		{"a billion layers in config.json", []string{"inspect", hfHuge}, 2,
 			"btconvert: " + filepath.Join(hfHuge, "config.json") + ": num_hidden_layers: 1000000000 is out of range (at most 1024)"},
 		{"a billion layers in a YAML", []string{"import", yamlHuge, "-o", out}, 2,

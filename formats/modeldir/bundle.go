@@ -342,6 +342,27 @@ func OpenBundle(bundle string) (*formats.Model, error) {
 	m.OnClose(removeDir{out})
 	m.Format = Format + "-bundle"
 	m.Bundle = bundle
+	// Errors name the bundle and its entry, never the temp folder it was extracted to.
+	rename := func(err error) error {
+		if err == nil {
+			return nil
+		}
+		return renamePath(err, dir, bundle)
+	}
+	for i, t := range m.Tensors {
+		orig := t
+		m.Tensors[i] = t.WithLoad(t.Component, t.Name, t.Shape, func() ([]byte, error) {
+			b, err := orig.Raw()
+			return b, rename(err)
+		})
+		m.Tensors[i].SrcFile = bundle + ": " + filepath.Base(t.SrcFile)
+	}
+	read := m.ReadFile
+	m.ReadFile = func(name string) ([]byte, error) {
+		b, err := read(name)
+		return b, rename(err)
+	}
+	m.WrapFinishError(rename)
 	return m, nil
 }
 
