@@ -1,6 +1,8 @@
 package btconvert
 
 import (
+	"fmt"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -9,13 +11,15 @@ import (
 
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/fsio"
+	"github.com/btconvert/btconvert/verify"
 	"github.com/btconvert/btconvert/verify/bench"
 )
 
 // BenchOptions controls Bench.
 type BenchOptions struct {
-	// Models are measured one after the other (the first one with Open); two models also get
-	// their throughput ratio.
+	// Models are measured interleaved (the first one opened with Open); two models also get their
+	// throughput ratio.
 	Models []string
 	Open   formats.OpenOptions
 	Runtime
@@ -26,6 +30,11 @@ type BenchOptions struct {
 	MaxBatch bool
 	// MemBudget bounds the memory a measurement may need (0: 80 % of the available memory).
 	MemBudget int64
+	// JSONFile, when set, is rewritten with every row measured so far after each row (so an
+	// interrupted run keeps them); Plot, when set, is drawn at the end. Both are checked before
+	// anything is measured; Force replaces what btconvert wrote there before.
+	JSONFile, Plot string
+	Force          bool
 	// OnResult, if set, receives each result as soon as it is measured.
 	OnResult func(bench.Result)
 	UI       UI
@@ -41,10 +50,10 @@ func Defaults(o bench.Options, spec string) bench.Options {
 			o.Batches = []int{1, 4}
 		}
 	}
-	if len(o.PromptLens) == 0 {
+	if len(o.PromptLens) == 0 && len(o.Pairs) == 0 {
 		o.PromptLens = []int{128}
 	}
-	if len(o.GenLens) == 0 {
+	if len(o.GenLens) == 0 && len(o.Pairs) == 0 {
 		o.GenLens = []int{256}
 		if cpu {
 			o.GenLens = []int{64}
@@ -65,6 +74,19 @@ func Bench(o BenchOptions) ([]bench.Result, error) {
 	if len(o.Models) == 0 {
 		return nil, errs.Option("Models", nil, "give at least one model")
 	}
+	if o.JSONFile != "" {
+		if err := fsio.CheckDest(o.JSONFile, o.Force, fsio.JSONFile); err != nil {
+			return nil, err
+		}
+	}
+	if o.Plot != "" {
+		if filepath.Ext(o.Plot) != ".png" {
+			return nil, errs.Option("Plot", o.Plot, "must end in .png")
+		}
+		if err := fsio.CheckDest(o.Plot, o.Force, fsio.PNGFile); err != nil {
+			return nil, err
+		}
+	}
 	dev, err := o.Runtime.start(ui)
 	if err != nil {
 		return nil, err
@@ -79,59 +101,95 @@ func Bench(o BenchOptions) ([]bench.Result, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	var rows []bench.Result
+	var models []bench.Model
+	defer func() {
+		for _, m := range models {
+			m.Engine.Close()
+		}
+	}()
+	runtime.GC()
+	debug.FreeOSMemory()
+	longest := 0
+	for _, P := range opts.PromptLens {
+		for _, G := range opts.GenLens {
+			longest = max(longest, P+G)
+		}
+	}
+	for _, p := range opts.Pairs {
+		longest = max(longest, p[0]+p[1])
+	}
 	for i, p := range o.Models {
 		open := formats.OpenOptions{}
 		if i == 0 {
 			open = o.Open
 		}
-		runtime.GC()
-		debug.FreeOSMemory()
-		bench.ResetPeakRSS() // each model's peak is its own
 		l, err := dev.load(p, open)
 		if err != nil {
-			return rows, err
+			return nil, err
 		}
-		mo := opts
-		for _, P := range opts.PromptLens {
-			for _, G := range opts.GenLens {
-				if mt := l.eng.Config.MaxTokens(); mt > 0 && P+G > mt {
-					ui.Note("warning: " + p + ": prompt plus generation is " + humanize.Comma(int64(P+G)) + " tokens, past the " + humanize.Comma(int64(mt)) + " the model was built for")
-				}
-			}
+		l.src.Close() // the engine holds the weights
+		models = append(models, bench.Model{Name: modelName(p), Engine: l.eng})
+		if mt := l.eng.Config.MaxTokens(); mt > 0 && longest > mt {
+			ui.Note("warning: " + p + ": prompt plus generation is " + humanize.Comma(int64(longest)) + " tokens, past the " + humanize.Comma(int64(mt)) + " the model was built for")
 		}
 		if o.MaxBatch {
-			longest := 0
-			for _, P := range opts.PromptLens {
-				for _, G := range opts.GenLens {
-					longest = max(longest, P+G)
-				}
-			}
 			mb := bench.MaxBatch(l.eng.Config, l.eng.Weights.Bytes, dev.dt.Size(), longest, budget)
 			if mb < 1 {
-				l.Close()
-				return rows, errs.Option("MemBudget", humanize.IBytes(uint64(budget)), "%s does not fit even at batch 1", p)
+				return nil, errs.Option("MemBudget", humanize.IBytes(uint64(budget)), "%s does not fit even at batch 1", p)
 			}
 			ui.Note(p + ": largest batch in " + humanize.IBytes(uint64(budget)) + ": " + humanize.Comma(int64(mb)))
-			mo.Batches = []int{mb}
-		}
-		var bar Bar
-		var last int64
-		res, err := bench.Run(l.eng, modelName(p), spec, mo, o.OnResult, func(done, total int64) {
-			if bar == nil {
-				bar = ui.Progress("bench "+modelName(p), total, "tokens")
+			if i == 0 || mb < opts.Batches[0] {
+				opts.Batches = []int{mb} // interleaved models share the batch: the one that fits both
 			}
-			bar.Add(done-last, "")
-			last = done
-		})
-		if bar != nil {
-			bar.Done()
-		}
-		l.Close()
-		rows = append(rows, res...)
-		if err != nil {
-			return rows, err
 		}
 	}
-	return rows, nil
+	var bar Bar
+	var last int64
+	var rows []bench.Result
+	var saveErr error
+	res, err := bench.Run(models, spec, runtime.GOMAXPROCS(0), opts, func(r bench.Result) {
+		rows = append(rows, r)
+		if cv := r.CV(); cv > bench.Noisy {
+			ui.Note(fmt.Sprintf("warning: %s, batch %d: the repetitions disagree by %.0f %% (coefficient of variation): the machine was busy, the figures are not reliable",
+				r.Model, r.Batch, 100*cv))
+		}
+		if o.JSONFile != "" && saveErr == nil {
+			saveErr = saveRows(o.JSONFile, rows)
+		}
+		if o.OnResult != nil {
+			o.OnResult(r)
+		}
+	}, func(done, total int64) {
+		if bar == nil {
+			bar = ui.Progress("bench", total, "tokens")
+		}
+		bar.Add(done-last, "")
+		last = done
+	})
+	if bar != nil {
+		bar.Done()
+	}
+	if err == nil {
+		err = saveErr
+	}
+	if err == nil && o.Plot != "" && len(res) > 0 {
+		device := "CPU"
+		if strings.Contains(spec, "cuda") {
+			device = "GPU"
+		}
+		if err = bench.Plot(o.Plot, res, device, true); err == nil {
+			ui.Note("plot: " + o.Plot)
+		}
+	}
+	return res, err
+}
+
+// saveRows writes the rows measured so far as the bench's JSON ({"bench": rows}), replacing the
+// previous save.
+func saveRows(path string, rows []bench.Result) error {
+	js, err := verify.EncodeJSON(map[string]any{"bench": rows})
+	if err == nil {
+		_, err = fsio.WriteOutput(path, js, true, fsio.JSONFile)
+	}
+	return err
 }

@@ -143,6 +143,22 @@ func parseSize(flag, s string) (int64, error) {
 	return int64(n), nil
 }
 
+// pairList reads llama-bench -pg pairs: "P,G", several separated by ";".
+func pairList(flag, s string) ([][2]int, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out [][2]int
+	for _, p := range strings.Split(s, ";") {
+		v, err := intList(flag, p)
+		if err != nil || len(v) != 2 {
+			return nil, usagef("--%s %q: want PROMPT,GEN (several separated by ;)", flag, s)
+		}
+		out = append(out, [2]int{v[0], v[1]})
+	}
+	return out, nil
+}
+
 // maxSize bounds sizes given as flags.
 const maxSize = 1 << 50
 

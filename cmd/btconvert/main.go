@@ -42,21 +42,11 @@ func main() {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	go func() {
 		s := <-sigs
-		onInterrupt()
-		fsio.Cleanup()
+		fsio.Cleanup() // a bench's --json-file is already saved after every row
 		fmt.Fprintf(os.Stderr, "btconvert: interrupted (%v); partial output removed\n", s)
 		os.Exit(128 + int(s.(syscall.Signal)))
 	}()
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
-}
-
-// interruptHooks run when the process is interrupted (e.g. the bench writes the rows it has).
-var interruptHooks []func()
-
-func onInterrupt() {
-	for _, h := range interruptHooks {
-		h()
-	}
 }
 
 // run is main without the exit, for tests.

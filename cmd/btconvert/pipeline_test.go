@@ -224,3 +224,41 @@ func TestInit(t *testing.T) {
 }
 
 var pngDecode = png.Decode
+
+// Every output is checked before anything is measured; a plot of one batch and one model draws;
+// -pg tests and JSON lines.
+func TestBenchOutputsAndPairs(t *testing.T) {
+	dir := t.TempDir()
+	png := filepath.Join(dir, "bench.png")
+	os.WriteFile(png, []byte("not ours"), 0o644)
+	code, out, stderr := btc(t, "verify", filepath.Join(fx, "bt-tiny"), "--bench", "--batch", "1", "-p", "8", "-n", "8", "--plot", png)
+	if code != 2 || out != "" || stderr != "btconvert: "+png+": already exists (use --force to replace it)\n" {
+		t.Fatalf("existing plot: %d %q %q", code, out, stderr)
+	}
+	code, _, stderr = btc(t, "verify", filepath.Join(fx, "bt-tiny"), "--bench", "--batch", "1", "-p", "8", "-n", "8", "--plot", png, "--force")
+	if code != 2 || stderr != "btconvert: "+png+": exists and is not a PNG image; not replaced (--force replaces only what btconvert wrote)\n" {
+		t.Fatalf("a file that is not a plot: %d %q", code, stderr)
+	}
+	os.Remove(png)
+	code, out, stderr = btc(t, "verify", filepath.Join(fx, "bt-tiny"), "--bench", "--batch", "1", "--pg", "8,8", "--reps", "1", "--warmup", "0",
+		"--plot", png, "--output-format", "jsonl", "-q")
+	if code != 0 {
+		t.Fatalf("%d %s", code, stderr)
+	}
+	var row struct {
+		Pair      bool    `json:"pair"`
+		TotalTokS float64 `json:"total_tok_s"`
+		PromptLen int     `json:"prompt_len"`
+	}
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &row); err != nil || !row.Pair || row.TotalTokS <= 0 || row.PromptLen != 8 {
+		t.Fatalf("jsonl: %v %q", err, out)
+	}
+	if f, err := os.Open(png); err != nil {
+		t.Fatal("no plot of one batch and one model")
+	} else {
+		defer f.Close()
+		if _, err := pngDecode(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

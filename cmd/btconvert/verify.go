@@ -1,9 +1,8 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
-	"strings"
-	"sync"
 
 	"github.com/urfave/cli/v2"
 
@@ -57,7 +56,8 @@ Examples:
 			&cli.BoolFlag{Name: "max-batch", Usage: "--bench: measure at the largest batch whose estimated memory fits --mem-budget"},
 			&cli.StringFlag{Name: "mem-budget", Usage: "--bench: memory a measurement may need, e.g. 16GiB (default: 80 % of the available memory)"},
 			&cli.StringFlag{Name: "plot", Usage: "--bench: draw tokens/s against batch size to this PNG"},
-			&cli.StringFlag{Name: "output-format", Value: "md", Usage: "--bench: md, csv or json (llama-bench -o)"},
+			&cli.StringFlag{Name: "pg", Usage: "--bench: prompt and generation lengths measured as one test, e.g. 128,128 (several: 128,128;512,64; llama-bench -pg)"},
+			&cli.StringFlag{Name: "output-format", Value: "md", Usage: "--bench: md, csv, json or jsonl (llama-bench -o)"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing --json-file or --plot"},
 			quietFlag,
 		}, runFlags...),
@@ -72,7 +72,7 @@ func runVerify(c *cli.Context) error {
 	if c.Bool("bench") {
 		return runBench(c)
 	}
-	for _, f := range []string{"batch", "prompt-len", "gen-len", "reps", "max-batch", "mem-budget", "plot", "output-format"} {
+	for _, f := range []string{"batch", "prompt-len", "gen-len", "pg", "reps", "max-batch", "mem-budget", "plot", "output-format"} {
 		if c.IsSet(f) {
 			return usagef("--%s applies with --bench", f)
 		}
@@ -109,7 +109,8 @@ func runVerify(c *cli.Context) error {
 	return err
 }
 
-// runBench is `verify MODEL --bench [--against OTHER]`.
+// runBench is `verify MODEL --bench [--against OTHER]`: the library measures (and writes
+// --json-file after every row, and --plot); this prints each row as it comes.
 func runBench(c *cli.Context) error {
 	var o btconvert.BenchOptions
 	var err error
@@ -126,6 +127,9 @@ func runBench(c *cli.Context) error {
 	if o.GenLens, err = intList("gen-len", c.String("gen-len")); err != nil {
 		return err
 	}
+	if o.Pairs, err = pairList("pg", c.String("pg")); err != nil {
+		return err
+	}
 	if o.MemBudget, err = parseSize("mem-budget", c.String("mem-budget")); err != nil {
 		return err
 	}
@@ -133,8 +137,8 @@ func runBench(c *cli.Context) error {
 	if c.Bool("json") {
 		format = "json"
 	}
-	if format != "md" && format != "csv" && format != "json" {
-		return usagef("--output-format %q: want md, csv or json", format)
+	if format != "md" && format != "csv" && format != "json" && format != "jsonl" {
+		return usagef("--output-format %q: want md, csv, json or jsonl", format)
 	}
 	for _, f := range []string{"reference", "eval-text", "compare-backend", "record", "max-ppl-ratio", "min-top1"} {
 		if c.IsSet(f) {
@@ -143,55 +147,26 @@ func runBench(c *cli.Context) error {
 	}
 	o.Reps, o.Warmup, o.Seed, o.Split = c.Int("reps"), c.Int("warmup"), c.Uint64("seed"), true
 	o.Open, o.Runtime, o.MaxBatch, o.UI = openOptions(c), runtimeOf(c), c.Bool("max-batch"), uiOf(c)
-	jsonFile, force := c.String("json-file"), c.Bool("force")
-	if jsonFile != "" {
-		if err := fsio.CheckDest(jsonFile, force, fsio.JSONFile); err != nil {
-			return err
-		}
-	}
-	var mu sync.Mutex
-	var rows []bench.Result
-	saveJSON := func() error {
-		if jsonFile == "" || len(rows) == 0 {
-			return nil
-		}
-		js, err := verify.EncodeJSON(map[string]any{"bench": rows})
-		if err == nil {
-			_, err = fsio.WriteOutput(jsonFile, js, true, fsio.JSONFile)
-		}
-		return err
-	}
-	interruptHooks = append(interruptHooks, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if saveJSON() == nil && jsonFile != "" && len(rows) > 0 {
-			fmt.Fprintf(c.App.ErrWriter, "btconvert: wrote the %d rows measured so far to %s\n", len(rows), jsonFile)
-		}
-	})
+	o.JSONFile, o.Plot, o.Force = c.String("json-file"), c.String("plot"), c.Bool("force")
 	w := c.App.Writer
-	var saveErr error
+	n := 0
 	o.OnResult = func(r bench.Result) {
-		mu.Lock()
-		defer mu.Unlock()
-		first := len(rows) == 0
-		rows = append(rows, r)
 		switch format {
 		case "md":
-			bench.PrintRow(w, r, first)
+			bench.PrintRow(w, r, n == 0)
 		case "csv":
-			if first {
+			if n == 0 {
 				bench.CSVHeader(w)
 			}
 			bench.CSVRow(w, r)
+		case "jsonl":
+			if b, err := json.Marshal(r); err == nil {
+				fmt.Fprintf(w, "%s\n", b)
+			}
 		}
-		if err := saveJSON(); err != nil && saveErr == nil {
-			saveErr = err
-		}
+		n++
 	}
-	_, err = btconvert.Bench(o)
-	if saveErr != nil && err == nil {
-		err = saveErr
-	}
+	rows, err := btconvert.Bench(o)
 	if len(rows) > 0 {
 		switch format {
 		case "json":
@@ -203,19 +178,6 @@ func runBench(c *cli.Context) error {
 				err = perr
 			}
 		}
-		if p := c.String("plot"); p != "" && err == nil {
-			if err = bench.Plot(p, rows, deviceOf(rows), force); err == nil {
-				say(c, "plot: %s", p)
-			}
-		}
 	}
 	return err
-}
-
-// deviceOf names the kind of device the rows ran on, for the plot's title.
-func deviceOf(rows []bench.Result) string {
-	if strings.Contains(rows[0].Backend, "cuda") {
-		return "GPU"
-	}
-	return "CPU"
 }

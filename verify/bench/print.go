@@ -30,7 +30,17 @@ func PrintRow(w io.Writer, r Result, first bool) {
 		fmt.Fprintf(w, "| %s |\n", join(header))
 		fmt.Fprintf(w, "|%s\n", repeat("---|", len(header)))
 	}
+	if r.Pair {
+		fmt.Fprintf(w, "| %s |\n", join(pairCells(r)))
+		return
+	}
 	fmt.Fprintf(w, "| %s |\n| %s |\n", join(rowCells(r, false)), join(rowCells(r, true)))
+}
+
+// pairCells is the one line of a -pg test: prompt and generated tokens over the whole run.
+func pairCells(r Result) []string {
+	return []string{r.Model, params(r.Params), r.Backend, strconv.Itoa(r.Batch), fmt.Sprintf("pp%d+tg%d", r.PromptLen, r.GenLen),
+		fmt.Sprintf("%.1f", r.TotalTokS), fmt.Sprintf("sd %.1f", r.TotalTokSStd), "", bytesStr(r.PeakMemBytes)}
 }
 
 func join(cells []string) string {
@@ -101,8 +111,8 @@ func PrintSummary(w io.Writer, rows []Result) error {
 // CSVHeader and CSVRow write results as CSV (one line per result, llama-bench -o csv style).
 func CSVHeader(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	cw.Write([]string{"model", "params", "backend", "batch", "prompt_len", "gen_len", "reps", "prefill_tok_s", "prefill_tok_s_mean", "prefill_tok_s_std",
-		"decode_tok_s", "decode_tok_s_mean", "decode_tok_s_std", "step_ms", "weight_bytes", "estimate_bytes", "peak_mem_bytes"})
+	cw.Write([]string{"model", "params", "backend", "threads", "batch", "prompt_len", "gen_len", "reps", "prefill_tok_s", "prefill_tok_s_mean", "prefill_tok_s_std",
+		"decode_tok_s", "decode_tok_s_mean", "decode_tok_s_std", "total_tok_s", "step_ms", "weight_bytes", "estimate_bytes", "peak_mem_bytes"})
 	cw.Flush()
 	return cw.Error()
 }
@@ -111,9 +121,9 @@ func CSVHeader(w io.Writer) error {
 func CSVRow(w io.Writer, r Result) error {
 	f := func(x float64) string { return strconv.FormatFloat(x, 'f', 3, 64) }
 	cw := csv.NewWriter(w)
-	cw.Write([]string{r.Model, strconv.FormatInt(r.Params, 10), r.Backend, strconv.Itoa(r.Batch), strconv.Itoa(r.PromptLen), strconv.Itoa(r.GenLen),
+	cw.Write([]string{r.Model, strconv.FormatInt(r.Params, 10), r.Backend, strconv.Itoa(r.Threads), strconv.Itoa(r.Batch), strconv.Itoa(r.PromptLen), strconv.Itoa(r.GenLen),
 		strconv.Itoa(r.Reps), f(r.PrefillTokS), f(r.PrefillTokMean), f(r.PrefillTokStd), f(r.DecodeTokS), f(r.DecodeTokSMean), f(r.DecodeTokSStd),
-		f(r.StepMs), strconv.FormatInt(r.WeightBytes, 10), strconv.FormatInt(r.EstimateBytes, 10), strconv.FormatInt(r.PeakMemBytes, 10)})
+		f(r.TotalTokS), f(r.StepMs), strconv.FormatInt(r.WeightBytes, 10), strconv.FormatInt(r.EstimateBytes, 10), strconv.FormatInt(r.PeakMemBytes, 10)})
 	cw.Flush()
 	return cw.Error()
 }
