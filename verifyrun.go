@@ -25,6 +25,7 @@ type VerifyOptions struct {
 	CompareBackend string // a second backend to compare scoring and greedy tokens with
 	Window         int    // perplexity window (0: 256)
 	WindowBatch    int    // windows per executed graph (0: 16)
+	Chunks         int    // at most this many windows of the text (0: all)
 	Seed           uint64 // of the self-check and backend comparison prompts
 	MaxRelErr      float64
 	MaxCacheErr    float64
@@ -55,8 +56,12 @@ func (o *VerifyOptions) validate() error {
 		return errs.Option("MaxPPLRatio", o.MaxPPLRatio, "must be positive")
 	case o.MinTop1 < 0 || o.MinTop1 > 1:
 		return errs.Option("MinTop1", o.MinTop1, "must be between 0 and 1")
-	case o.Window < 0 || o.WindowBatch < 0:
+	case o.Window < 0:
 		return errs.Option("Window", o.Window, "must be positive")
+	case o.WindowBatch < 0:
+		return errs.Option("WindowBatch", o.WindowBatch, "must be positive")
+	case o.Chunks < 0:
+		return errs.Option("Chunks", o.Chunks, "must not be negative (0: the whole text)")
 	case o.Record && source.KindOf(o.Model) != source.Folder:
 		return errs.Option("Record", nil, "writes into a btconvert model folder; %s is not one (import it first)", o.Model)
 	}
@@ -187,9 +192,14 @@ func evalText(l *loaded, o VerifyOptions, dev *device, ui UI) (*verify.Quality, 
 	if mt := l.eng.Config.MaxTokens(); mt > 0 && o.Window > mt {
 		ui.Note(fmt.Sprintf("warning: the window of %d tokens is past the %d the model was built for (max_length / max_position_embeddings)", o.Window, mt))
 	}
-	bar := ui.Progress("perplexity", int64(len(ids)/o.Window*o.Window), "tokens")
+	windows := len(ids) / o.Window
+	if o.Chunks > 0 {
+		windows = min(windows, o.Chunks)
+	}
+	bar := ui.Progress("perplexity", int64(windows*o.Window), "tokens")
 	defer bar.Done()
-	progress := func(n int) { bar.Add(int64(n*o.Window), "") }
+	sc := verify.Scoring{Window: o.Window, Batch: o.WindowBatch, Chunks: o.Chunks,
+		Progress: func(n int, ppl float64) { bar.Add(int64(n*o.Window), fmt.Sprintf("ppl %.4g", ppl)) }}
 	var q *verify.Quality
 	if o.Against != "" {
 		base, err := dev.load(o.Against, formats.OpenOptions{})
@@ -197,13 +207,13 @@ func evalText(l *loaded, o VerifyOptions, dev *device, ui UI) (*verify.Quality, 
 			return nil, err
 		}
 		defer base.Close()
-		q, err = verify.CompareQuality(l.eng, base.eng, o.Against, ids, o.Window, o.WindowBatch, progress)
+		q, err = verify.CompareQuality(l.eng, base.eng, o.Against, ids, sc)
 		if err != nil {
 			return nil, withFile(o.EvalText, err)
 		}
 		return q, nil
 	}
-	q, err = verify.Perplexity(l.eng, ids, o.Window, o.WindowBatch, progress)
+	q, err = verify.Perplexity(l.eng, ids, sc)
 	return q, withFile(o.EvalText, err)
 }
 

@@ -12,21 +12,22 @@ import (
 // CompareQuality runs m and base over the same windows of tokens and reports m's perplexity and
 // its divergence from base: KL(base || m) per token (mean with its standard error, p99, max),
 // argmax agreement, and the RMS change of the probability of the true token.
-func CompareQuality(m, base *graph.Engine, baseName string, tokens []int32, w, batch int, progress func(done int)) (*Quality, error) {
+func CompareQuality(m, base *graph.Engine, baseName string, tokens []int32, s Scoring) (*Quality, error) {
+	w, batch := s.Window, s.Batch
 	if err := checkWindow(m, tokens, w, batch); err != nil {
 		return nil, err
 	}
 	if m.Config.Kind != base.Config.Kind || m.Config.VocabSize != base.Config.VocabSize || m.Config.BlockLength != base.Config.BlockLength {
 		return nil, errs.Option("Against", baseName, "the base model has another architecture (%s vs %s)", base.Config.Describe(), m.Config.Describe())
 	}
-	windows := Windows(tokens, w)
+	windows := s.windows(tokens)
 	V := m.Config.VocabSize
 	lq, lb := make([]float64, 0, V), make([]float64, 0, V)
 	var nlls, nllsBase, kls []float64
 	var dp2 float64
 	agree := 0
 	start := time.Now()
-	err := scoreWindows([]*graph.Engine{m, base}, windows, batch, progress, func(rows [][]float32, target int32) {
+	err := scoreWindows([]*graph.Engine{m, base}, windows, batch, s.progress(&nlls), func(rows [][]float32, target int32) {
 		lq, lb = logSoftmax(rows[0], lq), logSoftmax(rows[1], lb)
 		nlls = append(nlls, -lq[target])
 		nllsBase = append(nllsBase, -lb[target])

@@ -120,16 +120,45 @@ func logSoftmax(row []float32, out []float64) []float64 {
 	return out
 }
 
-// Perplexity scores tokens in windows of w, batch windows per executed graph.
-func Perplexity(m *graph.Engine, tokens []int32, w, batch int, progress func(done int)) (*Quality, error) {
+// Scoring says how a text is scored: in windows of Window tokens, Batch windows per executed
+// graph, at most Chunks windows (0: all; llama-perplexity --chunks). Progress, if set, is told
+// the windows done and the perplexity so far after each batch.
+type Scoring struct {
+	Window, Batch, Chunks int
+	Progress              func(done int, ppl float64)
+}
+
+// windows cuts tokens as s says.
+func (s Scoring) windows(tokens []int32) [][]int32 {
+	w := Windows(tokens, s.Window)
+	if s.Chunks > 0 && len(w) > s.Chunks {
+		w = w[:s.Chunks]
+	}
+	return w
+}
+
+// progress is the callback of scoreWindows: s.Progress with the running perplexity of nlls.
+func (s Scoring) progress(nlls *[]float64) func(done int) {
+	if s.Progress == nil {
+		return nil
+	}
+	return func(done int) {
+		mean, _ := meanStdErr(*nlls)
+		s.Progress(done, math.Exp(mean))
+	}
+}
+
+// Perplexity scores tokens.
+func Perplexity(m *graph.Engine, tokens []int32, s Scoring) (*Quality, error) {
+	w, batch := s.Window, s.Batch
 	if err := checkWindow(m, tokens, w, batch); err != nil {
 		return nil, err
 	}
-	windows := Windows(tokens, w)
+	windows := s.windows(tokens)
 	var nlls []float64
 	buf := make([]float64, 0, m.Config.VocabSize)
 	start := time.Now()
-	err := scoreWindows([]*graph.Engine{m}, windows, batch, progress, func(rows [][]float32, target int32) {
+	err := scoreWindows([]*graph.Engine{m}, windows, batch, s.progress(&nlls), func(rows [][]float32, target int32) {
 		buf = logSoftmax(rows[0], buf)
 		nlls = append(nlls, -buf[target])
 	})

@@ -49,7 +49,7 @@ func TestQuantizationQuality(t *testing.T) {
 	for _, name := range []string{"bt-tiny", "pythia-tiny"} {
 		base := load(t, name)
 		measure := func(what string, m *graph.Engine) *Quality {
-			q, err := CompareQuality(m, base, name, tokens, 256, 16, nil)
+			q, err := CompareQuality(m, base, name, tokens, Scoring{Window: 256, Batch: 16})
 			if err != nil {
 				t.Fatal(err)
 			}

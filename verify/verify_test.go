@@ -82,7 +82,7 @@ func TestPerplexityMatchesReference(t *testing.T) {
 		b, _ := os.ReadFile(filepath.Join(testfix.Path(name), "reference.json"))
 		json.Unmarshal(b, &ref)
 		m := load(t, name)
-		q, err := Perplexity(m, tokens, 256, 16, nil)
+		q, err := Perplexity(m, tokens, Scoring{Window: 256, Batch: 16})
 		if err != nil {
 			t.Fatal(err)
 		}

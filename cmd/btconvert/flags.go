@@ -22,7 +22,7 @@ import (
 var flagNames = map[string]string{
 	"Against": "--against", "Backend": "--backend", "Base": "--base", "Batches": "--batch", "BlockLayers": "--block-layers",
 	"BlockLength": "--block-length", "Calib": "--calib", "CalibMethod": "--calib-method", "CalibOut": "--calib-out",
-	"CalibStats": "--calib-stats", "CalibBatch": "the calibration batch (16)", "CalibWindow": "--calib-window", "ComputeDType": "--compute-dtype", "Config": "--config", "Decoding": "--decoding",
+	"CalibStats": "--calib-stats", "CalibBatch": "the calibration batch (16)", "CalibWindow": "--calib-window", "Chunks": "--chunks", "ComputeDType": "--compute-dtype", "Config": "--config", "Decoding": "--decoding",
 	"DType": "--dtype", "EvalText": "--eval-text", "ExpansionRatio": "--expansion-ratio", "FFN": "--ffn", "Force": "--force",
 	"Format": "--format", "GenLens": "--gen-len", "GroupSize": "--group-size", "Heads": "--heads", "Hidden": "--hidden",
 	"Layers": "--layers", "MaxNewTokens": "--max-new-tokens", "MaxPPLRatio": "--max-ppl-ratio", "MemBudget": "--mem-budget",

@@ -47,23 +47,18 @@ func (u ui) Progress(what string, total int64, unit string) btconvert.Bar {
 	} else {
 		opts = append(opts, progressbar.OptionSetItsString(unit), progressbar.OptionShowIts())
 	}
-	return &bar{what: what, total: total, opts: opts}
+	pb := progressbar.NewOptions64(total, opts...)
+	pb.StartWithoutRender() // the clock starts now, not at the first unit done (else the first rate is that unit over microseconds)
+	return &bar{pb: pb, what: what}
 }
 
-// bar starts its progress bar at the first unit done, so what came before (loading, compiling)
-// does not enter the rate.
 type bar struct {
 	pb    *progressbar.ProgressBar
 	what  string
-	total int64
-	opts  []progressbar.Option
 	count int
 }
 
 func (b *bar) Add(n int64, item string) {
-	if b.pb == nil {
-		b.pb = progressbar.NewOptions64(b.total, b.opts...)
-	}
 	if item != "" {
 		b.count++
 		b.pb.Describe(fmt.Sprintf("%s [%d] %s", b.what, b.count, item))
@@ -71,11 +66,7 @@ func (b *bar) Add(n int64, item string) {
 	b.pb.Add64(n)
 }
 
-func (b *bar) Done() {
-	if b.pb != nil {
-		b.pb.Finish()
-	}
-}
+func (b *bar) Done() { b.pb.Finish() }
 
 // progressEvery is how often a lineBar prints.
 var progressEvery = 10 * time.Second

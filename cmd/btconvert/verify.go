@@ -46,6 +46,7 @@ Examples:
 			&cli.Float64Flag{Name: "max-cache-err", Value: btconvert.DefaultMaxCacheErr, Usage: "largest relative L2 error of the self-check that passes"},
 			&cli.IntFlag{Name: "window", Value: 256, Usage: "perplexity window in tokens"},
 			&cli.IntFlag{Name: "window-batch", Value: 16, Usage: "perplexity: windows per executed graph"},
+			&cli.IntFlag{Name: "chunks", Usage: "perplexity: score at most this many windows of the text (llama-perplexity --chunks)", DefaultText: "all"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the self-check and bench prompts"},
 			&cli.BoolFlag{Name: "bench", Usage: "measure prefill and decode throughput (random prompts, no EOS)"},
 			&cli.StringFlag{Name: "batch", Usage: "--bench: batch sizes, e.g. 1,4,16 (default: 1,4 on CPU, 16,64,256 on a GPU)"},
@@ -79,7 +80,7 @@ func runVerify(c *cli.Context) error {
 	}
 	o := btconvert.VerifyOptions{Model: c.Args().First(), Open: openOptions(c), Runtime: runtimeOf(c), Reference: c.String("reference"),
 		EvalText: c.String("eval-text"), Against: c.String("against"), CompareBackend: c.String("compare-backend"),
-		Window: c.Int("window"), WindowBatch: c.Int("window-batch"), Seed: c.Uint64("seed"), MaxRelErr: c.Float64("max-rel-err"),
+		Window: c.Int("window"), WindowBatch: c.Int("window-batch"), Chunks: c.Int("chunks"), Seed: c.Uint64("seed"), MaxRelErr: c.Float64("max-rel-err"),
 		MaxCacheErr: c.Float64("max-cache-err"), MaxPPLRatio: c.Float64("max-ppl-ratio"), MinTop1: c.Float64("min-top1"),
 		Record: c.Bool("record"), Version: btconvert.Version().Version, UI: uiOf(c)}
 	if o.Window < 2 {
