@@ -10,8 +10,8 @@ import (
 	"syscall"
 
 	"github.com/dustin/go-humanize"
-	"github.com/gomlx/gomlx/backends"
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
 
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/errs"
@@ -30,7 +30,7 @@ type Runtime struct {
 
 // device is a started Runtime: the backend, the spec it was made from, and the compute dtype.
 type device struct {
-	b    backends.Backend
+	b    compute.Backend
 	spec string
 	dt   dtypes.DType
 }

@@ -5,7 +5,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/btconvert/btconvert/internal/testfix"
 )
+
+// The pure-Go backend is told by its name, so the graphs take its paths.
+func TestKindOfGoBackend(t *testing.T) {
+	if kindOf(testfix.Backend(t)) != goBackend {
+		t.Fatalf("the pure-Go backend (%s, %s) is not recognised", testfix.Backend(t).String(), testfix.Backend(t).Name())
+	}
+}
 
 // auto picks XLA only where a plugin is installed, names what it found, and an explicit spec is
 // never second-guessed.

@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gomlx/gomlx/backends"
-	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
-	"github.com/gomlx/gomlx/pkg/core/shapes"
-	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/core/tensors"
 
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/errs"
@@ -121,7 +121,7 @@ func (r stepResult) logits() *tensors.Tensor { return r[1] }
 
 // next is the arguments of the step that follows, at position pos. The caches are donated: the
 // step updates them in place, and they are invalid here afterwards.
-func (r stepResult) next(pos int32, b backends.Backend) ([]any, error) {
+func (r stepResult) next(pos int32, b compute.Backend) ([]any, error) {
 	args := make([]any, 0, len(r))
 	for _, c := range r[3:] {
 		d, err := DonateTensorBuffer(c, b, 0)

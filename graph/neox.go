@@ -4,10 +4,9 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/gomlx/gomlx/backends/simplego"
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
-	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // the op vocabulary reads best unqualified
-	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // the op vocabulary reads best unqualified
 
 	"github.com/btconvert/btconvert/formats/arch"
 )
@@ -32,8 +31,7 @@ type builder struct {
 func newBuilder(g *Graph, w *Weights, cfg *arch.Config, dt dtypes.DType, weights []*Node, kind backendKind) *builder {
 	b := &builder{g: g, cfg: cfg, dt: dt, kind: kind, params: map[string]*Node{}, cache: map[string]*Node{}}
 	if kind == goBackend {
-		blk := 1 << simplego.DotGeneralTargetBlockLog2Dim[dt]
-		b.smallKernelLimit = 16 * blk * blk
+		b.smallKernelLimit = 16 * 32 * 32 // 16 blocks of 32 x 32, the f32 and bf16 block of GoMLX v0.26.0
 	}
 	for i, k := range w.Keys {
 		b.params[k] = weights[i]

@@ -12,10 +12,10 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/gomlx/gomlx/backends"
-	_ "github.com/gomlx/gomlx/backends/simplego"
-	"github.com/gomlx/gomlx/pkg/core/graph"
-	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/compute"
+	_ "github.com/gomlx/compute/gobackend"
+	"github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
 )
 
 var shapes = []struct {
@@ -31,7 +31,7 @@ var shapes = []struct {
 }
 
 func BenchmarkDotGeneral(b *testing.B) {
-	backend, err := backends.NewWithConfig("go")
+	backend, err := compute.NewWithConfig("go")
 	if err != nil {
 		b.Fatal(err)
 	}
