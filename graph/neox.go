@@ -23,16 +23,10 @@ type builder struct {
 	// observe, when set, is shown the input of every linear layer (flattened to [rows, in]) by its
 	// weight's key: calibration watches a scoring forward through it.
 	observe func(key string, x *Node)
-	// smallKernelLimit is the pure-Go backend's M*N above which DotGeneral takes its "large"
-	// kernel (0 on other backends).
-	smallKernelLimit int
 }
 
 func newBuilder(g *Graph, w *Weights, cfg *arch.Config, dt dtypes.DType, weights []*Node, kind backendKind) *builder {
 	b := &builder{g: g, cfg: cfg, dt: dt, kind: kind, params: map[string]*Node{}, cache: map[string]*Node{}}
-	if kind == goBackend {
-		b.smallKernelLimit = 16 * 32 * 32 // 16 blocks of 32 x 32, the f32 and bf16 block of GoMLX v0.26.0
-	}
 	for i, k := range w.Keys {
 		b.params[k] = weights[i]
 	}
@@ -75,35 +69,11 @@ func (b *builder) linear(x *Node, component, name string, bias bool) *Node {
 	return Reshape(y, out...)
 }
 
-// matmulT is x [M, K] times W^T for W [N, K]. On the pure-Go backend a product with M*N above
-// its threshold takes the "large" kernel, which re-blocks both operands on every call: for a
-// few rows against a big weight (decoding, the vocabulary head) that copy of the weight is most of
-// the time. There the weight's rows are split into a batch axis so each piece stays on the
-// "small" kernel, which reads the weight in place (6x faster at batch 1 on the head of b4_5).
+// matmulT is x [M, K] times W^T for W [N, K] (PyTorch's Linear layout), read in place: the
+// contracting axis is last on both sides, the layout the backends' kernels take as it is.
 func (b *builder) matmulT(x, W *Node) *Node {
-	M, N, K := x.Shape().Dim(0), W.Shape().Dim(0), W.Shape().Dim(1)
-	if b.smallKernelLimit == 0 || M > smallKernelRows || M*N <= b.smallKernelLimit {
-		return DotGeneral(x, []int{1}, nil, W, []int{1}, nil)
-	}
-	c := 0
-	for d := (M*N + b.smallKernelLimit - 1) / b.smallKernelLimit; d <= N; d++ {
-		if N%d == 0 {
-			c = d
-			break
-		}
-	}
-	if c <= 1 {
-		return DotGeneral(x, []int{1}, nil, W, []int{1}, nil)
-	}
-	Wc := Reshape(W, c, N/c, K)
-	xc := BroadcastToDims(InsertAxes(x, 0), c, M, K)
-	y := DotGeneral(xc, []int{2}, []int{0}, Wc, []int{2}, []int{0}) // [c, M, N/c]
-	return Reshape(TransposeAllAxes(y, 1, 0, 2), M, N)
+	return DotGeneral(x, []int{1}, nil, W, []int{1}, nil)
 }
-
-// smallKernelRows is the largest row count for which matmulT splits the weight (measured: the
-// small kernel wins up to batch ~16 on b4_5 and loses by 2x at 64).
-const smallKernelRows = 16
 
 // layerNorm normalises the last axis in float32, whatever the compute dtype.
 func (b *builder) layerNorm(x *Node, component, name string, eps float64) *Node {

@@ -23,26 +23,6 @@ func randFloats(n int, seed uint64) []float32 {
 	return v
 }
 
-// The pure-Go backend's split of a big weight into a batch axis (matmulT) computes the plain
-// product: the same sums, so the same values.
-func TestMatmulTSplitEqualsPlainProduct(t *testing.T) {
-	be := testfix.Backend(t)
-	for _, s := range []struct{ M, N, K int }{{1, 50304, 64}, {3, 6000, 128}, {16, 4096, 32}} {
-		split := MustNewExec(be, func(x, w *Node) *Node {
-			b := newBuilder(x.Graph(), &Weights{}, &arch.Config{}, dtypes.Float32, nil, goBackend)
-			return b.matmulT(x, w)
-		})
-		plain := MustNewExec(be, func(x, w *Node) *Node { return DotGeneral(x, []int{1}, nil, w, []int{1}, nil) })
-		x := tensors.FromFlatDataAndDimensions(randFloats(s.M*s.K, 1), s.M, s.K)
-		w := tensors.FromFlatDataAndDimensions(randFloats(s.N*s.K, 2), s.N, s.K)
-		a, _ := tensors.CopyFlatData[float32](split.MustExec(x, w)[0])
-		b, _ := tensors.CopyFlatData[float32](plain.MustExec(x, w)[0])
-		if e := testfix.RelL2(a, b); e > 1e-6 {
-			t.Errorf("%+v: split product differs from the plain one by %.3g", s, e)
-		}
-	}
-}
-
 // Dequantizing inside the graph gives exactly the weights the host dequantization gives, for int8,
 // int4 asymmetric and symmetric, with padding.
 func TestDequantizeInGraphEqualsHost(t *testing.T) {
