@@ -41,6 +41,9 @@ func kindOf(b compute.Backend) backendKind {
 	return xlaBackend
 }
 
+// IsGoBackend reports the pure-Go backend.
+func IsGoBackend(b compute.Backend) bool { return kindOf(b) == goBackend }
+
 // Resolve returns the backend spec to use: the option, else $BTCONVERT_BACKEND, else Auto.
 func Resolve(option string) string {
 	if option != "" {
