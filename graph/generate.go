@@ -196,7 +196,7 @@ func (e *Engine) generateBlocks(prompts [][]int32, o GenerateOptions) (*Generati
 		ids, rng := in[0], in[1]
 		B, n := ids.Shape().Dim(0), ids.Shape().Dim(1) // from the inputs: this graph serves every batch and prompt
 		var keep []kv
-		h := b.decoder(arch.BlockDecoder, cfg.BlockDecoder, b.embedBlocks(ids), iotaPos(b.g, 0, n), S, causal(&keep))
+		h := b.decoder(arch.BlockDecoder, cfg.BlockDecoder, b.embedBlocks(ids), iotaPos(b.g, 0, n), S, b.causal(&keep))
 		ctx := Reshape(Slice(h, AxisRange(), AxisElem(n-1)), B, -1)
 		toks, logits, rng := b.generateBlock(ctx, rng, s)
 		return stepOut{toks, logits, rng, keep}.nodes(S)
@@ -242,7 +242,7 @@ func (e *Engine) generateTokens(prompts [][]int32, o GenerateOptions) (*Generati
 		ids, rng := in[0], in[1]
 		B, T := ids.Shape().Dim(0), ids.Shape().Dim(1)
 		var keep []kv
-		h := b.vanillaHidden(ids, iotaPos(b.g, 0, T), S, causal(&keep))
+		h := b.vanillaHidden(ids, iotaPos(b.g, 0, T), S, b.causal(&keep))
 		last := b.vanillaHead(Reshape(Slice(h, AxisRange(), AxisElem(T-1)), B, -1)) // head on the last position only
 		tok, rng := s.sample(last, rng)
 		return stepOut{InsertAxes(tok, -1), InsertAxes(last, 1), rng, keep}.nodes(S)

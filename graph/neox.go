@@ -23,10 +23,13 @@ type builder struct {
 	// observe, when set, is shown the input of every linear layer (flattened to [rows, in]) by its
 	// weight's key: calibration watches a scoring forward through it.
 	observe func(key string, x *Node)
+	// halfDotBug: bf16 / f16 products take the way around the go backend's AVX2 kernels (dot).
+	halfDotBug bool
 }
 
 func newBuilder(g *Graph, w *Weights, cfg *arch.Config, dt dtypes.DType, weights []*Node, kind backendKind) *builder {
-	b := &builder{g: g, cfg: cfg, dt: dt, kind: kind, params: map[string]*Node{}, cache: map[string]*Node{}}
+	b := &builder{g: g, cfg: cfg, dt: dt, kind: kind, params: map[string]*Node{}, cache: map[string]*Node{},
+		halfDotBug: halfDotBugHere(kind)}
 	for i, k := range w.Keys {
 		b.params[k] = weights[i]
 	}
@@ -72,7 +75,42 @@ func (b *builder) linear(x *Node, component, name string, bias bool) *Node {
 // matmulT is x [M, K] times W^T for W [N, K] (PyTorch's Linear layout), read in place: the
 // contracting axis is last on both sides, the layout the backends' kernels take as it is.
 func (b *builder) matmulT(x, W *Node) *Node {
-	return DotGeneral(x, []int{1}, nil, W, []int{1}, nil)
+	return b.dot(x, []int{1}, nil, W, []int{1}, nil)
+}
+
+// dot is DotGeneral, working around the go backend's AVX2 kernels for bf16 and f16 (GoMLX v0.28.8,
+// compute v0.1.6; docs/UPSTREAM_BUGS.md): on products of fewer than 4 Mi multiply-adds per batch
+// with the contracting axis last on both sides (every product of these models) they drop half of
+// the terms. Where that kernel runs, such products are computed from float32 copies of the
+// operands: the kernel converts to float32 and sums in float32 anyway, so the sums are the same.
+func (b *builder) dot(lhs *Node, lhsContracting, lhsBatch []int, rhs *Node, rhsContracting, rhsBatch []int) *Node {
+	dt := lhs.DType()
+	if !b.halfDotBug || !dt.IsHalfPrecision() || perBatchMACs(lhs, lhsContracting, lhsBatch, rhs) >= avx2SmallDotLimit {
+		return DotGeneral(lhs, lhsContracting, lhsBatch, rhs, rhsContracting, rhsBatch)
+	}
+	f32 := func(x *Node) *Node { return ConvertDType(x, dtypes.Float32) }
+	return ConvertDType(DotGeneral(f32(lhs), lhsContracting, lhsBatch, f32(rhs), rhsContracting, rhsBatch), dt)
+}
+
+// avx2SmallDotLimit is where the go backend's AVX2 kernels switch from the small (faulty for half
+// precision) to the large (correct) one: M*N*K per batch.
+const avx2SmallDotLimit = 4 << 20
+
+// halfDotBugHere reports that products on backend kind run on the go backend's AVX2 kernels,
+// whose small bf16 / f16 kernels are wrong (see dot).
+func halfDotBugHere(kind backendKind) bool { return kind == goBackend && MatmulKernel() == KernelAVX2 }
+
+// perBatchMACs is M*N*K of one batch of a DotGeneral: lhs's size over its batch, times rhs's cross
+// size (its size over batch and contracted axes).
+func perBatchMACs(lhs *Node, lhsContracting, lhsBatch []int, rhs *Node) int {
+	batch, contracted := 1, 1
+	for _, a := range lhsBatch {
+		batch *= lhs.Shape().Dim(a)
+	}
+	for _, a := range lhsContracting {
+		contracted *= lhs.Shape().Dim(a)
+	}
+	return lhs.Shape().Size() / batch * (rhs.Shape().Size() / batch / contracted)
 }
 
 // layerNorm normalises the last axis in float32, whatever the compute dtype.
@@ -141,14 +179,14 @@ type attendFn func(layer int, q, k, v *Node) *Node
 // attention is softmax(q k^T / sqrt(hd) + bias) v for q [B, T, H, hd], keys [B, H, S, hd] and
 // values [B, H, hd, S] (the cache layouts) and an additive float32 bias [T, S] (0 or -1e9). Scores
 // and softmax are in float32. Returns [B, T, H, hd].
-func attention(q, k, v, bias *Node) *Node {
+func (b *builder) attention(q, k, v, bias *Node) *Node {
 	hd := q.Shape().Dim(-1)
-	qh := TransposeAllAxes(q, 0, 2, 1, 3)                                     // [B, H, T, hd]
-	scores := DotGeneral(qh, []int{3}, []int{0, 1}, k, []int{3}, []int{0, 1}) // [B, H, T, S]
+	qh := TransposeAllAxes(q, 0, 2, 1, 3)                                // [B, H, T, hd]
+	scores := b.dot(qh, []int{3}, []int{0, 1}, k, []int{3}, []int{0, 1}) // [B, H, T, S]
 	scores = MulScalar(ConvertDType(scores, dtypes.Float32), 1/math.Sqrt(float64(hd)))
 	scores = Add(scores, InsertAxes(bias, 0, 0))
 	probs := ConvertDType(Softmax(scores, -1), q.DType())
-	out := DotGeneral(probs, []int{3}, []int{0, 1}, v, []int{3}, []int{0, 1}) // [B, H, T, hd]
+	out := b.dot(probs, []int{3}, []int{0, 1}, v, []int{3}, []int{0, 1}) // [B, H, T, hd]
 	return TransposeAllAxes(out, 0, 2, 1, 3)
 }
 
