@@ -65,3 +65,25 @@ func TestDequantizeInGraphEqualsHost(t *testing.T) {
 			Rows: rows, Cols: cols, PaddedCols: q4.PaddedCols}, parts, q4.Dequantize(rows, cols, 32, sym))
 	}
 }
+
+// The calibration's second moments (an Einsum of x with itself) are x^T x, as the host sums it,
+// at a calibration-sized batch of rows.
+func TestSecondMomentsEqualHost(t *testing.T) {
+	const rows, cols = 2048, 96
+	x := randFloats(rows*cols, 5)
+	e := MustNewExec(testfix.Backend(t), secondMoments)
+	got, _ := tensors.CopyFlatData[float32](e.MustExec(tensors.FromFlatDataAndDimensions(x, rows, cols))[0])
+	want := make([]float32, cols*cols)
+	for i := range cols {
+		for j := range cols {
+			var s float64
+			for m := range rows {
+				s += float64(x[m*cols+i]) * float64(x[m*cols+j])
+			}
+			want[i*cols+j] = float32(s)
+		}
+	}
+	if e := testfix.RelL2(got, want); e > 1e-6 {
+		t.Errorf("x^T x differs from the host's by rel L2 %.3g", e)
+	}
+}
