@@ -238,12 +238,9 @@ func (b *builder) embed(ids *Node, component, name string) *Node {
 	return take(b.w(component, name), ids)
 }
 
-// take gathers rows of table [V, D] for ids of any shape: [..., D]. (Gather with many index axes
-// trips a shape check in GoMLX v0.26.0, so the ids are flattened first.)
+// take gathers rows of table [V, D] for ids of any shape: [..., D].
 func take(table, ids *Node) *Node {
-	flat := Reshape(ids, -1, 1)
-	out := Gather(table, flat)
-	return Reshape(out, append(append([]int(nil), ids.Shape().Dimensions...), table.Shape().Dim(-1))...)
+	return Gather(table, InsertAxes(ids, -1))
 }
 
 // iotaPos is the positions start..start+n-1 as int32 [n].

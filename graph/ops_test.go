@@ -87,3 +87,19 @@ func TestSecondMomentsEqualHost(t *testing.T) {
 		t.Errorf("x^T x differs from the host's by rel L2 %.3g", e)
 	}
 }
+
+// take gathers the rows of ids of any rank, in order.
+func TestTakeRows(t *testing.T) {
+	table := randFloats(7*3, 6)
+	ids := []int32{6, 0, 2, 2, 5, 1, 3, 4, 0, 1, 1, 6}
+	e := MustNewExec(testfix.Backend(t), func(tab, ids *Node) *Node { return take(tab, ids) })
+	out := e.MustExec(tensors.FromFlatDataAndDimensions(table, 7, 3), tensors.FromFlatDataAndDimensions(ids, 2, 3, 2))[0]
+	got, _ := tensors.CopyFlatData[float32](out)
+	var want []float32
+	for _, id := range ids {
+		want = append(want, table[id*3:id*3+3]...)
+	}
+	if !slices.Equal(out.Shape().Dimensions, []int{2, 3, 2, 3}) || !slices.Equal(got, want) {
+		t.Errorf("take: shape %v, %v, want %v", out.Shape().Dimensions, got, want)
+	}
+}
