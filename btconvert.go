@@ -12,6 +12,8 @@ import (
 	"errors"
 	"runtime/debug"
 	"strings"
+
+	"github.com/btconvert/btconvert/graph"
 )
 
 // ErrCheckFailed is returned (wrapped) with a report whose checks did not all pass.
@@ -50,19 +52,22 @@ func orSilent(ui UI) UI {
 	return ui
 }
 
-// VersionInfo is what this build is: the module version, the commit it was built from, and the Go
-// and GoMLX versions.
+// VersionInfo is what this build is: the module version, the commit it was built from, the Go,
+// GoMLX and compute (GoMLX's backends) versions, and the go backend's SIMD matmul kernel on this
+// CPU (graph.SIMDStatus).
 type VersionInfo struct {
 	Version  string `json:"version"`
 	Commit   string `json:"commit,omitempty"`
 	Modified bool   `json:"modified,omitempty"`
 	Go       string `json:"go"`
 	GoMLX    string `json:"gomlx"`
+	Compute  string `json:"compute"`
+	SIMD     string `json:"simd"`
 }
 
 // Version reads the build information of the running binary.
 func Version() VersionInfo {
-	v := VersionInfo{Version: "(devel)"}
+	v := VersionInfo{Version: "(devel)", SIMD: graph.SIMDStatus()}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return v
@@ -80,8 +85,11 @@ func Version() VersionInfo {
 		}
 	}
 	for _, d := range bi.Deps {
-		if d.Path == "github.com/gomlx/gomlx" {
+		switch d.Path {
+		case "github.com/gomlx/gomlx":
 			v.GoMLX = d.Version
+		case "github.com/gomlx/compute":
+			v.Compute = d.Version
 		}
 	}
 	return v
@@ -100,6 +108,6 @@ func (v VersionInfo) String() string {
 		}
 		parts = append(parts, "commit "+c)
 	}
-	parts = append(parts, v.Go, "GoMLX "+v.GoMLX)
+	parts = append(parts, v.Go, "GoMLX "+v.GoMLX, "compute "+v.Compute, "simd: "+v.SIMD)
 	return strings.Join(parts, ", ")
 }

@@ -10,8 +10,8 @@ import (
 	"syscall"
 
 	"github.com/dustin/go-humanize"
-	"github.com/gomlx/gomlx/backends"
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
 
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/errs"
@@ -30,7 +30,7 @@ type Runtime struct {
 
 // device is a started Runtime: the backend, the spec it was made from, and the compute dtype.
 type device struct {
-	b    backends.Backend
+	b    compute.Backend
 	spec string
 	dt   dtypes.DType
 }
@@ -54,7 +54,27 @@ func (rt Runtime) start(ui UI) (*device, error) {
 		return nil, err
 	}
 	ui.Note(fmt.Sprintf("backend: %s [%s]", graph.Describe(b), why))
+	warnSlowBuild(ui, b)
 	return &device{b, spec, dt}, nil
+}
+
+// Warner is a UI that also shows warnings --quiet does not silence (the command line's does).
+type Warner interface {
+	Warn(msg string)
+}
+
+// warnSlowBuild tells the user that this binary runs the go backend without its SIMD kernels
+// (graph.SlowBuildWarning): through Warn when ui has it (the command line prints it once per
+// run), else as a Note.
+func warnSlowBuild(ui UI, b compute.Backend) {
+	if graph.SIMDBuiltIn || !graph.IsGoBackend(b) {
+		return
+	}
+	if w, ok := ui.(Warner); ok {
+		w.Warn(graph.SlowBuildWarning)
+		return
+	}
+	ui.Note(graph.SlowBuildWarning)
 }
 
 // loaded is a model opened and uploaded to a backend.

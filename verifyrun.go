@@ -134,6 +134,7 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 		if err != nil {
 			return nil, err
 		}
+		warnSlowBuild(ui, b2)
 		l2, err := (&device{b2, spec2, dev.dt}).load(o.Model, o.Open)
 		if err != nil {
 			return nil, err

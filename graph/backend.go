@@ -11,9 +11,9 @@ import (
 	"strings"
 
 	"github.com/go-logr/logr"
-	"github.com/gomlx/gomlx/backends"
-	"github.com/gomlx/gomlx/backends/simplego" // "go": pure Go, always there
-	"github.com/gomlx/gomlx/backends/xla"      // "xla:cpu", "xla:cuda", "xla:/path/plugin.so"
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/gobackend"  // "go": pure Go, always there
+	"github.com/gomlx/go-xla/compute/xla" // "xla:cpu", "xla:cuda", "xla:/path/plugin.so"
 	"k8s.io/klog/v2"
 
 	"github.com/btconvert/btconvert/formats/errs"
@@ -33,13 +33,16 @@ const (
 	xlaBackend
 )
 
-// kindOf tells the backend by its type, not its name.
-func kindOf(b backends.Backend) backendKind {
-	if _, ok := b.(*simplego.Backend); ok {
+// kindOf tells the backend by its name (the pure-Go backend's String is "go", its Name "Go Backend").
+func kindOf(b compute.Backend) backendKind {
+	if b.String() == gobackend.BackendName {
 		return goBackend
 	}
 	return xlaBackend
 }
+
+// IsGoBackend reports the pure-Go backend.
+func IsGoBackend(b compute.Backend) bool { return kindOf(b) == goBackend }
 
 // Resolve returns the backend spec to use: the option, else $BTCONVERT_BACKEND, else Auto.
 func Resolve(option string) string {
@@ -140,7 +143,7 @@ func Choose(spec string) (chosen, why string) {
 // NewBackend creates exactly the backend spec names; it never falls back to another one. Specs:
 // "go", "go:parallelism=N", "xla:cpu", "xla:cuda", "xla:/abs/path/pjrt_plugin.so" (Auto must be
 // resolved with Choose first).
-func NewBackend(spec string) (b backends.Backend, err error) {
+func NewBackend(spec string) (b compute.Backend, err error) {
 	name, conf, _ := strings.Cut(spec, ":")
 	switch name {
 	case "go":
@@ -154,12 +157,12 @@ func NewBackend(spec string) (b backends.Backend, err error) {
 		return nil, errs.Option("Backend", spec, "unknown backend (want auto, go, xla:cpu, xla:cuda or xla:/path/to/pjrt_plugin.so)")
 	}
 	defer func() {
-		// backends.NewWithConfig panics on some bad configs; turn that into an error.
+		// compute.NewWithConfig panics on some bad configs; turn that into an error.
 		if r := recover(); r != nil {
 			err = backendError(spec, fmt.Errorf("%v", r))
 		}
 	}()
-	b, err = backends.NewWithConfig(SequentialOps(spec))
+	b, err = compute.NewWithConfig(SequentialOps(spec))
 	if err != nil {
 		return nil, backendError(spec, err)
 	}
@@ -186,15 +189,16 @@ func backendError(spec string, err error) error {
 }
 
 // Describe says in one line which backend and device run.
-func Describe(b backends.Backend) string {
+func Describe(b compute.Backend) string {
 	return fmt.Sprintf("%s (%s, %s)", b.String(), b.Description(), b.DeviceDescription(0))
 }
 
 // SequentialOps returns a "go" backend spec that runs a graph's ops one at a time (each op still
 // uses all cores). When several independent matmuls are ready at once, running them in parallel
-// can exhaust the pure-Go backend's worker pool and deadlock it (GoMLX v0.26.0: each op waits for
-// workers held by the other ops). A user who asks for ops_parallel explicitly gets it. Other
-// backends are returned unchanged.
+// can exhaust the pure-Go backend's worker pool and deadlock it: each op holds a worker while it
+// waits for workers held by the other ops (still so in GoMLX v0.28.8 / compute v0.1.6, also with
+// the backend's default scheduling; docs/UPSTREAM_BUGS.md). A user who asks for ops_parallel
+// explicitly gets it. Other backends are returned unchanged.
 func SequentialOps(spec string) string {
 	name, conf, _ := strings.Cut(spec, ":")
 	if name != "go" || strings.Contains(conf, "ops_") {

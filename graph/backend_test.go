@@ -5,7 +5,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/btconvert/btconvert/internal/testfix"
 )
+
+// The pure-Go backend is told by its name, so the graphs take its paths.
+func TestKindOfGoBackend(t *testing.T) {
+	if kindOf(testfix.Backend(t)) != goBackend {
+		t.Fatalf("the pure-Go backend (%s, %s) is not recognised", testfix.Backend(t).String(), testfix.Backend(t).Name())
+	}
+}
 
 // auto picks XLA only where a plugin is installed, names what it found, and an explicit spec is
 // never second-guessed.
@@ -45,6 +54,35 @@ func TestChooseBackend(t *testing.T) {
 		t.Logf("(the plugin in %s is a fake, so GoMLX may find and fail it instead)", dir)
 		if err == nil {
 			t.Fatal("xla:cpu accepted")
+		}
+	}
+}
+
+// The kernel named is the one the go backend picks: SIMD needs GOEXPERIMENT=simd, then the CPU's
+// best variant the environment allows.
+func TestMatmulKernel(t *testing.T) {
+	if !SIMDBuiltIn {
+		if MatmulKernel() != KernelNoSIMD || SIMDStatus() != "off (built without GOEXPERIMENT=simd)" {
+			t.Fatalf("no SIMD build: %s, %q", MatmulKernel(), SIMDStatus())
+		}
+		return
+	}
+	avx512, avx2 := cpuHasAVX()
+	t.Logf("CPU: AVX512 %v, AVX2 %v; kernel %s (%s)", avx512, avx2, MatmulKernel(), SIMDStatus())
+	for _, c := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{}, map[bool]string{true: KernelAVX512, false: map[bool]string{true: KernelAVX2, false: KernelNoSIMD}[avx2]}[avx512]},
+		{map[string]string{"GOMLX_SIMD_AVX512": "false"}, map[bool]string{true: KernelAVX2, false: KernelNoSIMD}[avx2]},
+		{map[string]string{"GOMLX_SIMD_AVX512": "false", "GOMLX_SIMD_AVX2": "off"}, KernelNoSIMD},
+		{map[string]string{"GOMLX_DOT_MATMUL": "false"}, KernelNoSIMD},
+	} {
+		for _, k := range []string{"GOMLX_SIMD_AVX512", "GOMLX_SIMD_AVX2", "GOMLX_DOT_MATMUL"} {
+			t.Setenv(k, c.env[k])
+		}
+		if got, why := detectKernel(); got != c.want || (got == KernelNoSIMD) == (why == "") {
+			t.Errorf("%v: kernel %s (%q), want %s", c.env, got, why, c.want)
 		}
 	}
 }

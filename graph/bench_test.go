@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
-	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
-	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/core/tensors"
 
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/randinit"
@@ -22,7 +22,7 @@ var matmulShapes = []struct{ M, N, K int }{{1024, 1024, 1024}, {1, 50304, 256}, 
 // BenchmarkMatmulRate measures the backend's matmul rate (GFLOP/s) on those shapes, x [M, K]
 // times a [N, K] weight as linear() runs it.
 //
-//	go test ./graph -run XXX -bench MatmulRate -benchtime 5x
+//	GOEXPERIMENT=simd go test ./graph -run XXX -bench MatmulRate -benchtime 5x
 func BenchmarkMatmulRate(b *testing.B) {
 	for _, s := range matmulShapes {
 		b.Run(fmt.Sprintf("M%d_N%d_K%d", s.M, s.N, s.K), func(b *testing.B) {
@@ -48,7 +48,7 @@ func BenchmarkMatmulRate(b *testing.B) {
 // a block model) with the prompt's cost taken off, tokens/s the rate it gives; ns/op includes the
 // prompt. Profile it with -cpuprofile:
 //
-//	go test ./graph -run XXX -bench Decode/vanilla_31_ffn1024 -benchtime 128x -cpuprofile cpu.prof
+//	GOEXPERIMENT=simd go test ./graph -run XXX -bench Decode/vanilla_31_ffn1024 -benchtime 128x -cpuprofile cpu.prof
 func BenchmarkDecode(b *testing.B) {
 	for _, c := range []struct {
 		name, preset string

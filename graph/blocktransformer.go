@@ -1,8 +1,8 @@
 package graph
 
 import (
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
-	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 
 	"github.com/btconvert/btconvert/formats/arch"
 )
@@ -61,7 +61,7 @@ func (b *builder) tokenDecoderTeacher(ctx, tgt *Node) *Node {
 		}
 	}
 	T := b.tokenPositions()
-	h := b.decoder(arch.TokenDecoder, &td.DecoderConfig, x, iotaPos(b.g, 0, T), T, causal(nil))
+	h := b.decoder(arch.TokenDecoder, &td.DecoderConfig, x, iotaPos(b.g, 0, T), T, b.causal(nil))
 	// Prefix decoding: positions r-1 .. r+L-2 predict x_1 .. x_L.
 	h = Slice(h, AxisRange(), AxisRange(T-L, T))
 	return b.tokenHead(h)
@@ -82,7 +82,7 @@ func (b *builder) scoreBlock(ids *Node) *Node {
 	B, T := ids.Shape().Dim(0), ids.Shape().Dim(1)
 	n := T / L
 	blocks := Reshape(ids, B, n, L)
-	h := b.decoder(arch.BlockDecoder, b.cfg.BlockDecoder, b.embedBlocks(blocks), iotaPos(b.g, 0, n), n, causal(nil))
+	h := b.decoder(arch.BlockDecoder, b.cfg.BlockDecoder, b.embedBlocks(blocks), iotaPos(b.g, 0, n), n, b.causal(nil))
 	D := h.Shape().Dim(-1)
 	ctx := Reshape(Slice(h, AxisRange(), AxisRange(0, n-1)), B*(n-1), D)
 	tgt := Reshape(Slice(blocks, AxisRange(), AxisRange(1, n)), B*(n-1), L)
@@ -118,7 +118,7 @@ func (b *builder) generateBlock(ctx, rng *Node, s sampler) (*Node, *Node, *Node)
 			x = b.embed(Reshape(toks[j-1], B, 1), arch.TokenDecoder, arch.EmbedIn+".weight")
 		}
 		n := x.Shape().Dim(1)
-		h := b.decoder(arch.TokenDecoder, &td.DecoderConfig, x, iotaPos(b.g, pos, n), T, localCache(&past, pos))
+		h := b.decoder(arch.TokenDecoder, &td.DecoderConfig, x, iotaPos(b.g, pos, n), T, b.localCache(&past, pos))
 		pos += n
 		lg := b.tokenHead(Reshape(Slice(h, AxisRange(), AxisElem(n-1)), B, -1)) // [B, V]
 		var tok *Node

@@ -1,9 +1,9 @@
 package graph
 
 import (
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
-	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
-	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 )
 
 // KV caches. A layer's cache holds its keys as [B, H, S, hd] and its values as [B, H, hd, S]: the
@@ -30,13 +30,13 @@ func toValues(x *Node) *Node { return TransposeAllAxes(x, 0, 2, 3, 1) }
 
 // causal is the attendFn of a full forward: keys are the new tokens, causally masked. If keep is
 // not nil, each layer's keys and values (cache layouts) are appended to it.
-func causal(keep *[]kv) attendFn {
+func (b *builder) causal(keep *[]kv) attendFn {
 	return func(_ int, q, k, v *Node) *Node {
 		kc, vc := toKeys(k), toValues(v)
 		if keep != nil {
 			*keep = append(*keep, kv{kc, vc})
 		}
-		return attention(q, kc, vc, causalBias(q.Graph(), 0, q.Shape().Dim(1)))
+		return b.attention(q, kc, vc, causalBias(q.Graph(), 0, q.Shape().Dim(1)))
 	}
 }
 
@@ -45,7 +45,7 @@ type kv struct{ k, v *Node }
 
 // localCache is the attendFn of the token decoder during generation: keys are the block's earlier
 // positions (kept in *past, one entry per layer) plus the new ones.
-func localCache(past *[]kv, start int) attendFn {
+func (b *builder) localCache(past *[]kv, start int) attendFn {
 	fresh := len(*past) == 0
 	return func(layer int, q, k, v *Node) *Node {
 		kc, vc := toKeys(k), toValues(v)
@@ -56,7 +56,7 @@ func localCache(past *[]kv, start int) attendFn {
 		} else {
 			*past = append(*past, kv{kc, vc})
 		}
-		return attention(q, kc, vc, causalBias(q.Graph(), start, q.Shape().Dim(1)))
+		return b.attention(q, kc, vc, causalBias(q.Graph(), start, q.Shape().Dim(1)))
 	}
 }
 
@@ -72,12 +72,13 @@ func (b *builder) fixedCache(caches []kv, pos *Node) attendFn {
 		kc, vc := b.writeCache(c.k, toKeys(k), pos, keySeqAxis), b.writeCache(c.v, toValues(v), pos, valueSeqAxis)
 		caches[layer] = kv{kc, vc}
 		bias := Where(LessOrEqual(idx, pos), Zeros(g, shapes.Make(dtypes.Float32, S)), Const(g, float32(-1e9)))
-		return attention(q, kc, vc, Reshape(bias, 1, S))
+		return b.attention(q, kc, vc, Reshape(bias, 1, S))
 	}
 }
 
 // writeCache puts x (one position: the cache's shape with 1 on axis) at position pos of cache.
-// XLA has DynamicUpdateSlice; the pure-Go backend has no such op, but its ScatterSum adds into the
+// XLA has DynamicUpdateSlice; the pure-Go backend has no such op (GoMLX v0.28.8 / compute v0.1.6:
+// "op not implemented"), but its ScatterSum adds into the
 // cache in place when the cache buffer is donated to the step (decode does), and adding is writing
 // here: every position of a cache is zero until it is written, once. The scatter indexes every
 // axis before the sequence axis and the sequence axis itself; the axes after it are the slice.

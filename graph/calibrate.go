@@ -5,9 +5,9 @@ import (
 	"math"
 	"sort"
 
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
-	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
-	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/core/tensors"
 
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/quant"
@@ -24,13 +24,11 @@ func (e *Engine) Calibrate(windows [][]int32, batch int, full bool, progress fun
 	x, err := e.exec(fmt.Sprintf("calibrate-full=%v", full), func(b *builder, in []*Node) []*Node {
 		stats := map[string][2]*Node{} // key -> (sum of x^2 or x x^T, rows)
 		b.observe = func(key string, x *Node) {
-			x32 := ConvertDType(x, dtypes.Float32)
 			var sq *Node
 			if full {
-				// MatMul(Transpose(x), x): Einsum("mi,mj->ij", x, x) hangs the pure-Go backend.
-				sq = MatMul(Transpose(x32, 0, 1), x32)
+				sq = secondMoments(x)
 			} else {
-				sq = ReduceSum(Square(x32), 0)
+				sq = ReduceSum(Square(ConvertDType(x, dtypes.Float32)), 0)
 			}
 			rows := Scalar(b.g, dtypes.Float32, float64(x.Shape().Dim(0)))
 			if prev, ok := stats[key]; ok {
@@ -119,6 +117,12 @@ func (e *Engine) Calibrate(windows [][]int32, batch int, full bool, progress fun
 		cal.Importance[k] = v
 	}
 	return cal, nil
+}
+
+// secondMoments is x^T x in float32 for x [rows, in]: the sums of x_i x_j over the rows.
+func secondMoments(x *Node) *Node {
+	x32 := ConvertDType(x, dtypes.Float32)
+	return Einsum("mi,mj->ij", x32, x32)
 }
 
 // linearKeys are the model's Linear weights, sorted: every one of them is used by the scoring

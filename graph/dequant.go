@@ -1,26 +1,26 @@
 package graph
 
 import (
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
-	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 
 	"github.com/btconvert/btconvert/formats/arch"
 )
 
 // dequantize rebuilds a quantized weight [rows, cols] in the compute dtype, inside the graph, from
-// its packed parts (docs/FORMAT.md). The integer codes become float32 first: the pure-Go backend's
-// integer dot products are broken, and there are no shift ops, so nibbles are split arithmetically.
+// its packed parts (docs/FORMAT.md): codes times scales (plus mins) in float32, then the compute
+// dtype. int4 bytes are split into their nibbles with bit operations.
 func (b *builder) dequantize(key string, q *arch.Quantization) *Node {
-	codes := ConvertDType(b.params[key+arch.QWeightSuffix], dtypes.Float32)
+	codes := b.params[key+arch.QWeightSuffix]
 	scales := ConvertDType(b.params[key+arch.ScalesSuffix], dtypes.Float32)
 	var w *Node
 	if q.Type == arch.Int8 {
-		w = Mul(codes, InsertAxes(scales, -1)) // per output row
+		w = Mul(ConvertDType(codes, dtypes.Float32), InsertAxes(scales, -1)) // per output row
 	} else {
-		// Byte = lo + 16*hi, low nibble first along the row.
-		hi := Floor(DivScalar(codes, 16))
-		lo := Sub(codes, MulScalar(hi, 16))
-		vals := Reshape(Stack([]*Node{lo, hi}, -1), q.Rows, q.PaddedCols) // [rows, padded]
+		// Byte = lo | hi<<4, low nibble first along the row.
+		lo := BitwiseAnd(codes, Const(b.g, uint8(0x0f)))
+		hi := BitwiseShiftRightLogicalScalar(codes, uint8(4))
+		vals := ConvertDType(Reshape(Stack([]*Node{lo, hi}, -1), q.Rows, q.PaddedCols), dtypes.Float32) // [rows, padded]
 		if q.Symmetric {
 			vals = AddScalar(vals, -8)
 		}

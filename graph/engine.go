@@ -5,10 +5,10 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/gomlx/gomlx/backends"
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
-	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
-	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/core/tensors"
 
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
@@ -19,7 +19,7 @@ import (
 // and compiled kept for its life (each distinct graph is compiled once).
 type Engine struct {
 	Config  *arch.Config
-	Backend backends.Backend
+	Backend compute.Backend
 	DType   dtypes.DType // compute dtype: Float32 or BFloat16
 	Weights *Weights
 
@@ -40,7 +40,7 @@ func ParseComputeDType(s string) (dtypes.DType, error) {
 }
 
 // Load uploads m's weights to backend once; every graph of the returned Engine reuses them.
-func Load(m *formats.Model, backend backends.Backend, dt dtypes.DType) (*Engine, error) {
+func Load(m *formats.Model, backend compute.Backend, dt dtypes.DType) (*Engine, error) {
 	w, err := LoadWeights(m, backend)
 	if err != nil {
 		return nil, err

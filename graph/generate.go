@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gomlx/gomlx/backends"
-	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
-	"github.com/gomlx/gomlx/pkg/core/shapes"
-	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/core/tensors"
 
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/errs"
@@ -121,7 +121,7 @@ func (r stepResult) logits() *tensors.Tensor { return r[1] }
 
 // next is the arguments of the step that follows, at position pos. The caches are donated: the
 // step updates them in place, and they are invalid here afterwards.
-func (r stepResult) next(pos int32, b backends.Backend) ([]any, error) {
+func (r stepResult) next(pos int32, b compute.Backend) ([]any, error) {
 	args := make([]any, 0, len(r))
 	for _, c := range r[3:] {
 		d, err := DonateTensorBuffer(c, b, 0)
@@ -196,7 +196,7 @@ func (e *Engine) generateBlocks(prompts [][]int32, o GenerateOptions) (*Generati
 		ids, rng := in[0], in[1]
 		B, n := ids.Shape().Dim(0), ids.Shape().Dim(1) // from the inputs: this graph serves every batch and prompt
 		var keep []kv
-		h := b.decoder(arch.BlockDecoder, cfg.BlockDecoder, b.embedBlocks(ids), iotaPos(b.g, 0, n), S, causal(&keep))
+		h := b.decoder(arch.BlockDecoder, cfg.BlockDecoder, b.embedBlocks(ids), iotaPos(b.g, 0, n), S, b.causal(&keep))
 		ctx := Reshape(Slice(h, AxisRange(), AxisElem(n-1)), B, -1)
 		toks, logits, rng := b.generateBlock(ctx, rng, s)
 		return stepOut{toks, logits, rng, keep}.nodes(S)
@@ -242,7 +242,7 @@ func (e *Engine) generateTokens(prompts [][]int32, o GenerateOptions) (*Generati
 		ids, rng := in[0], in[1]
 		B, T := ids.Shape().Dim(0), ids.Shape().Dim(1)
 		var keep []kv
-		h := b.vanillaHidden(ids, iotaPos(b.g, 0, T), S, causal(&keep))
+		h := b.vanillaHidden(ids, iotaPos(b.g, 0, T), S, b.causal(&keep))
 		last := b.vanillaHead(Reshape(Slice(h, AxisRange(), AxisElem(T-1)), B, -1)) // head on the last position only
 		tok, rng := s.sample(last, rng)
 		return stepOut{InsertAxes(tok, -1), InsertAxes(last, 1), rng, keep}.nodes(S)

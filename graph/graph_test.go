@@ -4,7 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/compute/dtypes"
 
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/internal/testfix"

@@ -4,10 +4,9 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/gomlx/gomlx/backends/simplego"
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
-	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // the op vocabulary reads best unqualified
-	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // the op vocabulary reads best unqualified
 
 	"github.com/btconvert/btconvert/formats/arch"
 )
@@ -24,17 +23,13 @@ type builder struct {
 	// observe, when set, is shown the input of every linear layer (flattened to [rows, in]) by its
 	// weight's key: calibration watches a scoring forward through it.
 	observe func(key string, x *Node)
-	// smallKernelLimit is the pure-Go backend's M*N above which DotGeneral takes its "large"
-	// kernel (0 on other backends).
-	smallKernelLimit int
+	// halfDotBug: bf16 / f16 products take the way around the go backend's AVX2 kernels (dot).
+	halfDotBug bool
 }
 
 func newBuilder(g *Graph, w *Weights, cfg *arch.Config, dt dtypes.DType, weights []*Node, kind backendKind) *builder {
-	b := &builder{g: g, cfg: cfg, dt: dt, kind: kind, params: map[string]*Node{}, cache: map[string]*Node{}}
-	if kind == goBackend {
-		blk := 1 << simplego.DotGeneralTargetBlockLog2Dim[dt]
-		b.smallKernelLimit = 16 * blk * blk
-	}
+	b := &builder{g: g, cfg: cfg, dt: dt, kind: kind, params: map[string]*Node{}, cache: map[string]*Node{},
+		halfDotBug: halfDotBugHere(kind)}
 	for i, k := range w.Keys {
 		b.params[k] = weights[i]
 	}
@@ -77,35 +72,46 @@ func (b *builder) linear(x *Node, component, name string, bias bool) *Node {
 	return Reshape(y, out...)
 }
 
-// matmulT is x [M, K] times W^T for W [N, K]. On the pure-Go backend a product with M*N above
-// its threshold takes the "large" kernel, which re-blocks both operands on every call: for a
-// few rows against a big weight (decoding, the vocabulary head) that copy of the weight is most of
-// the time. There the weight's rows are split into a batch axis so each piece stays on the
-// "small" kernel, which reads the weight in place (6x faster at batch 1 on the head of b4_5).
+// matmulT is x [M, K] times W^T for W [N, K] (PyTorch's Linear layout), read in place: the
+// contracting axis is last on both sides, the layout the backends' kernels take as it is.
 func (b *builder) matmulT(x, W *Node) *Node {
-	M, N, K := x.Shape().Dim(0), W.Shape().Dim(0), W.Shape().Dim(1)
-	if b.smallKernelLimit == 0 || M > smallKernelRows || M*N <= b.smallKernelLimit {
-		return DotGeneral(x, []int{1}, nil, W, []int{1}, nil)
-	}
-	c := 0
-	for d := (M*N + b.smallKernelLimit - 1) / b.smallKernelLimit; d <= N; d++ {
-		if N%d == 0 {
-			c = d
-			break
-		}
-	}
-	if c <= 1 {
-		return DotGeneral(x, []int{1}, nil, W, []int{1}, nil)
-	}
-	Wc := Reshape(W, c, N/c, K)
-	xc := BroadcastToDims(InsertAxes(x, 0), c, M, K)
-	y := DotGeneral(xc, []int{2}, []int{0}, Wc, []int{2}, []int{0}) // [c, M, N/c]
-	return Reshape(TransposeAllAxes(y, 1, 0, 2), M, N)
+	return b.dot(x, []int{1}, nil, W, []int{1}, nil)
 }
 
-// smallKernelRows is the largest row count for which matmulT splits the weight (measured: the
-// small kernel wins up to batch ~16 on b4_5 and loses by 2x at 64).
-const smallKernelRows = 16
+// dot is DotGeneral, working around the go backend's AVX2 kernels for bf16 and f16 (GoMLX v0.28.8,
+// compute v0.1.6; docs/UPSTREAM_BUGS.md): on products of fewer than 4 Mi multiply-adds per batch
+// with the contracting axis last on both sides (every product of these models) they drop half of
+// the terms. Where that kernel runs, such products are computed from float32 copies of the
+// operands: the kernel converts to float32 and sums in float32 anyway, so the sums are the same.
+func (b *builder) dot(lhs *Node, lhsContracting, lhsBatch []int, rhs *Node, rhsContracting, rhsBatch []int) *Node {
+	dt := lhs.DType()
+	if !b.halfDotBug || !dt.IsHalfPrecision() || perBatchMACs(lhs, lhsContracting, lhsBatch, rhs) >= avx2SmallDotLimit {
+		return DotGeneral(lhs, lhsContracting, lhsBatch, rhs, rhsContracting, rhsBatch)
+	}
+	f32 := func(x *Node) *Node { return ConvertDType(x, dtypes.Float32) }
+	return ConvertDType(DotGeneral(f32(lhs), lhsContracting, lhsBatch, f32(rhs), rhsContracting, rhsBatch), dt)
+}
+
+// avx2SmallDotLimit is where the go backend's AVX2 kernels switch from the small (faulty for half
+// precision) to the large (correct) one: M*N*K per batch.
+const avx2SmallDotLimit = 4 << 20
+
+// halfDotBugHere reports that products on backend kind run on the go backend's AVX2 kernels,
+// whose small bf16 / f16 kernels are wrong (see dot).
+func halfDotBugHere(kind backendKind) bool { return kind == goBackend && MatmulKernel() == KernelAVX2 }
+
+// perBatchMACs is M*N*K of one batch of a DotGeneral: lhs's size over its batch, times rhs's cross
+// size (its size over batch and contracted axes).
+func perBatchMACs(lhs *Node, lhsContracting, lhsBatch []int, rhs *Node) int {
+	batch, contracted := 1, 1
+	for _, a := range lhsBatch {
+		batch *= lhs.Shape().Dim(a)
+	}
+	for _, a := range lhsContracting {
+		contracted *= lhs.Shape().Dim(a)
+	}
+	return lhs.Shape().Size() / batch * (rhs.Shape().Size() / batch / contracted)
+}
 
 // layerNorm normalises the last axis in float32, whatever the compute dtype.
 func (b *builder) layerNorm(x *Node, component, name string, eps float64) *Node {
@@ -173,14 +179,14 @@ type attendFn func(layer int, q, k, v *Node) *Node
 // attention is softmax(q k^T / sqrt(hd) + bias) v for q [B, T, H, hd], keys [B, H, S, hd] and
 // values [B, H, hd, S] (the cache layouts) and an additive float32 bias [T, S] (0 or -1e9). Scores
 // and softmax are in float32. Returns [B, T, H, hd].
-func attention(q, k, v, bias *Node) *Node {
+func (b *builder) attention(q, k, v, bias *Node) *Node {
 	hd := q.Shape().Dim(-1)
-	qh := TransposeAllAxes(q, 0, 2, 1, 3)                                     // [B, H, T, hd]
-	scores := DotGeneral(qh, []int{3}, []int{0, 1}, k, []int{3}, []int{0, 1}) // [B, H, T, S]
+	qh := TransposeAllAxes(q, 0, 2, 1, 3)                                // [B, H, T, hd]
+	scores := b.dot(qh, []int{3}, []int{0, 1}, k, []int{3}, []int{0, 1}) // [B, H, T, S]
 	scores = MulScalar(ConvertDType(scores, dtypes.Float32), 1/math.Sqrt(float64(hd)))
 	scores = Add(scores, InsertAxes(bias, 0, 0))
 	probs := ConvertDType(Softmax(scores, -1), q.DType())
-	out := DotGeneral(probs, []int{3}, []int{0, 1}, v, []int{3}, []int{0, 1}) // [B, H, T, hd]
+	out := b.dot(probs, []int{3}, []int{0, 1}, v, []int{3}, []int{0, 1}) // [B, H, T, hd]
 	return TransposeAllAxes(out, 0, 2, 1, 3)
 }
 
@@ -232,12 +238,9 @@ func (b *builder) embed(ids *Node, component, name string) *Node {
 	return take(b.w(component, name), ids)
 }
 
-// take gathers rows of table [V, D] for ids of any shape: [..., D]. (Gather with many index axes
-// trips a shape check in GoMLX v0.26.0, so the ids are flattened first.)
+// take gathers rows of table [V, D] for ids of any shape: [..., D].
 func take(table, ids *Node) *Node {
-	flat := Reshape(ids, -1, 1)
-	out := Gather(table, flat)
-	return Reshape(out, append(append([]int(nil), ids.Shape().Dimensions...), table.Shape().Dim(-1))...)
+	return Gather(table, InsertAxes(ids, -1))
 }
 
 // iotaPos is the positions start..start+n-1 as int32 [n].

@@ -5,9 +5,9 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
-	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
-	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/core/tensors"
 
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/internal/testfix"
@@ -21,26 +21,6 @@ func randFloats(n int, seed uint64) []float32 {
 		v[i] = float32(r.NormFloat64())
 	}
 	return v
-}
-
-// The pure-Go backend's split of a big weight into a batch axis (matmulT) computes the plain
-// product: the same sums, so the same values.
-func TestMatmulTSplitEqualsPlainProduct(t *testing.T) {
-	be := testfix.Backend(t)
-	for _, s := range []struct{ M, N, K int }{{1, 50304, 64}, {3, 6000, 128}, {16, 4096, 32}} {
-		split := MustNewExec(be, func(x, w *Node) *Node {
-			b := newBuilder(x.Graph(), &Weights{}, &arch.Config{}, dtypes.Float32, nil, goBackend)
-			return b.matmulT(x, w)
-		})
-		plain := MustNewExec(be, func(x, w *Node) *Node { return DotGeneral(x, []int{1}, nil, w, []int{1}, nil) })
-		x := tensors.FromFlatDataAndDimensions(randFloats(s.M*s.K, 1), s.M, s.K)
-		w := tensors.FromFlatDataAndDimensions(randFloats(s.N*s.K, 2), s.N, s.K)
-		a, _ := tensors.CopyFlatData[float32](split.MustExec(x, w)[0])
-		b, _ := tensors.CopyFlatData[float32](plain.MustExec(x, w)[0])
-		if e := testfix.RelL2(a, b); e > 1e-6 {
-			t.Errorf("%+v: split product differs from the plain one by %.3g", s, e)
-		}
-	}
 }
 
 // Dequantizing inside the graph gives exactly the weights the host dequantization gives, for int8,
@@ -83,5 +63,43 @@ func TestDequantizeInGraphEqualsHost(t *testing.T) {
 		}
 		check(map[bool]string{true: "int4 symmetric", false: "int4"}[sym], &arch.Quantization{Type: arch.Int4, GroupSize: 32, Symmetric: sym,
 			Rows: rows, Cols: cols, PaddedCols: q4.PaddedCols}, parts, q4.Dequantize(rows, cols, 32, sym))
+	}
+}
+
+// The calibration's second moments (an Einsum of x with itself) are x^T x, as the host sums it,
+// at a calibration-sized batch of rows.
+func TestSecondMomentsEqualHost(t *testing.T) {
+	const rows, cols = 2048, 96
+	x := randFloats(rows*cols, 5)
+	e := MustNewExec(testfix.Backend(t), secondMoments)
+	got, _ := tensors.CopyFlatData[float32](e.MustExec(tensors.FromFlatDataAndDimensions(x, rows, cols))[0])
+	want := make([]float32, cols*cols)
+	for i := range cols {
+		for j := range cols {
+			var s float64
+			for m := range rows {
+				s += float64(x[m*cols+i]) * float64(x[m*cols+j])
+			}
+			want[i*cols+j] = float32(s)
+		}
+	}
+	if e := testfix.RelL2(got, want); e > 1e-6 {
+		t.Errorf("x^T x differs from the host's by rel L2 %.3g", e)
+	}
+}
+
+// take gathers the rows of ids of any rank, in order.
+func TestTakeRows(t *testing.T) {
+	table := randFloats(7*3, 6)
+	ids := []int32{6, 0, 2, 2, 5, 1, 3, 4, 0, 1, 1, 6}
+	e := MustNewExec(testfix.Backend(t), func(tab, ids *Node) *Node { return take(tab, ids) })
+	out := e.MustExec(tensors.FromFlatDataAndDimensions(table, 7, 3), tensors.FromFlatDataAndDimensions(ids, 2, 3, 2))[0]
+	got, _ := tensors.CopyFlatData[float32](out)
+	var want []float32
+	for _, id := range ids {
+		want = append(want, table[id*3:id*3+3]...)
+	}
+	if !slices.Equal(out.Shape().Dimensions, []int{2, 3, 2, 3}) || !slices.Equal(got, want) {
+		t.Errorf("take: shape %v, %v, want %v", out.Shape().Dimensions, got, want)
 	}
 }

@@ -1,8 +1,8 @@
 package graph
 
 import (
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
-	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 
 	"github.com/btconvert/btconvert/formats/arch"
 )
@@ -28,5 +28,5 @@ func (b *builder) vanillaForward(ids, pos *Node, maxPos int, attend attendFn) *N
 // scoreVanilla returns logits [B, T, V]: position t predicts token t+1.
 func (b *builder) scoreVanilla(ids *Node) *Node {
 	T := ids.Shape().Dim(1)
-	return b.vanillaForward(ids, iotaPos(b.g, 0, T), T, causal(nil))
+	return b.vanillaForward(ids, iotaPos(b.g, 0, T), T, b.causal(nil))
 }

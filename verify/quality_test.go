@@ -3,7 +3,7 @@ package verify
 import (
 	"testing"
 
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/compute/dtypes"
 
 	"github.com/btconvert/btconvert/graph"
 	"github.com/btconvert/btconvert/internal/testfix"

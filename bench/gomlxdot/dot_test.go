@@ -1,9 +1,10 @@
 // Package gomlxdot is a standalone benchmark of the GoMLX pure-Go backend's DotGeneral on the
 // shapes that dominate Block Transformer decoding: the vocabulary head (N = 50304, K = 256) at a
-// few batch sizes and a D x 4D layer. It imports nothing but GoMLX, so the file can be copied into
-// any module that requires github.com/gomlx/gomlx and run as it is:
+// few batch sizes and a D x 4D layer. It imports nothing but GoMLX (and its backends' module,
+// github.com/gomlx/compute), so the file can be copied into any module that requires
+// github.com/gomlx/gomlx and run as it is (GOEXPERIMENT=simd gives the backend its SIMD kernels):
 //
-//	go test ./bench/gomlxdot -bench . -benchtime 10x
+//	GOEXPERIMENT=simd go test ./bench/gomlxdot -bench . -benchtime 10x
 //
 // x [M, K] times w [N, K] contracted on K (a Linear layer with PyTorch's weight layout), f32.
 package gomlxdot
@@ -12,10 +13,10 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/gomlx/gomlx/backends"
-	_ "github.com/gomlx/gomlx/backends/simplego"
-	"github.com/gomlx/gomlx/pkg/core/graph"
-	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/compute"
+	_ "github.com/gomlx/compute/gobackend"
+	"github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
 )
 
 var shapes = []struct {
@@ -31,7 +32,7 @@ var shapes = []struct {
 }
 
 func BenchmarkDotGeneral(b *testing.B) {
-	backend, err := backends.NewWithConfig("go")
+	backend, err := compute.NewWithConfig("go")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/btconvert/btconvert"
 	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/graph"
 	"github.com/btconvert/btconvert/internal/testfix"
 )
 
@@ -26,6 +27,17 @@ func TestVersionAndHelp(t *testing.T) {
 	code, out, _ := btc(t, "--version")
 	if code != 0 || !strings.Contains(out, btconvert.Version().String()) || !strings.Contains(out, "GoMLX") {
 		t.Fatalf("version: %d %q", code, out)
+	}
+	// The version says whether SIMD is built in and which matmul kernel this CPU gets.
+	wantSIMD := "simd: off (built without GOEXPERIMENT=simd)"
+	if graph.SIMDBuiltIn {
+		wantSIMD = "simd: " + graph.SIMDStatus()
+		if strings.Contains(wantSIMD, "without") {
+			t.Errorf("a GOEXPERIMENT=simd build says %q", wantSIMD)
+		}
+	}
+	if !strings.HasSuffix(strings.TrimSpace(out), wantSIMD) {
+		t.Errorf("version %q does not end with %q", out, wantSIMD)
 	}
 	for _, cmd := range []string{"import", "inspect", "verify", "generate"} {
 		code, out, _ := btc(t, cmd, "--help")
@@ -176,9 +188,15 @@ func TestBadInputExitCodes(t *testing.T) {
 
 func TestCompareBackend(t *testing.T) {
 	js := filepath.Join(t.TempDir(), "r.json")
-	code, _, stderr := btc(t, "verify", filepath.Join(fx, "pythia-tiny"), "--compare-backend", "go", "--json-file", js, "-q")
+	code, _, stderr := btc(t, "verify", filepath.Join(fx, "pythia-tiny"), "--backend", "go", "--compare-backend", "go", "--json-file", js, "-q")
 	if code != 0 {
 		t.Fatalf("%d %s", code, stderr)
+	}
+	// Two go backends started, --quiet: a build without GOEXPERIMENT=simd says so once, one with it
+	// says nothing.
+	warnings := strings.Count(stderr, graph.SlowBuildWarning+"\n")
+	if want := map[bool]int{true: 0, false: 1}[graph.SIMDBuiltIn]; warnings != want || len(stderr) != warnings*len(graph.SlowBuildWarning+"\n") {
+		t.Errorf("SIMD built in %v: stderr %q, want %d warning line(s) and nothing else", graph.SIMDBuiltIn, stderr, want)
 	}
 	var r struct {
 		CompareBackend struct {

@@ -28,6 +28,19 @@ func (u ui) Note(msg string) {
 	}
 }
 
+// Warn prints msg on stderr, --quiet or not, once per run.
+func (u ui) Warn(msg string) {
+	key := "warned: " + msg
+	if u.c.App.Metadata[key] != nil {
+		return
+	}
+	if u.c.App.Metadata == nil {
+		u.c.App.Metadata = map[string]any{}
+	}
+	u.c.App.Metadata[key] = true
+	fmt.Fprintln(u.c.App.ErrWriter, oneLine(msg))
+}
+
 // Progress shows bytes as bytes and counts as counts; the ETA comes from the units done against
 // the units to do (tokens, not steps of unequal size). On a terminal it is a bar; elsewhere (CI
 // logs, nohup, pipes) a plain line every progressEvery, so long work is never silent.

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"unicode"
 
-	"github.com/gomlx/gomlx/backends"
-	_ "github.com/gomlx/gomlx/backends/simplego" // the "go" backend
+	"github.com/gomlx/compute"
+	_ "github.com/gomlx/compute/gobackend" // the "go" backend
 
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
@@ -168,13 +168,13 @@ func LoadReference(t testing.TB, name string) *Reference {
 	return r
 }
 
-var backend backends.Backend
+var backend compute.Backend
 
 // Backend is the pure-Go backend, one for the test binary (ops run one at a time: see
 // graph.SequentialOps).
-func Backend(t testing.TB) backends.Backend {
+func Backend(t testing.TB) compute.Backend {
 	if backend == nil {
-		b, err := backends.NewWithConfig("go:ops_sequential")
+		b, err := compute.NewWithConfig("go:ops_sequential")
 		if err != nil {
 			t.Fatal(err)
 		}
