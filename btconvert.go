@@ -13,7 +13,7 @@ import (
 	"runtime/debug"
 	"strings"
 
-	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/graph/backend"
 )
 
 // ErrCheckFailed is returned (wrapped) with a report whose checks did not all pass.
@@ -54,7 +54,7 @@ func orSilent(ui UI) UI {
 
 // VersionInfo is what this build is: the module version, the commit it was built from, the Go,
 // GoMLX and compute (GoMLX's backends) versions, and the go backend's SIMD matmul kernel on this
-// CPU (graph.SIMDStatus).
+// CPU (backend.SIMDStatus).
 type VersionInfo struct {
 	Version  string `json:"version"`
 	Commit   string `json:"commit,omitempty"`
@@ -67,7 +67,7 @@ type VersionInfo struct {
 
 // Version reads the build information of the running binary.
 func Version() VersionInfo {
-	v := VersionInfo{Version: "(devel)", SIMD: graph.SIMDStatus()}
+	v := VersionInfo{Version: "(devel)", SIMD: backend.SIMDStatus()}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return v

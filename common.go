@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"strings"
 	"syscall"
 
 	"github.com/dustin/go-humanize"
@@ -19,12 +18,13 @@ import (
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/graph/backend"
 	"github.com/btconvert/btconvert/verify/bench"
 )
 
 // Runtime says where a model runs.
 type Runtime struct {
-	Backend      string // "" is $BTCONVERT_BACKEND, else auto (see graph.Choose)
+	Backend      string // "" is $BTCONVERT_BACKEND, else auto (see backend.Choose)
 	ComputeDType string // "f32" (default) or "bf16"
 }
 
@@ -42,20 +42,19 @@ func (rt Runtime) start(ui UI) (*device, error) {
 	if err != nil {
 		return nil, err
 	}
-	asked := graph.Resolve(rt.Backend)
-	spec, why := graph.Choose(asked)
-	b, err := graph.NewBackend(spec)
-	if err != nil && asked == graph.Auto {
-		// Never a silent switch: the plugin auto found is broken, and the user is told how to go on.
-		return nil, errs.Option("Backend", graph.Auto, "found %s, but it could not be started (%v); pass {Backend} go to run on the pure-Go backend",
-			strings.TrimPrefix(why, "auto: "), errs.Render(err, func(f string) string { return "{" + f + "}" })) // spelt by the front end
-	}
+	return startBackend("Backend", backend.Resolve(rt.Backend), dt, ui)
+}
+
+// startBackend starts the backend spec (given by option) and tells the user which one runs and
+// why.
+func startBackend(option, spec string, dt dtypes.DType, ui UI) (*device, error) {
+	s, err := backend.Open(option, spec)
 	if err != nil {
 		return nil, err
 	}
-	ui.Note(fmt.Sprintf("backend: %s [%s]", graph.Describe(b), why))
-	warnSlowBuild(ui, b)
-	return &device{b, spec, dt}, nil
+	ui.Note(fmt.Sprintf("backend: %s [%s]", backend.Describe(s.Backend), s.Why))
+	warnSlowBuild(ui, s.Backend)
+	return &device{s.Backend, s.Spec, dt}, nil
 }
 
 // Warner is a UI that also shows warnings --quiet does not silence (the command line's does).
@@ -64,17 +63,17 @@ type Warner interface {
 }
 
 // warnSlowBuild tells the user that this binary runs the go backend without its SIMD kernels
-// (graph.SlowBuildWarning): through Warn when ui has it (the command line prints it once per
+// (backend.SlowBuildWarning): through Warn when ui has it (the command line prints it once per
 // run), else as a Note.
 func warnSlowBuild(ui UI, b compute.Backend) {
-	if graph.SIMDBuiltIn || !graph.IsGoBackend(b) {
+	if backend.SIMDBuiltIn || !backend.IsGo(b) {
 		return
 	}
 	if w, ok := ui.(Warner); ok {
-		w.Warn(graph.SlowBuildWarning)
+		w.Warn(backend.SlowBuildWarning)
 		return
 	}
-	ui.Note(graph.SlowBuildWarning)
+	ui.Note(backend.SlowBuildWarning)
 }
 
 // loaded is a model opened and uploaded to a backend.

@@ -91,7 +91,7 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	prov := &arch.QuantProvenance{Type: arch.QuantType(o.Settings.Type), GroupSize: o.Settings.GroupSize, Symmetric: o.Settings.Symmetric,
+	prov := &arch.QuantProvenance{Type: arch.QuantType(plan.Settings.Type), GroupSize: plan.Settings.GroupSize, Symmetric: plan.Settings.Symmetric,
 		Method: "rtn", Tool: o.Version}
 	if o.Settings.Type == quant.Int8 {
 		prov.GroupSize, prov.Symmetric = 0, true

@@ -9,7 +9,7 @@ import (
 	"github.com/btconvert/btconvert/formats/modeldir"
 	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/formats/tokenizer"
-	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/graph/backend"
 	"github.com/btconvert/btconvert/verify"
 )
 
@@ -88,7 +88,7 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 	}
 	defer l.Close()
 	m := l.eng
-	rep := &verify.Report{Model: o.Model, Backend: dev.spec, Device: graph.Describe(dev.b), DType: cmp.Or(o.ComputeDType, "f32"), WeightBytes: m.Weights.Bytes}
+	rep := &verify.Report{Model: o.Model, Backend: dev.spec, Device: backend.Describe(dev.b), DType: cmp.Or(o.ComputeDType, "f32"), WeightBytes: m.Weights.Bytes}
 	ran := false
 	if p := o.Reference; p != "" {
 		ran = true
@@ -130,12 +130,11 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 	}
 	if spec2 := o.CompareBackend; spec2 != "" {
 		ran = true
-		b2, err := graph.NewBackend(spec2)
+		dev2, err := startBackend("CompareBackend", spec2, dev.dt, ui)
 		if err != nil {
 			return nil, err
 		}
-		warnSlowBuild(ui, b2)
-		l2, err := (&device{b2, spec2, dev.dt}).load(o.Model, o.Open)
+		l2, err := dev2.load(o.Model, o.Open)
 		if err != nil {
 			return nil, err
 		}
@@ -144,7 +143,7 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		rep.CompareBackend = &verify.BackendParity{Backend: spec2, Parity: *p}
+		rep.CompareBackend = &verify.BackendParity{Backend: dev2.spec, Parity: *p}
 		rep.AtMost("backend_rel_l2_err", p.RelL2Err, o.MaxRelErr)
 	}
 	if !ran {

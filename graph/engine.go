@@ -13,6 +13,7 @@ import (
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/graph/backend"
 )
 
 // Engine runs one model on one backend: its weights uploaded once, and every graph it has built
@@ -26,6 +27,21 @@ type Engine struct {
 	compiles atomic.Int64
 	mu       sync.Mutex
 	execs    map[string]*Exec
+}
+
+// backendKind is what the graphs adapt to: the pure-Go backend's kernels and missing ops, or XLA.
+type backendKind int
+
+const (
+	goBackend backendKind = iota
+	xlaBackend
+)
+
+func kindOf(b compute.Backend) backendKind {
+	if backend.IsGo(b) {
+		return goBackend
+	}
+	return xlaBackend
 }
 
 // ParseComputeDType maps a compute dtype name (f32, bf16) to a GoMLX dtype.

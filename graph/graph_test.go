@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 
 	"github.com/btconvert/btconvert/formats"
@@ -18,7 +19,13 @@ func load(t testing.TB, name string, dt dtypes.DType) *Engine {
 
 func loadModel(t testing.TB, m *formats.Model, dt dtypes.DType) *Engine {
 	t.Helper()
-	e, err := Load(m, testfix.Backend(t), dt)
+	return loadOn(t, testfix.Backend(t), m, dt)
+}
+
+// loadOn uploads a model to backend b.
+func loadOn(t testing.TB, b compute.Backend, m *formats.Model, dt dtypes.DType) *Engine {
+	t.Helper()
+	e, err := Load(m, b, dt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,9 +33,16 @@ func loadModel(t testing.TB, m *formats.Model, dt dtypes.DType) *Engine {
 	return e
 }
 
+// The parity tests run on every backend: go, and XLA's CPU plugin. Tolerance: rel L2 1e-5 of the
+// float64 reference on both (measured ~3e-7; XLA fuses ops and reorders sums, still at float32
+// rounding), greedy tokens identical.
 func TestScoreMatchesReference(t *testing.T) {
+	testfix.EachBackend(t, testScore)
+}
+
+func testScore(t *testing.T, b compute.Backend) {
 	for _, name := range testfix.Names {
-		m := load(t, name, dtypes.Float32)
+		m := loadOn(t, b, testfix.Open(t, testfix.Path(name)), dtypes.Float32)
 		r := testfix.LoadReference(t, name)
 		got, shape, err := m.Score(r.IDs, r.B, r.T)
 		if err != nil {
@@ -45,9 +59,14 @@ func TestScoreMatchesReference(t *testing.T) {
 	}
 }
 
+// Greedy generation (batch 2, KV caches) gives the reference's tokens.
 func TestGreedyMatchesReference(t *testing.T) {
+	testfix.EachBackend(t, testGreedy)
+}
+
+func testGreedy(t *testing.T, b compute.Backend) {
 	for _, name := range testfix.Names {
-		m := load(t, name, dtypes.Float32)
+		m := loadOn(t, b, testfix.Open(t, testfix.Path(name)), dtypes.Float32)
 		r := testfix.LoadReference(t, name)
 		g, err := m.Generate(r.Prompts, GenerateOptions{MaxNewTokens: len(r.Greedy[0])})
 		if err != nil {
@@ -64,7 +83,11 @@ func TestGreedyMatchesReference(t *testing.T) {
 // bf16 compute (weights and matmuls in bfloat16, LayerNorm and softmax in f32) stays close to
 // the reference and keeps its greedy tokens.
 func TestBF16Compute(t *testing.T) {
-	m := load(t, "bt-tiny", dtypes.BFloat16)
+	testfix.EachBackend(t, testBF16)
+}
+
+func testBF16(t *testing.T, b compute.Backend) {
+	m := loadOn(t, b, testfix.Open(t, testfix.Path("bt-tiny")), dtypes.BFloat16)
 	r := testfix.LoadReference(t, "bt-tiny")
 	got, _, err := m.Score(r.IDs, r.B, r.T)
 	if err != nil {

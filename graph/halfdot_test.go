@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"github.com/btconvert/btconvert/graph/backend"
 	"math"
 	"os"
 	"os/exec"
@@ -42,7 +43,7 @@ func roundTo(dt dtypes.DType, v []float32) []float64 {
 // terms of these shapes (rel L2 ~0.7, docs/UPSTREAM_BUGS.md); builder.dot works around it, and
 // this test fails without it.
 func TestHalfProductsMatchFloat64(t *testing.T) {
-	if os.Getenv(halfTestsChild) == "" && MatmulKernel() == KernelAVX512 {
+	if os.Getenv(halfTestsChild) == "" && backend.MatmulKernel() == backend.KernelAVX512 {
 		cmd := exec.Command(os.Args[0], "-test.run=^(TestHalfProductsMatchFloat64|TestBF16Compute)$", "-test.count=1", "-test.v")
 		cmd.Env = append(os.Environ(), "GOMLX_SIMD_AVX512=false", halfTestsChild+"=1")
 		out, err := cmd.CombinedOutput()
@@ -50,7 +51,7 @@ func TestHalfProductsMatchFloat64(t *testing.T) {
 			t.Errorf("on the AVX2 kernels (GOMLX_SIMD_AVX512=false): %v\n%s", err, out)
 		}
 	}
-	t.Logf("matmul kernel: %s", MatmulKernel())
+	t.Logf("matmul kernel: %s", backend.MatmulKernel())
 	be := testfix.Backend(t)
 	type shape struct{ B, M, N, K int } // B > 0: batched [B, M, K] x [B, N, K]
 	for _, dt := range []dtypes.DType{dtypes.BFloat16, dtypes.Float16} {
@@ -95,7 +96,7 @@ func TestHalfProductsMatchFloat64(t *testing.T) {
 			// The result is rounded to dt: 2^-9 relative for bf16, 2^-12 for f16.
 			tol := map[dtypes.DType]float64{dtypes.BFloat16: 4e-3, dtypes.Float16: 5e-4}[dt]
 			if e := math.Sqrt(num / den); e > tol {
-				t.Errorf("%s %+v on kernel %s: rel L2 %.3g > %.0e", dt, s, MatmulKernel(), e, tol)
+				t.Errorf("%s %+v on kernel %s: rel L2 %.3g > %.0e", dt, s, backend.MatmulKernel(), e, tol)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package graph
 
 import (
 	"fmt"
+	"github.com/btconvert/btconvert/graph/backend"
 	"math"
 
 	"github.com/gomlx/compute/dtypes"
@@ -98,7 +99,9 @@ const avx2SmallDotLimit = 4 << 20
 
 // halfDotBugHere reports that products on backend kind run on the go backend's AVX2 kernels,
 // whose small bf16 / f16 kernels are wrong (see dot).
-func halfDotBugHere(kind backendKind) bool { return kind == goBackend && MatmulKernel() == KernelAVX2 }
+func halfDotBugHere(kind backendKind) bool {
+	return kind == goBackend && backend.MatmulKernel() == backend.KernelAVX2
+}
 
 // perBatchMACs is M*N*K of one batch of a DotGeneral: lhs's size over its batch, times rhs's cross
 // size (its size over batch and contracted axes).

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 
 	"github.com/btconvert/btconvert/formats"
@@ -307,10 +308,12 @@ func TestSummationDecoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, n := tinyModel(cfg)
-	e := loadModel(t, m, dtypes.Float32)
-	ids := []int32{3, 1, 4, 1, 5, 9, 2, 6}
-	compareNaive(t, "summation", e, ids, n.blockLogits(ids))
-	checkGreedy(t, "summation", e, n, ids[:4], 6)
+	testfix.EachBackend(t, func(t *testing.T, b compute.Backend) {
+		e := loadOn(t, b, m, dtypes.Float32)
+		ids := []int32{3, 1, 4, 1, 5, 9, 2, 6}
+		compareNaive(t, "summation", e, ids, n.blockLogits(ids))
+		checkGreedy(t, "summation", e, n, ids[:4], 6)
+	})
 }
 
 // The official shapes of the resolved configs, at sizes a float64 loop can run: a MEGABYTE-style
@@ -337,10 +340,12 @@ func TestOfficialShapes(t *testing.T) {
 				t.Fatalf("heads %d / %d, want %v", cfg.BlockDecoder.Heads, cfg.TokenDecoder.Heads, want)
 			}
 			m, n := tinyModel(cfg)
-			e := loadModel(t, m, dtypes.Float32)
 			ids := []int32{3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8}
-			compareNaive(t, c.name, e, ids, n.blockLogits(ids))
-			checkGreedy(t, c.name, e, n, ids[:8], 8)
+			testfix.EachBackend(t, func(t *testing.T, b compute.Backend) {
+				e := loadOn(t, b, m, dtypes.Float32)
+				compareNaive(t, c.name, e, ids, n.blockLogits(ids))
+				checkGreedy(t, c.name, e, n, ids[:8], 8)
+			})
 			// Another head count (which no shape can reveal) gives other logits.
 			other := *cfg
 			bd := *cfg.BlockDecoder

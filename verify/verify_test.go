@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 
 	"github.com/btconvert/btconvert/formats"
@@ -19,7 +20,12 @@ import (
 
 func load(t *testing.T, name string) *graph.Engine {
 	t.Helper()
-	e, err := graph.Load(testfix.Open(t, testfix.Path(name)), testfix.Backend(t), dtypes.Float32)
+	return loadOn(t, testfix.Backend(t), testfix.Open(t, testfix.Path(name)))
+}
+
+func loadOn(t *testing.T, b compute.Backend, m *formats.Model) *graph.Engine {
+	t.Helper()
+	e, err := graph.Load(m, b, dtypes.Float32)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,9 +33,15 @@ func load(t *testing.T, name string) *graph.Engine {
 	return e
 }
 
+// Parity, self-check and perplexity hold on every backend (go, XLA's CPU plugin) at the same
+// tolerances: float32 against the float64 references.
 func TestParityAgainstReference(t *testing.T) {
+	testfix.EachBackend(t, testParity)
+}
+
+func testParity(t *testing.T, b compute.Backend) {
 	for _, name := range testfix.Names {
-		m := load(t, name)
+		m := loadOn(t, b, testfix.Open(t, testfix.Path(name)))
 		path := filepath.Join(testfix.Path(name), "reference.safetensors")
 		r, err := ReadReference(path)
 		if err != nil {
@@ -59,8 +71,12 @@ func TestReferenceIDsChecked(t *testing.T) {
 }
 
 func TestSelfCheck(t *testing.T) {
+	testfix.EachBackend(t, testSelfCheck)
+}
+
+func testSelfCheck(t *testing.T, b compute.Backend) {
 	for _, name := range testfix.Names {
-		m := load(t, name)
+		m := loadOn(t, b, testfix.Open(t, testfix.Path(name)))
 		s, err := RunSelfCheck(m, 7)
 		if err != nil {
 			t.Fatal(err)
@@ -73,15 +89,19 @@ func TestSelfCheck(t *testing.T) {
 }
 
 func TestPerplexityMatchesReference(t *testing.T) {
+	testfix.EachBackend(t, testPerplexity)
+}
+
+func testPerplexity(t *testing.T, b compute.Backend) {
 	tokens := testfix.Text(t, testfix.GPL3)
 	for _, name := range testfix.Names {
 		var ref struct {
 			PPL    float64 `json:"eval_ppl"`
 			Scored int     `json:"eval_tokens_scored"`
 		}
-		b, _ := os.ReadFile(filepath.Join(testfix.Path(name), "reference.json"))
-		json.Unmarshal(b, &ref)
-		m := load(t, name)
+		raw, _ := os.ReadFile(filepath.Join(testfix.Path(name), "reference.json"))
+		json.Unmarshal(raw, &ref)
+		m := loadOn(t, b, testfix.Open(t, testfix.Path(name)))
 		q, err := Perplexity(m, tokens, Scoring{Window: 256, Batch: 16})
 		if err != nil {
 			t.Fatal(err)
@@ -133,8 +153,19 @@ func TestNonFiniteReport(t *testing.T) {
 // scores exactly as the host's dequantized copy, and differs from the float model as much as
 // int4 should.
 func TestSymmetricInt4EndToEnd(t *testing.T) {
+	testfix.EachBackend(t, func(t *testing.T, b compute.Backend) {
+		testQuantizedOnDevice(t, b, quant.Settings{Type: quant.Int4, GroupSize: 32, Symmetric: true, Search: true}, 1e-3, 0.3)
+		testQuantizedOnDevice(t, b, quant.Settings{Type: quant.Int4, GroupSize: 64, Search: true}, 1e-3, 0.3)
+		testQuantizedOnDevice(t, b, quant.Settings{Type: quant.Int8, Search: true}, 1e-5, 0.05)
+	})
+}
+
+// testQuantizedOnDevice quantizes bt-tiny with s and checks that on b the packed weights,
+// dequantized in the graph, score as the host's dequantized copy, and differ from the float
+// model between lo and hi (rel L2).
+func testQuantizedOnDevice(t *testing.T, b compute.Backend, s quant.Settings, lo, hi float64) {
 	fm := testfix.Open(t, testfix.Path("bt-tiny"))
-	plan, err := quant.MakePlan(fm, quant.Settings{Type: quant.Int4, GroupSize: 32, Symmetric: true, Search: true})
+	plan, err := quant.MakePlan(fm, s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +176,7 @@ func TestSymmetricInt4EndToEnd(t *testing.T) {
 	}
 	r := testfix.LoadReference(t, "bt-tiny")
 	score := func(m *formats.Model) []float32 {
-		e, err := graph.Load(m, testfix.Backend(t), dtypes.Float32)
+		e, err := graph.Load(m, b, dtypes.Float32)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,9 +189,9 @@ func TestSymmetricInt4EndToEnd(t *testing.T) {
 	}
 	device, dequant := score(q), score(host)
 	if e := testfix.RelL2(device, dequant); e > 1e-6 {
-		t.Errorf("packed on the device vs dequantized on the host: rel L2 %.3g", e)
+		t.Errorf("%+v: packed on the device vs dequantized on the host: rel L2 %.3g", s, e)
 	}
-	if e := testfix.RelL2(device, r.Logits); e < 1e-3 || e > 0.3 {
-		t.Errorf("int4 symmetric vs the float reference: rel L2 %.3g, want between 1e-3 and 0.3", e)
+	if e := testfix.RelL2(device, r.Logits); e < lo || e > hi {
+		t.Errorf("%+v vs the float reference: rel L2 %.3g, want between %g and %g", s, e, lo, hi)
 	}
 }

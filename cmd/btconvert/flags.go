@@ -13,7 +13,7 @@ import (
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/safetensors"
-	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/graph/backend"
 	"github.com/btconvert/btconvert/verify"
 )
 
@@ -22,7 +22,7 @@ import (
 var flagNames = map[string]string{
 	"Against": "--against", "Backend": "--backend", "Base": "--base", "Batches": "--batch", "BlockLayers": "--block-layers",
 	"BlockLength": "--block-length", "Calib": "--calib", "CalibMethod": "--calib-method", "CalibOut": "--calib-out",
-	"CalibStats": "--calib-stats", "CalibBatch": "the calibration batch (16)", "CalibWindow": "--calib-window", "Chunks": "--chunks", "ComputeDType": "--compute-dtype", "Config": "--config", "Decoding": "--decoding",
+	"CalibStats": "--calib-stats", "CalibBatch": "the calibration batch (16)", "CalibWindow": "--calib-window", "CompareBackend": "--compare-backend", "Chunks": "--chunks", "ComputeDType": "--compute-dtype", "Config": "--config", "Decoding": "--decoding",
 	"DType": "--dtype", "EvalText": "--eval-text", "ExpansionRatio": "--expansion-ratio", "FFN": "--ffn", "Force": "--force",
 	"Format": "--format", "GenLens": "--gen-len", "GroupSize": "--group-size", "Heads": "--heads", "Hidden": "--hidden",
 	"Layers": "--layers", "MaxNewTokens": "--max-new-tokens", "MaxPPLRatio": "--max-ppl-ratio", "MemBudget": "--mem-budget",
@@ -100,7 +100,7 @@ func openOptions(c *cli.Context) formats.OpenOptions {
 
 // Flags of the commands that run a model.
 var runFlags = []cli.Flag{
-	&cli.StringFlag{Name: "backend", Usage: "auto (default: XLA's CUDA or CPU plugin when installed, else go), go, xla:cpu, xla:cuda or xla:/path/to/pjrt_plugin.so; env " + graph.BackendEnv},
+	&cli.StringFlag{Name: "backend", Usage: "auto (default: XLA's CUDA or CPU plugin when installed, else go), go, xla:cpu, xla:cuda or xla:/path/to/pjrt_plugin.so; env " + backend.Env},
 	&cli.StringFlag{Name: "compute-dtype", Value: "f32", Usage: "compute dtype: f32 or bf16"},
 	configFlag, headsFlag, decodingFlag,
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/btconvert/btconvert"
 	"github.com/btconvert/btconvert/formats/arch"
-	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/graph/backend"
 	"github.com/btconvert/btconvert/internal/testfix"
 )
 
@@ -30,8 +30,8 @@ func TestVersionAndHelp(t *testing.T) {
 	}
 	// The version says whether SIMD is built in and which matmul kernel this CPU gets.
 	wantSIMD := "simd: off (built without GOEXPERIMENT=simd)"
-	if graph.SIMDBuiltIn {
-		wantSIMD = "simd: " + graph.SIMDStatus()
+	if backend.SIMDBuiltIn {
+		wantSIMD = "simd: " + backend.SIMDStatus()
 		if strings.Contains(wantSIMD, "without") {
 			t.Errorf("a GOEXPERIMENT=simd build says %q", wantSIMD)
 		}
@@ -116,8 +116,13 @@ func TestImportInspectVerify(t *testing.T) {
 	}
 	b, _ := os.ReadFile(rep)
 	json.Unmarshal(b, &r)
-	if r.Backend != "go" || r.Parity.RelL2Err > 1e-5 || !r.Parity.GreedyMatch || !r.Pass {
-		t.Fatalf("report %s", b)
+	// The default backend is auto: XLA's CPU plugin where it is installed (as in CI), else go.
+	auto, _ := backend.Choose(backend.Auto)
+	if os.Getenv("CI") == "true" && !strings.HasPrefix(auto, "xla:") {
+		t.Fatalf("CI=true but auto picks %s: the PJRT CPU plugin is not installed (%s)", auto, testfix.XLAInstall)
+	}
+	if r.Backend != auto || r.Parity.RelL2Err > 1e-5 || !r.Parity.GreedyMatch || !r.Pass {
+		t.Fatalf("report (auto is %s) %s", auto, b)
 	}
 	// A threshold nobody meets fails with exit 1.
 	code, _, stderr = btc(t, "verify", out, "--reference", filepath.Join(fx, "bt-tiny", "reference.safetensors"), "--max-rel-err", "1e-12", "-q")
@@ -194,27 +199,46 @@ func TestCompareBackend(t *testing.T) {
 	}
 	// Two go backends started, --quiet: a build without GOEXPERIMENT=simd says so once, one with it
 	// says nothing.
-	warnings := strings.Count(stderr, graph.SlowBuildWarning+"\n")
-	if want := map[bool]int{true: 0, false: 1}[graph.SIMDBuiltIn]; warnings != want || len(stderr) != warnings*len(graph.SlowBuildWarning+"\n") {
-		t.Errorf("SIMD built in %v: stderr %q, want %d warning line(s) and nothing else", graph.SIMDBuiltIn, stderr, want)
+	warnings := strings.Count(stderr, backend.SlowBuildWarning+"\n")
+	if want := map[bool]int{true: 0, false: 1}[backend.SIMDBuiltIn]; warnings != want || len(stderr) != warnings*len(backend.SlowBuildWarning+"\n") {
+		t.Errorf("SIMD built in %v: stderr %q, want %d warning line(s) and nothing else", backend.SIMDBuiltIn, stderr, want)
 	}
-	var r struct {
+	type report struct {
 		CompareBackend struct {
 			Backend     string
 			RelL2Err    float64 `json:"rel_l2_err"`
 			GreedyMatch bool    `json:"greedy_match"`
 		} `json:"compare_backend"`
 	}
+	var r report
 	b, _ := os.ReadFile(js)
 	json.Unmarshal(b, &r)
 	if r.CompareBackend.Backend != "go" || r.CompareBackend.RelL2Err != 0 || !r.CompareBackend.GreedyMatch {
 		t.Fatalf("%s", b)
 	}
-	// No plugin here: a clear error, and no silent fallback to another backend.
-	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", t.TempDir())
-	code, _, stderr = btc(t, "verify", filepath.Join(fx, "pythia-tiny"), "--backend", "xla:cpu", "-q")
-	if code != 2 || !strings.Contains(stderr, `--backend "xla:cpu": no PJRT plugin "cpu" found in `) {
-		t.Fatalf("xla without a plugin: %d %q", code, stderr)
+	// XLA against go, and auto resolved by the same resolver as --backend.
+	t.Run("xla", func(t *testing.T) {
+		testfix.XLA(t)
+		for _, args := range [][]string{{"--backend", "xla:cpu", "--compare-backend", "go"}, {"--backend", "go", "--compare-backend", "auto"}} {
+			js := filepath.Join(t.TempDir(), "r.json")
+			code, _, stderr := btc(t, append([]string{"verify", filepath.Join(fx, "bt-tiny"), "--json-file", js, "-q"}, args...)...)
+			var r report
+			b, _ := os.ReadFile(js)
+			json.Unmarshal(b, &r)
+			// Tolerance: two float32 implementations of the same graph (XLA fuses and reorders
+			// sums): rel L2 about 3e-7 measured; 1e-5 is the fixtures' bound against float64.
+			wantPrefix := map[string]string{"go": "go", "auto": "xla:"}[args[3]]
+			if code != 0 || !strings.HasPrefix(r.CompareBackend.Backend, wantPrefix) || r.CompareBackend.RelL2Err > 1e-5 || !r.CompareBackend.GreedyMatch {
+				t.Fatalf("%v: %d %s %s", args, code, stderr, b)
+			}
+		}
+	})
+	// A plugin that is not installed: a clear error naming the flag that gave it, no fallback.
+	for _, flag := range []string{"--backend", "--compare-backend"} {
+		code, _, stderr = btc(t, "verify", filepath.Join(fx, "pythia-tiny"), flag, "xla:nosuchplugin", "-q")
+		if code != 2 || !strings.Contains(stderr, flag+` "xla:nosuchplugin": no PJRT plugin "nosuchplugin" found in `) {
+			t.Fatalf("%s without a plugin: %d %q", flag, code, stderr)
+		}
 	}
 }
 

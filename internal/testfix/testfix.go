@@ -28,6 +28,7 @@ import (
 	"github.com/btconvert/btconvert/formats/official"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/formats/source"
+	"github.com/btconvert/btconvert/graph/backend"
 )
 
 // Names are the fixtures with a PyTorch reference.
@@ -168,19 +169,54 @@ func LoadReference(t testing.TB, name string) *Reference {
 	return r
 }
 
-var backend compute.Backend
+var goBackend compute.Backend
 
 // Backend is the pure-Go backend, one for the test binary (ops run one at a time: see
-// graph.SequentialOps).
+// backend.SequentialOps).
 func Backend(t testing.TB) compute.Backend {
-	if backend == nil {
-		b, err := compute.NewWithConfig("go:ops_sequential")
+	if goBackend == nil {
+		b, err := backend.New("go")
 		if err != nil {
 			t.Fatal(err)
 		}
-		backend = b
+		goBackend = b
 	}
-	return backend
+	return goBackend
+}
+
+// XLAInstall is how to install the PJRT CPU plugin the XLA tests need.
+const XLAInstall = "scripts/install-xla-cpu.sh"
+
+var xlaBackend compute.Backend
+
+// XLA is GoMLX's XLA backend on the PJRT CPU plugin, one for the test binary. Where the plugin is
+// not installed the test is skipped with one line saying how to install it; under CI=true (the
+// project's CI installs it) it fails instead, so a green CI means XLA ran.
+func XLA(t testing.TB) compute.Backend {
+	t.Helper()
+	if xlaBackend != nil {
+		return xlaBackend
+	}
+	if _, ok := backend.FindPlugins(backend.PluginDirs())["cpu"]; !ok {
+		msg := "the XLA tests need the PJRT CPU plugin: run " + XLAInstall
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg + " (CI=true: XLA must run)")
+		}
+		t.Skip(msg)
+	}
+	b, err := backend.New("xla:cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	xlaBackend = b
+	return b
+}
+
+// EachBackend runs f as a subtest on each backend the parity tests run on: "go", and "xla:cpu"
+// (skipped without the plugin, failed under CI=true; see XLA).
+func EachBackend(t *testing.T, f func(t *testing.T, b compute.Backend)) {
+	t.Run("go", func(t *testing.T) { f(t, Backend(t)) })
+	t.Run("xla:cpu", func(t *testing.T) { f(t, XLA(t)) })
 }
 
 // ByteIDs are the byte tokens of s (the fixtures' vocabulary).

@@ -1,4 +1,8 @@
-package graph
+// Package backend chooses and starts the GoMLX backend a model runs on: the pure-Go one (always
+// there, SIMD matrix products when built with GOEXPERIMENT=simd) or XLA through a PJRT plugin
+// (CPU, CUDA), never downloading one; auto picks the fastest installed. It is the one place where
+// a backend spec is resolved, for every command and option that takes one.
+package backend
 
 import (
 	"errors"
@@ -19,37 +23,21 @@ import (
 	"github.com/btconvert/btconvert/formats/errs"
 )
 
-// BackendEnv names the environment variable that picks the backend when no option does.
-const BackendEnv = "BTCONVERT_BACKEND"
+// Env names the environment variable that picks the backend when no option does.
+const Env = "BTCONVERT_BACKEND"
 
 // Auto is the backend spec that picks the fastest backend installed (see Choose).
 const Auto = "auto"
 
-// backendKind is what the graphs adapt to: the pure-Go backend's kernels and missing ops, or XLA.
-type backendKind int
-
-const (
-	goBackend backendKind = iota
-	xlaBackend
-)
-
-// kindOf tells the backend by its name (the pure-Go backend's String is "go", its Name "Go Backend").
-func kindOf(b compute.Backend) backendKind {
-	if b.String() == gobackend.BackendName {
-		return goBackend
-	}
-	return xlaBackend
-}
-
-// IsGoBackend reports the pure-Go backend.
-func IsGoBackend(b compute.Backend) bool { return kindOf(b) == goBackend }
+// IsGo reports the pure-Go backend (told by its name: its String is "go").
+func IsGo(b compute.Backend) bool { return b.String() == gobackend.BackendName }
 
 // Resolve returns the backend spec to use: the option, else $BTCONVERT_BACKEND, else Auto.
 func Resolve(option string) string {
 	if option != "" {
 		return option
 	}
-	if e := os.Getenv(BackendEnv); e != "" {
+	if e := os.Getenv(Env); e != "" {
 		return e
 	}
 	return Auto
@@ -140,10 +128,38 @@ func Choose(spec string) (chosen, why string) {
 	return "go", fmt.Sprintf("auto: no PJRT plugin in %s, so the pure-Go backend", strings.Join(dirs, ":"))
 }
 
-// NewBackend creates exactly the backend spec names; it never falls back to another one. Specs:
-// "go", "go:parallelism=N", "xla:cpu", "xla:cuda", "xla:/abs/path/pjrt_plugin.so" (Auto must be
-// resolved with Choose first).
-func NewBackend(spec string) (b compute.Backend, err error) {
+// Started is a backend started from a spec: the spec it resolved to and why.
+type Started struct {
+	Backend   compute.Backend // the backend itself (tensors know their backend by this value)
+	Spec, Why string
+}
+
+// Open starts the backend spec names: "auto" (the fastest installed, see Choose), "go",
+// "go:parallelism=N", "xla:cpu", "xla:cuda" or "xla:/abs/path/pjrt_plugin.so". It never falls back
+// to another backend: a plugin auto finds but cannot start is an error that says how to go on.
+// option is the caller's option that gave the spec (errors name it as {option}).
+func Open(option, spec string) (*Started, error) {
+	chosen, why := Choose(spec)
+	b, err := New(chosen)
+	if err != nil {
+		var oe *errs.OptionError
+		if errors.As(err, &oe) {
+			c := *oe
+			c.Option = option
+			err = &c
+		}
+		if spec == Auto {
+			return nil, errs.Option(option, Auto, "found %s, but it could not be started (%v); pass {%s} go to run on the pure-Go backend",
+				strings.TrimPrefix(why, "auto: "), errs.Render(err, func(f string) string { return "{" + f + "}" }), option)
+		}
+		return nil, err
+	}
+	return &Started{b, chosen, why}, nil
+}
+
+// New creates exactly the backend spec names; it never falls back to another one (Auto must be
+// resolved with Choose first; Open does both).
+func New(spec string) (b compute.Backend, err error) {
 	name, conf, _ := strings.Cut(spec, ":")
 	switch name {
 	case "go":

@@ -1,6 +1,6 @@
 //go:build amd64 && goexperiment.simd
 
-package graph
+package backend
 
 import "simd/archsimd"
 

@@ -1,18 +1,20 @@
-package graph
+package backend
 
 import (
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/btconvert/btconvert/internal/testfix"
 )
 
 // The pure-Go backend is told by its name, so the graphs take its paths.
-func TestKindOfGoBackend(t *testing.T) {
-	if kindOf(testfix.Backend(t)) != goBackend {
-		t.Fatalf("the pure-Go backend (%s, %s) is not recognised", testfix.Backend(t).String(), testfix.Backend(t).Name())
+func TestIsGo(t *testing.T) {
+	b, err := New("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !IsGo(b) {
+		t.Fatalf("the pure-Go backend (%s, %s) is not recognised", b.String(), b.Name())
 	}
 }
 
@@ -21,7 +23,7 @@ func TestKindOfGoBackend(t *testing.T) {
 func TestChooseBackend(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", dir)
-	t.Setenv(BackendEnv, "")
+	t.Setenv(Env, "")
 	if spec, why := Choose(Resolve("")); spec != "go" || why != "auto: no PJRT plugin in "+dir+", so the pure-Go backend" {
 		t.Fatalf("absent: %s (%s)", spec, why)
 	}
@@ -39,22 +41,24 @@ func TestChooseBackend(t *testing.T) {
 	if spec, _ := Choose("go"); spec != "go" {
 		t.Fatalf("explicit go became %s", spec)
 	}
-	t.Setenv(BackendEnv, "xla:cpu")
+	t.Setenv(Env, "xla:cpu")
 	if Resolve("") != "xla:cpu" || Resolve("go") != "go" {
 		t.Fatal("the option or the environment was not followed")
 	}
 	// The plugin auto found cannot be loaded: an error that names it, not a switch to another.
-	_, err := NewBackend("xla:" + cpu)
+	_, err := New("xla:" + cpu)
 	if err == nil || !strings.HasPrefix(err.Error(), `Backend "xla:`+cpu+`": the PJRT plugin `+cpu+` could not be loaded: `) {
 		t.Fatalf("unloadable plugin: %v", err)
 	}
-	// A plugin name that is not installed says where GoMLX looks and how to get one.
-	_, err = NewBackend("xla:cpu")
-	if err == nil || !strings.Contains(err.Error(), `no PJRT plugin "cpu" found in `+dir+"; point PJRT_PLUGIN_LIBRARY_PATH at the folder") {
-		t.Logf("(the plugin in %s is a fake, so GoMLX may find and fail it instead)", dir)
-		if err == nil {
-			t.Fatal("xla:cpu accepted")
-		}
+	// A plugin name that is not installed says where GoMLX looks and how to get one. (GoMLX reads
+	// its search path when it starts, so where a real plugin is installed it finds that one.)
+	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", "")
+	os.Unsetenv("PJRT_PLUGIN_LIBRARY_PATH")
+	_, installed := FindPlugins(PluginDirs())["cpu"]
+	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", dir)
+	_, err = New("xla:nosuchplugin")
+	if err == nil || !strings.Contains(err.Error(), `no PJRT plugin "nosuchplugin" found in `+dir+"; point PJRT_PLUGIN_LIBRARY_PATH at the folder") {
+		t.Fatalf("a plugin that is not installed: %v (cpu plugin installed: %v)", err, installed)
 	}
 }
 
