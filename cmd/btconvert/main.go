@@ -157,6 +157,7 @@ leaves no partial output.`,
 			quantizeCommand(),
 			exportCommand(),
 			initCommand(),
+			backendsCommand(),
 			completionCommand(),
 		},
 	}

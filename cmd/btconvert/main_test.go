@@ -398,3 +398,38 @@ func TestUptrainToConfig(t *testing.T) {
 		t.Fatalf("got %d %q\nwant %q", code, stderr, want)
 	}
 }
+
+// backends lists what is installed and what auto picks, and says how to install XLA.
+func TestBackendsCommand(t *testing.T) {
+	empty := t.TempDir()
+	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", empty)
+	code, out, _ := btc(t, "backends")
+	if code != 0 || !strings.Contains(out, "xla     no PJRT plugin in "+empty+" (scripts/install-xla-cpu.sh installs the CPU one)\n") ||
+		!strings.HasSuffix(out, "auto picks go: no PJRT plugin in "+empty+", so the pure-Go backend\n") {
+		t.Fatalf("no plugin: %d %q", code, out)
+	}
+	os.WriteFile(filepath.Join(empty, "pjrt_c_api_cpu_plugin.so"), []byte("not a library"), 0o644)
+	code, out, _ = btc(t, "backends", "--json")
+	var r struct {
+		Auto    string
+		Plugins []struct{ Name, Path, Error string }
+	}
+	if err := json.Unmarshal([]byte(out), &r); code != 0 || err != nil || len(r.Plugins) != 1 || r.Plugins[0].Error == "" || r.Auto != "xla:"+filepath.Join(empty, "pjrt_c_api_cpu_plugin.so") {
+		t.Fatalf("a broken plugin: %d %v %s", code, err, out)
+	}
+	t.Run("installed", func(t *testing.T) {
+		testfix.XLA(t)
+		os.Unsetenv("PJRT_PLUGIN_LIBRARY_PATH")
+		code, out, _ := btc(t, "backends", "--json")
+		var r struct {
+			Plugins []struct {
+				Name string
+				API  string `json:"pjrt_api"`
+			}
+		}
+		json.Unmarshal([]byte(out), &r)
+		if code != 0 || len(r.Plugins) == 0 || r.Plugins[0].Name != "cpu" || !strings.HasPrefix(r.Plugins[0].API, "0.") {
+			t.Fatalf("%d %s", code, out)
+		}
+	})
+}

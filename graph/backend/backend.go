@@ -18,6 +18,7 @@ import (
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/gobackend"  // "go": pure Go, always there
 	"github.com/gomlx/go-xla/compute/xla" // "xla:cpu", "xla:cuda", "xla:/path/plugin.so"
+	"github.com/gomlx/go-xla/pjrt"
 	"k8s.io/klog/v2"
 
 	"github.com/btconvert/btconvert/formats/errs"
@@ -224,4 +225,41 @@ func SequentialOps(spec string) string {
 		return "go:ops_sequential"
 	}
 	return spec + ",ops_sequential"
+}
+
+// Plugin is one PJRT plugin installed where GoMLX looks.
+type Plugin struct {
+	Name string `json:"name"` // "cpu", "cuda", ...
+	Path string `json:"path"`
+	// API is the plugin's PJRT C API version ("0.115"); Error says why it could not be loaded.
+	API   string `json:"pjrt_api,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// Installed lists the PJRT plugins GoMLX would find, each loaded once to read its API version.
+func Installed() []Plugin {
+	found := FindPlugins(PluginDirs())
+	var out []Plugin
+	for _, name := range slices.Sorted(maps.Keys(found)) {
+		p := Plugin{Name: name, Path: found[name]}
+		p.API, p.Error = pluginAPI(p.Path)
+		out = append(out, p)
+	}
+	return out
+}
+
+// pluginAPI loads a plugin (by path: no search, no download) and reads its API version.
+func pluginAPI(path string) (version, failure string) {
+	defer func() {
+		if r := recover(); r != nil {
+			failure = fmt.Sprint(r)
+		}
+	}()
+	klog.SetLogger(logr.Discard()) // its warnings would go to stderr; the error is reported here
+	p, err := pjrt.GetPlugin(path)
+	if err != nil {
+		return "", strings.Join(strings.Fields(err.Error()), " ")
+	}
+	major, minor := p.Version()
+	return fmt.Sprintf("%d.%d", major, minor), ""
 }
