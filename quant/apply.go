@@ -15,9 +15,11 @@ import (
 	"github.com/btconvert/btconvert/formats/safetensors"
 )
 
-// Apply returns the quantized model the plan describes. Tensors are quantized lazily, one at a
-// time, as the writer asks for them: each quantized tensor is computed once for its parts and
-// dropped after its last part is read. cal (may be nil) carries the calibration statistics.
+// Apply returns the quantized model the plan describes. Tensors are quantized lazily as the writer
+// asks for them: each quantized tensor is computed once for its parts and dropped after its last
+// part is read, and the next one is computed while the writer writes this one (the writer hashes
+// and writes on one core; quantizing runs on all of them). cal (may be nil) carries the
+// calibration statistics.
 func Apply(m *formats.Model, p *Plan, cal *Calibration) *formats.Model {
 	if cal == nil {
 		// No calibration text: weight the search by what the weights' own LayerNorms say.
@@ -31,6 +33,7 @@ func Apply(m *formats.Model, p *Plan, cal *Calibration) *formats.Model {
 		scaleDT = safetensors.F16
 	}
 	var out []*formats.Tensor
+	var last *lazyQuant
 	for i, t := range m.Tensors {
 		e := p.Entries[i]
 		if !e.To.Quantized() {
@@ -47,6 +50,10 @@ func Apply(m *formats.Model, p *Plan, cal *Calibration) *formats.Model {
 			F16Scales: s.F16Scales, Importance: cal.Importance[t.Key()]}, hessian: cal.Hessian[t.Key()]}
 		parts := q.Parts(t.Component, t.Name)
 		job.remaining = len(parts)
+		if last != nil {
+			last.next = job
+		}
+		last = job
 		for k, part := range parts {
 			out = append(out, formats.NewTensor(t.Component, part.Name, part.DType, part.Shape, t.SrcFile, t.SrcName, func() ([]byte, error) {
 				return job.part(k)
@@ -64,45 +71,70 @@ func converted(t *formats.Tensor, to safetensors.DType) *formats.Tensor {
 
 // lazyQuant quantizes one tensor on first demand and serves its parts.
 type lazyQuant struct {
-	src       *formats.Tensor
-	spec      arch.Quantization
-	opts      Options
-	hessian   []float64 // E[x x^T] for GPTQ, or nil
+	src     *formats.Tensor
+	spec    arch.Quantization
+	opts    Options
+	hessian []float64  // E[x x^T] for GPTQ, or nil
+	next    *lazyQuant // the quantized tensor the writer asks for next (computed ahead)
+
 	mu        sync.Mutex
+	done      chan struct{} // non-nil once started; closed when parts or err are set
 	parts     [][]byte
+	err       error
 	remaining int
 }
 
-func (l *lazyQuant) part(k int) ([]byte, error) {
+// start begins quantizing (once) in the background.
+func (l *lazyQuant) start() chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.parts == nil {
-		if err := l.quantize(); err != nil {
-			return nil, err
-		}
+	if l.done == nil {
+		done := make(chan struct{})
+		l.done = done
+		go func() {
+			parts, err := l.compute()
+			l.mu.Lock()
+			l.parts, l.err = parts, err
+			l.mu.Unlock()
+			close(done)
+		}()
+	}
+	return l.done
+}
+
+func (l *lazyQuant) part(k int) ([]byte, error) {
+	<-l.start()
+	if l.next != nil {
+		l.next.start() // overlap the next tensor's quantization with this one's writing
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return nil, l.err
 	}
 	b := l.parts[k]
 	if l.remaining--; l.remaining == 0 {
-		l.parts = nil // all parts served: free the memory (a second pass recomputes)
+		l.parts, l.done = nil, nil // all parts served: free the memory (a second pass recomputes)
 		l.remaining = len(l.spec.Parts("", ""))
 	}
 	return b, nil
 }
 
-func (l *lazyQuant) quantize() error {
+// compute quantizes the tensor into its stored parts.
+func (l *lazyQuant) compute() ([][]byte, error) {
 	w, err := l.src.Float32View() // read only: the schemes copy what they change
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if i := nonFinite(w); i >= 0 {
-		return errs.Tensor(l.src.SrcFile, l.src.SrcName, "value %v at index %d: non-finite weights cannot be quantized", w[i], i)
+		return nil, errs.Tensor(l.src.SrcFile, l.src.SrcName, "value %v at index %d: non-finite weights cannot be quantized", w[i], i)
 	}
 	sc := l.spec.ScaleDType
 	if l.spec.Type == arch.Int8 {
 		var q *Int8Weight
 		if l.hessian != nil {
 			if q, err = GPTQInt8(w, l.spec.Rows, l.spec.Cols, l.hessian, l.opts); err != nil {
-				return fmt.Errorf("%s: %w", l.src.Key(), err)
+				return nil, fmt.Errorf("%s: %w", l.src.Key(), err)
 			}
 		} else {
 			q = QuantizeInt8(w, l.spec.Rows, l.spec.Cols, l.opts)
@@ -111,22 +143,21 @@ func (l *lazyQuant) quantize() error {
 		for i, c := range q.Codes {
 			codes[i] = byte(c)
 		}
-		l.parts = [][]byte{codes, encodeScales(q.Scales, sc)}
-		return nil
+		return [][]byte{codes, encodeScales(q.Scales, sc)}, nil
 	}
 	var q *Int4Weight
 	if l.hessian != nil {
 		if q, err = GPTQInt4(w, l.spec.Rows, l.spec.Cols, l.hessian, l.opts); err != nil {
-			return fmt.Errorf("%s: %w", l.src.Key(), err)
+			return nil, fmt.Errorf("%s: %w", l.src.Key(), err)
 		}
 	} else {
 		q = QuantizeInt4(w, l.spec.Rows, l.spec.Cols, l.opts)
 	}
-	l.parts = [][]byte{q.Packed, encodeScales(q.Scales, sc)}
+	parts := [][]byte{q.Packed, encodeScales(q.Scales, sc)}
 	if !l.spec.Symmetric {
-		l.parts = append(l.parts, encodeScales(q.Mins, sc))
+		parts = append(parts, encodeScales(q.Mins, sc))
 	}
-	return nil
+	return parts, nil
 }
 
 // nonFinite is the index of the first NaN or infinity in w, or -1.

@@ -130,7 +130,7 @@ func TestPlanPolicyAndOverrides(t *testing.T) {
 			t.Errorf("%s -> %s, want %s", k, to[k], want)
 		}
 	}
-	if _, err := MakePlan(m, Settings{Type: Int4, GroupSize: 50}); err == nil || testfix.ErrText(err) != "--group-size 50: want 32, 64 or 128" {
+	if _, err := MakePlan(m, Settings{Type: Int4, GroupSize: 50}); err == nil || testfix.ErrText(err) != "--group-size 50: want 32, 64 or 128 (0: 64)" {
 		t.Errorf("group size: %v", err)
 	}
 }
