@@ -1,9 +1,11 @@
 package quant
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 
@@ -33,7 +35,7 @@ func Apply(m *formats.Model, p *Plan, cal *Calibration) *formats.Model {
 		scaleDT = safetensors.F16
 	}
 	var out []*formats.Tensor
-	var last *lazyQuant
+	ahead := &lookahead{}
 	for i, t := range m.Tensors {
 		e := p.Entries[i]
 		if !e.To.Quantized() {
@@ -50,10 +52,8 @@ func Apply(m *formats.Model, p *Plan, cal *Calibration) *formats.Model {
 			F16Scales: s.F16Scales, Importance: cal.Importance[t.Key()]}, hessian: cal.Hessian[t.Key()]}
 		parts := q.Parts(t.Component, t.Name)
 		job.remaining = len(parts)
-		if last != nil {
-			last.next = job
-		}
-		last = job
+		job.ahead, job.index = ahead, len(ahead.jobs)
+		ahead.jobs = append(ahead.jobs, job)
 		for k, part := range parts {
 			out = append(out, formats.NewTensor(t.Component, part.Name, part.DType, part.Shape, t.SrcFile, t.SrcName, func() ([]byte, error) {
 				return job.part(k)
@@ -74,8 +74,9 @@ type lazyQuant struct {
 	src     *formats.Tensor
 	spec    arch.Quantization
 	opts    Options
-	hessian []float64  // E[x x^T] for GPTQ, or nil
-	next    *lazyQuant // the quantized tensor the writer asks for next (computed ahead)
+	hessian []float64 // E[x x^T] for GPTQ, or nil
+	ahead   *lookahead
+	index   int // in ahead.jobs
 
 	mu        sync.Mutex
 	done      chan struct{} // non-nil once started; closed when parts or err are set
@@ -84,13 +85,13 @@ type lazyQuant struct {
 	remaining int
 }
 
-// start begins quantizing (once) in the background.
-func (l *lazyQuant) start() chan struct{} {
+// start begins quantizing (once) in the background; mine reports that this call began it.
+func (l *lazyQuant) start() (done chan struct{}, mine bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.done == nil {
 		done := make(chan struct{})
-		l.done = done
+		l.done, mine = done, true
 		go func() {
 			parts, err := l.compute()
 			l.mu.Lock()
@@ -99,14 +100,71 @@ func (l *lazyQuant) start() chan struct{} {
 			close(done)
 		}()
 	}
-	return l.done
+	return l.done, mine
+}
+
+// lookahead quantizes tensors ahead of the writer, so that the cores quantize while the writer
+// reads, hashes and writes on one: one worker in the order the writer asks for them, a second the
+// largest ones first (an output head near the end of the file would otherwise be computed alone
+// after everything else). What waits in memory is bounded by aheadBytes of weights.
+type lookahead struct {
+	jobs    []*lazyQuant
+	once    sync.Once
+	mu      sync.Mutex
+	served  sync.Cond
+	pending int64 // weight bytes quantized ahead and not yet served
+}
+
+// aheadBytes bounds the weights quantized ahead of the writer (their results, a quarter of them
+// or less, wait in memory).
+const aheadBytes = 1 << 30
+
+// bigBytes is the size from which a tensor is quantized by the largest-first worker.
+const bigBytes = 16 << 20
+
+func (a *lookahead) run() {
+	a.served.L = &a.mu
+	inOrder := slices.Clone(a.jobs)
+	var big []*lazyQuant
+	for _, j := range a.jobs {
+		if j.src.NumElements()*4 >= bigBytes {
+			big = append(big, j)
+		}
+	}
+	slices.SortStableFunc(big, func(x, y *lazyQuant) int { return cmp.Compare(y.src.NumElements(), x.src.NumElements()) })
+	for _, list := range [][]*lazyQuant{inOrder, big} {
+		go func() {
+			for _, j := range list {
+				n := j.src.NumElements() * 4
+				a.mu.Lock()
+				for a.pending > 0 && a.pending+n > aheadBytes {
+					a.served.Wait()
+				}
+				done, mine := j.start()
+				if mine {
+					a.pending += n
+				}
+				a.mu.Unlock()
+				if mine {
+					<-done // one tensor at a time per worker: each already uses every core
+				}
+			}
+		}()
+	}
+}
+
+// release says the writer has taken every part of j.
+func (a *lookahead) release(j *lazyQuant) {
+	a.mu.Lock()
+	a.pending = max(0, a.pending-j.src.NumElements()*4)
+	a.served.Broadcast()
+	a.mu.Unlock()
 }
 
 func (l *lazyQuant) part(k int) ([]byte, error) {
-	<-l.start()
-	if l.next != nil {
-		l.next.start() // overlap the next tensor's quantization with this one's writing
-	}
+	l.ahead.once.Do(l.ahead.run)
+	done, _ := l.start()
+	<-done
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.err != nil {
@@ -116,6 +174,7 @@ func (l *lazyQuant) part(k int) ([]byte, error) {
 	if l.remaining--; l.remaining == 0 {
 		l.parts, l.done = nil, nil // all parts served: free the memory (a second pass recomputes)
 		l.remaining = len(l.spec.Parts("", ""))
+		l.ahead.release(l)
 	}
 	return b, nil
 }
