@@ -209,8 +209,8 @@ func TestTokenizerCarried(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(off, tokenizer.Name)); string(b) != tok {
 		t.Fatal("the official export lost the tokenizer")
 	}
-	g, err := btconvert.Generate(btconvert.GenerateOptions{Model: out, Prompt: "hello the world", MaxNewTokens: 3})
-	if err != nil || len(g.IDs) != 3 || !slices.Equal(g.PromptIDs, []int32{1, 3, 2}) {
+	g, err := btconvert.Generate(btconvert.GenerateOptions{Model: out, Prompts: []string{"hello the world"}, MaxNewTokens: 3, IgnoreEOS: true})
+	if err != nil || len(g.Rows[0].IDs) != 3 || !slices.Equal(g.Rows[0].PromptIDs, []int32{1, 3, 2}) {
 		t.Fatalf("generate with the carried tokenizer: %+v %v", g, err)
 	}
 }

@@ -2,6 +2,7 @@ package btconvert
 
 import (
 	"fmt"
+	"runtime"
 
 	"github.com/dustin/go-humanize"
 
@@ -21,32 +22,61 @@ type GenerateOptions struct {
 	Model string
 	Open  formats.OpenOptions
 	Runtime
-	Prompt       string
+	// Prompts are continued together, as one batch; their lengths may differ (they are
+	// left-padded, see graph.Engine.Generate).
+	Prompts      []string
 	MaxNewTokens int
 	Sampling     graph.Sampling
-	// OnText, if set, receives the continuation as it is generated.
-	OnText func(text string)
+	// Stop ends a row before the first of these strings it generates.
+	Stop []string
+	// IgnoreEOS generates past the model's end-of-sequence id (else a row ends there).
+	IgnoreEOS bool
+	// OnText, if set, receives each row's continuation as it is generated: whole characters, and
+	// never part of a stop string.
+	OnText func(row int, text string)
 	UI     UI
 }
 
 // GenerateResult is a generation.
 type GenerateResult struct {
-	Backend    string         `json:"backend"`
-	PromptIDs  []int32        `json:"prompt_ids"`
-	PadTokens  int            `json:"pad_tokens"`
-	IDs        []int32        `json:"ids"`
-	Text       string         `json:"text"`
-	PrefillS   float64        `json:"prefill_s"`
-	DecodeS    float64        `json:"decode_s"`
-	TokensPerS float64        `json:"tokens_per_s"`
-	Sampling   graph.Sampling `json:"sampling"`
+	Backend string          `json:"backend"`
+	Threads int             `json:"threads"`
+	Rows    []GeneratedText `json:"rows"`
+	// PromptTokens counts every row's prompt tokens (padding not included), GeneratedTokens what
+	// the rows kept.
+	PromptTokens    int `json:"prompt_tokens"`
+	GeneratedTokens int `json:"generated_tokens"`
+	// PrefillS is the prompt's forward pass and the first block (vanilla: token); DecodeS the
+	// steps after it. PromptTokS is PromptTokens over PrefillS; GenerationTokS the tokens the
+	// steps produced (every row, to its last step) over DecodeS (0 when there were none).
+	PrefillS       float64        `json:"prefill_s"`
+	DecodeS        float64        `json:"decode_s"`
+	PromptTokS     float64        `json:"prompt_tokens_per_s"`
+	GenerationTokS float64        `json:"generation_tokens_per_s"`
+	PeakMemBytes   int64          `json:"peak_mem_bytes"`
+	Sampling       graph.Sampling `json:"sampling"`
+	Stop           []string       `json:"stop,omitempty"`
 }
 
-// Generate continues a prompt.
+// GeneratedText is one row of a generation.
+type GeneratedText struct {
+	PromptIDs []int32      `json:"prompt_ids"`
+	PadTokens int          `json:"pad_tokens"` // pad ids put before the prompt
+	IDs       []int32      `json:"ids"`
+	Text      string       `json:"text"`
+	Finish    graph.Finish `json:"finish"` // length, eos or stop
+}
+
+// Generate continues prompts.
 func Generate(o GenerateOptions) (*GenerateResult, error) {
 	ui := orSilent(o.UI)
-	if o.Prompt == "" {
-		return nil, errs.Option("Prompt", nil, "is required (and not empty)")
+	if len(o.Prompts) == 0 {
+		return nil, errs.Option("Prompts", nil, "give at least one prompt")
+	}
+	for i, p := range o.Prompts {
+		if p == "" {
+			return nil, errs.Option("Prompts", nil, "prompt %d is empty", i+1)
+		}
 	}
 	if o.MaxNewTokens < 1 || o.MaxNewTokens > MaxTokens {
 		return nil, errs.Option("MaxNewTokens", o.MaxNewTokens, "must be between 1 and %d", MaxTokens)
@@ -67,35 +97,59 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	ids, err := tk.Encode(o.Prompt)
-	if err != nil {
-		return nil, err
+	prompts := make([][]int32, len(o.Prompts))
+	longest, total := 0, 0
+	for i, p := range o.Prompts {
+		if prompts[i], err = tk.Encode(p); err != nil {
+			return nil, err
+		}
+		if len(prompts[i]) == 0 {
+			return nil, errs.Option("Prompts", p, "prompt %d encodes to no tokens", i+1)
+		}
+		longest, total = max(longest, len(prompts[i])), total+len(prompts[i])
 	}
-	if len(ids) == 0 {
-		return nil, errs.Option("Prompt", o.Prompt, "encodes to no tokens")
-	}
-	n := len(ids) + o.MaxNewTokens
+	n := longest + o.MaxNewTokens
 	if mt := l.eng.Config.MaxTokens(); mt > 0 && n > mt {
 		ui.Note(fmt.Sprintf("warning: prompt plus generation is %d tokens, past the %d the model was built for (max_length / max_position_embeddings)", n, mt))
 	}
-	if err := fitsMemory(l, 1, n); err != nil {
+	if err := fitsMemory(l, len(prompts), n); err != nil {
 		return nil, err
 	}
-	streamed := 0
-	g, err := l.eng.Generate([][]int32{ids}, graph.GenerateOptions{MaxNewTokens: o.MaxNewTokens, Sampling: o.Sampling, OnTokens: func(rows [][]int32) {
-		if o.OnText == nil {
-			return
+	streams := make([]*tokenizer.Stream, len(prompts))
+	for i := range streams {
+		streams[i] = tokenizer.NewStream(tk, o.Stop)
+	}
+	show := func(row int, text string) {
+		if text != "" && o.OnText != nil {
+			o.OnText(row, text)
 		}
-		fresh := rows[0][:min(len(rows[0]), o.MaxNewTokens-streamed)]
-		streamed += len(fresh)
-		o.OnText(tk.Decode(fresh))
-	}})
+	}
+	bench.ResetPeakRSS()
+	g, err := l.eng.Generate(prompts, graph.GenerateOptions{MaxNewTokens: o.MaxNewTokens, Sampling: o.Sampling, StopAtEOS: !o.IgnoreEOS,
+		Stop: func(row int, ids []int32) int {
+			text, keep := streams[row].Update(ids)
+			show(row, text)
+			return keep
+		}})
 	if err != nil {
 		return nil, err
 	}
-	t := (g.PrefillTime + g.DecodeTime).Seconds()
-	return &GenerateResult{Backend: dev.spec, PromptIDs: ids, PadTokens: g.PadTokens, IDs: g.Tokens[0], Text: tk.Decode(g.Tokens[0]),
-		PrefillS: g.PrefillTime.Seconds(), DecodeS: g.DecodeTime.Seconds(), TokensPerS: float64(o.MaxNewTokens) / t, Sampling: o.Sampling}, nil
+	res := &GenerateResult{Backend: dev.spec, Threads: runtime.GOMAXPROCS(0), PromptTokens: total,
+		PrefillS: g.PrefillTime.Seconds(), DecodeS: g.DecodeTime.Seconds(), PeakMemBytes: bench.PeakRSS(), Sampling: o.Sampling, Stop: o.Stop}
+	for i, s := range streams {
+		show(i, s.Flush())
+		res.Rows = append(res.Rows, GeneratedText{PromptIDs: prompts[i], PadTokens: g.Pad[i], IDs: g.Tokens[i], Text: s.Text(), Finish: g.Finish[i]})
+		res.GeneratedTokens += len(g.Tokens[i])
+	}
+	res.PromptTokS = float64(total) / res.PrefillS
+	if g.Steps > 0 {
+		perStep := 1
+		if l.eng.Config.IsBlock() {
+			perStep = l.eng.Config.BlockLength
+		}
+		res.GenerationTokS = float64(g.Steps*perStep*len(prompts)) / res.DecodeS
+	}
+	return res, nil
 }
 
 // fitsMemory refuses a generation at batch B up to length tokens whose estimated memory is more

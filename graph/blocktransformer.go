@@ -61,7 +61,7 @@ func (b *builder) tokenDecoderTeacher(ctx, tgt *Node) *Node {
 		}
 	}
 	T := b.tokenPositions()
-	h := b.decoder(arch.TokenDecoder, &td.DecoderConfig, x, iotaPos(b.g, 0, T), T, b.causal(nil))
+	h := b.decoder(arch.TokenDecoder, &td.DecoderConfig, x, iotaPos(b.g, 0, T), T, b.causal(nil, nil))
 	// Prefix decoding: positions r-1 .. r+L-2 predict x_1 .. x_L.
 	h = Slice(h, AxisRange(), AxisRange(T-L, T))
 	return b.tokenHead(h)
@@ -82,7 +82,7 @@ func (b *builder) scoreBlock(ids *Node) *Node {
 	B, T := ids.Shape().Dim(0), ids.Shape().Dim(1)
 	n := T / L
 	blocks := Reshape(ids, B, n, L)
-	h := b.decoder(arch.BlockDecoder, b.cfg.BlockDecoder, b.embedBlocks(blocks), iotaPos(b.g, 0, n), n, b.causal(nil))
+	h := b.decoder(arch.BlockDecoder, b.cfg.BlockDecoder, b.embedBlocks(blocks), iotaPos(b.g, 0, n), n, b.causal(nil, nil))
 	D := h.Shape().Dim(-1)
 	ctx := Reshape(Slice(h, AxisRange(), AxisRange(0, n-1)), B*(n-1), D)
 	tgt := Reshape(Slice(blocks, AxisRange(), AxisRange(1, n)), B*(n-1), L)
@@ -92,9 +92,9 @@ func (b *builder) scoreBlock(ids *Node) *Node {
 
 // generateBlock emits the L tokens of one block from contexts ctx [B, D], one token decoder step
 // per token, unrolled in the graph with a local KV cache that starts empty (at most r+L-1
-// positions). rng is the sampler's state. Returns tokens int32 [B, L], logits [B, L, V] and the
-// advanced rng state.
-func (b *builder) generateBlock(ctx, rng *Node, s sampler) (*Node, *Node, *Node) {
+// positions). st is the sampler's state. Returns tokens int32 [B, L], logits [B, L, V] and the
+// advanced state.
+func (b *builder) generateBlock(ctx *Node, st genState, s sampler) (*Node, *Node, genState) {
 	td := b.cfg.TokenDecoder
 	L := b.cfg.BlockLength
 	B := ctx.Shape().Dim(0)
@@ -122,9 +122,9 @@ func (b *builder) generateBlock(ctx, rng *Node, s sampler) (*Node, *Node, *Node)
 		pos += n
 		lg := b.tokenHead(Reshape(Slice(h, AxisRange(), AxisElem(n-1)), B, -1)) // [B, V]
 		var tok *Node
-		tok, rng = s.sample(lg, rng)
+		tok, st = s.sample(lg, st)
 		toks = append(toks, tok)
 		logits = append(logits, InsertAxes(lg, 1))
 	}
-	return Stack(toks, 1), Concatenate(logits, 1), rng
+	return Stack(toks, 1), Concatenate(logits, 1), st
 }

@@ -28,16 +28,32 @@ func toKeys(x *Node) *Node { return TransposeAllAxes(x, 0, 2, 1, 3) }
 // toValues turns new values [B, T, H, hd] into the value layout [B, H, hd, T].
 func toValues(x *Node) *Node { return TransposeAllAxes(x, 0, 2, 3, 1) }
 
-// causal is the attendFn of a full forward: keys are the new tokens, causally masked. If keep is
-// not nil, each layer's keys and values (cache layouts) are appended to it.
-func (b *builder) causal(keep *[]kv) attendFn {
+// causal is the attendFn of a full forward: keys are the new tokens, causally masked, and masked
+// per row by keyBias when it is not nil (see withKeyBias). If keep is not nil, each layer's keys
+// and values (cache layouts) are appended to it.
+func (b *builder) causal(keep *[]kv, keyBias *Node) attendFn {
 	return func(_ int, q, k, v *Node) *Node {
 		kc, vc := toKeys(k), toValues(v)
 		if keep != nil {
 			*keep = append(*keep, kv{kc, vc})
 		}
-		return b.attention(q, kc, vc, causalBias(q.Graph(), 0, q.Shape().Dim(1)))
+		return b.attention(q, kc, vc, withKeyBias(causalBias(q.Graph(), 0, q.Shape().Dim(1)), keyBias))
 	}
+}
+
+// maskedOut is the additive bias of a key a query must not see. It is finite so that a query that
+// sees no key at all (a padding position) gets a uniform softmax, not NaN: its output is never
+// used, but NaN would spread through the products that read it.
+const maskedOut = -1e9
+
+// withKeyBias adds each row's key mask keyBias [B, S'] (0 or maskedOut; S' >= S, its first S
+// positions used) to bias [T, S]: [B, T, S]. A nil keyBias leaves bias as it is.
+func withKeyBias(bias, keyBias *Node) *Node {
+	if keyBias == nil {
+		return bias
+	}
+	S := bias.Shape().Dim(1)
+	return Add(InsertAxes(bias, 0), InsertAxes(Slice(keyBias, AxisRange(), AxisRange(0, S)), 1))
 }
 
 // kv is one layer's cache: keys [B, H, S, hd], values [B, H, hd, S].
@@ -62,8 +78,8 @@ func (b *builder) localCache(past *[]kv, start int) attendFn {
 
 // fixedCache is the attendFn of a one-position step against caches of fixed length S at position
 // pos (int32 scalar): the new key and value are written at pos, and positions after pos are masked
-// out. Updated caches replace caches[layer].
-func (b *builder) fixedCache(caches []kv, pos *Node) attendFn {
+// out, as are those keyBias [B, S] masks. Updated caches replace caches[layer].
+func (b *builder) fixedCache(caches []kv, pos, keyBias *Node) attendFn {
 	return func(layer int, q, k, v *Node) *Node {
 		c := caches[layer]
 		S := c.k.Shape().Dim(keySeqAxis)
@@ -71,8 +87,8 @@ func (b *builder) fixedCache(caches []kv, pos *Node) attendFn {
 		idx := Iota(g, shapes.Make(dtypes.Int32, S), 0)
 		kc, vc := b.writeCache(c.k, toKeys(k), pos, keySeqAxis), b.writeCache(c.v, toValues(v), pos, valueSeqAxis)
 		caches[layer] = kv{kc, vc}
-		bias := Where(LessOrEqual(idx, pos), Zeros(g, shapes.Make(dtypes.Float32, S)), Const(g, float32(-1e9)))
-		return b.attention(q, kc, vc, Reshape(bias, 1, S))
+		bias := Where(LessOrEqual(idx, pos), Zeros(g, shapes.Make(dtypes.Float32, S)), Const(g, float32(maskedOut)))
+		return b.attention(q, kc, vc, withKeyBias(Reshape(bias, 1, S), keyBias))
 	}
 }
 

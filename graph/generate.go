@@ -2,6 +2,7 @@ package graph
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/gomlx/compute"
@@ -17,38 +18,59 @@ import (
 type GenerateOptions struct {
 	MaxNewTokens int
 	Sampling
-	// KeepLogits returns the logits of every generated token (for the self-check).
+	// StopAtEOS ends a row at the model's end-of-sequence id (arch.Config.EOSTokenID); the EOS is
+	// not part of the row's tokens.
+	StopAtEOS bool
+	// Stop, if set, is shown a row's generated tokens whenever new ones arrive and returns how many
+	// of them to keep if the row ends there (a stop string was generated), else -1.
+	Stop func(row int, tokens []int32) int
+	// KeepLogits returns the logits of every generated token (for the self-check); no row may stop
+	// early then.
 	KeepLogits bool
 	// OnTokens, if set, receives each row's new tokens as soon as they exist (a block at a time
-	// for block models, a token at a time for vanilla).
+	// for block models, a token at a time for vanilla); nothing past where a row stopped.
 	OnTokens func(rows [][]int32)
 }
 
+// Finish says why a row ended.
+type Finish string
+
+const (
+	FinishLength Finish = "length" // MaxNewTokens were generated
+	FinishEOS    Finish = "eos"    // the end-of-sequence id
+	FinishStop   Finish = "stop"   // GenerateOptions.Stop ended it
+)
+
 // Generation is the result of Generate.
 type Generation struct {
-	Tokens      [][]int32 // per row, MaxNewTokens generated tokens
-	Logits      []float32 // [B, MaxNewTokens, V] when KeepLogits
-	Prompt      [][]int32 // the prompts as run (block models: left-padded to whole blocks)
-	PadTokens   int       // pad ids added on the left of every prompt
+	Tokens [][]int32 // per row, the generated tokens: MaxNewTokens unless the row stopped
+	Finish []Finish  // per row
+	Logits []float32 // [B, MaxNewTokens, V] when KeepLogits
+	// Prompt is the prompts as run: left-padded with the pad id to the longest (block models: to
+	// whole blocks); Pad is how many pad ids each row got.
+	Prompt      [][]int32
+	Pad         []int
 	PrefillTime time.Duration
 	DecodeTime  time.Duration
 	Steps       int // executed decode graphs after the prefill
 }
 
-// Generate continues every prompt (all of the same length) by MaxNewTokens tokens with KV caches.
+// Generate continues every prompt by up to MaxNewTokens tokens with KV caches.
 //
-// Block models: a prompt whose length is not a multiple of the block length is left-padded with
-// the pad id, as the official code does; the pad tokens sit inside the first block, which is
-// otherwise an ordinary block (never scored, never emitted). The block decoder keeps a cache of
-// fixed length (prompt blocks + generated blocks) and takes one step per block; each step is one
-// executed graph that embeds the last block, runs the block decoder step and the L token decoder
-// steps (unrolled, local cache reset per block) and samples in the graph.
+// Prompts of different lengths are left-padded with the pad id to the longest, and block models'
+// prompts further to whole blocks, as the official code does. Pad positions are masked out of
+// attention (pad blocks for block models: a block partly padded is an ordinary block, as in the
+// official code), so a row generates what it would alone; positions stay absolute, and rotary
+// attention depends only on their differences.
 //
-// Vanilla models: one graph per token against a fixed-length cache.
+// Block models keep a block decoder cache of fixed length (prompt blocks + generated blocks) and
+// take one step per block; each step is one executed graph that embeds the last block, runs the
+// block decoder step and the L token decoder steps (unrolled, local cache reset per block) and
+// samples in the graph. Vanilla models: one graph per token against a fixed-length cache.
+// Generation ends early when every row has stopped.
 func (e *Engine) Generate(prompts [][]int32, o GenerateOptions) (*Generation, error) {
-	B := len(prompts)
-	if B == 0 || len(prompts[0]) == 0 {
-		return nil, errs.Option("Prompt", nil, "empty prompt")
+	if len(prompts) == 0 {
+		return nil, errs.Option("Prompt", nil, "no prompt")
 	}
 	if o.MaxNewTokens < 1 {
 		return nil, errs.Option("MaxNewTokens", o.MaxNewTokens, "must be at least 1")
@@ -56,37 +78,103 @@ func (e *Engine) Generate(prompts [][]int32, o GenerateOptions) (*Generation, er
 	if err := o.Sampling.Validate(); err != nil {
 		return nil, err
 	}
-	T := len(prompts[0])
-	for _, p := range prompts {
-		if len(p) != T {
-			return nil, errs.Option("Prompt", nil, "prompts of a batch must have the same length (%d and %d)", T, len(p))
+	if o.KeepLogits && (o.StopAtEOS || o.Stop != nil) {
+		return nil, errs.Option("KeepLogits", true, "keeps every row's MaxNewTokens logits: rows cannot stop early then")
+	}
+	for i, p := range prompts {
+		if len(p) == 0 {
+			return nil, errs.Option("Prompt", nil, "prompt %d is empty", i)
 		}
 		if err := e.checkIDs(p); err != nil {
 			return nil, err
 		}
 	}
+	run := e.generateTokens
 	if e.Config.IsBlock() {
-		return e.generateBlocks(prompts, o)
+		run = e.generateBlocks
 	}
-	return e.generateTokens(prompts, o)
+	return run(padLeft(prompts, e.Config), o)
+}
+
+// padded is a batch of prompts left-padded to one length.
+type padded struct {
+	ids  []int32 // [B, T] row-major
+	rows [][]int32
+	pad  []int
+	T    int
+}
+
+// padLeft pads every prompt on the left with the pad id to the longest one, rounded up to whole
+// blocks for a block model.
+func padLeft(prompts [][]int32, cfg *arch.Config) padded {
+	T := 0
+	for _, p := range prompts {
+		T = max(T, len(p))
+	}
+	if cfg.IsBlock() {
+		L := cfg.BlockLength
+		T = (T + L - 1) / L * L
+	}
+	out := padded{T: T}
+	for _, p := range prompts {
+		row := make([]int32, T)
+		n := T - len(p)
+		for i := range n {
+			row[i] = int32(cfg.PadTokenID)
+		}
+		copy(row[n:], p)
+		out.rows = append(out.rows, row)
+		out.pad = append(out.pad, n)
+		out.ids = append(out.ids, row...)
+	}
+	return out
+}
+
+// keyBias is the additive attention mask over the S positions of a cache, [B, S]: -1e9 where a
+// row's position is all padding (unit tokens per position: 1 for a vanilla model, the block
+// length for a block model), else 0.
+func (p padded) keyBias(S, unit int) *tensors.Tensor {
+	B := len(p.rows)
+	v := make([]float32, B*S)
+	for b, n := range p.pad {
+		for s := 0; s < n/unit; s++ {
+			v[b*S+s] = maskedOut
+		}
+	}
+	return tensors.FromFlatDataAndDimensions(v, B, S)
+}
+
+// seen is the repetition penalty's initial state, [B, V]: 1 for every id of a row's prompt
+// (padding excluded).
+func (p padded) seen(V int) *tensors.Tensor {
+	B := len(p.rows)
+	v := make([]float32, B*V)
+	for b, row := range p.rows {
+		for _, id := range row[p.pad[b]:] {
+			v[b*V+int(id)] = 1
+		}
+	}
+	return tensors.FromFlatDataAndDimensions(v, B, V)
 }
 
 // The generation graphs' arguments and results after the weights (caches are each layer's keys
-// then values, layout [S, B, H, hd]):
+// then values, in the layouts of cache.go; state is the sampler's, genState):
 //
-//	prefill(ids, rng)                -> (tokens, logits, rng, caches...)
-//	step(caches..., pos, last, rng)  -> (tokens, logits, rng, caches...)
+//	prefill(ids, keyBias, state...)                -> (tokens, logits, state..., caches...)
+//	step(caches..., pos, last, keyBias, state...)  -> (tokens, logits, state..., caches...)
 //
 // A step's arguments are the previous call's results, fed back without leaving the device.
 
 // stepIn names a step graph's arguments.
 type stepIn struct {
-	caches         []kv
-	pos, last, rng *Node
+	caches             []kv
+	pos, last, keyBias *Node
+	state              genState
 }
 
-func readStepIn(in []*Node, layers int) stepIn {
-	return stepIn{caches: readCaches(in, layers), pos: in[2*layers], last: in[2*layers+1], rng: in[2*layers+2]}
+func readStepIn(in []*Node, layers int, s sampler) stepIn {
+	n := 2 * layers
+	return stepIn{caches: readCaches(in, layers), pos: in[n], last: in[n+1], keyBias: in[n+2], state: s.readState(in[n+3:])}
 }
 
 // readCaches reads the leading 2*layers arguments as each layer's keys and values.
@@ -100,226 +188,243 @@ func readCaches(in []*Node, layers int) []kv {
 
 // stepOut names the results of both generation graphs.
 type stepOut struct {
-	tokens, logits, rng *Node
-	caches              []kv
+	tokens, logits *Node
+	state          genState
+	caches         []kv
 }
 
 // nodes lists the results, each cache padded to S positions.
 func (o stepOut) nodes(S int) []*Node {
-	out := []*Node{o.tokens, o.logits, o.rng}
+	out := append([]*Node{o.tokens, o.logits}, o.state.nodes()...)
 	for _, c := range o.caches {
 		out = append(out, padCache(c.k, keySeqAxis, S), padCache(c.v, valueSeqAxis, S))
 	}
 	return out
 }
 
-// stepResult is the host side of stepOut.
-type stepResult []*tensors.Tensor
+// stepResult is the host side of stepOut: its tensors, of which nState are the sampler's state.
+type stepResult struct {
+	ts     []*tensors.Tensor
+	nState int
+}
 
-func (r stepResult) tokens() *tensors.Tensor { return r[0] }
-func (r stepResult) logits() *tensors.Tensor { return r[1] }
+func (r stepResult) tokens() *tensors.Tensor { return r.ts[0] }
+func (r stepResult) logits() *tensors.Tensor { return r.ts[1] }
 
 // next is the arguments of the step that follows, at position pos. The caches are donated: the
 // step updates them in place, and they are invalid here afterwards.
-func (r stepResult) next(pos int32, b compute.Backend) ([]any, error) {
-	args := make([]any, 0, len(r))
-	for _, c := range r[3:] {
+func (r stepResult) next(pos int32, keyBias *tensors.Tensor, b compute.Backend) ([]any, error) {
+	args := make([]any, 0, len(r.ts)+2)
+	for _, c := range r.ts[2+r.nState:] {
 		d, err := DonateTensorBuffer(c, b, 0)
 		if err != nil {
 			return nil, err
 		}
 		args = append(args, d)
 	}
-	return append(args, pos, r[0], r[2]), nil
+	args = append(args, pos, r.tokens(), keyBias)
+	for _, t := range r.ts[2 : 2+r.nState] {
+		args = append(args, t)
+	}
+	return args, nil
 }
 
-func (r stepResult) free() {
-	for _, t := range r {
-		t.FinalizeAll()
-	}
-}
+func (r stepResult) free() { freeAll(r.ts) }
 
-// samplingKey names the sampling settings that shape a graph; the seed is not one of them (it only
-// initialises the generator state, a runtime input).
-func samplingKey(s Sampling) string {
-	return fmt.Sprintf("t=%g/k=%d/p=%g", s.Temperature, s.TopK, s.TopP)
-}
-
-// collect appends a [B, k] int32 token tensor to rows, and [B, k, V] logits if wanted.
-func collect(g *Generation, toks, logits *tensors.Tensor, keep bool, logitRows [][]float32) ([][]int32, error) {
-	v, err := tensors.CopyFlatData[int32](toks)
-	if err != nil {
-		return nil, err
-	}
-	B := toks.Shape().Dim(0)
-	k := len(v) / B
-	fresh := make([][]int32, B)
-	for b := 0; b < B; b++ {
-		fresh[b] = v[b*k : (b+1)*k]
-		g.Tokens[b] = append(g.Tokens[b], fresh[b]...)
-	}
-	if keep {
-		lv, err := tensors.CopyFlatData[float32](logits)
-		if err != nil {
-			return nil, err
-		}
-		per := len(lv) / B
-		for b := 0; b < B; b++ {
-			logitRows[b] = append(logitRows[b], lv[b*per:(b+1)*per]...)
-		}
-	}
-	return fresh, nil
-}
-
-func (e *Engine) generateBlocks(prompts [][]int32, o GenerateOptions) (*Generation, error) {
+func (e *Engine) generateBlocks(p padded, o GenerateOptions) (*Generation, error) {
 	cfg := e.Config
 	L := cfg.BlockLength
-	B, T := len(prompts), len(prompts[0])
-	g := &Generation{Tokens: make([][]int32, B), PadTokens: (L - T%L) % L}
-	flat := make([]int32, 0, B*(T+g.PadTokens))
-	for _, p := range prompts {
-		row := make([]int32, g.PadTokens, T+g.PadTokens)
-		for i := range row {
-			row[i] = int32(cfg.PadTokenID)
-		}
-		row = append(row, p...)
-		g.Prompt = append(g.Prompt, row)
-		flat = append(flat, row...)
-	}
-	n := (T + g.PadTokens) / L
+	n := p.T / L
 	nBlocks := (o.MaxNewTokens + L - 1) / L
 	S := n + nBlocks // block decoder positions ever written (the last block is never fed back)
 	s := sampler{o.Sampling}
 	layers := cfg.BlockDecoder.Layers
-	key := fmt.Sprintf("block/S=%d/%s", S, samplingKey(o.Sampling))
+	key := fmt.Sprintf("block/S=%d/%s", S, s.key())
 	prefill, err := e.exec("prefill-"+key, func(b *builder, in []*Node) []*Node {
-		ids, rng := in[0], in[1]
+		ids, keyBias, st := in[0], in[1], s.readState(in[2:])
 		B, n := ids.Shape().Dim(0), ids.Shape().Dim(1) // from the inputs: this graph serves every batch and prompt
 		var keep []kv
-		h := b.decoder(arch.BlockDecoder, cfg.BlockDecoder, b.embedBlocks(ids), iotaPos(b.g, 0, n), S, b.causal(&keep))
+		h := b.decoder(arch.BlockDecoder, cfg.BlockDecoder, b.embedBlocks(ids), iotaPos(b.g, 0, n), S, b.causal(&keep, keyBias))
 		ctx := Reshape(Slice(h, AxisRange(), AxisElem(n-1)), B, -1)
-		toks, logits, rng := b.generateBlock(ctx, rng, s)
-		return stepOut{toks, logits, rng, keep}.nodes(S)
+		toks, logits, st := b.generateBlock(ctx, st, s)
+		return stepOut{toks, logits, st, keep}.nodes(S)
 	})
 	if err != nil {
 		return nil, err
 	}
 	step, err := e.exec("step-"+key, func(b *builder, in []*Node) []*Node {
-		st := readStepIn(in, layers)
+		st := readStepIn(in, layers, s)
 		B := st.last.Shape().Dim(0)
 		x := b.embedBlocks(Reshape(st.last, B, 1, L))
-		h := b.decoder(arch.BlockDecoder, cfg.BlockDecoder, x, Reshape(st.pos, 1), S, b.fixedCache(st.caches, st.pos))
-		toks, logits, rng := b.generateBlock(Reshape(h, B, -1), st.rng, s)
-		return stepOut{toks, logits, rng, st.caches}.nodes(S)
+		h := b.decoder(arch.BlockDecoder, cfg.BlockDecoder, x, Reshape(st.pos, 1), S, b.fixedCache(st.caches, st.pos, st.keyBias))
+		toks, logits, state := b.generateBlock(Reshape(h, B, -1), st.state, s)
+		return stepOut{toks, logits, state, st.caches}.nodes(S)
 	})
 	if err != nil {
 		return nil, err
 	}
 	// Block decoder position of the block fed at step i (the prompt fills 0..n-1).
-	if err := e.decode(g, o, prefill, step, nBlocks-1, func(i int) int32 { return int32(n + i) },
-		tensors.FromFlatDataAndDimensions(flat, B, n, L)); err != nil {
-		return nil, err
-	}
-	for b := range g.Tokens {
-		g.Tokens[b] = g.Tokens[b][:o.MaxNewTokens]
-	}
-	return g, nil
+	return e.decode(p, o, s, prefill, step, nBlocks-1, func(i int) int32 { return int32(n + i) },
+		tensors.FromFlatDataAndDimensions(p.ids, len(p.rows), n, L), p.keyBias(S, L))
 }
 
-func (e *Engine) generateTokens(prompts [][]int32, o GenerateOptions) (*Generation, error) {
+func (e *Engine) generateTokens(p padded, o GenerateOptions) (*Generation, error) {
 	cfg := e.Config
-	B, T := len(prompts), len(prompts[0])
-	g := &Generation{Tokens: make([][]int32, B), Prompt: prompts}
-	flat := make([]int32, 0, B*T)
-	for _, p := range prompts {
-		flat = append(flat, p...)
-	}
+	T := p.T
 	S := T + o.MaxNewTokens
 	s := sampler{o.Sampling}
 	layers := cfg.Decoder.Layers
-	key := fmt.Sprintf("vanilla/S=%d/%s", S, samplingKey(o.Sampling))
+	key := fmt.Sprintf("vanilla/S=%d/%s", S, s.key())
 	prefill, err := e.exec("prefill-"+key, func(b *builder, in []*Node) []*Node {
-		ids, rng := in[0], in[1]
+		ids, keyBias, st := in[0], in[1], s.readState(in[2:])
 		B, T := ids.Shape().Dim(0), ids.Shape().Dim(1)
 		var keep []kv
-		h := b.vanillaHidden(ids, iotaPos(b.g, 0, T), S, b.causal(&keep))
+		h := b.vanillaHidden(ids, iotaPos(b.g, 0, T), S, b.causal(&keep, keyBias))
 		last := b.vanillaHead(Reshape(Slice(h, AxisRange(), AxisElem(T-1)), B, -1)) // head on the last position only
-		tok, rng := s.sample(last, rng)
-		return stepOut{InsertAxes(tok, -1), InsertAxes(last, 1), rng, keep}.nodes(S)
+		tok, st := s.sample(last, st)
+		return stepOut{InsertAxes(tok, -1), InsertAxes(last, 1), st, keep}.nodes(S)
 	})
 	if err != nil {
 		return nil, err
 	}
 	step, err := e.exec("step-"+key, func(b *builder, in []*Node) []*Node {
-		st := readStepIn(in, layers)
+		st := readStepIn(in, layers, s)
 		B := st.last.Shape().Dim(0)
-		logits := b.vanillaForward(st.last, Reshape(st.pos, 1), S, b.fixedCache(st.caches, st.pos))
+		logits := b.vanillaForward(st.last, Reshape(st.pos, 1), S, b.fixedCache(st.caches, st.pos, st.keyBias))
 		last := Reshape(logits, B, -1)
-		next, rng := s.sample(last, st.rng)
-		return stepOut{InsertAxes(next, -1), InsertAxes(last, 1), rng, st.caches}.nodes(S)
+		next, state := s.sample(last, st.state)
+		return stepOut{InsertAxes(next, -1), InsertAxes(last, 1), state, st.caches}.nodes(S)
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := e.decode(g, o, prefill, step, o.MaxNewTokens-1, func(i int) int32 { return int32(T + i) },
-		tensors.FromFlatDataAndDimensions(flat, B, T)); err != nil {
-		return nil, err
-	}
-	return g, nil
+	return e.decode(p, o, s, prefill, step, o.MaxNewTokens-1, func(i int) int32 { return int32(T + i) },
+		tensors.FromFlatDataAndDimensions(p.ids, len(p.rows), T), p.keyBias(S, 1))
 }
 
-// decode runs the prefill graph once on ids and the step graph steps times, each step fed the
-// previous results.
-func (e *Engine) decode(g *Generation, o GenerateOptions, prefill, step *Exec, steps int, pos func(i int) int32, ids *tensors.Tensor) error {
+// decode runs the prefill graph once on ids and the step graph up to steps times, each step fed
+// the previous results, until every row has stopped.
+func (e *Engine) decode(p padded, o GenerateOptions, s sampler, prefill, step *Exec, steps int, pos func(i int) int32, ids, keyBias *tensors.Tensor) (*Generation, error) {
+	defer ids.FinalizeAll()
+	defer keyBias.FinalizeAll()
 	rng, err := RNGStateFromSeed(int64(o.Seed))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	logitRows := make([][]float32, len(g.Tokens))
-	emit := func(out stepResult) error {
-		fresh, err := collect(g, out.tokens(), out.logits(), o.KeepLogits, logitRows)
-		if err == nil && o.OnTokens != nil {
-			o.OnTokens(fresh)
-		}
-		return err
+	state := []any{rng}
+	if s.penalized() {
+		seen := p.seen(e.Config.VocabSize)
+		defer seen.FinalizeAll()
+		state = append(state, seen)
 	}
+	rows := newRows(p, o, e.Config)
+	g := rows.g
 	start := time.Now()
-	res, err := e.run(prefill, ids, rng)
+	res, err := e.run(prefill, append([]any{ids, keyBias}, state...)...)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	out := stepResult(res)
+	out := stepResult{res, len(state)}
 	g.PrefillTime = time.Since(start)
-	if err := emit(out); err != nil {
+	if err := rows.emit(out); err != nil {
 		out.free()
-		return err
+		return nil, err
 	}
 	start = time.Now()
-	for i := 0; i < steps; i++ {
-		args, err := out.next(pos(i), e.Backend)
+	for i := 0; i < steps && rows.live > 0; i++ {
+		args, err := out.next(pos(i), keyBias, e.Backend)
 		if err != nil {
 			out.free()
-			return err
+			return nil, err
 		}
 		res, err := e.run(step, args...)
 		out.free()
 		if err != nil {
-			return err
+			return nil, err
 		}
-		out = res
+		out = stepResult{res, len(state)}
 		g.Steps++
-		if err := emit(out); err != nil {
+		if err := rows.emit(out); err != nil {
 			out.free()
-			return err
+			return nil, err
 		}
 	}
 	out.free()
 	g.DecodeTime = time.Since(start)
 	if o.KeepLogits {
 		V := e.Config.VocabSize
-		for _, r := range logitRows {
+		for _, r := range rows.logits {
 			g.Logits = append(g.Logits, r[:o.MaxNewTokens*V]...)
 		}
+	}
+	return g, nil
+}
+
+// rows follows each row of a generation: its tokens so far, and where it stops.
+type rows struct {
+	g      *Generation
+	o      GenerateOptions
+	eos    int32
+	live   int         // rows still generating
+	logits [][]float32 // per row, when KeepLogits
+}
+
+func newRows(p padded, o GenerateOptions, cfg *arch.Config) *rows {
+	B := len(p.rows)
+	g := &Generation{Tokens: make([][]int32, B), Finish: make([]Finish, B), Prompt: p.rows, Pad: p.pad}
+	return &rows{g: g, o: o, eos: int32(cfg.EOSTokenID), live: B, logits: make([][]float32, B)}
+}
+
+// emit takes one result's tokens [B, k] (and logits [B, k, V] when kept): each live row gets them
+// up to where it stops, and OnTokens is shown what each row got.
+func (r *rows) emit(out stepResult) error {
+	v, err := tensors.CopyFlatData[int32](out.tokens())
+	if err != nil {
+		return err
+	}
+	B := len(r.g.Tokens)
+	k := len(v) / B
+	fresh := make([][]int32, B)
+	for b := range B {
+		if r.g.Finish[b] != "" {
+			continue
+		}
+		toks := v[b*k : (b+1)*k]
+		toks = toks[:min(len(toks), r.o.MaxNewTokens-len(r.g.Tokens[b]))]
+		var why Finish
+		if i := slices.Index(toks, r.eos); r.o.StopAtEOS && i >= 0 {
+			toks, why = toks[:i], FinishEOS
+		}
+		before := len(r.g.Tokens[b])
+		r.g.Tokens[b] = append(r.g.Tokens[b], toks...)
+		if r.o.Stop != nil {
+			if n := r.o.Stop(b, r.g.Tokens[b]); n >= 0 {
+				n = min(n, len(r.g.Tokens[b]))
+				r.g.Tokens[b] = r.g.Tokens[b][:n]
+				toks, why = toks[:max(0, n-before)], FinishStop
+			}
+		}
+		if why == "" && len(r.g.Tokens[b]) == r.o.MaxNewTokens {
+			why = FinishLength
+		}
+		if why != "" {
+			r.g.Finish[b] = why
+			r.live--
+		}
+		fresh[b] = toks
+	}
+	if r.o.KeepLogits {
+		lv, err := tensors.CopyFlatData[float32](out.logits())
+		if err != nil {
+			return err
+		}
+		per := len(lv) / B
+		for b := range B {
+			r.logits[b] = append(r.logits[b], lv[b*per:(b+1)*per]...)
+		}
+	}
+	if r.o.OnTokens != nil {
+		r.o.OnTokens(fresh)
 	}
 	return nil
 }

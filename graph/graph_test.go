@@ -182,7 +182,7 @@ func TestLeftPadding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.PadTokens != 3 || len(g.Prompt[0]) != 8 || g.Prompt[0][0] != 0 || g.Prompt[0][3] != 'H' || len(g.Tokens[0]) != 6 {
+	if g.Pad[0] != 3 || len(g.Prompt[0]) != 8 || g.Prompt[0][0] != 0 || g.Prompt[0][3] != 'H' || len(g.Tokens[0]) != 6 {
 		t.Fatalf("padding: %+v", g)
 	}
 	// Same as generating from the explicitly padded prompt.

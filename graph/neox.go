@@ -180,14 +180,18 @@ func rope(x, pos, cos, sin *Node, rot int) *Node {
 type attendFn func(layer int, q, k, v *Node) *Node
 
 // attention is softmax(q k^T / sqrt(hd) + bias) v for q [B, T, H, hd], keys [B, H, S, hd] and
-// values [B, H, hd, S] (the cache layouts) and an additive float32 bias [T, S] (0 or -1e9). Scores
-// and softmax are in float32. Returns [B, T, H, hd].
+// values [B, H, hd, S] (the cache layouts) and an additive float32 bias [T, S], or [B, T, S] when
+// rows are masked differently (0 or maskedOut). Scores and softmax are in float32. Returns
+// [B, T, H, hd].
 func (b *builder) attention(q, k, v, bias *Node) *Node {
 	hd := q.Shape().Dim(-1)
 	qh := TransposeAllAxes(q, 0, 2, 1, 3)                                // [B, H, T, hd]
 	scores := b.dot(qh, []int{3}, []int{0, 1}, k, []int{3}, []int{0, 1}) // [B, H, T, S]
 	scores = MulScalar(ConvertDType(scores, dtypes.Float32), 1/math.Sqrt(float64(hd)))
-	scores = Add(scores, InsertAxes(bias, 0, 0))
+	if bias.Rank() == 2 {
+		bias = InsertAxes(bias, 0) // the same for every row
+	}
+	scores = Add(scores, InsertAxes(bias, 1)) // the same for every head
 	probs := ConvertDType(Softmax(scores, -1), q.DType())
 	out := b.dot(probs, []int{3}, []int{0, 1}, v, []int{3}, []int{0, 1}) // [B, H, T, hd]
 	return TransposeAllAxes(out, 0, 2, 1, 3)
@@ -198,7 +202,7 @@ func causalBias(g *Graph, past, T int) *Node {
 	v := make([]float32, T*(past+T))
 	for t := 0; t < T; t++ {
 		for s := past + t + 1; s < past+T; s++ {
-			v[t*(past+T)+s] = -1e9
+			v[t*(past+T)+s] = maskedOut
 		}
 	}
 	return Reshape(Const(g, v), T, past+T)

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/core/tensors"
@@ -34,9 +35,9 @@ func (e *Engine) TimeComponents(B, S, reps int) (*ComponentTimes, error) {
 		return nil, err
 	}
 	step, err := e.exec(fmt.Sprintf("split-block/S=%d", S), func(b *builder, in []*Node) []*Node {
-		// (caches..., x, pos): a block decoder step on given block vectors.
-		caches, x, pos := readCaches(in, layers), in[2*layers], in[2*layers+1]
-		h := b.decoder(arch.BlockDecoder, cfg.BlockDecoder, x, Reshape(pos, 1), S, b.fixedCache(caches, pos))
+		// (caches..., x, pos, keyBias): a block decoder step on given block vectors.
+		caches, x, pos, keyBias := readCaches(in, layers), in[2*layers], in[2*layers+1], in[2*layers+2]
+		h := b.decoder(arch.BlockDecoder, cfg.BlockDecoder, x, Reshape(pos, 1), S, b.fixedCache(caches, pos, keyBias))
 		out := []*Node{h}
 		for _, c := range caches {
 			out = append(out, c.k, c.v)
@@ -47,8 +48,8 @@ func (e *Engine) TimeComponents(B, S, reps int) (*ComponentTimes, error) {
 		return nil, err
 	}
 	tok, err := e.exec("split-token", func(b *builder, in []*Node) []*Node {
-		toks, logits, rng := b.generateBlock(in[0], in[1], sampler{})
-		return []*Node{toks, logits, rng}
+		toks, logits, st := b.generateBlock(in[0], genState{rng: in[1]}, sampler{})
+		return []*Node{toks, logits, st.rng}
 	})
 	if err != nil {
 		return nil, err
@@ -63,7 +64,7 @@ func (e *Engine) TimeComponents(B, S, reps int) (*ComponentTimes, error) {
 		stepArgs = append(stepArgs, tensors.FromShape(shapes.Make(e.DType, B, bd.Heads, S, bd.HeadDim)),
 			tensors.FromShape(shapes.Make(e.DType, B, bd.Heads, bd.HeadDim, S)))
 	}
-	stepArgs = append(stepArgs, x, int32(S/2))
+	stepArgs = append(stepArgs, x, int32(S/2), tensors.FromShape(shapes.Make(dtypes.Float32, B, S)))
 	timeIt := func(x *Exec, args ...any) (time.Duration, error) {
 		var ds []time.Duration
 		for r := 0; r <= reps; r++ {

@@ -28,5 +28,5 @@ func (b *builder) vanillaForward(ids, pos *Node, maxPos int, attend attendFn) *N
 // scoreVanilla returns logits [B, T, V]: position t predicts token t+1.
 func (b *builder) scoreVanilla(ids *Node) *Node {
 	T := ids.Shape().Dim(1)
-	return b.vanillaForward(ids, iotaPos(b.g, 0, T), T, b.causal(nil))
+	return b.vanillaForward(ids, iotaPos(b.g, 0, T), T, b.causal(nil, nil))
 }

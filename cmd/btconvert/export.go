@@ -33,6 +33,7 @@ Examples:
    btconvert export out/bt-tiny-q8 -o out/bt-tiny-q8.btz`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output folder (official) or .btz file (bundle)"},
+			threadsFlag,
 			&cli.StringFlag{Name: "format", Usage: "official or bundle (default: bundle for an --output ending in .btz)"},
 			&cli.StringFlag{Name: "dtype", Usage: "official: storage dtype f32, bf16 or f16 (default: as stored; dequantized tensors f32)"},
 			&cli.StringFlag{Name: "shard-size", Usage: "official: largest shard, e.g. 2GB or 500MiB (default: one file)"},

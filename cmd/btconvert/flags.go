@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -26,10 +27,10 @@ var flagNames = map[string]string{
 	"DType": "--dtype", "EvalText": "--eval-text", "ExpansionRatio": "--expansion-ratio", "FFN": "--ffn", "Force": "--force",
 	"Format": "--format", "GenLens": "--gen-len", "GroupSize": "--group-size", "Heads": "--heads", "Hidden": "--hidden",
 	"Layers": "--layers", "MaxNewTokens": "--max-new-tokens", "MaxPPLRatio": "--max-ppl-ratio", "MemBudget": "--mem-budget",
-	"Method": "--method", "MinTop1": "--min-top1", "Output": "--output", "Plot": "--plot", "Preset": "--preset",
-	"Prompt": "--prompt", "PromptLens": "--prompt-len", "Record": "--record", "Reps": "--reps", "ShardSize": "--shard-size",
-	"SkipVerify": "--skip-verify", "Temperature": "--temperature", "TensorType": "--tensor-type", "Tokenizer": "--tokenizer",
-	"TokenLayers": "--token-layers", "TopK": "--top-k", "TopP": "--top-p", "Type": "--type", "Vocab": "--vocab",
+	"Method": "--method", "MinP": "--min-p", "MinTop1": "--min-top1", "Output": "--output", "Plot": "--plot", "Preset": "--preset",
+	"Prompt": "--prompt", "Prompts": "--prompt", "PromptLens": "--prompt-len", "Record": "--record", "RepeatPenalty": "--repeat-penalty", "Reps": "--reps", "ShardSize": "--shard-size",
+	"SkipVerify": "--skip-verify", "Stop": "--stop", "Temperature": "--temperature", "TensorType": "--tensor-type", "Tokenizer": "--tokenizer",
+	"Threads": "--threads", "TokenLayers": "--token-layers", "TopK": "--top-k", "TopP": "--top-p", "Type": "--type", "Vocab": "--vocab",
 	"Warmup": "--warmup", "Window": "--window", "WindowBatch": "--window-batch", "Models": "MODEL", "Length": "the length",
 }
 
@@ -52,8 +53,15 @@ var (
 	decodingFlag = &cli.StringFlag{Name: "decoding", Usage: "token decoder strategy of a Block checkpoint without a config, where its weights fit both: prefix or summation"}
 )
 
+// threadsFlag sets how many threads compute: Go's scheduler (GOMAXPROCS), which sizes the go
+// backend's workers and btconvert's own parallel work.
+var threadsFlag = &cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Usage: "threads to compute with (default: every core; XLA's CPU plugin keeps its own thread pool)"}
+
+// maxThreads bounds --threads far past any machine.
+const maxThreads = 1 << 12
+
 // checkFlags checks the flags every command may share before the command runs: no number flag
-// is NaN or infinite (a NaN limit would silently disable its check).
+// is NaN or infinite (a NaN limit would silently disable its check); --threads is applied.
 func checkFlags(c *cli.Context) error {
 	for _, f := range c.Command.Flags {
 		if ff, ok := f.(*cli.Float64Flag); ok && c.IsSet(ff.Name) {
@@ -61,6 +69,13 @@ func checkFlags(c *cli.Context) error {
 				return usagef("--%s %v: must be a finite number", ff.Name, v)
 			}
 		}
+	}
+	if c.IsSet("threads") {
+		n := c.Int("threads")
+		if n < 1 || n > maxThreads {
+			return usagef("--threads %d: want 1 to %d", n, maxThreads)
+		}
+		runtime.GOMAXPROCS(n)
 	}
 	if c.IsSet("heads") {
 		if _, err := parseHeads(c.String("heads")); err != nil {
@@ -102,7 +117,7 @@ func openOptions(c *cli.Context) formats.OpenOptions {
 var runFlags = []cli.Flag{
 	&cli.StringFlag{Name: "backend", Usage: "auto (default: XLA's CUDA or CPU plugin when installed, else go), go, xla:cpu, xla:cuda or xla:/path/to/pjrt_plugin.so; env " + backend.Env},
 	&cli.StringFlag{Name: "compute-dtype", Value: "f32", Usage: "compute dtype: f32 or bf16"},
-	configFlag, headsFlag, decodingFlag,
+	configFlag, headsFlag, decodingFlag, threadsFlag,
 }
 
 func runtimeOf(c *cli.Context) btconvert.Runtime {

@@ -43,6 +43,7 @@ Examples:
    btconvert import ckpt/ --heads 12 -o out/model      # a checkpoint without a config`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output folder"},
+			threadsFlag,
 			&cli.StringFlag{Name: "dtype", Value: "keep", Usage: "storage dtype of the weights: keep, f32, bf16 or f16"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing output folder (never one that is or holds the input)"},
 			configFlag, headsFlag, decodingFlag,

@@ -145,7 +145,10 @@ leaves no partial output.`,
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,
 		Suggest:              true,
-		ExitErrHandler:       func(*cli.Context, error) {}, // run() decides the exit status
+		// Repeated flags (-p, --stop, --tensor-type) take their values whole: prompts, stop strings
+		// and regexes have commas in them.
+		DisableSliceFlagSeparator: true,
+		ExitErrHandler:            func(*cli.Context, error) {}, // run() decides the exit status
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			return &usageError{err.Error()}
 		},

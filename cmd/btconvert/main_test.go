@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -136,18 +138,77 @@ func TestGenerateJSON(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("%d %s", code, stderr)
 	}
-	var g struct {
-		IDs  []int  `json:"ids"`
-		Text string `json:"text"`
+	var res struct {
+		Rows []struct {
+			IDs    []int  `json:"ids"`
+			Text   string `json:"text"`
+			Finish string `json:"finish"`
+		} `json:"rows"`
 	}
-	json.Unmarshal([]byte(out), &g)
-	if len(g.IDs) != 12 || len(g.Text) != 12 {
+	json.Unmarshal([]byte(out), &res)
+	if len(res.Rows) != 1 || len(res.Rows[0].IDs) != 12 || len(res.Rows[0].Text) != 12 || res.Rows[0].Finish != "length" {
 		t.Fatalf("%s", out)
 	}
+	g := res.Rows[0]
 	// Streaming prints the prompt and exactly the same continuation (greedy).
 	code, out, _ = btc(t, "generate", filepath.Join(fx, "pythia-tiny"), "--prompt", "The license", "--max-new-tokens", "12", "-q")
 	if code != 0 || out != "The license"+g.Text+"\n" {
 		t.Fatalf("stream %q vs %q", out, g.Text)
+	}
+}
+
+// Several prompts of different lengths in one batch: each row is what the prompt gives alone;
+// --stop cuts a row before the stop string (never printed, also when streaming); the speeds and
+// the peak memory go to stderr.
+func TestGenerateBatchAndStop(t *testing.T) {
+	model := filepath.Join(fx, "bt-tiny")
+	type row struct {
+		IDs    []int  `json:"ids"`
+		Text   string `json:"text"`
+		Finish string `json:"finish"`
+		Pad    int    `json:"pad_tokens"`
+	}
+	gen := func(args ...string) []row {
+		t.Helper()
+		code, out, stderr := btc(t, append([]string{"generate", model, "-n", "24", "--json", "-q"}, args...)...)
+		if code != 0 {
+			t.Fatalf("%v: %d %s", args, code, stderr)
+		}
+		var res struct{ Rows []row }
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatal(err)
+		}
+		return res.Rows
+	}
+	long, short := "The GNU General Public License is a free", "Hello"
+	batch := gen("-p", long, "-p", short)
+	if len(batch) != 2 || batch[1].Pad != 35 {
+		t.Fatalf("batch: %+v", batch)
+	}
+	for i, p := range []string{long, short} {
+		alone := gen("-p", p)[0]
+		if !slices.Equal(batch[i].IDs, alone.IDs) || batch[i].Text != alone.Text {
+			t.Errorf("row %d: in the batch %q, alone %q", i, batch[i].Text, alone.Text)
+		}
+	}
+	text := batch[0].Text
+	stop := text[6:9]
+	cut := text[:strings.Index(text, stop)]
+	got := gen("-p", long, "--stop", stop)[0]
+	if got.Text != cut || got.Finish != "stop" || len(got.IDs) >= 24 {
+		t.Fatalf("--stop %q: %+v; want text %q", stop, got, cut)
+	}
+	code, out, stderr := btc(t, "generate", model, "-n", "24", "-p", long, "--stop", stop)
+	if code != 0 || out != long+cut+"\n" {
+		t.Fatalf("streamed with --stop: %d %q, want %q", code, out, long+cut+"\n")
+	}
+	if !regexp.MustCompile(`(?m)^prompt: 40 tokens, [0-9.]+ tokens/s; generation: [0-9]+ tokens, [0-9.]+ tokens/s; peak memory [0-9.]+ [KMG]iB$`).MatchString(stderr) {
+		t.Errorf("no speeds and peak memory on stderr:\n%s", stderr)
+	}
+	// Without --json, a batch prints each row after the run.
+	code, out, _ = btc(t, "generate", model, "-n", "24", "-p", long, "-p", short, "-q")
+	if want := "--- 1/2 (length) ---\n" + long + batch[0].Text + "\n--- 2/2 (length) ---\n" + short + batch[1].Text + "\n"; code != 0 || out != want {
+		t.Errorf("batch output:\n%q\nwant\n%q", out, want)
 	}
 }
 

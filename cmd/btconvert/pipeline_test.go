@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -122,12 +123,13 @@ func TestPipeline(t *testing.T) {
 	}
 }
 
-// A small bench run: the report's shape, positive and consistent numbers, a plot.
+// A small bench run on one thread: the report's shape, positive and consistent numbers, a plot.
 func TestBenchSmall(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0)) // --threads sets it for the process
 	dir := t.TempDir()
 	js, png := filepath.Join(dir, "bench.json"), filepath.Join(dir, "bench.png")
 	code, out, stderr := btc(t, "verify", filepath.Join(fx, "bt-tiny"), "--bench", "--against", filepath.Join(fx, "pythia-tiny"),
-		"--batch", "1,2", "--prompt-len", "16", "--gen-len", "8", "--reps", "2", "--warmup", "1", "--json-file", js, "--plot", png, "-q")
+		"--batch", "1,2", "--prompt-len", "16", "--gen-len", "8", "--reps", "2", "--warmup", "1", "--json-file", js, "--plot", png, "-q", "-t", "1")
 	if code != 0 {
 		t.Fatalf("%d %s", code, stderr)
 	}
@@ -153,6 +155,9 @@ func TestBenchSmall(t *testing.T) {
 			}
 		}
 		num := func(k string) float64 { return row[k].(float64) }
+		if num("threads") != 1 {
+			t.Errorf("threads %v, want 1 (-t 1)", row["threads"])
+		}
 		if num("prefill_tok_s") <= 0 || num("decode_tok_s") <= 0 || num("weight_bytes") <= 0 || num("peak_mem_bytes") < num("weight_bytes") {
 			t.Errorf("non-positive or inconsistent: %v", row)
 		}

@@ -83,17 +83,20 @@ type TokenDecoderConfig struct {
 
 // Config is our config.json: the complete architecture, nothing left to defaults.
 type Config struct {
-	Format        string              `json:"format"`
-	FormatVersion int                 `json:"format_version"`
-	Kind          Kind                `json:"kind"`
-	VocabSize     int                 `json:"vocab_size"`
-	PadTokenID    int                 `json:"pad_token_id"`
-	BOSTokenID    int                 `json:"bos_token_id"`
-	BlockLength   int                 `json:"block_length,omitempty"`
-	Embedder      *EmbedderConfig     `json:"embedder,omitempty"`
-	BlockDecoder  *DecoderConfig      `json:"block_decoder,omitempty"`
-	TokenDecoder  *TokenDecoderConfig `json:"token_decoder,omitempty"`
-	Decoder       *DecoderConfig      `json:"decoder,omitempty"`
+	Format        string `json:"format"`
+	FormatVersion int    `json:"format_version"`
+	Kind          Kind   `json:"kind"`
+	VocabSize     int    `json:"vocab_size"`
+	PadTokenID    int    `json:"pad_token_id"`
+	BOSTokenID    int    `json:"bos_token_id"`
+	// EOSTokenID ends a generation (absent in folders written before it existed: 0, the
+	// end-of-text id of the GPT-NeoX tokenizer every supported model uses).
+	EOSTokenID   int                 `json:"eos_token_id"`
+	BlockLength  int                 `json:"block_length,omitempty"`
+	Embedder     *EmbedderConfig     `json:"embedder,omitempty"`
+	BlockDecoder *DecoderConfig      `json:"block_decoder,omitempty"`
+	TokenDecoder *TokenDecoderConfig `json:"token_decoder,omitempty"`
+	Decoder      *DecoderConfig      `json:"decoder,omitempty"`
 	// Source keeps what the source's YAML said that does not change the computation but that an
 	// export writes back (nil when the source had none).
 	Source *SourceConfig `json:"source,omitempty"`
@@ -183,8 +186,13 @@ func (c *Config) Validate() error {
 	if c.Source != nil && (c.Source.MaxLength < 0 || c.Source.MaxLength > MaxPositions*MaxBlockLength) {
 		return fmt.Errorf("max_length %d is out of range (0 to %d)", c.Source.MaxLength, MaxPositions*MaxBlockLength)
 	}
-	if c.PadTokenID < 0 || c.PadTokenID >= c.VocabSize || c.BOSTokenID < 0 || c.BOSTokenID >= c.VocabSize {
-		return fmt.Errorf("pad_token_id %d and bos_token_id %d must be ids of the vocabulary (0 to %d)", c.PadTokenID, c.BOSTokenID, c.VocabSize-1)
+	for _, id := range []struct {
+		name string
+		v    int
+	}{{"eos_token_id", c.EOSTokenID}, {"pad_token_id", c.PadTokenID}, {"bos_token_id", c.BOSTokenID}} {
+		if id.v < 0 || id.v >= c.VocabSize {
+			return fmt.Errorf("%s %d must be an id of the vocabulary (0 to %d)", id.name, id.v, c.VocabSize-1)
+		}
 	}
 	switch c.Kind {
 	case Vanilla:

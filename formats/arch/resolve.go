@@ -127,7 +127,7 @@ func FromShapesWithHeads(shapes map[string]int, heads int) *NeoXConfig {
 }
 
 // TokenIDs are the special ids a vanilla config names.
-type TokenIDs struct{ Pad, BOS int }
+type TokenIDs struct{ Pad, BOS, EOS int }
 
 // BlockParts are the settings of a block model outside its two decoders, each with its origin.
 type BlockParts struct {
@@ -190,7 +190,7 @@ func VanillaConfig(n *NeoXConfig, ids TokenIDs, prov Provenance) (*Config, error
 		return nil, err
 	}
 	cfg := &Config{Format: FormatName, FormatVersion: FormatVersion, Kind: Vanilla, VocabSize: n.Vocab,
-		PadTokenID: ids.Pad, BOSTokenID: ids.BOS, Decoder: &d, Origins: map[string]string{}}
+		PadTokenID: ids.Pad, BOSTokenID: ids.BOS, EOSTokenID: ids.EOS, Decoder: &d, Origins: map[string]string{}}
 	recordStack(Decoder, n, prov, cfg.Origins)
 	prov[KeyVocab] = explain(n, KeyVocab)
 	if err := cfg.Validate(); err != nil {

@@ -114,7 +114,10 @@ func readHFConfig(path string, shapes map[string]int) (*arch.NeoXConfig, arch.To
 			break
 		}
 	}
-	ids.BOS = ids.Pad
+	ids.BOS, ids.EOS = ids.Pad, ids.Pad
+	if h.EOSTokenID != nil {
+		ids.EOS = *h.EOSTokenID
+	}
 	if h.BOSTokenID != nil {
 		ids.BOS = *h.BOSTokenID
 	}
@@ -149,7 +152,8 @@ func configJSON(c *arch.Config, dtype safetensors.DType) ([]byte, error) {
 		"hidden_act":              "gelu",
 		"tie_word_embeddings":     false,
 		"bos_token_id":            c.BOSTokenID,
-		"eos_token_id":            c.PadTokenID,
+		"eos_token_id":            c.EOSTokenID,
+		"pad_token_id":            c.PadTokenID,
 		"max_position_embeddings": cmp.Or(d.MaxPositions, 2048),
 		"torch_dtype":             torchDType,
 	}

@@ -17,11 +17,11 @@ func rowCells(r Result, decode bool) []string {
 	if decode {
 		test, med, mean, std, lo, hi = fmt.Sprintf("tg%d", r.GenLen), r.DecodeTokS, r.DecodeTokSMean, r.DecodeTokSStd, r.DecodeTokSMin, r.DecodeTokSMax
 	}
-	return []string{r.Model, params(r.Params), r.Backend, strconv.Itoa(r.Batch), test,
+	return []string{r.Model, params(r.Params), r.Backend, strconv.Itoa(r.Threads), strconv.Itoa(r.Batch), test,
 		fmt.Sprintf("%.1f", med), fmt.Sprintf("%.1f ± %.1f", mean, std), fmt.Sprintf("%.1f - %.1f", lo, hi), bytesStr(r.PeakMemBytes)}
 }
 
-var header = []string{"model", "params", "backend", "batch", "test", "t/s (median)", "mean ± sd", "min - max", "peak mem"}
+var header = []string{"model", "params", "backend", "threads", "batch", "test", "t/s (median)", "mean ± sd", "min - max", "peak mem"}
 
 // PrintRow writes one result as table rows without borders, for printing each result as it
 // finishes (header first when first is true).
@@ -39,7 +39,7 @@ func PrintRow(w io.Writer, r Result, first bool) {
 
 // pairCells is the one line of a -pg test: prompt and generated tokens over the whole run.
 func pairCells(r Result) []string {
-	return []string{r.Model, params(r.Params), r.Backend, strconv.Itoa(r.Batch), fmt.Sprintf("pp%d+tg%d", r.PromptLen, r.GenLen),
+	return []string{r.Model, params(r.Params), r.Backend, strconv.Itoa(r.Threads), strconv.Itoa(r.Batch), fmt.Sprintf("pp%d+tg%d", r.PromptLen, r.GenLen),
 		fmt.Sprintf("%.1f", r.TotalTokS), fmt.Sprintf("sd %.1f", r.TotalTokSStd), "", bytesStr(r.PeakMemBytes)}
 }
 

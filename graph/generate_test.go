@@ -1,0 +1,241 @@
+package graph
+
+import (
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/core/tensors"
+
+	"github.com/btconvert/btconvert/internal/testfix"
+)
+
+// A row of a batch whose prompts differ in length generates what it generates alone: the same
+// tokens, logits within float32 rounding (the pad positions are masked; positions shift, which
+// rotary attention does not see except through rounding). On both backends.
+func TestMixedLengthBatch(t *testing.T) {
+	testfix.EachBackend(t, testMixedLengths)
+}
+
+func testMixedLengths(t *testing.T, b compute.Backend) {
+	prompts := [][]int32{
+		testfix.ByteIDs("The GNU General Public License is a free, copyleft license"), // 59 tokens
+		testfix.ByteIDs("Hello"),                         // 5: several whole pad blocks, then a partial one
+		testfix.ByteIDs("This program is free software"), // 29
+	}
+	for _, name := range []string{"bt-tiny", "pythia-tiny"} {
+		m := loadOn(t, b, testfix.Open(t, testfix.Path(name)), dtypes.Float32)
+		o := GenerateOptions{MaxNewTokens: 12, KeepLogits: true}
+		batch, err := m.Generate(prompts, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		V := m.Config.VocabSize
+		for i, p := range prompts {
+			alone, err := m.Generate([][]int32{p}, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(batch.Tokens[i], alone.Tokens[0]) {
+				t.Errorf("%s row %d: in the batch %v, alone %v", name, i, batch.Tokens[i], alone.Tokens[0])
+			}
+			row := batch.Logits[i*12*V : (i+1)*12*V]
+			if e := testfix.RelL2(row, alone.Logits); e > 1e-5 {
+				t.Errorf("%s row %d: logits rel L2 %.3g between the batch and alone", name, i, e)
+			}
+			if got := len(batch.Prompt[i]) - batch.Pad[i]; got != len(p) || !slices.Equal(batch.Prompt[i][batch.Pad[i]:], p) {
+				t.Errorf("%s row %d: padded prompt %v (pad %d)", name, i, batch.Prompt[i], batch.Pad[i])
+			}
+		}
+		if name == "bt-tiny" && (len(batch.Prompt[0]) != 60 || batch.Pad[1] != 55) {
+			t.Errorf("bt-tiny: padded to %d, row 1 pad %d; want 60 and 55", len(batch.Prompt[0]), batch.Pad[1])
+		}
+	}
+}
+
+// A row ends at the EOS id (not kept) or where Stop says; generation stops early once every row
+// has ended.
+func TestGenerationStops(t *testing.T) {
+	for _, name := range []string{"bt-tiny", "pythia-tiny"} {
+		m := load(t, name, dtypes.Float32)
+		prompts := [][]int32{testfix.ByteIDs("The GNU General Public License"), testfix.ByteIDs("This program is free")}
+		full, err := m.Generate(prompts, GenerateOptions{MaxNewTokens: 24})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Make row 0's 6th token the end of sequence (after it first appears in that row).
+		eos := full.Tokens[0][5]
+		cut := slices.Index(full.Tokens[0], eos)
+		m.Config.EOSTokenID = int(eos)
+		g, err := m.Generate(prompts, GenerateOptions{MaxNewTokens: 24, StopAtEOS: true,
+			Stop: func(row int, toks []int32) int {
+				if row == 1 && len(toks) >= 3 {
+					return 3
+				}
+				return -1
+			}})
+		m.Config.EOSTokenID = 0
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(g.Tokens[0], full.Tokens[0][:cut]) || g.Finish[0] != FinishEOS {
+			t.Errorf("%s row 0: %v (%s), want %v then EOS %d", name, g.Tokens[0], g.Finish[0], full.Tokens[0][:cut], eos)
+		}
+		row1 := full.Tokens[1][:3]
+		if i := slices.Index(row1, eos); i >= 0 {
+			row1 = row1[:i]
+		}
+		if !slices.Equal(g.Tokens[1], row1) {
+			t.Errorf("%s row 1: %v (%s), want %v", name, g.Tokens[1], g.Finish[1], row1)
+		}
+		if g.Steps >= full.Steps {
+			t.Errorf("%s: %d steps after every row had stopped; the full run took %d", name, g.Steps, full.Steps)
+		}
+	}
+}
+
+// The repetition penalty follows Hugging Face's rule, checked token by token against the raw
+// logits: the chosen token is the argmax after dividing the positive logits (multiplying the
+// negative ones) of every id seen so far, prompt and generation.
+func TestRepeatPenalty(t *testing.T) {
+	for _, name := range []string{"bt-tiny", "pythia-tiny"} {
+		m := load(t, name, dtypes.Float32)
+		prompt := testfix.ByteIDs("the the the the the the the the ")
+		const n, penalty = 16, 1.8
+		g, err := m.Generate([][]int32{prompt}, GenerateOptions{MaxNewTokens: n, KeepLogits: true, Sampling: Sampling{RepeatPenalty: penalty}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, _ := m.Generate([][]int32{prompt}, GenerateOptions{MaxNewTokens: n})
+		if slices.Equal(plain.Tokens[0], g.Tokens[0]) {
+			t.Errorf("%s: the penalty changed nothing (%v)", name, g.Tokens[0])
+		}
+		V := m.Config.VocabSize
+		seen := map[int32]bool{}
+		for _, id := range prompt {
+			seen[id] = true
+		}
+		for i, tok := range g.Tokens[0] {
+			best, bestV := -1, math.Inf(-1)
+			for v, x := range g.Logits[i*V : (i+1)*V] {
+				y := float64(x)
+				if seen[int32(v)] {
+					if y < 0 {
+						y *= penalty
+					} else {
+						y /= penalty
+					}
+				}
+				if y > bestV {
+					best, bestV = v, y
+				}
+			}
+			if int32(best) != tok {
+				t.Fatalf("%s token %d: got %d, the penalized argmax is %d", name, i, tok, best)
+			}
+			seen[tok] = true
+		}
+	}
+}
+
+// Min-p keeps only tokens at least min_p times as likely as the best: at 1 sampling is greedy,
+// and at 0.5 every sampled token passes the cut on the raw logits (temperature 1).
+func TestMinP(t *testing.T) {
+	m := load(t, "bt-tiny", dtypes.Float32)
+	prompt := [][]int32{testfix.ByteIDs("It is a long established fact "), testfix.ByteIDs("The GNU General Public License")}
+	greedy, _ := m.Generate(prompt, GenerateOptions{MaxNewTokens: 16})
+	g, err := m.Generate(prompt, GenerateOptions{MaxNewTokens: 16, Sampling: Sampling{Temperature: 1, MinP: 1, Seed: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range prompt {
+		if !slices.Equal(g.Tokens[i], greedy.Tokens[i]) {
+			t.Errorf("min-p 1, row %d: %v, greedy %v", i, g.Tokens[i], greedy.Tokens[i])
+		}
+	}
+	const minP = 0.5
+	g, err = m.Generate(prompt, GenerateOptions{MaxNewTokens: 16, KeepLogits: true, Sampling: Sampling{Temperature: 1, MinP: minP, Seed: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	V := m.Config.VocabSize
+	for r := range prompt {
+		for i, tok := range g.Tokens[r] {
+			l := g.Logits[(r*16+i)*V : (r*16+i+1)*V]
+			top := slices.Max(l)
+			if p := math.Exp(float64(l[tok] - top)); p < minP {
+				t.Errorf("row %d token %d: %d is %.3f as likely as the best, under min-p %g", r, i, tok, p, minP)
+			}
+		}
+	}
+}
+
+// The sampler's rules on crafted logits: the repetition penalty divides a seen positive logit and
+// multiplies a seen negative one, the chosen ids join the seen ones, and min-p draws only among
+// tokens at least min_p times as likely as the best.
+func TestSamplerRules(t *testing.T) {
+	b := testfix.Backend(t)
+	run := func(s Sampling, logits, seen []float32, B int) (toks []int32, seenAfter []float32) {
+		t.Helper()
+		V := len(logits) / B
+		s.Seed = 11
+		x, err := NewExec(b, func(l, sn *Node) []*Node {
+			st := genState{rng: Const(l.Graph(), mustRNG(t))}
+			if s.penalized() {
+				st.seen = sn // as Generate threads it: only with a penalty
+			}
+			tok, st := sampler{s}.sample(l, st)
+			if st.seen == nil {
+				return []*Node{tok, sn}
+			}
+			return []*Node{tok, st.seen}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := x.Exec(tensors.FromFlatDataAndDimensions(logits, B, V), tensors.FromFlatDataAndDimensions(seen, B, V))
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks, _ = tensors.CopyFlatData[int32](out[0])
+		seenAfter, _ = tensors.CopyFlatData[float32](out[1])
+		return toks, seenAfter
+	}
+	// Row 0: seen 1.0 / 2 = 0.5 loses to 0.9. Row 1: seen -0.1 * 2 = -0.2 loses to -0.15 (dividing
+	// would make it -0.05 and win).
+	logits := []float32{1.0, 0.9, -0.1, -0.3, -5, -0.1, -0.15, -2, -3, -4}
+	seen := []float32{1, 0, 0, 0, 0, 1, 0, 0, 0, 0}
+	toks, after := run(Sampling{RepeatPenalty: 2}, logits, seen, 2)
+	if !slices.Equal(toks, []int32{1, 1}) || !slices.Equal(after, []float32{1, 1, 0, 0, 0, 1, 1, 0, 0, 0}) {
+		t.Errorf("penalty: tokens %v, seen after %v", toks, after)
+	}
+	if toks, _ := run(Sampling{}, logits, seen, 2); !slices.Equal(toks, []int32{0, 0}) {
+		t.Errorf("no penalty: tokens %v", toks)
+	}
+	// Min-p 0.5 over 64 rows of the same logits: e^-0.5 = 0.61 of the best stays, e^-0.8 = 0.45 goes.
+	const B = 64
+	var many, none []float32
+	for range B {
+		many = append(many, 0, -0.5, -0.8, -3)
+		none = append(none, 0, 0, 0, 0)
+	}
+	toks, _ = run(Sampling{Temperature: 1, MinP: 0.5}, many, none, B)
+	count := map[int32]int{}
+	for _, tok := range toks {
+		count[tok]++
+	}
+	if count[0]+count[1] != B || count[0] == 0 || count[1] == 0 {
+		t.Errorf("min-p 0.5: drew %v; want only 0 and 1, both", count)
+	}
+}
+
+func mustRNG(t *testing.T) *tensors.Tensor {
+	rng, err := RNGStateFromSeed(11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rng
+}
