@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/btconvert/btconvert"
+	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/modeldir"
 	"github.com/btconvert/btconvert/formats/neox"
 	"github.com/btconvert/btconvert/formats/official"
@@ -116,12 +117,33 @@ func TestQuantizeCalibratedAndReused(t *testing.T) {
 	}
 }
 
+// A Go caller asks for llama.cpp's q4_0 by name and gets its settings: int4, groups of 32,
+// symmetric, recorded as such.
+func TestQuantizeQ4_0FromGo(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "q4_0")
+	res, err := btconvert.Quantize(btconvert.QuantizeOptions{Source: testfix.Imported(t, "bt-tiny"), Output: out, Settings: quant.Settings{Type: "q4_0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := res.Provenance; p.Type != arch.Int4 || p.GroupSize != 32 || !p.Symmetric || p.Method != "rtn" {
+		t.Fatalf("provenance %+v", p)
+	}
+	m := testfix.Open(t, out)
+	q := m.Config.QuantOf(arch.TokenDecoder, arch.EmbedOut+".weight")
+	if q == nil || q.Type != arch.Int4 || q.GroupSize != 32 || !q.Symmetric {
+		t.Fatalf("recorded %+v", q)
+	}
+	if got := m.Config.QuantizedWith.String(); !strings.HasPrefix(got, "int4 g32 symmetric, rtn, btconvert ") {
+		t.Errorf("provenance line %q", got)
+	}
+}
+
 // Export's gate for a quantized model accepts only a recorded report that passed and measured
 // quality against a base model on a text.
 func TestExportGate(t *testing.T) {
 	base := testfix.Imported(t, "bt-tiny")
 	q8 := filepath.Join(t.TempDir(), "q8")
-	if _, err := btconvert.Quantize(btconvert.QuantizeOptions{Source: base, Output: q8, Settings: quant.Settings{Type: quant.Int8, GroupSize: 64}}); err != nil {
+	if _, err := btconvert.Quantize(btconvert.QuantizeOptions{Source: base, Output: q8, Settings: quant.Settings{Type: quant.Int8}}); err != nil {
 		t.Fatal(err)
 	}
 	export := func() error {
@@ -229,11 +251,11 @@ func TestRefusals(t *testing.T) {
 			return err
 		}, dir + ": is already a btconvert model; nothing to import (quantize, verify or export it directly, or copy it)"},
 		{"force over the input", func() error {
-			_, err := btconvert.Quantize(btconvert.QuantizeOptions{Source: dir, Output: dir, Force: true, Settings: quant.Settings{Type: quant.Int8, GroupSize: 64}})
+			_, err := btconvert.Quantize(btconvert.QuantizeOptions{Source: dir, Output: dir, Force: true, Settings: quant.Settings{Type: quant.Int8}})
 			return err
 		}, dir + ": is, holds or lies inside the input " + dir + "; refusing to replace it (choose another output)"},
 		{"force over the input's folder", func() error {
-			_, err := btconvert.Quantize(btconvert.QuantizeOptions{Source: dir, Output: parent, Force: true, Settings: quant.Settings{Type: quant.Int8, GroupSize: 64}})
+			_, err := btconvert.Quantize(btconvert.QuantizeOptions{Source: dir, Output: parent, Force: true, Settings: quant.Settings{Type: quant.Int8}})
 			return err
 		}, parent + ": is, holds or lies inside the input " + dir + "; refusing to replace it (choose another output)"},
 	} {

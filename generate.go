@@ -4,13 +4,11 @@ import (
 	"fmt"
 	"runtime"
 
-	"github.com/dustin/go-humanize"
-
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/errs"
 	"github.com/btconvert/btconvert/formats/tokenizer"
 	"github.com/btconvert/btconvert/graph"
-	"github.com/btconvert/btconvert/verify/bench"
+	"github.com/btconvert/btconvert/internal/sysmem"
 )
 
 // MaxTokens bounds prompt plus generation (and benchmark lengths): far past any model's context,
@@ -124,7 +122,7 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 			o.OnText(row, text)
 		}
 	}
-	bench.ResetPeakRSS()
+	sysmem.ResetPeakRSS()
 	g, err := l.eng.Generate(prompts, graph.GenerateOptions{MaxNewTokens: o.MaxNewTokens, Sampling: o.Sampling, StopAtEOS: !o.IgnoreEOS,
 		Stop: func(row int, ids []int32) int {
 			text, keep := streams[row].Update(ids)
@@ -135,7 +133,7 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 		return nil, err
 	}
 	res := &GenerateResult{Backend: dev.spec, Threads: runtime.GOMAXPROCS(0), PromptTokens: total,
-		PrefillS: g.PrefillTime.Seconds(), DecodeS: g.DecodeTime.Seconds(), PeakMemBytes: bench.PeakRSS(), Sampling: o.Sampling, Stop: o.Stop}
+		PrefillS: g.PrefillTime.Seconds(), DecodeS: g.DecodeTime.Seconds(), PeakMemBytes: sysmem.PeakRSS(), Sampling: o.Sampling, Stop: o.Stop}
 	for i, s := range streams {
 		show(i, s.Flush())
 		res.Rows = append(res.Rows, GeneratedText{PromptIDs: prompts[i], PadTokens: g.Pad[i], IDs: g.Tokens[i], Text: s.Text(), Finish: g.Finish[i]})
@@ -150,15 +148,4 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 		res.GenerationTokS = float64(g.Steps*perStep*len(prompts)) / res.DecodeS
 	}
 	return res, nil
-}
-
-// fitsMemory refuses a generation at batch B up to length tokens whose estimated memory is more
-// than the system has available (before allocating anything).
-func fitsMemory(l *loaded, B, length int) error {
-	est := bench.Estimate(l.eng.Config, l.eng.Weights.Bytes, l.eng.DType.Size(), B, length)
-	if avail := memoryFor(); avail > 0 && est > avail {
-		return errs.Option("MaxNewTokens", nil, "batch %d up to %d tokens needs about %s of memory, more than the %s available",
-			B, length, humanize.IBytes(uint64(est)), humanize.IBytes(uint64(avail)))
-	}
-	return nil
 }

@@ -1,8 +1,6 @@
 package btconvert
 
 import (
-	"fmt"
-
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/errs"
 	"github.com/btconvert/btconvert/formats/fsio"
@@ -10,7 +8,6 @@ import (
 	"github.com/btconvert/btconvert/formats/official"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/formats/source"
-	"github.com/btconvert/btconvert/formats/tokenizer"
 	"github.com/btconvert/btconvert/formats/uptrain"
 )
 
@@ -120,31 +117,4 @@ func Import(o ImportOptions) (*ImportResult, error) {
 		return nil, err
 	}
 	return res, nil
-}
-
-// checkDest refuses an output that exists (unless force) or that is, holds or lies in one of the
-// inputs (even with force: replacing it would destroy the input).
-func checkDest(dest string, force bool, kind fsio.Kind, inputs ...string) error {
-	if err := fsio.CheckNotInput(dest, inputs...); err != nil {
-		return err
-	}
-	return fsio.CheckDest(dest, force, kind)
-}
-
-// tokenizerFiles are the tokenizer files to carry into a model folder: the given one, else the
-// source's own. A vocabulary of more than 256 tokens without any gets a warning (generation and
-// perplexity would need one).
-func tokenizerFiles(m *formats.Model, given string, ui UI) (map[string][]byte, error) {
-	if given != "" {
-		return tokenizer.FilesFor(given, m.Config.VocabSize)
-	}
-	files, err := tokenizer.Files(m.File)
-	if err != nil {
-		return nil, err
-	}
-	if len(files) == 0 && m.Config.VocabSize > 256 {
-		ui.Note(fmt.Sprintf("warning: %s has a vocabulary of %d tokens but no %s (or %s + %s) beside it; generate and perplexity will need one (give it with {Tokenizer})",
-			m.Name(), m.Config.VocabSize, tokenizer.Name, tokenizer.Vocab, tokenizer.Merges))
-	}
-	return files, nil
 }

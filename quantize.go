@@ -17,7 +17,6 @@ import (
 	"github.com/btconvert/btconvert/formats/tokenizer"
 	"github.com/btconvert/btconvert/graph"
 	"github.com/btconvert/btconvert/quant"
-	"github.com/btconvert/btconvert/verify"
 )
 
 // CalibMethod is how calibration statistics are used.
@@ -93,9 +92,6 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 	}
 	prov := &arch.QuantProvenance{Type: arch.QuantType(plan.Settings.Type), GroupSize: plan.Settings.GroupSize, Symmetric: plan.Settings.Symmetric,
 		Method: "rtn", Tool: o.Version}
-	if o.Settings.Type == quant.Int8 {
-		prov.GroupSize, prov.Symmetric = 0, true
-	}
 	if o.Settings.Search {
 		prov.Method = "search"
 	}
@@ -139,7 +135,7 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 	}
 	q := quant.Apply(m, plan, cal)
 	q.Config.QuantizedWith = prov
-	q.Notes = append(append([]string(nil), m.Notes...), "quantized: "+describeQuant(prov))
+	q.Notes = append(append([]string(nil), m.Notes...), "quantized: "+prov.String())
 	if err := checkWrite(q, o.Output, ""); err != nil {
 		return nil, err
 	}
@@ -161,21 +157,6 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 	}
 	res.WriteSecs = time.Since(start).Seconds()
 	return res, nil
-}
-
-func describeQuant(p *arch.QuantProvenance) string {
-	s := string(p.Type)
-	if p.Type == arch.Int4 {
-		s += " g" + strconv.Itoa(p.GroupSize)
-		if p.Symmetric {
-			s += " symmetric"
-		}
-	}
-	s += ", " + p.Method
-	if p.Calibration != "" {
-		s += " calibrated on " + p.Calibration + " (sha256 " + p.CalibrationSHA256[:min(12, len(p.CalibrationSHA256))] + ")"
-	}
-	return s + ", btconvert " + p.Tool
 }
 
 // calibBatch is the windows of one calibration graph.
@@ -206,7 +187,7 @@ func calibrate(m *formats.Model, o QuantizeOptions, full bool, ui UI) (*quant.Ca
 	if o.CalibWindow < 0 || w < least || w > 1<<16 {
 		return nil, 0, errs.Option("CalibWindow", o.CalibWindow, "must be between %d (two blocks) and 65536 tokens", least)
 	}
-	windows := verify.Windows(ids, w)
+	windows := graph.Windows(ids, w)
 	if len(windows) == 0 {
 		return nil, 0, errs.File(o.Calib, "has %d tokens, fewer than one calibration window of %d", len(ids), w)
 	}
@@ -224,26 +205,11 @@ func calibrate(m *formats.Model, o QuantizeOptions, full bool, ui UI) (*quant.Ca
 	}
 	bar := ui.Progress("calibrate", int64(len(windows)*w), "tokens")
 	defer bar.Done()
-	cal, err := eng.Calibrate(windows, calibBatch, full, func(n int) { bar.Add(int64(n*w), "") })
+	st, err := eng.Calibrate(windows, calibBatch, full, func(n int) { bar.Add(int64(n*w), "") })
 	if err != nil {
 		return nil, 0, err
 	}
+	cal := &quant.Calibration{Importance: st.MeanSquare, Hessian: st.SecondMoment}
 	ui.Note("calibrated on " + strconv.Itoa(len(windows)) + " windows of " + strconv.Itoa(w) + " tokens from " + o.Calib)
 	return cal, len(windows) * w, nil
-}
-
-// modelDirOf is the folder a model's files (and tokenizer) are in.
-func modelDirOf(m *formats.Model) string {
-	if isDir(m.Path) {
-		return m.Path
-	}
-	return filepath.Dir(m.Path)
-}
-
-// recordedReport is the verification report recorded in a model folder (or bundle), or nil.
-func recordedReport(m *formats.Model) (*modeldir.Recorded, []byte, error) {
-	if m.Format != modeldir.Format && m.Bundle == "" {
-		return nil, nil, nil
-	}
-	return modeldir.ReadReport(m.Path)
 }

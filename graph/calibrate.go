@@ -10,13 +10,19 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 
 	"github.com/btconvert/btconvert/formats/arch"
-	"github.com/btconvert/btconvert/quant"
 )
+
+// InputStats are what the input of each Linear layer looked like over some text, by weight key
+// ("component/name"): what the quantizer weighs its errors by.
+type InputStats struct {
+	MeanSquare   map[string][]float32 // per input column
+	SecondMoment map[string][]float64 // E[x x^T], row-major [in, in]; nil unless asked for
+}
 
 // Calibrate runs the scoring forward over windows (all of one length), batch windows per executed
 // graph, watching the input of every linear layer, and returns what each saw: the mean square of
 // each input column and, with full, the whole second moment E[x x^T] (GPTQ needs it).
-func (e *Engine) Calibrate(windows [][]int32, batch int, full bool, progress func(done int)) (*quant.Calibration, error) {
+func (e *Engine) Calibrate(windows [][]int32, batch int, full bool, progress func(done int)) (*InputStats, error) {
 	if len(windows) == 0 {
 		return nil, fmt.Errorf("calibrate: no windows")
 	}
@@ -93,9 +99,9 @@ func (e *Engine) Calibrate(windows [][]int32, batch int, full bool, progress fun
 			progress(end - start)
 		}
 	}
-	cal := &quant.Calibration{Importance: map[string][]float32{}}
+	cal := &InputStats{MeanSquare: map[string][]float32{}}
 	if full {
-		cal.Hessian = map[string][]float64{}
+		cal.SecondMoment = map[string][]float64{}
 	}
 	for k, s := range sums {
 		n := len(s)
@@ -104,7 +110,7 @@ func (e *Engine) Calibrate(windows [][]int32, batch int, full bool, progress fun
 		}
 		if full {
 			n = int(math.Sqrt(float64(len(s))))
-			cal.Hessian[k] = s
+			cal.SecondMoment[k] = s
 		}
 		v := make([]float32, n)
 		for j := range v {
@@ -114,7 +120,7 @@ func (e *Engine) Calibrate(windows [][]int32, batch int, full bool, progress fun
 				v[j] = float32(s[j])
 			}
 		}
-		cal.Importance[k] = v
+		cal.MeanSquare[k] = v
 	}
 	return cal, nil
 }

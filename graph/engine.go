@@ -144,3 +144,12 @@ func (e *Engine) checkIDs(ids []int32) error {
 	}
 	return nil
 }
+
+// Windows cuts tokens into non-overlapping windows of w (a trailing partial window is dropped).
+func Windows(tokens []int32, w int) [][]int32 {
+	var out [][]int32
+	for i := 0; i+w <= len(tokens); i += w {
+		out = append(out, tokens[i:i+w])
+	}
+	return out
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 
 	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/testfix"
 	"github.com/btconvert/btconvert/quant"
 )
@@ -48,22 +49,44 @@ func TestDequantizeInGraphEqualsHost(t *testing.T) {
 			t.Errorf("%s: in-graph dequantization differs from the host's", name)
 		}
 	}
-	q8 := quant.QuantizeInt8(w, rows, cols, quant.Options{Search: true})
-	codes := make([]int8, len(q8.Codes))
-	copy(codes, q8.Codes)
-	check("int8", &arch.Quantization{Type: arch.Int8, Symmetric: true, Rows: rows, Cols: cols}, map[string]*tensors.Tensor{
-		"codes": tensors.FromFlatDataAndDimensions(codes, rows, cols), "scales": tensors.FromFlatDataAndDimensions(q8.Scales, rows)}, q8.Dequantize(rows, cols))
-	for _, sym := range []bool{false, true} {
-		q4 := quant.QuantizeInt4(w, rows, cols, quant.Options{GroupSize: 32, Symmetric: sym, Search: true})
-		g := q4.PaddedCols / 32
-		parts := map[string]*tensors.Tensor{"codes": tensors.FromFlatDataAndDimensions(q4.Packed, rows, q4.PaddedCols/2),
-			"scales": tensors.FromFlatDataAndDimensions(q4.Scales, rows, g)}
-		if !sym {
-			parts["mins"] = tensors.FromFlatDataAndDimensions(q4.Mins, rows, g)
+	// Every scheme, each of its symmetries, at a group size that pads the rows.
+	for _, sc := range arch.QuantSchemes() {
+		for _, sym := range []bool{true, false} {
+			if !sym && !sc.Asymmetric {
+				continue
+			}
+			q := sc.Record(rows, cols, 32, sym, safetensors.F32)
+			if !sc.Grouped {
+				q = sc.Record(rows, cols, 0, sym, safetensors.F32)
+			}
+			st, err := quant.Encode(w, &q, nil, quant.Options{Search: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			specs := q.Parts("t", "w")
+			parts := map[string]*tensors.Tensor{"codes": bytesTensor(specs[0], st.Codes), "scales": tensors.FromFlatDataAndDimensions(st.Scales, specs[1].Shape...)}
+			if !q.Symmetric {
+				parts["mins"] = tensors.FromFlatDataAndDimensions(st.Mins, specs[2].Shape...)
+			}
+			host, err := quant.Decode(&q, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(sc.Describe(q.GroupSize, q.Symmetric), &q, parts, host)
 		}
-		check(map[bool]string{true: "int4 symmetric", false: "int4"}[sym], &arch.Quantization{Type: arch.Int4, GroupSize: 32, Symmetric: sym,
-			Rows: rows, Cols: cols, PaddedCols: q4.PaddedCols}, parts, q4.Dequantize(rows, cols, 32, sym))
 	}
+}
+
+// bytesTensor is stored bytes as the tensor of spec's dtype (I8 or U8) and shape.
+func bytesTensor(spec arch.TensorSpec, b []byte) *tensors.Tensor {
+	if spec.DType == safetensors.I8 {
+		v := make([]int8, len(b))
+		for i, x := range b {
+			v[i] = int8(x)
+		}
+		return tensors.FromFlatDataAndDimensions(v, spec.Shape...)
+	}
+	return tensors.FromFlatDataAndDimensions(append([]byte(nil), b...), spec.Shape...)
 }
 
 // The calibration's second moments (an Einsum of x with itself) are x^T x, as the host sums it,

@@ -30,10 +30,7 @@ func Apply(m *formats.Model, p *Plan, cal *Calibration) *formats.Model {
 	cfg := *m.Config
 	cfg.Quantization = map[string]arch.Quantization{}
 	s := p.Settings
-	scaleDT := safetensors.F32
-	if s.F16Scales {
-		scaleDT = safetensors.F16
-	}
+	scaleDT := scaleDType(s)
 	var out []*formats.Tensor
 	ahead := &lookahead{}
 	for i, t := range m.Tensors {
@@ -42,14 +39,13 @@ func Apply(m *formats.Model, p *Plan, cal *Calibration) *formats.Model {
 			out = append(out, converted(t, e.To.DType()))
 			continue
 		}
-		rows, cols := t.Shape[0], t.Shape[1]
-		q := arch.Quantization{Type: arch.QuantType(e.To), Symmetric: e.To == Int8 || s.Symmetric, ScaleDType: scaleDT, Rows: rows, Cols: cols}
-		if e.To == Int4 {
-			q.GroupSize, q.PaddedCols = s.GroupSize, PaddedCols(cols, s.GroupSize)
+		scheme, err := arch.SchemeOf(arch.QuantType(e.To))
+		if err != nil {
+			panic(err) // MakePlan only plans schemes
 		}
+		q := scheme.Record(t.Shape[0], t.Shape[1], s.GroupSize, s.Symmetric, scaleDT)
 		cfg.Quantization[t.Key()] = q
-		job := &lazyQuant{src: t, spec: q, opts: Options{GroupSize: s.GroupSize, Symmetric: q.Symmetric, Search: s.Search,
-			F16Scales: s.F16Scales, Importance: cal.Importance[t.Key()]}, hessian: cal.Hessian[t.Key()]}
+		job := &lazyQuant{src: t, spec: q, opts: s.options(&q, cal.Importance[t.Key()]), hessian: cal.Hessian[t.Key()]}
 		parts := q.Parts(t.Component, t.Name)
 		job.remaining = len(parts)
 		job.ahead, job.index = ahead, len(ahead.jobs)
@@ -188,31 +184,12 @@ func (l *lazyQuant) compute() ([][]byte, error) {
 	if i := nonFinite(w); i >= 0 {
 		return nil, errs.Tensor(l.src.SrcFile, l.src.SrcName, "value %v at index %d: non-finite weights cannot be quantized", w[i], i)
 	}
+	q, err := Encode(w, &l.spec, l.hessian, l.opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", l.src.Key(), err)
+	}
 	sc := l.spec.ScaleDType
-	if l.spec.Type == arch.Int8 {
-		var q *Int8Weight
-		if l.hessian != nil {
-			if q, err = GPTQInt8(w, l.spec.Rows, l.spec.Cols, l.hessian, l.opts); err != nil {
-				return nil, fmt.Errorf("%s: %w", l.src.Key(), err)
-			}
-		} else {
-			q = QuantizeInt8(w, l.spec.Rows, l.spec.Cols, l.opts)
-		}
-		codes := make([]byte, len(q.Codes))
-		for i, c := range q.Codes {
-			codes[i] = byte(c)
-		}
-		return [][]byte{codes, encodeScales(q.Scales, sc)}, nil
-	}
-	var q *Int4Weight
-	if l.hessian != nil {
-		if q, err = GPTQInt4(w, l.spec.Rows, l.spec.Cols, l.hessian, l.opts); err != nil {
-			return nil, fmt.Errorf("%s: %w", l.src.Key(), err)
-		}
-	} else {
-		q = QuantizeInt4(w, l.spec.Rows, l.spec.Cols, l.opts)
-	}
-	parts := [][]byte{q.Packed, encodeScales(q.Scales, sc)}
+	parts := [][]byte{q.Codes, encodeScales(q.Scales, sc)}
 	if !l.spec.Symmetric {
 		parts = append(parts, encodeScales(q.Mins, sc))
 	}

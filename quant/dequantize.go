@@ -63,16 +63,9 @@ func dequantizeParts(q *arch.Quantization, qw, sc, mn *formats.Tensor) ([]float3
 	if err != nil {
 		return nil, err
 	}
-	if q.Type == arch.Int8 {
-		codes := make([]int8, len(raw))
-		for i, b := range raw {
-			codes[i] = int8(b)
-		}
-		return (&Int8Weight{Codes: codes, Scales: scales}).Dequantize(q.Rows, q.Cols), nil
-	}
 	mins, err := floats(mn)
 	if err != nil {
 		return nil, err
 	}
-	return (&Int4Weight{Packed: raw, Scales: scales, Mins: mins, PaddedCols: q.PaddedCols}).Dequantize(q.Rows, q.Cols, q.GroupSize, q.Symmetric), nil
+	return Decode(q, Stored{Codes: raw, Scales: scales, Mins: mins})
 }

@@ -8,6 +8,8 @@ import (
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
 	"gonum.org/v1/gonum/lapack/lapack64"
+
+	"github.com/btconvert/btconvert/formats/arch"
 )
 
 // GPTQ (Frantar et al., 2022) quantizes a weight column by column and pushes each column's error
@@ -152,8 +154,7 @@ func GPTQInt8(x []float32, rows, cols int, h []float64, o Options) (*Int8Weight,
 	if err != nil {
 		return nil, err
 	}
-	lv := int8Levels
-	lv.search, lv.f16 = o.Search, o.F16Scales
+	lv := levelsOf(arch.Int8, o)
 	codes, scales, _ := gptqRows(x, rows, cols, cols, lv, u, dead)
 	return &Int8Weight{Codes: codes, Scales: scales}, nil
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/btconvert/btconvert/formats/safetensors"
 )
 
-// Type is how a plan stores a tensor: a float dtype, or quantized.
+// Type is how a plan stores a tensor: a float dtype, or a quantization scheme (arch.QuantScheme).
 type Type string
 
 // The storage types.
@@ -27,11 +27,26 @@ const (
 	Int4      = Type(arch.Int4)
 )
 
-// Types are every storage type, for messages.
-var Types = []Type{F32, BF16, F16, Int8, Int4}
+// Types are every storage type: the floats, then every scheme.
+func Types() []Type {
+	t := []Type{F32, BF16, F16}
+	for _, s := range arch.QuantSchemes() {
+		t = append(t, Type(s.Type))
+	}
+	return t
+}
 
-// Quantized reports whether t is int8 or int4.
-func (t Type) Quantized() bool { return t == Int8 || t == Int4 }
+// Scheme is the quantization scheme of t, or nil for a float type.
+func (t Type) Scheme() *arch.QuantScheme {
+	s, err := arch.SchemeOf(arch.QuantType(t))
+	if err != nil {
+		return nil
+	}
+	return s
+}
+
+// Quantized reports whether t is a quantization scheme.
+func (t Type) Quantized() bool { return t.Scheme() != nil }
 
 // DType is the safetensors dtype of a float type.
 func (t Type) DType() safetensors.DType {
@@ -60,7 +75,7 @@ func ParseOverride(s string) (Override, error) {
 		return Override{}, errs.Option("TensorType", s, "bad regex: %v", err)
 	}
 	typ := Type(s[i+1:])
-	if !slices.Contains(Types, typ) {
+	if !slices.Contains(Types(), typ) {
 		return Override{}, errs.Option("TensorType", s, "type %q is not one of %s", typ, typeList())
 	}
 	return Override{re, typ, s}, nil
@@ -68,40 +83,68 @@ func ParseOverride(s string) (Override, error) {
 
 func typeList() string {
 	var s []string
-	for _, t := range Types {
+	for _, t := range Types() {
 		s = append(s, string(t))
 	}
 	return strings.Join(s, " ")
 }
 
-// GroupSizes are the int4 group sizes (each a whole number of bytes of codes, and a divisor of
-// the usual widths).
-var GroupSizes = []int{32, 64, 128}
-
 // Settings say how to quantize.
 type Settings struct {
-	Type      Type // int8 or int4: for the tensors the policy quantizes
-	GroupSize int  // int4 (0: DefaultGroupSize); int8 has no groups
-	Symmetric bool // int4: q in -8..7 (else scale and minimum, q in 0..15)
+	// Type is the scheme for the tensors the policy quantizes: int8, int4, or a name llama.cpp
+	// and mlx-lm users know (q4_0, q4_1: see Presets), which also sets GroupSize and Symmetric.
+	Type      Type
+	GroupSize int  // grouped schemes (0: the scheme's default); int8 has no groups
+	Symmetric bool // int4: q in -8..7 (else scale and minimum, q in 0..15); int8 always is
 	Search    bool // search the scales (else round-to-nearest)
 	F16Scales bool
 	Overrides []Override
 }
 
-// Validate checks the settings.
-func (s *Settings) Validate() error {
-	if !s.Type.Quantized() {
-		return errs.Option("Type", string(s.Type), "want int8 or int4")
+// Resolve returns the settings with a preset name replaced by its scheme and settings and the
+// defaults filled in, or says what is wrong with them.
+func (s Settings) Resolve() (Settings, error) {
+	if p, ok := presetOf(s.Type); ok {
+		var err error
+		if s, err = p.apply(s); err != nil {
+			return s, err
+		}
 	}
-	if s.GroupSize != 0 && !slices.Contains(GroupSizes, s.GroupSize) {
-		return errs.Option("GroupSize", s.GroupSize, "want 32, 64 or 128 (0: %d)", DefaultGroupSize)
+	sc := s.Type.Scheme()
+	if sc == nil {
+		return s, errs.Option("Type", string(s.Type), "want %s", typeNames())
 	}
-	return nil
+	if err := sc.CheckGroupSize(s.GroupSize); err != nil {
+		return s, errs.Option("GroupSize", s.GroupSize, "%v", err)
+	}
+	if sc.Grouped && s.GroupSize == 0 {
+		s.GroupSize = sc.DefaultGroupSize
+	}
+	if !sc.Asymmetric {
+		s.Symmetric = true
+	}
+	return s, nil
 }
 
-// DefaultGroupSize is the int4 group size when none is given (llama.cpp's q4 groups are 32; 64 is
-// the measured balance of size and quality here: docs/QUANTIZATION.md).
-const DefaultGroupSize = 64
+// Validate checks the settings (see Resolve).
+func (s Settings) Validate() error {
+	_, err := s.Resolve()
+	return err
+}
+
+// typeNames lists every scheme and preset, for messages.
+func typeNames() string {
+	var n []string
+	for _, sc := range arch.QuantSchemes() {
+		n = append(n, string(sc.Type))
+	}
+	for _, p := range Presets {
+		if p.Refuse == "" {
+			n = append(n, p.Name)
+		}
+	}
+	return strings.Join(n[:len(n)-1], ", ") + " or " + n[len(n)-1]
+}
 
 // Entry is one tensor of the plan.
 type Entry struct {
@@ -130,11 +173,9 @@ func Quantizable(s arch.TensorSpec) bool {
 
 // MakePlan decides the storage of every tensor of m (which must not be quantized already).
 func MakePlan(m *formats.Model, s Settings) (*Plan, error) {
-	if err := s.Validate(); err != nil {
+	s, err := s.Resolve()
+	if err != nil {
 		return nil, err
-	}
-	if s.GroupSize == 0 {
-		s.GroupSize = DefaultGroupSize
 	}
 	if len(m.Config.Quantization) > 0 {
 		return nil, errs.File(m.Path, "is already quantized; quantize the float model it came from")
@@ -160,26 +201,20 @@ func MakePlan(m *formats.Model, s Settings) (*Plan, error) {
 		switch {
 		case to.Quantized() && len(t.Shape) != 2:
 			return nil, &errs.InputError{Msg: fmt.Sprintf("%s: a %dD tensor (LayerNorm or bias) cannot be %s; only 2D weights are quantized", key, len(t.Shape), to)}
-		case to == Int4 && spec.Role == arch.RoleEmbedding:
-			return nil, &errs.InputError{Msg: fmt.Sprintf("%s: embedding tables can be int8, not int4", key)}
+		case to.Quantized() && spec.Role == arch.RoleEmbedding && !to.Scheme().Embeddings:
+			return nil, &errs.InputError{Msg: fmt.Sprintf("%s: embedding tables can be %s, not %s", key, embeddingTypes(), to)}
 		}
 		e := Entry{Component: t.Component, Name: t.Name, Shape: t.Shape, From: floatType(t.DType), To: to, BytesBefore: t.Bytes()}
 		n := t.NumElements()
-		switch to {
-		case Int8:
-			e.BytesAfter = n + int64(t.Shape[0])*scaleBytes(s)
-		case Int4:
-			rows, cols := t.Shape[0], t.Shape[1]
-			pc := PaddedCols(cols, s.GroupSize)
-			parts := int64(1)
-			if !s.Symmetric {
-				parts = 2
+		if sc := to.Scheme(); sc != nil {
+			q := sc.Record(t.Shape[0], t.Shape[1], s.GroupSize, s.Symmetric, scaleDType(s))
+			for _, part := range q.Parts(t.Component, t.Name) {
+				e.BytesAfter += part.Bytes()
 			}
-			e.BytesAfter = int64(rows)*int64(pc)/2 + int64(rows)*int64(pc/s.GroupSize)*scaleBytes(s)*parts
-			if pc != cols {
-				e.Note = fmt.Sprintf("row of %d padded to %d (%d groups of %d)", cols, pc, pc/s.GroupSize, s.GroupSize)
+			if q.PaddedCols > q.Cols {
+				e.Note = fmt.Sprintf("row of %d padded to %d (%d groups of %d)", q.Cols, q.PaddedCols, q.Groups(), q.GroupSize)
 			}
-		default:
+		} else {
 			e.BytesAfter = n * int64(to.DType().Size())
 		}
 		e.BitsPerW = float64(e.BytesAfter*8) / float64(n)
@@ -193,11 +228,23 @@ func MakePlan(m *formats.Model, s Settings) (*Plan, error) {
 	return p, nil
 }
 
-func scaleBytes(s Settings) int64 {
+// scaleDType is the stored dtype of scales (and minimums) under s.
+func scaleDType(s Settings) safetensors.DType {
 	if s.F16Scales {
-		return 2
+		return safetensors.F16
 	}
-	return 4
+	return safetensors.F32
+}
+
+// embeddingTypes are the schemes an embedding table may be stored with, for messages.
+func embeddingTypes() string {
+	var n []string
+	for _, sc := range arch.QuantSchemes() {
+		if sc.Embeddings {
+			n = append(n, string(sc.Type))
+		}
+	}
+	return strings.Join(n, " or ")
 }
 
 // Total sums bytes over entries matching keep.

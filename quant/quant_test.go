@@ -8,6 +8,7 @@ import (
 	"github.com/x448/float16"
 
 	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/testfix"
 )
 
@@ -130,8 +131,68 @@ func TestPlanPolicyAndOverrides(t *testing.T) {
 			t.Errorf("%s -> %s, want %s", k, to[k], want)
 		}
 	}
-	if _, err := MakePlan(m, Settings{Type: Int4, GroupSize: 50}); err == nil || testfix.ErrText(err) != "--group-size 50: want 32, 64 or 128 (0: 64)" {
+	if _, err := MakePlan(m, Settings{Type: Int4, GroupSize: 50}); err == nil || testfix.ErrText(err) != "--group-size 50: want 32, 64 or 128 for int4 (0: 64)" {
 		t.Errorf("group size: %v", err)
+	}
+}
+
+// Settings take the schemes and the names llama.cpp users know, with each scheme's defaults, and
+// refuse what a scheme does not have.
+func TestSettingsResolve(t *testing.T) {
+	for _, c := range []struct {
+		in   Settings
+		want Settings
+		err  string
+	}{
+		{in: Settings{Type: "q4_0"}, want: Settings{Type: Int4, GroupSize: 32, Symmetric: true}},
+		{in: Settings{Type: "Q4_1", Search: true}, want: Settings{Type: Int4, GroupSize: 32, Search: true}},
+		{in: Settings{Type: Int4}, want: Settings{Type: Int4, GroupSize: 64}},
+		{in: Settings{Type: Int8}, want: Settings{Type: Int8, Symmetric: true}},
+		{in: Settings{Type: Int8, GroupSize: 64}, err: "--group-size 64: int8 has one scale per output row, no groups (give 0)"},
+		{in: Settings{Type: "q4_1", GroupSize: 64}, err: "--group-size 64: q4_1 means groups of 32"},
+		{in: Settings{Type: "q4_1", Symmetric: true}, err: "--symmetric true: q4_1 is asymmetric (a scale and a minimum per group)"},
+		{in: Settings{Type: "q8_0"}, err: `--type "q8_0": btconvert's int8 is symmetric per output row, not per group of 32 as in llama.cpp; use int8`},
+		{in: Settings{Type: "int3"}, err: `--type "int3": want int8, int4, q4_0 or q4_1`},
+		{in: Settings{Type: F16}, err: `--type "f16": want int8, int4, q4_0 or q4_1`},
+	} {
+		got, err := c.in.Resolve()
+		if c.err != "" {
+			if err == nil || testfix.ErrText(err) != c.err {
+				t.Errorf("%+v: error %v, want %q", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got.Type != c.want.Type || got.GroupSize != c.want.GroupSize || got.Symmetric != c.want.Symmetric || got.Search != c.want.Search {
+			t.Errorf("%+v resolved to %+v (%v), want %+v", c.in, got, err, c.want)
+		}
+	}
+	if bits, err := TypeForBits(4); bits != Int4 || err != nil {
+		t.Errorf("4 bits: %s %v", bits, err)
+	}
+	if _, err := TypeForBits(3); err == nil || testfix.ErrText(err) != "--bits 3: want 8 or 4" {
+		t.Errorf("3 bits: %v", err)
+	}
+}
+
+// Every scheme has its algorithms, and a weight survives a round trip through its codes.
+func TestEverySchemeHasACodec(t *testing.T) {
+	w := []float32{0.5, -1, 0.25, 2, -0.75, 1.5, 0, -2}
+	for _, sc := range arch.QuantSchemes() {
+		q := sc.Record(2, 4, sc.DefaultGroupSize, true, safetensors.F32)
+		if sc.Grouped {
+			q = sc.Record(2, 4, 2, true, safetensors.F32) // groups of 2: this tiny weight fills them
+		}
+		st, err := Encode(w, &q, nil, Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", sc.Type, err)
+		}
+		back, err := Decode(&q, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := testfix.RelL2(back, w); e > 0.1 {
+			t.Errorf("%s: round trip rel L2 %.3g", sc.Type, e)
+		}
 	}
 }
 

@@ -47,21 +47,21 @@ type levels struct {
 	f16    bool    // scales and mins are stored as f16: fit with the rounded values
 }
 
-var (
-	int8Levels = levels{lo: -127, hi: 127, sym: true}
-	int4Asym   = levels{lo: 0, hi: 15}
-	int4Sym    = levels{lo: -8, hi: 7, sym: true}
-)
-
-// int4Levels are the int4 codes for o.
-func int4Levels(o Options) levels {
-	l := int4Asym
-	if o.Symmetric {
-		l = int4Sym
+// levelsOf are the codes of scheme t (symmetric or not, as o says) and how o fits them.
+func levelsOf(t arch.QuantType, o Options) levels {
+	s, err := arch.SchemeOf(t)
+	if err != nil {
+		panic(err) // the callers quantize to a scheme they name
 	}
-	l.search, l.f16 = o.Search, o.F16Scales
-	return l
+	sym := o.Symmetric || !s.Asymmetric
+	lo, hi := s.Levels(sym)
+	return levels{lo: float64(lo), hi: float64(hi), sym: sym, search: o.Search, f16: o.F16Scales}
 }
+
+// int8Levels are int8's codes, int4Levels int4's for o.
+var int8Levels = levelsOf(arch.Int8, Options{})
+
+func int4Levels(o Options) levels { return levelsOf(arch.Int4, o) }
 
 // fitter fits rows or groups to a scheme's levels: value = scale*q + min (min 0 when symmetric).
 // One belongs to each worker; its buffers are reused from one row or group to the next.
@@ -283,8 +283,7 @@ func (f *fitter) errOf(q []int8, s, m float64) float64 {
 // QuantizeInt8 quantizes a row-major [rows, cols] weight per output row, symmetric, q in -127..127.
 func QuantizeInt8(x []float32, rows, cols int, o Options) *Int8Weight {
 	out := &Int8Weight{Codes: make([]int8, rows*cols), Scales: make([]float32, rows)}
-	lv := int8Levels
-	lv.search, lv.f16 = o.Search, o.F16Scales
+	lv := levelsOf(arch.Int8, o)
 	wt := columnWeights(o.Importance)
 	parallelWith(rows, func() any { return newFitter(lv, cols) }, func(r int, scratch any) {
 		s, _ := scratch.(*fitter).fit(x[r*cols:(r+1)*cols], wt, out.Codes[r*cols:(r+1)*cols])

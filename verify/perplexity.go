@@ -54,15 +54,6 @@ func (q *Quality) Finite() bool {
 	return true
 }
 
-// Windows cuts tokens into non-overlapping windows of w (a trailing partial window is dropped).
-func Windows(tokens []int32, w int) [][]int32 {
-	var out [][]int32
-	for i := 0; i+w <= len(tokens); i += w {
-		out = append(out, tokens[i:i+w])
-	}
-	return out
-}
-
 // scoreWindows runs batches of windows through each model (same config) and calls visit for every
 // scored position (arch.Config.Scoring) with each model's logits row and the true id.
 func scoreWindows(models []*graph.Engine, windows [][]int32, batch int, progress func(done int), visit func(rows [][]float32, target int32)) error {
@@ -130,7 +121,7 @@ type Scoring struct {
 
 // windows cuts tokens as s says.
 func (s Scoring) windows(tokens []int32) [][]int32 {
-	w := Windows(tokens, s.Window)
+	w := graph.Windows(tokens, s.Window)
 	if s.Chunks > 0 && len(w) > s.Chunks {
 		w = w[:s.Chunks]
 	}

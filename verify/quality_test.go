@@ -29,12 +29,12 @@ func quantized(t *testing.T, name string, s quant.Settings, cal *quant.Calibrati
 // calibrateFixture collects calibration statistics of a fixture on GPL-2 (not the eval text), as
 // quantize --calib does.
 func calibrateFixture(t *testing.T, base *graph.Engine, full bool) *quant.Calibration {
-	wins := Windows(testfix.Text(t, testfix.GPL2), 256)
-	cal, err := base.Calibrate(wins, 16, full, nil)
+	wins := graph.Windows(testfix.Text(t, testfix.GPL2), 256)
+	st, err := base.Calibrate(wins, 16, full, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cal
+	return &quant.Calibration{Importance: st.MeanSquare, Hessian: st.SecondMoment}
 }
 
 // linearRatio is the quantized linear weights' bytes over their f32 bytes.
@@ -56,11 +56,7 @@ func TestQuantizationQuality(t *testing.T) {
 			t.Logf("%s %s: ppl_ratio %.5f mean_kld %.5f p99 %.4f top1 %.4f rms_dp %.4f", name, what, q.PPLRatio, q.MeanKLD, q.P99KLD, q.Top1Agreement, q.RMSDeltaP)
 			return q
 		}
-		// The weights' storage, for the weights' bytes targets (f32 base).
-		f32 := quant.Settings{GroupSize: 64, Search: true}
-
-		s8 := f32
-		s8.Type = quant.Int8
+		s8 := quant.Settings{Type: quant.Int8, Search: true}
 		m8, p8 := quantized(t, name, s8, nil)
 		q8 := measure("int8", m8)
 		if q8.PPLRatio > 1.002 || q8.MeanKLD > 0.001 || q8.Top1Agreement < 0.98 {
@@ -70,9 +66,7 @@ func TestQuantizationQuality(t *testing.T) {
 			t.Errorf("%s int8 linear bytes %.3f x f32 > 0.27", name, r)
 		}
 
-		s4 := f32
-		s4.Type = quant.Int4
-		s4.Search = false
+		s4 := quant.Settings{Type: quant.Int4, GroupSize: 64}
 		rtn, p4 := quantized(t, name, s4, &quant.Calibration{})
 		qRTN := measure("int4 g64 round-to-nearest", rtn)
 		s4.Search = true

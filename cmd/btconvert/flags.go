@@ -21,15 +21,15 @@ import (
 // flagNames spell the library's option names (errs messages name them as Go fields) as this
 // command's flags.
 var flagNames = map[string]string{
-	"Against": "--against", "Backend": "--backend", "Base": "--base", "Batches": "--batch", "BlockLayers": "--block-layers",
-	"BlockLength": "--block-length", "Calib": "--calib", "CalibMethod": "--calib-method", "CalibOut": "--calib-out",
+	"Against": "--against", "Backend": "--backend", "Base": "--base", "Bits": "--q-bits", "Batches": "--batch", "BlockLayers": "--block-layers",
+	"Block": "--block-layers", "BlockLength": "--block-length", "Calib": "--calib", "CalibMethod": "--calib-method", "CalibOut": "--calib-out",
 	"CalibStats": "--calib-stats", "CalibBatch": "the calibration batch (16)", "CalibWindow": "--calib-window", "CompareBackend": "--compare-backend", "Chunks": "--chunks", "ComputeDType": "--compute-dtype", "Config": "--config", "Decoding": "--decoding",
-	"DType": "--dtype", "EvalText": "--eval-text", "ExpansionRatio": "--expansion-ratio", "FFN": "--ffn", "Force": "--force",
-	"Format": "--format", "GenLens": "--gen-len", "GroupSize": "--group-size", "Heads": "--heads", "Hidden": "--hidden",
-	"Layers": "--layers", "MaxNewTokens": "--max-new-tokens", "MaxPPLRatio": "--max-ppl-ratio", "MemBudget": "--mem-budget",
-	"Method": "--method", "MinP": "--min-p", "MinTop1": "--min-top1", "Output": "--output", "Plot": "--plot", "Preset": "--preset",
-	"Prompt": "--prompt", "Prompts": "--prompt", "PromptLens": "--prompt-len", "Record": "--record", "RepeatPenalty": "--repeat-penalty", "Reps": "--reps", "ShardSize": "--shard-size",
-	"SkipVerify": "--skip-verify", "Stop": "--stop", "Temperature": "--temperature", "TensorType": "--tensor-type", "Tokenizer": "--tokenizer",
+	"DType": "--dtype", "DryRun": "--dry-run", "EmbedderDim": "--embedder-dim", "EvalText": "--eval-text", "ExpansionRatio": "--expansion-ratio", "FFN": "--ffn", "Force": "--force",
+	"Format": "--format", "GenLens": "--gen-len", "JSONFile": "--json-file", "GroupSize": "--group-size", "Heads": "--heads", "Hidden": "--hidden", "IgnoreEOS": "--ignore-eos",
+	"Layers": "--layers", "MaxBatch": "--max-batch", "MaxCacheErr": "--max-cache-err", "MaxNewTokens": "--max-new-tokens", "MaxPPLRatio": "--max-ppl-ratio", "MaxRelErr": "--max-rel-err", "Model": "MODEL", "MemBudget": "--mem-budget",
+	"Method": "--method", "MinP": "--min-p", "MinTop1": "--min-top1", "Output": "--output", "Overrides": "--tensor-type", "Pairs": "--pg", "Plot": "--plot", "Preset": "--preset",
+	"Prompt": "--prompt", "Prompts": "--prompt", "PromptLens": "--prompt-len", "Record": "--record", "Reference": "--reference", "RepeatPenalty": "--repeat-penalty", "Reps": "--reps", "Search": "--no-search", "Seed": "--seed", "Source": "SOURCE", "F16Scales": "--scale-dtype", "Uptrain": "--from-vanilla", "ShardSize": "--shard-size",
+	"SkipVerify": "--skip-verify", "Stop": "--stop", "Symmetric": "--sym", "Temperature": "--temperature", "TensorType": "--tensor-type", "Tokenizer": "--tokenizer",
 	"Threads": "--threads", "TokenLayers": "--token-layers", "TopK": "--top-k", "TopP": "--top-p", "Type": "--type", "Vocab": "--vocab",
 	"Warmup": "--warmup", "Window": "--window", "WindowBatch": "--window-batch", "Models": "MODEL", "Length": "the length",
 }

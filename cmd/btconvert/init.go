@@ -43,6 +43,8 @@ Examples:
 			&cli.IntFlag{Name: "token-layers", Usage: "token decoder layers"},
 			&cli.IntFlag{Name: "layers", Usage: "layers of a vanilla model"},
 			&cli.IntFlag{Name: "block-length", Usage: "block length L_B (default: the preset's, else 4)"},
+			&cli.IntFlag{Name: "embedder-dim", Usage: "width of the embedder's token vectors (default: hidden / block length, the concat embedder)"},
+			&cli.IntFlag{Name: "expansion-ratio", Usage: "token decoder prefix vectors per block context (default: the preset's, else 2)"},
 			&cli.IntFlag{Name: "vocab", Usage: "vocabulary size (default: the base model's, 50304)"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing output folder"},
 			jsonFlag, quietFlag,
@@ -73,10 +75,11 @@ func runInit(c *cli.Context) error {
 	} else if !c.IsSet("hidden") && !c.IsSet("base") {
 		return usagef("init: give --preset NAME (see --list) or a shape (--base and/or --hidden with --layers, or --block-layers and --token-layers)")
 	} else {
-		shape = arch.Shape{Block: c.IsSet("block-layers") || c.IsSet("token-layers")}
+		shape = arch.Shape{Block: c.IsSet("block-layers") || c.IsSet("token-layers") || c.IsSet("block-length") || c.IsSet("embedder-dim") || c.IsSet("expansion-ratio")}
 	}
 	for flag, dst := range map[string]*int{"hidden": &shape.Hidden, "heads": &shape.Heads, "ffn": &shape.FFN, "block-layers": &shape.BlockLayers,
-		"token-layers": &shape.TokenLayers, "layers": &shape.Layers, "block-length": &shape.BlockLength, "vocab": &shape.Vocab} {
+		"token-layers": &shape.TokenLayers, "layers": &shape.Layers, "block-length": &shape.BlockLength, "vocab": &shape.Vocab,
+		"embedder-dim": &shape.EmbedderDim, "expansion-ratio": &shape.ExpansionRatio} {
 		if c.IsSet(flag) {
 			if c.Int(flag) < 1 {
 				return usagef("--%s %d: must be at least 1", flag, c.Int(flag))

@@ -11,7 +11,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/btconvert/btconvert"
-	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/verify"
 )
 
@@ -54,7 +53,7 @@ func runInspect(c *cli.Context) error {
 		ui.Note("note: " + n)
 	}
 	if q := res.QuantizedWith; q != nil {
-		fmt.Fprintf(w, "quantized: %s\n", quantLine(q))
+		fmt.Fprintf(w, "quantized: %s\n", q)
 	}
 	if res.Report != nil {
 		fmt.Fprintf(w, "recorded verification report: %s\n", reportLine(res.Report))
@@ -79,23 +78,6 @@ func runInspect(c *cli.Context) error {
 		return t.Render()
 	}
 	return nil
-}
-
-// quantLine says how a model was quantized.
-func quantLine(q *arch.QuantProvenance) string {
-	s := string(q.Type)
-	if q.Type == arch.Int4 {
-		sym := "asymmetric"
-		if q.Symmetric {
-			sym = "symmetric"
-		}
-		s += fmt.Sprintf(" g%d %s", q.GroupSize, sym)
-	}
-	s += ", method " + q.Method
-	if q.Calibration != "" {
-		s += fmt.Sprintf(", calibrated on %s (sha256 %s, %d tokens)", q.Calibration, q.CalibrationSHA256, q.CalibrationTokens)
-	}
-	return s + ", btconvert " + q.Tool
 }
 
 // reportLine summarises a recorded verification report.

@@ -33,7 +33,7 @@ func TestPipeline(t *testing.T) {
 		args []string
 		msg  string
 	}{
-		{[]string{"--type", "int3"}, `btconvert: --type "int3": want int8 or int4`},
+		{[]string{"--type", "int3"}, `btconvert: --type "int3": want int8, int4, q4_0 or q4_1`},
 		{[]string{"--type", "int4", "--group-size", "48"}, "btconvert: --group-size 48: want 32, 64 or 128"},
 		{[]string{"--type", "int4", "--tensor-type", "nothing_like_this=int8"}, `btconvert: --tensor-type "nothing_like_this=int8": matches no tensor`},
 		{[]string{"--type", "int4", "--tensor-type", "final_layer_norm=int8"}, "btconvert: block_decoder/final_layer_norm.weight: a 1D tensor (LayerNorm or bias) cannot be int8; only 2D weights are quantized"},
@@ -243,6 +243,11 @@ func TestBenchOutputsAndPairs(t *testing.T) {
 	code, _, stderr = btc(t, "verify", filepath.Join(fx, "bt-tiny"), "--bench", "--batch", "1", "-p", "8", "-n", "8", "--plot", png, "--force")
 	if code != 2 || stderr != "btconvert: "+png+": exists and is not a PNG image; not replaced (--force replaces only what btconvert wrote)\n" {
 		t.Fatalf("a file that is not a plot: %d %q", code, stderr)
+	}
+	// The same for verify's report: refused before the model is even opened (no backend line).
+	code, out, stderr = btc(t, "verify", filepath.Join(fx, "bt-tiny"), "--json-file", png)
+	if code != 2 || out != "" || stderr != "btconvert: "+png+": already exists (use --force to replace it)\n" {
+		t.Fatalf("existing verify --json-file: %d %q %q", code, out, stderr)
 	}
 	os.Remove(png)
 	code, out, stderr = btc(t, "verify", filepath.Join(fx, "bt-tiny"), "--bench", "--batch", "1", "--pg", "8,8", "--reps", "1", "--warmup", "0",

@@ -32,7 +32,7 @@ Examples:
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output folder"},
 			&cli.StringFlag{Name: "type", Usage: "int8 or int4 (also q4_0, q4_1)"},
 			&cli.IntFlag{Name: "q-bits", Usage: "mlx-lm spelling: 8 (int8) or 4 (int4)"},
-			&cli.IntFlag{Name: "group-size", Aliases: []string{"q-group-size"}, Value: 64, Usage: "int4 group size: 32, 64 or 128"},
+			&cli.IntFlag{Name: "group-size", Aliases: []string{"q-group-size"}, Usage: "int4 group size: 32, 64 or 128 (default: 64; q4_0 and q4_1 are 32)"},
 			&cli.BoolFlag{Name: "sym", Usage: "int4 symmetric (q in -8..7) instead of scale + minimum"},
 			&cli.BoolFlag{Name: "no-search", Usage: "plain round-to-nearest instead of the scale search"},
 			&cli.StringFlag{Name: "scale-dtype", Value: "f32", Usage: "f32 or f16 scales"},
@@ -50,45 +50,35 @@ Examples:
 	}
 }
 
-// quantType reads --type / --q-bits, mapping the names users know from llama.cpp and mlx-lm.
-func quantType(c *cli.Context, s *quant.Settings) error {
-	t := strings.ToLower(c.String("type"))
+// quantType reads --type / --q-bits (mlx-lm's): the library knows the schemes and the names
+// llama.cpp users know (quant.Presets).
+func quantType(c *cli.Context) (quant.Type, error) {
+	t := quant.Type(strings.ToLower(c.String("type")))
 	if c.IsSet("q-bits") {
-		bits := map[int]string{8: "int8", 4: "int4"}[c.Int("q-bits")]
-		if bits == "" {
-			return usagef("--q-bits %d: want 8 or 4", c.Int("q-bits"))
+		bits, err := quant.TypeForBits(c.Int("q-bits"))
+		if err != nil {
+			return "", err
 		}
 		if t != "" && t != bits {
-			return usagef("--q-bits %d disagrees with --type %s", c.Int("q-bits"), c.String("type"))
+			return "", usagef("--q-bits %d disagrees with --type %s", c.Int("q-bits"), c.String("type"))
 		}
 		t = bits
 	}
-	switch t {
-	case "int8", "int4":
-		s.Type = quant.Type(t)
-	case "q4_0", "q4_1":
-		if c.IsSet("group-size") && c.Int("group-size") != 32 {
-			return usagef("--type %s means groups of 32; --group-size %d disagrees", t, c.Int("group-size"))
-		}
-		s.Type, s.GroupSize, s.Symmetric = quant.Int4, 32, t == "q4_0"
-	case "q8_0":
-		return usagef("--type q8_0: btconvert's int8 is symmetric per output row, not per group of 32 as in llama.cpp; use --type int8")
-	case "":
-		return usagef("quantize: --type is required (int8 or int4)")
-	default:
-		return usagef("--type %q: want int8 or int4 (or q4_0, q4_1)", c.String("type"))
+	if t == "" {
+		return "", usagef("quantize: --type is required (int8 or int4)")
 	}
-	return nil
+	return t, nil
 }
 
 func runQuantize(c *cli.Context) error {
 	if err := needArgs(c, 1, "one MODEL"); err != nil {
 		return err
 	}
-	s := quant.Settings{GroupSize: c.Int("group-size"), Symmetric: c.Bool("sym"), Search: !c.Bool("no-search"), F16Scales: c.String("scale-dtype") == "f16"}
-	if err := quantType(c, &s); err != nil {
+	typ, err := quantType(c)
+	if err != nil {
 		return err
 	}
+	s := quant.Settings{Type: typ, GroupSize: c.Int("group-size"), Symmetric: c.Bool("sym"), Search: !c.Bool("no-search"), F16Scales: c.String("scale-dtype") == "f16"}
 	if sd := c.String("scale-dtype"); sd != "f32" && sd != "f16" {
 		return usagef("--scale-dtype %q: want f32 or f16", sd)
 	}

@@ -7,8 +7,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/btconvert/btconvert"
-	"github.com/btconvert/btconvert/formats/fsio"
-	"github.com/btconvert/btconvert/verify"
 	"github.com/btconvert/btconvert/verify/bench"
 )
 
@@ -82,28 +80,15 @@ func runVerify(c *cli.Context) error {
 		EvalText: c.String("eval-text"), Against: c.String("against"), CompareBackend: c.String("compare-backend"),
 		Window: c.Int("window"), WindowBatch: c.Int("window-batch"), Chunks: c.Int("chunks"), Seed: c.Uint64("seed"), MaxRelErr: c.Float64("max-rel-err"),
 		MaxCacheErr: c.Float64("max-cache-err"), MaxPPLRatio: c.Float64("max-ppl-ratio"), MinTop1: c.Float64("min-top1"),
-		Record: c.Bool("record"), Version: btconvert.Version().Version, UI: uiOf(c)}
-	if o.Window < 2 {
-		return usagef("--window %d: must be at least 2", o.Window)
-	}
-	if o.WindowBatch < 1 {
-		return usagef("--window-batch %d: must be at least 1", o.WindowBatch)
-	}
+		Record: c.Bool("record"), JSONFile: c.String("json-file"), Force: c.Bool("force"), Version: btconvert.Version().Version, UI: uiOf(c)}
 	rep, err := btconvert.Verify(o)
 	if rep == nil {
 		return err
 	}
-	js, jerr := verify.EncodeJSON(rep)
-	if jerr != nil {
-		return jerr
-	}
-	if f := c.String("json-file"); f != "" {
-		if _, err := fsio.WriteOutput(f, js, c.Bool("force"), fsio.JSONFile); err != nil {
-			return err
-		}
-	}
 	if c.Bool("json") {
-		c.App.Writer.Write(js)
+		if perr := printJSON(c, rep); perr != nil {
+			return perr
+		}
 	} else if perr := rep.Print(c.App.Writer); perr != nil {
 		return perr
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/errs"
 	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/internal/sysmem"
 )
 
 // Options controls Run.
@@ -177,7 +178,7 @@ func Run(models []Model, backend string, threads int, o Options, onResult func(R
 		for _, B := range o.Batches {
 			ms := make([]*measure, len(models))
 			for i, m := range models {
-				est := Estimate(m.Engine.Config, m.Engine.Weights.Bytes, m.Engine.DType.Size(), B, t.P+t.G)
+				est := graph.Estimate(m.Engine.Config, m.Engine.Weights.Bytes, m.Engine.DType.Size(), B, t.P+t.G)
 				if o.MemBudget > 0 && est > o.MemBudget {
 					return out, errs.Option("Batches", B, "at prompt %d + generation %d needs about %s, over the memory budget of %s",
 						t.P, t.G, bytesStr(est), bytesStr(o.MemBudget))
@@ -187,13 +188,13 @@ func Run(models []Model, backend string, threads int, o Options, onResult func(R
 			}
 			// Warm-up (compiles), each model alone, for its own peak memory.
 			for i, m := range models {
-				ResetPeakRSS()
+				sysmem.ResetPeakRSS()
 				for rep := 0; rep < o.Warmup; rep++ {
 					if err := ms[i].run(false, tick); err != nil {
 						return out, fmt.Errorf("%s, batch %d: %w", m.Name, B, err)
 					}
 				}
-				ms[i].peak = PeakRSS() - (weights - m.Engine.Weights.Bytes)
+				ms[i].peak = sysmem.PeakRSS() - (weights - m.Engine.Weights.Bytes)
 			}
 			for rep := 0; rep < o.Reps; rep++ {
 				for i, m := range models {

@@ -8,6 +8,7 @@ import (
 	"github.com/gomlx/compute/dtypes"
 
 	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/internal/sysmem"
 	"github.com/btconvert/btconvert/internal/testfix"
 )
 
@@ -15,8 +16,8 @@ import (
 func currentRSS() int64 {
 	runtime.GC()
 	debug.FreeOSMemory()
-	ResetPeakRSS()
-	return PeakRSS()
+	sysmem.ResetPeakRSS()
+	return sysmem.PeakRSS()
 }
 
 // The memory estimate bounds what a generation really takes (peak resident memory above what the
@@ -41,8 +42,8 @@ func TestEstimateBoundsPeakRSS(t *testing.T) {
 		if _, err := e.Generate(prompts, graph.GenerateOptions{MaxNewTokens: c.G}); err != nil {
 			t.Fatal(err)
 		}
-		used := PeakRSS() - before
-		est := Estimate(e.Config, e.Weights.Bytes, e.DType.Size(), c.B, c.P+c.G)
+		used := sysmem.PeakRSS() - before
+		est := graph.Estimate(e.Config, e.Weights.Bytes, e.DType.Size(), c.B, c.P+c.G)
 		e.Close()
 		t.Logf("%s B=%d P=%d G=%d: estimate %d MB, measured %d MB", c.name, c.B, c.P, c.G, est>>20, used>>20)
 		if est < used || est > 4*used+32<<20 {

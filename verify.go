@@ -6,6 +6,7 @@ import (
 
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/formats/modeldir"
 	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/formats/tokenizer"
@@ -33,9 +34,13 @@ type VerifyOptions struct {
 	MinTop1        float64 // with Against: smallest top-1 agreement that passes (0: no check)
 	// Record writes the report into the model folder (report.json, listed in the manifest), where
 	// export's verification gate reads it.
-	Record  bool
-	Version string
-	UI      UI
+	Record bool
+	// JSONFile, when set, receives the report as JSON (also when a check fails); checked before
+	// anything runs, replaced only with Force and only if btconvert wrote it.
+	JSONFile string
+	Force    bool
+	Version  string
+	UI       UI
 }
 
 // Default thresholds.
@@ -56,14 +61,17 @@ func (o *VerifyOptions) validate() error {
 		return errs.Option("MaxPPLRatio", o.MaxPPLRatio, "must be positive")
 	case o.MinTop1 < 0 || o.MinTop1 > 1:
 		return errs.Option("MinTop1", o.MinTop1, "must be between 0 and 1")
-	case o.Window < 0:
-		return errs.Option("Window", o.Window, "must be positive")
+	case o.Window < 0 || o.Window == 1:
+		return errs.Option("Window", o.Window, "must be at least 2 (0: 256)")
 	case o.WindowBatch < 0:
-		return errs.Option("WindowBatch", o.WindowBatch, "must be positive")
+		return errs.Option("WindowBatch", o.WindowBatch, "must be at least 1 (0: 16)")
 	case o.Chunks < 0:
 		return errs.Option("Chunks", o.Chunks, "must not be negative (0: the whole text)")
 	case o.Record && source.KindOf(o.Model) != source.Folder:
 		return errs.Option("Record", nil, "writes into a btconvert model folder; %s is not one (import it first)", o.Model)
+	}
+	if o.JSONFile != "" {
+		return checkDest(o.JSONFile, o.Force, fsio.JSONFile, o.Model)
 	}
 	return nil
 }
@@ -155,6 +163,15 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 		rep.AtMost("cache_rel_l2_err", s.CacheRelL2Err, o.MaxCacheErr)
 	}
 	pass := rep.Finish()
+	if o.JSONFile != "" {
+		js, err := verify.EncodeJSON(rep)
+		if err == nil {
+			_, err = fsio.WriteOutput(o.JSONFile, js, o.Force, fsio.JSONFile)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 	if o.Record {
 		rep.RecordedBy = "btconvert " + o.Version + " verify (recorded)"
 		js, err := verify.EncodeJSON(rep)

@@ -12,6 +12,7 @@ import (
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/errs"
 	"github.com/btconvert/btconvert/formats/fsio"
+	"github.com/btconvert/btconvert/graph"
 	"github.com/btconvert/btconvert/verify"
 	"github.com/btconvert/btconvert/verify/bench"
 )
@@ -133,7 +134,7 @@ func Bench(o BenchOptions) ([]bench.Result, error) {
 			ui.Note("warning: " + p + ": prompt plus generation is " + humanize.Comma(int64(longest)) + " tokens, past the " + humanize.Comma(int64(mt)) + " the model was built for")
 		}
 		if o.MaxBatch {
-			mb := bench.MaxBatch(l.eng.Config, l.eng.Weights.Bytes, dev.dt.Size(), longest, budget)
+			mb := graph.MaxBatch(l.eng.Config, l.eng.Weights.Bytes, dev.dt.Size(), longest, budget)
 			if mb < 1 {
 				return nil, errs.Option("MemBudget", humanize.IBytes(uint64(budget)), "%s does not fit even at batch 1", p)
 			}

@@ -1,16 +1,12 @@
 package btconvert
 
 import (
-	"encoding/json"
-
-	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/errs"
 	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/formats/modeldir"
 	"github.com/btconvert/btconvert/formats/randinit"
 	"github.com/btconvert/btconvert/formats/safetensors"
-	"github.com/btconvert/btconvert/formats/source"
 )
 
 // InitOptions controls Init.
@@ -65,33 +61,6 @@ func Init(o InitOptions) (*InitResult, error) {
 		Progress: tensorWritten(bar)})
 	if err != nil {
 		return nil, err
-	}
-	return res, nil
-}
-
-// InspectResult describes a model.
-type InspectResult struct {
-	*formats.Summary
-	QuantizedWith *arch.QuantProvenance `json:"quantized_with,omitempty"`
-	Report        json.RawMessage       `json:"report,omitempty"` // the recorded verification report
-}
-
-// Inspect describes a model; with hashes every tensor is read once to hash its bytes.
-func Inspect(path string, o formats.OpenOptions, hashes bool) (*InspectResult, error) {
-	m, err := source.Open(path, o)
-	if err != nil {
-		return nil, err
-	}
-	defer m.Close()
-	s, err := formats.Summarize(m, hashes)
-	if err != nil {
-		return nil, err
-	}
-	res := &InspectResult{Summary: s, QuantizedWith: m.Config.QuantizedWith}
-	if _, b, err := recordedReport(m); err != nil {
-		return nil, err
-	} else if b != nil {
-		res.Report = b
 	}
 	return res, nil
 }

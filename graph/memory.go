@@ -1,14 +1,6 @@
-package bench
+package graph
 
-import (
-	"bufio"
-	"bytes"
-	"fmt"
-	"os"
-	"syscall"
-
-	"github.com/btconvert/btconvert/formats/arch"
-)
+import "github.com/btconvert/btconvert/formats/arch"
 
 // Estimate is a conservative estimate of the peak memory (bytes) of generating at batch B up to
 // length tokens: the weights, the KV caches twice (a step reads the old ones and writes new ones),
@@ -16,7 +8,7 @@ import (
 // backend materialises every intermediate), and the logits with the sampler's temporaries.
 // elem is the size of the compute dtype. The working memory is counted twice: the Go collector lets
 // the heap grow to twice what is live before it runs (GOGC 100), and a decode step's old caches
-// are garbage only after it. (TestEstimateBoundsPeakRSS checks it against measured peaks.)
+// are garbage only after it. (verify/bench's TestEstimateBoundsPeakRSS checks it against measured peaks.)
 func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
 	const (
 		actPerHidden = 16 // live [B, T, D] intermediates of a layer (norms, q/k/v, rotary, residuals)
@@ -67,42 +59,7 @@ func MaxBatch(c *arch.Config, weightBytes int64, elem, length int, budget int64)
 	return lo
 }
 
-// Available is the memory the system can give without swapping (MemAvailable), or 0 if unknown.
-func Available() int64 {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var kb int64
-		if n, _ := fmt.Sscanf(sc.Text(), "MemAvailable: %d kB", &kb); n == 1 {
-			return kb * 1024
-		}
-	}
-	return 0
-}
-
-// PeakRSS is the process's peak resident memory since the last ResetPeakRSS (or since it started).
-func PeakRSS() int64 {
-	if b, err := os.ReadFile("/proc/self/status"); err == nil {
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
-			var kb int64
-			if n, _ := fmt.Sscanf(sc.Text(), "VmHWM: %d kB", &kb); n == 1 {
-				return kb * 1024
-			}
-		}
-	}
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return ru.Maxrss * 1024
-}
-
-// ResetPeakRSS starts a new peak (Linux: clear_refs 5), so each model's peak is its own.
-func ResetPeakRSS() {
-	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+// Estimate is the package function Estimate for this engine's model, weights and compute dtype.
+func (e *Engine) Estimate(B, length int) int64 {
+	return Estimate(e.Config, e.Weights.Bytes, e.DType.Size(), B, length)
 }

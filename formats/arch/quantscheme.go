@@ -1,0 +1,164 @@
+package arch
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/btconvert/btconvert/formats/safetensors"
+)
+
+// QuantScheme is everything about one quantized type that is not an algorithm: how its codes are
+// stored, how they are grouped, which settings it takes and their defaults, how it reads in a
+// provenance line, and the quality a model quantized to it must keep. The record of a tensor
+// (Quantization), the planner and quantizer (quant), the in-graph dequantization (graph) and the
+// export gate all ask it; none of them names a type. A new scheme is one more entry in
+// quantSchemes (plus its fitting in quant and, for a new code width, unpacking in graph, which
+// refuse a width they do not know).
+type QuantScheme struct {
+	Type QuantType
+	// Bits is the code width: 8 (one code per I8 byte) or 4 (two per U8 byte, low nibble first,
+	// stored as code+8 when symmetric).
+	Bits int
+	// Grouped schemes have scales per group of GroupSize input columns (rows padded to whole
+	// groups); the others one scale per output row.
+	Grouped          bool
+	GroupSizes       []int // allowed group sizes (grouped only)
+	DefaultGroupSize int   // when none is given (grouped only)
+	// Asymmetric is whether a scale and a minimum per group may be stored (else symmetric only).
+	Asymmetric bool
+	// Embeddings is whether an embedding table may be stored this way (the lookup dequantizes
+	// rows of a table that is otherwise never multiplied; int4 tables lose too much).
+	Embeddings bool
+	// SymLevels and AsymLevels are the code ranges [lo, hi].
+	SymLevels, AsymLevels [2]int
+	// MaxPPLRatio and MinTop1 are the quality a model quantized to this type must keep against its
+	// base to be exported when its recorded report set no limits of its own. They sit a margin past
+	// what the fixtures measure (docs/QUANTIZATION.md: int8 ppl ratio <= 1.0005, top-1 >= 0.988;
+	// int4 g64 <= 1.043 and >= 0.845 even with round-to-nearest), far from a broken model.
+	MaxPPLRatio, MinTop1 float64
+}
+
+// The quantized types.
+const (
+	Int8 QuantType = "int8" // per output row, symmetric, q in -127..127
+	Int4 QuantType = "int4" // per group of the input dim, asymmetric (scale, min) or symmetric
+)
+
+// quantSchemes are every scheme, from the finest to the coarsest.
+var quantSchemes = []*QuantScheme{
+	{Type: Int8, Bits: 8, Embeddings: true, SymLevels: [2]int{-127, 127}, MaxPPLRatio: 1.01, MinTop1: 0.95},
+	// Group sizes: each a whole number of bytes of codes and a divisor of the usual widths; 64 is
+	// the measured balance of size and quality here (docs/QUANTIZATION.md), llama.cpp's q4 is 32.
+	{Type: Int4, Bits: 4, Grouped: true, GroupSizes: []int{32, 64, 128}, DefaultGroupSize: 64, Asymmetric: true,
+		SymLevels: [2]int{-8, 7}, AsymLevels: [2]int{0, 15}, MaxPPLRatio: 1.06, MinTop1: 0.80},
+}
+
+// QuantSchemes lists every scheme, finest first.
+func QuantSchemes() []*QuantScheme { return quantSchemes }
+
+// SchemeOf returns the scheme of type t, or an error naming the known ones.
+func SchemeOf(t QuantType) (*QuantScheme, error) {
+	for _, s := range quantSchemes {
+		if s.Type == t {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("type %q is not %s", t, schemeNames())
+}
+
+func schemeNames() string {
+	s := ""
+	for i, q := range quantSchemes {
+		switch {
+		case i == 0:
+		case i == len(quantSchemes)-1:
+			s += " or "
+		default:
+			s += ", "
+		}
+		s += string(q.Type)
+	}
+	return s
+}
+
+// Levels are the code range of the symmetric or asymmetric variant.
+func (s *QuantScheme) Levels(symmetric bool) (lo, hi int) {
+	if symmetric {
+		return s.SymLevels[0], s.SymLevels[1]
+	}
+	return s.AsymLevels[0], s.AsymLevels[1]
+}
+
+// CheckGroupSize says what is wrong with a group size for this scheme (0 is the default).
+func (s *QuantScheme) CheckGroupSize(group int) error {
+	switch {
+	case !s.Grouped && group != 0:
+		return fmt.Errorf("%s has one scale per output row, no groups (give 0)", s.Type)
+	case s.Grouped && group != 0 && !slices.Contains(s.GroupSizes, group):
+		return fmt.Errorf("want %s for %s (0: %d)", intList(s.GroupSizes), s.Type, s.DefaultGroupSize)
+	}
+	return nil
+}
+
+func intList(v []int) string {
+	out := ""
+	for i, x := range v {
+		switch {
+		case i == 0:
+		case i == len(v)-1:
+			out += " or "
+		default:
+			out += ", "
+		}
+		out += strconv.Itoa(x)
+	}
+	return out
+}
+
+// Record is the quantization record of a [rows, cols] weight stored with this scheme (group 0:
+// the default; symmetric is ignored by symmetric-only schemes).
+func (s *QuantScheme) Record(rows, cols, group int, symmetric bool, scales safetensors.DType) Quantization {
+	q := Quantization{Type: s.Type, Symmetric: symmetric || !s.Asymmetric, ScaleDType: scales, Rows: rows, Cols: cols}
+	if s.Grouped {
+		q.GroupSize = group
+		if q.GroupSize == 0 {
+			q.GroupSize = s.DefaultGroupSize
+		}
+		q.PaddedCols = PaddedCols(cols, q.GroupSize)
+	}
+	return q
+}
+
+// codes is the stored dtype and shape of the codes of q.
+func (s *QuantScheme) codes(q *Quantization) (safetensors.DType, []int) {
+	if s.Bits == 8 {
+		return safetensors.I8, []int{q.Rows, q.cols()}
+	}
+	return safetensors.U8, []int{q.Rows, q.cols() * s.Bits / 8}
+}
+
+// Describe is the provenance line of a quantization with this scheme ("int4 g64 symmetric").
+func (s *QuantScheme) Describe(group int, symmetric bool) string {
+	d := string(s.Type)
+	if s.Grouped {
+		d += " g" + strconv.Itoa(group)
+	}
+	if s.Asymmetric {
+		if symmetric {
+			d += " symmetric"
+		} else {
+			d += " asymmetric"
+		}
+	}
+	return d
+}
+
+// Bytes is the stored size of a tensor of this spec (a float one at its fixed DType only).
+func (s TensorSpec) Bytes() int64 {
+	n := int64(s.DType.Size())
+	for _, d := range s.Shape {
+		n *= int64(d)
+	}
+	return n
+}

@@ -1,0 +1,103 @@
+package btconvert
+
+import (
+	"fmt"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+
+	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/source"
+	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/graph/backend"
+)
+
+// Runtime says where a model runs.
+type Runtime struct {
+	Backend      string // "" is $BTCONVERT_BACKEND, else auto (see backend.Choose)
+	ComputeDType string // "f32" (default) or "bf16"
+}
+
+// device is a started Runtime: the backend, the spec it was made from, and the compute dtype.
+type device struct {
+	b    compute.Backend
+	spec string
+	dt   dtypes.DType
+}
+
+// start checks the compute dtype, creates the backend rt asks for and tells the user which one
+// runs and why.
+func (rt Runtime) start(ui UI) (*device, error) {
+	dt, err := graph.ParseComputeDType(rt.ComputeDType)
+	if err != nil {
+		return nil, err
+	}
+	return startBackend("Backend", backend.Resolve(rt.Backend), dt, ui)
+}
+
+// startBackend starts the backend spec (given by option) and tells the user which one runs and
+// why.
+func startBackend(option, spec string, dt dtypes.DType, ui UI) (*device, error) {
+	s, err := backend.Open(option, spec)
+	if err != nil {
+		return nil, err
+	}
+	ui.Note(fmt.Sprintf("backend: %s [%s]", backend.Describe(s.Backend), s.Why))
+	warnSlowBuild(ui, s.Backend)
+	return &device{s.Backend, s.Spec, dt}, nil
+}
+
+// Warner is a UI that also shows warnings --quiet does not silence (the command line's does).
+type Warner interface {
+	Warn(msg string)
+}
+
+// warnSlowBuild tells the user that this binary runs the go backend without its SIMD kernels
+// (backend.SlowBuildWarning): through Warn when ui has it (the command line prints it once per
+// run), else as a Note.
+func warnSlowBuild(ui UI, b compute.Backend) {
+	if backend.SIMDBuiltIn || !backend.IsGo(b) {
+		return
+	}
+	if w, ok := ui.(Warner); ok {
+		w.Warn(backend.SlowBuildWarning)
+		return
+	}
+	ui.Note(backend.SlowBuildWarning)
+}
+
+// loaded is a model opened and uploaded to a backend.
+type loaded struct {
+	src *formats.Model
+	eng *graph.Engine
+}
+
+func (l *loaded) Close() {
+	l.eng.Close()
+	l.src.Close()
+}
+
+// load opens path and uploads it to the device; every file of our folder read on the way is
+// checked against the manifest's sha256 (see modeldir.Open).
+func (d *device) load(path string, o formats.OpenOptions) (*loaded, error) {
+	src, err := source.Open(path, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkFitsMemory(src); err != nil {
+		src.Close()
+		return nil, err
+	}
+	eng, err := graph.Load(src, d.b, d.dt)
+	if err == nil {
+		err = src.Finish()
+	}
+	if err != nil {
+		if eng != nil {
+			eng.Close()
+		}
+		src.Close()
+		return nil, err
+	}
+	return &loaded{src: src, eng: eng}, nil
+}
