@@ -104,7 +104,7 @@ func PaddedCols(cols, group int) int { return (cols + group - 1) / group * group
 func (q *Quantization) Parts(component, name string) []TensorSpec {
 	sd := q.ScaleDType
 	part := func(suffix string, dt safetensors.DType, shape ...int) TensorSpec {
-		return TensorSpec{Component: component, Name: name + suffix, Shape: shape, DType: dt, Role: RoleQuantPart}
+		return TensorSpec{Component: component, Name: name + suffix, Layer: NoLayer, Shape: shape, DType: dt, Role: RoleQuantPart}
 	}
 	if q.Type == Int8 {
 		return []TensorSpec{part(QWeightSuffix, safetensors.I8, q.Rows, q.Cols), part(ScalesSuffix, sd, q.Rows)}
