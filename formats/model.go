@@ -5,7 +5,6 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/errs"
@@ -118,19 +117,22 @@ func (m *Model) Derive(format string, cfg *arch.Config, tensors []*Tensor) *Mode
 		closers: []io.Closer{m}, finish: []func() error{m.Finish}}
 }
 
-// Match checks that tensors are exactly specs (same keys, same shapes, float dtypes where no dtype
-// is fixed) and returns them in the specs' order. file names the source, srcName a tensor's name
-// in it, and prov (may be nil) where each config value came from, for the messages.
-func Match(file string, specs []arch.TensorSpec, prov arch.Provenance, tensors []*Tensor, srcName func(component, name string) string) ([]*Tensor, error) {
+// Match checks that tensors, which CheckNames found to be those of specs, have the specs' shapes
+// and dtypes (float where no dtype is fixed), and returns them in the specs' order. file names the
+// source, and prov (may be nil) where each config value came from, for the messages.
+func Match(file string, specs []arch.TensorSpec, prov arch.Provenance, tensors []*Tensor) ([]*Tensor, error) {
 	byKey := map[string]*Tensor{}
 	for _, t := range tensors {
 		byKey[t.Key()] = t
+	}
+	if len(byKey) != len(specs) || len(tensors) != len(specs) {
+		return nil, fmt.Errorf("%s: %d tensors for %d specs (the names were not checked)", file, len(tensors), len(specs))
 	}
 	var out []*Tensor
 	for _, s := range specs {
 		t := byKey[s.Key()]
 		if t == nil {
-			return nil, errs.Tensor(file, srcName(s.Component, s.Name), "missing (the architecture needs it)")
+			return nil, fmt.Errorf("%s: no tensor for %s (the names were not checked)", file, s.Key())
 		}
 		if !slices.Equal(t.Shape, s.Shape) {
 			return nil, ShapeError(t.SrcFile, t.SrcName, t.Shape, s, prov)
@@ -141,16 +143,7 @@ func Match(file string, specs []arch.TensorSpec, prov arch.Provenance, tensors [
 		if s.DType == "" && !t.DType.IsFloat() {
 			return nil, errs.Tensor(t.SrcFile, t.SrcName, "dtype %s is not a float type", t.DType)
 		}
-		delete(byKey, t.Key())
 		out = append(out, t)
-	}
-	if len(byKey) > 0 {
-		var extra []string
-		for k := range byKey {
-			extra = append(extra, byKey[k].SrcName)
-		}
-		slices.Sort(extra)
-		return nil, errs.File(file, "unexpected tensor(s) the architecture does not use: %s", strings.Join(extra, ", "))
 	}
 	return out, nil
 }

@@ -389,7 +389,7 @@ func TestImportMegabyteByName(t *testing.T) {
 	}{
 		{nil, ": no config.yaml beside the weights, and the attention heads and the decoding strategy cannot be read from them: give --config NAME (these shapes are those of block_megabyte_b4_5), or --heads (the official defaults for hidden 256 and 128 are 8 and 4 heads: --heads 8,4)"},
 		{[]string{"--heads", "8,4"}, ": no config.yaml, and the decoding strategy cannot be read from the weights: the expansion layer gives 4 vectors = block_length 4, which fits both prefix and summation decoding: give --decoding prefix or --decoding summation (or --config NAME)"},
-		{[]string{"--config", "block_megabyte_b4_85"}, `: tensor "block_decoder.gpt_neox.layers.5.input_layernorm.weight": missing from the checkpoint (the architecture needs it)`},
+		{[]string{"--config", "block_megabyte_b4_85"}, `: tensor "block_decoder.gpt_neox.layers.5.input_layernorm.weight": missing from the checkpoint (the architecture needs it); 71 more missing: "block_decoder.gpt_neox.layers.5.input_layernorm.bias", "block_decoder.gpt_neox.layers.5.post_attention_layernorm.weight", "block_decoder.gpt_neox.layers.5.post_attention_layernorm.bias", "block_decoder.gpt_neox.layers.5.attention.query_key_value.weight", "block_decoder.gpt_neox.layers.5.attention.query_key_value.bias", ...`},
 		{[]string{"--config", "block_megabyte_b4_5", "--heads", "8"}, ": token_decoder: num_attention_heads 4 from the official fill-in (hidden_size 128 // 32); --heads 8 disagrees (the official code builds 4 heads from this config)"},
 	} {
 		code, _, stderr := btc(t, append([]string{"import", src, "-o", out}, c.args...)...)

@@ -116,7 +116,7 @@ func (q *Quantization) Parts(component, name string) []TensorSpec {
 	s := q.Scheme()
 	sd := q.ScaleDType
 	part := func(suffix string, dt safetensors.DType, shape ...int) TensorSpec {
-		return TensorSpec{Component: component, Name: name + suffix, Shape: shape, DType: dt, Role: RoleQuantPart}
+		return TensorSpec{Component: component, Name: name + suffix, Layer: NoLayer, Shape: shape, DType: dt, Role: RoleQuantPart}
 	}
 	cdt, cshape := s.codes(q)
 	scales := []int{q.Rows}

@@ -7,8 +7,8 @@ import (
 	"github.com/btconvert/btconvert/formats/safetensors"
 )
 
-// Role is what a tensor is to the model; readers, writers, initialisation, uptraining, the
-// quantizer and the graphs all decide by it, never by a name suffix of their own.
+// Role is what a tensor is to the model, coarsely: how it is initialised, whether it may be
+// quantized. Part (with Layer and Param) says which tensor it is.
 type Role int
 
 // The roles.
@@ -21,8 +21,9 @@ const (
 	RoleQuantPart              // a stored part of a quantized tensor (codes, scales, minimums)
 )
 
-// Names of a GPT-NeoX layer's parts, inside "layers.{i}.". A Linear NAME has NAME.weight and
-// NAME.bias; a LayerNorm NAME has NAME.weight and NAME.bias.
+// Names of the modules of a model, as they appear in tensor names: inside "layers.{i}." for a
+// layer's parts. A Linear or LayerNorm NAME has NAME.weight and NAME.bias; an Embedding
+// NAME.weight. The table (Part.Module, ID.Name) builds every tensor name from them.
 const (
 	InputNorm = "input_layernorm"
 	PostNorm  = "post_attention_layernorm"
@@ -38,13 +39,151 @@ const (
 	Expand    = "expansion_layer"
 )
 
+// Part is which module of a model a tensor belongs to, as fine as the parts of a layer. With the
+// component, the layer index and Param it identifies the tensor (ID).
+type Part int
+
+// The parts. The zero Part is none: a spec always has one.
+const (
+	_              Part = iota
+	PartEmbeddings      // the block embedder's token table
+	PartProjection      // the projection_layer embedder's Linear
+	PartEmbedIn         // a stack's token embeddings
+	PartLN1             // input_layernorm: a layer's LayerNorm before attention
+	PartLN2             // post_attention_layernorm: a layer's LayerNorm before the MLP
+	PartAttnQKV         // a layer's query/key/value Linear
+	PartAttnOut         // a layer's attention output Linear
+	PartMLPUp           // a layer's MLP Linear into the FFN width
+	PartMLPDown         // a layer's MLP Linear back to the hidden width
+	PartFinalNorm       // a stack's final LayerNorm
+	PartExpansion       // the token decoder's Linear from the block decoder's output
+	PartEmbedOut        // the output head
+)
+
+type kind int
+
+const (
+	kindEmbedding kind = iota
+	kindLinear
+	kindNorm
+)
+
+var partInfo = [...]struct {
+	short, module string
+	kind          kind
+	inLayer       bool
+}{
+	PartEmbeddings: {"embeddings", Embedding, kindEmbedding, false},
+	PartProjection: {"projection", Project, kindLinear, false},
+	PartEmbedIn:    {"embed_in", EmbedIn, kindEmbedding, false},
+	PartLN1:        {"ln1", InputNorm, kindNorm, true},
+	PartLN2:        {"ln2", PostNorm, kindNorm, true},
+	PartAttnQKV:    {"attn_qkv", QKV, kindLinear, true},
+	PartAttnOut:    {"attn_out", AttnOut, kindLinear, true},
+	PartMLPUp:      {"mlp_up", MLPUp, kindLinear, true},
+	PartMLPDown:    {"mlp_down", MLPDown, kindLinear, true},
+	PartFinalNorm:  {"final_norm", FinalNorm, kindNorm, false},
+	PartExpansion:  {"expansion", Expand, kindLinear, false},
+	PartEmbedOut:   {"embed_out", EmbedOut, kindLinear, false},
+}
+
+func (p Part) valid() bool { return p > 0 && int(p) < len(partInfo) }
+
+// String is the part's short name ("attn_qkv", "ln1").
+func (p Part) String() string {
+	if !p.valid() {
+		return fmt.Sprintf("Part(%d)", int(p))
+	}
+	return partInfo[p].short
+}
+
+// Module is the part's module name in tensor names ("attention.query_key_value").
+func (p Part) Module() string {
+	if !p.valid() {
+		return ""
+	}
+	return partInfo[p].module
+}
+
+// InLayer reports whether the part is one of a layer's (and so has a layer index).
+func (p Part) InLayer() bool { return p.valid() && partInfo[p].inLayer }
+
+// Param is which parameter of a module a tensor is.
+type Param int
+
+// The parameters.
+const (
+	Weight Param = iota
+	Bias
+)
+
+func (p Param) String() string {
+	if p == Bias {
+		return "bias"
+	}
+	return "weight"
+}
+
+// NoLayer is the layer index of a tensor outside the layers.
+const NoLayer = -1
+
+// ID is the identity of a tensor of a model: its component, part, layer (NoLayer outside the
+// layers) and parameter. Every tensor name comes from an ID (Name); nothing parses names back.
+type ID struct {
+	Component string
+	Part      Part
+	Layer     int
+	Param     Param
+}
+
+// Module is the tensor's module inside its component, "layers.{i}.MODULE" for a layer's part
+// ("layers.0.input_layernorm"), MODULE for the others.
+func (id ID) Module() string {
+	if id.Layer >= 0 {
+		return fmt.Sprintf("layers.%d.%s", id.Layer, id.Part.Module())
+	}
+	return id.Part.Module()
+}
+
+// Name is the tensor's name inside its component ("layers.0.attention.dense.bias").
+func (id ID) Name() string { return id.Module() + "." + id.Param.String() }
+
+// Key is "component/name".
+func (id ID) Key() string { return id.Component + "/" + id.Name() }
+
+// String is the identity in words ("block_decoder attn_qkv.weight of layer 1").
+func (id ID) String() string {
+	s := fmt.Sprintf("%s %s.%s", id.Component, id.Part, id.Param)
+	if id.Layer >= 0 {
+		s += fmt.Sprintf(" of layer %d", id.Layer)
+	}
+	return s
+}
+
+// role is the coarse role of the tensor id names.
+func (id ID) role() Role {
+	if !id.Part.valid() {
+		return RoleLinear
+	}
+	switch k := partInfo[id.Part].kind; {
+	case k == kindEmbedding:
+		return RoleEmbedding
+	case k == kindNorm && id.Param == Bias:
+		return RoleNormBias
+	case k == kindNorm:
+		return RoleNormWeight
+	case id.Param == Bias:
+		return RoleBias
+	}
+	return RoleLinear
+}
+
 // layerPart is one Linear or LayerNorm of a GPT-NeoX layer.
 type layerPart struct {
-	name     string
-	norm     bool   // a LayerNorm (else a Linear)
-	fedBy    string // Linear: the LayerNorm its input comes from ("" if none)
-	out, in  dim    // Linear: [out, in]; LayerNorm: out
-	outScale int    // out = outScale x out dim (query_key_value is 3D)
+	part     Part
+	fedBy    Part // Linear: the LayerNorm its input comes from (0 if none)
+	out, in  dim  // Linear: [out, in]; LayerNorm: out
+	outScale int  // out = outScale x out dim (query_key_value is 3D)
 }
 
 type dim int
@@ -56,25 +195,37 @@ const (
 
 // layerParts are a GPT-NeoX layer's parts, in the order of the checkpoint and our files.
 var layerParts = []layerPart{
-	{name: InputNorm, norm: true, out: dimHidden, outScale: 1},
-	{name: PostNorm, norm: true, out: dimHidden, outScale: 1},
-	{name: QKV, fedBy: InputNorm, out: dimHidden, in: dimHidden, outScale: 3},
-	{name: AttnOut, out: dimHidden, in: dimHidden, outScale: 1},
-	{name: MLPUp, fedBy: PostNorm, out: dimFFN, in: dimHidden, outScale: 1},
-	{name: MLPDown, out: dimHidden, in: dimFFN, outScale: 1},
+	{part: PartLN1, out: dimHidden, outScale: 1},
+	{part: PartLN2, out: dimHidden, outScale: 1},
+	{part: PartAttnQKV, fedBy: PartLN1, out: dimHidden, in: dimHidden, outScale: 3},
+	{part: PartAttnOut, out: dimHidden, in: dimHidden, outScale: 1},
+	{part: PartMLPUp, fedBy: PartLN2, out: dimFFN, in: dimHidden, outScale: 1},
+	{part: PartMLPDown, out: dimHidden, in: dimFFN, outScale: 1},
 }
 
-// TensorSpec is one tensor a model of a given config has: where it lives, its shape, the config
-// keys that fix each dimension (for messages: "block_decoder.intermediate_size"), its role, and
-// for a Linear fed by a LayerNorm, that LayerNorm ("component/name", without .weight / .bias).
+// TensorSpec is one tensor a model of a given config has: what it is (component, part, layer,
+// parameter; its name follows from them), its shape, the config keys that fix each dimension
+// (for messages: "block_decoder.intermediate_size"), its coarse role, and for a Linear fed by a
+// LayerNorm, that LayerNorm ("component/module", without .weight / .bias).
+//
+// The stored parts of a quantized tensor (StoredTensors) share its identity: their Role is
+// RoleQuantPart and their Name adds the part's suffix.
 type TensorSpec struct {
 	Component, Name string
+	Part            Part
+	Layer           int // NoLayer outside the layers
+	Param           Param
 	Shape           []int
 	Dims            [][]string
 	Role            Role
 	FedBy           string
 	// DType is the stored dtype where it is fixed (quantized parts); "" means any float type.
 	DType safetensors.DType
+}
+
+// ID is the identity of the tensor.
+func (s TensorSpec) ID() ID {
+	return ID{Component: s.Component, Part: s.Part, Layer: s.Layer, Param: s.Param}
 }
 
 // Key is "component/name".
@@ -89,78 +240,93 @@ func (s TensorSpec) NumElements() int64 {
 	return n
 }
 
+// newSpec is the spec of the tensor id, named by id.
+func newSpec(id ID, shape []int, dims [][]string, fedBy string) TensorSpec {
+	return TensorSpec{Component: id.Component, Name: id.Name(), Part: id.Part, Layer: id.Layer, Param: id.Param,
+		Shape: shape, Dims: dims, Role: id.role(), FedBy: fedBy}
+}
+
+// outside is the ID of a tensor outside the layers.
+func outside(comp string, p Part, param Param) ID {
+	return ID{Component: comp, Part: p, Layer: NoLayer, Param: param}
+}
+
+// feeder is FedBy for a Linear whose input comes from the LayerNorm ln.
+func feeder(ln ID) string { return ln.Component + "/" + ln.Module() }
+
 func stackSpecs(comp string, d *DecoderConfig) []TensorSpec {
 	size := map[dim]int{dimHidden: d.Hidden, dimFFN: d.Intermediate}
 	key := map[dim][]string{dimHidden: {comp + "." + KeyHidden}, dimFFN: {comp + "." + KeyIntermediate}}
 	var out []TensorSpec
-	add := func(name string, shape []int, dims [][]string, role Role, fedBy string) {
-		out = append(out, TensorSpec{Component: comp, Name: name, Shape: shape, Dims: dims, Role: role, FedBy: fedBy})
-	}
 	for i := 0; i < d.Layers; i++ {
-		p := fmt.Sprintf("layers.%d.", i)
 		for _, lp := range layerParts {
+			w, b := ID{comp, lp.part, i, Weight}, ID{comp, lp.part, i, Bias}
 			o := lp.outScale * size[lp.out]
-			if lp.norm {
-				add(p+lp.name+".weight", []int{o}, [][]string{key[lp.out]}, RoleNormWeight, "")
-				add(p+lp.name+".bias", []int{o}, [][]string{key[lp.out]}, RoleNormBias, "")
+			if partInfo[lp.part].kind == kindNorm {
+				out = append(out, newSpec(w, []int{o}, [][]string{key[lp.out]}, ""), newSpec(b, []int{o}, [][]string{key[lp.out]}, ""))
 				continue
 			}
 			fed := ""
-			if lp.fedBy != "" {
-				fed = comp + "/" + p + lp.fedBy
+			if lp.fedBy != 0 {
+				fed = feeder(ID{comp, lp.fedBy, i, Weight})
 			}
-			add(p+lp.name+".weight", []int{o, size[lp.in]}, [][]string{key[lp.out], key[lp.in]}, RoleLinear, fed)
-			add(p+lp.name+".bias", []int{o}, [][]string{key[lp.out]}, RoleBias, "")
+			out = append(out, newSpec(w, []int{o, size[lp.in]}, [][]string{key[lp.out], key[lp.in]}, fed),
+				newSpec(b, []int{o}, [][]string{key[lp.out]}, ""))
 		}
 	}
-	add(FinalNorm+".weight", []int{d.Hidden}, [][]string{key[dimHidden]}, RoleNormWeight, "")
-	add(FinalNorm+".bias", []int{d.Hidden}, [][]string{key[dimHidden]}, RoleNormBias, "")
-	return out
+	return append(out,
+		newSpec(outside(comp, PartFinalNorm, Weight), []int{d.Hidden}, [][]string{key[dimHidden]}, ""),
+		newSpec(outside(comp, PartFinalNorm, Bias), []int{d.Hidden}, [][]string{key[dimHidden]}, ""))
 }
 
 // Tensors is the canonical tensor list of a model of config c (docs/FORMAT.md), with logical
 // shapes: a quantized tensor is listed as the weight it stands for (see StoredTensors).
 func Tensors(c *Config) []TensorSpec {
 	V := c.VocabSize
-	table := func(comp, name string, hidden int, role Role, fedBy string) TensorSpec {
-		return TensorSpec{Component: comp, Name: name, Shape: []int{V, hidden},
-			Dims: [][]string{{KeyVocab}, {comp + "." + KeyHidden}}, Role: role, FedBy: fedBy}
+	// table is a [V, hidden] table: a stack's embed_in, or its output head fed by its final LayerNorm.
+	table := func(comp string, p Part, hidden int) TensorSpec {
+		fed := ""
+		if p == PartEmbedOut {
+			fed = feeder(outside(comp, PartFinalNorm, Weight))
+		}
+		return newSpec(outside(comp, p, Weight), []int{V, hidden}, [][]string{{KeyVocab}, {comp + "." + KeyHidden}}, fed)
 	}
 	if !c.IsBlock() {
 		d := c.Decoder
-		out := []TensorSpec{table(Decoder, EmbedIn+".weight", d.Hidden, RoleEmbedding, "")}
+		out := []TensorSpec{table(Decoder, PartEmbedIn, d.Hidden)}
 		out = append(out, stackSpecs(Decoder, d)...)
-		return append(out, table(Decoder, EmbedOut+".weight", d.Hidden, RoleLinear, Decoder+"/"+FinalNorm))
+		return append(out, table(Decoder, PartEmbedOut, d.Hidden))
 	}
 	D, Dt, L := c.BlockDecoder.Hidden, c.TokenDecoder.Hidden, c.BlockLength
 	bdHid, embHid := []string{BlockDecoder + "." + KeyHidden}, []string{"embedder." + KeyHidden}
-	out := []TensorSpec{{Component: Embedder, Name: Embedding + ".weight", Shape: []int{V, c.Embedder.Dim},
-		Dims: [][]string{{KeyVocab}, embHid}, Role: RoleEmbedding}}
+	out := []TensorSpec{newSpec(outside(Embedder, PartEmbeddings, Weight), []int{V, c.Embedder.Dim}, [][]string{{KeyVocab}, embHid}, "")}
 	if c.Embedder.Type == ProjectionLayer {
 		out = append(out,
-			TensorSpec{Component: Embedder, Name: Project + ".weight", Shape: []int{D, L * c.Embedder.Dim},
-				Dims: [][]string{bdHid, {"block_length", "embedder." + KeyHidden}}, Role: RoleLinear},
-			TensorSpec{Component: Embedder, Name: Project + ".bias", Shape: []int{D}, Dims: [][]string{bdHid}, Role: RoleBias})
+			newSpec(outside(Embedder, PartProjection, Weight), []int{D, L * c.Embedder.Dim}, [][]string{bdHid, {"block_length", "embedder." + KeyHidden}}, ""),
+			newSpec(outside(Embedder, PartProjection, Bias), []int{D}, [][]string{bdHid}, ""))
 	}
 	out = append(out, stackSpecs(BlockDecoder, c.BlockDecoder)...)
 	r := c.TokenDecoder.ExpansionRatio
 	exp := []string{"expansion_ratio", TokenDecoder + "." + KeyHidden}
 	out = append(out,
 		// The expansion layer reads the block decoder's output: its final LayerNorm feeds it.
-		TensorSpec{Component: TokenDecoder, Name: Expand + ".weight", Shape: []int{r * Dt, D}, Dims: [][]string{exp, bdHid},
-			Role: RoleLinear, FedBy: BlockDecoder + "/" + FinalNorm},
-		TensorSpec{Component: TokenDecoder, Name: Expand + ".bias", Shape: []int{r * Dt}, Dims: [][]string{exp}, Role: RoleBias},
-		table(TokenDecoder, EmbedIn+".weight", Dt, RoleEmbedding, ""))
+		newSpec(outside(TokenDecoder, PartExpansion, Weight), []int{r * Dt, D}, [][]string{exp, bdHid}, feeder(outside(BlockDecoder, PartFinalNorm, Weight))),
+		newSpec(outside(TokenDecoder, PartExpansion, Bias), []int{r * Dt}, [][]string{exp}, ""),
+		table(TokenDecoder, PartEmbedIn, Dt))
 	out = append(out, stackSpecs(TokenDecoder, &c.TokenDecoder.DecoderConfig)...)
-	return append(out, table(TokenDecoder, EmbedOut+".weight", Dt, RoleLinear, TokenDecoder+"/"+FinalNorm))
+	return append(out, table(TokenDecoder, PartEmbedOut, Dt))
 }
 
-// StoredTensors is Tensors with every quantized tensor replaced by its stored parts.
+// StoredTensors is Tensors with every quantized tensor replaced by its stored parts (with its
+// identity).
 func StoredTensors(c *Config) []TensorSpec {
 	var out []TensorSpec
 	for _, s := range Tensors(c) {
 		if q, ok := c.Quantization[s.Key()]; ok {
-			out = append(out, q.Parts(s.Component, s.Name)...)
+			for _, p := range q.Parts(s.Component, s.Name) {
+				p.Part, p.Layer, p.Param = s.Part, s.Layer, s.Param
+				out = append(out, p)
+			}
 			continue
 		}
 		out = append(out, s)

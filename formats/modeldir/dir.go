@@ -286,7 +286,17 @@ func Open(dir string) (*formats.Model, error) {
 			tensors = append(tensors, formats.NewTensor(comp, name, dt, ti.Shape, p, name, load))
 		}
 	}
-	if m.Tensors, err = formats.Match(dir, arch.StoredTensors(cfg), nil, tensors, func(comp, name string) string { return comp + "/" + name }); err != nil {
+	specs := arch.StoredTensors(cfg)
+	keys, fileOf := make([]string, len(tensors)), map[string]string{}
+	for i, t := range tensors {
+		keys[i], fileOf[t.Key()] = t.Key(), t.SrcFile
+	}
+	_, err = formats.CheckNames(specs, arch.TensorSpec.Key, keys, formats.Expect{File: dir, FileOf: func(k string) string { return fileOf[k] },
+		Missing: "missing (the architecture needs it)", Unexpected: "not used by the architecture in " + ConfigName})
+	if err == nil {
+		m.Tensors, err = formats.Match(dir, specs, nil, tensors)
+	}
+	if err != nil {
 		m.Close()
 		return nil, err
 	}

@@ -263,10 +263,10 @@ func StackShapes(c *safetensors.Checkpoint, prefix, vocabFrom string) map[string
 	if n := CountLayers(c, prefix); n > 0 {
 		out[arch.KeyLayers] = n
 	}
-	if t := c.Info(prefix + arch.FinalNorm + ".weight"); t != nil && len(t.Shape) == 1 {
+	if t := c.Info(prefix + arch.ID{Part: arch.PartFinalNorm, Layer: arch.NoLayer}.Name()); t != nil && len(t.Shape) == 1 {
 		out[arch.KeyHidden] = t.Shape[0]
 	}
-	if t := c.Info(prefix + "layers.0." + arch.MLPUp + ".weight"); t != nil && len(t.Shape) == 2 {
+	if t := c.Info(prefix + arch.ID{Part: arch.PartMLPUp, Layer: 0}.Name()); t != nil && len(t.Shape) == 2 {
 		out[arch.KeyIntermediate] = t.Shape[0]
 	}
 	if t := c.Info(vocabFrom); t != nil && len(t.Shape) == 2 {

@@ -27,21 +27,27 @@ func (Layout) Format() string { return Format }
 
 // Detect implements formats.Layout.
 func (Layout) Detect(c *safetensors.Checkpoint) bool {
-	return c.Has("gpt_neox." + arch.EmbedIn + ".weight")
+	return c.Has(embedIn)
 }
 
 // Exports implements formats.Layout: vanilla models.
 func (Layout) Exports(cfg *arch.Config) bool { return !cfg.IsBlock() }
 
-// srcName maps our vanilla tensor name to the HF name, with the output head as given.
-func srcName(head string) func(component, name string) string {
-	return func(_, name string) string {
-		if name == arch.EmbedOut+".weight" {
+// Name is the HF name of our vanilla tensor id, the output head as embed_out.weight.
+func Name(id arch.ID) string { return srcName("embed_out.weight")(id) }
+
+// srcName names our vanilla tensors as HF does, with the output head as given.
+func srcName(head string) func(arch.ID) string {
+	return func(id arch.ID) string {
+		if id.Part == arch.PartEmbedOut {
 			return head
 		}
-		return "gpt_neox." + name
+		return "gpt_neox." + id.Name()
 	}
 }
+
+// embedIn is the HF name of the token embeddings.
+var embedIn = Name(arch.ID{Component: arch.Decoder, Part: arch.PartEmbedIn, Layer: arch.NoLayer})
 
 // Open implements formats.Layout.
 func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.Model, error) {
@@ -57,32 +63,33 @@ func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.M
 	case c.Has("lm_head.weight"):
 		head = "lm_head.weight"
 	default:
-		head = "gpt_neox.embed_in.weight"
-		m.Notes = append(m.Notes, "no embed_out.weight / lm_head.weight: output head tied to gpt_neox.embed_in.weight")
+		head = embedIn
+		m.Notes = append(m.Notes, "no embed_out.weight / lm_head.weight: output head tied to "+embedIn)
 	}
 	name := srcName(head)
-	used := map[string]bool{}
+	specs := arch.Tensors(cfg)
+	notes, err = formats.CheckNames(specs, func(s arch.TensorSpec) string { return name(s.ID()) }, c.Names, formats.Expect{
+		File: c.Dir, FileOf: c.FileOf,
+		Missing:    "missing from the checkpoint (config.json asks for it)",
+		Unexpected: "not part of a GPT-NeoX model with this config.json",
+		Extra: func(n string) (string, bool) {
+			switch {
+			case Buffer(n):
+				return "ignored buffer " + n, true
+			case n == "lm_head.weight" || n == "embed_out.weight":
+				return "second output head (both embed_out.weight and lm_head.weight present)", false
+			}
+			return "", false
+		}})
+	if err != nil {
+		return nil, err
+	}
+	m.Notes = append(m.Notes, notes...)
 	var tensors []*formats.Tensor
-	for _, s := range arch.Tensors(cfg) {
-		src := name(s.Component, s.Name)
-		if !c.Has(src) {
-			return nil, errs.Tensor(c.Dir, src, "missing from the checkpoint (config.json asks for it)")
-		}
-		used[src] = true
-		tensors = append(tensors, formats.FromCheckpoint(c, src, s.Component, s.Name))
+	for _, s := range specs {
+		tensors = append(tensors, formats.FromCheckpoint(c, name(s.ID()), s.Component, s.Name))
 	}
-	for _, n := range c.Names {
-		switch {
-		case used[n]:
-		case Buffer(n):
-			m.Notes = append(m.Notes, "ignored buffer "+n)
-		case n == "lm_head.weight" || n == "embed_out.weight":
-			return nil, errs.Tensor(c.FileOf(n), n, "second output head (both embed_out.weight and lm_head.weight present)")
-		default:
-			return nil, errs.Tensor(c.FileOf(n), n, "not part of a GPT-NeoX model with this config.json")
-		}
-	}
-	if m.Tensors, err = formats.Match(c.Dir, arch.Tensors(cfg), prov, tensors, name); err != nil {
+	if m.Tensors, err = formats.Match(c.Dir, specs, prov, tensors); err != nil {
 		return nil, err
 	}
 	m.OnClose(c)
@@ -91,7 +98,7 @@ func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.M
 
 // shapes reads the shape keys of a GPT-NeoX checkpoint.
 func shapes(c *safetensors.Checkpoint) map[string]int {
-	return StackShapes(c, "gpt_neox.", "gpt_neox."+arch.EmbedIn+".weight")
+	return StackShapes(c, "gpt_neox.", embedIn)
 }
 
 // architecture resolves a GPT-NeoX checkpoint's config: config.json, or the official vanilla YAML
@@ -184,11 +191,18 @@ func vanillaNames() []string {
 
 // Export implements formats.Layout: config.json and model.safetensors (or shards).
 func (Layout) Export(m *formats.Model, dir string, o formats.ExportOptions) error {
-	name := srcName("embed_out.weight")
 	dt := o.DType
 	var wts []safetensors.WriteTensor
-	for _, t := range m.Tensors {
-		wts = append(wts, t.ToWrite(name(t.Component, t.Name), t.Shape, o.DType, nil))
+	specs := arch.Tensors(m.Config)
+	if len(specs) != len(m.Tensors) {
+		return fmt.Errorf("%s: %d tensors, its config has %d", m.Name(), len(m.Tensors), len(specs))
+	}
+	for _, s := range specs {
+		t := m.Tensor(s.Component, s.Name)
+		if t == nil {
+			return fmt.Errorf("%s: no tensor %s to export", m.Name(), s.Key())
+		}
+		wts = append(wts, t.ToWrite(Name(s.ID()), t.Shape, o.DType, nil))
 		if dt == "" {
 			dt = t.DType
 		}

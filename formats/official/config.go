@@ -3,10 +3,12 @@ package official
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/errs"
 	"github.com/btconvert/btconvert/formats/fsio"
@@ -49,12 +51,8 @@ type YAML struct {
 	Precision string `yaml:"precision,omitempty"`
 }
 
-const (
-	bdPrefix = "block_decoder.gpt_neox."
-	tdPrefix = "token_decoder.gpt_neox."
-	// vocabFrom is the table whose rows give the vocabulary when a config does not.
-	vocabFrom = tdPrefix + arch.EmbedIn + ".weight"
-)
+// vocabFrom is the table whose rows give the vocabulary when a config does not.
+var vocabFrom = Name(outside(arch.TokenDecoder, arch.PartEmbedIn))
 
 // spec is what the YAML says, as the architecture's spec.
 func (y *YAML) spec(file string) *arch.BlockSpec {
@@ -75,8 +73,7 @@ func (y *YAML) spec(file string) *arch.BlockSpec {
 // checkpointShapes reads each decoder's shape keys off the checkpoint.
 func checkpointShapes(c *safetensors.Checkpoint) func(stack string) map[string]int {
 	return func(stack string) map[string]int {
-		prefix := map[string]string{arch.BlockDecoder: bdPrefix, arch.TokenDecoder: tdPrefix}[stack]
-		return neox.StackShapes(c, prefix, vocabFrom)
+		return neox.StackShapes(c, stackPrefix(stack), vocabFrom)
 	}
 }
 
@@ -139,22 +136,24 @@ func configFromShapes(c *safetensors.Checkpoint, o openOptions, prov arch.Proven
 	if err != nil {
 		return nil, nil, err
 	}
-	stackShapes := func(prefix string) (map[string]int, error) {
+	stackShapes := func(comp string) (map[string]int, error) {
+		prefix := stackPrefix(comp)
 		if neox.CountLayers(c, prefix) == 0 {
 			return nil, errs.File(c.Dir, "no %slayers.* tensors", prefix)
 		}
-		for name, rank := range map[string]int{prefix + arch.FinalNorm + ".weight": 1, prefix + "layers.0." + arch.MLPUp + ".weight": 2, vocabFrom: 2} {
+		finalNorm, mlpUp := Name(outside(comp, arch.PartFinalNorm)), Name(arch.ID{Component: comp, Part: arch.PartMLPUp, Layer: 0})
+		for name, rank := range map[string]int{finalNorm: 1, mlpUp: 2, vocabFrom: 2} {
 			if _, err := shape(name, rank); err != nil {
 				return nil, err
 			}
 		}
 		return neox.StackShapes(c, prefix, vocabFrom), nil
 	}
-	bdS, err := stackShapes(bdPrefix)
+	bdS, err := stackShapes(arch.BlockDecoder)
 	if err != nil {
 		return nil, nil, err
 	}
-	tdS, err := stackShapes(tdPrefix)
+	tdS, err := stackShapes(arch.TokenDecoder)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -239,33 +238,17 @@ func noConfigMessage(c *safetensors.Checkpoint, D, Dt int) string {
 	return fmt.Sprintf("no config.yaml beside the weights, and the attention heads and the decoding strategy cannot be read from them: give %s, or %s", cfgHint, heads)
 }
 
-// fits reports whether every tensor of a model of config cfg is in the checkpoint with its shape.
+// fits reports whether the checkpoint is the official checkpoint of a model of config cfg: every
+// tensor there with its shape, and nothing else the model does not read.
 func fits(c *safetensors.Checkpoint, cfg *arch.Config) bool {
-	n := 0
-	for _, s := range arch.Tensors(cfg) {
-		info := c.Info(Name(s.Component, s.Name))
-		if info == nil {
+	tab := Table(cfg)
+	for _, e := range tab {
+		if info := c.Info(e.Name); e.Spec != nil && (info == nil || !slices.Equal(info.Shape, e.Shape)) {
 			return false
 		}
-		want := s.Shape
-		switch Name(s.Component, s.Name) {
-		case projection:
-			want = []int{cfg.BlockDecoder.Hidden, cfg.Embedder.Dim, cfg.BlockLength}
-		case expansion:
-			want = []int{s.Shape[0], s.Shape[1], 1}
-		}
-		if fmt.Sprint(info.Shape) != fmt.Sprint(want) {
-			return false
-		}
-		n++
 	}
-	extra := 0
-	for _, name := range c.Names {
-		if name != unusedEmbedIn && !neox.Buffer(name) {
-			extra++
-		}
-	}
-	return extra == n
+	_, err := formats.CheckNames(arch.Tensors(cfg), specName, c.Names, expect(c, tab))
+	return err == nil
 }
 
 // yamlFor writes our config back as the official Hydra schema. Every architecture key of each

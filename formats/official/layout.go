@@ -4,29 +4,19 @@
 package official
 
 import (
-	"cmp"
+	"fmt"
 	"path/filepath"
-	"strings"
+	"slices"
 
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/errs"
 	"github.com/btconvert/btconvert/formats/fsio"
-	"github.com/btconvert/btconvert/formats/neox"
 	"github.com/btconvert/btconvert/formats/safetensors"
 )
 
 // Format is the name of this layout.
 const Format = "official-block-transformer"
-
-// Names of the official tensors that differ from ours by more than a prefix.
-const (
-	embeddings = "embedder.embeddings.weight"
-	projection = "embedder.projection_layer.weight"
-	expansion  = "token_decoder.expansion_layer.weight"
-	// unusedEmbedIn is in every official checkpoint but never used by the model.
-	unusedEmbedIn = "block_decoder.gpt_neox.embed_in.weight"
-)
 
 // Layout reads and writes official Block Transformer checkpoints.
 type Layout struct{}
@@ -38,27 +28,11 @@ func (Layout) Format() string { return Format }
 
 // Detect implements formats.Layout.
 func (Layout) Detect(c *safetensors.Checkpoint) bool {
-	return c.Has(embeddings) || c.Has("token_decoder.embed_out.weight")
+	return c.Has(embeddings) || c.Has(embedOut)
 }
 
 // Exports implements formats.Layout: Block Transformers.
 func (Layout) Exports(cfg *arch.Config) bool { return cfg.IsBlock() }
-
-// Name maps one of our tensor keys to its name in an official checkpoint.
-func Name(component, name string) string {
-	switch {
-	case component == arch.Embedder:
-		return "embedder." + name
-	case component == arch.TokenDecoder && (name == arch.EmbedOut+".weight" || strings.HasPrefix(name, arch.Expand+".")):
-		return "token_decoder." + name
-	}
-	return component + ".gpt_neox." + name
-}
-
-// The official projection layer is a Conv1d weight [D, De, L] (kernel and stride L over the
-// block's token vectors); ours is the equivalent Linear [D, L*De] over their concatenation:
-// ours[o, t*De+i] = official[o, i, t]. The expansion layer is a kernel-1 Conv1d [r*Dt, D, 1]; ours
-// drops the unit axis (same bytes).
 
 // projectionIn reorders an official projection weight into ours.
 func projectionIn(raw []byte, elem, D, De, L int) []byte {
@@ -118,51 +92,44 @@ func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.M
 	}
 	m.Notes = append(m.Notes, notes...)
 	cfg := m.Config
+	tab := Table(cfg)
+	notes, err = formats.CheckNames(arch.Tensors(cfg), specName, c.Names, expect(c, tab))
+	if err != nil {
+		return nil, err
+	}
+	m.Notes = append(m.Notes, notes...)
 	var tensors []*formats.Tensor
-	used := map[string]bool{}
-	for _, s := range arch.Tensors(cfg) {
-		src := Name(s.Component, s.Name)
-		info := c.Info(src)
-		if info == nil {
-			return nil, errs.Tensor(c.Dir, src, "missing from the checkpoint (the architecture needs it)")
+	for _, e := range tab {
+		if e.Spec == nil {
+			continue
 		}
-		used[src] = true
+		s, src := *e.Spec, e.Name
+		info := c.Info(src)
 		t := formats.FromCheckpoint(c, src, s.Component, s.Name)
-		switch src {
-		case projection:
-			D, De, L := cfg.BlockDecoder.Hidden, cfg.Embedder.Dim, cfg.BlockLength
-			if len(info.Shape) != 3 || info.Shape[0] != D || info.Shape[1] != De || info.Shape[2] != L {
-				return nil, formats.ShapeError(t.SrcFile, src, info.Shape, arch.TensorSpec{Shape: []int{D, De, L},
+		switch e.ID {
+		case outside(arch.Embedder, arch.PartProjection):
+			D, De, L := e.Shape[0], e.Shape[1], e.Shape[2]
+			if !slices.Equal(info.Shape, e.Shape) {
+				return nil, formats.ShapeError(t.SrcFile, src, info.Shape, arch.TensorSpec{Shape: e.Shape,
 					Dims: [][]string{s.Dims[0], {"embedder." + arch.KeyHidden}, {"block_length"}}}, prov)
 			}
 			elem := info.DType.Size()
-			t = t.WithLoad(s.Component, s.Name, []int{D, L * De}, func() ([]byte, error) {
+			t = t.WithLoad(s.Component, s.Name, s.Shape, func() ([]byte, error) {
 				raw, err := c.Raw(src)
 				if err != nil {
 					return nil, err
 				}
 				return projectionIn(raw, elem, D, De, L), nil
 			})
-		case expansion:
+		case outside(arch.TokenDecoder, arch.PartExpansion):
 			if len(info.Shape) != 3 || info.Shape[2] != 1 {
-				return nil, errs.Tensor(t.SrcFile, src, "shape %v, want [%d, %d, 1]", info.Shape, s.Shape[0], s.Shape[1])
+				return nil, errs.Tensor(t.SrcFile, src, "shape %v, want [%d, %d, 1]", info.Shape, e.Shape[0], e.Shape[1])
 			}
 			t.Shape = info.Shape[:2]
 		}
 		tensors = append(tensors, t)
 	}
-	for _, name := range c.Names {
-		switch {
-		case used[name]:
-		case name == unusedEmbedIn:
-			m.Notes = append(m.Notes, "dropped "+unusedEmbedIn+" (present in official checkpoints, never used by the model)")
-		case neox.Buffer(name):
-			m.Notes = append(m.Notes, "ignored buffer "+name)
-		default:
-			return nil, &errs.InputError{File: c.FileOf(name), Tensor: name, Msg: "not part of a Block Transformer with this architecture (check {Config})"}
-		}
-	}
-	if m.Tensors, err = formats.Match(c.Dir, arch.Tensors(cfg), prov, tensors, Name); err != nil {
+	if m.Tensors, err = formats.Match(c.Dir, arch.Tensors(cfg), prov, tensors); err != nil {
 		return nil, err
 	}
 	m.OnClose(c)
@@ -174,26 +141,41 @@ func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.M
 // Conv1d shapes, and a config.yaml in the official Hydra schema.
 func (Layout) Export(m *formats.Model, dir string, o formats.ExportOptions) error {
 	cfg := m.Config
-	D, De, L := cfg.BlockDecoder.Hidden, cfg.Embedder.Dim, cfg.BlockLength
+	tab := Table(cfg)
 	var wts []safetensors.WriteTensor
-	for _, t := range m.Tensors {
-		name := Name(t.Component, t.Name)
-		switch name {
-		case Name(arch.BlockDecoder, "layers.0."+arch.InputNorm+".weight"):
-			// The unused embed_in goes first in the block decoder, zero-filled.
-			dt := cmp.Or(o.DType, t.DType)
-			V := cfg.VocabSize
-			wts = append(wts, safetensors.WriteTensor{Name: unusedEmbedIn, DType: dt, Shape: []int{V, D},
-				Data: func() ([]byte, error) { return make([]byte, V*D*dt.Size()), nil }})
-			wts = append(wts, t.ToWrite(name, t.Shape, o.DType, nil))
-		case projection:
-			elem := t.DType.Size()
-			wts = append(wts, t.ToWrite(name, []int{D, De, L}, o.DType, func(raw []byte) []byte { return projectionOut(raw, elem, D, De, L) }))
-		case expansion:
-			wts = append(wts, t.ToWrite(name, []int{t.Shape[0], t.Shape[1], 1}, o.DType, nil))
-		default:
-			wts = append(wts, t.ToWrite(name, t.Shape, o.DType, nil))
+	used := 0
+	for i, e := range tab {
+		if e.Spec == nil {
+			// Zero-filled, in the dtype of the tensor after it.
+			dt := o.DType
+			if dt == "" && i+1 < len(tab) && tab[i+1].Spec != nil {
+				if next := m.Tensor(tab[i+1].Spec.Component, tab[i+1].Spec.Name); next != nil {
+					dt = next.DType
+				}
+			}
+			n := 1
+			for _, d := range e.Shape {
+				n *= d
+			}
+			wts = append(wts, safetensors.WriteTensor{Name: e.Name, DType: dt, Shape: e.Shape,
+				Data: func() ([]byte, error) { return make([]byte, n*dt.Size()), nil }})
+			continue
 		}
+		used++
+		t := m.Tensor(e.Spec.Component, e.Spec.Name)
+		if t == nil {
+			return fmt.Errorf("%s: no tensor %s to export", m.Name(), e.Spec.Key())
+		}
+		switch e.ID {
+		case outside(arch.Embedder, arch.PartProjection):
+			elem, D, De, L := t.DType.Size(), e.Shape[0], e.Shape[1], e.Shape[2]
+			wts = append(wts, t.ToWrite(e.Name, e.Shape, o.DType, func(raw []byte) []byte { return projectionOut(raw, elem, D, De, L) }))
+		default:
+			wts = append(wts, t.ToWrite(e.Name, e.Shape, o.DType, nil))
+		}
+	}
+	if used != len(m.Tensors) {
+		return fmt.Errorf("%s: %d tensors, its config has %d", m.Name(), len(m.Tensors), used)
 	}
 	y, err := yamlFor(o.Name, cfg)
 	if err != nil {

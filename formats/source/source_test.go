@@ -47,7 +47,7 @@ func TestImportOfficialKeepsBytes(t *testing.T) {
 		t.Fatalf("%d tensors, source has %d (+ the unused embed_in)", len(out.Tensors), len(src.Tensors))
 	}
 	for _, ot := range out.Tensors {
-		want, err := src.Raw(official.Name(ot.Component, ot.Name))
+		want, err := src.Raw(official.Name(arch.Find(out.Config, ot.Component, ot.Name).ID()))
 		if err != nil {
 			t.Fatal(err)
 		}

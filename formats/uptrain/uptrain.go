@@ -5,7 +5,6 @@ package uptrain
 import (
 	"cmp"
 	"fmt"
-	"strings"
 
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
@@ -129,11 +128,16 @@ func Uptrain(v *formats.Model, o Options) (*formats.Model, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	src := func(name string) *formats.Tensor { return v.Tensor(arch.Decoder, name) }
-	dt := src(arch.EmbedIn + ".weight").DType
+	// from is v's tensor of the part, layer and parameter given, as the spec s.
+	from := func(s arch.TensorSpec, p arch.Part, layer int, param arch.Param) *formats.Tensor {
+		id := arch.ID{Component: arch.Decoder, Part: p, Layer: layer, Param: param}
+		return v.Tensor(id.Component, id.Name()).Renamed(s.Component, s.Name)
+	}
+	dt := v.Tensor(arch.Decoder, arch.ID{Component: arch.Decoder, Part: arch.PartEmbedIn, Layer: arch.NoLayer}.Name()).DType
 	made := func(s arch.TensorSpec, fill func([]float32)) *formats.Tensor {
 		return formats.Generated(s.Component, s.Name, dt, s.Shape, "(uptraining initialisation)", fill)
 	}
+	zeros := func([]float32) {}
 	ones := func(f []float32) {
 		for i := range f {
 			f[i] = 1
@@ -143,9 +147,9 @@ func Uptrain(v *formats.Model, o Options) (*formats.Model, error) {
 	for _, s := range arch.Tensors(cfg) {
 		var t *formats.Tensor
 		switch {
-		case s.Component == arch.Embedder && s.Role == arch.RoleEmbedding:
-			t = src(arch.EmbedIn+".weight").Renamed(s.Component, s.Name)
-		case s.Name == arch.Project+".weight":
+		case s.Part == arch.PartEmbeddings:
+			t = from(s, arch.PartEmbedIn, arch.NoLayer, arch.Weight)
+		case s.Part == arch.PartProjection && s.Param == arch.Weight:
 			// Mean of the L token vectors: weight[o, t*D+i] = (o==i)/L in our Linear layout.
 			t = made(s, func(f []float32) {
 				for o := 0; o < D; o++ {
@@ -154,7 +158,7 @@ func Uptrain(v *formats.Model, o Options) (*formats.Model, error) {
 					}
 				}
 			})
-		case s.Name == arch.Expand+".weight":
+		case s.Part == arch.PartExpansion && s.Param == arch.Weight:
 			t = made(s, func(f []float32) {
 				for k := 0; k < r; k++ {
 					for o := 0; o < D; o++ {
@@ -162,23 +166,23 @@ func Uptrain(v *formats.Model, o Options) (*formats.Model, error) {
 					}
 				}
 			})
-		case s.Name == arch.Project+".bias" || s.Name == arch.Expand+".bias":
-			t = made(s, func([]float32) {})
-		case s.Component == arch.BlockDecoder && s.Role == arch.RoleNormWeight && s.Name == arch.FinalNorm+".weight":
-			t = made(s, ones)
-		case s.Component == arch.BlockDecoder && s.Role == arch.RoleNormBias && s.Name == arch.FinalNorm+".bias":
-			t = made(s, func([]float32) {})
-		case strings.HasPrefix(s.Name, "layers."):
-			var i int
-			fmt.Sscanf(s.Name, "layers.%d.", &i)
-			rest := strings.SplitN(s.Name, ".", 3)[2]
-			from := blk[i]
-			if s.Component == arch.TokenDecoder {
-				from = tok[i]
+		case s.Part == arch.PartProjection || s.Part == arch.PartExpansion: // biases
+			t = made(s, zeros)
+		case s.Part == arch.PartFinalNorm && s.Component == arch.BlockDecoder:
+			// Not loaded from the vanilla model: a fresh LayerNorm, (1, 0).
+			fill := zeros
+			if s.Param == arch.Weight {
+				fill = ones
 			}
-			t = src(fmt.Sprintf("layers.%d.%s", from, rest)).Renamed(s.Component, s.Name)
+			t = made(s, fill)
+		case s.Layer >= 0:
+			layer := blk[s.Layer]
+			if s.Component == arch.TokenDecoder {
+				layer = tok[s.Layer]
+			}
+			t = from(s, s.Part, layer, s.Param)
 		default: // token decoder embed_in, final LayerNorm, embed_out
-			t = src(s.Name).Renamed(s.Component, s.Name)
+			t = from(s, s.Part, arch.NoLayer, s.Param)
 		}
 		out = append(out, t)
 	}

@@ -142,3 +142,49 @@ func TestTarget(t *testing.T) {
 		t.Fatalf("notes %q origins %v", up.Notes, up.Config.Origins)
 	}
 }
+
+// Each layer of each decoder is the vanilla layer its method gives it, part for part; the token
+// decoder's embed_in, final LayerNorm and embed_out and the embedder's table are the vanilla ones.
+func TestLayerSources(t *testing.T) {
+	v := testfix.Open(t, testfix.Path("pythia-tiny")) // 4 layers
+	for _, c := range []struct {
+		opt      uptrain.Options
+		blk, tok []int
+	}{
+		{uptrain.Options{Method: uptrain.Partition, BlockLayers: 3}, []int{0, 1, 2}, []int{3}},
+		{uptrain.Options{Method: uptrain.Skip}, []int{0, 2}, []int{0, 2}},
+		{uptrain.Options{Method: uptrain.Duplicate}, []int{0, 1, 2, 3}, []int{0, 1, 2, 3}},
+	} {
+		up, err := uptrain.Uptrain(v, c.opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, s := range arch.Tensors(up.Config) {
+			id := arch.ID{Component: arch.Decoder, Part: s.Part, Layer: s.Layer, Param: s.Param}
+			switch {
+			case s.Layer >= 0 && s.Component == arch.BlockDecoder:
+				id.Layer = c.blk[s.Layer]
+			case s.Layer >= 0:
+				id.Layer = c.tok[s.Layer]
+			case s.Part == arch.PartEmbeddings:
+				id.Part = arch.PartEmbedIn
+			case s.Component != arch.TokenDecoder || s.Part == arch.PartExpansion:
+				continue // made, not loaded (TestRoles)
+			}
+			got, err := up.Tensor(s.Component, s.Name).Raw()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := v.Tensor(id.Component, id.Name()).Raw()
+			if !slices.Equal(got, want) {
+				t.Errorf("%s: %s is not the vanilla %s", c.opt.Method, s.Key(), id.Key())
+			}
+			n++
+		}
+		// embeddings + 12 per layer + the token decoder's embed_in, final LayerNorm (2) and embed_out
+		if want := 1 + 12*(len(c.blk)+len(c.tok)) + 4; n != want {
+			t.Errorf("%s: %d tensors compared, want %d", c.opt.Method, n, want)
+		}
+	}
+}

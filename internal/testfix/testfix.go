@@ -25,6 +25,7 @@ import (
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/errs"
 	"github.com/btconvert/btconvert/formats/modeldir"
+	"github.com/btconvert/btconvert/formats/neox"
 	"github.com/btconvert/btconvert/formats/official"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/formats/source"
@@ -278,24 +279,14 @@ func SparseCheckpoint(t testing.TB, dir string, cfg *arch.Config) {
 		shape []int
 	}
 	var ents []entry
-	for _, s := range arch.Tensors(cfg) {
-		name, shape := "gpt_neox."+s.Name, s.Shape
-		switch {
-		case cfg.IsBlock():
-			name = official.Name(s.Component, s.Name)
-			switch s.Name {
-			case arch.Project + ".weight":
-				shape = []int{cfg.BlockDecoder.Hidden, cfg.Embedder.Dim, cfg.BlockLength}
-			case arch.Expand + ".weight":
-				shape = []int{s.Shape[0], s.Shape[1], 1}
-			}
-		case s.Name == arch.EmbedOut+".weight":
-			name = "embed_out.weight"
-		}
-		ents = append(ents, entry{name, shape})
-	}
 	if cfg.IsBlock() {
-		ents = append(ents, entry{"block_decoder.gpt_neox.embed_in.weight", []int{cfg.VocabSize, cfg.BlockDecoder.Hidden}})
+		for _, e := range official.Table(cfg) {
+			ents = append(ents, entry{e.Name, e.Shape})
+		}
+	} else {
+		for _, s := range arch.Tensors(cfg) {
+			ents = append(ents, entry{neox.Name(s.ID()), s.Shape})
+		}
 	}
 	var b strings.Builder
 	b.WriteString(`{"__metadata__":{"format":"pt"}`)

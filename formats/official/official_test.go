@@ -1,0 +1,317 @@
+package official_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/official"
+	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/internal/testfix"
+)
+
+const unusedName = "block_decoder.gpt_neox.embed_in.weight"
+
+// open reads dir with the official layout.
+func open(t *testing.T, dir string, o formats.OpenOptions) (*formats.Model, error) {
+	t.Helper()
+	c, err := safetensors.OpenCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := official.Layout{}.Open(c, o)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	t.Cleanup(func() { m.Close() })
+	return m, nil
+}
+
+// header is a safetensors file's tensors: name -> "DTYPE[shape]".
+func header(t *testing.T, path string) map[string]string {
+	t.Helper()
+	f, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	for _, ti := range f.Tensors {
+		out[ti.Name] = fmt.Sprintf("%s%v", ti.DType, ti.Shape)
+	}
+	return out
+}
+
+// The layout's table of a fixture's config is the fixture's checkpoint, name for name and shape for
+// shape, the unused embed_in included (and first in the block decoder); every other entry holds
+// the spec its identity names.
+func TestTableIsTheCheckpoint(t *testing.T) {
+	for _, name := range []string{"bt-tiny", "bt-from-pythia-tiny"} {
+		t.Run(name, func(t *testing.T) {
+			cfg := testfix.Open(t, testfix.Path(name)).Config
+			want := header(t, filepath.Join(testfix.Path(name), "model.safetensors"))
+			tab := official.Table(cfg)
+			got := map[string]string{}
+			var unused []int
+			for i, e := range tab {
+				got[e.Name] = fmt.Sprintf("F32%v", e.Shape)
+				if e.Spec == nil {
+					unused = append(unused, i)
+					continue
+				}
+				if e.Spec.ID() != e.ID || e.Name != official.Name(e.ID) {
+					t.Errorf("entry %s holds %s (%v)", e.Name, e.Spec.Key(), e.ID)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("table\n%v\nwant\n%v", got, want)
+			}
+			if len(unused) != 1 || len(tab) != len(arch.Tensors(cfg))+1 {
+				t.Fatalf("unused entries %v of %d", unused, len(tab))
+			}
+			i := unused[0]
+			u := tab[i]
+			if u.Name != unusedName || u.ID != (arch.ID{Component: arch.BlockDecoder, Part: arch.PartEmbedIn, Layer: arch.NoLayer, Param: arch.Weight}) {
+				t.Fatalf("unused entry %s %v", u.Name, u.ID)
+			}
+			if tab[i-1].ID.Component != arch.Embedder || tab[i+1].Name != "block_decoder.gpt_neox.layers.0.input_layernorm.weight" {
+				t.Fatalf("unused entry between %s and %s", tab[i-1].Name, tab[i+1].Name)
+			}
+		})
+	}
+}
+
+func TestName(t *testing.T) {
+	for id, want := range map[arch.ID]string{
+		{Component: arch.Embedder, Part: arch.PartEmbeddings, Layer: arch.NoLayer, Param: arch.Weight}:    "embedder.embeddings.weight",
+		{Component: arch.Embedder, Part: arch.PartProjection, Layer: arch.NoLayer, Param: arch.Bias}:      "embedder.projection_layer.bias",
+		{Component: arch.BlockDecoder, Part: arch.PartAttnOut, Layer: 1, Param: arch.Bias}:                "block_decoder.gpt_neox.layers.1.attention.dense.bias",
+		{Component: arch.BlockDecoder, Part: arch.PartFinalNorm, Layer: arch.NoLayer, Param: arch.Weight}: "block_decoder.gpt_neox.final_layer_norm.weight",
+		{Component: arch.TokenDecoder, Part: arch.PartExpansion, Layer: arch.NoLayer, Param: arch.Weight}: "token_decoder.expansion_layer.weight",
+		{Component: arch.TokenDecoder, Part: arch.PartEmbedIn, Layer: arch.NoLayer, Param: arch.Weight}:   "token_decoder.gpt_neox.embed_in.weight",
+		{Component: arch.TokenDecoder, Part: arch.PartLN2, Layer: 0, Param: arch.Weight}:                  "token_decoder.gpt_neox.layers.0.post_attention_layernorm.weight",
+		{Component: arch.TokenDecoder, Part: arch.PartEmbedOut, Layer: arch.NoLayer, Param: arch.Weight}:  "token_decoder.embed_out.weight",
+	} {
+		if got := official.Name(id); got != want {
+			t.Errorf("%v: %s, want %s", id, got, want)
+		}
+	}
+}
+
+// The official Conv1d projection [D, De, L] reads as our Linear [D, L*De]: ours[o, t*De+i] =
+// official[o, i, t]; the expansion layer loses its unit axis and keeps its bytes.
+func TestOpenConvolutions(t *testing.T) {
+	dir := testfix.Path("bt-from-pythia-tiny")
+	m, err := open(t, dir, formats.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Open(filepath.Join(dir, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	read := func(name string) []float32 {
+		raw, err := f.Raw(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := safetensors.ToFloat32(safetensors.F32, raw)
+		return v
+	}
+	p := m.Tensor(arch.Embedder, "projection_layer.weight")
+	if fmt.Sprint(p.Shape) != "[128 512]" {
+		t.Fatalf("projection shape %v", p.Shape)
+	}
+	ours, err := p.Float32()
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs := read("embedder.projection_layer.weight")
+	const D, De, L = 128, 128, 4
+	for o := 0; o < D; o++ {
+		for k := 0; k < L; k++ {
+			for i := 0; i < De; i++ {
+				if ours[o*L*De+k*De+i] != theirs[(o*De+i)*L+k] {
+					t.Fatalf("projection [%d, %d*%d+%d] differs from the official [%d, %d, %d]", o, k, De, i, o, i, k)
+				}
+			}
+		}
+	}
+	e := m.Tensor(arch.TokenDecoder, "expansion_layer.weight")
+	got, _ := e.Float32()
+	if fmt.Sprint(e.Shape) != "[256 128]" || !slices.Equal(got, read("token_decoder.expansion_layer.weight")) {
+		t.Fatalf("expansion %v", e.Shape)
+	}
+}
+
+// Exporting what was read gives back the official checkpoint: the same names, shapes, dtypes and
+// bytes, except the unused embed_in, written as zeros.
+func TestExportRoundTrip(t *testing.T) {
+	for _, name := range []string{"bt-tiny", "bt-from-pythia-tiny"} {
+		t.Run(name, func(t *testing.T) {
+			m, err := open(t, testfix.Path(name), formats.OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(t.TempDir(), "out")
+			os.Mkdir(out, 0o755)
+			if err := (official.Layout{}).Export(m, out, formats.ExportOptions{Name: name}); err != nil {
+				t.Fatal(err)
+			}
+			src := filepath.Join(testfix.Path(name), "model.safetensors")
+			dst := filepath.Join(out, "model.safetensors")
+			if a, b := header(t, src), header(t, dst); fmt.Sprint(a) != fmt.Sprint(b) {
+				t.Fatalf("exported\n%v\nwant\n%v", b, a)
+			}
+			a, _ := safetensors.Open(src)
+			defer a.Close()
+			b, _ := safetensors.Open(dst)
+			defer b.Close()
+			for _, ti := range a.Tensors {
+				x, _ := a.Raw(ti.Name)
+				y, err := b.Raw(ti.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ti.Name == unusedName {
+					x = make([]byte, len(x))
+				}
+				if !bytes.Equal(x, y) {
+					t.Errorf("%s differs", ti.Name)
+				}
+			}
+			// The config written reads back as the same architecture.
+			back, err := open(t, out, formats.OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if back.Config.Describe() != m.Config.Describe() {
+				t.Fatalf("read back as %s, want %s", back.Config.Describe(), m.Config.Describe())
+			}
+		})
+	}
+	m, err := open(t, testfix.Path("bt-tiny"), formats.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Tensors = m.Tensors[1:]
+	err = official.Layout{}.Export(m, t.TempDir(), formats.ExportOptions{})
+	if want := testfix.Path("bt-tiny") + ": no tensor embedder/embeddings.weight to export"; err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
+	}
+}
+
+// What an official checkpoint may hold besides its model: the unused embed_in (or not), old HF
+// buffers; each said in a note.
+func TestOpenNotes(t *testing.T) {
+	dropped := "dropped " + unusedName + " (present in official checkpoints, never used by the model)"
+	buffer := "block_decoder.gpt_neox.layers.1.attention.masked_bias"
+	dir := testfix.Copy(t, "bt-tiny")
+	testfix.Rewrite(t, dir, func(w []safetensors.WriteTensor) []safetensors.WriteTensor {
+		w = slices.DeleteFunc(w, func(x safetensors.WriteTensor) bool { return x.Name == unusedName })
+		return append(w, safetensors.WriteTensor{Name: buffer, DType: safetensors.F32, Shape: []int{1},
+			Data: func() ([]byte, error) { return make([]byte, 4), nil }})
+	})
+	m, err := open(t, dir, formats.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(m.Notes, "ignored buffer "+buffer) || slices.Contains(m.Notes, dropped) || len(m.Tensors) != 57 {
+		t.Fatalf("notes %q, %d tensors", m.Notes, len(m.Tensors))
+	}
+	m, err = open(t, testfix.Path("bt-tiny"), formats.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(m.Notes, dropped) || len(m.Tensors) != 57 {
+		t.Fatalf("notes %q, %d tensors", m.Notes, len(m.Tensors))
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	zeros := func(name string, shape ...int) safetensors.WriteTensor {
+		n := 4
+		for _, d := range shape {
+			n *= d
+		}
+		return safetensors.WriteTensor{Name: name, DType: safetensors.F32, Shape: shape, Data: func() ([]byte, error) { return make([]byte, n), nil }}
+	}
+	edit := func(f func(w []safetensors.WriteTensor) []safetensors.WriteTensor) func(*testing.T, string) {
+		return func(t *testing.T, dir string) { testfix.Rewrite(t, dir, f) }
+	}
+	reshape := func(name string, shape ...int) func(*testing.T, string) {
+		return edit(func(w []safetensors.WriteTensor) []safetensors.WriteTensor {
+			for i := range w {
+				if w[i].Name == name {
+					w[i].Shape = shape
+				}
+			}
+			return w
+		})
+	}
+	cases := []struct {
+		name, fixture string
+		edit          func(*testing.T, string)
+		want          string // after the folder
+	}{
+		{"missing and unexpected", "bt-tiny", edit(func(w []safetensors.WriteTensor) []safetensors.WriteTensor {
+			w = slices.DeleteFunc(w, func(x safetensors.WriteTensor) bool {
+				return x.Name == "token_decoder.gpt_neox.layers.1.mlp.dense_4h_to_h.bias"
+			})
+			return append(w, zeros("token_decoder.lm_head.weight", 256, 128), zeros("block_decoder.gpt_neox.layers.2.attention.dense.bias", 128))
+		}), `: tensor "token_decoder.gpt_neox.layers.1.mlp.dense_4h_to_h.bias": missing from the checkpoint (the architecture needs it); 2 unexpected: "block_decoder.gpt_neox.layers.2.attention.dense.bias", "token_decoder.lm_head.weight"`},
+		{"a layer too many", "bt-tiny", edit(func(w []safetensors.WriteTensor) []safetensors.WriteTensor {
+			for _, x := range slices.Clone(w) {
+				if rest, ok := strings.CutPrefix(x.Name, "block_decoder.gpt_neox.layers.1."); ok {
+					x.Name = "block_decoder.gpt_neox.layers.2." + rest
+					w = append(w, x)
+				}
+			}
+			return w
+		}), `/model.safetensors: tensor "block_decoder.gpt_neox.layers.2.attention.dense.bias": not part of a Block Transformer with this architecture (check --config); 11 more unexpected: "block_decoder.gpt_neox.layers.2.attention.dense.weight", "block_decoder.gpt_neox.layers.2.attention.query_key_value.bias", "block_decoder.gpt_neox.layers.2.attention.query_key_value.weight", "block_decoder.gpt_neox.layers.2.input_layernorm.bias", "block_decoder.gpt_neox.layers.2.input_layernorm.weight", ...`},
+		{"expansion without its unit axis", "bt-tiny", reshape("token_decoder.expansion_layer.weight", 256, 128),
+			`/model.safetensors: tensor "token_decoder.expansion_layer.weight": shape [256 128], want [256, 128, 1]`},
+		{"projection axes swapped", "bt-from-pythia-tiny", reshape("embedder.projection_layer.weight", 128, 4, 128),
+			`/model.safetensors: tensor "embedder.projection_layer.weight": shape [128 4 128] disagrees with the config (want [128 128 4]): embedder.hidden_size 128 from config.yaml`},
+		{"no config", "bt-tiny", func(_ *testing.T, dir string) { os.Remove(filepath.Join(dir, "config.yaml")) },
+			": no config.yaml beside the weights, and the attention heads and the decoding strategy cannot be read from them: give --config NAME (an official config, e.g. block_main_b4_85) or --config PATH.yaml, or --heads (the official default for hidden 128 is 4 heads: --heads 4)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := testfix.Copy(t, c.fixture)
+			c.edit(t, dir)
+			_, err := open(t, dir, formats.OpenOptions{})
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if got := testfix.ErrText(err); got != dir+c.want {
+				t.Fatalf("got  %s\nwant %s%s", got, dir, c.want)
+			}
+		})
+	}
+}
+
+// Without a config the architecture is read off the shapes, given the heads: bt-tiny's.
+func TestOpenFromShapes(t *testing.T) {
+	dir := testfix.Copy(t, "bt-tiny")
+	os.Remove(filepath.Join(dir, "config.yaml"))
+	m, err := open(t, dir, formats.OpenOptions{Heads: arch.Heads{4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := testfix.Open(t, testfix.Path("bt-tiny")).Config.Describe()
+	if got := m.Config.Describe(); got != want {
+		t.Fatalf("%s, want %s", got, want)
+	}
+	if !slices.Contains(m.Notes, "no config.yaml: architecture read off the tensor shapes, heads given (4), prefix decoding") {
+		t.Fatalf("notes %q", m.Notes)
+	}
+}
