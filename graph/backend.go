@@ -195,9 +195,10 @@ func Describe(b compute.Backend) string {
 
 // SequentialOps returns a "go" backend spec that runs a graph's ops one at a time (each op still
 // uses all cores). When several independent matmuls are ready at once, running them in parallel
-// can exhaust the pure-Go backend's worker pool and deadlock it (GoMLX v0.26.0: each op waits for
-// workers held by the other ops). A user who asks for ops_parallel explicitly gets it. Other
-// backends are returned unchanged.
+// can exhaust the pure-Go backend's worker pool and deadlock it: each op holds a worker while it
+// waits for workers held by the other ops (still so in GoMLX v0.28.8 / compute v0.1.6, also with
+// the backend's default scheduling; docs/UPSTREAM_BUGS.md). A user who asks for ops_parallel
+// explicitly gets it. Other backends are returned unchanged.
 func SequentialOps(spec string) string {
 	name, conf, _ := strings.Cut(spec, ":")
 	if name != "go" || strings.Contains(conf, "ops_") {

@@ -18,11 +18,11 @@
 //
 // stepIn / stepOut (generate.go) name the generation graphs' arguments and results in one place.
 //
-// KV caches (cache.go). Each layer keeps keys and values in layout [S, B, H, hd], sequence first:
-// the step graph has fixed shapes (S = prompt + generated positions) and compiles once; the new
-// position is written with DynamicUpdateSlice on XLA and with a Where masked on the position on
-// the pure-Go backend, which lacks that op. The token decoder's cache lives inside one block's
-// graph and is thrown away after it.
+// KV caches (cache.go). Each layer keeps keys as [B, H, S, hd] and values as [B, H, hd, S], the
+// layouts the attention products read in place: the step graph has fixed shapes (S = prompt +
+// generated positions) and compiles once; the new position is written with DynamicUpdateSlice on
+// XLA and with a ScatterSum into the donated cache on the pure-Go backend, which lacks that op.
+// The token decoder's cache lives inside one block's graph and is thrown away after it.
 //
 // Sampling (sample.go) happens in the graph (greedy, temperature, top-k, top-p), so a whole block
 // is generated without a round trip to the host; the generator state is a runtime input seeded

@@ -10,8 +10,10 @@ import (
 )
 
 // Sampling is part of the generation graph so a whole block is produced without a host round trip.
-// There is no sort in GoMLX v0.26.0, so top-k and top-p find their cut-off by bisection on the
-// value (a fixed number of masked reductions over the vocabulary); sampling itself is the
+// Top-k and top-p find their cut-off by bisection on the value (a fixed number of masked
+// reductions over the vocabulary), not by sorting: GoMLX v0.28.8's TopK and Sort exist on the
+// go backend but take ~9 s and ~7 s on 16 rows of 50304 logits, the bisection ~0.3 s (measured on 2
+// cores with the AVX512 kernels). Sampling itself is the
 // Gumbel-max trick on uniform noise from GoMLX's in-graph generator, whose state is seeded from
 // --seed and threaded through every step (reproducible).
 

@@ -22,8 +22,9 @@ type Weights struct {
 	Bytes   int64 // device-side bytes of all weights
 }
 
-// LoadWeights uploads every tensor of m to backend. F16 is converted to F32 on the host (the pure
-// Go backend has no f16); F32 and BF16 stay as stored; F16 quantization scales become F32.
+// LoadWeights uploads every tensor of m to backend. F16 is converted to F32 on the host, once,
+// rather than in every graph run (a graph converts its weights to the compute dtype on each run);
+// F32 and BF16 stay as stored; F16 quantization scales become F32.
 func LoadWeights(m *formats.Model, backend compute.Backend) (*Weights, error) {
 	w := &Weights{}
 	ts := append([]*formats.Tensor(nil), m.Tensors...)
