@@ -55,6 +55,7 @@ func TestVersionAndHelp(t *testing.T) {
 }
 
 func TestImportInspectVerify(t *testing.T) {
+	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", t.TempDir()) // auto finds no plugin: the go backend
 	dir := t.TempDir()
 	out := filepath.Join(dir, "bt")
 	code, _, stderr := btc(t, "import", filepath.Join(fx, "bt-tiny"), "-o", out, "--quiet")
@@ -202,11 +203,13 @@ func TestCompareBackend(t *testing.T) {
 	if r.CompareBackend.Backend != "go" || r.CompareBackend.RelL2Err != 0 || !r.CompareBackend.GreedyMatch {
 		t.Fatalf("%s", b)
 	}
-	// No plugin here: a clear error, and no silent fallback to another backend.
+	// No such plugin: a clear error, and no silent fallback to another backend. (A plugin name
+	// nobody installs: GoMLX reads PJRT_PLUGIN_LIBRARY_PATH once, at start-up, and would find a
+	// CPU plugin installed on this machine whatever the test sets.)
 	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", t.TempDir())
-	code, _, stderr = btc(t, "verify", filepath.Join(fx, "pythia-tiny"), "--backend", "xla:cpu", "-q")
-	if code != 2 || !strings.Contains(stderr, `--backend "xla:cpu": no PJRT plugin "cpu" found in `) {
-		t.Fatalf("xla without a plugin: %d %q", code, stderr)
+	code, _, stderr = btc(t, "verify", filepath.Join(fx, "pythia-tiny"), "--backend", "xla:absent", "-q")
+	if code != 2 || !strings.Contains(stderr, `--backend "xla:absent": no PJRT plugin "absent" found in `) {
+		t.Fatalf("xla without the plugin: %d %q", code, stderr)
 	}
 }
 
