@@ -94,10 +94,10 @@ func (b *builder) fixedCache(caches []kv, pos, keyBias *Node) attendFn {
 
 // writeCache puts x (one position: the cache's shape with 1 on axis) at position pos of cache.
 // XLA has DynamicUpdateSlice; the pure-Go backend has no such op (GoMLX v0.28.8 / compute v0.1.6:
-// "op not implemented"), but its ScatterSum adds into the
-// cache in place when the cache buffer is donated to the step (decode does), and adding is writing
-// here: every position of a cache is zero until it is written, once. The scatter indexes every
-// axis before the sequence axis and the sequence axis itself; the axes after it are the slice.
+// "op not implemented"), but its ScatterSum adds into the cache in place when the cache buffer is
+// donated to the step (decode does), and adding is writing here: every position of a cache is zero
+// until it is written, once. The scatter indexes every axis before the sequence axis and the
+// sequence axis itself; the axes after it are the slice.
 func (b *builder) writeCache(cache, x, pos *Node, axis int) *Node {
 	x = ConvertDType(x, cache.DType())
 	if b.kind == xlaBackend {

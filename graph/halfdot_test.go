@@ -40,8 +40,8 @@ func roundTo(dt dtypes.DType, v []float32) []float64 {
 // batched attention products), match a float64 reference on the go backend's kernel for this CPU
 // and, on a CPU with AVX512, on its AVX2 kernels too: run again in a child process with
 // GOMLX_SIMD_AVX512=false. GoMLX v0.28.8's AVX2 small kernels for bf16 / f16 drop half of the
-// terms of these shapes (rel L2 ~0.7, docs/UPSTREAM_BUGS.md); builder.dot works around it, and
-// this test fails without it.
+// terms of these shapes (rel L2 ~0.7, docs/UPSTREAM_BUGS.md); builder.dot computes them in float32
+// on the go backend, and this test fails without it.
 func TestHalfProductsMatchFloat64(t *testing.T) {
 	if os.Getenv(halfTestsChild) == "" && backend.MatmulKernel() == backend.KernelAVX512 {
 		cmd := exec.Command(os.Args[0], "-test.run=^(TestHalfProductsMatchFloat64|TestBF16Compute)$", "-test.count=1", "-test.v")

@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"github.com/btconvert/btconvert/graph/backend"
 	"math"
 
 	"github.com/gomlx/compute/dtypes"
@@ -24,13 +23,13 @@ type builder struct {
 	// observe, when set, is shown the input of every linear layer (flattened to [rows, in]) by its
 	// weight's key: calibration watches a scoring forward through it.
 	observe func(key string, x *Node)
-	// halfDotBug: bf16 / f16 products take the way around the go backend's AVX2 kernels (dot).
-	halfDotBug bool
+	// halfDotInF32: bf16 / f16 products are computed in float32 (the go backend; see dot).
+	halfDotInF32 bool
 }
 
 func newBuilder(g *Graph, w *Weights, cfg *arch.Config, dt dtypes.DType, weights []*Node, kind backendKind) *builder {
 	b := &builder{g: g, cfg: cfg, dt: dt, kind: kind, params: map[string]*Node{}, cache: map[string]*Node{},
-		halfDotBug: halfDotBugHere(kind)}
+		halfDotInF32: kind == goBackend}
 	for i, k := range w.Keys {
 		b.params[k] = weights[i]
 	}
@@ -79,41 +78,22 @@ func (b *builder) matmulT(x, W *Node) *Node {
 	return b.dot(x, []int{1}, nil, W, []int{1}, nil)
 }
 
-// dot is DotGeneral, working around the go backend's AVX2 kernels for bf16 and f16 (GoMLX v0.28.8,
-// compute v0.1.6; docs/UPSTREAM_BUGS.md): on products of fewer than 4 Mi multiply-adds per batch
-// with the contracting axis last on both sides (every product of these models) they drop half of
-// the terms. Where that kernel runs, such products are computed from float32 copies of the
-// operands: the kernel converts to float32 and sums in float32 anyway, so the sums are the same.
+// dot is DotGeneral, except that on the go backend bf16 and f16 products are computed from float32
+// copies of the operands (GoMLX v0.28.8, compute v0.1.6; docs/UPSTREAM_BUGS.md):
+//   - its AVX2 kernels for them are wrong below 4 Mi multiply-adds per batch when the contracting
+//     axis is last on both sides (every product of these models): they drop half of the terms;
+//   - its large-product kernels for them run 10 - 100x slower than the float32 ones (0.1 - 0.9
+//     GFLOP/s on AVX2 and AVX512), and its portable ones about 2x (bt-tiny's bf16 scoring: 8,000
+//     tokens/s through float32 against 600 on AVX512, 350 on AVX2, 2,000 portable).
+//
+// The kernels convert to float32 and sum in float32 anyway, so the sums are the same.
 func (b *builder) dot(lhs *Node, lhsContracting, lhsBatch []int, rhs *Node, rhsContracting, rhsBatch []int) *Node {
 	dt := lhs.DType()
-	if !b.halfDotBug || !dt.IsHalfPrecision() || perBatchMACs(lhs, lhsContracting, lhsBatch, rhs) >= avx2SmallDotLimit {
+	if !b.halfDotInF32 || !dt.IsHalfPrecision() {
 		return DotGeneral(lhs, lhsContracting, lhsBatch, rhs, rhsContracting, rhsBatch)
 	}
 	f32 := func(x *Node) *Node { return ConvertDType(x, dtypes.Float32) }
 	return ConvertDType(DotGeneral(f32(lhs), lhsContracting, lhsBatch, f32(rhs), rhsContracting, rhsBatch), dt)
-}
-
-// avx2SmallDotLimit is where the go backend's AVX2 kernels switch from the small (faulty for half
-// precision) to the large (correct) one: M*N*K per batch.
-const avx2SmallDotLimit = 4 << 20
-
-// halfDotBugHere reports that products on backend kind run on the go backend's AVX2 kernels,
-// whose small bf16 / f16 kernels are wrong (see dot).
-func halfDotBugHere(kind backendKind) bool {
-	return kind == goBackend && backend.MatmulKernel() == backend.KernelAVX2
-}
-
-// perBatchMACs is M*N*K of one batch of a DotGeneral: lhs's size over its batch, times rhs's cross
-// size (its size over batch and contracted axes).
-func perBatchMACs(lhs *Node, lhsContracting, lhsBatch []int, rhs *Node) int {
-	batch, contracted := 1, 1
-	for _, a := range lhsBatch {
-		batch *= lhs.Shape().Dim(a)
-	}
-	for _, a := range lhsContracting {
-		contracted *= lhs.Shape().Dim(a)
-	}
-	return lhs.Shape().Size() / batch * (rhs.Shape().Size() / batch / contracted)
 }
 
 // layerNorm normalises the last axis in float32, whatever the compute dtype.
