@@ -187,7 +187,8 @@ func TestStdoutFull(t *testing.T) {
 }
 
 // kill -9 in the middle of a long write leaves the destination untouched; the next run sweeps
-// what the killed one left. Ctrl-C removes it at once.
+// what the killed one left. Ctrl-C, SIGTERM and a hang-up remove it at once, each with its exit
+// status.
 func TestKilledWrite(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -203,7 +204,7 @@ func TestKilledWrite(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 	old, _ := os.ReadFile(filepath.Join(dest, "manifest.json"))
-	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGINT} {
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
 		cmd := exec.Command(bin, "init", "--preset", "block_main_b4_85", "-o", dest, "--force", "-q")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -240,12 +241,13 @@ func TestKilledWrite(t *testing.T) {
 			if left, _ := filepath.Glob(filepath.Join(parent, ".btconvert-*")); len(left) != 0 {
 				t.Fatalf("not swept: %v", left)
 			}
-		case syscall.SIGINT:
+		default:
 			if len(left) != 0 {
-				t.Fatalf("Ctrl-C left %v", left)
+				t.Fatalf("%v left %v", sig, left)
 			}
-			if st, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || st.ExitStatus() != 130 {
-				t.Fatalf("exit status %v, want 130", cmd.ProcessState)
+			want := map[syscall.Signal]int{syscall.SIGINT: 130, syscall.SIGTERM: 143, syscall.SIGHUP: 129}[sig]
+			if st, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || st.ExitStatus() != want {
+				t.Fatalf("%v: exit status %v, want %d", sig, cmd.ProcessState, want)
 			}
 		}
 	}
