@@ -9,10 +9,10 @@ import (
 
 	"github.com/dustin/go-humanize"
 
+	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/errs"
-	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/internal/fsio"
 	"github.com/btconvert/btconvert/verify"
 	"github.com/btconvert/btconvert/verify/bench"
 )

@@ -4,7 +4,7 @@
 // for mlx-lm). The btconvert command maps its flags onto these options and prints their results.
 //
 // Errors a caller causes (a bad file, an option value that cannot work) are *errs.InputError or
-// *errs.OptionError (formats/errs); a verification whose checks fail returns its report with
+// *errs.OptionError (package errs); a verification whose checks fail returns its report with
 // ErrCheckFailed; anything else is a failure of the run.
 package btconvert
 

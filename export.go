@@ -12,13 +12,13 @@ import (
 
 	"github.com/dustin/go-humanize"
 
+	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/errs"
-	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/formats/modeldir"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/formats/tokenizer"
+	"github.com/btconvert/btconvert/internal/fsio"
 	"github.com/btconvert/btconvert/quant"
 )
 

@@ -3,8 +3,8 @@ package btconvert
 import (
 	"github.com/dustin/go-humanize"
 
+	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/errs"
 	"github.com/btconvert/btconvert/internal/sysmem"
 )
 

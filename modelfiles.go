@@ -3,13 +3,12 @@ package btconvert
 import (
 	"cmp"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/formats/modeldir"
 	"github.com/btconvert/btconvert/formats/tokenizer"
+	"github.com/btconvert/btconvert/internal/fsio"
 )
 
 // tokenizerFiles are the tokenizer files to carry into a model folder: the given one, else the
@@ -30,14 +29,6 @@ func tokenizerFiles(m *formats.Model, given string, ui UI) (map[string][]byte, e
 	return files, nil
 }
 
-// modelDirOf is the folder a model's files (and tokenizer) are in.
-func modelDirOf(m *formats.Model) string {
-	if isDir(m.Path) {
-		return m.Path
-	}
-	return filepath.Dir(m.Path)
-}
-
 // recordedReport is the verification report recorded in a model folder (or bundle), or nil.
 func recordedReport(m *formats.Model) (*modeldir.Recorded, []byte, error) {
 	if m.Format != modeldir.Format && m.Bundle == "" {
@@ -55,9 +46,4 @@ func modelName(p string) string {
 func readText(path string) (string, error) {
 	b, err := fsio.ReadFile(path, fsio.TextLimit)
 	return string(b), err
-}
-
-func isDir(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.IsDir()
 }

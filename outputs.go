@@ -8,10 +8,10 @@ import (
 
 	"github.com/dustin/go-humanize"
 
+	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/errs"
-	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/internal/fsio"
 )
 
 // tensorWritten reports each written tensor on bar and, after a large one, hands its memory back

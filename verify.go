@@ -4,13 +4,13 @@ import (
 	"cmp"
 	"fmt"
 
+	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/errs"
-	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/formats/modeldir"
 	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/formats/tokenizer"
 	"github.com/btconvert/btconvert/graph/backend"
+	"github.com/btconvert/btconvert/internal/fsio"
 	"github.com/btconvert/btconvert/verify"
 )
 

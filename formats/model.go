@@ -6,10 +6,10 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats/arch"
-	"github.com/btconvert/btconvert/formats/errs"
-	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/internal/fsio"
 )
 
 // Model is a model in our layout: its config and its tensors in canonical order (arch.Tensors,

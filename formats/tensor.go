@@ -1,7 +1,7 @@
 package formats
 
 import (
-	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats/safetensors"
 )
 

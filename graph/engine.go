@@ -10,9 +10,9 @@ import (
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/core/tensors"
 
+	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
-	"github.com/btconvert/btconvert/formats/errs"
 	"github.com/btconvert/btconvert/graph/backend"
 )
 
@@ -99,7 +99,7 @@ func (e *Engine) exec(key string, build func(b *builder, in []*Node) []*Node) (*
 
 // run executes x with the weights first, then args.
 func (e *Engine) run(x *Exec, args ...any) ([]*tensors.Tensor, error) {
-	return x.Exec(e.Weights.args(args...)...)
+	return x.Call(e.Weights.args(args...)...)
 }
 
 // Score returns the logits for ids (row-major [B, T]) with the reference semantics (see

@@ -196,7 +196,7 @@ func TestSamplerRules(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := x.Exec(tensors.FromFlatDataAndDimensions(logits, B, V), tensors.FromFlatDataAndDimensions(seen, B, V))
+		out, err := x.Call(tensors.FromFlatDataAndDimensions(logits, B, V), tensors.FromFlatDataAndDimensions(seen, B, V))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,11 +1,12 @@
 package graph
 
 import (
-	"github.com/btconvert/btconvert/graph/backend"
 	"math"
 	"os"
 	"os/exec"
 	"testing"
+
+	"github.com/btconvert/btconvert/graph/backend"
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/dtypes/bfloat16"
@@ -74,7 +75,7 @@ func TestHalfProductsMatchFloat64(t *testing.T) {
 				}
 				return []int{rows, s.K}
 			}
-			out, err := e.Exec(tensors.FromFlatDataAndDimensions(x, dims(s.M)...), tensors.FromFlatDataAndDimensions(w, dims(s.N)...))
+			out, err := e.Call(tensors.FromFlatDataAndDimensions(x, dims(s.M)...), tensors.FromFlatDataAndDimensions(w, dims(s.N)...))
 			if err != nil {
 				t.Fatal(err)
 			}

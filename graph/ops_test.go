@@ -44,7 +44,7 @@ func TestDequantizeInGraphEqualsHost(t *testing.T) {
 		if parts["mins"] != nil {
 			args = append(args, parts["mins"])
 		}
-		got, _ := tensors.CopyFlatData[float32](e.MustExec(args...)[0])
+		got, _ := tensors.CopyFlatData[float32](e.MustCall(args...)[0])
 		if !slices.Equal(got, host) {
 			t.Errorf("%s: in-graph dequantization differs from the host's", name)
 		}
@@ -95,7 +95,7 @@ func TestSecondMomentsEqualHost(t *testing.T) {
 	const rows, cols = 2048, 96
 	x := randFloats(rows*cols, 5)
 	e := MustNewExec(testfix.Backend(t), secondMoments)
-	got, _ := tensors.CopyFlatData[float32](e.MustExec(tensors.FromFlatDataAndDimensions(x, rows, cols))[0])
+	got, _ := tensors.CopyFlatData[float32](e.MustCall(tensors.FromFlatDataAndDimensions(x, rows, cols))[0])
 	want := make([]float32, cols*cols)
 	for i := range cols {
 		for j := range cols {
@@ -116,7 +116,7 @@ func TestTakeRows(t *testing.T) {
 	table := randFloats(7*3, 6)
 	ids := []int32{6, 0, 2, 2, 5, 1, 3, 4, 0, 1, 1, 6}
 	e := MustNewExec(testfix.Backend(t), func(tab, ids *Node) *Node { return take(tab, ids) })
-	out := e.MustExec(tensors.FromFlatDataAndDimensions(table, 7, 3), tensors.FromFlatDataAndDimensions(ids, 2, 3, 2))[0]
+	out := e.MustCall(tensors.FromFlatDataAndDimensions(table, 7, 3), tensors.FromFlatDataAndDimensions(ids, 2, 3, 2))[0]
 	got, _ := tensors.CopyFlatData[float32](out)
 	var want []float32
 	for _, id := range ids {

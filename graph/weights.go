@@ -9,8 +9,8 @@ import (
 	"github.com/gomlx/compute/dtypes/bfloat16"
 	"github.com/gomlx/gomlx/core/tensors"
 
+	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/errs"
 	"github.com/btconvert/btconvert/formats/safetensors"
 )
 
@@ -64,7 +64,7 @@ func LoadWeights(m *formats.Model, backend compute.Backend) (*Weights, error) {
 		}
 		w.Keys = append(w.Keys, t.Key())
 		w.Tensors = append(w.Tensors, dt)
-		w.Bytes += int64(dt.Memory())
+		w.Bytes += dt.ByteSize()
 	}
 	return w, nil
 }

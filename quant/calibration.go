@@ -6,10 +6,10 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats/arch"
-	"github.com/btconvert/btconvert/formats/errs"
-	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/internal/fsio"
 )
 
 // Calibration is what running the base model over a calibration text measured, per

@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/errs"
 )
 
 // Preset is a quantization named the way llama.cpp and mlx-lm users know it, in terms of a

@@ -5,7 +5,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/graph"
 )
 

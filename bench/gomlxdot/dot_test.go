@@ -47,14 +47,14 @@ func BenchmarkDotGeneral(b *testing.B) {
 			}
 			x := tensors.FromFlatDataAndDimensions(make([]float32, s.M*s.K), s.M, s.K)
 			w := tensors.FromFlatDataAndDimensions(make([]float32, s.N*s.K), s.N, s.K)
-			out, err := exec.Exec(x, w) // compile and warm the buffer pools
+			out, err := exec.Call(x, w) // compile and warm the buffer pools
 			if err != nil {
 				b.Fatal(err)
 			}
 			out[0].FinalizeAll()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				out, err := exec.Exec(x, w)
+				out, err := exec.Call(x, w)
 				if err != nil {
 					b.Fatal(err)
 				}

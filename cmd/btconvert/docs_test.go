@@ -121,3 +121,47 @@ func shellWords(s string) []string {
 	}
 	return words
 }
+
+// The README's package table names every Go package of the repository, and nothing else.
+func TestReadmePackageTable(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inTable := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| ((?:`[^`]+`(?: \\([a-z]+\\))?(?:, )?)+) \\|").FindAllStringSubmatch(string(b), -1) {
+		for _, p := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(m[1], -1) {
+			inTable[p[1]] = true
+		}
+	}
+	onDisk := map[string]bool{}
+	filepath.WalkDir("../..", func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() && (strings.HasPrefix(d.Name(), ".") && p != "../.." || d.Name() == "testdata" || d.Name() == "fixtures") {
+			if d != nil && d.IsDir() {
+				return filepath.SkipDir
+			}
+			return err
+		}
+		if !d.IsDir() && strings.HasSuffix(p, ".go") {
+			dir, _ := filepath.Rel("../..", filepath.Dir(p))
+			if dir == "." {
+				dir = "btconvert"
+			}
+			onDisk[dir] = true
+		}
+		return nil
+	})
+	for p := range onDisk {
+		if !inTable[p] {
+			t.Errorf("package %s is not in the README's table", p)
+		}
+	}
+	for p := range inTable {
+		if st, err := os.Stat(filepath.Join("../..", p)); (err != nil || !st.IsDir()) && p != "btconvert" {
+			t.Errorf("the README's table names %s, which is not a folder", p)
+		}
+	}
+	if len(onDisk) < 20 {
+		t.Fatalf("only %d packages found: the walk is broken", len(onDisk))
+	}
+}

@@ -9,8 +9,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/btconvert/btconvert"
-	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/internal/fsio"
 )
 
 func generateCommand() *cli.Command {

@@ -17,8 +17,8 @@ import (
 	"github.com/xrash/smetrics"
 
 	"github.com/btconvert/btconvert"
-	"github.com/btconvert/btconvert/formats/errs"
-	"github.com/btconvert/btconvert/formats/fsio"
+	"github.com/btconvert/btconvert/errs"
+	"github.com/btconvert/btconvert/internal/fsio"
 )
 
 // Exit statuses, the same for every command.

@@ -13,7 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/btconvert/btconvert"
-	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/errs"
 )
 
 // ui is the library's UI on the terminal: notes on stderr (unless --quiet), progress bars on

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/errs"
 )
 
 // Presets are the official configs init builds by name: the paper's main and MEGABYTE Block models

@@ -20,10 +20,10 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/errs"
-	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/internal/fsio"
 )
 
 // BundleExt is the extension of a bundle: our folder as one zstd-compressed tar.

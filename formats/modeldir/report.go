@@ -5,8 +5,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/btconvert/btconvert/formats/errs"
-	"github.com/btconvert/btconvert/formats/fsio"
+	"github.com/btconvert/btconvert/errs"
+	"github.com/btconvert/btconvert/internal/fsio"
 )
 
 // Recorded is what the export gate reads of a recorded verification report (verify --record

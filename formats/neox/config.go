@@ -10,10 +10,10 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats/arch"
-	"github.com/btconvert/btconvert/formats/errs"
-	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/internal/fsio"
 )
 
 // hfConfig is the part of an HF GPT-NeoX config.json we read; both the transformers 4.x and 5.x

@@ -7,11 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
-	"github.com/btconvert/btconvert/formats/errs"
-	"github.com/btconvert/btconvert/formats/fsio"
 	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/internal/fsio"
 )
 
 // Format is the name of this layout.

@@ -7,8 +7,8 @@ import (
 	"regexp"
 	"sort"
 
-	"github.com/btconvert/btconvert/formats/errs"
-	"github.com/btconvert/btconvert/formats/fsio"
+	"github.com/btconvert/btconvert/errs"
+	"github.com/btconvert/btconvert/internal/fsio"
 )
 
 // Checkpoint is a set of safetensors files read as one: a single file, or HF shards with their

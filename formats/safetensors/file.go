@@ -10,8 +10,8 @@ import (
 	"os"
 	"sync"
 
-	"github.com/btconvert/btconvert/formats/errs"
-	"github.com/btconvert/btconvert/formats/fsio"
+	"github.com/btconvert/btconvert/errs"
+	"github.com/btconvert/btconvert/internal/fsio"
 )
 
 // File is an open safetensors file. Tensors are read one at a time into fresh buffers (pread, no

@@ -15,7 +15,7 @@ import (
 	"sort"
 	"unicode/utf8"
 
-	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/errs"
 )
 
 // maxHeaderLen is the limit huggingface/safetensors puts on the JSON header.

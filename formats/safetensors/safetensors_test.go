@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/errs"
 )
 
 // image builds a safetensors file image from a header string and n data bytes.

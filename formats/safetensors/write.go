@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/btconvert/btconvert/formats/fsio"
+	"github.com/btconvert/btconvert/internal/fsio"
 )
 
 // WriteTensor is one tensor to write. Data is called when the writer reaches the tensor, so only one

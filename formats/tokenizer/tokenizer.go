@@ -19,8 +19,8 @@ import (
 	"github.com/sugarme/tokenizer/pretokenizer"
 	"github.com/sugarme/tokenizer/pretrained"
 
-	"github.com/btconvert/btconvert/formats/errs"
-	"github.com/btconvert/btconvert/formats/fsio"
+	"github.com/btconvert/btconvert/errs"
+	"github.com/btconvert/btconvert/internal/fsio"
 )
 
 // The tokenizer files a model folder carries when its source had them (or they were given).

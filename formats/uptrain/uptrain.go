@@ -6,9 +6,9 @@ import (
 	"cmp"
 	"fmt"
 
+	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
-	"github.com/btconvert/btconvert/formats/errs"
 )
 
 // Method is how the vanilla layers are shared between the two decoders.

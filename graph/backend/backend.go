@@ -21,7 +21,7 @@ import (
 	"github.com/gomlx/go-xla/pjrt"
 	"k8s.io/klog/v2"
 
-	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/errs"
 )
 
 // Env names the environment variable that picks the backend when no option does.

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/errs"
 )
 
 // flag spells a field as the command line does (GroupSize -> --groupsize is enough here).

@@ -12,7 +12,7 @@ import (
 	"os"
 	"syscall"
 
-	"github.com/btconvert/btconvert/formats/errs"
+	"github.com/btconvert/btconvert/errs"
 )
 
 // OpenRegular opens path for reading if it is a regular file (not a FIFO, device or folder, which
