@@ -149,7 +149,7 @@ func TestBenchSmall(t *testing.T) {
 		t.Fatalf("%d rows", len(raw.Bench))
 	}
 	for _, row := range raw.Bench {
-		for _, k := range []string{"model", "backend", "batch", "prompt_len", "gen_len", "prefill_tok_s", "decode_tok_s", "decode_tok_s_min", "decode_tok_s_max", "weight_bytes", "peak_mem_bytes"} {
+		for _, k := range []string{"model", "backend", "batch", "prompt_len", "gen_len", "prefill_tok_s", "decode_tok_s", "decode_tok_s_min", "decode_tok_s_max", "compile_s", "weight_bytes", "peak_mem_bytes"} {
 			if _, ok := row[k]; !ok {
 				t.Fatalf("row lacks %s: %v", k, row)
 			}

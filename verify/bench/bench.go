@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"time"
 
 	"gonum.org/v1/gonum/stat"
 
@@ -119,7 +120,10 @@ type Result struct {
 	TotalTokS    float64 `json:"total_tok_s,omitempty"`
 	TotalTokSStd float64 `json:"total_tok_s_std,omitempty"`
 	// StepMs is the median time of one executed decode graph (a block, or a token for vanilla).
-	StepMs        float64 `json:"step_ms"`
+	StepMs float64 `json:"step_ms"`
+	// CompileS is what the first warm-up run took beyond a measured one: building and compiling
+	// this batch's graphs (0 without a warm-up).
+	CompileS      float64 `json:"compile_s"`
 	WeightBytes   int64   `json:"weight_bytes"`
 	EstimateBytes int64   `json:"estimate_bytes"`
 	// PeakMemBytes is the process's peak resident memory during this model's warm-up, less the
@@ -225,7 +229,8 @@ type measure struct {
 	t               test
 	prompts         [][]int32
 	pre, dec, steps []float64
-	tot             []float64
+	tot, wall       []float64
+	first           float64 // seconds of the first warm-up run
 	est, peak       int64
 }
 
@@ -248,16 +253,22 @@ func (ms *measure) run(keep bool, tick func(int64)) error {
 	if cfg.IsBlock() {
 		first = cfg.BlockLength
 	}
+	start := time.Now()
 	g, err := ms.m.Engine.Generate(ms.prompts, graph.GenerateOptions{MaxNewTokens: ms.t.G, OnTokens: func(rows [][]int32) {
 		tick(int64(len(rows) * len(rows[0])))
 	}})
 	if err != nil {
 		return err
 	}
+	wall := time.Since(start).Seconds()
 	tick(int64(ms.B * ms.t.P))
 	if !keep {
+		if ms.first == 0 {
+			ms.first = wall
+		}
 		return nil
 	}
+	ms.wall = append(ms.wall, wall)
 	ms.pre = append(ms.pre, float64(ms.B*len(g.Prompt[0]))/g.PrefillTime.Seconds())
 	if g.Steps > 0 {
 		ms.dec = append(ms.dec, float64(ms.B*(ms.t.G-first))/g.DecodeTime.Seconds())
@@ -274,6 +285,9 @@ func (ms *measure) result(backend string, threads int, o Options) (*Result, erro
 	res.PrefillTokS, res.PrefillTokMean, res.PrefillTokStd, res.PrefillTokMin, res.PrefillTokMax = stats(ms.pre)
 	res.DecodeTokS, res.DecodeTokSMean, res.DecodeTokSStd, res.DecodeTokSMin, res.DecodeTokSMax = stats(ms.dec)
 	res.StepMs, _, _, _, _ = stats(ms.steps)
+	if wall, _, _, _, _ := stats(ms.wall); ms.first > 0 {
+		res.CompileS = max(0, ms.first-wall)
+	}
 	if ms.t.pair {
 		res.TotalTokS, _, res.TotalTokSStd, _, _ = stats(ms.tot)
 	}

@@ -73,10 +73,10 @@ func PrintSummary(w io.Writer, rows []Result) error {
 	}
 	if len(splits) > 0 {
 		s := tablewriter.NewWriter(w)
-		s.Header("model", "batch", "test", "embedder", "block decoder", "token decoder", "decode step ms", "weights", "estimate")
+		s.Header("model", "batch", "test", "embedder", "block decoder", "token decoder", "decode step ms", "compile s", "weights", "estimate")
 		for _, r := range splits {
 			s.Append(r.Model, strconv.Itoa(r.Batch), fmt.Sprintf("pp%d+tg%d", r.PromptLen, r.GenLen), pct(r.Split["embedder"]),
-				pct(r.Split["block_decoder"]), pct(r.Split["token_decoder"]), fmt.Sprintf("%.2f", r.StepMs), bytesStr(r.WeightBytes), bytesStr(r.EstimateBytes))
+				pct(r.Split["block_decoder"]), pct(r.Split["token_decoder"]), fmt.Sprintf("%.2f", r.StepMs), fmt.Sprintf("%.1f", r.CompileS), bytesStr(r.WeightBytes), bytesStr(r.EstimateBytes))
 		}
 		if err := s.Render(); err != nil {
 			return err
@@ -93,7 +93,7 @@ func PrintSummary(w io.Writer, rows []Result) error {
 	}
 	fmt.Fprintf(w, "throughput ratio %s / %s:\n", names[0], names[1])
 	rt := tablewriter.NewWriter(w)
-	rt.Header("batch", "test", "decode ratio", "prefill ratio")
+	rt.Header("batch", "test", "decode ratio", "prefill ratio", "compile s (each)")
 	for _, a := range rows {
 		if a.Model != names[0] {
 			continue
@@ -101,7 +101,7 @@ func PrintSummary(w io.Writer, rows []Result) error {
 		for _, b := range rows {
 			if b.Model == names[1] && a.Batch == b.Batch && a.PromptLen == b.PromptLen && a.GenLen == b.GenLen && b.DecodeTokS > 0 && b.PrefillTokS > 0 {
 				rt.Append(strconv.Itoa(a.Batch), fmt.Sprintf("pp%d+tg%d", a.PromptLen, a.GenLen),
-					fmt.Sprintf("%.2fx", a.DecodeTokS/b.DecodeTokS), fmt.Sprintf("%.2fx", a.PrefillTokS/b.PrefillTokS))
+					fmt.Sprintf("%.2fx", a.DecodeTokS/b.DecodeTokS), fmt.Sprintf("%.2fx", a.PrefillTokS/b.PrefillTokS), fmt.Sprintf("%.1f / %.1f", a.CompileS, b.CompileS))
 			}
 		}
 	}
@@ -112,7 +112,7 @@ func PrintSummary(w io.Writer, rows []Result) error {
 func CSVHeader(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"model", "params", "backend", "threads", "batch", "prompt_len", "gen_len", "reps", "prefill_tok_s", "prefill_tok_s_mean", "prefill_tok_s_std",
-		"decode_tok_s", "decode_tok_s_mean", "decode_tok_s_std", "total_tok_s", "step_ms", "weight_bytes", "estimate_bytes", "peak_mem_bytes"})
+		"decode_tok_s", "decode_tok_s_mean", "decode_tok_s_std", "total_tok_s", "step_ms", "compile_s", "weight_bytes", "estimate_bytes", "peak_mem_bytes"})
 	cw.Flush()
 	return cw.Error()
 }
@@ -123,7 +123,7 @@ func CSVRow(w io.Writer, r Result) error {
 	cw := csv.NewWriter(w)
 	cw.Write([]string{r.Model, strconv.FormatInt(r.Params, 10), r.Backend, strconv.Itoa(r.Threads), strconv.Itoa(r.Batch), strconv.Itoa(r.PromptLen), strconv.Itoa(r.GenLen),
 		strconv.Itoa(r.Reps), f(r.PrefillTokS), f(r.PrefillTokMean), f(r.PrefillTokStd), f(r.DecodeTokS), f(r.DecodeTokSMean), f(r.DecodeTokSStd),
-		f(r.TotalTokS), f(r.StepMs), strconv.FormatInt(r.WeightBytes, 10), strconv.FormatInt(r.EstimateBytes, 10), strconv.FormatInt(r.PeakMemBytes, 10)})
+		f(r.TotalTokS), f(r.StepMs), f(r.CompileS), strconv.FormatInt(r.WeightBytes, 10), strconv.FormatInt(r.EstimateBytes, 10), strconv.FormatInt(r.PeakMemBytes, 10)})
 	cw.Flush()
 	return cw.Error()
 }
