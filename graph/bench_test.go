@@ -20,26 +20,33 @@ import (
 var matmulShapes = []struct{ M, N, K int }{{1024, 1024, 1024}, {1, 50304, 256}, {4, 50304, 256}, {16, 50304, 256}, {64, 50304, 256}, {16, 768, 256}, {16, 256, 256}, {16, 4096, 256}, {16, 256, 4096}}
 
 // BenchmarkMatmulRate measures the backend's matmul rate (GFLOP/s) on those shapes, x [M, K]
-// times a [N, K] weight as linear() runs it.
+// times a weight stored [N, K] (PyTorch's Linear layout, "out_in") or [K, N] ("in_out", how
+// LoadWeights puts float Linear weights on the go backend):
 //
 //	GOEXPERIMENT=simd go test ./graph -run XXX -bench MatmulRate -benchtime 5x
 func BenchmarkMatmulRate(b *testing.B) {
 	for _, s := range matmulShapes {
-		b.Run(fmt.Sprintf("M%d_N%d_K%d", s.M, s.N, s.K), func(b *testing.B) {
-			be := testfix.Backend(b)
-			e := MustNewExec(be, func(x, w *Node) *Node {
-				return newBuilder(x.Graph(), &Weights{}, &arch.Config{}, dtypes.Float32, nil, goBackend).matmulT(x, w)
+		for _, layout := range []struct {
+			name      string
+			contract  int
+			wRows, wC int
+		}{{"out_in", 1, s.N, s.K}, {"in_out", 0, s.K, s.N}} {
+			b.Run(fmt.Sprintf("%s/M%d_N%d_K%d", layout.name, s.M, s.N, s.K), func(b *testing.B) {
+				be := testfix.Backend(b)
+				e := MustNewExec(be, func(x, w *Node) *Node {
+					return DotGeneral(x, []int{1}, nil, w, []int{layout.contract}, nil)
+				})
+				x := tensors.FromFlatDataAndDimensions(randFloats(s.M*s.K, 1), s.M, s.K)
+				w := tensors.FromFlatDataAndDimensions(randFloats(s.N*s.K, 2), layout.wRows, layout.wC)
+				e.MustCall(x, w)[0].FinalizeAll() // compile
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					out := e.MustCall(x, w)
+					out[0].FinalizeAll()
+				}
+				b.ReportMetric(2*float64(s.M*s.N*s.K)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			})
-			x := tensors.FromFlatDataAndDimensions(make([]float32, s.M*s.K), s.M, s.K)
-			w := tensors.FromFlatDataAndDimensions(make([]float32, s.N*s.K), s.N, s.K)
-			e.MustCall(x, w) // compile
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				out := e.MustCall(x, w)
-				out[0].FinalizeAll()
-			}
-			b.ReportMetric(2*float64(s.M*s.N*s.K)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-		})
+		}
 	}
 }
 

@@ -67,7 +67,7 @@ func TestHalfProductsMatchFloat64(t *testing.T) {
 				if s.B > 0 {
 					return ConvertDType(b.dot(ConvertDType(x, dt), []int{2}, []int{0}, ConvertDType(w, dt), []int{2}, []int{0}), dtypes.Float32)
 				}
-				return ConvertDType(b.matmulT(ConvertDType(x, dt), ConvertDType(w, dt)), dtypes.Float32)
+				return ConvertDType(b.dot(ConvertDType(x, dt), []int{1}, nil, ConvertDType(w, dt), []int{1}, nil), dtypes.Float32)
 			})
 			dims := func(rows int) []int {
 				if s.B > 0 {

@@ -25,6 +25,8 @@ type builder struct {
 	observe func(key string, x *Node)
 	// halfDotInF32: bf16 / f16 products are computed in float32 (the go backend; see dot).
 	halfDotInF32 bool
+	// inOut: Linear weights on the device as [in, out] (Weights.InOut).
+	inOut map[string]bool
 }
 
 func newBuilder(g *Graph, w *Weights, cfg *arch.Config, dt dtypes.DType, weights []*Node, kind backendKind) *builder {
@@ -33,6 +35,7 @@ func newBuilder(g *Graph, w *Weights, cfg *arch.Config, dt dtypes.DType, weights
 	for i, k := range w.Keys {
 		b.params[k] = weights[i]
 	}
+	b.inOut = w.InOut
 	return b
 }
 
@@ -56,26 +59,26 @@ func (b *builder) w(component, name string) *Node {
 	return n
 }
 
-// linear is x W^T + bias for a PyTorch [out, in] weight, over the last axis of x.
+// linear is x W^T + bias for a PyTorch [out, in] weight, over the last axis of x. The weight is on
+// the device either as stored or as [in, out] (Weights.InOut: the go backend's faster layout); the
+// product reads it in place either way.
 func (b *builder) linear(x *Node, component, name string, bias bool) *Node {
+	key := component + "/" + name + ".weight"
 	W := b.w(component, name+".weight")
 	dims := x.Shape().Dimensions
 	flat := Reshape(x, -1, dims[len(dims)-1])
 	if b.observe != nil {
-		b.observe(component+"/"+name+".weight", flat)
+		b.observe(key, flat)
 	}
-	y := b.matmulT(flat, W) // [M, out]
+	in, out := 1, 0 // W's axes
+	if b.inOut[key] {
+		in, out = 0, 1
+	}
+	y := b.dot(flat, []int{1}, nil, W, []int{in}, nil) // [M, out]
 	if bias {
 		y = Add(y, InsertAxes(b.w(component, name+".bias"), 0))
 	}
-	out := append(append([]int(nil), dims[:len(dims)-1]...), W.Shape().Dim(0))
-	return Reshape(y, out...)
-}
-
-// matmulT is x [M, K] times W^T for W [N, K] (PyTorch's Linear layout), read in place: the
-// contracting axis is last on both sides, the layout the backends' kernels take as it is.
-func (b *builder) matmulT(x, W *Node) *Node {
-	return b.dot(x, []int{1}, nil, W, []int{1}, nil)
+	return Reshape(y, append(append([]int(nil), dims[:len(dims)-1]...), W.Shape().Dim(out))...)
 }
 
 // dot is DotGeneral, except that on the go backend bf16 and f16 products are computed from float32

@@ -267,6 +267,11 @@ func tinyDecoder(parallel bool) arch.DecoderConfig {
 		LayerNormEps: 1e-5, ParallelResidual: parallel, Activation: "gelu"}
 }
 
+// compareNaive checks scoring logits against the float64 model. Tolerance: rel L2 3e-5. These
+// models have random weights of std 0.5, so activations grow with the width and their float32
+// logits carry more rounding than a trained model's (the fixtures: 2e-7 to 4e-7); at width 384
+// the go backend measures 1.5e-5 with its [in, out] weights (6.7e-6 with [out, in] ones, whose
+// kernel sums in another order) and XLA 8.7e-6.
 func compareNaive(t *testing.T, name string, e *Engine, ids []int32, want []float64) {
 	t.Helper()
 	got, _, err := e.Score(ids, 1, len(ids))
@@ -280,7 +285,7 @@ func compareNaive(t *testing.T, name string, e *Engine, ids []int32, want []floa
 	if len(got) != len(w) {
 		t.Fatalf("%s: %d logits, the naive model gives %d", name, len(got), len(w))
 	}
-	if err := testfix.RelL2(got, w); err > 1e-5 {
+	if err := testfix.RelL2(got, w); err > 3e-5 {
 		t.Errorf("%s: rel L2 %.3g from the naive float64 model", name, err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/safetensors"
 )
 
@@ -20,13 +21,29 @@ type Weights struct {
 	Keys    []string // "component/name" in parameter order
 	Tensors []*tensors.Tensor
 	Bytes   int64 // device-side bytes of all weights
+	// InOut holds the keys of the Linear weights uploaded as [in, out] instead of PyTorch's
+	// [out, in] (see LoadWeights).
+	InOut map[string]bool
 }
 
 // LoadWeights uploads every tensor of m to backend. F16 is converted to F32 on the host, once,
 // rather than in every graph run (a graph converts its weights to the compute dtype on each run);
 // F32 and BF16 stay as stored; F16 quantization scales become F32.
+//
+// On the pure-Go backend the float Linear weights go up transposed, [in, out]: its matrix-product
+// kernels run x [M, K] times a [K, N] operand 4x (the vocabulary head at one row) to 10x (the
+// D = 256 projections) faster than times a [N, K] one (GoMLX v0.28.8, compute v0.1.6; measured by
+// BenchmarkMatmulRate). XLA picks its own layouts: there they stay as stored.
 func LoadWeights(m *formats.Model, backend compute.Backend) (*Weights, error) {
-	w := &Weights{}
+	w := &Weights{InOut: map[string]bool{}}
+	inOut := map[string]bool{}
+	if kindOf(backend) == goBackend {
+		for _, s := range arch.Tensors(m.Config) {
+			if s.Role == arch.RoleLinear && len(s.Shape) == 2 && m.Config.QuantOf(s.Component, s.Name) == nil {
+				inOut[s.Key()] = true
+			}
+		}
+	}
 	ts := append([]*formats.Tensor(nil), m.Tensors...)
 	sort.SliceStable(ts, func(i, j int) bool { return ts[i].Key() < ts[j].Key() })
 	for _, t := range ts {
@@ -41,13 +58,13 @@ func LoadWeights(m *formats.Model, backend compute.Backend) (*Weights, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", t.Key(), err)
 			}
-			dt = tensors.FromFlatDataAndDimensions(f, t.Shape...)
+			dt = upload(f, t.Shape, inOut[t.Key()])
 		case safetensors.BF16:
 			b := make([]bfloat16.BFloat16, len(raw)/2)
 			for i := range b {
 				b[i] = bfloat16.FromBits(binary.LittleEndian.Uint16(raw[2*i:]))
 			}
-			dt = tensors.FromFlatDataAndDimensions(b, t.Shape...)
+			dt = upload(b, t.Shape, inOut[t.Key()])
 		case safetensors.I8:
 			b := make([]int8, len(raw))
 			for i := range b {
@@ -63,10 +80,28 @@ func LoadWeights(m *formats.Model, backend compute.Backend) (*Weights, error) {
 			return nil, fmt.Errorf("uploading %s: %w", t.Key(), err)
 		}
 		w.Keys = append(w.Keys, t.Key())
+		if inOut[t.Key()] {
+			w.InOut[t.Key()] = true
+		}
 		w.Tensors = append(w.Tensors, dt)
 		w.Bytes += dt.ByteSize()
 	}
 	return w, nil
+}
+
+// upload is a host tensor of values with shape; a 2-D one transposed when inOut.
+func upload[T float32 | bfloat16.BFloat16](v []T, shape []int, inOut bool) *tensors.Tensor {
+	if !inOut {
+		return tensors.FromFlatDataAndDimensions(v, shape...)
+	}
+	rows, cols := shape[0], shape[1]
+	t := make([]T, len(v))
+	for r := range rows {
+		for c := range cols {
+			t[c*rows+r] = v[r*cols+c]
+		}
+	}
+	return tensors.FromFlatDataAndDimensions(t, cols, rows)
 }
 
 // Free releases the device buffers.

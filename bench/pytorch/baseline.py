@@ -23,6 +23,7 @@ the block decoder as one new position. A vanilla GPT-NeoX model runs one token p
 import argparse
 import json
 import math
+import re
 import os
 import resource
 import struct
@@ -260,7 +261,9 @@ def stats(v):
     s = sorted(v)
     mean = sum(s) / len(s)
     sd = math.sqrt(sum((x - mean) ** 2 for x in s) / (len(s) - 1)) if len(s) > 1 else 0.0
-    return s[len(s) // 2], mean, sd, s[0], s[-1]
+    n = len(s)
+    med = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+    return med, mean, sd, s[0], s[-1]
 
 
 def bench(args):
@@ -305,11 +308,14 @@ def bench(args):
 
 
 def blas():
-    """Which BLAS the CPU matmuls use (Debian's reference BLAS is ~25x slower than OpenBLAS)."""
-    try:
-        return os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
-    except OSError:
-        return "unknown"
+    """Which BLAS the CPU matmuls use: PyTorch's own build setting (mkl for the PyPI wheels), and for
+    a build on the system BLAS the library it resolves to (Debian's reference BLAS is ~25x slower
+    than OpenBLAS)."""
+    m = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+    info = m.group(1) if m else "unknown"
+    if info == "mkl":
+        return info
+    return info + " " + os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
 
 
 def check(args):
