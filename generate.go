@@ -82,16 +82,12 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 	if err := o.Sampling.Validate(); err != nil {
 		return nil, err
 	}
-	dev, err := o.Runtime.start(ui)
-	if err != nil {
-		return nil, err
-	}
-	l, err := dev.load(o.Model, o.Open)
+	dev, l, err := o.Runtime.open(o.Model, o.Open, ui)
 	if err != nil {
 		return nil, err
 	}
 	defer l.Close()
-	tk, err := tokenizer.For(l.src.File, l.src.Name(), l.eng.Config.VocabSize)
+	tk, err := l.tokenizer()
 	if err != nil {
 		return nil, err
 	}

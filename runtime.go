@@ -8,6 +8,7 @@ import (
 
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/source"
+	"github.com/btconvert/btconvert/formats/tokenizer"
 	"github.com/btconvert/btconvert/graph"
 	"github.com/btconvert/btconvert/graph/backend"
 )
@@ -100,4 +101,22 @@ func (d *device) load(path string, o formats.OpenOptions) (*loaded, error) {
 		return nil, err
 	}
 	return &loaded{src: src, eng: eng}, nil
+}
+
+// open starts the backend rt asks for and loads model on it.
+func (rt Runtime) open(model string, o formats.OpenOptions, ui UI) (*device, *loaded, error) {
+	dev, err := rt.start(ui)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := dev.load(model, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return dev, l, nil
+}
+
+// tokenizer is the tokenizer the loaded model carries (or its vocabulary's byte tokenizer).
+func (l *loaded) tokenizer() (tokenizer.Tokenizer, error) {
+	return tokenizer.For(l.src.File, l.src.Name(), l.eng.Config.VocabSize)
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/modeldir"
 	"github.com/btconvert/btconvert/formats/source"
-	"github.com/btconvert/btconvert/formats/tokenizer"
 	"github.com/btconvert/btconvert/graph/backend"
 	"github.com/btconvert/btconvert/internal/fsio"
 	"github.com/btconvert/btconvert/verify"
@@ -85,12 +84,8 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 	}
 	o.Window, o.WindowBatch = cmp.Or(o.Window, 256), cmp.Or(o.WindowBatch, 16)
 	o.MaxRelErr, o.MaxCacheErr = cmp.Or(o.MaxRelErr, DefaultMaxRelErr), cmp.Or(o.MaxCacheErr, DefaultMaxCacheErr)
-	dev, err := o.Runtime.start(ui)
-	if err != nil {
-		return nil, err
-	}
 	// Every file read is checked against the manifest's sha256 first.
-	l, err := dev.load(o.Model, o.Open)
+	dev, l, err := o.Runtime.open(o.Model, o.Open, ui)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +193,7 @@ func evalText(l *loaded, o VerifyOptions, dev *device, ui UI) (*verify.Quality, 
 	if err != nil {
 		return nil, err
 	}
-	tk, err := tokenizer.For(l.src.File, l.src.Name(), l.eng.Config.VocabSize)
+	tk, err := l.tokenizer()
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/btconvert/btconvert/formats/safetensors"
 )
@@ -68,18 +69,19 @@ func SchemeOf(t QuantType) (*QuantScheme, error) {
 }
 
 func schemeNames() string {
-	s := ""
-	for i, q := range quantSchemes {
-		switch {
-		case i == 0:
-		case i == len(quantSchemes)-1:
-			s += " or "
-		default:
-			s += ", "
-		}
-		s += string(q.Type)
+	var n []string
+	for _, q := range quantSchemes {
+		n = append(n, string(q.Type))
 	}
-	return s
+	return orList(n)
+}
+
+// orList is "a", "a or b", "a, b or c".
+func orList(v []string) string {
+	if len(v) < 2 {
+		return strings.Join(v, "")
+	}
+	return strings.Join(v[:len(v)-1], ", ") + " or " + v[len(v)-1]
 }
 
 // Levels are the code range of the symmetric or asymmetric variant.
@@ -102,18 +104,11 @@ func (s *QuantScheme) CheckGroupSize(group int) error {
 }
 
 func intList(v []int) string {
-	out := ""
-	for i, x := range v {
-		switch {
-		case i == 0:
-		case i == len(v)-1:
-			out += " or "
-		default:
-			out += ", "
-		}
-		out += strconv.Itoa(x)
+	var n []string
+	for _, x := range v {
+		n = append(n, strconv.Itoa(x))
 	}
-	return out
+	return orList(n)
 }
 
 // Record is the quantization record of a [rows, cols] weight stored with this scheme (group 0:
