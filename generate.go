@@ -15,6 +15,13 @@ import (
 // small enough that sizes computed from it cannot overflow.
 const MaxTokens = 1 << 24
 
+// Stop strings are checked against the end of every row's text after each step: bounded so that
+// the check stays small.
+const (
+	MaxStops     = 64
+	MaxStopBytes = 4096
+)
+
 // GenerateOptions controls Generate.
 type GenerateOptions struct {
 	Model string
@@ -81,6 +88,14 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 	}
 	if err := o.Sampling.Validate(); err != nil {
 		return nil, err
+	}
+	if len(o.Stop) > MaxStops {
+		return nil, errs.Option("Stop", len(o.Stop), "at most %d stop strings", MaxStops)
+	}
+	for _, st := range o.Stop {
+		if len(st) > MaxStopBytes {
+			return nil, errs.Option("Stop", st[:16]+"...", "a stop string may have at most %d bytes", MaxStopBytes)
+		}
 	}
 	dev, l, err := o.Runtime.open(o.Model, o.Open, ui)
 	if err != nil {

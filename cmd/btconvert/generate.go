@@ -117,6 +117,17 @@ func promptsOf(c *cli.Context) ([]string, error) {
 		}
 		return string(b), nil
 	}
+	if n := len(c.StringSlice("prompt")) + len(c.StringSlice("prompt-file")); n > maxPrompts {
+		return nil, usagef("generate: %d prompts; at most %d in one batch", n, maxPrompts)
+	}
+	total := 0
+	add := func(p string) error {
+		if total += len(p); total > maxBatchBytes {
+			return usagef("generate: the prompts hold more than %d bytes; a batch may hold at most that", maxBatchBytes)
+		}
+		out = append(out, p)
+		return nil
+	}
 	for _, p := range c.StringSlice("prompt") {
 		if p == "-" {
 			var err error
@@ -124,7 +135,9 @@ func promptsOf(c *cli.Context) ([]string, error) {
 				return nil, err
 			}
 		}
-		out = append(out, p)
+		if err := add(p); err != nil {
+			return nil, err
+		}
 	}
 	for _, f := range c.StringSlice("prompt-file") {
 		var p string
@@ -139,14 +152,14 @@ func promptsOf(c *cli.Context) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, p)
+		if err := add(p); err != nil {
+			return nil, err
+		}
 	}
 	if len(out) == 0 {
 		return nil, usagef("generate: --prompt TEXT (or --prompt-file FILE) is required")
 	}
-	if len(out) > maxPrompts {
-		return nil, usagef("generate: %d prompts; at most %d in one batch", len(out), maxPrompts)
-	}
+
 	for i, p := range out {
 		if p == "" {
 			return nil, usagef("generate: prompt %d is empty", i+1)
@@ -155,5 +168,9 @@ func promptsOf(c *cli.Context) ([]string, error) {
 	return out, nil
 }
 
-// maxPrompts bounds a batch (its memory is checked against the machine's as well).
-const maxPrompts = 1024
+// maxPrompts and maxBatchBytes bound a batch (its memory is checked against the machine's as
+// well, once the prompts are tokens).
+const (
+	maxPrompts    = 1024
+	maxBatchBytes = 16 << 20
+)

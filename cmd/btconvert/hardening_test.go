@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"os"
@@ -26,6 +27,8 @@ func TestAttacks(t *testing.T) {
 	}
 	fifo := filepath.Join(work, "fifo")
 	syscall.Mkfifo(fifo, 0o644)
+	bigPrompt := filepath.Join(work, "big-prompt.txt") // 1 MiB, the most one prompt may have
+	os.WriteFile(bigPrompt, bytes.Repeat([]byte("a"), 1<<20), 0o644)
 	var nanModel string
 	{ // a checkpoint folder whose weights hold a NaN
 		dir := testfix.Copy(t, "pythia-tiny")
@@ -81,6 +84,8 @@ func TestAttacks(t *testing.T) {
 		{"negative repeat penalty", []string{"generate", base, "-p", "x", "--repeat-penalty", "-1"}, 2, "btconvert: --repeat-penalty -1: must be between 0 and 100 (1 or 0: off)"},
 		{"no threads", []string{"generate", base, "-p", "x", "-t", "0"}, 2, "btconvert: --threads 0: want 1 to 4096"},
 		{"an empty prompt among others", []string{"generate", base, "-p", "x", "-p", ""}, 2, "btconvert: generate: prompt 2 is empty"},
+		{"a batch past its bytes", append([]string{"generate", base}, repeatArgs("-f", bigPrompt, 17)...), 2, "btconvert: generate: the prompts hold more than 16777216 bytes; a batch may hold at most that"},
+		{"a stop string too long", []string{"generate", base, "-p", "x", "--stop", strings.Repeat("s", 5000)}, 2, "btconvert: --stop \"ssssssssssssssss...\": a stop string may have at most 4096 bytes"},
 		{"huge generation", []string{"generate", base, "-p", "x", "-n", "9223372036854775807"}, 2, "btconvert: --max-new-tokens 9223372036854775807: must be between 1 and 16777216"},
 		{"huge bench batch", []string{"verify", base, "--bench", "--batch", "100000000"}, 2, "btconvert: --batch \"100000000\": want a comma-separated list of numbers between 1 and 16777216"},
 		{"bench batch past the memory", []string{"verify", base, "--bench", "--batch", "16000000", "-p", "4", "-n", "8"}, 2, "btconvert: --batch 16000000: at prompt 4 + generation 8 needs about ..."},
@@ -122,7 +127,7 @@ func TestAttacks(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(base, "config.json")); err != nil {
 		t.Fatal("the input was damaged")
 	}
-	if ents, _ := os.ReadDir(work); len(ents) != 3 { // bt, fifo, evil.yaml
+	if ents, _ := os.ReadDir(work); len(ents) != 4 { // bt, fifo, evil.yaml, big-prompt.txt
 		var names []string
 		for _, e := range ents {
 			names = append(names, e.Name())
@@ -471,4 +476,13 @@ func TestAttacksSecondRound(t *testing.T) {
 	if want := "btconvert: generate: the prompt on stdin is longer than 1048576 bytes (a prompt may have at most that)\n"; code != 2 || stderr != want {
 		t.Fatalf("endless stdin: %d %q", code, stderr)
 	}
+}
+
+// repeatArgs is flag and value n times.
+func repeatArgs(flag, value string, n int) []string {
+	var out []string
+	for range n {
+		out = append(out, flag, value)
+	}
+	return out
 }
