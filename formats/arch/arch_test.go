@@ -169,8 +169,19 @@ func TestPresets(t *testing.T) {
 	if c.Origins["block_decoder.heads"] != "fill-in" || c.Origins["block_decoder.layers"] != "preset" {
 		t.Errorf("origins %v", c.Origins)
 	}
+	// The ablation presets: the RoBERTa embedder's heads by the fill-in, the T5 decoder as stated.
+	p, _ = FindPreset("block_ablation_b4_85_cls_cross_attn")
+	c, err := p.Config()
+	if err != nil || c.Embedder.RoBERTa.Heads != 8 || c.TokenDecoder.T5.Heads != 12 || c.Origins["embedder.layers"] != "preset" ||
+		c.Origins["embedder.heads"] != "fill-in" || c.Origins["token_decoder.heads"] != "preset" {
+		t.Errorf("cls_cross_attn preset: %v %+v", err, c.Origins)
+	}
+	// RoBERTa 15,970,048 (its table 12,877,824), block decoder 42,528,768, T5 97,633,920 (its table 38,633,472).
+	if n := ParamCount(c); n != 156_132_736 {
+		t.Errorf("cls_cross_attn has %d weights, want 156,132,736", n)
+	}
 	// Flags on top of a preset: a new width gets the fill-in again, and the concat embedder follows.
-	c, err := Shape{Preset: "block_main_b4_5", Hidden: 512}.Config()
+	c, err = Shape{Preset: "block_main_b4_5", Hidden: 512}.Config()
 	if err != nil || c.BlockDecoder.Heads != 8 || c.BlockDecoder.HeadDim != 64 || c.BlockDecoder.Intermediate != 2048 || c.Embedder.Dim != 128 {
 		t.Errorf("b4_5 at hidden 512: %v %+v", err, c)
 	}
