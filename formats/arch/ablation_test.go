@@ -201,6 +201,12 @@ func TestAblationKeys(t *testing.T) {
 	if r := cfg.Embedder.RoBERTa; r.CLSTokens != 1 || cfg.Origins["embedder.n_cls_tokens"] != "fill-in" {
 		t.Errorf("CLS tokens %d (%s)", r.CLSTokens, cfg.Origins["embedder.n_cls_tokens"])
 	}
+	// A null head count or FFN is what the fill-in gives (the official code checks for None).
+	s, _, _ = Released("block_ablation_b4_85_roberta_prefix", OriginYAML)
+	s.Embedder.Settings = append(s.Embedder.Settings, Setting{Key: KeyHeads, Value: nil}, Setting{Key: KeyIntermediate, Value: nil})
+	if cfg, _, err = s.Resolve(nil, nil, Provenance{}); err != nil || cfg.Embedder.RoBERTa.Heads != 8 || cfg.Embedder.RoBERTa.Intermediate != 1024 {
+		t.Errorf("null heads and FFN: %v", err)
+	}
 	// concat: the 3 CLS outputs of width 256 are the block decoder's 768, no projection layer.
 	s, _, _ = Released("block_ablation_b4_85_cls_sum", OriginYAML)
 	s.Embedder.ProjectionMethod = "concat"

@@ -236,6 +236,9 @@ func (s *BlockSpec) resolveEmbedder(bdC *NeoXConfig, p *BlockParts) error {
 			default:
 				continue
 			}
+			if st.Value == nil {
+				continue // null: unsaid
+			}
 			n, ok := asInt(st.Value)
 			if !ok || n < 1 || n > keyLimit[st.Key] {
 				return fmt.Errorf("%s: %s: %v is not a positive integer (at most %d)", sec.Keys, st.Key, st.Value, keyLimit[st.Key])
