@@ -110,8 +110,8 @@ func (b *builder) scoreBlock(ids *Node) *Node {
 // generateBlock emits the L tokens of one block from contexts ctx [B, D], one token decoder step
 // per token, unrolled in the graph with a local KV cache that starts empty (at most r+L-1
 // positions; a T5 token decoder's cross-attention keys and values of the r expanded vectors are
-// computed once, before the steps). st is the sampler's state. Returns tokens int32 [B, L], logits [B, L, V] and the
-// advanced state.
+// computed once, before the steps). st is the sampler's state. Returns tokens int32 [B, L],
+// logits [B, L, V] and the advanced state.
 func (b *builder) generateBlock(ctx *Node, st genState, s sampler) (*Node, *Node, genState) {
 	td := b.cfg.TokenDecoder
 	L := b.cfg.BlockLength

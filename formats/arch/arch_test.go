@@ -176,7 +176,8 @@ func TestPresets(t *testing.T) {
 		c.Origins["embedder.heads"] != "fill-in" || c.Origins["token_decoder.heads"] != "preset" {
 		t.Errorf("cls_cross_attn preset: %v %+v", err, c.Origins)
 	}
-	// RoBERTa 15,970,048 (its table 12,877,824), block decoder 42,528,768, T5 97,633,920 (its table 38,633,472).
+	// RoBERTa 15,970,048 (its table 12,877,824), block decoder 42,528,768, T5 97,633,920 (its
+	// table 38,633,472).
 	if n := ParamCount(c); n != 156_132_736 {
 		t.Errorf("cls_cross_attn has %d weights, want 156,132,736", n)
 	}

@@ -33,7 +33,8 @@ func TestTableIdentities(t *testing.T) {
 		{"bt-from-pythia-tiny", 3 + 2*12 + 2 + 2 + 1 + 2*12 + 2 + 1, blockNeoX},
 		// embed_in, 4 layers x 12, final norm, embed_out
 		{"pythia-tiny", 1 + 4*12 + 2 + 1, map[string]stack{arch.Decoder: {4, neox}}},
-		// RoBERTa embedder: 3 tables, their LayerNorm, 2 layers x 16, projection; then as bt-from-pythia-tiny
+		// RoBERTa embedder: 3 tables, their LayerNorm, 2 layers x 16, projection; then as
+		// bt-from-pythia-tiny
 		{"bt-roberta-prefix-tiny", 3 + 2 + 2*16 + 2 + 2*12 + 2 + 2 + 1 + 2*12 + 2 + 1,
 			map[string]stack{arch.Embedder: {2, roberta}, arch.BlockDecoder: {2, neox}, arch.TokenDecoder: {2, neox}}},
 		{"bt-cls-sum-tiny", 3 + 2 + 2*16 + 2 + 2*12 + 2 + 2 + 1 + 2*12 + 2 + 1,
