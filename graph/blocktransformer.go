@@ -10,12 +10,18 @@ import (
 // The Block Transformer, top to bottom: embedder -> block decoder -> token decoder. The same
 // functions serve scoring (teacher forcing over every block) and generation (one block at a time).
 
-// embedBlocks turns token ids [B, n, L] into block vectors [B, n, D]: the concatenation of the L
-// token vectors, followed (projection_layer embedder) by a Linear over that concatenation.
+// embedBlocks turns token ids [B, n, L] into block vectors [B, n, D]: the concatenation of the
+// block's vectors (its L token vectors from the lookup table, or its RoBERTa encoder outputs,
+// roberta.go), followed (projection_layer embedder) by a Linear over that concatenation.
 func (b *builder) embedBlocks(ids *Node) *Node {
 	B, n, L := ids.Shape().Dim(0), ids.Shape().Dim(1), ids.Shape().Dim(2)
-	e := b.embed(ids, arch.Embedder, arch.Embedding+".weight") // [B, n, L, De]
-	x := Reshape(e, B, n, L*e.Shape().Dim(-1))
+	var x *Node
+	if b.cfg.Embedder.RoBERTa != nil {
+		x = b.robertaVectors(ids)
+	} else {
+		e := b.embed(ids, arch.Embedder, arch.Embedding+".weight") // [B, n, L, De]
+		x = Reshape(e, B, n, L*e.Shape().Dim(-1))
+	}
 	if b.cfg.Embedder.Type == arch.ProjectionLayer {
 		x = b.linear(x, arch.Embedder, arch.Project, true)
 	}
@@ -25,7 +31,7 @@ func (b *builder) embedBlocks(ids *Node) *Node {
 // expand maps block contexts [M, D] to the token decoder's r vectors [M, r, Dt].
 func (b *builder) expand(ctx *Node) *Node {
 	td := b.cfg.TokenDecoder
-	return Reshape(b.linear(ctx, arch.TokenDecoder, arch.Expand, true), ctx.Shape().Dim(0), td.ExpansionRatio, td.Hidden)
+	return Reshape(b.linear(ctx, arch.TokenDecoder, arch.Expand, true), ctx.Shape().Dim(0), td.ExpansionRatio, td.Width())
 }
 
 // tokenHead is the token decoder's output projection, in float32.
@@ -45,15 +51,16 @@ func (b *builder) tokenPositions() int {
 // ctx [M, D]; returns logits [M, L, V].
 func (b *builder) tokenDecoderTeacher(ctx, tgt *Node) *Node {
 	td := b.cfg.TokenDecoder
-	M, L := tgt.Shape().Dim(0), tgt.Shape().Dim(1)
+	L := tgt.Shape().Dim(1)
+	if td.T5 != nil {
+		// Cross-attention: [BOS, x_1..x_{L-1}] attend to the r expanded vectors in every layer.
+		z := b.t5Decoder(b.embed(b.shiftRight(tgt), arch.TokenDecoder, arch.EmbedIn+".weight"), b.t5Cross(b.expand(ctx)), b.t5Causal(L))
+		return b.t5Head(z)
+	}
 	var x *Node
 	if td.Decoding == arch.Summation {
 		// [BOS, x_1..x_{L-1}], each plus its own expanded vector.
-		in := b.bos(M)
-		if L > 1 {
-			in = Concatenate([]*Node{in, Slice(tgt, AxisRange(), AxisRange(0, L-1))}, 1)
-		}
-		x = Add(b.embed(in, arch.TokenDecoder, arch.EmbedIn+".weight"), b.expand(ctx))
+		x = Add(b.embed(b.shiftRight(tgt), arch.TokenDecoder, arch.EmbedIn+".weight"), b.expand(ctx))
 	} else {
 		x = b.expand(ctx)
 		if L > 1 {
@@ -67,7 +74,17 @@ func (b *builder) tokenDecoderTeacher(ctx, tgt *Node) *Node {
 	return b.tokenHead(h)
 }
 
-// bos is the BOS id as int32 [M, 1] (summation decoding starts every block with it).
+// shiftRight is the token decoder's input for target blocks tgt [M, L]: [BOS, x_1..x_{L-1}].
+func (b *builder) shiftRight(tgt *Node) *Node {
+	M, L := tgt.Shape().Dim(0), tgt.Shape().Dim(1)
+	if L == 1 {
+		return b.bos(M)
+	}
+	return Concatenate([]*Node{b.bos(M), Slice(tgt, AxisRange(), AxisRange(0, L-1))}, 1)
+}
+
+// bos is the BOS id as int32 [M, 1] (summation and cross-attention decoding start every block
+// with it: GPT-NeoX's, or the T5 token decoder's own).
 func (b *builder) bos(M int) *Node {
 	ids := make([]int32, M)
 	for i := range ids {
@@ -92,39 +109,58 @@ func (b *builder) scoreBlock(ids *Node) *Node {
 
 // generateBlock emits the L tokens of one block from contexts ctx [B, D], one token decoder step
 // per token, unrolled in the graph with a local KV cache that starts empty (at most r+L-1
-// positions). st is the sampler's state. Returns tokens int32 [B, L], logits [B, L, V] and the
-// advanced state.
+// positions; a T5 token decoder's cross-attention keys and values of the r expanded vectors are
+// computed once, before the steps). st is the sampler's state. Returns tokens int32 [B, L],
+// logits [B, L, V] and the advanced state.
 func (b *builder) generateBlock(ctx *Node, st genState, s sampler) (*Node, *Node, genState) {
 	td := b.cfg.TokenDecoder
 	L := b.cfg.BlockLength
 	B := ctx.Shape().Dim(0)
-	T := b.tokenPositions()
 	prefix := b.expand(ctx) // [B, r, Dt]
+	var cross []kv
+	if td.T5 != nil {
+		cross = b.t5Cross(prefix) // once for the block's L steps
+	}
 	var past []kv
 	var toks, logits []*Node
 	pos := 0
-	var x *Node
 	for j := 0; j < L; j++ {
-		switch {
-		case td.Decoding == arch.Summation:
-			id := b.bos(B)
-			if j > 0 {
-				id = Reshape(toks[j-1], B, 1)
-			}
-			x = Add(b.embed(id, arch.TokenDecoder, arch.EmbedIn+".weight"), Slice(prefix, AxisRange(), AxisElem(j)))
-		case j == 0:
-			x = prefix
-		default:
-			x = b.embed(Reshape(toks[j-1], B, 1), arch.TokenDecoder, arch.EmbedIn+".weight")
+		id := b.bos(B)
+		if j > 0 {
+			id = Reshape(toks[j-1], B, 1)
 		}
-		n := x.Shape().Dim(1)
-		h := b.decoder(arch.TokenDecoder, &td.DecoderConfig, x, iotaPos(b.g, pos, n), T, b.localCache(&past, pos))
-		pos += n
-		lg := b.tokenHead(Reshape(Slice(h, AxisRange(), AxisElem(n-1)), B, -1)) // [B, V]
+		var lg *Node
+		if td.T5 != nil {
+			z := b.t5Decoder(b.embed(id, arch.TokenDecoder, arch.EmbedIn+".weight"), cross, b.t5Local(&past, j, 1))
+			lg = b.t5Head(Reshape(z, B, -1)) // [B, V]
+		} else {
+			lg = b.neoxStep(j, &pos, prefix, id, &past)
+		}
 		var tok *Node
 		tok, st = s.sample(lg, st)
 		toks = append(toks, tok)
 		logits = append(logits, InsertAxes(lg, 1))
 	}
 	return Stack(toks, 1), Concatenate(logits, 1), st
+}
+
+// neoxStep is step j of a GPT-NeoX token decoder generating a block: its input (the prefix, or
+// the embedded id, summation: plus the j-th expanded vector) at position *pos onwards, against
+// the block's earlier positions in *past. Returns the logits of the next token [B, V].
+func (b *builder) neoxStep(j int, pos *int, prefix, id *Node, past *[]kv) *Node {
+	td := b.cfg.TokenDecoder
+	B := prefix.Shape().Dim(0)
+	var x *Node
+	switch {
+	case td.Decoding == arch.Summation:
+		x = Add(b.embed(id, arch.TokenDecoder, arch.EmbedIn+".weight"), Slice(prefix, AxisRange(), AxisElem(j)))
+	case j == 0:
+		x = prefix
+	default:
+		x = b.embed(id, arch.TokenDecoder, arch.EmbedIn+".weight")
+	}
+	n := x.Shape().Dim(1)
+	h := b.decoder(arch.TokenDecoder, &td.DecoderConfig, x, iotaPos(b.g, *pos, n), b.tokenPositions(), b.localCache(past, *pos))
+	*pos += n
+	return b.tokenHead(Reshape(Slice(h, AxisRange(), AxisElem(n-1)), B, -1))
 }

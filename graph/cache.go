@@ -13,8 +13,8 @@ import (
 //
 //   - causal: a full forward over new tokens (scoring, prefill), which can keep the keys and values
 //     as the caches a generation starts from;
-//   - localCache: the token decoder inside one block, whose cache grows by concatenation and is
-//     thrown away after the block (at most r + L - 1 positions);
+//   - localCache (t5Local for a T5 token decoder): the token decoder inside one block, whose cache
+//     grows by concatenation and is thrown away after the block (at most r + L - 1 positions);
 //   - fixedCache: one new position against a cache of fixed length S (the block decoder and the
 //     vanilla model while generating), so the step graph has fixed shapes and compiles once; the
 //     caches are donated to each step, so the backends update them in place.
@@ -62,18 +62,24 @@ type kv struct{ k, v *Node }
 // localCache is the attendFn of the token decoder during generation: keys are the block's earlier
 // positions (kept in *past, one entry per layer) plus the new ones.
 func (b *builder) localCache(past *[]kv, start int) attendFn {
-	fresh := len(*past) == 0
 	return func(layer int, q, k, v *Node) *Node {
-		kc, vc := toKeys(k), toValues(v)
-		if !fresh {
-			kc = Concatenate([]*Node{(*past)[layer].k, kc}, keySeqAxis)
-			vc = Concatenate([]*Node{(*past)[layer].v, vc}, valueSeqAxis)
-			(*past)[layer] = kv{kc, vc}
-		} else {
-			*past = append(*past, kv{kc, vc})
-		}
+		kc, vc := appendLocal(past, layer, k, v)
 		return b.attention(q, kc, vc, causalBias(q.Graph(), start, q.Shape().Dim(1)))
 	}
+}
+
+// appendLocal adds a layer's new keys and values [B, T, H, hd] to its entry of a local cache (the
+// first call of a layer makes its entry) and returns the layer's whole cache.
+func appendLocal(past *[]kv, layer int, k, v *Node) (keys, values *Node) {
+	kc, vc := toKeys(k), toValues(v)
+	if layer < len(*past) {
+		kc = Concatenate([]*Node{(*past)[layer].k, kc}, keySeqAxis)
+		vc = Concatenate([]*Node{(*past)[layer].v, vc}, valueSeqAxis)
+		(*past)[layer] = kv{kc, vc}
+	} else {
+		*past = append(*past, kv{kc, vc})
+	}
+	return kc, vc
 }
 
 // fixedCache is the attendFn of a one-position step against caches of fixed length S at position

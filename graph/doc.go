@@ -2,10 +2,11 @@
 // weights on one backend, scores sequences, generates with KV caches, and collects calibration
 // statistics.
 //
-// A model's math reads top to bottom in three files: neox.go (the GPT-NeoX layer and stack:
+// A model's math reads top to bottom in one file per part: neox.go (the GPT-NeoX layer and stack:
 // LayerNorm, fused QKV with per-head interleave, rotary, attention, parallel-residual MLP),
 // blocktransformer.go (embedder, block decoder, token decoder with its prefix, scoring and one
-// generated block) and vanilla.go. Weights are graph parameters, uploaded once (weights.go);
+// generated block), roberta.go (the ablations' RoBERTa embedder), t5.go (their T5 token decoder)
+// and vanilla.go. Weights are graph parameters, uploaded once (weights.go);
 // quantized ones stay packed on the device and are dequantized inside the graph (dequant.go).
 //
 // Graph arguments. Every graph takes the weights first, in Weights.Keys order (sorted
@@ -22,7 +23,8 @@
 // layouts the attention products read in place: the step graph has fixed shapes (S = prompt +
 // generated positions) and compiles once; the new position is written with DynamicUpdateSlice on
 // XLA and with a ScatterSum into the donated cache on the pure-Go backend, which lacks that op.
-// The token decoder's cache lives inside one block's graph and is thrown away after it.
+// The token decoder's cache lives inside one block's graph and is thrown away after it (a T5
+// token decoder's cross-attention keys and values too, computed once per block).
 //
 // Sampling (sample.go) happens in the graph (greedy, temperature, top-k, top-p), so a whole block
 // is generated without a round trip to the host; the generator state is a runtime input seeded

@@ -41,7 +41,7 @@ func TestScoreMatchesReference(t *testing.T) {
 }
 
 func testScore(t *testing.T, b compute.Backend) {
-	for _, name := range testfix.Names {
+	for _, name := range testfix.Referenced() {
 		m := loadOn(t, b, testfix.Open(t, testfix.Path(name)), dtypes.Float32)
 		r := testfix.LoadReference(t, name)
 		got, shape, err := m.Score(r.IDs, r.B, r.T)
@@ -65,7 +65,7 @@ func TestGreedyMatchesReference(t *testing.T) {
 }
 
 func testGreedy(t *testing.T, b compute.Backend) {
-	for _, name := range testfix.Names {
+	for _, name := range testfix.Referenced() {
 		m := loadOn(t, b, testfix.Open(t, testfix.Path(name)), dtypes.Float32)
 		r := testfix.LoadReference(t, name)
 		g, err := m.Generate(r.Prompts, GenerateOptions{MaxNewTokens: len(r.Greedy[0])})
@@ -143,7 +143,7 @@ func TestScoreChecksIDs(t *testing.T) {
 // The decode step has fixed shapes: a longer generation compiles no more graphs than a short one,
 // and a new sampling seed compiles nothing (the seed is a runtime input).
 func TestGenerationCompilesOnce(t *testing.T) {
-	for _, name := range []string{"bt-tiny", "pythia-tiny"} {
+	for _, name := range []string{"bt-tiny", "pythia-tiny", "bt-cls-cross-attn-tiny"} {
 		m := load(t, name, dtypes.Float32)
 		prompt := [][]int32{testfix.ByteIDs("The quick brown fox jumps over!")}
 		before := m.Compilations()

@@ -12,29 +12,44 @@ import "github.com/btconvert/btconvert/formats/arch"
 func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
 	const (
 		actPerHidden = 16 // live [B, T, D] intermediates of a layer (norms, q/k/v, rotary, residuals)
+		encPerHidden = 10 // the same of a RoBERTa layer (no rotary)
 		actPerFFN    = 6  // live [B, T, F] intermediates of the MLP (up, GELU's terms)
 		scoreCopies  = 4  // scores, scaled + masked, softmax, probabilities
 		logitCopies  = 8  // logits and the sampler's temporaries, per position emitted
 		f32          = 4
 	)
 	b, n := int64(B), int64(length)
-	stack := func(d *arch.DecoderConfig, T, S int64) (cache, act int64) {
+	// act is the activations of rows sequences of T new positions against S keys, perHidden
+	// intermediates as wide as the layer.
+	act := func(perHidden int64, hidden, ffn, heads int, rows, T, S int64) int64 {
+		return rows*T*(perHidden*int64(hidden)+actPerFFN*int64(ffn))*f32 + scoreCopies*rows*int64(heads)*T*S*f32
+	}
+	stack := func(d *arch.DecoderConfig, T, S int64) (cache, a int64) {
 		cache = 2 * 2 * int64(d.Layers) * S * b * int64(d.Hidden) * int64(elem) // K and V, old and new
-		act = b*T*(actPerHidden*int64(d.Hidden)+actPerFFN*int64(d.Intermediate))*f32 +
-			scoreCopies*b*int64(d.Heads)*T*T*f32
-		return cache, act
+		return cache, act(actPerHidden, d.Hidden, d.Intermediate, d.Heads, b, T, S)
 	}
 	V := int64(c.VocabSize)
 	if !c.IsBlock() {
-		cache, act := stack(c.Decoder, n, n)
-		return weightBytes + 2*(cache+act+logitCopies*b*V*f32)
+		cache, a := stack(c.Decoder, n, n)
+		return weightBytes + 2*(cache+a+logitCopies*b*V*f32)
 	}
 	L := int64(c.BlockLength)
 	blocks := n/L + 1
-	cache, act := stack(c.BlockDecoder, blocks, blocks)
-	local := int64(c.TokenDecoder.ExpansionRatio) + L - 1
-	_, tokAct := stack(&c.TokenDecoder.DecoderConfig, local, local)
-	return weightBytes + 2*(cache+max(act, tokAct)+logitCopies*L*b*V*f32)
+	cache, work := stack(c.BlockDecoder, blocks, blocks)
+	r := int64(c.TokenDecoder.ExpansionRatio)
+	if t := c.TokenDecoder.T5; t != nil {
+		// L positions against themselves and the r expanded vectors.
+		work = max(work, act(actPerHidden, t.Hidden, t.Intermediate, t.Heads, b, L, L+r))
+	} else {
+		_, tok := stack(&c.TokenDecoder.DecoderConfig, r+L-1, r+L-1)
+		work = max(work, tok)
+	}
+	if e := c.Embedder.RoBERTa; e != nil {
+		// The prefill embeds every prompt block at once, each its own sequence.
+		S := int64(e.Inputs(c.BlockLength))
+		work = max(work, act(encPerHidden, c.Embedder.Dim, e.Intermediate, e.Heads, b*blocks, S, S))
+	}
+	return weightBytes + 2*(cache+work+logitCopies*L*b*V*f32)
 }
 
 // MaxBatch is the largest batch whose estimated memory fits budget (0 if none): a binary search

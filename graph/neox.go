@@ -163,18 +163,31 @@ func rope(x, pos, cos, sin *Node, rot int) *Node {
 type attendFn func(layer int, q, k, v *Node) *Node
 
 // attention is softmax(q k^T / sqrt(hd) + bias) v for q [B, T, H, hd], keys [B, H, S, hd] and
-// values [B, H, hd, S] (the cache layouts) and an additive float32 bias [T, S], or [B, T, S] when
-// rows are masked differently (0 or maskedOut). Scores and softmax are in float32. Returns
-// [B, T, H, hd].
+// values [B, H, hd, S] (the cache layouts); see scaledAttention for the bias.
 func (b *builder) attention(q, k, v, bias *Node) *Node {
-	hd := q.Shape().Dim(-1)
+	return b.scaledAttention(q, k, v, bias, 1/math.Sqrt(float64(q.Shape().Dim(-1))))
+}
+
+// scaledAttention is softmax(scale q k^T + bias) v for q [B, T, H, hd], keys [B, H, S, hd] and
+// values [B, H, hd, S]. The additive float32 bias is [T, S], [B, T, S] when rows are masked
+// differently (0 or maskedOut), [B or 1, H, T, S] when it differs per head too (T5's relative
+// positions), or nil (every key seen). Scores and softmax are in float32. Returns [B, T, H, hd].
+func (b *builder) scaledAttention(q, k, v, bias *Node, scale float64) *Node {
 	qh := TransposeAllAxes(q, 0, 2, 1, 3)                                // [B, H, T, hd]
 	scores := b.dot(qh, []int{3}, []int{0, 1}, k, []int{3}, []int{0, 1}) // [B, H, T, S]
-	scores = MulScalar(ConvertDType(scores, dtypes.Float32), 1/math.Sqrt(float64(hd)))
-	if bias.Rank() == 2 {
-		bias = InsertAxes(bias, 0) // the same for every row
+	scores = ConvertDType(scores, dtypes.Float32)
+	if scale != 1 {
+		scores = MulScalar(scores, scale)
 	}
-	scores = Add(scores, InsertAxes(bias, 1)) // the same for every head
+	switch {
+	case bias == nil:
+	case bias.Rank() == 2:
+		scores = Add(scores, InsertAxes(bias, 0, 0)) // the same for every row and head
+	case bias.Rank() == 3:
+		scores = Add(scores, InsertAxes(bias, 1)) // the same for every head
+	default:
+		scores = Add(scores, bias)
+	}
 	probs := ConvertDType(Softmax(scores, -1), q.DType())
 	out := b.dot(probs, []int{3}, []int{0, 1}, v, []int{3}, []int{0, 1}) // [B, H, T, hd]
 	return TransposeAllAxes(out, 0, 2, 1, 3)

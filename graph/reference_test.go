@@ -197,8 +197,12 @@ func (n naive) blockLogits(ids []int32) []float64 {
 	nb := len(ids) / L
 	blocks := make([][]float64, nb)
 	for j := range blocks {
-		for k := 0; k < L; k++ {
-			blocks[j] = append(blocks[j], n.embed("embedder/embeddings.weight", ids[j*L+k], De)...)
+		if c.Embedder.RoBERTa != nil {
+			blocks[j] = n.roberta(ids[j*L : (j+1)*L])
+		} else {
+			for k := 0; k < L; k++ {
+				blocks[j] = append(blocks[j], n.embed("embedder/embeddings.weight", ids[j*L+k], De)...)
+			}
 		}
 		if c.Embedder.Type == arch.ProjectionLayer {
 			blocks[j] = n.linear(blocks[j], "embedder/"+arch.Project, D, true)
@@ -207,6 +211,10 @@ func (n naive) blockLogits(ids []int32) []float64 {
 	h := n.stack(arch.BlockDecoder, c.BlockDecoder, blocks)
 	var out []float64
 	for j := 0; j+1 < nb; j++ {
+		if c.TokenDecoder.T5 != nil {
+			out = append(out, n.t5(h[j], ids[(j+1)*L:(j+2)*L])...)
+			continue
+		}
 		exp := n.linear(h[j], "token_decoder/"+arch.Expand, r*Dt, true)
 		var x [][]float64
 		if c.TokenDecoder.Decoding == arch.Summation {

@@ -223,8 +223,8 @@ func encodeScales(v []float32, dt safetensors.DType) []byte {
 
 // LayerNormImportance is the data-free stand-in for calibration: a Linear fed by a LayerNorm sees
 // inputs y_j = g_j z_j + b_j with z_j of zero mean and unit variance, so column j's mean square is
-// g_j^2 + b_j^2. Which LayerNorm feeds which Linear is the architecture table's (arch.Tensors);
-// Linears not fed by one get no weights (uniform).
+// g_j^2 + b_j^2 (an RMS norm has no b: g_j^2). Which norm feeds which Linear is the architecture
+// table's (arch.Tensors); Linears not fed by one get no weights (uniform).
 func LayerNormImportance(m *formats.Model) map[string][]float32 {
 	out := map[string][]float32{}
 	for _, s := range arch.Tensors(m.Config) {
@@ -233,12 +233,16 @@ func LayerNormImportance(m *formats.Model) map[string][]float32 {
 		}
 		comp, ln, _ := strings.Cut(s.FedBy, "/")
 		gt, bt := m.Tensor(comp, ln+".weight"), m.Tensor(comp, ln+".bias")
-		if gt == nil || bt == nil {
+		if gt == nil || (bt == nil && arch.Find(m.Config, comp, ln+".bias") != nil) {
 			continue
 		}
 		g, err1 := gt.Float32()
-		b, err2 := bt.Float32()
-		if err1 != nil || err2 != nil {
+		b := make([]float32, len(g))
+		var err2 error
+		if bt != nil {
+			b, err2 = bt.Float32()
+		}
+		if err1 != nil || err2 != nil || len(b) != len(g) {
 			continue // unreadable here means unreadable on write too, where it is reported
 		}
 		v := make([]float32, len(g))

@@ -165,10 +165,11 @@ type Plan struct {
 	Entries  []Entry  `json:"tensors"`
 }
 
-// Quantizable is the default policy: every Linear weight of the decoders, the expansion layer and
-// the output head (the embedder's projection and the embedding tables stay as stored).
+// Quantizable is the default policy: every Linear weight of the decoders and of a RoBERTa
+// embedder's layers, the expansion layer and the output head (the embedder's projection and the
+// embedding tables stay as stored, a T5 token decoder's tied head with its table).
 func Quantizable(s arch.TensorSpec) bool {
-	return s.Role == arch.RoleLinear && s.Component != arch.Embedder
+	return s.Role == arch.RoleLinear && s.Part != arch.PartProjection
 }
 
 // MakePlan decides the storage of every tensor of m (which must not be quantized already).

@@ -306,3 +306,68 @@ func TestLayerNormImportance(t *testing.T) {
 		t.Fatalf("%d weights with importance, want %d (qkv and h_to_4h of 4 layers, expansion, head)", len(imp), len(want))
 	}
 }
+
+// The ablations' Linears are quantized as the main models' are: a RoBERTa embedder's layers and a
+// T5 token decoder's (self and cross attention, feed-forward), the expansion layer; the embedder's
+// projection and every table (a T5 decoder's is also its head, the relative position bias) stay.
+func TestPlanPolicyAblation(t *testing.T) {
+	m := testfix.Open(t, testfix.Path("bt-cls-cross-attn-tiny"))
+	p, err := MakePlan(m, Settings{Type: Int8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := map[string]string{}
+	quantized := 0
+	for _, e := range p.Entries {
+		to[e.Component+"/"+e.Name] = string(e.To)
+		if e.To.Quantized() {
+			quantized++
+		}
+	}
+	for k, want := range map[string]string{
+		"embedder/embeddings.weight":                          "f32",
+		"embedder/position_embeddings.weight":                 "f32",
+		"embedder/layers.1.attention.query.weight":            "int8",
+		"embedder/layers.0.mlp.dense_4h_to_h.weight":          "int8",
+		"embedder/layers.0.mlp.dense_4h_to_h.bias":            "f32",
+		"embedder/projection_layer.weight":                    "f32",
+		"token_decoder/expansion_layer.weight":                "int8",
+		"token_decoder/embed_in.weight":                       "f32",
+		"token_decoder/relative_attention_bias.weight":        "f32",
+		"token_decoder/layers.1.cross_attention.value.weight": "int8",
+		"token_decoder/layers.0.mlp.dense_h_to_4h.weight":     "int8",
+		"token_decoder/layers.0.input_layernorm.weight":       "f32",
+	} {
+		if to[k] != want {
+			t.Errorf("%s -> %s, want %s", k, to[k], want)
+		}
+	}
+	// RoBERTa 2 x 6, block decoder 2 x 4, the expansion, T5 2 x 10.
+	if quantized != 2*6+2*4+1+2*10 {
+		t.Errorf("%d tensors quantized", quantized)
+	}
+}
+
+// An RMS norm feeding a Linear (a T5 decoder's) gives its inputs a mean square of g^2 per column.
+func TestRMSNormImportance(t *testing.T) {
+	m := testfix.Open(t, testfix.Path("bt-cls-cross-attn-tiny"))
+	imp := LayerNormImportance(m)
+	g, _ := m.Tensor(arch.TokenDecoder, "layers.1.cross_attention_layernorm.weight").Float32()
+	got := imp[arch.TokenDecoder+"/layers.1.cross_attention.query.weight"]
+	if len(got) != len(g) {
+		t.Fatalf("importance %d values, want %d", len(got), len(g))
+	}
+	for i := range g {
+		if got[i] != g[i]*g[i] {
+			t.Fatalf("importance[%d] = %v, want g^2 = %v", i, got[i], g[i]*g[i])
+		}
+	}
+	if _, ok := imp[arch.TokenDecoder+"/layers.1.cross_attention.key.weight"]; ok {
+		t.Error("the cross-attention keys (of the expanded vectors, no norm) have an importance")
+	}
+	// RoBERTa: q, k, v and up per layer and the projection; block decoder: qkv and up per layer;
+	// the expansion; T5: q, k, v, cross q and wi per layer.
+	if len(imp) != 2*4+1+2*2+1+2*5 {
+		t.Errorf("%d Linears with an importance", len(imp))
+	}
+}

@@ -40,7 +40,7 @@ func TestParityAgainstReference(t *testing.T) {
 }
 
 func testParity(t *testing.T, b compute.Backend) {
-	for _, name := range testfix.Names {
+	for _, name := range testfix.Referenced() {
 		m := loadOn(t, b, testfix.Open(t, testfix.Path(name)))
 		path := filepath.Join(testfix.Path(name), "reference.safetensors")
 		r, err := ReadReference(path)
@@ -75,7 +75,7 @@ func TestSelfCheck(t *testing.T) {
 }
 
 func testSelfCheck(t *testing.T, b compute.Backend) {
-	for _, name := range testfix.Names {
+	for _, name := range testfix.Referenced() {
 		m := loadOn(t, b, testfix.Open(t, testfix.Path(name)))
 		s, err := RunSelfCheck(m, 7)
 		if err != nil {
@@ -94,7 +94,7 @@ func TestPerplexityMatchesReference(t *testing.T) {
 
 func testPerplexity(t *testing.T, b compute.Backend) {
 	tokens := testfix.Text(t, testfix.GPL3)
-	for _, name := range testfix.Names {
+	for _, name := range testfix.Referenced() {
 		var ref struct {
 			PPL    float64 `json:"eval_ppl"`
 			Scored int     `json:"eval_tokens_scored"`

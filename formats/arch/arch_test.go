@@ -31,12 +31,11 @@ func TestBaseModelTable(t *testing.T) {
 func TestReleasedConfigs(t *testing.T) {
 	type stack struct{ D, heads, hd, ffn, layers int }
 	type want struct {
-		L, embDim    int
-		emb          EmbedderType
-		bd, td       stack
-		ratio        int
-		dec          Decoding
-		notSupported string
+		L, embDim int
+		emb       EmbedderType
+		bd, td    stack
+		ratio     int
+		dec       Decoding
 	}
 	main := func(embDim, layers, D, heads, hd int) want {
 		s := stack{D, heads, hd, 4 * D, layers}
@@ -54,6 +53,14 @@ func TestReleasedConfigs(t *testing.T) {
 	ablation.ratio = 1
 	b1 := main(768, 6, 768, 12, 64)
 	b1.L, b1.ratio = 1, 1
+	// The ablations' RoBERTa embedders are 256 wide (projection_layer, what their null method
+	// means); the T5 token decoder's stack is d_model 768, 12 heads of d_kv 64, d_ff 3072, 6 layers.
+	robertaPrefix := main(256, 6, 768, 12, 64)
+	robertaPrefix.emb, robertaPrefix.ratio = ProjectionLayer, 1
+	clsSum := robertaPrefix
+	clsSum.ratio, clsSum.dec = 4, Summation
+	clsCross := clsSum
+	clsCross.dec = CrossAttention
 	cases := map[string]want{
 		"block_main_b4_5":                     main(64, 3, 256, 8, 32),
 		"block_main_b4_19":                    main(128, 3, 512, 8, 64),
@@ -73,9 +80,9 @@ func TestReleasedConfigs(t *testing.T) {
 		"block_uptrain_b4_800_10":             up(8, 2048, 16, 128),
 		"block_vanilla_ablation_b1_85":        b1,
 		"block_ablation_b4_85_lookup_prefix":  ablation,
-		"block_ablation_b4_85_roberta_prefix": {notSupported: "embedder.cls roberta is not supported yet"},
-		"block_ablation_b4_85_cls_sum":        {notSupported: "embedder.cls roberta_cls is not supported yet"},
-		"block_ablation_b4_85_cls_cross_attn": {notSupported: "embedder.cls roberta_cls is not supported yet"},
+		"block_ablation_b4_85_roberta_prefix": robertaPrefix,
+		"block_ablation_b4_85_cls_sum":        clsSum,
+		"block_ablation_b4_85_cls_cross_attn": clsCross,
 	}
 	for _, name := range ReleasedNames() {
 		blk, van, err := Released(name, OriginYAML)
@@ -91,22 +98,18 @@ func TestReleasedConfigs(t *testing.T) {
 			continue
 		}
 		c, _, err := blk.Resolve(nil, nil, Provenance{})
-		if w.notSupported != "" {
-			if err == nil || !strings.HasPrefix(err.Error(), w.notSupported) {
-				t.Errorf("%s: %v, want %q", name, err, w.notSupported)
-			}
-			continue
-		}
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
 		}
 		got := want{L: c.BlockLength, embDim: c.Embedder.Dim, emb: c.Embedder.Type, ratio: c.TokenDecoder.ExpansionRatio, dec: c.TokenDecoder.Decoding}
-		for _, p := range []struct {
-			d  *DecoderConfig
-			to *stack
-		}{{c.BlockDecoder, &got.bd}, {&c.TokenDecoder.DecoderConfig, &got.td}} {
-			*p.to = stack{p.d.Hidden, p.d.Heads, p.d.HeadDim, p.d.Intermediate, p.d.Layers}
+		got.bd = stack{c.BlockDecoder.Hidden, c.BlockDecoder.Heads, c.BlockDecoder.HeadDim, c.BlockDecoder.Intermediate, c.BlockDecoder.Layers}
+		tdFFN := "fill-in"
+		if t5 := c.TokenDecoder.T5; t5 != nil {
+			got.td, tdFFN = stack{t5.Hidden, t5.Heads, t5.HeadDim, t5.Intermediate, t5.Layers}, "yaml"
+		} else {
+			d := c.TokenDecoder.DecoderConfig
+			got.td = stack{d.Hidden, d.Heads, d.HeadDim, d.Intermediate, d.Layers}
 		}
 		if got != w {
 			t.Errorf("%s:\n got %+v\nwant %+v", name, got, w)
@@ -114,7 +117,7 @@ func TestReleasedConfigs(t *testing.T) {
 		if c.VocabSize != 50304 || c.Source == nil || c.Source.MaxLength != 2048 {
 			t.Errorf("%s: vocab %d, source %+v", name, c.VocabSize, c.Source)
 		}
-		if o := c.Origins; o["block_decoder.heads"] != "fill-in" || o["token_decoder.intermediate_size"] != "fill-in" || o["block_decoder.hidden_size"] != "yaml" {
+		if o := c.Origins; o["block_decoder.heads"] != "fill-in" || o["token_decoder.intermediate_size"] != tdFFN || o["block_decoder.hidden_size"] != "yaml" {
 			t.Errorf("%s: origins %v", name, o)
 		}
 	}
@@ -166,8 +169,20 @@ func TestPresets(t *testing.T) {
 	if c.Origins["block_decoder.heads"] != "fill-in" || c.Origins["block_decoder.layers"] != "preset" {
 		t.Errorf("origins %v", c.Origins)
 	}
+	// The ablation presets: the RoBERTa embedder's heads by the fill-in, the T5 decoder as stated.
+	p, _ = FindPreset("block_ablation_b4_85_cls_cross_attn")
+	c, err := p.Config()
+	if err != nil || c.Embedder.RoBERTa.Heads != 8 || c.TokenDecoder.T5.Heads != 12 || c.Origins["embedder.layers"] != "preset" ||
+		c.Origins["embedder.heads"] != "fill-in" || c.Origins["token_decoder.heads"] != "preset" {
+		t.Errorf("cls_cross_attn preset: %v %+v", err, c.Origins)
+	}
+	// RoBERTa 15,970,048 (its table 12,877,824), block decoder 42,528,768, T5 97,633,920 (its
+	// table 38,633,472).
+	if n := ParamCount(c); n != 156_132_736 {
+		t.Errorf("cls_cross_attn has %d weights, want 156,132,736", n)
+	}
 	// Flags on top of a preset: a new width gets the fill-in again, and the concat embedder follows.
-	c, err := Shape{Preset: "block_main_b4_5", Hidden: 512}.Config()
+	c, err = Shape{Preset: "block_main_b4_5", Hidden: 512}.Config()
 	if err != nil || c.BlockDecoder.Heads != 8 || c.BlockDecoder.HeadDim != 64 || c.BlockDecoder.Intermediate != 2048 || c.Embedder.Dim != 128 {
 		t.Errorf("b4_5 at hidden 512: %v %+v", err, c)
 	}
@@ -177,7 +192,7 @@ func TestPresets(t *testing.T) {
 	}{
 		{Shape{Block: true, Hidden: 1000, BlockLayers: 1, TokenLayers: 1}, "Hidden 1000: block_decoder.config states no num_attention_heads and the official fill-in fails: hidden_size 1000 is not a multiple of 64, the head size the official code gives this width (give Heads)"},
 		{Shape{Preset: "block_main_b4_5", Layers: 4}, "Layers 4: is for vanilla models; preset block_main_b4_5 is a block model (give BlockLayers and TokenLayers)"},
-		{Shape{Preset: "nope"}, "Preset \"nope\": want one of block_main_b4_5, block_main_b4_19, block_main_b4_85, block_main_b4_300, block_main_b4_800, block_main_b4_1.2b, block_megabyte_b4_5, block_megabyte_b4_19, block_megabyte_b4_85, vanilla_31, vanilla_70, vanilla_160, vanilla_410"},
+		{Shape{Preset: "nope"}, "Preset \"nope\": want one of block_main_b4_5, block_main_b4_19, block_main_b4_85, block_main_b4_300, block_main_b4_800, block_main_b4_1.2b, block_megabyte_b4_5, block_megabyte_b4_19, block_megabyte_b4_85, block_ablation_b4_85_roberta_prefix, block_ablation_b4_85_cls_sum, block_ablation_b4_85_cls_cross_attn, vanilla_31, vanilla_70, vanilla_160, vanilla_410"},
 	} {
 		var err error
 		if tc.s.Preset == "nope" {

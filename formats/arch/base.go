@@ -43,7 +43,9 @@ var inertKeys = map[string]bool{
 // read from a file is bounded before anything is allocated for it (and products of sizes cannot
 // overflow).
 var keyLimit = map[string]int{KeyLayers: MaxLayers, KeyHidden: MaxHidden, KeyHeads: MaxHeads, KeyIntermediate: MaxFFN,
-	KeyVocab: MaxVocab, KeyMaxPositions: MaxPositions}
+	KeyVocab: MaxVocab, KeyMaxPositions: MaxPositions, KeyTypeVocab: MaxVocab,
+	KeyT5Layers: MaxLayers, KeyDecoderLayers: MaxLayers, KeyDModel: MaxHidden, KeyDKV: MaxHidden, KeyDFF: MaxFFN, KeyT5Heads: MaxHeads,
+	KeyBuckets: MaxHidden, KeyMaxDistance: MaxPositions}
 
 // The bounds of a config's sizes.
 const (
@@ -130,9 +132,74 @@ func BaseModel(name string) (NeoXConfig, bool) {
 	return NeoXConfig{}, false
 }
 
+// The base models of the ablation configs' RoBERTa embedders and T5 token decoders: their public
+// config.json facts, and the class defaults where config.json is silent. A RoBERTa or T5 part
+// must name one of them (the official code builds it from that model's config, which btconvert
+// cannot read otherwise).
+var (
+	robertaBases = map[string]RobertaHF{
+		"roberta-base": {Layers: 12, Hidden: 768, Heads: 12, Intermediate: 3072, Vocab: 50265, MaxPositions: 514, TypeVocab: 1,
+			LayerNormEps: 1e-5, Act: "gelu", PositionType: "absolute", PadID: 1, BOSID: 0},
+	}
+	t5Bases = map[string]T5HF{
+		// num_decoder_layers is not in t5-small's config.json: T5Config sets it to num_layers when the
+		// config is loaded, before a YAML's keys are set (so setting num_layers later leaves it).
+		// No bos_token_id either.
+		"t5-small": {Hidden: 512, HeadDim: 64, Intermediate: 2048, Layers: 6, DecoderLayers: 6, Heads: 8, Buckets: 32, MaxDistance: 128,
+			LayerNormEps: 1e-6, FeedForward: "relu", Vocab: 32128, EOSID: 1, BOSID: -1, Tied: true},
+	}
+)
+
+// baseRoberta is the RobertaConfig of a base model by its model_name_or_path.
+func baseRoberta(name string) (RobertaHF, bool) {
+	c, ok := robertaBases[name]
+	if !ok {
+		return RobertaHF{}, false
+	}
+	c.Origin = map[string]Origin{}
+	for _, k := range robertaKeys {
+		c.Origin[k] = Origin{OriginBase, name}
+	}
+	return c, true
+}
+
+// baseT5 is the T5Config of a base model by its model_name_or_path.
+func baseT5(name string) (T5HF, bool) {
+	c, ok := t5Bases[name]
+	if !ok {
+		return T5HF{}, false
+	}
+	c.Origin = map[string]Origin{}
+	for _, k := range t5Keys {
+		c.Origin[k] = Origin{OriginBase, name}
+	}
+	return c, true
+}
+
+// names lists a table's keys, sorted.
+func names[T any](table map[string]T) []string {
+	var out []string
+	for k := range table {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // UnknownBase is the starting point when model_name_or_path is not in the table (or absent): the
 // GPTNeoXConfig defaults for the settings Pythia shares, and nothing for the shapes and heads.
 func UnknownBase() NeoXConfig { return neoxDefaults(Origin{OriginDefaults, "GPTNeoXConfig defaults"}) }
+
+// fields are the config's keys by the type of their values.
+func (c *NeoXConfig) fields() fields {
+	return fields{
+		ints: map[string]*int{KeyLayers: &c.Layers, KeyHidden: &c.Hidden, KeyHeads: &c.Heads,
+			KeyIntermediate: &c.Intermediate, KeyVocab: &c.Vocab, KeyMaxPositions: &c.MaxPositions},
+		floats: map[string]*float64{KeyRotaryPct: &c.RotaryPct, KeyRotaryBase: &c.RotaryBase, KeyLayerNormEps: &c.LayerNormEps},
+		strs:   map[string]*string{KeyAct: &c.Act},
+		bools:  map[string]*bool{KeyParallelResidual: &c.ParallelResidual},
+	}
+}
 
 // Set overrides one key as a config section does, recording origin. Unknown keys and values of the
 // wrong type are errors (their text names the key, not the file: the caller adds that).
@@ -140,40 +207,13 @@ func (c *NeoXConfig) Set(key string, v any, origin Origin) error {
 	if a, ok := keyAliases[key]; ok {
 		key = a
 	}
-	intKey := map[string]*int{KeyLayers: &c.Layers, KeyHidden: &c.Hidden, KeyHeads: &c.Heads,
-		KeyIntermediate: &c.Intermediate, KeyVocab: &c.Vocab, KeyMaxPositions: &c.MaxPositions}
-	floatKey := map[string]*float64{KeyRotaryPct: &c.RotaryPct, KeyRotaryBase: &c.RotaryBase, KeyLayerNormEps: &c.LayerNormEps}
+	ok, err := c.fields().set(key, v)
 	switch {
-	case intKey[key] != nil:
-		n, ok := asInt(v)
-		if !ok || n < 1 {
-			return fmt.Errorf("%s: %v is not a positive integer", key, v)
-		}
-		if n > keyLimit[key] {
-			return fmt.Errorf("%s: %d is out of range (at most %d)", key, n, keyLimit[key])
-		}
-		*intKey[key] = n
-	case floatKey[key] != nil:
-		f, ok := asFloat(v)
-		if !ok || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
-			return fmt.Errorf("%s: %v is not a non-negative number", key, v)
-		}
-		*floatKey[key] = f
-	case key == KeyParallelResidual:
-		b, ok := v.(bool)
-		if !ok {
-			return fmt.Errorf("%s: %v is not true or false", key, v)
-		}
-		c.ParallelResidual = b
-	case key == KeyAct:
-		s, ok := v.(string)
-		if !ok {
-			return fmt.Errorf("%s: %v is not a string", key, v)
-		}
-		c.Act = s
-	case inertKeys[key]:
+	case err != nil:
+		return err
+	case !ok && inertKeys[key]:
 		return checkInert(key, v)
-	default:
+	case !ok:
 		return fmt.Errorf("unknown key %q (not a GPTNeoXConfig setting)", key)
 	}
 	if c.Origin == nil {
@@ -235,59 +275,16 @@ func asFloat(v any) (float64, bool) {
 
 // Explain says where a key's value came from, e.g. "num_attention_heads 16 from
 // EleutherAI/pythia-410m-deduped".
-func (c *NeoXConfig) Explain(key string) string {
-	return fmt.Sprintf("%s %v from %s", key, c.value(key), c.Origin[key].From)
-}
+func (c *NeoXConfig) Explain(key string) string { return explainKey(c.fields().value, c.Origin, key) }
 
-func (c *NeoXConfig) value(key string) any {
-	switch key {
-	case KeyLayers:
-		return c.Layers
-	case KeyHidden:
-		return c.Hidden
-	case KeyHeads:
-		return c.Heads
-	case KeyIntermediate:
-		return c.Intermediate
-	case KeyVocab:
-		return c.Vocab
-	case KeyMaxPositions:
-		return c.MaxPositions
-	case KeyRotaryPct:
-		return c.RotaryPct
-	case KeyRotaryBase:
-		return c.RotaryBase
-	case KeyLayerNormEps:
-		return c.LayerNormEps
-	case KeyParallelResidual:
-		return c.ParallelResidual
-	case KeyAct:
-		return c.Act
-	}
-	return nil
-}
+func (c *NeoXConfig) origin(key string) Origin { return c.Origin[key] }
+
+// neoxKeys are a GPTNeoXConfig's architecture keys, in the order notes list them.
+var neoxKeys = []string{KeyLayers, KeyHidden, KeyHeads, KeyIntermediate, KeyVocab, KeyRotaryPct, KeyRotaryBase,
+	KeyLayerNormEps, KeyParallelResidual, KeyAct, KeyMaxPositions}
 
 // Summary lists every architecture key with its value, grouped by origin (for the manifest's notes).
-func (c *NeoXConfig) Summary() string {
-	byOrigin := map[string][]string{}
-	var origins []string
-	for _, k := range []string{KeyLayers, KeyHidden, KeyHeads, KeyIntermediate, KeyVocab, KeyRotaryPct, KeyRotaryBase,
-		KeyLayerNormEps, KeyParallelResidual, KeyAct, KeyMaxPositions} {
-		o := c.Origin[k].From
-		if o == "" {
-			continue
-		}
-		if byOrigin[o] == nil {
-			origins = append(origins, o)
-		}
-		byOrigin[o] = append(byOrigin[o], fmt.Sprintf("%s %v", k, c.value(k)))
-	}
-	var parts []string
-	for _, o := range origins {
-		parts = append(parts, strings.Join(byOrigin[o], ", ")+" from "+o)
-	}
-	return strings.Join(parts, "; ")
-}
+func (c *NeoXConfig) Summary() string { return summarize(c.fields().value, c.Origin, neoxKeys) }
 
 // Missing names the keys without a value (a base that is not in the table leaves the shapes and
 // the head count open).

@@ -5,6 +5,7 @@
 package arch
 
 import (
+	"encoding/json"
 	"fmt"
 )
 
@@ -48,11 +49,11 @@ const (
 	Vanilla Kind = "vanilla"
 )
 
-// EmbedderType is how the block embedder turns a block's token vectors into one vector.
+// EmbedderType is how the block embedder turns a block's vectors into one vector.
 type EmbedderType string
 
-// The embedders: concatenation of the token vectors, or that followed by a Linear (the official
-// Conv1d with kernel and stride L_B).
+// The embedders' projections: concatenation of the block's vectors, or that followed by a Linear
+// (the official Conv1d with kernel and stride the number of vectors).
 const (
 	Concat          EmbedderType = "concat"
 	ProjectionLayer EmbedderType = "projection_layer"
@@ -61,24 +62,76 @@ const (
 // Decoding is how the token decoder is given the block context.
 type Decoding string
 
-// The decodings: r expanded vectors prefixed to the block's tokens, or (MEGABYTE-style) one added
-// to each input token.
+// The decodings: r expanded vectors prefixed to the block's tokens, (MEGABYTE-style) one added
+// to each input token, or (a T5 token decoder) all r attended to by every layer.
 const (
-	Prefix    Decoding = "prefix"
-	Summation Decoding = "summation"
+	Prefix         Decoding = "prefix"
+	Summation      Decoding = "summation"
+	CrossAttention Decoding = "cross_attention"
 )
 
-// EmbedderConfig is the block embedder.
+// EmbedderConfig is the block embedder: the vectors of a block (the rows of a lookup table for its
+// tokens, or a RoBERTa encoder's outputs) are concatenated, then (projection_layer) go through one
+// Linear.
 type EmbedderConfig struct {
 	Type EmbedderType `json:"type"`
-	Dim  int          `json:"dim"` // width of one token vector
+	Dim  int          `json:"dim"` // width of one vector: the table's, or the encoder's hidden size
+	// RoBERTa is the encoder of a roberta or roberta_cls embedder (nil: the lookup embedder).
+	RoBERTa *RobertaConfig `json:"roberta,omitempty"`
 }
 
-// TokenDecoderConfig adds the block-context expansion to a decoder stack.
+// Class is the official embedder class: lookup, roberta or roberta_cls.
+func (e *EmbedderConfig) Class() string {
+	if e.RoBERTa == nil {
+		return clsLookup
+	}
+	return e.RoBERTa.Class()
+}
+
+// Vectors is how many vectors of width Dim make up the embedding of a block of L tokens.
+func (e *EmbedderConfig) Vectors(L int) int {
+	if e.RoBERTa == nil {
+		return L
+	}
+	return e.RoBERTa.Outputs(L)
+}
+
+// TokenDecoderConfig adds the block-context expansion to a decoder stack: a GPT-NeoX one, or
+// (T5 set, cross_attention decoding) a T5 one, and then the GPT-NeoX fields are unused.
 type TokenDecoderConfig struct {
 	DecoderConfig
-	ExpansionRatio int      `json:"expansion_ratio"`
-	Decoding       Decoding `json:"decoding"`
+	ExpansionRatio int       `json:"expansion_ratio"`
+	Decoding       Decoding  `json:"decoding"`
+	T5             *T5Config `json:"t5,omitempty"`
+}
+
+// Width is the token decoder's hidden size (the width of each expanded vector).
+func (t *TokenDecoderConfig) Width() int {
+	if t.T5 != nil {
+		return t.T5.Hidden
+	}
+	return t.Hidden
+}
+
+// Class is the official token decoder class: gpt-neo-x or t5.
+func (t *TokenDecoderConfig) Class() string {
+	if t.T5 != nil {
+		return clsT5
+	}
+	return clsNeoX
+}
+
+// MarshalJSON writes a T5 token decoder without the unused GPT-NeoX fields.
+func (t TokenDecoderConfig) MarshalJSON() ([]byte, error) {
+	type plain TokenDecoderConfig // without this method
+	if t.T5 == nil {
+		return json.Marshal(plain(t))
+	}
+	return json.Marshal(struct {
+		T5             *T5Config `json:"t5"`
+		ExpansionRatio int       `json:"expansion_ratio"`
+		Decoding       Decoding  `json:"decoding"`
+	}{t.T5, t.ExpansionRatio, t.Decoding})
 }
 
 // Config is our config.json: the complete architecture, nothing left to defaults.
@@ -204,44 +257,73 @@ func (c *Config) Validate() error {
 		if c.TokenDecoder == nil {
 			return fmt.Errorf("token_decoder is missing")
 		}
-		if err := dec("token_decoder", &c.TokenDecoder.DecoderConfig); err != nil {
+		td := c.TokenDecoder
+		if td.T5 == nil {
+			if err := dec("token_decoder", &td.DecoderConfig); err != nil {
+				return err
+			}
+		} else if err := td.T5.validate(c.VocabSize); err != nil {
 			return err
 		}
 		if c.BlockLength < 1 || c.Embedder == nil {
 			return fmt.Errorf("block_length and embedder are required for a block model")
 		}
-		if c.BlockLength > MaxBlockLength || c.TokenDecoder.ExpansionRatio > MaxRatio || c.Embedder.Dim > MaxHidden || c.Embedder.Dim < 0 {
+		if c.BlockLength > MaxBlockLength || td.ExpansionRatio > MaxRatio || c.Embedder.Dim > MaxHidden || c.Embedder.Dim < 0 {
 			return fmt.Errorf("block_length (at most %d), expansion_ratio (%d) or the embedder's dim (%d) is out of range", MaxBlockLength, MaxRatio, MaxHidden)
 		}
-		D := c.BlockDecoder.Hidden
-		switch c.Embedder.Type {
-		case Concat:
-			if c.Embedder.Dim*c.BlockLength != D {
-				return fmt.Errorf("concat embedder: dim %d x block_length %d != block decoder hidden %d", c.Embedder.Dim, c.BlockLength, D)
-			}
-		case ProjectionLayer:
-			if c.Embedder.Dim < 1 {
-				return fmt.Errorf("projection_layer embedder: dim must be positive")
-			}
-		default:
-			return fmt.Errorf("embedder type %q (want concat or projection_layer)", c.Embedder.Type)
+		if err := c.validateEmbedder(); err != nil {
+			return err
 		}
-		td := c.TokenDecoder
-		switch td.Decoding {
-		case Prefix:
+		switch {
+		case td.Decoding == Prefix || td.Decoding == CrossAttention:
 			if td.ExpansionRatio < 1 {
 				return fmt.Errorf("token_decoder: expansion_ratio must be positive")
 			}
-		case Summation:
+		case td.Decoding == Summation:
 			if td.ExpansionRatio != c.BlockLength {
 				return fmt.Errorf("token_decoder: summation decoding needs expansion_ratio = block_length (%d), got %d", c.BlockLength, td.ExpansionRatio)
 			}
 		default:
-			return fmt.Errorf("token_decoder: decoding %q (want prefix or summation)", td.Decoding)
+			return fmt.Errorf("token_decoder: decoding %q (want prefix, summation or cross_attention)", td.Decoding)
+		}
+		switch {
+		case (td.T5 != nil) != (td.Decoding == CrossAttention):
+			return fmt.Errorf("token_decoder: %s decoding with a %s token decoder (cross_attention is T5's, prefix and summation GPT-NeoX's)", td.Decoding, td.Class())
+		case td.T5 != nil && (c.BOSTokenID != td.T5.BOSTokenID || c.EOSTokenID != td.T5.EOSTokenID):
+			return fmt.Errorf("bos_token_id %d and eos_token_id %d disagree with the T5 token decoder's %d and %d", c.BOSTokenID, c.EOSTokenID, td.T5.BOSTokenID, td.T5.EOSTokenID)
 		}
 		return nil
 	}
 	return fmt.Errorf("kind %q (want block or vanilla)", c.Kind)
+}
+
+// validateEmbedder checks the embedder against the block decoder it feeds.
+func (c *Config) validateEmbedder() error {
+	e, D, L := c.Embedder, c.BlockDecoder.Hidden, c.BlockLength
+	K := e.Vectors(L)
+	switch e.Type {
+	case Concat:
+		if e.Dim*K != D {
+			return fmt.Errorf("concat embedder: dim %d x %d vectors != block decoder hidden %d", e.Dim, K, D)
+		}
+	case ProjectionLayer:
+		if e.Dim < 1 {
+			return fmt.Errorf("projection_layer embedder: dim must be positive")
+		}
+	default:
+		return fmt.Errorf("embedder type %q (want concat or projection_layer)", e.Type)
+	}
+	if e.RoBERTa == nil {
+		return nil
+	}
+	if err := e.RoBERTa.validate(e.Dim, L, c.VocabSize); err != nil {
+		return err
+	}
+	if c.PadTokenID != e.RoBERTa.PadTokenID {
+		// Prompts are padded as the official code pads them: with the embedder's pad id.
+		return fmt.Errorf("pad_token_id %d disagrees with the RoBERTa embedder's %d", c.PadTokenID, e.RoBERTa.PadTokenID)
+	}
+	return nil
 }
 
 // Describe is a one-line summary of the architecture.
@@ -252,15 +334,31 @@ func (c *Config) Describe() string {
 	if !c.IsBlock() {
 		return fmt.Sprintf("vanilla GPT-NeoX: %s, V=%d", stack(c.Decoder), c.VocabSize)
 	}
+	emb := string(c.Embedder.Type)
+	if r := c.Embedder.RoBERTa; r != nil {
+		emb = fmt.Sprintf("%s (%d layers D=%d (%d heads x %d, FFN %d)", r.Class(), r.Layers, c.Embedder.Dim, r.Heads, r.HeadDim, r.Intermediate)
+		if r.CLSTokens > 0 {
+			emb += fmt.Sprintf(", %d CLS", r.CLSTokens)
+		}
+		emb += ") " + string(c.Embedder.Type)
+	}
+	td := stack(&c.TokenDecoder.DecoderConfig)
+	if t := c.TokenDecoder.T5; t != nil {
+		td = fmt.Sprintf("T5 %d layers d=%d (%d heads x %d, FFN %d)", t.Layers, t.Hidden, t.Heads, t.HeadDim, t.Intermediate)
+	}
 	return fmt.Sprintf("Block Transformer: L_B=%d, %s embedder, block decoder %s, token decoder %s, %s decoding r=%d, V=%d",
-		c.BlockLength, c.Embedder.Type, stack(c.BlockDecoder), stack(&c.TokenDecoder.DecoderConfig),
-		c.TokenDecoder.Decoding, c.TokenDecoder.ExpansionRatio, c.VocabSize)
+		c.BlockLength, emb, stack(c.BlockDecoder), td, c.TokenDecoder.Decoding, c.TokenDecoder.ExpansionRatio, c.VocabSize)
 }
 
-// Stacks returns the model's GPT-NeoX stacks by component, in file order.
+// Stacks returns the model's GPT-NeoX stacks by component, in file order (a T5 token decoder is
+// not one).
 func (c *Config) Stacks() map[string]*DecoderConfig {
-	if c.IsBlock() {
-		return map[string]*DecoderConfig{BlockDecoder: c.BlockDecoder, TokenDecoder: &c.TokenDecoder.DecoderConfig}
+	if !c.IsBlock() {
+		return map[string]*DecoderConfig{Decoder: c.Decoder}
 	}
-	return map[string]*DecoderConfig{Decoder: c.Decoder}
+	out := map[string]*DecoderConfig{BlockDecoder: c.BlockDecoder}
+	if c.TokenDecoder.T5 == nil {
+		out[TokenDecoder] = &c.TokenDecoder.DecoderConfig
+	}
+	return out
 }

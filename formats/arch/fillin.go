@@ -39,12 +39,19 @@ func OfficialHeads(hidden int) (int, error) {
 func fillIn(settings []Setting, sec Section) ([]Setting, error) {
 	stated := map[string]bool{}
 	hidden, hiddenOK := 0, false
+	var kept []Setting
 	for _, s := range settings {
-		stated[canonicalKey(s.Key)] = true
+		key := canonicalKey(s.Key)
+		if s.Value == nil && (key == KeyHeads || key == KeyIntermediate) {
+			continue // null: what the fill-in gives (the official code checks for None)
+		}
+		kept = append(kept, s)
+		stated[key] = true
 		if s.Key == KeyHidden {
 			hidden, hiddenOK = asInt(s.Value)
 		}
 	}
+	settings = kept
 	if stated[KeyHeads] && stated[KeyIntermediate] {
 		return settings, nil
 	}

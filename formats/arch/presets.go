@@ -9,11 +9,13 @@ import (
 	"github.com/btconvert/btconvert/errs"
 )
 
-// Presets are the official configs init builds by name: the paper's main and MEGABYTE Block models
-// and the vanilla baselines, resolved exactly as an import of their YAML is.
+// Presets are the official configs init builds by name: the paper's main and MEGABYTE Block
+// models, the ablations with RoBERTa embedders and a T5 token decoder, and the vanilla baselines,
+// resolved exactly as an import of their YAML is.
 var Presets = []string{
 	"block_main_b4_5", "block_main_b4_19", "block_main_b4_85", "block_main_b4_300", "block_main_b4_800", "block_main_b4_1.2b",
 	"block_megabyte_b4_5", "block_megabyte_b4_19", "block_megabyte_b4_85",
+	"block_ablation_b4_85_roberta_prefix", "block_ablation_b4_85_cls_sum", "block_ablation_b4_85_cls_cross_attn",
 	"vanilla_31", "vanilla_70", "vanilla_160", "vanilla_410",
 }
 
@@ -88,15 +90,15 @@ func (s Shape) spec() (*BlockSpec, *VanillaSpec, error) {
 		van = &VanillaSpec{File: "init flags", Kind: OriginFlags, Base: DefaultBase}
 	}
 	set := func(st *StackSpec, layers int) {
-		if s.Base != "" {
+		keys := []string{KeyLayers, KeyHidden, KeyHeads, KeyIntermediate, KeyVocab}
+		if st.Cls == clsT5 { // T5Config's own keys (t5-small stays its base)
+			keys = []string{KeyDecoderLayers, KeyDModel, KeyT5Heads, KeyDFF, KeyVocab}
+		} else if s.Base != "" {
 			st.Base = s.Base
 		}
-		for _, kv := range []struct {
-			key string
-			v   int
-		}{{KeyLayers, layers}, {KeyHidden, s.Hidden}, {KeyHeads, s.Heads}, {KeyIntermediate, s.FFN}, {KeyVocab, s.Vocab}} {
-			if kv.v != 0 {
-				st.Settings = append(slices.Clip(st.Settings), Setting{Key: kv.key, Value: kv.v, Origin: flagsOrigin})
+		for i, v := range []int{layers, s.Hidden, s.Heads, s.FFN, s.Vocab} {
+			if v != 0 {
+				st.Settings = append(slices.Clip(st.Settings), Setting{Key: keys[i], Value: v, Origin: flagsOrigin})
 			}
 		}
 	}
@@ -123,7 +125,20 @@ func (s Shape) spec() (*BlockSpec, *VanillaSpec, error) {
 	}
 	set(&blk.BlockDecoder, s.BlockLayers)
 	set(&blk.TokenDecoder.StackSpec, s.TokenLayers)
-	if s.Vocab != 0 {
+	roberta := blk.Embedder.Cls == clsRoberta || blk.Embedder.Cls == clsRobertaCLS
+	if roberta {
+		// The encoder keeps its own width and layers; the vocabulary and EmbedderDim reach it as
+		// keys of its config (the fill-in then gives the heads and FFN of a new width).
+		for _, kv := range []struct {
+			key string
+			v   int
+		}{{KeyVocab, s.Vocab}, {KeyHidden, s.EmbedderDim}} {
+			if kv.v != 0 {
+				blk.Embedder.Settings = append(slices.Clip(blk.Embedder.Settings), Setting{Key: kv.key, Value: kv.v, Origin: flagsOrigin})
+			}
+		}
+	}
+	if s.Vocab != 0 && !roberta {
 		blk.Embedder.Vocab = s.Vocab
 	}
 	if s.BlockLength != 0 {
@@ -132,10 +147,10 @@ func (s Shape) spec() (*BlockSpec, *VanillaSpec, error) {
 	if s.ExpansionRatio != 0 {
 		blk.TokenDecoder.ExpansionRatio = s.ExpansionRatio
 	}
-	if s.Hidden != 0 || s.BlockLength != 0 {
+	if (s.Hidden != 0 || s.BlockLength != 0) && !roberta {
 		blk.Embedder.Hidden = 0 // the concat embedder follows the width and block length
 	}
-	if s.EmbedderDim != 0 {
+	if s.EmbedderDim != 0 && !roberta {
 		blk.Embedder.Hidden = s.EmbedderDim
 	}
 	return blk, nil, nil

@@ -10,8 +10,8 @@ import (
 // The configs of the official repository (conf/trainer/NAME.yaml), by name, with the values each
 // states. The official download folders hold only checkpoint-N/model.safetensors, so a user names
 // the config instead of giving its YAML. Every Block config names pythia-410m-deduped as the base
-// of both decoders, states only layers and width in their config sections (the fill-in does the
-// rest), max_length 2048 and precision bf16.
+// of its GPT-NeoX decoders, states only layers and width in their config sections (the fill-in
+// does the rest), max_length 2048 and precision bf16.
 
 // releasedBlock is one Block config: what its YAML states.
 type releasedBlock struct {
@@ -19,8 +19,11 @@ type releasedBlock struct {
 	blockLength      int
 	embCls, embProj  string // "" : lookup, concat
 	embHidden        int
+	embLayers        int // RoBERTa embedders (based on roberta-base): layers, beside width and vocabulary
+	nCLS             int // roberta_cls: n_cls_tokens
 	bdLayers, bdD    int
 	tdLayers, tdD    int
+	tdHeads, tdFFN   int    // a T5 token decoder (based on t5-small) states them too
 	ratio            int    // 0: not stated
 	decoding         string // prefix, summation or cross_attention
 	tdCls            string // "" : gpt-neo-x
@@ -50,9 +53,11 @@ var releasedBlocks = []releasedBlock{
 	// Ablations.
 	{name: "block_vanilla_ablation_b1_85", blockLength: 1, embHidden: 768, bdLayers: 6, bdD: 768, tdLayers: 6, tdD: 768, ratio: 1, decoding: "prefix"},
 	{name: "block_ablation_b4_85_lookup_prefix", blockLength: 4, embHidden: 192, bdLayers: 6, bdD: 768, tdLayers: 6, tdD: 768, ratio: 1, decoding: "prefix"},
-	{name: "block_ablation_b4_85_roberta_prefix", blockLength: 4, embCls: "roberta", embHidden: 256, bdLayers: 6, bdD: 768, tdLayers: 6, tdD: 768, ratio: 1, decoding: "prefix"},
-	{name: "block_ablation_b4_85_cls_sum", blockLength: 4, embCls: "roberta_cls", embHidden: 256, bdLayers: 6, bdD: 768, tdLayers: 6, tdD: 768, decoding: "summation"},
-	{name: "block_ablation_b4_85_cls_cross_attn", blockLength: 4, embCls: "roberta_cls", embHidden: 256, bdLayers: 6, bdD: 768, tdLayers: 6, tdD: 768, decoding: "cross_attention", tdCls: "t5"},
+	// RoBERTa embedders (a null projection_method: the projection layer) and a T5 token decoder.
+	{name: "block_ablation_b4_85_roberta_prefix", blockLength: 4, embCls: "roberta", embHidden: 256, embLayers: 3, bdLayers: 6, bdD: 768, tdLayers: 6, tdD: 768, ratio: 1, decoding: "prefix"},
+	{name: "block_ablation_b4_85_cls_sum", blockLength: 4, embCls: "roberta_cls", embHidden: 256, embLayers: 3, nCLS: 3, bdLayers: 6, bdD: 768, tdLayers: 6, tdD: 768, decoding: "summation"},
+	{name: "block_ablation_b4_85_cls_cross_attn", blockLength: 4, embCls: "roberta_cls", embHidden: 256, embLayers: 3, nCLS: 3, bdLayers: 6, bdD: 768,
+		tdLayers: 6, tdD: 768, tdHeads: 12, tdFFN: 3072, decoding: "cross_attention", tdCls: "t5"},
 }
 
 // releasedVanilla is one vanilla config: its base model and the keys of model_config.
@@ -68,8 +73,14 @@ var releasedVanillas = []releasedVanilla{
 	{name: "vanilla_410", base: "EleutherAI/pythia-410m-deduped"},
 }
 
-// DefaultBase is the base model every released Block Transformer config names.
-const DefaultBase = "EleutherAI/pythia-410m-deduped"
+// DefaultBase is the base model every released Block Transformer config names for its GPT-NeoX
+// decoders; the ablations name robertaBase for their RoBERTa embedders and t5Base for their T5
+// token decoder.
+const (
+	DefaultBase = "EleutherAI/pythia-410m-deduped"
+	robertaBase = "roberta-base"
+	t5Base      = "t5-small"
+)
 
 // ReleasedNames lists the official config names, Block configs first.
 func ReleasedNames() []string {
@@ -111,8 +122,13 @@ func Released(name string, kind OriginKind) (block *BlockSpec, vanilla *VanillaS
 		if s.Embedder.Cls == clsLookup && s.Embedder.ProjectionMethod == "" {
 			s.Embedder.ProjectionMethod = string(Concat)
 		}
-		if r.tdCls != "" {
-			s.TokenDecoder.Cls = r.tdCls
+		if r.embLayers != 0 {
+			s.Embedder.Base, s.Embedder.Hidden, s.Embedder.Vocab, s.Embedder.CLSTokens = robertaBase, 0, 0, r.nCLS
+			s.Embedder.Settings = []Setting{{Key: KeyLayers, Value: r.embLayers}, {Key: KeyHidden, Value: r.embHidden}, {Key: KeyVocab, Value: 50304}}
+		}
+		if r.tdCls == clsT5 {
+			s.TokenDecoder.StackSpec = StackSpec{Cls: clsT5, Base: t5Base, Settings: []Setting{{Key: KeyDModel, Value: r.tdD}, {Key: KeyDFF, Value: r.tdFFN},
+				{Key: KeyT5Layers, Value: r.tdLayers}, {Key: KeyDecoderLayers, Value: r.tdLayers}, {Key: KeyT5Heads, Value: r.tdHeads}, {Key: KeyVocab, Value: 50304}}}
 		}
 		return s, nil, nil
 	}

@@ -115,6 +115,63 @@ func ResolveStack(st StackSpec, sec Section, block bool, heads int, shapes map[s
 	return &c, nil
 }
 
+// knownBase is the error for a RoBERTa or T5 part whose base model is not in the table.
+func knownBase(sec Section, base string, known []string) error {
+	if base == "" {
+		return fmt.Errorf("%s.model_name_or_path is not stated: the official code builds the %s from that model's config (btconvert knows %s)",
+			sec.Stack, sec.Stack, strings.Join(known, ", "))
+	}
+	return fmt.Errorf("%s.model_name_or_path %q is not a base model btconvert knows (%s): the official code builds the %s from that model's config",
+		sec.Stack, base, strings.Join(known, ", "), sec.Stack)
+}
+
+// ResolveRoberta builds a RoBERTa embedder's HF config as the official code does: the official
+// fill-in (heads and FFN from the width), then the base model's config, then every setting on top.
+func ResolveRoberta(base string, settings []Setting, sec Section) (*RobertaHF, error) {
+	c, known := baseRoberta(base)
+	if !known {
+		return nil, knownBase(sec, base, names(robertaBases))
+	}
+	settings, err := fillIn(settings, sec)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range settings {
+		o := s.Origin
+		if o.Kind == "" {
+			o = sec.origin()
+		}
+		if err := c.Set(s.Key, s.Value, o); err != nil {
+			return nil, fmt.Errorf("%s: %v", sec.Keys, err)
+		}
+	}
+	return &c, nil
+}
+
+// ResolveT5 builds a T5 token decoder's HF config as the official code does: the base model's
+// config with every setting on top (T5 parts get no fill-in). heads > 0 is a head count the caller
+// gives: it must agree.
+func ResolveT5(st StackSpec, sec Section, heads int) (*T5HF, error) {
+	c, known := baseT5(st.Base)
+	if !known {
+		return nil, knownBase(sec, st.Base, names(t5Bases))
+	}
+	for _, s := range st.Settings {
+		o := s.Origin
+		if o.Kind == "" {
+			o = sec.origin()
+		}
+		if err := c.Set(s.Key, s.Value, o); err != nil {
+			return nil, fmt.Errorf("%s: %v", sec.Keys, err)
+		}
+	}
+	if heads > 0 && heads != c.Heads {
+		return nil, fmt.Errorf("%s: %s; {Heads} %d disagrees (the official code builds %d heads from this config)",
+			sec.Stack, c.Explain(KeyT5Heads), heads, c.Heads)
+	}
+	return &c, nil
+}
+
 // FromShapesWithHeads is a stack read off the weights alone: everything but the head count, which
 // heads gives.
 func FromShapesWithHeads(shapes map[string]int, heads int) *NeoXConfig {
@@ -129,11 +186,18 @@ func FromShapesWithHeads(shapes map[string]int, heads int) *NeoXConfig {
 // TokenIDs are the special ids a vanilla config names.
 type TokenIDs struct{ Pad, BOS, EOS int }
 
-// BlockParts are the settings of a block model outside its two decoders, each with its origin.
+// BlockParts are the settings of a block model outside its two GPT-NeoX decoders, each with its
+// origin, and the resolved HF configs of its other parts.
 type BlockParts struct {
-	Embedder       EmbedderConfig
+	Embedder       EmbedderConfig // the lookup embedder's; a RoBERTa embedder's Type only
 	EmbedderOrigin Origin
 	EmbedderVocab  int // 0: unsaid; else must agree with the token decoder's vocabulary
+	// RoBERTa is a RoBERTa embedder's config (nil: the lookup embedder), with its CLS tokens
+	// (roberta_cls; 0 for roberta).
+	RoBERTa        *RobertaHF
+	CLSTokens      int
+	CLSOrigin      Origin
+	T5             *T5HF // a T5 token decoder's config (nil: GPT-NeoX)
 	BlockLength    int
 	LengthOrigin   Origin
 	ExpansionRatio int
@@ -142,29 +206,52 @@ type BlockParts struct {
 	DecodingOrigin Origin
 }
 
-// BlockConfig assembles a Block Transformer config from its two resolved decoders and the other
-// settings, recording where every value came from in prov and in the config's Origins.
+// BlockConfig assembles a Block Transformer config from its resolved block decoder, token decoder
+// (tdC, or p.T5 for a T5 one) and the other parts, recording where every value came from in prov
+// and in the config's Origins.
 func BlockConfig(bdC, tdC *NeoXConfig, p BlockParts, prov Provenance) (*Config, error) {
 	bd, err := bdC.Decoder()
 	if err != nil {
 		return nil, fmt.Errorf("block_decoder: %v", err)
 	}
-	tdd, err := tdC.Decoder()
-	if err != nil {
-		return nil, fmt.Errorf("token_decoder: %v", err)
+	td := &TokenDecoderConfig{ExpansionRatio: p.ExpansionRatio, Decoding: p.Decoding}
+	var vocab explained
+	V := 0
+	if p.T5 != nil {
+		t, err := p.T5.decoder()
+		if err != nil {
+			return nil, err
+		}
+		td.T5, vocab, V = &t, p.T5, p.T5.Vocab
+	} else {
+		if td.DecoderConfig, err = tdC.Decoder(); err != nil {
+			return nil, fmt.Errorf("token_decoder: %v", err)
+		}
+		vocab, V = tdC, tdC.Vocab
 	}
-	if p.EmbedderVocab != 0 && p.EmbedderVocab != tdC.Vocab {
-		return nil, fmt.Errorf("embedder vocab_size %d disagrees with the token decoder's %s", p.EmbedderVocab, tdC.Explain(KeyVocab))
+	if p.EmbedderVocab != 0 && p.EmbedderVocab != V {
+		return nil, fmt.Errorf("embedder vocab_size %d disagrees with the token decoder's %s", p.EmbedderVocab, vocab.Explain(KeyVocab))
 	}
 	emb := p.Embedder
-	cfg := &Config{Format: FormatName, FormatVersion: FormatVersion, Kind: Block, VocabSize: tdC.Vocab,
-		BlockLength: p.BlockLength, Embedder: &emb, BlockDecoder: &bd,
-		TokenDecoder: &TokenDecoderConfig{DecoderConfig: tdd, ExpansionRatio: p.ExpansionRatio, Decoding: p.Decoding}}
+	cfg := &Config{Format: FormatName, FormatVersion: FormatVersion, Kind: Block, VocabSize: V,
+		BlockLength: p.BlockLength, Embedder: &emb, BlockDecoder: &bd, TokenDecoder: td}
 	origins := map[string]string{}
-	for comp, c := range map[string]*NeoXConfig{BlockDecoder: bdC, TokenDecoder: tdC} {
-		recordStack(comp, c, prov, origins)
+	recordStack(BlockDecoder, bdC, prov, origins)
+	if tdC != nil {
+		recordStack(TokenDecoder, tdC, prov, origins)
 	}
-	prov[KeyVocab] = explain(tdC, KeyVocab)
+	prov[KeyVocab] = explain(vocab, KeyVocab)
+	if r := p.RoBERTa; r != nil {
+		if r.Vocab != V {
+			return nil, fmt.Errorf("embedder: %s disagrees with the token decoder's %s", r.Explain(KeyVocab), vocab.Explain(KeyVocab))
+		}
+		enc, err := r.encoder(p.CLSTokens)
+		if err != nil {
+			return nil, err
+		}
+		emb.RoBERTa, emb.Dim, p.EmbedderOrigin = &enc, r.Hidden, r.Origin[KeyHidden]
+		cfg.PadTokenID = enc.PadTokenID
+	}
 	for _, v := range []struct {
 		key, origin string // the Provenance key (what TensorSpec.Dims name), the Origins key
 		val         any
@@ -175,6 +262,28 @@ func BlockConfig(bdC, tdC *NeoXConfig, p BlockParts, prov Provenance) (*Config, 
 		{"embedder." + KeyHidden, "embedder.dim", emb.Dim, p.EmbedderOrigin}} {
 		prov[v.key] = fmt.Sprintf("%s %v from %s", v.key, v.val, v.o.From)
 		origins[v.origin] = string(v.o.Kind)
+	}
+	if r := p.RoBERTa; r != nil {
+		recordHF(Embedder, r, robertaKeys, prov)
+		for name, k := range map[string]string{"layers": KeyLayers, "heads": KeyHeads, "head_dim": KeyHeads, "intermediate_size": KeyIntermediate,
+			"max_position_embeddings": KeyMaxPositions, "layer_norm_eps": KeyLayerNormEps, "pad_token_id": KeyPadID, "bos_token_id": KeyBOSID} {
+			origins[Embedder+"."+name] = string(r.Origin[k].Kind)
+		}
+		if p.CLSTokens > 0 {
+			prov["embedder.n_cls_tokens"] = fmt.Sprintf("embedder.n_cls_tokens %d from %s", p.CLSTokens, p.CLSOrigin.From)
+			origins[Embedder+".n_cls_tokens"] = string(p.CLSOrigin.Kind)
+		}
+	}
+	if t := p.T5; t != nil {
+		recordHF(TokenDecoder, t, t5Keys, prov)
+		bos, bosOrigin := t.bos()
+		prov[TokenDecoder+"."+KeyBOSID] = fmt.Sprintf("%s.%s %d from %s", TokenDecoder, KeyBOSID, bos, bosOrigin.From)
+		for name, k := range map[string]string{"hidden_size": KeyDModel, "heads": KeyT5Heads, "head_dim": KeyDKV, "intermediate_size": KeyDFF,
+			"layers": KeyDecoderLayers, KeyBuckets: KeyBuckets, KeyMaxDistance: KeyMaxDistance, "layer_norm_eps": KeyT5Eps, "eos_token_id": KeyEOSID} {
+			origins[TokenDecoder+"."+name] = string(t.Origin[k].Kind)
+		}
+		origins[TokenDecoder+".bos_token_id"] = string(bosOrigin.Kind)
+		cfg.BOSTokenID, cfg.EOSTokenID = td.T5.BOSTokenID, td.T5.EOSTokenID
 	}
 	cfg.Origins = origins
 	if err := cfg.Validate(); err != nil {
@@ -211,15 +320,6 @@ func recordStack(comp string, c *NeoXConfig, prov Provenance, origins map[string
 		origins[comp+"."+name] = string(c.Origin[k].Kind)
 	}
 	origins[comp+".head_dim"] = string(c.Origin[KeyHeads].Kind)
-}
-
-// explain is Explain, saying so when the official code takes the value from the same place (so a
-// weight that disagrees with it was not made with this config).
-func explain(c *NeoXConfig, key string) string {
-	if c.Origin[key].official() {
-		return c.Explain(key) + ", as the official code resolves this config"
-	}
-	return c.Explain(key)
 }
 
 // NewSource keeps a YAML's provenance settings (nil when it had none).

@@ -10,20 +10,27 @@ import (
 // the architecture, before anything is filled in. Resolve turns it into our Config the way the
 // official code builds its model from the YAML; this is the one place where that happens.
 
-// StackSpec is one GPT-NeoX decoder of a YAML: its class, the base model it names and the keys
-// its config section sets, in order.
+// StackSpec is one decoder of a YAML: its class, the base model it names and the keys its
+// config section sets, in order.
 type StackSpec struct {
-	Cls      string // "gpt-neo-x" ("" is taken as it)
+	Cls      string // "gpt-neo-x" ("" is taken as it) or, a token decoder, "t5"
 	Base     string // model_name_or_path
 	Settings []Setting
 }
 
 // EmbedderSpec is the embedder of a Block YAML.
 type EmbedderSpec struct {
-	Cls              string // "lookup" ("" is taken as it)
-	ProjectionMethod string // "concat" ("" or null) or "projection_layer"
-	Hidden, Vocab    int    // 0: unsaid
-	EmbeddingTokens  int    // n_embedding_tokens; 0: unsaid (1)
+	Cls  string // "lookup" ("" is taken as it), "roberta" or "roberta_cls"
+	Base string // model_name_or_path (the RoBERTa embedders')
+	// ProjectionMethod is "concat" or "projection_layer"; "" (null) is concat for the lookup
+	// embedder and projection_layer for the RoBERTa ones, as the official classes take it.
+	ProjectionMethod string
+	Hidden, Vocab    int // the lookup embedder's config (0: unsaid; Settings may state them)
+	EmbeddingTokens  int // n_embedding_tokens; 0: unsaid (1)
+	CLSTokens        int // n_cls_tokens (roberta_cls); 0: unsaid (1)
+	// Settings are the keys of the config section, in order: the RoBERTa embedders' whole
+	// RobertaConfig; the lookup embedder's hidden_size and vocab_size.
+	Settings []Setting
 }
 
 // TokenSpec is the token decoder of a Block YAML.
@@ -63,13 +70,16 @@ type VanillaSpec struct {
 
 // Supported classes.
 const (
-	clsLookup = "lookup"
-	clsNeoX   = "gpt-neo-x"
+	clsLookup     = "lookup"
+	clsRoberta    = "roberta"
+	clsRobertaCLS = "roberta_cls"
+	clsNeoX       = "gpt-neo-x"
+	clsT5         = "t5"
 )
 
-// notYet is the message for the official classes btconvert does not run yet.
+// notYet is the message for the official classes and settings btconvert does not run yet.
 func notYet(what string) error {
-	return fmt.Errorf("%s is not supported yet (btconvert runs lookup embedders with gpt-neo-x decoders and prefix or summation decoding)", what)
+	return fmt.Errorf("%s is not supported yet (btconvert runs lookup, roberta and roberta_cls embedders, gpt-neo-x decoders with prefix or summation decoding, and t5 token decoders with cross_attention decoding)", what)
 }
 
 func (s *BlockSpec) origin() Origin { return Section{File: s.File, Kind: s.Kind}.origin() }
@@ -83,20 +93,24 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 		return nil, nil, fmt.Errorf("{Heads} %s: give one head count, or the block decoder's and the token decoder's", heads)
 	}
 	switch s.Embedder.Cls {
-	case "", clsLookup:
-	case "roberta", "roberta_cls":
-		return nil, nil, notYet("embedder.cls " + s.Embedder.Cls)
+	case "", clsLookup, clsRoberta, clsRobertaCLS:
 	default:
 		return nil, nil, fmt.Errorf("embedder.cls %q is not an embedder of the official code (lookup, roberta or roberta_cls)", s.Embedder.Cls)
 	}
-	for stack, cls := range map[string]string{BlockDecoder: s.BlockDecoder.Cls, TokenDecoder: s.TokenDecoder.Cls} {
-		switch cls {
-		case "", clsNeoX:
-		case "t5", "gpt-neo":
-			return nil, nil, notYet(stack + ".cls " + cls)
-		default:
-			return nil, nil, fmt.Errorf("%s.cls %q is not a decoder of the official code", stack, cls)
-		}
+	switch s.BlockDecoder.Cls {
+	case "", clsNeoX:
+	case "gpt-neo":
+		return nil, nil, notYet("block_decoder.cls gpt-neo")
+	default:
+		return nil, nil, fmt.Errorf("block_decoder.cls %q is not a block decoder of the official code (gpt-neo-x or gpt-neo)", s.BlockDecoder.Cls)
+	}
+	t5 := s.TokenDecoder.Cls == clsT5
+	switch s.TokenDecoder.Cls {
+	case "", clsNeoX, clsT5:
+	case "gpt-neo":
+		return nil, nil, notYet("token_decoder.cls gpt-neo")
+	default:
+		return nil, nil, fmt.Errorf("token_decoder.cls %q is not a token decoder of the official code (gpt-neo-x, t5 or gpt-neo)", s.TokenDecoder.Cls)
 	}
 	if n := s.Embedder.EmbeddingTokens; n > 1 {
 		return nil, nil, notYet(fmt.Sprintf("embedder.n_embedding_tokens %d", n))
@@ -118,12 +132,18 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 	switch s.TokenDecoder.Decoding {
 	case "":
 		return nil, nil, fmt.Errorf("token_decoder.decoding_strategy is not stated (the official code needs prefix, summation or cross_attention)")
-	case string(Prefix), string(Summation):
+	case string(Prefix), string(Summation), string(CrossAttention):
 		dec = Decoding(s.TokenDecoder.Decoding)
-	case "cross_attention":
-		return nil, nil, notYet("token_decoder.decoding_strategy cross_attention")
 	default:
 		return nil, nil, fmt.Errorf("token_decoder.decoding_strategy %q (want prefix, summation or cross_attention)", s.TokenDecoder.Decoding)
+	}
+	switch {
+	case dec == CrossAttention && !t5:
+		return nil, nil, fmt.Errorf("token_decoder.decoding_strategy cross_attention needs token_decoder.cls t5 (the official code supports it for the T5 token decoder only)")
+	case t5 && dec == Summation:
+		return nil, nil, notYet("token_decoder.cls t5 with summation decoding")
+	case t5 && dec == Prefix:
+		return nil, nil, fmt.Errorf("token_decoder.cls t5 with prefix decoding: the official T5 token decoder decodes by cross_attention (or summation)")
 	}
 	ratio, ratioOrigin := s.TokenDecoder.ExpansionRatio, o
 	switch {
@@ -146,31 +166,107 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 	if err != nil {
 		return nil, nil, err
 	}
-	tdC, err := resolve(TokenDecoder, s.TokenDecoder.StackSpec)
+	parts := BlockParts{BlockLength: s.BlockLength, LengthOrigin: o, ExpansionRatio: ratio, RatioOrigin: ratioOrigin,
+		Decoding: dec, DecodingOrigin: o}
+	var tdC *NeoXConfig
+	if t5 {
+		sec := Section{File: s.File, Kind: s.Kind, Stack: TokenDecoder, Keys: TokenDecoder + ".config"}
+		if parts.T5, err = ResolveT5(s.TokenDecoder.StackSpec, sec, heads.For(TokenDecoder)); err != nil {
+			return nil, nil, err
+		}
+	} else if tdC, err = resolve(TokenDecoder, s.TokenDecoder.StackSpec); err != nil {
+		return nil, nil, err
+	}
+	if err := s.resolveEmbedder(bdC, &parts); err != nil {
+		return nil, nil, err
+	}
+	cfg, err := BlockConfig(bdC, tdC, parts, prov)
 	if err != nil {
 		return nil, nil, err
 	}
-	embType := EmbedderType(cmp.Or(s.Embedder.ProjectionMethod, string(Concat)))
-	embDim, embOrigin := s.Embedder.Hidden, o
-	if embDim == 0 { // as the lookup embedder: the block decoder's width over the block length
-		embDim = bdC.Hidden / s.BlockLength
-		embOrigin = Origin{OriginFillIn, fmt.Sprintf("the official default (block decoder hidden_size %d / block_length %d)", bdC.Hidden, s.BlockLength)}
+	cfg.Source = NewSource(s.MaxLength, s.Precision, map[string]string{Embedder: s.Embedder.Base, BlockDecoder: s.BlockDecoder.Base, TokenDecoder: s.TokenDecoder.Base})
+	notes := []string{"architecture from " + s.File}
+	if parts.RoBERTa != nil {
+		notes = append(notes, "embedder: "+parts.RoBERTa.Summary())
 	}
-	cfg, err := BlockConfig(bdC, tdC, BlockParts{
-		Embedder: EmbedderConfig{Type: embType, Dim: embDim}, EmbedderOrigin: embOrigin, EmbedderVocab: s.Embedder.Vocab,
-		BlockLength: s.BlockLength, LengthOrigin: o, ExpansionRatio: ratio, RatioOrigin: ratioOrigin,
-		Decoding: dec, DecodingOrigin: o}, prov)
-	if err != nil {
-		return nil, nil, err
+	notes = append(notes, "block_decoder: "+bdC.Summary())
+	if parts.T5 != nil {
+		notes = append(notes, "token_decoder: "+parts.T5.Summary())
+	} else {
+		notes = append(notes, "token_decoder: "+tdC.Summary())
 	}
-	cfg.Source = NewSource(s.MaxLength, s.Precision, map[string]string{BlockDecoder: s.BlockDecoder.Base, TokenDecoder: s.TokenDecoder.Base})
-	notes := []string{"architecture from " + s.File, "block_decoder: " + bdC.Summary(), "token_decoder: " + tdC.Summary()}
 	notes = append(notes, unknownBaseNotes(BlockDecoder, s.BlockDecoder.Base, bdC)...)
-	notes = append(notes, unknownBaseNotes(TokenDecoder, s.TokenDecoder.Base, tdC)...)
+	if tdC != nil {
+		notes = append(notes, unknownBaseNotes(TokenDecoder, s.TokenDecoder.Base, tdC)...)
+	}
 	if ratioOrigin.Kind == OriginFillIn {
 		notes = append(notes, fmt.Sprintf("token_decoder: expansion_ratio %d from %s", ratio, ratioOrigin.From))
 	}
 	return cfg, notes, nil
+}
+
+// resolveEmbedder sets the embedder's parts: the lookup embedder's width (stated, or the block
+// decoder's over the block length) or a RoBERTa embedder's resolved config, and the projection.
+func (s *BlockSpec) resolveEmbedder(bdC *NeoXConfig, p *BlockParts) error {
+	e, o := s.Embedder, s.origin()
+	sec := Section{File: s.File, Kind: s.Kind, Stack: Embedder, Keys: Embedder + ".config"}
+	roberta := e.Cls == clsRoberta || e.Cls == clsRobertaCLS
+	method := e.ProjectionMethod
+	switch {
+	case method == "" && roberta:
+		method = string(ProjectionLayer) // the RoBERTa classes' default, not the base class's concat
+	case method == "":
+		method = string(Concat)
+	case method != string(Concat) && method != string(ProjectionLayer):
+		return fmt.Errorf("embedder.projection_method %q (want projection_layer, concat or null)", method)
+	}
+	p.Embedder.Type = EmbedderType(method)
+	if !roberta {
+		if e.CLSTokens != 0 {
+			return fmt.Errorf("embedder.n_cls_tokens is for the roberta_cls embedder, not %s", cmp.Or(e.Cls, clsLookup))
+		}
+		hidden, vocab := e.Hidden, e.Vocab
+		for _, st := range e.Settings { // the lookup config's keys this needs; the others do not shape it
+			var dst *int
+			switch st.Key {
+			case KeyHidden:
+				dst = &hidden
+			case KeyVocab:
+				dst = &vocab
+			default:
+				continue
+			}
+			if st.Value == nil {
+				continue // null: unsaid
+			}
+			n, ok := asInt(st.Value)
+			if !ok || n < 1 || n > keyLimit[st.Key] {
+				return fmt.Errorf("%s: %s: %v is not a positive integer (at most %d)", sec.Keys, st.Key, st.Value, keyLimit[st.Key])
+			}
+			*dst = n
+		}
+		p.Embedder.Dim, p.EmbedderOrigin, p.EmbedderVocab = hidden, o, vocab
+		if hidden == 0 { // as the lookup embedder: the block decoder's width over the block length
+			p.Embedder.Dim = bdC.Hidden / s.BlockLength
+			p.EmbedderOrigin = Origin{OriginFillIn, fmt.Sprintf("the official default (block decoder hidden_size %d / block_length %d)", bdC.Hidden, s.BlockLength)}
+		}
+		return nil
+	}
+	p.CLSTokens, p.CLSOrigin = e.CLSTokens, o
+	switch {
+	case e.Cls == clsRoberta && e.CLSTokens != 0:
+		return fmt.Errorf("embedder.n_cls_tokens is for the roberta_cls embedder, not roberta")
+	case e.Cls == clsRobertaCLS && e.CLSTokens == 0:
+		p.CLSTokens, p.CLSOrigin = 1, Origin{OriginFillIn, "the official default of roberta_cls (n_cls_tokens 1)"}
+	case e.CLSTokens < 0 || e.CLSTokens > MaxBlockLength:
+		return fmt.Errorf("embedder.n_cls_tokens %d is out of range (1 to %d)", e.CLSTokens, MaxBlockLength)
+	}
+	r, err := ResolveRoberta(e.Base, e.Settings, sec)
+	if err != nil {
+		return err
+	}
+	p.RoBERTa = r
+	return nil
 }
 
 // Resolve builds a vanilla config: the base model's HF config with the settings on top.

@@ -18,11 +18,16 @@ type Architecture struct {
 type EmbedderSummary struct {
 	Type   string            `json:"type"`
 	Dim    int               `json:"dim"`
+	Class  string            `json:"class"` // lookup, roberta or roberta_cls
 	Origin map[string]string `json:"origin,omitempty"`
+	// Encoder is a RoBERTa embedder's encoder (its hidden_size is Dim), with its CLS tokens.
+	Encoder   *StackSummary `json:"encoder,omitempty"`
+	CLSTokens int           `json:"n_cls_tokens,omitempty"`
 }
 
-// StackSummary is one decoder.
+// StackSummary is one decoder (or a RoBERTa encoder).
 type StackSummary struct {
+	Class            string            `json:"class,omitempty"` // a token decoder's: gpt-neo-x or t5
 	HiddenSize       int               `json:"hidden_size"`
 	Heads            int               `json:"heads"`
 	HeadDim          int               `json:"head_dim"`
@@ -58,9 +63,19 @@ func (c *Config) Summary() Architecture {
 	}
 	a.BlockLength = c.BlockLength
 	a.Origin = origins("", "block_length")
-	a.Embedder = &EmbedderSummary{Type: string(c.Embedder.Type), Dim: c.Embedder.Dim, Origin: origins("embedder.", "dim")}
+	e := c.Embedder
+	a.Embedder = &EmbedderSummary{Type: string(e.Type), Dim: e.Dim, Class: e.Class(), Origin: origins("embedder.", "dim", "n_cls_tokens")}
+	if r := e.RoBERTa; r != nil {
+		a.Embedder.CLSTokens = r.CLSTokens
+		a.Embedder.Encoder = stack(Embedder, &DecoderConfig{Hidden: e.Dim, Heads: r.Heads, HeadDim: r.HeadDim, Intermediate: r.Intermediate, Layers: r.Layers})
+	}
 	a.BlockDecoder = stack(BlockDecoder, c.BlockDecoder)
-	a.TokenDecoder = stack(TokenDecoder, &c.TokenDecoder.DecoderConfig)
-	a.TokenDecoder.ExpansionRatio, a.TokenDecoder.Decoding = c.TokenDecoder.ExpansionRatio, string(c.TokenDecoder.Decoding)
+	td := c.TokenDecoder
+	if t := td.T5; t != nil {
+		a.TokenDecoder = stack(TokenDecoder, &DecoderConfig{Hidden: t.Hidden, Heads: t.Heads, HeadDim: t.HeadDim, Intermediate: t.Intermediate, Layers: t.Layers})
+	} else {
+		a.TokenDecoder = stack(TokenDecoder, &td.DecoderConfig)
+	}
+	a.TokenDecoder.Class, a.TokenDecoder.ExpansionRatio, a.TokenDecoder.Decoding = td.Class(), td.ExpansionRatio, string(td.Decoding)
 	return a
 }

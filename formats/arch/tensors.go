@@ -32,11 +32,34 @@ const (
 	MLPUp     = "mlp.dense_h_to_4h"
 	MLPDown   = "mlp.dense_4h_to_h"
 	FinalNorm = "final_layer_norm"
-	EmbedIn   = "embed_in"   // token embeddings of a stack
+	EmbedIn   = "embed_in"   // token embeddings of a stack (a T5 one's are its output head too)
 	EmbedOut  = "embed_out"  // output head (no bias)
 	Embedding = "embeddings" // the block embedder's token table
 	Project   = "projection_layer"
 	Expand    = "expansion_layer"
+
+	// A RoBERTa encoder's: position and token type tables, the LayerNorm of its embeddings, and in
+	// each layer separate query, key and value Linears and a LayerNorm after the attention block
+	// and after the MLP block (its attention output and MLP are AttnOut, MLPUp and MLPDown).
+	Positions  = "position_embeddings"
+	TokenTypes = "token_type_embeddings"
+	EmbedNorm  = "embeddings_layernorm"
+	AttnQuery  = "attention.query"
+	AttnKey    = "attention.key"
+	AttnValue  = "attention.value"
+	AttnNorm   = "attention_layernorm"
+	MLPNorm    = "mlp_layernorm"
+
+	// A T5 decoder's: the relative position bias table (one for every layer) and in each layer the
+	// cross-attention and its norm (its self-attention is AttnQuery, AttnKey, AttnValue and
+	// AttnOut after InputNorm, its feed-forward MLPUp and MLPDown after PostNorm; its norms are
+	// RMS norms, weight only).
+	RelBias    = "relative_attention_bias"
+	CrossNorm  = "cross_attention_layernorm"
+	CrossQuery = "cross_attention.query"
+	CrossKey   = "cross_attention.key"
+	CrossValue = "cross_attention.value"
+	CrossOut   = "cross_attention.dense"
 )
 
 // Part is which module of a model a tensor belongs to, as fine as the parts of a layer. With the
@@ -58,6 +81,20 @@ const (
 	PartFinalNorm       // a stack's final LayerNorm
 	PartExpansion       // the token decoder's Linear from the block decoder's output
 	PartEmbedOut        // the output head
+	PartPositions       // a RoBERTa encoder's position table
+	PartTokenTypes      // a RoBERTa encoder's token type table
+	PartEmbedNorm       // a RoBERTa encoder's LayerNorm of its embeddings
+	PartAttnQ           // a layer's query Linear (RoBERTa, T5)
+	PartAttnK           // a layer's key Linear
+	PartAttnV           // a layer's value Linear
+	PartAttnNorm        // a RoBERTa layer's LayerNorm after the attention block
+	PartMLPNorm         // a RoBERTa layer's LayerNorm after the MLP block
+	PartRelBias         // a T5 decoder's relative position bias table [buckets, heads]
+	PartCrossNorm       // a T5 layer's norm before the cross-attention
+	PartCrossQ          // a T5 layer's cross-attention query Linear
+	PartCrossK          // its key Linear (over the expanded block vectors)
+	PartCrossV          // its value Linear
+	PartCrossOut        // its output Linear
 )
 
 type kind int
@@ -85,6 +122,20 @@ var partInfo = [...]struct {
 	PartFinalNorm:  {"final_norm", FinalNorm, kindNorm, false},
 	PartExpansion:  {"expansion", Expand, kindLinear, false},
 	PartEmbedOut:   {"embed_out", EmbedOut, kindLinear, false},
+	PartPositions:  {"positions", Positions, kindEmbedding, false},
+	PartTokenTypes: {"token_types", TokenTypes, kindEmbedding, false},
+	PartEmbedNorm:  {"embed_norm", EmbedNorm, kindNorm, false},
+	PartAttnQ:      {"attn_q", AttnQuery, kindLinear, true},
+	PartAttnK:      {"attn_k", AttnKey, kindLinear, true},
+	PartAttnV:      {"attn_v", AttnValue, kindLinear, true},
+	PartAttnNorm:   {"attn_norm", AttnNorm, kindNorm, true},
+	PartMLPNorm:    {"mlp_norm", MLPNorm, kindNorm, true},
+	PartRelBias:    {"rel_bias", RelBias, kindEmbedding, false},
+	PartCrossNorm:  {"cross_norm", CrossNorm, kindNorm, true},
+	PartCrossQ:     {"cross_q", CrossQuery, kindLinear, true},
+	PartCrossK:     {"cross_k", CrossKey, kindLinear, true},
+	PartCrossV:     {"cross_v", CrossValue, kindLinear, true},
+	PartCrossOut:   {"cross_out", CrossOut, kindLinear, true},
 }
 
 func (p Part) valid() bool { return p > 0 && int(p) < len(partInfo) }
@@ -178,12 +229,14 @@ func (id ID) role() Role {
 	return RoleLinear
 }
 
-// layerPart is one Linear or LayerNorm of a GPT-NeoX layer.
+// layerPart is one Linear or norm of a layer.
 type layerPart struct {
 	part     Part
-	fedBy    Part // Linear: the LayerNorm its input comes from (0 if none)
-	out, in  dim  // Linear: [out, in]; LayerNorm: out
+	fedBy    Part // Linear: the norm of the same layer its input comes from (0 if none)
+	fedIn    bool // Linear: its input is the layer's input (a RoBERTa layer's: the norm before it)
+	out, in  dim  // Linear: [out, in]; norm: out
 	outScale int  // out = outScale x out dim (query_key_value is 3D)
+	noBias   bool // T5's Linears and RMS norms have none
 }
 
 type dim int
@@ -191,16 +244,57 @@ type dim int
 const (
 	dimHidden dim = iota
 	dimFFN
+	dimInner // T5's attention projections: heads x d_kv
 )
 
-// layerParts are a GPT-NeoX layer's parts, in the order of the checkpoint and our files.
-var layerParts = []layerPart{
+// neoxLayer are a GPT-NeoX layer's parts, in the order of the checkpoint and our files.
+var neoxLayer = []layerPart{
 	{part: PartLN1, out: dimHidden, outScale: 1},
 	{part: PartLN2, out: dimHidden, outScale: 1},
 	{part: PartAttnQKV, fedBy: PartLN1, out: dimHidden, in: dimHidden, outScale: 3},
 	{part: PartAttnOut, out: dimHidden, in: dimHidden, outScale: 1},
 	{part: PartMLPUp, fedBy: PartLN2, out: dimFFN, in: dimHidden, outScale: 1},
 	{part: PartMLPDown, out: dimHidden, in: dimFFN, outScale: 1},
+}
+
+// robertaLayer are a RoBERTa layer's parts (post-LayerNorm), in the official order.
+var robertaLayer = []layerPart{
+	{part: PartAttnQ, fedIn: true, out: dimHidden, in: dimHidden, outScale: 1},
+	{part: PartAttnK, fedIn: true, out: dimHidden, in: dimHidden, outScale: 1},
+	{part: PartAttnV, fedIn: true, out: dimHidden, in: dimHidden, outScale: 1},
+	{part: PartAttnOut, out: dimHidden, in: dimHidden, outScale: 1},
+	{part: PartAttnNorm, out: dimHidden, outScale: 1},
+	{part: PartMLPUp, fedBy: PartAttnNorm, out: dimFFN, in: dimHidden, outScale: 1},
+	{part: PartMLPDown, out: dimHidden, in: dimFFN, outScale: 1},
+	{part: PartMLPNorm, out: dimHidden, outScale: 1},
+}
+
+// t5Layer are a T5 decoder layer's parts (pre-RMS norm, no biases), in the official order: self
+// attention, cross-attention, feed-forward, each with its norm after it.
+var t5Layer = []layerPart{
+	{part: PartAttnQ, fedBy: PartLN1, out: dimInner, in: dimHidden, outScale: 1, noBias: true},
+	{part: PartAttnK, fedBy: PartLN1, out: dimInner, in: dimHidden, outScale: 1, noBias: true},
+	{part: PartAttnV, fedBy: PartLN1, out: dimInner, in: dimHidden, outScale: 1, noBias: true},
+	{part: PartAttnOut, out: dimHidden, in: dimInner, outScale: 1, noBias: true},
+	{part: PartLN1, out: dimHidden, outScale: 1, noBias: true},
+	{part: PartCrossQ, fedBy: PartCrossNorm, out: dimInner, in: dimHidden, outScale: 1, noBias: true},
+	{part: PartCrossK, out: dimInner, in: dimHidden, outScale: 1, noBias: true},
+	{part: PartCrossV, out: dimInner, in: dimHidden, outScale: 1, noBias: true},
+	{part: PartCrossOut, out: dimHidden, in: dimInner, outScale: 1, noBias: true},
+	{part: PartCrossNorm, out: dimHidden, outScale: 1, noBias: true},
+	{part: PartMLPUp, fedBy: PartLN2, out: dimFFN, in: dimHidden, outScale: 1, noBias: true},
+	{part: PartMLPDown, out: dimHidden, in: dimFFN, outScale: 1, noBias: true},
+	{part: PartLN2, out: dimHidden, outScale: 1, noBias: true},
+}
+
+// stackShape gives a layer table its sizes and the config keys that fix them (for messages).
+type stackShape struct {
+	comp   string
+	layers int
+	size   map[dim]int
+	key    map[dim][]string
+	// input is the norm whose output a layer reads (fedIn parts): before layer 0 and after layer i.
+	input func(layer int) ID
 }
 
 // TensorSpec is one tensor a model of a given config has: what it is (component, part, layer,
@@ -254,29 +348,82 @@ func outside(comp string, p Part, param Param) ID {
 // feeder is FedBy for a Linear whose input comes from the LayerNorm ln.
 func feeder(ln ID) string { return ln.Component + "/" + ln.Module() }
 
-func stackSpecs(comp string, d *DecoderConfig) []TensorSpec {
-	size := map[dim]int{dimHidden: d.Hidden, dimFFN: d.Intermediate}
-	key := map[dim][]string{dimHidden: {comp + "." + KeyHidden}, dimFFN: {comp + "." + KeyIntermediate}}
+// layerSpecs are the tensors of every layer of a stack.
+func layerSpecs(sh stackShape, parts []layerPart) []TensorSpec {
 	var out []TensorSpec
-	for i := 0; i < d.Layers; i++ {
-		for _, lp := range layerParts {
-			w, b := ID{comp, lp.part, i, Weight}, ID{comp, lp.part, i, Bias}
-			o := lp.outScale * size[lp.out]
+	for i := 0; i < sh.layers; i++ {
+		for _, lp := range parts {
+			w, b := ID{sh.comp, lp.part, i, Weight}, ID{sh.comp, lp.part, i, Bias}
+			o := lp.outScale * sh.size[lp.out]
 			if partInfo[lp.part].kind == kindNorm {
-				out = append(out, newSpec(w, []int{o}, [][]string{key[lp.out]}, ""), newSpec(b, []int{o}, [][]string{key[lp.out]}, ""))
+				out = append(out, newSpec(w, []int{o}, [][]string{sh.key[lp.out]}, ""))
+				if !lp.noBias {
+					out = append(out, newSpec(b, []int{o}, [][]string{sh.key[lp.out]}, ""))
+				}
 				continue
 			}
 			fed := ""
-			if lp.fedBy != 0 {
-				fed = feeder(ID{comp, lp.fedBy, i, Weight})
+			switch {
+			case lp.fedBy != 0:
+				fed = feeder(ID{sh.comp, lp.fedBy, i, Weight})
+			case lp.fedIn:
+				fed = feeder(sh.input(i))
 			}
-			out = append(out, newSpec(w, []int{o, size[lp.in]}, [][]string{key[lp.out], key[lp.in]}, fed),
-				newSpec(b, []int{o}, [][]string{key[lp.out]}, ""))
+			out = append(out, newSpec(w, []int{o, sh.size[lp.in]}, [][]string{sh.key[lp.out], sh.key[lp.in]}, fed))
+			if !lp.noBias {
+				out = append(out, newSpec(b, []int{o}, [][]string{sh.key[lp.out]}, ""))
+			}
 		}
 	}
-	return append(out,
-		newSpec(outside(comp, PartFinalNorm, Weight), []int{d.Hidden}, [][]string{key[dimHidden]}, ""),
-		newSpec(outside(comp, PartFinalNorm, Bias), []int{d.Hidden}, [][]string{key[dimHidden]}, ""))
+	return out
+}
+
+// norm is a stack's LayerNorm outside the layers, weight and bias.
+func norm(comp string, p Part, width int, key []string) []TensorSpec {
+	return []TensorSpec{newSpec(outside(comp, p, Weight), []int{width}, [][]string{key}, ""),
+		newSpec(outside(comp, p, Bias), []int{width}, [][]string{key}, "")}
+}
+
+func stackSpecs(comp string, d *DecoderConfig) []TensorSpec {
+	sh := stackShape{comp: comp, layers: d.Layers, size: map[dim]int{dimHidden: d.Hidden, dimFFN: d.Intermediate},
+		key: map[dim][]string{dimHidden: {comp + "." + KeyHidden}, dimFFN: {comp + "." + KeyIntermediate}}}
+	return append(layerSpecs(sh, neoxLayer), norm(comp, PartFinalNorm, d.Hidden, sh.key[dimHidden])...)
+}
+
+// robertaSpecs are a RoBERTa embedder's encoder: its tables and their LayerNorm, then its layers.
+func robertaSpecs(e *EmbedderConfig, V int) []TensorSpec {
+	r, He := e.RoBERTa, e.Dim
+	hid := []string{Embedder + "." + KeyHidden}
+	sh := stackShape{comp: Embedder, layers: r.Layers, size: map[dim]int{dimHidden: He, dimFFN: r.Intermediate},
+		key: map[dim][]string{dimHidden: hid, dimFFN: {Embedder + "." + KeyIntermediate}},
+		input: func(layer int) ID {
+			if layer == 0 {
+				return outside(Embedder, PartEmbedNorm, Weight)
+			}
+			return ID{Embedder, PartMLPNorm, layer - 1, Weight}
+		}}
+	out := []TensorSpec{
+		newSpec(outside(Embedder, PartEmbeddings, Weight), []int{V, He}, [][]string{{KeyVocab}, hid}, ""),
+		newSpec(outside(Embedder, PartPositions, Weight), []int{r.MaxPositions, He}, [][]string{{Embedder + "." + KeyMaxPositions}, hid}, ""),
+		newSpec(outside(Embedder, PartTokenTypes, Weight), []int{r.TypeVocab, He}, [][]string{{Embedder + "." + KeyTypeVocab}, hid}, ""),
+	}
+	out = append(out, norm(Embedder, PartEmbedNorm, He, hid)...)
+	return append(out, layerSpecs(sh, robertaLayer)...)
+}
+
+// t5Specs are a T5 token decoder's stack: its token table (also its output head), the relative
+// position bias table, its layers and final norm.
+func t5Specs(t *T5Config, V int) []TensorSpec {
+	c := TokenDecoder + "."
+	hid := []string{c + KeyDModel}
+	sh := stackShape{comp: TokenDecoder, layers: t.Layers, size: map[dim]int{dimHidden: t.Hidden, dimFFN: t.Intermediate, dimInner: t.Inner()},
+		key: map[dim][]string{dimHidden: hid, dimFFN: {c + KeyDFF}, dimInner: {c + KeyT5Heads, c + KeyDKV}}}
+	out := []TensorSpec{
+		newSpec(outside(TokenDecoder, PartEmbedIn, Weight), []int{V, t.Hidden}, [][]string{{KeyVocab}, hid}, ""),
+		newSpec(outside(TokenDecoder, PartRelBias, Weight), []int{t.Buckets, t.Heads}, [][]string{{c + KeyBuckets}, {c + KeyT5Heads}}, ""),
+	}
+	out = append(out, layerSpecs(sh, t5Layer)...)
+	return append(out, newSpec(outside(TokenDecoder, PartFinalNorm, Weight), []int{t.Hidden}, [][]string{hid}, ""))
 }
 
 // Tensors is the canonical tensor list of a model of config c (docs/FORMAT.md), with logical
@@ -297,22 +444,39 @@ func Tensors(c *Config) []TensorSpec {
 		out = append(out, stackSpecs(Decoder, d)...)
 		return append(out, table(Decoder, PartEmbedOut, d.Hidden))
 	}
-	D, Dt, L := c.BlockDecoder.Hidden, c.TokenDecoder.Hidden, c.BlockLength
+	D, Dt, L := c.BlockDecoder.Hidden, c.TokenDecoder.Width(), c.BlockLength
 	bdHid, embHid := []string{BlockDecoder + "." + KeyHidden}, []string{"embedder." + KeyHidden}
-	out := []TensorSpec{newSpec(outside(Embedder, PartEmbeddings, Weight), []int{V, c.Embedder.Dim}, [][]string{{KeyVocab}, embHid}, "")}
+	var out []TensorSpec
+	vectors, projFed := []string{"block_length", "embedder." + KeyHidden}, ""
+	if e := c.Embedder; e.RoBERTa != nil {
+		out = robertaSpecs(e, V)
+		// The projection reads the encoder's outputs: its last layer's LayerNorm feeds it.
+		projFed = feeder(ID{Embedder, PartMLPNorm, e.RoBERTa.Layers - 1, Weight})
+		if e.RoBERTa.CLSTokens > 0 {
+			vectors[0] = "embedder.n_cls_tokens"
+		}
+	} else {
+		out = []TensorSpec{newSpec(outside(Embedder, PartEmbeddings, Weight), []int{V, c.Embedder.Dim}, [][]string{{KeyVocab}, embHid}, "")}
+	}
 	if c.Embedder.Type == ProjectionLayer {
 		out = append(out,
-			newSpec(outside(Embedder, PartProjection, Weight), []int{D, L * c.Embedder.Dim}, [][]string{bdHid, {"block_length", "embedder." + KeyHidden}}, ""),
+			newSpec(outside(Embedder, PartProjection, Weight), []int{D, c.Embedder.Vectors(L) * c.Embedder.Dim}, [][]string{bdHid, vectors}, projFed),
 			newSpec(outside(Embedder, PartProjection, Bias), []int{D}, [][]string{bdHid}, ""))
 	}
 	out = append(out, stackSpecs(BlockDecoder, c.BlockDecoder)...)
 	r := c.TokenDecoder.ExpansionRatio
 	exp := []string{"expansion_ratio", TokenDecoder + "." + KeyHidden}
+	if c.TokenDecoder.T5 != nil {
+		exp[1] = TokenDecoder + "." + KeyDModel
+	}
 	out = append(out,
 		// The expansion layer reads the block decoder's output: its final LayerNorm feeds it.
 		newSpec(outside(TokenDecoder, PartExpansion, Weight), []int{r * Dt, D}, [][]string{exp, bdHid}, feeder(outside(BlockDecoder, PartFinalNorm, Weight))),
-		newSpec(outside(TokenDecoder, PartExpansion, Bias), []int{r * Dt}, [][]string{exp}, ""),
-		table(TokenDecoder, PartEmbedIn, Dt))
+		newSpec(outside(TokenDecoder, PartExpansion, Bias), []int{r * Dt}, [][]string{exp}, ""))
+	if t := c.TokenDecoder.T5; t != nil {
+		return append(out, t5Specs(t, V)...)
+	}
+	out = append(out, table(TokenDecoder, PartEmbedIn, Dt))
 	out = append(out, stackSpecs(TokenDecoder, &c.TokenDecoder.DecoderConfig)...)
 	return append(out, table(TokenDecoder, PartEmbedOut, Dt))
 }

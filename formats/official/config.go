@@ -29,13 +29,12 @@ type YAML struct {
 	} `yaml:"block_split,omitempty"`
 	MaxLength int `yaml:"max_length,omitempty"`
 	Embedder  struct {
-		Cls              string `yaml:"cls"`
-		NEmbeddingTokens int    `yaml:"n_embedding_tokens,omitempty"`
-		ProjectionMethod string `yaml:"projection_method"`
-		Config           struct {
-			VocabSize  int `yaml:"vocab_size"`
-			HiddenSize int `yaml:"hidden_size"`
-		} `yaml:"config"`
+		Cls              string        `yaml:"cls"`
+		ModelNameOrPath  string        `yaml:"model_name_or_path,omitempty"`
+		NEmbeddingTokens int           `yaml:"n_embedding_tokens,omitempty"`
+		NCLSTokens       int           `yaml:"n_cls_tokens,omitempty"`
+		ProjectionMethod string        `yaml:"projection_method"`
+		Config           yaml.MapSlice `yaml:"config"`
 	} `yaml:"embedder"`
 	BlockDecoder struct {
 		Cls            string `yaml:"cls"`
@@ -52,7 +51,7 @@ type YAML struct {
 }
 
 // vocabFrom is the table whose rows give the vocabulary when a config does not.
-var vocabFrom = Name(outside(arch.TokenDecoder, arch.PartEmbedIn))
+var vocabFrom = neoxName(outside(arch.TokenDecoder, arch.PartEmbedIn))
 
 // spec is what the YAML says, as the architecture's spec.
 func (y *YAML) spec(file string) *arch.BlockSpec {
@@ -61,8 +60,8 @@ func (y *YAML) spec(file string) *arch.BlockSpec {
 		L = y.BlockSplit.DistributionKwargs.Length
 	}
 	s := &arch.BlockSpec{Name: y.Name, File: file, BlockLength: L, MaxLength: y.MaxLength, Precision: y.Precision,
-		Embedder: arch.EmbedderSpec{Cls: y.Embedder.Cls, ProjectionMethod: y.Embedder.ProjectionMethod, Hidden: y.Embedder.Config.HiddenSize,
-			Vocab: y.Embedder.Config.VocabSize, EmbeddingTokens: y.Embedder.NEmbeddingTokens},
+		Embedder: arch.EmbedderSpec{Cls: y.Embedder.Cls, Base: y.Embedder.ModelNameOrPath, ProjectionMethod: y.Embedder.ProjectionMethod,
+			EmbeddingTokens: y.Embedder.NEmbeddingTokens, CLSTokens: y.Embedder.NCLSTokens, Settings: neox.Settings(y.Embedder.Config)},
 		BlockDecoder: arch.StackSpec{Cls: y.BlockDecoder.Cls, Base: y.BlockDecoder.ModelNameOrPath, Settings: neox.Settings(y.BlockDecoder.Config)},
 		TokenDecoder: arch.TokenSpec{StackSpec: arch.StackSpec{Cls: y.TokenDecoder.Cls, Base: y.TokenDecoder.ModelNameOrPath,
 			Settings: neox.Settings(y.TokenDecoder.Config)}, ExpansionMethod: y.TokenDecoder.ExpansionMethod,
@@ -128,6 +127,12 @@ func configFromShapes(c *safetensors.Checkpoint, o openOptions, prov arch.Proven
 		}
 		return info.Shape, nil
 	}
+	if c.Has(robertaEmbeddings) || c.Has(t5Shared) {
+		// Besides the heads, a RoBERTa encoder's token ids and position rule and a T5 stack's
+		// relative positions and ids are not in the weights either.
+		return nil, nil, &errs.InputError{File: c.Dir, Msg: fmt.Sprintf("no config.yaml beside the weights, and a RoBERTa embedder's or T5 token decoder's architecture (heads, token ids, positions) cannot be read from them: give %s",
+			configHint(c))}
+	}
 	emb, err := shape(embeddings, 2)
 	if err != nil {
 		return nil, nil, err
@@ -141,7 +146,7 @@ func configFromShapes(c *safetensors.Checkpoint, o openOptions, prov arch.Proven
 		if neox.CountLayers(c, prefix) == 0 {
 			return nil, errs.File(c.Dir, "no %slayers.* tensors", prefix)
 		}
-		finalNorm, mlpUp := Name(outside(comp, arch.PartFinalNorm)), Name(arch.ID{Component: comp, Part: arch.PartMLPUp, Layer: 0})
+		finalNorm, mlpUp := neoxName(outside(comp, arch.PartFinalNorm)), neoxName(arch.ID{Component: comp, Part: arch.PartMLPUp, Layer: 0})
 		for name, rank := range map[string]int{finalNorm: 1, mlpUp: 2, vocabFrom: 2} {
 			if _, err := shape(name, rank); err != nil {
 				return nil, err
@@ -230,12 +235,16 @@ func noConfigMessage(c *safetensors.Checkpoint, D, Dt int) string {
 	default:
 		heads = fmt.Sprintf("{Heads} (the official defaults for hidden %d and %d are %s and %s heads: {Heads} %s,%s)", D, Dt, hb, ht, hb, ht)
 	}
+	return fmt.Sprintf("no config.yaml beside the weights, and the attention heads and the decoding strategy cannot be read from them: give %s, or %s", configHint(c), heads)
+}
+
+// configHint names the released configs whose shapes the checkpoint has, for a refusal.
+func configHint(c *safetensors.Checkpoint) string {
 	match := arch.MatchingReleased(func(cfg *arch.Config) bool { return fits(c, cfg) })
-	cfgHint := "{Config} NAME (an official config, e.g. block_main_b4_85) or {Config} PATH.yaml"
 	if len(match) > 0 {
-		cfgHint = fmt.Sprintf("{Config} NAME (these shapes are those of %s)", strings.Join(match, ", "))
+		return fmt.Sprintf("{Config} NAME (these shapes are those of %s)", strings.Join(match, ", "))
 	}
-	return fmt.Sprintf("no config.yaml beside the weights, and the attention heads and the decoding strategy cannot be read from them: give %s, or %s", cfgHint, heads)
+	return "{Config} NAME (an official config, e.g. block_main_b4_85) or {Config} PATH.yaml"
 }
 
 // fits reports whether the checkpoint is the official checkpoint of a model of config cfg: every
@@ -243,43 +252,77 @@ func noConfigMessage(c *safetensors.Checkpoint, D, Dt int) string {
 func fits(c *safetensors.Checkpoint, cfg *arch.Config) bool {
 	tab := Table(cfg)
 	for _, e := range tab {
-		if info := c.Info(e.Name); e.Spec != nil && (info == nil || !slices.Equal(info.Shape, e.Shape)) {
+		if info := c.Info(e.Name); e.Spec != nil && !e.Tied && (info == nil || !slices.Equal(info.Shape, e.Shape)) {
 			return false
 		}
 	}
-	_, err := formats.CheckNames(arch.Tensors(cfg), specName, c.Names, expect(c, tab))
+	_, err := formats.CheckNames(arch.Tensors(cfg), specName(cfg), c.Names, expect(c, tab))
 	return err == nil
 }
 
 // yamlFor writes our config back as the official Hydra schema. Every architecture key of each
-// decoder is stated, so the YAML reads back to the same model whatever base model it names;
+// part is stated, so the YAML reads back to the same model whatever base model it names;
 // model_name_or_path, max_length and precision are kept from the source.
 func yamlFor(name string, c *arch.Config) ([]byte, error) {
 	var y YAML
 	y.Name = name
 	y.BlockLength = c.BlockLength
-	y.Embedder.Cls = "lookup"
-	y.Embedder.NEmbeddingTokens = 1
-	y.Embedder.ProjectionMethod = string(c.Embedder.Type)
-	y.Embedder.Config.VocabSize = c.VocabSize
-	y.Embedder.Config.HiddenSize = c.Embedder.Dim
-	base := func(comp string) string {
+	base := func(comp, def string) string {
 		if c.Source != nil && c.Source.BaseModels[comp] != "" {
 			return c.Source.BaseModels[comp]
 		}
-		return arch.DefaultBase // what the released configs name; every key is overridden
+		return def // what the released configs name; every key is overridden
+	}
+	e := c.Embedder
+	y.Embedder.Cls = e.Class()
+	y.Embedder.NEmbeddingTokens = 1
+	y.Embedder.ProjectionMethod = string(e.Type)
+	if r := e.RoBERTa; r != nil {
+		y.Embedder.ModelNameOrPath = base(arch.Embedder, "roberta-base")
+		y.Embedder.NCLSTokens = r.CLSTokens
+		y.Embedder.Config = robertaYAML(r, e.Dim, c.VocabSize)
+	} else {
+		y.Embedder.Config = yaml.MapSlice{{Key: arch.KeyVocab, Value: c.VocabSize}, {Key: arch.KeyHidden, Value: e.Dim}}
 	}
 	y.BlockDecoder.Cls = "gpt-neo-x"
-	y.BlockDecoder.StackYAML = neox.StackYAML{ModelNameOrPath: base(arch.BlockDecoder), Config: neox.StackKeys(c.BlockDecoder, c.VocabSize)}
-	y.TokenDecoder.Cls = "gpt-neo-x"
-	y.TokenDecoder.StackYAML = neox.StackYAML{ModelNameOrPath: base(arch.TokenDecoder), Config: neox.StackKeys(&c.TokenDecoder.DecoderConfig, c.VocabSize)}
+	y.BlockDecoder.StackYAML = neox.StackYAML{ModelNameOrPath: base(arch.BlockDecoder, arch.DefaultBase), Config: neox.StackKeys(c.BlockDecoder, c.VocabSize)}
+	td := c.TokenDecoder
+	y.TokenDecoder.Cls = td.Class()
+	if td.T5 != nil {
+		y.TokenDecoder.StackYAML = neox.StackYAML{ModelNameOrPath: base(arch.TokenDecoder, "t5-small"), Config: t5YAML(td.T5, c.VocabSize)}
+	} else {
+		y.TokenDecoder.StackYAML = neox.StackYAML{ModelNameOrPath: base(arch.TokenDecoder, arch.DefaultBase), Config: neox.StackKeys(&td.DecoderConfig, c.VocabSize)}
+	}
 	y.TokenDecoder.ExpansionMethod = "expansion_layer"
-	y.TokenDecoder.ExpansionRatio = c.TokenDecoder.ExpansionRatio
-	y.TokenDecoder.DecodingStrategy = string(c.TokenDecoder.Decoding)
+	y.TokenDecoder.ExpansionRatio = td.ExpansionRatio
+	y.TokenDecoder.DecodingStrategy = string(td.Decoding)
 	if c.Source != nil {
 		y.MaxLength, y.Precision = c.Source.MaxLength, c.Source.Precision
 	}
 	return yaml.Marshal(&y)
+}
+
+// robertaYAML states every RobertaConfig key of a RoBERTa embedder of width dim.
+func robertaYAML(r *arch.RobertaConfig, dim, vocab int) yaml.MapSlice {
+	return yaml.MapSlice{
+		{Key: arch.KeyLayers, Value: r.Layers}, {Key: arch.KeyHidden, Value: dim}, {Key: arch.KeyHeads, Value: r.Heads},
+		{Key: arch.KeyIntermediate, Value: r.Intermediate}, {Key: arch.KeyVocab, Value: vocab}, {Key: arch.KeyMaxPositions, Value: r.MaxPositions},
+		{Key: arch.KeyTypeVocab, Value: r.TypeVocab}, {Key: arch.KeyLayerNormEps, Value: neox.YAMLFloat(r.LayerNormEps)},
+		{Key: arch.KeyAct, Value: r.Activation}, {Key: arch.KeyPositionType, Value: "absolute"},
+		{Key: arch.KeyPadID, Value: r.PadTokenID}, {Key: arch.KeyBOSID, Value: r.BOSTokenID},
+	}
+}
+
+// t5YAML states every T5Config key of a T5 token decoder (num_layers too: the official code
+// reads the decoder's from num_decoder_layers).
+func t5YAML(t *arch.T5Config, vocab int) yaml.MapSlice {
+	return yaml.MapSlice{
+		{Key: arch.KeyDModel, Value: t.Hidden}, {Key: arch.KeyDKV, Value: t.HeadDim}, {Key: arch.KeyDFF, Value: t.Intermediate},
+		{Key: arch.KeyT5Layers, Value: t.Layers}, {Key: arch.KeyDecoderLayers, Value: t.Layers}, {Key: arch.KeyT5Heads, Value: t.Heads},
+		{Key: arch.KeyBuckets, Value: t.Buckets}, {Key: arch.KeyMaxDistance, Value: t.MaxDistance},
+		{Key: arch.KeyT5Eps, Value: neox.YAMLFloat(t.LayerNormEps)}, {Key: arch.KeyFeedForward, Value: t.Activation},
+		{Key: arch.KeyVocab, Value: vocab}, {Key: arch.KeyEOSID, Value: t.EOSTokenID}, {Key: arch.KeyBOSID, Value: t.BOSTokenID},
+	}
 }
 
 // BlockTarget resolves a Block config given without weights (an official config by name, or an

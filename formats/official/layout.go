@@ -4,6 +4,7 @@
 package official
 
 import (
+	"bytes"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -28,20 +29,20 @@ func (Layout) Format() string { return Format }
 
 // Detect implements formats.Layout.
 func (Layout) Detect(c *safetensors.Checkpoint) bool {
-	return c.Has(embeddings) || c.Has(embedOut)
+	return c.Has(embeddings) || c.Has(embedOut) || c.Has(robertaEmbeddings) || c.Has(t5Shared)
 }
 
 // Exports implements formats.Layout: Block Transformers.
 func (Layout) Exports(cfg *arch.Config) bool { return cfg.IsBlock() }
 
-// projectionIn reorders an official projection weight into ours.
-func projectionIn(raw []byte, elem, D, De, L int) []byte {
-	return permute3(raw, elem, D, De, L, []int{0, 2, 1})
+// projectionIn reorders an official projection weight [D, De, K] into ours [D, K*De].
+func projectionIn(raw []byte, elem, D, De, K int) []byte {
+	return permute3(raw, elem, D, De, K, []int{0, 2, 1})
 }
 
 // projectionOut is the inverse of projectionIn.
-func projectionOut(raw []byte, elem, D, De, L int) []byte {
-	return permute3(raw, elem, D, L, De, []int{0, 2, 1})
+func projectionOut(raw []byte, elem, D, De, K int) []byte {
+	return permute3(raw, elem, D, K, De, []int{0, 2, 1})
 }
 
 // permute3 transposes a row-major [a, b, c] array of elem-byte elements by perm (output axis k is
@@ -93,14 +94,14 @@ func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.M
 	m.Notes = append(m.Notes, notes...)
 	cfg := m.Config
 	tab := Table(cfg)
-	notes, err = formats.CheckNames(arch.Tensors(cfg), specName, c.Names, expect(c, tab))
+	notes, err = formats.CheckNames(arch.Tensors(cfg), specName(cfg), c.Names, expect(c, tab))
 	if err != nil {
 		return nil, err
 	}
 	m.Notes = append(m.Notes, notes...)
 	var tensors []*formats.Tensor
-	for _, e := range tab {
-		if e.Spec == nil {
+	for i, e := range tab {
+		if e.Spec == nil || e.Tied {
 			continue
 		}
 		s, src := *e.Spec, e.Name
@@ -108,10 +109,10 @@ func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.M
 		t := formats.FromCheckpoint(c, src, s.Component, s.Name)
 		switch e.ID {
 		case outside(arch.Embedder, arch.PartProjection):
-			D, De, L := e.Shape[0], e.Shape[1], e.Shape[2]
+			D, De, K := e.Shape[0], e.Shape[1], e.Shape[2]
 			if !slices.Equal(info.Shape, e.Shape) {
 				return nil, formats.ShapeError(t.SrcFile, src, info.Shape, arch.TensorSpec{Shape: e.Shape,
-					Dims: [][]string{s.Dims[0], {"embedder." + arch.KeyHidden}, {"block_length"}}}, prov)
+					Dims: [][]string{s.Dims[0], {"embedder." + arch.KeyHidden}, s.Dims[1][:1]}}, prov)
 			}
 			elem := info.DType.Size()
 			t = t.WithLoad(s.Component, s.Name, s.Shape, func() ([]byte, error) {
@@ -119,13 +120,16 @@ func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.M
 				if err != nil {
 					return nil, err
 				}
-				return projectionIn(raw, elem, D, De, L), nil
+				return projectionIn(raw, elem, D, De, K), nil
 			})
 		case outside(arch.TokenDecoder, arch.PartExpansion):
 			if len(info.Shape) != 3 || info.Shape[2] != 1 {
 				return nil, errs.Tensor(t.SrcFile, src, "shape %v, want [%d, %d, 1]", info.Shape, e.Shape[0], e.Shape[1])
 			}
 			t.Shape = info.Shape[:2]
+		}
+		if t, err = withTied(c, t, tab[i+1:]); err != nil {
+			return nil, err
 		}
 		tensors = append(tensors, t)
 	}
@@ -136,15 +140,63 @@ func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.M
 	return m, nil
 }
 
+// withTied checks the tied names of t that follow it in the table (those present): the same
+// dtype and shape now, the same bytes when t is read.
+func withTied(c *safetensors.Checkpoint, t *formats.Tensor, next []Entry) (*formats.Tensor, error) {
+	var tied []string
+	for _, e := range next {
+		if !e.Tied {
+			break
+		}
+		info := c.Info(e.Name)
+		if info == nil {
+			continue
+		}
+		if info.DType != t.DType || !slices.Equal(info.Shape, t.Shape) {
+			return nil, errs.Tensor(c.FileOf(e.Name), e.Name, "%s%v, but it is tied to %s, which is %s%v", info.DType, info.Shape, t.SrcName, t.DType, t.Shape)
+		}
+		tied = append(tied, e.Name)
+	}
+	if len(tied) == 0 {
+		return t, nil
+	}
+	src := t.SrcName
+	return t.WithLoad(t.Component, t.Name, t.Shape, func() ([]byte, error) {
+		raw, err := c.Raw(src)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range tied {
+			other, err := c.Raw(n)
+			if err != nil {
+				return nil, err
+			}
+			if !bytes.Equal(raw, other) {
+				return nil, errs.Tensor(c.FileOf(n), n, "differs from %s, to which it is tied (the official model holds one tensor under both names)", src)
+			}
+		}
+		return raw, nil
+	}), nil
+}
+
 // Export implements formats.Layout: the official tensor names (the unused
-// block_decoder.gpt_neox.embed_in.weight zero-filled, as the official code expects it), the
-// Conv1d shapes, and a config.yaml in the official Hydra schema.
+// block_decoder.gpt_neox.embed_in.weight zero-filled, as the official code expects it; a T5 token
+// table under its three names), the Conv1d shapes, and a config.yaml in the official Hydra schema.
 func (Layout) Export(m *formats.Model, dir string, o formats.ExportOptions) error {
 	cfg := m.Config
 	tab := Table(cfg)
 	var wts []safetensors.WriteTensor
 	used := 0
 	for i, e := range tab {
+		if e.Tied {
+			// Another name of a tensor written already: the same bytes again.
+			t := m.Tensor(e.Spec.Component, e.Spec.Name)
+			if t == nil {
+				return fmt.Errorf("%s: no tensor %s to export", m.Name(), e.Spec.Key())
+			}
+			wts = append(wts, t.ToWrite(e.Name, e.Shape, o.DType, nil))
+			continue
+		}
 		if e.Spec == nil {
 			// Zero-filled, in the dtype of the tensor after it.
 			dt := o.DType
@@ -168,8 +220,8 @@ func (Layout) Export(m *formats.Model, dir string, o formats.ExportOptions) erro
 		}
 		switch e.ID {
 		case outside(arch.Embedder, arch.PartProjection):
-			elem, D, De, L := t.DType.Size(), e.Shape[0], e.Shape[1], e.Shape[2]
-			wts = append(wts, t.ToWrite(e.Name, e.Shape, o.DType, func(raw []byte) []byte { return projectionOut(raw, elem, D, De, L) }))
+			elem, D, De, K := t.DType.Size(), e.Shape[0], e.Shape[1], e.Shape[2]
+			wts = append(wts, t.ToWrite(e.Name, e.Shape, o.DType, func(raw []byte) []byte { return projectionOut(raw, elem, D, De, K) }))
 		default:
 			wts = append(wts, t.ToWrite(e.Name, e.Shape, o.DType, nil))
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +18,13 @@ import (
 )
 
 const unusedName = "block_decoder.gpt_neox.embed_in.weight"
+
+// archOnly is the config without its provenance (origins, base model names).
+func archOnly(c *arch.Config) *arch.Config {
+	a := *c
+	a.Source, a.Origins = nil, nil
+	return &a
+}
 
 // open reads dir with the official layout.
 func open(t *testing.T, dir string, o formats.OpenOptions) (*formats.Model, error) {
@@ -53,28 +61,38 @@ func header(t *testing.T, path string) map[string]string {
 // shape, the unused embed_in included (and first in the block decoder); every other entry holds
 // the spec its identity names.
 func TestTableIsTheCheckpoint(t *testing.T) {
-	for _, name := range []string{"bt-tiny", "bt-from-pythia-tiny"} {
+	for _, name := range append([]string{"bt-tiny", "bt-from-pythia-tiny"}, testfix.Ablations...) {
 		t.Run(name, func(t *testing.T) {
 			cfg := testfix.Open(t, testfix.Path(name)).Config
 			want := header(t, filepath.Join(testfix.Path(name), "model.safetensors"))
 			tab := official.Table(cfg)
 			got := map[string]string{}
 			var unused []int
+			var tied []string
 			for i, e := range tab {
 				got[e.Name] = fmt.Sprintf("F32%v", e.Shape)
-				if e.Spec == nil {
+				switch {
+				case e.Spec == nil:
 					unused = append(unused, i)
-					continue
-				}
-				if e.Spec.ID() != e.ID || e.Name != official.Name(e.ID) {
+				case e.Tied:
+					// A T5 token table's other names, right after it.
+					tied = append(tied, e.Name)
+					if tab[i-len(tied)].Name != "token_decoder.shared.weight" || e.Spec.Key() != "token_decoder/embed_in.weight" {
+						t.Errorf("tied entry %s after %s holds %s", e.Name, tab[i-len(tied)].Name, e.Spec.Key())
+					}
+				case e.Spec.ID() != e.ID || e.Name != official.Name(cfg, e.ID):
 					t.Errorf("entry %s holds %s (%v)", e.Name, e.Spec.Key(), e.ID)
 				}
 			}
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("table\n%v\nwant\n%v", got, want)
 			}
-			if len(unused) != 1 || len(tab) != len(arch.Tensors(cfg))+1 {
-				t.Fatalf("unused entries %v of %d", unused, len(tab))
+			wantTied := 0
+			if cfg.TokenDecoder.T5 != nil {
+				wantTied = 2
+			}
+			if len(unused) != 1 || len(tied) != wantTied || len(tab) != len(arch.Tensors(cfg))+1+wantTied {
+				t.Fatalf("unused entries %v, tied %v of %d", unused, tied, len(tab))
 			}
 			i := unused[0]
 			u := tab[i]
@@ -88,19 +106,54 @@ func TestTableIsTheCheckpoint(t *testing.T) {
 	}
 }
 
+// Our identities' official names: the main models' GPT-NeoX and lookup names, a RoBERTa
+// embedder's as RobertaModel names them, a T5 token decoder's as T5ForConditionalGeneration does.
 func TestName(t *testing.T) {
-	for id, want := range map[arch.ID]string{
-		{Component: arch.Embedder, Part: arch.PartEmbeddings, Layer: arch.NoLayer, Param: arch.Weight}:    "embedder.embeddings.weight",
-		{Component: arch.Embedder, Part: arch.PartProjection, Layer: arch.NoLayer, Param: arch.Bias}:      "embedder.projection_layer.bias",
-		{Component: arch.BlockDecoder, Part: arch.PartAttnOut, Layer: 1, Param: arch.Bias}:                "block_decoder.gpt_neox.layers.1.attention.dense.bias",
-		{Component: arch.BlockDecoder, Part: arch.PartFinalNorm, Layer: arch.NoLayer, Param: arch.Weight}: "block_decoder.gpt_neox.final_layer_norm.weight",
-		{Component: arch.TokenDecoder, Part: arch.PartExpansion, Layer: arch.NoLayer, Param: arch.Weight}: "token_decoder.expansion_layer.weight",
-		{Component: arch.TokenDecoder, Part: arch.PartEmbedIn, Layer: arch.NoLayer, Param: arch.Weight}:   "token_decoder.gpt_neox.embed_in.weight",
-		{Component: arch.TokenDecoder, Part: arch.PartLN2, Layer: 0, Param: arch.Weight}:                  "token_decoder.gpt_neox.layers.0.post_attention_layernorm.weight",
-		{Component: arch.TokenDecoder, Part: arch.PartEmbedOut, Layer: arch.NoLayer, Param: arch.Weight}:  "token_decoder.embed_out.weight",
+	id := func(comp string, p arch.Part, layer int, param arch.Param) arch.ID {
+		return arch.ID{Component: comp, Part: p, Layer: layer, Param: param}
+	}
+	for fixture, names := range map[string]map[arch.ID]string{
+		"bt-tiny": {
+			id(arch.Embedder, arch.PartEmbeddings, arch.NoLayer, arch.Weight):    "embedder.embeddings.weight",
+			id(arch.Embedder, arch.PartProjection, arch.NoLayer, arch.Bias):      "embedder.projection_layer.bias",
+			id(arch.BlockDecoder, arch.PartAttnOut, 1, arch.Bias):                "block_decoder.gpt_neox.layers.1.attention.dense.bias",
+			id(arch.BlockDecoder, arch.PartFinalNorm, arch.NoLayer, arch.Weight): "block_decoder.gpt_neox.final_layer_norm.weight",
+			id(arch.TokenDecoder, arch.PartExpansion, arch.NoLayer, arch.Weight): "token_decoder.expansion_layer.weight",
+			id(arch.TokenDecoder, arch.PartEmbedIn, arch.NoLayer, arch.Weight):   "token_decoder.gpt_neox.embed_in.weight",
+			id(arch.TokenDecoder, arch.PartLN2, 0, arch.Weight):                  "token_decoder.gpt_neox.layers.0.post_attention_layernorm.weight",
+			id(arch.TokenDecoder, arch.PartEmbedOut, arch.NoLayer, arch.Weight):  "token_decoder.embed_out.weight",
+		},
+		"bt-cls-cross-attn-tiny": {
+			id(arch.Embedder, arch.PartEmbeddings, arch.NoLayer, arch.Weight):    "embedder.embeddings.word_embeddings.weight",
+			id(arch.Embedder, arch.PartPositions, arch.NoLayer, arch.Weight):     "embedder.embeddings.position_embeddings.weight",
+			id(arch.Embedder, arch.PartTokenTypes, arch.NoLayer, arch.Weight):    "embedder.embeddings.token_type_embeddings.weight",
+			id(arch.Embedder, arch.PartEmbedNorm, arch.NoLayer, arch.Bias):       "embedder.embeddings.LayerNorm.bias",
+			id(arch.Embedder, arch.PartAttnQ, 1, arch.Weight):                    "embedder.encoder.layer.1.attention.self.query.weight",
+			id(arch.Embedder, arch.PartAttnOut, 0, arch.Bias):                    "embedder.encoder.layer.0.attention.output.dense.bias",
+			id(arch.Embedder, arch.PartAttnNorm, 0, arch.Weight):                 "embedder.encoder.layer.0.attention.output.LayerNorm.weight",
+			id(arch.Embedder, arch.PartMLPUp, 1, arch.Bias):                      "embedder.encoder.layer.1.intermediate.dense.bias",
+			id(arch.Embedder, arch.PartMLPDown, 1, arch.Weight):                  "embedder.encoder.layer.1.output.dense.weight",
+			id(arch.Embedder, arch.PartMLPNorm, 0, arch.Bias):                    "embedder.encoder.layer.0.output.LayerNorm.bias",
+			id(arch.Embedder, arch.PartProjection, arch.NoLayer, arch.Weight):    "embedder.projection_layer.weight",
+			id(arch.BlockDecoder, arch.PartAttnQKV, 0, arch.Weight):              "block_decoder.gpt_neox.layers.0.attention.query_key_value.weight",
+			id(arch.TokenDecoder, arch.PartExpansion, arch.NoLayer, arch.Bias):   "token_decoder.expansion_layer.bias",
+			id(arch.TokenDecoder, arch.PartEmbedIn, arch.NoLayer, arch.Weight):   "token_decoder.shared.weight",
+			id(arch.TokenDecoder, arch.PartRelBias, arch.NoLayer, arch.Weight):   "token_decoder.decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+			id(arch.TokenDecoder, arch.PartAttnK, 1, arch.Weight):                "token_decoder.decoder.block.1.layer.0.SelfAttention.k.weight",
+			id(arch.TokenDecoder, arch.PartAttnOut, 0, arch.Weight):              "token_decoder.decoder.block.0.layer.0.SelfAttention.o.weight",
+			id(arch.TokenDecoder, arch.PartLN1, 1, arch.Weight):                  "token_decoder.decoder.block.1.layer.0.layer_norm.weight",
+			id(arch.TokenDecoder, arch.PartCrossV, 0, arch.Weight):               "token_decoder.decoder.block.0.layer.1.EncDecAttention.v.weight",
+			id(arch.TokenDecoder, arch.PartCrossNorm, 1, arch.Weight):            "token_decoder.decoder.block.1.layer.1.layer_norm.weight",
+			id(arch.TokenDecoder, arch.PartMLPUp, 0, arch.Weight):                "token_decoder.decoder.block.0.layer.2.DenseReluDense.wi.weight",
+			id(arch.TokenDecoder, arch.PartLN2, 1, arch.Weight):                  "token_decoder.decoder.block.1.layer.2.layer_norm.weight",
+			id(arch.TokenDecoder, arch.PartFinalNorm, arch.NoLayer, arch.Weight): "token_decoder.decoder.final_layer_norm.weight",
+		},
 	} {
-		if got := official.Name(id); got != want {
-			t.Errorf("%v: %s, want %s", id, got, want)
+		cfg := testfix.Open(t, testfix.Path(fixture)).Config
+		for id, want := range names {
+			if got := official.Name(cfg, id); got != want {
+				t.Errorf("%s %v: %s, want %s", fixture, id, got, want)
+			}
 		}
 	}
 }
@@ -155,7 +208,7 @@ func TestOpenConvolutions(t *testing.T) {
 // Exporting what was read gives back the official checkpoint: the same names, shapes, dtypes and
 // bytes, except the unused embed_in, written as zeros.
 func TestExportRoundTrip(t *testing.T) {
-	for _, name := range []string{"bt-tiny", "bt-from-pythia-tiny"} {
+	for _, name := range append([]string{"bt-tiny", "bt-from-pythia-tiny"}, testfix.Ablations...) {
 		t.Run(name, func(t *testing.T) {
 			m, err := open(t, testfix.Path(name), formats.OpenOptions{})
 			if err != nil {
@@ -193,7 +246,7 @@ func TestExportRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if back.Config.Describe() != m.Config.Describe() {
+			if back.Config.Describe() != m.Config.Describe() || !reflect.DeepEqual(archOnly(back.Config), archOnly(m.Config)) {
 				t.Fatalf("read back as %s, want %s", back.Config.Describe(), m.Config.Describe())
 			}
 		})

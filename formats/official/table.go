@@ -1,16 +1,31 @@
 package official
 
 import (
+	"fmt"
+
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/neox"
 	"github.com/btconvert/btconvert/formats/safetensors"
 )
 
-// Name is the official name of our tensor id: the embedder's under "embedder.", the token
-// decoder's expansion layer and output head under "token_decoder.", everything else in its
-// decoder's GPT-NeoX model ("block_decoder.gpt_neox.").
-func Name(id arch.ID) string {
+// Name is the official name of our tensor id in a model of config cfg: a RoBERTa embedder's as
+// the official RobertaModel names its modules, a T5 token decoder's as T5ForConditionalGeneration
+// does; the lookup embedder's under "embedder.", the token decoder's expansion layer and output
+// head under "token_decoder.", everything else in its decoder's GPT-NeoX model
+// ("block_decoder.gpt_neox.").
+func Name(cfg *arch.Config, id arch.ID) string {
+	switch {
+	case id.Component == arch.Embedder && cfg.Embedder.RoBERTa != nil && id.Part != arch.PartProjection:
+		return "embedder." + familyName(robertaModules, "encoder.layer.%d.", id)
+	case id.Component == arch.TokenDecoder && cfg.TokenDecoder.T5 != nil && id.Part != arch.PartExpansion:
+		return "token_decoder." + familyName(t5Modules, "decoder.block.%d.", id)
+	}
+	return neoxName(id)
+}
+
+// neoxName is the official name of a tensor of the lookup embedder or a GPT-NeoX decoder.
+func neoxName(id arch.ID) string {
 	switch {
 	case id.Component == arch.Embedder:
 		return "embedder." + id.Name()
@@ -20,10 +35,45 @@ func Name(id arch.ID) string {
 	return stackPrefix(id.Component) + id.Name()
 }
 
+// robertaModules are the official modules of a RoBERTa embedder's parts (a layer's under
+// encoder.layer.{i}.).
+var robertaModules = map[arch.Part]string{
+	arch.PartEmbeddings: "embeddings.word_embeddings", arch.PartPositions: "embeddings.position_embeddings",
+	arch.PartTokenTypes: "embeddings.token_type_embeddings", arch.PartEmbedNorm: "embeddings.LayerNorm",
+	arch.PartAttnQ: "attention.self.query", arch.PartAttnK: "attention.self.key", arch.PartAttnV: "attention.self.value",
+	arch.PartAttnOut: "attention.output.dense", arch.PartAttnNorm: "attention.output.LayerNorm",
+	arch.PartMLPUp: "intermediate.dense", arch.PartMLPDown: "output.dense", arch.PartMLPNorm: "output.LayerNorm",
+}
+
+// t5Modules are the official modules of a T5 token decoder's parts (a layer's under
+// decoder.block.{i}.). Only block 0 has the relative position bias table; every block uses it.
+var t5Modules = map[arch.Part]string{
+	arch.PartEmbedIn: "shared", arch.PartRelBias: "decoder.block.0.layer.0.SelfAttention.relative_attention_bias",
+	arch.PartFinalNorm: "decoder.final_layer_norm",
+	arch.PartAttnQ:     "layer.0.SelfAttention.q", arch.PartAttnK: "layer.0.SelfAttention.k", arch.PartAttnV: "layer.0.SelfAttention.v",
+	arch.PartAttnOut: "layer.0.SelfAttention.o", arch.PartLN1: "layer.0.layer_norm",
+	arch.PartCrossQ: "layer.1.EncDecAttention.q", arch.PartCrossK: "layer.1.EncDecAttention.k", arch.PartCrossV: "layer.1.EncDecAttention.v",
+	arch.PartCrossOut: "layer.1.EncDecAttention.o", arch.PartCrossNorm: "layer.1.layer_norm",
+	arch.PartMLPUp: "layer.2.DenseReluDense.wi", arch.PartMLPDown: "layer.2.DenseReluDense.wo", arch.PartLN2: "layer.2.layer_norm",
+}
+
+// familyName is the name of id in a family's table, a layer's part under layer (a format with the
+// layer index).
+func familyName(modules map[arch.Part]string, layer string, id arch.ID) string {
+	name := modules[id.Part] + "." + id.Param.String()
+	if id.Layer >= 0 {
+		name = fmt.Sprintf(layer, id.Layer) + name
+	}
+	return name
+}
+
 // stackPrefix is where a decoder's GPT-NeoX model is in an official checkpoint.
 func stackPrefix(comp string) string { return comp + ".gpt_neox." }
 
-func specName(s arch.TensorSpec) string { return Name(s.ID()) }
+// specName is the official name of each spec of a model of config cfg.
+func specName(cfg *arch.Config) func(arch.TensorSpec) string {
+	return func(s arch.TensorSpec) string { return Name(cfg, s.ID()) }
+}
 
 // outside is the identity of a weight outside the layers.
 func outside(comp string, p arch.Part) arch.ID {
@@ -36,26 +86,37 @@ var unusedEmbedIn = outside(arch.BlockDecoder, arch.PartEmbedIn)
 
 // Official names read before there is a config (to detect the layout and read the shapes).
 var (
-	embeddings = Name(outside(arch.Embedder, arch.PartEmbeddings))
-	projection = Name(outside(arch.Embedder, arch.PartProjection))
-	expansion  = Name(outside(arch.TokenDecoder, arch.PartExpansion))
-	embedOut   = Name(outside(arch.TokenDecoder, arch.PartEmbedOut))
+	embeddings = neoxName(outside(arch.Embedder, arch.PartEmbeddings))
+	projection = neoxName(outside(arch.Embedder, arch.PartProjection))
+	expansion  = neoxName(outside(arch.TokenDecoder, arch.PartExpansion))
+	embedOut   = neoxName(outside(arch.TokenDecoder, arch.PartEmbedOut))
+	// A RoBERTa embedder's token table and a T5 token decoder's.
+	robertaEmbeddings = "embedder." + familyName(robertaModules, "", outside(arch.Embedder, arch.PartEmbeddings))
+	t5Shared          = "token_decoder." + familyName(t5Modules, "", outside(arch.TokenDecoder, arch.PartEmbedIn))
 )
 
+// t5Tied are the other names a T5 token decoder's state_dict gives its token table: its decoder's
+// input embeddings and its output head are the same tensor.
+var t5Tied = []string{"token_decoder.decoder.embed_tokens.weight", "token_decoder.lm_head.weight"}
+
 // Entry is one tensor of the official checkpoint of a model: its identity, its official name and
-// shape, and the spec of ours it holds (nil for a tensor the model never reads).
+// shape, and the spec of ours it holds (nil for a tensor the model never reads). A tied entry is
+// another name of the tensor of its spec (a T5 token decoder's table): it may be absent, and where
+// present it must equal the tensor.
 type Entry struct {
 	ID    arch.ID
 	Name  string
 	Shape []int
 	Spec  *arch.TensorSpec
+	Tied  bool
 }
 
 // Table is the official checkpoint of a model of config cfg, in our order, the unused embed_in
-// first in the block decoder (where the official model has it).
+// first in the block decoder (where the official model has it), the tied names of a T5 token
+// table after it.
 //
-// The official projection layer is a Conv1d weight [D, De, L] (kernel and stride L over the
-// block's token vectors); ours is the equivalent Linear [D, L*De] over their concatenation:
+// The official projection layer is a Conv1d weight [D, De, K] (kernel and stride K over the
+// block's K vectors); ours is the equivalent Linear [D, K*De] over their concatenation:
 // ours[o, t*De+i] = official[o, i, t]. The expansion layer is a kernel-1 Conv1d [r*Dt, D, 1]; ours
 // drops the unit axis (same bytes).
 func Table(cfg *arch.Config) []Entry {
@@ -64,27 +125,43 @@ func Table(cfg *arch.Config) []Entry {
 	for i := range specs {
 		s := &specs[i]
 		if s.Component == arch.BlockDecoder && (i == 0 || specs[i-1].Component != arch.BlockDecoder) {
-			out = append(out, Entry{ID: unusedEmbedIn, Name: Name(unusedEmbedIn), Shape: []int{cfg.VocabSize, cfg.BlockDecoder.Hidden}})
+			out = append(out, Entry{ID: unusedEmbedIn, Name: Name(cfg, unusedEmbedIn), Shape: []int{cfg.VocabSize, cfg.BlockDecoder.Hidden}})
 		}
 		shape := s.Shape
 		switch s.ID() {
 		case outside(arch.Embedder, arch.PartProjection):
-			shape = []int{cfg.BlockDecoder.Hidden, cfg.Embedder.Dim, cfg.BlockLength}
+			shape = []int{cfg.BlockDecoder.Hidden, cfg.Embedder.Dim, cfg.Embedder.Vectors(cfg.BlockLength)}
 		case outside(arch.TokenDecoder, arch.PartExpansion):
 			shape = []int{s.Shape[0], s.Shape[1], 1}
 		}
-		out = append(out, Entry{ID: s.ID(), Name: Name(s.ID()), Shape: shape, Spec: s})
+		out = append(out, Entry{ID: s.ID(), Name: Name(cfg, s.ID()), Shape: shape, Spec: s})
+		if cfg.TokenDecoder.T5 != nil && s.ID() == outside(arch.TokenDecoder, arch.PartEmbedIn) {
+			for _, n := range t5Tied {
+				out = append(out, Entry{ID: s.ID(), Name: n, Shape: shape, Spec: s, Tied: true})
+			}
+		}
 	}
 	return out
 }
 
+// robertaBuffer reports a buffer older transformers saved with a RoBERTa embedder (not a weight).
+func robertaBuffer(name string) bool {
+	return name == "embedder.embeddings.position_ids" || name == "embedder.embeddings.token_type_ids"
+}
+
 // expect is what an official checkpoint of the table tab may hold beyond its model's tensors
-// (the unused entries of the table, old HF buffers), and the messages of the check.
+// (the unused entries of the table, tied names, old HF buffers), and the messages of the check.
 func expect(c *safetensors.Checkpoint, tab []Entry) formats.Expect {
-	unused := map[string]bool{}
+	unused, tied := map[string]bool{}, map[string]string{}
+	primary := ""
 	for _, e := range tab {
-		if e.Spec == nil {
+		switch {
+		case e.Spec == nil:
 			unused[e.Name] = true
+		case e.Tied:
+			tied[e.Name] = primary
+		default:
+			primary = e.Name
 		}
 	}
 	return formats.Expect{File: c.Dir, FileOf: c.FileOf,
@@ -94,7 +171,9 @@ func expect(c *safetensors.Checkpoint, tab []Entry) formats.Expect {
 			switch {
 			case unused[name]:
 				return "dropped " + name + " (present in official checkpoints, never used by the model)", true
-			case neox.Buffer(name):
+			case tied[name] != "":
+				return name + " is the same tensor as " + tied[name] + " (tied; checked equal when read, kept once)", true
+			case neox.Buffer(name) || robertaBuffer(name):
 				return "ignored buffer " + name, true
 			}
 			return "", false

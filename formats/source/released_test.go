@@ -1,6 +1,7 @@
 package source_test
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,14 +16,26 @@ import (
 )
 
 // officialYAMLOf writes a Block config the way the official repository writes its YAMLs: each
-// decoder names its base model and states only layers and width; the expansion ratio only where
-// the config states one.
+// part names its base model and states only what the config states (decoders: layers and width;
+// a RoBERTa embedder: layers, width and vocabulary; a T5 token decoder: its keys); the expansion
+// ratio only where the config states one.
 func officialYAMLOf(s *arch.BlockSpec) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "name: %s\nblock_length: %d\nblock_split:\n  distribution: fixed\n  distribution_kwargs:\n    length: %d\nmax_length: 2048\n",
 		s.Name, s.BlockLength, s.BlockLength)
-	fmt.Fprintf(&b, "embedder:\n  cls: %s\n  model_name_or_path: null\n  n_embedding_tokens: 1\n  use_pretrained_weights: False\n  projection_method: %s\n  config:\n    vocab_size: %d\n    hidden_size: %d\n",
-		s.Embedder.Cls, s.Embedder.ProjectionMethod, s.Embedder.Vocab, s.Embedder.Hidden)
+	null := func(v string) string { return cmp.Or(v, "null") }
+	fmt.Fprintf(&b, "embedder:\n  cls: %s\n  model_name_or_path: %s\n  n_embedding_tokens: 1\n  use_pretrained_weights: False\n  projection_method: %s\n",
+		s.Embedder.Cls, null(s.Embedder.Base), null(s.Embedder.ProjectionMethod))
+	if s.Embedder.CLSTokens > 0 {
+		fmt.Fprintf(&b, "  n_cls_tokens: %d\n", s.Embedder.CLSTokens)
+	}
+	b.WriteString("  config:\n")
+	if len(s.Embedder.Settings) == 0 {
+		fmt.Fprintf(&b, "    vocab_size: %d\n    hidden_size: %d\n", s.Embedder.Vocab, s.Embedder.Hidden)
+	}
+	for _, kv := range s.Embedder.Settings {
+		fmt.Fprintf(&b, "    %s: %v\n", kv.Key, kv.Value)
+	}
 	stack := func(name string, st arch.StackSpec, extra string) {
 		fmt.Fprintf(&b, "%s:\n  cls: %s\n  model_name_or_path: %s\n  use_pretrained_weights: False\n  attn_implementation: flash_attention_2\n%s  config:\n", name, st.Cls, st.Base, extra)
 		for _, kv := range st.Settings {

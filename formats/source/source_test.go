@@ -47,7 +47,7 @@ func TestImportOfficialKeepsBytes(t *testing.T) {
 		t.Fatalf("%d tensors, source has %d (+ the unused embed_in)", len(out.Tensors), len(src.Tensors))
 	}
 	for _, ot := range out.Tensors {
-		want, err := src.Raw(official.Name(arch.Find(out.Config, ot.Component, ot.Name).ID()))
+		want, err := src.Raw(official.Name(out.Config, arch.Find(out.Config, ot.Component, ot.Name).ID()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -332,10 +332,12 @@ func TestConfigResolutionErrors(t *testing.T) {
 			"config.yaml: token_decoder.expansion_ratio 2: summation decoding needs expansion_ratio = block_length (4)"},
 		{"summation, ratio omitted, weights of prefix r=2", summation.Replace(officialYAML("EleutherAI/pythia-410m-deduped", "")), nil,
 			`model.safetensors: tensor "token_decoder.expansion_layer.weight": shape [256 128] disagrees with the config (want [512 128]): expansion_ratio 4 from the official default for summation decoding (block_length 4) x token_decoder.hidden_size 128 from config.yaml, as the official code resolves this config`},
-		{"roberta", strings.Replace(officialYAML("EleutherAI/pythia-410m-deduped", ""), "cls: lookup", "cls: roberta", 1), nil,
-			"config.yaml: embedder.cls roberta is not supported yet (btconvert runs lookup embedders with gpt-neo-x decoders and prefix or summation decoding)"},
-		{"t5", strings.Replace(officialYAML("EleutherAI/pythia-410m-deduped", ""), "decoding_strategy: prefix", "decoding_strategy: cross_attention", 1), nil,
-			"config.yaml: token_decoder.decoding_strategy cross_attention is not supported yet (btconvert runs lookup embedders with gpt-neo-x decoders and prefix or summation decoding)"},
+		{"roberta without a base", strings.Replace(officialYAML("EleutherAI/pythia-410m-deduped", ""), "cls: lookup", "cls: roberta", 1), nil,
+			"config.yaml: embedder.model_name_or_path is not stated: the official code builds the embedder from that model's config (btconvert knows roberta-base)"},
+		{"cross_attention without t5", strings.Replace(officialYAML("EleutherAI/pythia-410m-deduped", ""), "decoding_strategy: prefix", "decoding_strategy: cross_attention", 1), nil,
+			"config.yaml: token_decoder.decoding_strategy cross_attention needs token_decoder.cls t5 (the official code supports it for the T5 token decoder only)"},
+		{"gpt-neo", strings.Replace(officialYAML("EleutherAI/pythia-410m-deduped", ""), "cls: gpt-neo-x", "cls: gpt-neo", 1), nil,
+			"config.yaml: block_decoder.cls gpt-neo is not supported yet (btconvert runs lookup, roberta and roberta_cls embedders, gpt-neo-x decoders with prefix or summation decoding, and t5 token decoders with cross_attention decoding)"},
 		{"no yaml, no heads", "", nil,
 			": no config.yaml beside the weights, and the attention heads and the decoding strategy cannot be read from them: give --config NAME (an official config, e.g. block_main_b4_85) or --config PATH.yaml, or --heads (the official default for hidden 128 is 4 heads: --heads 4)"},
 		{"no yaml, --decoding summation on prefix weights", "", arch.Heads{4},

@@ -127,6 +127,7 @@ func TestTarget(t *testing.T) {
 		{spec(8, arch.ProjectionLayer, 1024), uptrain.Options{}, "--config: the Block config does not fit the vanilla model: block_decoder hidden_size 128 and intermediate_size 1024, the vanilla model has 128 and 512"},
 		{spec(8, arch.ProjectionLayer, 512), uptrain.Options{Method: uptrain.Duplicate}, "--config: the Block config does not fit the vanilla model: block_decoder has 2 layers; the method gives it 4 of the vanilla model's 4"},
 		{spec(8, arch.ProjectionLayer, 512), uptrain.Options{BlockLength: 4}, "--config: the Block config gives the block length, layers and expansion ratio: give none of --block-length, --block-layers, --expansion-ratio with it"},
+		{testfix.Open(t, testfix.Path("bt-roberta-prefix-tiny")).Config, uptrain.Options{}, "--config: the Block config does not fit the vanilla model: uptraining loads the vanilla token embeddings into a lookup embedder; the config has a roberta embedder"},
 	} {
 		o := c.opt
 		o.Target = c.target

@@ -32,8 +32,17 @@ import (
 	"github.com/btconvert/btconvert/graph/backend"
 )
 
-// Names are the fixtures with a PyTorch reference.
+// Names are the fixtures of the main architectures with a PyTorch reference (lookup embedders,
+// GPT-NeoX decoders).
 var Names = []string{"bt-tiny", "pythia-tiny", "bt-from-pythia-tiny"}
+
+// Ablations are the fixtures of the official ablation configs, with a PyTorch reference: RoBERTa
+// embedders (roberta, roberta_cls), and prefix, summation and T5 cross-attention decoding
+// (fixtures/tools/ABLATION_NOTES.md).
+var Ablations = []string{"bt-roberta-prefix-tiny", "bt-cls-sum-tiny", "bt-cls-cross-attn-tiny"}
+
+// Referenced are every fixture with a reference: Names, then Ablations.
+func Referenced() []string { return append(append([]string(nil), Names...), Ablations...) }
 
 // GPL3 and GPL2 are texts every Debian machine has: the fixtures' perplexities are measured on
 // GPL-3; calibration uses GPL-2.

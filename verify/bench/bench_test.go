@@ -26,7 +26,8 @@ func TestEstimateBoundsPeakRSS(t *testing.T) {
 	for _, c := range []struct {
 		name    string
 		B, P, G int
-	}{{"bt-tiny", 16, 128, 32}, {"bt-tiny", 64, 128, 32}, {"pythia-tiny", 16, 128, 32}, {"pythia-tiny", 64, 128, 32}} {
+	}{{"bt-tiny", 16, 128, 32}, {"bt-tiny", 64, 128, 32}, {"pythia-tiny", 16, 128, 32}, {"pythia-tiny", 64, 128, 32},
+		{"bt-cls-cross-attn-tiny", 16, 128, 32}, {"bt-cls-cross-attn-tiny", 64, 128, 32}} {
 		before := currentRSS()
 		e, err := graph.Load(testfix.Open(t, testfix.Path(c.name)), testfix.Backend(t), dtypes.Float32)
 		if err != nil {

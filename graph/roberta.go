@@ -1,0 +1,53 @@
+package graph
+
+import (
+	"fmt"
+
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
+
+	"github.com/btconvert/btconvert/formats/arch"
+)
+
+// The RoBERTa embedder (official roberta and roberta_cls): an HF RobertaModel without its pooler,
+// run over each block on its own, every token seeing every other of its block (nothing crosses
+// block boundaries, and nothing is masked inside a block: a pad token is an ordinary token but
+// for its position). Post-LayerNorm layers with exact GELU. Its vectors for the projection are
+// the outputs of the block's tokens (roberta) or of the CLS tokens put before them (roberta_cls).
+
+// robertaVectors turns token ids [B, n, L] into each block's encoder vectors, concatenated:
+// [B, n, K*He] (K = L, or the CLS count).
+func (b *builder) robertaVectors(ids *Node) *Node {
+	e := b.cfg.Embedder
+	r := e.RoBERTa
+	B, n, L := ids.Shape().Dim(0), ids.Shape().Dim(1), ids.Shape().Dim(2)
+	M := B * n
+	s := Reshape(ids, M, L)
+	if r.CLSTokens > 0 {
+		cls := BroadcastToDims(Const(b.g, int32(r.BOSTokenID)), M, r.CLSTokens)
+		s = Concatenate([]*Node{cls, s}, 1)
+	}
+	S := s.Shape().Dim(1)
+	// Positions by the fairseq rule: counting from pad+1 over the tokens that are not the pad id;
+	// a pad id itself sits at position pad and is not counted.
+	pad := Const(b.g, int32(r.PadTokenID))
+	counted := ConvertDType(NotEqual(s, pad), dtypes.Int32)
+	pos := Add(Mul(CumSum(counted, 1), counted), pad)
+	typ := Slice(b.w(arch.Embedder, arch.TokenTypes+".weight"), AxisElem(0)) // every token has type 0: [1, He]
+	h := Add(Add(b.embed(s, arch.Embedder, arch.Embedding+".weight"), b.embed(pos, arch.Embedder, arch.Positions+".weight")), InsertAxes(typ, 0))
+	h = b.layerNorm(h, arch.Embedder, arch.EmbedNorm, r.LayerNormEps)
+	He := e.Dim
+	for i := 0; i < r.Layers; i++ {
+		p := fmt.Sprintf("layers.%d.", i)
+		heads := func(module string) *Node {
+			return Reshape(b.linear(h, arch.Embedder, p+module, true), M, S, r.Heads, r.HeadDim)
+		}
+		k, v := toKeys(heads(arch.AttnKey)), toValues(heads(arch.AttnValue))
+		ctx := Reshape(b.attention(heads(arch.AttnQuery), k, v, nil), M, S, He)
+		a := b.layerNorm(Add(b.linear(ctx, arch.Embedder, p+arch.AttnOut, true), h), arch.Embedder, p+arch.AttnNorm, r.LayerNormEps)
+		f := gelu(b.linear(a, arch.Embedder, p+arch.MLPUp, true))
+		h = b.layerNorm(Add(b.linear(f, arch.Embedder, p+arch.MLPDown, true), a), arch.Embedder, p+arch.MLPNorm, r.LayerNormEps)
+	}
+	K := r.Outputs(L) // the first K outputs: the CLS tokens', or (no CLS) all of them
+	return Reshape(Slice(h, AxisRange(), AxisRange(0, K)), B, n, K*He)
+}
