@@ -119,7 +119,7 @@ func (b *builder) rmsNorm(x *Node, component, name string, eps float64) *Node {
 func (b *builder) t5Head(z *Node) *Node {
 	t := b.cfg.TokenDecoder.T5
 	dims := z.Shape().Dimensions
-	W := b.w(arch.TokenDecoder, arch.EmbedIn+".weight") // [V, d]
-	y := b.matmulT(Reshape(MulScalar(z, 1/math.Sqrt(float64(t.Hidden))), -1, t.Hidden), W)
+	W := b.w(arch.TokenDecoder, arch.EmbedIn+".weight")                                                              // [V, d]
+	y := b.dot(Reshape(MulScalar(z, 1/math.Sqrt(float64(t.Hidden))), -1, t.Hidden), []int{1}, nil, W, []int{1}, nil) // the table read in place
 	return ConvertDType(Reshape(y, append(append([]int(nil), dims[:len(dims)-1]...), W.Shape().Dim(0))...), dtypes.Float32)
 }
