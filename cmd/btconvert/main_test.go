@@ -59,7 +59,6 @@ func TestVersionAndHelp(t *testing.T) {
 }
 
 func TestImportInspectVerify(t *testing.T) {
-	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", t.TempDir()) // auto finds no plugin: the go backend
 	dir := t.TempDir()
 	out := filepath.Join(dir, "bt")
 	code, _, stderr := btc(t, "import", filepath.Join(fx, "bt-tiny"), "-o", out, "--quiet")
