@@ -74,17 +74,24 @@ type lazyQuant struct {
 	ahead   *lookahead
 	index   int // in ahead.jobs
 
+	counted bool // its weight bytes count in ahead.pending (guarded by ahead.mu)
+
 	mu        sync.Mutex
 	done      chan struct{} // non-nil once started; closed when parts or err are set
 	parts     [][]byte
 	err       error
 	remaining int
+	served    bool // every part was handed to the writer once: no quantizing it ahead again
 }
 
-// start begins quantizing (once) in the background; mine reports that this call began it.
-func (l *lazyQuant) start() (done chan struct{}, mine bool) {
+// start begins quantizing (once) in the background; mine reports that this call began it. A
+// lookahead call (ahead) starts nothing for a tensor the writer has already taken (done is nil).
+func (l *lazyQuant) start(ahead bool) (done chan struct{}, mine bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if ahead && l.served {
+		return nil, false
+	}
 	if l.done == nil {
 		done := make(chan struct{})
 		l.done, mine = done, true
@@ -136,9 +143,10 @@ func (a *lookahead) run() {
 				for a.pending > 0 && a.pending+n > aheadBytes {
 					a.served.Wait()
 				}
-				done, mine := j.start()
+				done, mine := j.start(true)
 				if mine {
 					a.pending += n
+					j.counted = true
 				}
 				a.mu.Unlock()
 				if mine {
@@ -149,27 +157,36 @@ func (a *lookahead) run() {
 	}
 }
 
-// release says the writer has taken every part of j.
+// release says the writer has taken every part of j. The caller holds no lazyQuant lock: the
+// workers take a.mu, then a job's (in start), never the other way round.
 func (a *lookahead) release(j *lazyQuant) {
 	a.mu.Lock()
-	a.pending = max(0, a.pending-j.src.NumElements()*4)
+	if j.counted {
+		a.pending -= j.src.NumElements() * 4
+		j.counted = false
+	}
 	a.served.Broadcast()
 	a.mu.Unlock()
 }
 
 func (l *lazyQuant) part(k int) ([]byte, error) {
 	l.ahead.once.Do(l.ahead.run)
-	done, _ := l.start()
+	done, _ := l.start(false)
 	<-done
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.err != nil {
+		defer l.mu.Unlock()
 		return nil, l.err
 	}
 	b := l.parts[k]
+	last := false
 	if l.remaining--; l.remaining == 0 {
 		l.parts, l.done = nil, nil // all parts served: free the memory (a second pass recomputes)
 		l.remaining = len(l.spec.Parts("", ""))
+		l.served, last = true, true
+	}
+	l.mu.Unlock()
+	if last {
 		l.ahead.release(l)
 	}
 	return b, nil

@@ -1,12 +1,16 @@
 package quant
 
 import (
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/x448/float16"
 
+	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/testfix"
@@ -369,5 +373,88 @@ func TestRMSNormImportance(t *testing.T) {
 	// the expansion; T5: q, k, v, cross q and wi per layer.
 	if len(imp) != 2*4+1+2*2+1+2*5 {
 		t.Errorf("%d Linears with an importance", len(imp))
+	}
+}
+
+// The lazily quantized model serves the same bytes on every pass over it, in any order, while the
+// lookahead workers race the reader for the same tensors (a tensor served is freed, and a later
+// pass quantizes it again).
+func TestApplyServesEveryPass(t *testing.T) {
+	m := testfix.Open(t, testfix.Path("bt-tiny"))
+	p, err := MakePlan(m, Settings{Type: Int4, GroupSize: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(ts []*formats.Tensor) map[string]string {
+		out := map[string]string{}
+		for _, x := range ts {
+			b, err := x.Raw()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[x.Key()] = string(b)
+		}
+		return out
+	}
+	var want map[string]string
+	r := rand.New(rand.NewPCG(1, 2))
+	for run := range 20 {
+		q := Apply(m, p, nil)
+		first := read(q.Tensors)
+		if run == 0 {
+			want = first
+		}
+		shuffled := slices.Clone(q.Tensors)
+		r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		if !maps.Equal(first, want) || !maps.Equal(read(shuffled), want) {
+			t.Fatalf("run %d: the bytes served differ from the first run's", run)
+		}
+	}
+}
+
+// A lookahead worker holds the lookahead's lock while it starts a tensor; the reader reports a
+// tensor served (which takes that lock) without holding the tensor's, or the two wait on each
+// other for ever. The worker then skips the served tensor instead of quantizing it again.
+func TestLookaheadLockOrder(t *testing.T) {
+	scheme, err := arch.SchemeOf(arch.Int8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := scheme.Record(4, 32, 0, true, safetensors.F32)
+	src := formats.NewTensor("decoder", "w", safetensors.F32, []int{4, 32}, "f", "w", func() ([]byte, error) { return make([]byte, 4*4*32), nil })
+	a := &lookahead{}
+	j := &lazyQuant{src: src, spec: spec, ahead: a, remaining: len(spec.Parts("", ""))}
+	a.jobs = []*lazyQuant{j}
+	a.once.Do(a.run)
+	a.mu.Lock() // as a worker does around start
+	read := make(chan error)
+	go func() {
+		for k := range j.remaining {
+			if _, err := j.part(k); err != nil {
+				read <- err
+				return
+			}
+		}
+		read <- nil
+	}()
+	for tries := 0; ; tries++ {
+		if j.mu.TryLock() {
+			served := j.served
+			j.mu.Unlock()
+			if served {
+				break
+			}
+		}
+		if tries == 5000 {
+			t.Fatal("the reader holds the tensor's lock while it waits for the lookahead's")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if done, mine := j.start(true); done != nil || mine {
+		t.Fatal("a served tensor is quantized ahead again")
+	}
+	a.mu.Unlock()
+	if err := <-read; err != nil {
+		t.Fatal(err)
 	}
 }
