@@ -16,8 +16,9 @@ import (
 )
 
 // matmulShapes are the products that dominate the models: a square product, the vocabulary head of
-// the paper models (N=50304, K=256) at several batch sizes, and a D x 4D layer.
-var matmulShapes = []struct{ M, N, K int }{{1024, 1024, 1024}, {1, 50304, 256}, {4, 50304, 256}, {16, 50304, 256}, {64, 50304, 256}, {16, 768, 256}, {16, 256, 256}, {16, 4096, 256}, {16, 256, 4096}}
+// the paper models (N=50304, K=256) at several batch sizes, and the D = 256 layers (attention, FFN
+// 1024 as in block_main_b4_5, FFN 4096 as in vanilla_31).
+var matmulShapes = []struct{ M, N, K int }{{1024, 1024, 1024}, {1, 50304, 256}, {4, 50304, 256}, {16, 50304, 256}, {64, 50304, 256}, {1, 768, 256}, {16, 768, 256}, {16, 256, 256}, {16, 1024, 256}, {16, 256, 1024}, {16, 4096, 256}, {16, 256, 4096}}
 
 // BenchmarkMatmulRate measures the backend's matmul rate (GFLOP/s) on those shapes, x [M, K]
 // times a weight stored [N, K] (PyTorch's Linear layout, "out_in") or [K, N] ("in_out", how
