@@ -19,18 +19,10 @@ import (
 // zero-filled, a T5 token table under its three names); int8 passes verify --against.
 func TestAblationPipeline(t *testing.T) {
 	dir := t.TempDir()
-	mustRun := func(args ...string) string {
-		t.Helper()
-		code, out, stderr := btc(t, args...)
-		if code != 0 {
-			t.Fatalf("%v: exit %d: %s", args, code, stderr)
-		}
-		return out
-	}
 	for _, name := range testfix.Ablations {
 		out := filepath.Join(dir, name)
-		mustRun("import", filepath.Join(fx, name), "-o", out, "-q")
-		js := mustRun("verify", out, "--reference", filepath.Join(fx, name, "reference.safetensors"), "--backend", "go", "--json", "-q")
+		mustBtc(t, "import", filepath.Join(fx, name), "-o", out, "-q")
+		js := mustBtc(t, "verify", out, "--reference", filepath.Join(fx, name, "reference.safetensors"), "--backend", "go", "--json", "-q")
 		var r struct {
 			Parity struct {
 				RelL2Err    float64 `json:"rel_l2_err"`
@@ -42,7 +34,7 @@ func TestAblationPipeline(t *testing.T) {
 			t.Fatalf("%s: verify %v %s", name, err, js)
 		}
 		official := filepath.Join(dir, name+"-official")
-		mustRun("export", out, "-o", official, "--format", "official", "-q")
+		mustBtc(t, "export", out, "-o", official, "--format", "official", "-q")
 		got, err := safetensors.Open(filepath.Join(official, "model.safetensors"))
 		if err != nil {
 			t.Fatal(err)
@@ -69,14 +61,14 @@ func TestAblationPipeline(t *testing.T) {
 	}
 	base := filepath.Join(dir, "bt-cls-cross-attn-tiny")
 	q8 := filepath.Join(dir, "q8")
-	plan := mustRun("quantize", base, "-o", q8, "--type", "int8", "--json", "-q")
+	plan := mustBtc(t, "quantize", base, "-o", q8, "--type", "int8", "--json", "-q")
 	if !strings.Contains(plan, `"name": "layers.1.cross_attention.key.weight"`) {
 		t.Fatalf("plan %.300s", plan)
 	}
-	mustRun("verify", q8, "--against", base, "--eval-text", filepath.Join(fx, "README.md"), "--max-ppl-ratio", "1.01", "--min-top1", "0.95",
+	mustBtc(t, "verify", q8, "--against", base, "--eval-text", filepath.Join(fx, "README.md"), "--max-ppl-ratio", "1.01", "--min-top1", "0.95",
 		"--backend", "go", "--record", "-q")
-	mustRun("export", q8, "-o", filepath.Join(dir, "q8.btz"), "--format", "bundle", "-q")
-	gen := mustRun("generate", filepath.Join(dir, "q8.btz"), "--prompt", "The GNU", "--max-new-tokens", "8", "--backend", "go", "--json", "-q")
+	mustBtc(t, "export", q8, "-o", filepath.Join(dir, "q8.btz"), "--format", "bundle", "-q")
+	gen := mustBtc(t, "generate", filepath.Join(dir, "q8.btz"), "--prompt", "The GNU", "--max-new-tokens", "8", "--backend", "go", "--json", "-q")
 	if !strings.Contains(gen, `"ids"`) {
 		t.Fatalf("generate from the bundle: %s", gen)
 	}

@@ -308,23 +308,9 @@ func TestAttacksSecondRound(t *testing.T) {
 		t.Fatal(stderr)
 	}
 	hfHuge := testfix.Copy(t, "pythia-tiny")
-	{
-		b, _ := os.ReadFile(filepath.Join(hfHuge, "config.json"))
-		var m map[string]any
-		json.Unmarshal(b, &m)
-		m["num_hidden_layers"] = 1000000000
-		b, _ = json.Marshal(m)
-		os.WriteFile(filepath.Join(hfHuge, "config.json"), b, 0o644)
-	}
+	testfix.SetJSON(t, filepath.Join(hfHuge, "config.json"), "num_hidden_layers", 1000000000)
 	hfPad := testfix.Copy(t, "pythia-tiny")
-	{
-		b, _ := os.ReadFile(filepath.Join(hfPad, "config.json"))
-		var m map[string]any
-		json.Unmarshal(b, &m)
-		m["eos_token_id"] = 100000
-		b, _ = json.Marshal(m)
-		os.WriteFile(filepath.Join(hfPad, "config.json"), b, 0o644)
-	}
+	testfix.SetJSON(t, filepath.Join(hfPad, "config.json"), "eos_token_id", 100000)
 	yamlNeg := testfix.Copy(t, "bt-tiny")
 	{
 		b, _ := os.ReadFile(filepath.Join(yamlNeg, "config.yaml"))

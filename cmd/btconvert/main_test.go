@@ -25,6 +25,16 @@ func btc(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
+// mustBtc runs btconvert and fails the test unless it exits 0; it returns stdout.
+func mustBtc(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, stderr := btc(t, args...)
+	if code != 0 {
+		t.Fatalf("%v: exit %d: %s", args, code, stderr)
+	}
+	return out
+}
+
 func TestVersionAndHelp(t *testing.T) {
 	code, out, _ := btc(t, "--version")
 	if code != 0 || !strings.Contains(out, btconvert.Version().String()) || !strings.Contains(out, "GoMLX") {

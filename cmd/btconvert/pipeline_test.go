@@ -18,15 +18,7 @@ func TestPipeline(t *testing.T) {
 	dir := t.TempDir()
 	base := filepath.Join(dir, "bt")
 	q8 := filepath.Join(dir, "bt-q8")
-	mustRun := func(args ...string) string {
-		t.Helper()
-		code, out, stderr := btc(t, args...)
-		if code != 0 {
-			t.Fatalf("%v: exit %d: %s", args, code, stderr)
-		}
-		return out
-	}
-	mustRun("import", filepath.Join(fx, "bt-tiny"), "-o", base, "-q")
+	mustBtc(t, "import", filepath.Join(fx, "bt-tiny"), "-o", base, "-q")
 
 	// Bad quantize flags are usage errors with clear messages, and write nothing.
 	for _, c := range []struct {
@@ -50,7 +42,7 @@ func TestPipeline(t *testing.T) {
 	}
 
 	// The dry run prints the plan and writes nothing.
-	plan := mustRun("quantize", base, "-o", q8, "--type", "int8", "--dry-run", "--json")
+	plan := mustBtc(t, "quantize", base, "-o", q8, "--type", "int8", "--dry-run", "--json")
 	var p struct {
 		Plan struct {
 			Tensors []struct {
@@ -73,7 +65,7 @@ func TestPipeline(t *testing.T) {
 		t.Fatal("dry run wrote output")
 	}
 
-	out := mustRun("quantize", base, "-o", q8, "--type", "int8", "-q")
+	out := mustBtc(t, "quantize", base, "-o", q8, "--type", "int8", "-q")
 	if !strings.Contains(out, "quantized linear weights") {
 		t.Fatalf("a real run ends with the plan table:\n%s", out)
 	}
@@ -86,7 +78,7 @@ func TestPipeline(t *testing.T) {
 		t.Fatalf("config.json quantization: %d entries %v", len(cfg.Quantization), cfg.Quantization["token_decoder/embed_out.weight"])
 	}
 	// inspect reports the packed (device) size.
-	js := mustRun("inspect", q8, "--json")
+	js := mustBtc(t, "inspect", q8, "--json")
 	var s struct {
 		TotalBytes int64 `json:"total_bytes"`
 	}
@@ -109,15 +101,15 @@ func TestPipeline(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, "its recorded verification report failed") {
 		t.Fatalf("export with a failed report: %d %q", code, stderr)
 	}
-	mustRun("verify", q8, "--against", base, "--eval-text", filepath.Join(fx, "README.md"), "--max-ppl-ratio", "1.01", "--min-top1", "0.95", "--record", "-q")
-	mustRun("export", q8, "-o", filepath.Join(dir, "q8.btz"), "--format", "bundle", "-q")
+	mustBtc(t, "verify", q8, "--against", base, "--eval-text", filepath.Join(fx, "README.md"), "--max-ppl-ratio", "1.01", "--min-top1", "0.95", "--record", "-q")
+	mustBtc(t, "export", q8, "-o", filepath.Join(dir, "q8.btz"), "--format", "bundle", "-q")
 	// The bundle is usable directly, and carries the report.
-	gen := mustRun("generate", filepath.Join(dir, "q8.btz"), "--prompt", "The GNU", "--max-new-tokens", "8", "--json", "-q")
+	gen := mustBtc(t, "generate", filepath.Join(dir, "q8.btz"), "--prompt", "The GNU", "--max-new-tokens", "8", "--json", "-q")
 	if !strings.Contains(gen, `"ids"`) {
 		t.Fatalf("generate from bundle: %s", gen)
 	}
-	mustRun("export", filepath.Join(dir, "q8.btz"), "-o", filepath.Join(dir, "official"), "--format", "official", "--dtype", "bf16", "-q")
-	js = mustRun("inspect", filepath.Join(dir, "official"), "--json")
+	mustBtc(t, "export", filepath.Join(dir, "q8.btz"), "-o", filepath.Join(dir, "official"), "--format", "official", "--dtype", "bf16", "-q")
+	js = mustBtc(t, "inspect", filepath.Join(dir, "official"), "--json")
 	if !strings.Contains(js, `"format": "official-block-transformer"`) || !strings.Contains(js, `"BF16"`) {
 		t.Fatalf("official export of the quantized bundle: %.300s", js)
 	}

@@ -80,14 +80,8 @@ func ResolveStack(st StackSpec, sec Section, block bool, heads int, shapes map[s
 			return nil, err
 		}
 	}
-	for _, s := range settings {
-		o := s.Origin
-		if o.Kind == "" {
-			o = sec.origin()
-		}
-		if err := c.Set(s.Key, s.Value, o); err != nil {
-			return nil, fmt.Errorf("%s: %v", sec.Keys, err)
-		}
+	if err := applySettings(&c, settings, sec); err != nil {
+		return nil, err
 	}
 	if heads > 0 && heads != c.Heads {
 		if c.Heads != 0 {
@@ -115,6 +109,23 @@ func ResolveStack(st StackSpec, sec Section, block bool, heads int, shapes map[s
 	return &c, nil
 }
 
+// applySettings sets each setting on a part's HF config in order; a setting without an origin
+// comes from the section's file.
+func applySettings(c interface {
+	Set(key string, v any, origin Origin) error
+}, settings []Setting, sec Section) error {
+	for _, s := range settings {
+		o := s.Origin
+		if o.Kind == "" {
+			o = sec.origin()
+		}
+		if err := c.Set(s.Key, s.Value, o); err != nil {
+			return fmt.Errorf("%s: %v", sec.Keys, err)
+		}
+	}
+	return nil
+}
+
 // knownBase is the error for a RoBERTa or T5 part whose base model is not in the table.
 func knownBase(sec Section, base string, known []string) error {
 	if base == "" {
@@ -136,14 +147,8 @@ func ResolveRoberta(base string, settings []Setting, sec Section) (*RobertaHF, e
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range settings {
-		o := s.Origin
-		if o.Kind == "" {
-			o = sec.origin()
-		}
-		if err := c.Set(s.Key, s.Value, o); err != nil {
-			return nil, fmt.Errorf("%s: %v", sec.Keys, err)
-		}
+	if err := applySettings(&c, settings, sec); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }
@@ -156,14 +161,8 @@ func ResolveT5(st StackSpec, sec Section, heads int) (*T5HF, error) {
 	if !known {
 		return nil, knownBase(sec, st.Base, names(t5Bases))
 	}
-	for _, s := range st.Settings {
-		o := s.Origin
-		if o.Kind == "" {
-			o = sec.origin()
-		}
-		if err := c.Set(s.Key, s.Value, o); err != nil {
-			return nil, fmt.Errorf("%s: %v", sec.Keys, err)
-		}
+	if err := applySettings(&c, st.Settings, sec); err != nil {
+		return nil, err
 	}
 	if heads > 0 && heads != c.Heads {
 		return nil, fmt.Errorf("%s: %s; {Heads} %d disagrees (the official code builds %d heads from this config)",

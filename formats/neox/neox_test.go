@@ -18,32 +18,7 @@ import (
 // open reads dir with the GPT-NeoX layout.
 func open(t *testing.T, dir string, o formats.OpenOptions) (*formats.Model, error) {
 	t.Helper()
-	c, err := safetensors.OpenCheckpoint(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := neox.Layout{}.Open(c, o)
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	t.Cleanup(func() { m.Close() })
-	return m, nil
-}
-
-// header is a safetensors file's tensors: name -> "DTYPE[shape]".
-func header(t *testing.T, path string) map[string]string {
-	t.Helper()
-	f, err := safetensors.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	out := map[string]string{}
-	for _, ti := range f.Tensors {
-		out[ti.Name] = fmt.Sprintf("%s%v", ti.DType, ti.Shape)
-	}
-	return out
+	return testfix.OpenLayout(t, neox.Layout{}, dir, o)
 }
 
 // rename renames (or, to "", drops) tensors of the checkpoint in dir.
@@ -71,7 +46,7 @@ func TestNamesAreTheCheckpoint(t *testing.T) {
 	for _, s := range arch.Tensors(cfg) {
 		got[neox.Name(s.ID())] = fmt.Sprintf("F16%v", s.Shape)
 	}
-	if want := header(t, filepath.Join(testfix.Path("pythia-tiny"), "model.safetensors")); fmt.Sprint(got) != fmt.Sprint(want) {
+	if want := testfix.Header(t, filepath.Join(testfix.Path("pythia-tiny"), "model.safetensors")); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("names\n%v\nwant\n%v", got, want)
 	}
 	for id, want := range map[arch.ID]string{
@@ -228,7 +203,7 @@ func TestExportRoundTrip(t *testing.T) {
 	}
 	src := filepath.Join(testfix.Path("pythia-tiny"), "model.safetensors")
 	dst := filepath.Join(out, "model.safetensors")
-	if a, b := header(t, src), header(t, dst); fmt.Sprint(a) != fmt.Sprint(b) {
+	if a, b := testfix.Header(t, src), testfix.Header(t, dst); fmt.Sprint(a) != fmt.Sprint(b) {
 		t.Fatalf("exported\n%v\nwant\n%v", b, a)
 	}
 	a, _ := safetensors.Open(src)

@@ -17,16 +17,7 @@ import (
 // A roberta_cls projection is a Conv1d over the 3 CLS outputs ([D, He, 3]): ours[o, t*He+i] =
 // official[o, i, t].
 func TestOpenCLSProjection(t *testing.T) {
-	dir := testfix.Path("bt-cls-sum-tiny")
-	m, err := open(t, dir, formats.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := safetensors.Open(filepath.Join(dir, "model.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	m, f := openWithFile(t, "bt-cls-sum-tiny")
 	raw, _ := f.Raw("embedder.projection_layer.weight")
 	theirs, _ := safetensors.ToFloat32(safetensors.F32, raw)
 	p := m.Tensor(arch.Embedder, "projection_layer.weight")

@@ -27,34 +27,25 @@ func archOnly(c *arch.Config) *arch.Config {
 }
 
 // open reads dir with the official layout.
-func open(t *testing.T, dir string, o formats.OpenOptions) (*formats.Model, error) {
+// openWithFile opens a fixture with this layout and its checkpoint file as stored, both closed
+// when the test ends.
+func openWithFile(t *testing.T, name string) (*formats.Model, *safetensors.File) {
 	t.Helper()
-	c, err := safetensors.OpenCheckpoint(dir)
+	m, err := open(t, testfix.Path(name), formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := official.Layout{}.Open(c, o)
+	f, err := safetensors.Open(filepath.Join(testfix.Path(name), "model.safetensors"))
 	if err != nil {
-		c.Close()
-		return nil, err
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { m.Close() })
-	return m, nil
+	t.Cleanup(func() { f.Close() })
+	return m, f
 }
 
-// header is a safetensors file's tensors: name -> "DTYPE[shape]".
-func header(t *testing.T, path string) map[string]string {
+func open(t *testing.T, dir string, o formats.OpenOptions) (*formats.Model, error) {
 	t.Helper()
-	f, err := safetensors.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	out := map[string]string{}
-	for _, ti := range f.Tensors {
-		out[ti.Name] = fmt.Sprintf("%s%v", ti.DType, ti.Shape)
-	}
-	return out
+	return testfix.OpenLayout(t, official.Layout{}, dir, o)
 }
 
 // The layout's table of a fixture's config is the fixture's checkpoint, name for name and shape for
@@ -64,7 +55,7 @@ func TestTableIsTheCheckpoint(t *testing.T) {
 	for _, name := range append([]string{"bt-tiny", "bt-from-pythia-tiny"}, testfix.Ablations...) {
 		t.Run(name, func(t *testing.T) {
 			cfg := testfix.Open(t, testfix.Path(name)).Config
-			want := header(t, filepath.Join(testfix.Path(name), "model.safetensors"))
+			want := testfix.Header(t, filepath.Join(testfix.Path(name), "model.safetensors"))
 			tab := official.Table(cfg)
 			got := map[string]string{}
 			var unused []int
@@ -161,16 +152,7 @@ func TestName(t *testing.T) {
 // The official Conv1d projection [D, De, L] reads as our Linear [D, L*De]: ours[o, t*De+i] =
 // official[o, i, t]; the expansion layer loses its unit axis and keeps its bytes.
 func TestOpenConvolutions(t *testing.T) {
-	dir := testfix.Path("bt-from-pythia-tiny")
-	m, err := open(t, dir, formats.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := safetensors.Open(filepath.Join(dir, "model.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	m, f := openWithFile(t, "bt-from-pythia-tiny")
 	read := func(name string) []float32 {
 		raw, err := f.Raw(name)
 		if err != nil {
@@ -221,7 +203,7 @@ func TestExportRoundTrip(t *testing.T) {
 			}
 			src := filepath.Join(testfix.Path(name), "model.safetensors")
 			dst := filepath.Join(out, "model.safetensors")
-			if a, b := header(t, src), header(t, dst); fmt.Sprint(a) != fmt.Sprint(b) {
+			if a, b := testfix.Header(t, src), testfix.Header(t, dst); fmt.Sprint(a) != fmt.Sprint(b) {
 				t.Fatalf("exported\n%v\nwant\n%v", b, a)
 			}
 			a, _ := safetensors.Open(src)

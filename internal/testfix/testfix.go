@@ -71,6 +71,58 @@ func Open(t testing.TB, path string) *formats.Model {
 	return m
 }
 
+// OpenLayout opens the checkpoint in dir with one layout (not source.Open's detection); the model
+// closes when the test ends. An error of the layout's is returned, not failed on.
+func OpenLayout(t testing.TB, l formats.Layout, dir string, o formats.OpenOptions) (*formats.Model, error) {
+	t.Helper()
+	c, err := safetensors.OpenCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := l.Open(c, o)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	t.Cleanup(func() { m.Close() })
+	return m, nil
+}
+
+// Header is a safetensors file's tensors: name -> "DTYPE[shape]".
+func Header(t testing.TB, path string) map[string]string {
+	t.Helper()
+	f, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	for _, ti := range f.Tensors {
+		out[ti.Name] = fmt.Sprintf("%s%v", ti.DType, ti.Shape)
+	}
+	return out
+}
+
+// SetJSON sets key to value in the JSON object of file.
+func SetJSON(t testing.TB, file, key string, value any) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	m[key] = value
+	if b, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Copy copies a fixture's files into a temp folder so a test can break them.
 func Copy(t testing.TB, name string) string {
 	t.Helper()
