@@ -107,12 +107,7 @@ func TestAttacks(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			code, _, stderr := btc(t, c.args...)
-			lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
-			last := lines[len(lines)-1]
-			ok := last == c.msg
-			if prefix, cut := strings.CutSuffix(c.msg, "..."); cut {
-				ok = strings.HasPrefix(last, prefix)
-			}
+			last, ok := lastLineIs(stderr, c.msg)
 			if code != c.code || !ok {
 				t.Errorf("got %d %q\nwant %d %q", code, last, c.code, c.msg)
 			}
@@ -420,15 +415,7 @@ func TestAttacksSecondRound(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			code, stdout, stderr := btc(t, c.args...)
-			lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
-			last := lines[len(lines)-1]
-			ok := last == c.msg
-			if prefix, cut := strings.CutSuffix(c.msg, "..."); cut {
-				ok = strings.HasPrefix(last, prefix)
-			}
-			if pre, post, found := strings.Cut(c.msg, "\"...\""); found {
-				ok = strings.HasPrefix(last, pre) && strings.HasSuffix(last, post)
-			}
+			last, ok := lastLineIs(stderr, c.msg)
 			if code != c.code || !ok {
 				t.Errorf("got %d %q\nwant %d %q", code, last, c.code, c.msg)
 			}
@@ -471,4 +458,18 @@ func repeatArgs(flag, value string, n int) []string {
 		out = append(out, flag, value)
 	}
 	return out
+}
+
+// lastLineIs reports whether stderr's last line is msg, where a msg ending in "..." gives the
+// line's start and one with "..." in quotes its start and end (the part between varies by machine).
+func lastLineIs(stderr, msg string) (last string, ok bool) {
+	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	last = lines[len(lines)-1]
+	if pre, post, found := strings.Cut(msg, "\"...\""); found {
+		return last, strings.HasPrefix(last, pre) && strings.HasSuffix(last, post)
+	}
+	if prefix, cut := strings.CutSuffix(msg, "..."); cut {
+		return last, strings.HasPrefix(last, prefix)
+	}
+	return last, last == msg
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"unicode"
@@ -101,6 +102,41 @@ func Header(t testing.TB, path string) map[string]string {
 		out[ti.Name] = fmt.Sprintf("%s%v", ti.DType, ti.Shape)
 	}
 	return out
+}
+
+// SameCheckpoint checks that the safetensors file dst holds the tensors of src, bit for bit, with
+// the same dtypes and shapes; the tensors named in zeroed are all zeros in dst instead.
+func SameCheckpoint(t testing.TB, src, dst string, zeroed ...string) {
+	t.Helper()
+	if a, b := Header(t, src), Header(t, dst); fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Fatalf("%s holds\n%v\nwant\n%v", dst, b, a)
+	}
+	a, err := safetensors.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := safetensors.Open(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for _, ti := range a.Tensors {
+		x, err := a.Raw(ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := b.Raw(ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(zeroed, ti.Name) {
+			x = make([]byte, len(x))
+		}
+		if !bytes.Equal(x, y) {
+			t.Errorf("%s: %s differs", dst, ti.Name)
+		}
+	}
 }
 
 // SetJSON sets key to value in the JSON object of file.
