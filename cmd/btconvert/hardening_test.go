@@ -58,12 +58,7 @@ func TestAttacks(t *testing.T) {
 		hugeF32 = dir
 	}
 	out := filepath.Join(work, "out")
-	cases := []struct {
-		name string
-		args []string
-		code int
-		msg  string // the whole last line of stderr, or its start when it ends with "..."
-	}{
+	cases := []attack{
 		{"force onto the input", []string{"quantize", base, "-o", base, "--type", "int8", "--force"}, 2,
 			"btconvert: " + base + ": is, holds or lies inside the input " + base + "; refusing to replace it (choose another output)"},
 		{"force onto the input's folder", []string{"import", filepath.Join(fx, "bt-tiny"), "-o", fx, "--force"}, 2,
@@ -363,12 +358,7 @@ func TestAttacksSecondRound(t *testing.T) {
 	text := filepath.Join(work, "text.txt")
 	os.WriteFile(text, []byte(strings.Repeat("the quick brown fox ", 4000)), 0o644)
 	out := filepath.Join(work, "out")
-	cases := []struct {
-		name string
-		args []string
-		code int
-		msg  string // the whole last line of stderr, or its start when it ends with "..."
-	}{
+	cases := []attack{
 		{"force onto a user's folder", []string{"import", filepath.Join(fx, "bt-tiny"), "-o", precious, "--force"}, 2,
 			"btconvert: " + precious + ": was not written by btconvert (it has no .btconvert-output receipt); not replaced (--force replaces only what btconvert wrote)"},
 		{"official export onto a user's folder", []string{"export", base, "-o", precious, "--format", "official", "--force"}, 2,
@@ -458,6 +448,15 @@ func repeatArgs(flag, value string, n int) []string {
 		out = append(out, flag, value)
 	}
 	return out
+}
+
+// attack is a command that must be refused: its exit status and the last line of its stderr (see
+// lastLineIs).
+type attack struct {
+	name string
+	args []string
+	code int
+	msg  string
 }
 
 // lastLineIs reports whether stderr's last line is msg, where a msg ending in "..." gives the
