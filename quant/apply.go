@@ -171,12 +171,18 @@ func (a *lookahead) release(j *lazyQuant) {
 
 func (l *lazyQuant) part(k int) ([]byte, error) {
 	l.ahead.once.Do(l.ahead.run)
-	done, _ := l.start(false)
-	<-done
-	l.mu.Lock()
-	if l.err != nil {
-		defer l.mu.Unlock()
-		return nil, l.err
+	for {
+		done, _ := l.start(false)
+		<-done
+		l.mu.Lock()
+		if l.err != nil {
+			defer l.mu.Unlock()
+			return nil, l.err
+		}
+		if l.parts != nil {
+			break
+		}
+		l.mu.Unlock() // another reader took the last part meanwhile, and the parts are gone
 	}
 	b := l.parts[k]
 	last := false

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -376,37 +377,51 @@ func TestRMSNormImportance(t *testing.T) {
 	}
 }
 
-// The lazily quantized model serves the same bytes on every pass over it, in any order, while the
-// lookahead workers race the reader for the same tensors (a tensor served is freed, and a later
-// pass quantizes it again).
+// The lazily quantized model serves the same bytes on every pass over it, in any order and with
+// two readers at once, while the lookahead workers race the readers for the same tensors (a tensor
+// served is freed, and a later pass quantizes it again).
 func TestApplyServesEveryPass(t *testing.T) {
 	m := testfix.Open(t, testfix.Path("bt-tiny"))
 	p, err := MakePlan(m, Settings{Type: Int4, GroupSize: 32})
 	if err != nil {
 		t.Fatal(err)
 	}
-	read := func(ts []*formats.Tensor) map[string]string {
+	read := func(ts []*formats.Tensor) (map[string]string, error) {
 		out := map[string]string{}
 		for _, x := range ts {
 			b, err := x.Raw()
 			if err != nil {
-				t.Fatal(err)
+				return nil, err
 			}
 			out[x.Key()] = string(b)
 		}
-		return out
+		return out, nil
 	}
 	var want map[string]string
 	r := rand.New(rand.NewPCG(1, 2))
 	for run := range 20 {
 		q := Apply(m, p, nil)
-		first := read(q.Tensors)
+		shuffled := slices.Clone(q.Tensors)
+		r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		// A pass in file order, then two at once: one in file order, one shuffled.
+		first, err := read(q.Tensors)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if run == 0 {
 			want = first
 		}
-		shuffled := slices.Clone(q.Tensors)
-		r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-		if !maps.Equal(first, want) || !maps.Equal(read(shuffled), want) {
+		got := make([]map[string]string, 2)
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		for i, ts := range [][]*formats.Tensor{q.Tensors, shuffled} {
+			wg.Go(func() { got[i], errs[i] = read(ts) })
+		}
+		wg.Wait()
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatal(errs)
+		}
+		if !maps.Equal(first, want) || !maps.Equal(got[0], want) || !maps.Equal(got[1], want) {
 			t.Fatalf("run %d: the bytes served differ from the first run's", run)
 		}
 	}
