@@ -2,7 +2,6 @@ package btconvert
 
 import (
 	"cmp"
-	"crypto/sha256"
 	"encoding/hex"
 	"io"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/formats/tokenizer"
+	"github.com/btconvert/btconvert/internal/digest"
 	"github.com/btconvert/btconvert/internal/fsio"
 	"github.com/btconvert/btconvert/quant"
 )
@@ -256,7 +256,7 @@ func hashFiles(dir string) ([]ExportedFile, error) {
 		if err != nil {
 			return nil, err
 		}
-		h := sha256.New()
+		h := digest.New()
 		n, err := io.Copy(h, f)
 		f.Close()
 		if err != nil {

@@ -2,7 +2,6 @@ package btconvert
 
 import (
 	"cmp"
-	"crypto/sha256"
 	"encoding/hex"
 	"path/filepath"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/formats/tokenizer"
 	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/internal/digest"
 	"github.com/btconvert/btconvert/internal/fsio"
 	"github.com/btconvert/btconvert/quant"
 )
@@ -109,7 +109,7 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 		}
 		res.CollectSecs = time.Since(start).Seconds()
 		text, _ := readText(o.Calib)
-		sum := sha256.Sum256([]byte(text))
+		sum := digest.Sum256([]byte(text))
 		prov.Method, prov.Calibration, prov.CalibrationSHA256, prov.CalibrationTokens = string(method), filepath.Base(o.Calib), hex.EncodeToString(sum[:]), tokens
 		if o.CalibOut != "" {
 			meta := map[string]string{"model": modelName(o.Source), "text": prov.Calibration, "text_sha256": prov.CalibrationSHA256,

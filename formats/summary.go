@@ -1,12 +1,12 @@
 package formats
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"sort"
 	"strings"
 
 	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/internal/digest"
 )
 
 // Summary is what `btconvert inspect --json` prints.
@@ -59,7 +59,7 @@ func Summarize(m *Model, hashes bool) (*Summary, error) {
 			if err != nil {
 				return nil, err
 			}
-			h := sha256.Sum256(raw)
+			h := digest.Sum256(raw)
 			ts.SHA256 = hex.EncodeToString(h[:])
 		}
 		s.Tensors = append(s.Tensors, ts)

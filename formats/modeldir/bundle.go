@@ -3,7 +3,6 @@ package modeldir
 import (
 	"archive/tar"
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -23,6 +22,7 @@ import (
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/internal/digest"
 	"github.com/btconvert/btconvert/internal/fsio"
 )
 
@@ -96,7 +96,7 @@ func writeBundle(out io.Writer, dir string, man *Manifest, mb []byte, progress s
 			fh.Close()
 			return errs.File(p, "is %d bytes, the manifest says %d (changed after it was written?)", st.Size(), f.Size)
 		}
-		h := sha256.New()
+		h := digest.New()
 		err = add(f.Name, f.Size, io.TeeReader(io.LimitReader(fh, f.Size), h))
 		fh.Close()
 		var re readError
@@ -236,7 +236,7 @@ func extract(bundle string, zr io.Reader, dir string) error {
 		if err != nil {
 			return readErr(err)
 		}
-		h := sha256.New()
+		h := digest.New()
 		n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(tr, mf.Size))
 		if cerr := w.Close(); err == nil {
 			err = cerr

@@ -4,7 +4,6 @@
 package modeldir
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/internal/digest"
 	"github.com/btconvert/btconvert/internal/fsio"
 )
 
@@ -341,7 +341,7 @@ func ReadListed(dir string, man *Manifest, name string) ([]byte, error) {
 	if int64(len(b)) != mf.Size {
 		return nil, errs.File(p, "truncated or changed: %d bytes, the manifest says %d", len(b), mf.Size)
 	}
-	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != mf.SHA256 {
+	if sum := digest.Sum256(b); hex.EncodeToString(sum[:]) != mf.SHA256 {
 		return nil, errs.File(p, "does not match its sha256 in %s (changed after it was written)", ManifestName)
 	}
 	return b, nil
@@ -379,7 +379,7 @@ func CheckFile(dir string, man *Manifest, name string, withHash bool) error {
 	if !withHash {
 		return nil
 	}
-	h := sha256.New()
+	h := digest.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return errs.File(p, "cannot read: %v", fsio.Unwrap(err))
 	}

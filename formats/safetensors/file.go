@@ -1,7 +1,6 @@
 package safetensors
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/btconvert/btconvert/errs"
+	"github.com/btconvert/btconvert/internal/digest"
 	"github.com/btconvert/btconvert/internal/fsio"
 )
 
@@ -42,7 +42,7 @@ type streamCheck struct {
 // read that completes the file (or Finish) fails if the bytes differ. against names where the
 // hash comes from, for the message ("manifest.json").
 func (s *File) Expect(sha256Hex, against string) error {
-	c := &streamCheck{want: sha256Hex, against: against, h: sha256.New()}
+	c := &streamCheck{want: sha256Hex, against: against, h: digest.New()}
 	head := make([]byte, 8+s.HeaderN)
 	if _, err := s.f.ReadAt(head, 0); err != nil {
 		return errs.File(s.Path, "cannot read: %v", fsio.Unwrap(err))

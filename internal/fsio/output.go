@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -24,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/btconvert/btconvert/errs"
+	"github.com/btconvert/btconvert/internal/digest"
 )
 
 // Temp names are short (they fit NAME_MAX whatever the destination's name) and carry the writing
@@ -148,7 +148,7 @@ func Create(path string) (*File, error) {
 		return nil, writeError(path, err)
 	}
 	track(f.Name())
-	return &File{f: f, bw: bufio.NewWriterSize(f, 1<<20), h: sha256.New(), tmp: f.Name(), dest: path}, nil
+	return &File{f: f, bw: bufio.NewWriterSize(f, 1<<20), h: digest.New(), tmp: f.Name(), dest: path}, nil
 }
 
 // CreateOutput starts writing a top-level output file of the given kind: refused if it exists
@@ -169,7 +169,7 @@ func CreateOutput(dest string, force bool, kind Kind) (*File, error) {
 		o.Abort()
 		return nil, writeError(dest, err)
 	}
-	return &File{f: f, bw: bufio.NewWriterSize(f, 1<<20), h: sha256.New(), tmp: o.Tmp, dest: dest, output: o}, nil
+	return &File{f: f, bw: bufio.NewWriterSize(f, 1<<20), h: digest.New(), tmp: o.Tmp, dest: dest, output: o}, nil
 }
 
 func (w *File) Write(p []byte) (int, error) {

@@ -5,7 +5,6 @@ package testfix
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -31,6 +30,7 @@ import (
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/graph/backend"
+	"github.com/btconvert/btconvert/internal/digest"
 )
 
 // Names are the fixtures of the main architectures with a PyTorch reference (lookup embedders,
@@ -425,7 +425,7 @@ func Relist(t testing.TB, dir, name string) {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, name))
-	sum := sha256.Sum256(b)
+	sum := digest.Sum256(b)
 	f := man.File(name)
 	if f == nil {
 		man.Files = append(man.Files, modeldir.ManifestFile{Name: name})
