@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -41,7 +42,7 @@ func TestDocsCommandsParse(t *testing.T) {
 }
 
 var (
-	fence      = regexp.MustCompile("(?s)```(?:sh|bash)?\n(.*?)```")
+	fence      = regexp.MustCompile("(?s)```([a-z]*)\n(.*?)```") // a block in any language, paired right
 	inlineCode = regexp.MustCompile("`((?:\\./)?btconvert [^`]+)`")
 )
 
@@ -51,7 +52,9 @@ var (
 func docCommands(md string) [][]string {
 	var lines []string
 	for _, m := range fence.FindAllStringSubmatch(md, -1) {
-		lines = append(lines, strings.Split(strings.ReplaceAll(m[1], "\\\n", " "), "\n")...)
+		if m[1] == "" || m[1] == "sh" || m[1] == "bash" { // shell, not Go or JSON
+			lines = append(lines, strings.Split(strings.ReplaceAll(m[2], "\\\n", " "), "\n")...)
+		}
 	}
 	for _, m := range inlineCode.FindAllStringSubmatch(md, -1) {
 		lines = append(lines, m[1])
@@ -163,5 +166,14 @@ func TestReadmePackageTable(t *testing.T) {
 	}
 	if len(onDisk) < 20 {
 		t.Fatalf("only %d packages found: the walk is broken", len(onDisk))
+	}
+}
+
+// Blocks in other languages are skipped and do not pair the fences wrongly: prose between two
+// blocks is never read as commands.
+func TestDocCommandsFences(t *testing.T) {
+	md := "```go\nfmt.Println()\n```\n\nbtconvert meets it\n\n```sh\nbtconvert inspect m --json\n```\n"
+	if got := fmt.Sprint(docCommands(md)); got != "[[inspect m --json]]" {
+		t.Fatalf("got %s", got)
 	}
 }
