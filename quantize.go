@@ -80,6 +80,12 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 		if err := checkDest(o.Output, o.Force, fsio.Folder, o.Source, o.Calib, o.CalibStats, o.CalibOut); err != nil {
 			return nil, err
 		}
+		// The statistics file too, before calibration runs: never one of the inputs' files.
+		if o.CalibOut != "" {
+			if err := checkDest(o.CalibOut, o.Force, fsio.SafetensorsFile, o.Source, o.Calib, o.Output); err != nil {
+				return nil, err
+			}
+		}
 	}
 	m, err := source.Open(o.Source, o.Open)
 	if err != nil {

@@ -158,15 +158,6 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 		rep.AtMost("cache_rel_l2_err", s.CacheRelL2Err, o.MaxCacheErr)
 	}
 	pass := rep.Finish()
-	if o.JSONFile != "" {
-		js, err := verify.EncodeJSON(rep)
-		if err == nil {
-			_, err = fsio.WriteOutput(o.JSONFile, js, o.Force, fsio.JSONFile)
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
 	if o.Record {
 		rep.RecordedBy = "btconvert " + o.Version + " verify (recorded)"
 		js, err := verify.EncodeJSON(rep)
@@ -177,6 +168,15 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 			return nil, err
 		}
 		ui.Note("recorded the report in " + o.Model)
+	}
+	if o.JSONFile != "" { // after --record: the same report as the recorded one
+		js, err := verify.EncodeJSON(rep)
+		if err == nil {
+			_, err = fsio.WriteOutput(o.JSONFile, js, o.Force, fsio.JSONFile)
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	if !pass {
 		return rep, fmt.Errorf("%w", ErrCheckFailed)

@@ -30,10 +30,10 @@ Examples:
    btconvert generate fixtures/bt-tiny -p "The GNU" -p "This program is free software" -n 32 --stop "."
    btconvert generate out/bt-tiny --prompt-file prompt.txt --temp 0.8 --top-p 0.9 --min-p 0.05 --repeat-penalty 1.1 --seed 7 --json`,
 		Flags: append([]cli.Flag{
-			&cli.StringSliceFlag{Name: "prompt", Aliases: []string{"p"}, Usage: "prompt text (- reads stdin); repeat for a batch"},
-			&cli.StringSliceFlag{Name: "prompt-file", Aliases: []string{"f"}, Usage: "read a prompt from a file (- is stdin); repeat for a batch"},
+			&cli.StringSliceFlag{Name: "prompt", Aliases: []string{"p"}, KeepSpace: true, Usage: "prompt text (- reads stdin); repeat for a batch"},
+			&cli.StringSliceFlag{Name: "prompt-file", Aliases: []string{"f"}, KeepSpace: true, Usage: "read a prompt from a file (- is stdin); repeat for a batch"},
 			&cli.IntFlag{Name: "max-new-tokens", Aliases: []string{"n", "max-tokens"}, Value: 64, Usage: "tokens to generate (at most)"},
-			&cli.StringSliceFlag{Name: "stop", Usage: "end a row before this string (repeatable)"},
+			&cli.StringSliceFlag{Name: "stop", KeepSpace: true, Usage: "end a row before this string (repeatable)"},
 			&cli.BoolFlag{Name: "ignore-eos", Usage: "generate past the end-of-sequence id"},
 			&cli.Float64Flag{Name: "temperature", Aliases: []string{"temp"}, Value: 0, Usage: "sampling temperature (0: greedy)"},
 			&cli.IntFlag{Name: "top-k", Usage: "sample among the k most likely tokens (0: off)"},

@@ -359,6 +359,10 @@ func TestAttacksSecondRound(t *testing.T) {
 	os.WriteFile(text, []byte(strings.Repeat("the quick brown fox ", 4000)), 0o644)
 	out := filepath.Join(work, "out")
 	cases := []attack{
+		{"calibration statistics onto the input", []string{"quantize", base, "-o", out, "--type", "int4", "--calib", text, "--calib-out", filepath.Join(base, "stats.safetensors"), "--force"}, 2,
+			"btconvert: " + filepath.Join(base, "stats.safetensors") + ": is, holds or lies inside the input " + base + "; refusing to replace it (choose another output)"},
+		{"q-bits against a preset of other bits", []string{"quantize", base, "-o", out, "--type", "q4_0", "--q-bits", "8"}, 2,
+			"btconvert: --q-bits 8 disagrees with --type q4_0"},
 		{"force onto a user's folder", []string{"import", filepath.Join(fx, "bt-tiny"), "-o", precious, "--force"}, 2,
 			"btconvert: " + precious + ": was not written by btconvert (it has no .btconvert-output receipt); not replaced (--force replaces only what btconvert wrote)"},
 		{"official export onto a user's folder", []string{"export", base, "-o", precious, "--format", "official", "--force"}, 2,

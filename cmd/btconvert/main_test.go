@@ -208,6 +208,14 @@ func TestGenerateBatchAndStop(t *testing.T) {
 	if got.Text != cut || got.Finish != "stop" || len(got.IDs) >= 24 {
 		t.Fatalf("--stop %q: %+v; want text %q", stop, got, cut)
 	}
+	// Spaces in prompts and stop strings are kept: "The GNU " is 8 byte tokens, and " " stops
+	// the first word.
+	if got := gen("-p", "The GNU ", "--stop", " ")[0]; got.Finish != "stop" || strings.Contains(got.Text, " ") || len(got.IDs) == 24 {
+		t.Fatalf("--stop \" \": %+v", got)
+	}
+	if _, js, _ := btc(t, "generate", model, "-p", "The GNU ", "-n", "1", "--json", "-q"); !strings.Contains(js, `"prompt_tokens": 8,`) {
+		t.Fatalf("a prompt's trailing space was dropped: %s", js)
+	}
 	code, out, stderr := btc(t, "generate", model, "-n", "24", "-p", long, "--stop", stop)
 	if code != 0 || out != long+cut+"\n" {
 		t.Fatalf("streamed with --stop: %d %q, want %q", code, out, long+cut+"\n")
@@ -509,4 +517,11 @@ func TestBackendsCommand(t *testing.T) {
 			t.Fatalf("%d %s", code, out)
 		}
 	})
+}
+
+// --q-bits agrees with a preset of its width: q4_0 is 4 bits.
+func TestQBitsWithPreset(t *testing.T) {
+	if code, _, stderr := btc(t, "quantize", filepath.Join(fx, "bt-tiny"), "-o", filepath.Join(t.TempDir(), "q"), "--type", "q4_0", "--q-bits", "4", "--dry-run", "-q"); code != 0 {
+		t.Fatalf("%d %s", code, stderr)
+	}
 }

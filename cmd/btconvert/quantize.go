@@ -59,10 +59,11 @@ func quantType(c *cli.Context) (quant.Type, error) {
 		if err != nil {
 			return "", err
 		}
-		if t != "" && t != bits {
+		if t == "" {
+			t = bits
+		} else if r, err := (quant.Settings{Type: t}).Resolve(); err != nil || r.Type != bits { // a preset (q4_0) names its scheme
 			return "", usagef("--q-bits %d disagrees with --type %s", c.Int("q-bits"), c.String("type"))
 		}
-		t = bits
 	}
 	if t == "" {
 		return "", usagef("quantize: --type is required (int8 or int4)")

@@ -40,7 +40,9 @@ func (s *Stream) Update(ids []int32) (fresh string, keep int) {
 	if s.stopped || len(ids) <= s.seen {
 		return "", -1
 	}
-	from := max(0, len(s.text)-s.longestStop()+1) // the text before held no stop string
+	// The settled text (a prefix of every later decoding) held no stop string; the rest of the old
+	// text may decode differently now (a character completed), so it is searched again.
+	from := max(0, len(s.settled)-s.longestStop()+1)
 	s.text = s.decoded(ids, len(ids))
 	if at := s.findStopIn(s.text, from); at >= 0 {
 		// The stop string ends in one of the new ids: keep up to the first that completes it.

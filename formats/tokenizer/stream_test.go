@@ -83,3 +83,20 @@ type hfLike struct{ ByteTokenizer }
 func (hfLike) Decode(ids []int32) string {
 	return strings.ToValidUTF8(ByteTokenizer{}.Decode(ids), "\uFFFD")
 }
+
+// A stop string arriving with the end of a character the previous update showed as U+FFFD (three
+// bytes, where "é" is two) is still found: the search starts from the settled text, which never
+// decodes differently.
+func TestStreamStopAfterCompletedCharacter(t *testing.T) {
+	s := NewStream(hfLike{}, []string{"."})
+	ids := bytesOf("abcé.xy")
+	var shown string
+	for _, n := range []int{4, 6, 7} { // "abc" + the first byte of "é"; its second byte and "."; "x"
+		fresh, _ := s.Update(ids[:n])
+		shown += fresh
+	}
+	shown += s.Flush()
+	if !s.Stopped() || shown != "abcé" || s.Text() != "abcé" {
+		t.Fatalf("handed out %q, text %q, stopped %v; want %q and a stop", shown, s.Text(), s.Stopped(), "abcé")
+	}
+}
