@@ -30,7 +30,6 @@ func Apply(m *formats.Model, p *Plan, cal *Calibration) *formats.Model {
 	cfg := *m.Config
 	cfg.Quantization = map[string]arch.Quantization{}
 	s := p.Settings
-	scaleDT := scaleDType(s)
 	var out []*formats.Tensor
 	ahead := &lookahead{}
 	for i, t := range m.Tensors {
@@ -43,7 +42,7 @@ func Apply(m *formats.Model, p *Plan, cal *Calibration) *formats.Model {
 		if err != nil {
 			panic(err) // MakePlan only plans schemes
 		}
-		q := scheme.Record(t.Shape[0], t.Shape[1], s.GroupSize, s.Symmetric, scaleDT)
+		q := p.record(scheme, e.To, t.Shape[0], t.Shape[1])
 		cfg.Quantization[t.Key()] = q
 		job := &lazyQuant{src: t, spec: q, opts: s.options(&q, cal.Importance[t.Key()]), hessian: cal.Hessian[t.Key()]}
 		parts := q.Parts(t.Component, t.Name)

@@ -163,6 +163,17 @@ type Entry struct {
 type Plan struct {
 	Settings Settings `json:"-"`
 	Entries  []Entry  `json:"tensors"`
+	asked    Settings // the settings as given, before the main scheme's own rules applied
+}
+
+// record is how a tensor planned as `to` is stored: the main scheme with the resolved settings,
+// an override's scheme with the symmetry asked for (int8's always-symmetric rule is not int4's).
+func (p *Plan) record(sc *arch.QuantScheme, to Type, rows, cols int) arch.Quantization {
+	sym := p.Settings.Symmetric
+	if to != p.Settings.Type {
+		sym = p.asked.Symmetric
+	}
+	return sc.Record(rows, cols, p.Settings.GroupSize, sym, scaleDType(p.Settings))
 }
 
 // Quantizable is the default policy: every Linear weight of the decoders and of a RoBERTa
@@ -174,6 +185,7 @@ func Quantizable(s arch.TensorSpec) bool {
 
 // MakePlan decides the storage of every tensor of m (which must not be quantized already).
 func MakePlan(m *formats.Model, s Settings) (*Plan, error) {
+	asked := s
 	s, err := s.Resolve()
 	if err != nil {
 		return nil, err
@@ -186,7 +198,7 @@ func MakePlan(m *formats.Model, s Settings) (*Plan, error) {
 		specs[sp.Key()] = sp
 	}
 	used := make([]bool, len(s.Overrides))
-	p := &Plan{Settings: s}
+	p := &Plan{Settings: s, asked: asked}
 	for _, t := range m.Tensors {
 		key := t.Key()
 		spec := specs[key]
@@ -208,7 +220,7 @@ func MakePlan(m *formats.Model, s Settings) (*Plan, error) {
 		e := Entry{Component: t.Component, Name: t.Name, Shape: t.Shape, From: floatType(t.DType), To: to, BytesBefore: t.Bytes()}
 		n := t.NumElements()
 		if sc := to.Scheme(); sc != nil {
-			q := sc.Record(t.Shape[0], t.Shape[1], s.GroupSize, s.Symmetric, scaleDType(s))
+			q := p.record(sc, to, t.Shape[0], t.Shape[1])
 			for _, part := range q.Parts(t.Component, t.Name) {
 				e.BytesAfter += part.Bytes()
 			}

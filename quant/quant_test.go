@@ -473,3 +473,24 @@ func TestLookaheadLockOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An int4 override under --type int8 is quantized as int4 is asked for (asymmetric unless the
+// settings say symmetric), not with int8's always-symmetric rule.
+func TestOverrideKeepsItsSymmetry(t *testing.T) {
+	m := testfix.Open(t, testfix.Path("pythia-tiny"))
+	ov, err := ParseOverride(`embed_out\.weight$=int4`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sym := range []bool{false, true} {
+		p, err := MakePlan(m, Settings{Type: Int8, Symmetric: sym, Overrides: []Override{ov}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := Apply(m, p, nil).Config.Quantization
+		head, layer := q["decoder/embed_out.weight"], q["decoder/layers.0.mlp.dense_4h_to_h.weight"]
+		if head.Type != arch.Int4 || head.Symmetric != sym || head.GroupSize != 64 || layer.Type != arch.Int8 || !layer.Symmetric {
+			t.Fatalf("symmetric %v: head %+v, layer %+v", sym, head, layer)
+		}
+	}
+}
