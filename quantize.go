@@ -110,12 +110,11 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 	case o.Calib != "":
 		start := time.Now()
 		var tokens int
-		if cal, tokens, err = calibrate(m, o, method == GPTQ, ui); err != nil {
+		var sum [32]byte
+		if cal, tokens, sum, err = calibrate(m, o, method == GPTQ, ui); err != nil {
 			return nil, err
 		}
 		res.CollectSecs = time.Since(start).Seconds()
-		text, _ := readText(o.Calib)
-		sum := digest.Sum256([]byte(text))
 		prov.Method, prov.Calibration, prov.CalibrationSHA256, prov.CalibrationTokens = string(method), filepath.Base(o.Calib), hex.EncodeToString(sum[:]), tokens
 		if o.CalibOut != "" {
 			meta := map[string]string{"model": modelName(o.Source), "text": prov.Calibration, "text_sha256": prov.CalibrationSHA256,
@@ -169,19 +168,21 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 const calibBatch = 16
 
 // calibrate runs the model over the calibration text (windows of CalibWindow tokens, batches of
-// 16) and returns what each linear layer saw.
-func calibrate(m *formats.Model, o QuantizeOptions, full bool, ui UI) (*quant.Calibration, int, error) {
+// 16) and returns what each linear layer saw, the tokens it ran and the text's SHA-256 (read once).
+func calibrate(m *formats.Model, o QuantizeOptions, full bool, ui UI) (*quant.Calibration, int, [32]byte, error) {
+	var sum [32]byte
 	text, err := readText(o.Calib)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, sum, err
 	}
+	sum = digest.Sum256([]byte(text))
 	tk, err := tokenizer.For(m.File, m.Name(), m.Config.VocabSize)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, sum, err
 	}
 	ids, err := tk.Encode(text)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, sum, err
 	}
 	w := cmp.Or(o.CalibWindow, 256)
 	least := 2
@@ -191,31 +192,31 @@ func calibrate(m *formats.Model, o QuantizeOptions, full bool, ui UI) (*quant.Ca
 		w = w / L * L // whole blocks
 	}
 	if o.CalibWindow < 0 || w < least || w > 1<<16 {
-		return nil, 0, errs.Option("CalibWindow", o.CalibWindow, "must be between %d (two blocks) and 65536 tokens", least)
+		return nil, 0, sum, errs.Option("CalibWindow", o.CalibWindow, "must be between %d (two blocks) and 65536 tokens", least)
 	}
 	windows := graph.Windows(ids, w)
 	if len(windows) == 0 {
-		return nil, 0, errs.File(o.Calib, "has %d tokens, fewer than one calibration window of %d", len(ids), w)
+		return nil, 0, sum, errs.File(o.Calib, "has %d tokens, fewer than one calibration window of %d", len(ids), w)
 	}
 	dev, err := o.Runtime.start(ui)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, sum, err
 	}
 	eng, err := graph.Load(m, dev.b, dev.dt)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, sum, err
 	}
 	defer eng.Close()
 	if err := checkWindows(&loaded{src: m, eng: eng}, w, calibBatch, "CalibWindow", "CalibBatch"); err != nil {
-		return nil, 0, err
+		return nil, 0, sum, err
 	}
 	bar := ui.Progress("calibrate", int64(len(windows)*w), "tokens")
 	defer bar.Done()
 	st, err := eng.Calibrate(windows, calibBatch, full, func(n int) { bar.Add(int64(n*w), "") })
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, sum, err
 	}
 	cal := &quant.Calibration{Importance: st.MeanSquare, Hessian: st.SecondMoment}
 	ui.Note("calibrated on " + strconv.Itoa(len(windows)) + " windows of " + strconv.Itoa(w) + " tokens from " + o.Calib)
-	return cal, len(windows) * w, nil
+	return cal, len(windows) * w, sum, nil
 }
