@@ -20,7 +20,9 @@ btconvert never downloads one. Install XLA's CPU plugin with scripts/install-xla
 PyPI, checked against its sha256); a CUDA plugin comes with JAX's CUDA wheels.
 
 --backend auto (the default) picks the CUDA plugin on a machine with an NVIDIA GPU, else the CPU
-plugin, else the pure-Go backend.
+plugin, else the pure-Go backend. A plugin that cannot be loaded (not a PJRT plugin, damaged,
+truncated) is listed with what is wrong, and auto passes over it, saying so; asked for by name or
+path (--backend xla:cpu), it is an error naming the file.
 
 Examples:
    btconvert backends

@@ -18,7 +18,6 @@ import (
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/gobackend"  // "go": pure Go, always there
 	"github.com/gomlx/go-xla/compute/xla" // "xla:cpu", "xla:cuda", "xla:/path/plugin.so"
-	"github.com/gomlx/go-xla/pjrt"
 	"k8s.io/klog/v2"
 
 	"github.com/btconvert/btconvert/errs"
@@ -103,8 +102,10 @@ func gpuPresent() bool {
 }
 
 // Choose resolves Auto to a concrete spec: xla with the CUDA plugin when one is installed and a
-// GPU is present, else xla with the CPU plugin when installed, else go. why says which and why.
-// Any other spec is returned as it is (never second-guessed).
+// GPU is present, else xla with the CPU plugin when installed, else go. A plugin that does not load
+// (see CheckPlugin: a named pipe, a folder, a damaged or foreign library) is passed over, so one
+// broken install does not stop every command; why says which was picked, and what was passed over
+// and why. Any other spec is returned as it is (never second-guessed).
 func Choose(spec string) (chosen, why string) {
 	if spec != Auto {
 		return spec, "asked for"
@@ -112,19 +113,36 @@ func Choose(spec string) (chosen, why string) {
 	dirs := PluginDirs()
 	found := FindPlugins(dirs)
 	names := slices.Sorted(maps.Keys(found)) // the same choice every run when several are installed
+	var passed []string
+	usable := func(kind, p string) bool {
+		if _, err := loadPlugin(p); err != nil {
+			passed = append(passed, fmt.Sprintf("the %s PJRT plugin %s cannot be loaded (%s)", kind, p, failure(err)))
+			return false
+		}
+		return true
+	}
+	as := func() string {
+		if len(passed) == 0 {
+			return ""
+		}
+		return ", as " + strings.Join(passed, "; ")
+	}
 	for _, name := range names {
-		if p := found[name]; strings.HasPrefix(name, "cuda") && gpuPresent() {
-			return "xla:" + p, fmt.Sprintf("auto: the CUDA PJRT plugin %s and an NVIDIA GPU", p)
+		if p := found[name]; strings.HasPrefix(name, "cuda") && gpuPresent() && usable("CUDA", p) {
+			return "xla:" + p, fmt.Sprintf("auto: the CUDA PJRT plugin %s and an NVIDIA GPU%s", p, as())
 		}
 	}
-	if p, ok := found["cpu"]; ok {
+	if p, ok := found["cpu"]; ok && usable("XLA CPU", p) {
 		note := ""
 		for _, name := range names {
-			if strings.HasPrefix(name, "cuda") {
+			if strings.HasPrefix(name, "cuda") && !gpuPresent() {
 				note = " (a CUDA plugin is installed but no GPU is present)"
 			}
 		}
-		return "xla:" + p, fmt.Sprintf("auto: the XLA CPU PJRT plugin %s%s", p, note)
+		return "xla:" + p, fmt.Sprintf("auto: the XLA CPU PJRT plugin %s%s%s", p, note, as())
+	}
+	if len(passed) > 0 {
+		return "go", fmt.Sprintf("auto: %s, so the pure-Go backend", strings.Join(passed, "; "))
 	}
 	return "go", fmt.Sprintf("auto: no PJRT plugin in %s, so the pure-Go backend", strings.Join(dirs, ":"))
 }
@@ -136,9 +154,10 @@ type Started struct {
 }
 
 // Open starts the backend spec names: "auto" (the fastest installed, see Choose), "go",
-// "go:parallelism=N", "xla:cpu", "xla:cuda" or "xla:/abs/path/pjrt_plugin.so". It never falls back
-// to another backend: a plugin auto finds but cannot start is an error that says how to go on.
-// option is the caller's option that gave the spec (errors name it as {option}).
+// "go:parallelism=N", "xla:cpu", "xla:cuda" or "xla:/abs/path/pjrt_plugin.so". Past Choose it
+// never falls back to another backend: a plugin auto picked (it loads) whose client cannot start is
+// an error that says how to go on. option is the caller's option that gave the spec (errors name
+// it as {option}).
 func Open(option, spec string) (*Started, error) {
 	chosen, why := Choose(spec)
 	b, err := New(chosen)
@@ -159,9 +178,13 @@ func Open(option, spec string) (*Started, error) {
 }
 
 // New creates exactly the backend spec names; it never falls back to another one (Auto must be
-// resolved with Choose first; Open does both).
+// resolved with Choose first; Open does both). An xla plugin given by name is looked up in
+// PluginDirs here, not by GoMLX, whose search loads every candidate it finds (a named pipe there
+// hangs it, a file that is no library crashes it); the plugin file is checked and loaded before
+// the backend starts, so a bad one is an errs.InputError naming it.
 func New(spec string) (b compute.Backend, err error) {
 	name, conf, _ := strings.Cut(spec, ":")
+	config := spec
 	switch name {
 	case "go":
 	case "xla":
@@ -170,37 +193,67 @@ func New(spec string) (b compute.Backend, err error) {
 		if conf == "" {
 			return nil, errs.Option("Backend", spec, "name a plugin: xla:cpu, xla:cuda or xla:/path/to/pjrt_plugin.so")
 		}
+		plugin, options, _ := strings.Cut(conf, ",")
+		path := plugin
+		if !filepath.IsAbs(path) {
+			var ok bool
+			if path, ok = findPlugin(plugin); !ok {
+				return nil, notInstalled(spec, plugin)
+			}
+		}
+		if _, err := loadPlugin(path); err != nil {
+			return nil, err
+		}
+		config = "xla:" + path
+		if options != "" {
+			config += "," + options
+		}
 	default:
 		return nil, errs.Option("Backend", spec, "unknown backend (want auto, go, xla:cpu, xla:cuda or xla:/path/to/pjrt_plugin.so)")
 	}
 	defer func() {
 		// compute.NewWithConfig panics on some bad configs; turn that into an error.
 		if r := recover(); r != nil {
-			err = backendError(spec, fmt.Errorf("%v", r))
+			err = backendError(spec, config, fmt.Errorf("%v", r))
 		}
 	}()
-	b, err = compute.NewWithConfig(SequentialOps(spec))
+	b, err = compute.NewWithConfig(SequentialOps(config))
 	if err != nil {
-		return nil, backendError(spec, err)
+		return nil, backendError(spec, config, err)
 	}
 	return b, nil
 }
 
-// backendError says what to do when a backend cannot be created.
-func backendError(spec string, err error) error {
-	name, conf, _ := strings.Cut(spec, ":")
+// findPlugin is the path of the plugin named (cpu, cuda) as GoMLX would pick it: the first in
+// PluginDirs, else a versioned one (cpu_v0.83.1 for cpu).
+func findPlugin(name string) (string, bool) {
+	found := FindPlugins(PluginDirs())
+	if p, ok := found[name]; ok {
+		return p, true
+	}
+	for _, n := range slices.Sorted(maps.Keys(found)) {
+		if strings.HasPrefix(n, name+"_v") {
+			return found[n], true
+		}
+	}
+	return "", false
+}
+
+// notInstalled says where GoMLX looks for a plugin and how to get one.
+func notInstalled(spec, name string) error {
+	return errs.Option("Backend", spec, "no PJRT plugin %q found in %s; point PJRT_PLUGIN_LIBRARY_PATH at the folder holding pjrt_c_api_%s_plugin.so, "+
+		"or give its path (xla:/path/to/plugin.so); on a machine with network GoMLX's installer fetches one: go run github.com/gomlx/go-xla/cmd/pjrt_installer@latest -autoinstall",
+		name, strings.Join(PluginDirs(), ":"), name)
+}
+
+// backendError says what went wrong creating the backend spec asked for (config is what GoMLX was
+// given: the plugin by its path).
+func backendError(spec, config string, err error) error {
+	name, conf, _ := strings.Cut(config, ":")
 	msg := strings.Join(strings.Fields(err.Error()), " ")
-	if name != "xla" {
-		return errs.Option("Backend", spec, "%s", msg)
-	}
-	if filepath.IsAbs(conf) {
-		return errs.Option("Backend", spec, "the PJRT plugin %s could not be loaded: %s", conf, msg)
-	}
-	var nf interface{ NotFound() bool }
-	if errors.As(err, &nf) || strings.Contains(msg, "not found") || strings.Contains(msg, "no plugins") {
-		return errs.Option("Backend", spec, "no PJRT plugin %q found in %s; point PJRT_PLUGIN_LIBRARY_PATH at the folder holding pjrt_c_api_%s_plugin.so, "+
-			"or give its path (xla:/path/to/plugin.so); on a machine with network GoMLX's installer fetches one: go run github.com/gomlx/go-xla/cmd/pjrt_installer@latest -autoinstall",
-			conf, strings.Join(PluginDirs(), ":"), conf)
+	if name == "xla" {
+		path, _, _ := strings.Cut(conf, ",")
+		return errs.Option("Backend", spec, "the PJRT plugin %s loads, but could not be started: %s", path, msg)
 	}
 	return errs.Option("Backend", spec, "%s", msg)
 }
@@ -236,30 +289,20 @@ type Plugin struct {
 	Error string `json:"error,omitempty"`
 }
 
-// Installed lists the PJRT plugins GoMLX would find, each loaded once to read its API version.
+// Installed lists the PJRT plugins GoMLX would find, each checked and loaded once to read its API
+// version (what auto would load).
 func Installed() []Plugin {
 	found := FindPlugins(PluginDirs())
 	var out []Plugin
 	for _, name := range slices.Sorted(maps.Keys(found)) {
 		p := Plugin{Name: name, Path: found[name]}
-		p.API, p.Error = pluginAPI(p.Path)
+		if pl, err := loadPlugin(p.Path); err != nil {
+			p.Error = failure(err)
+		} else {
+			major, minor := pl.Version()
+			p.API = fmt.Sprintf("%d.%d", major, minor)
+		}
 		out = append(out, p)
 	}
 	return out
-}
-
-// pluginAPI loads a plugin (by path: no search, no download) and reads its API version.
-func pluginAPI(path string) (version, failure string) {
-	defer func() {
-		if r := recover(); r != nil {
-			failure = fmt.Sprint(r)
-		}
-	}()
-	klog.SetLogger(logr.Discard()) // its warnings would go to stderr; the error is reported here
-	p, err := pjrt.GetPlugin(path)
-	if err != nil {
-		return "", strings.Join(strings.Fields(err.Error()), " ")
-	}
-	major, minor := p.Version()
-	return fmt.Sprintf("%d.%d", major, minor), ""
 }

@@ -18,8 +18,8 @@ func TestIsGo(t *testing.T) {
 	}
 }
 
-// auto picks XLA only where a plugin is installed, names what it found, and an explicit spec is
-// never second-guessed.
+// auto picks XLA only where a plugin is installed and loads, names what it found or passed over,
+// and an explicit spec is never second-guessed.
 func TestChooseBackend(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", dir)
@@ -29,14 +29,8 @@ func TestChooseBackend(t *testing.T) {
 	}
 	cpu := filepath.Join(dir, "pjrt_c_api_cpu_plugin.so")
 	os.WriteFile(cpu, []byte("not a shared library"), 0o644)
-	if spec, why := Choose(Auto); spec != "xla:"+cpu || why != "auto: the XLA CPU PJRT plugin "+cpu {
-		t.Fatalf("cpu present: %s (%s)", spec, why)
-	}
-	os.WriteFile(filepath.Join(dir, "pjrt_c_api_cuda_plugin.so"), nil, 0o644)
-	if !gpuPresent() {
-		if spec, why := Choose(Auto); spec != "xla:"+cpu || !strings.HasSuffix(why, "(a CUDA plugin is installed but no GPU is present)") {
-			t.Fatalf("cuda without a GPU: %s (%s)", spec, why)
-		}
+	if spec, why := Choose(Auto); spec != "go" || why != "auto: the XLA CPU PJRT plugin "+cpu+" cannot be loaded (no ELF header, so not a shared library or PJRT plugin), so the pure-Go backend" {
+		t.Fatalf("cpu present but broken: %s (%s)", spec, why)
 	}
 	if spec, _ := Choose("go"); spec != "go" {
 		t.Fatalf("explicit go became %s", spec)
@@ -45,20 +39,17 @@ func TestChooseBackend(t *testing.T) {
 	if Resolve("") != "xla:cpu" || Resolve("go") != "go" {
 		t.Fatal("the option or the environment was not followed")
 	}
-	// The plugin auto found cannot be loaded: an error that names it, not a switch to another.
-	_, err := New("xla:" + cpu)
-	if err == nil || !strings.HasPrefix(err.Error(), `Backend "xla:`+cpu+`": the PJRT plugin `+cpu+` could not be loaded: `) {
-		t.Fatalf("unloadable plugin: %v", err)
+	// Asked for by path or by name, the plugin that cannot be loaded is an error that names it.
+	for _, spec := range []string{"xla:" + cpu, "xla:cpu"} {
+		_, err := New(spec)
+		if err == nil || err.Error() != cpu+": no ELF header, so not a shared library or PJRT plugin" {
+			t.Fatalf("%s, unloadable: %v", spec, err)
+		}
 	}
-	// A plugin name that is not installed says where GoMLX looks and how to get one. (GoMLX reads
-	// its search path when it starts, so where a real plugin is installed it finds that one.)
-	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", "")
-	os.Unsetenv("PJRT_PLUGIN_LIBRARY_PATH")
-	_, installed := FindPlugins(PluginDirs())["cpu"]
-	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", dir)
-	_, err = New("xla:nosuchplugin")
+	// A plugin name that is not installed says where it was looked for and how to get one.
+	_, err := New("xla:nosuchplugin")
 	if err == nil || !strings.Contains(err.Error(), `no PJRT plugin "nosuchplugin" found in `+dir+"; point PJRT_PLUGIN_LIBRARY_PATH at the folder") {
-		t.Fatalf("a plugin that is not installed: %v (cpu plugin installed: %v)", err, installed)
+		t.Fatalf("a plugin that is not installed: %v", err)
 	}
 }
 
