@@ -44,7 +44,7 @@ type BenchOptions struct {
 // Defaults fills what o leaves unset, sized for the backend: a few minutes on a 2-core CPU with
 // the pure-Go backend, the paper's sizes on an accelerator.
 func Defaults(o bench.Options, spec string) bench.Options {
-	cpu := strings.HasPrefix(spec, "go") || strings.Contains(spec, "cpu")
+	cpu := onCPU(spec)
 	if len(o.Batches) == 0 {
 		o.Batches = []int{16, 64, 256}
 		if cpu {
@@ -69,24 +69,24 @@ func Defaults(o bench.Options, spec string) bench.Options {
 	return o
 }
 
+// onCPU reports a backend spec that runs on this machine's processors and memory.
+func onCPU(spec string) bool { return strings.HasPrefix(spec, "go") || strings.Contains(spec, "cpu") }
+
 // Bench measures generation throughput of each model.
 func Bench(o BenchOptions) ([]bench.Result, error) {
 	ui := orSilent(o.UI)
 	if len(o.Models) == 0 {
 		return nil, errs.Option("Models", nil, "give at least one model")
 	}
-	if o.JSONFile != "" {
-		if err := fsio.CheckDest(o.JSONFile, o.Force, fsio.JSONFile); err != nil {
-			return nil, err
-		}
+	if o.Plot != "" && filepath.Ext(o.Plot) != ".png" {
+		return nil, errs.Option("Plot", o.Plot, "must end in .png")
 	}
-	if o.Plot != "" {
-		if filepath.Ext(o.Plot) != ".png" {
-			return nil, errs.Option("Plot", o.Plot, "must end in .png")
-		}
-		if err := fsio.CheckDest(o.Plot, o.Force, fsio.PNGFile); err != nil {
-			return nil, err
-		}
+	in := []string{o.Open.Config}
+	for _, m := range o.Models {
+		in = append(in, modelInputs(m)...)
+	}
+	if err := checkFiles(o.Force, in, output{o.JSONFile, bench.JSONFile}, output{o.Plot, bench.PlotFile}); err != nil {
+		return nil, err
 	}
 	dev, err := o.Runtime.start(ui)
 	if err != nil {
@@ -97,6 +97,12 @@ func Bench(o BenchOptions) ([]bench.Result, error) {
 	budget := o.MemBudget
 	if budget == 0 {
 		budget = memoryFor() * 8 / 10
+	}
+	// On a CPU the budget is this machine's memory: more than is available would let a run
+	// allocate until the system kills it. (A GPU's memory is its own; its runtime refuses what
+	// does not fit.)
+	if avail := memoryFor(); onCPU(spec) && avail > 0 && budget > avail {
+		return nil, errs.Option("MemBudget", humanize.IBytes(uint64(budget)), "more than the %s of memory available on this machine", humanize.IBytes(uint64(avail)))
 	}
 	opts.MemBudget = budget
 	if err := opts.Validate(); err != nil {
@@ -190,7 +196,7 @@ func Bench(o BenchOptions) ([]bench.Result, error) {
 func saveRows(path string, rows []bench.Result) error {
 	js, err := verify.EncodeJSON(map[string]any{"bench": rows})
 	if err == nil {
-		_, err = fsio.WriteOutput(path, js, true, fsio.JSONFile)
+		_, err = fsio.WriteOutput(path, js, true, bench.JSONFile)
 	}
 	return err
 }

@@ -96,11 +96,11 @@ func Export(o ExportOptions) (*ExportResult, error) {
 	if o.ShardSize < 0 || (o.ShardSize > 0 && o.ShardSize < MinShardSize) {
 		return nil, errs.Option("ShardSize", humanize.IBytes(uint64(max(o.ShardSize, 0))), "must be at least %s (HF shards are gigabytes; 0 writes one file)", humanize.IBytes(MinShardSize))
 	}
-	kind := fsio.ZstdFile
+	kind := modeldir.BundleFile
 	if o.Format == Official {
 		kind = fsio.Folder
 	}
-	if err := checkDest(o.Output, o.Force, kind, o.Source, o.Open.Config); err != nil {
+	if err := checkFiles(o.Force, inputs(modelInputs(o.Source), []string{o.Open.Config}), output{o.Output, kind}); err != nil {
 		return nil, err
 	}
 	m, err := source.Open(o.Source, o.Open)
@@ -139,6 +139,8 @@ func requireVerified(m *formats.Model, arg string) error {
 		return &errs.InputError{File: arg, Msg: "is quantized and has no recorded verification report; " + how}
 	case !rep.MeasuredAgainstBase():
 		return &errs.InputError{File: arg, Msg: "is quantized and its recorded report did not measure quality against a base model on a text; " + how}
+	case !rep.MeasuredAgainst(m.MadeFrom):
+		return &errs.InputError{File: arg, Msg: "is quantized and its recorded report measured quality against another model than the one it was quantized from; " + how}
 	case !rep.Checked("ppl_ratio") || !rep.Checked("top1_agreement"):
 		return &errs.InputError{File: arg, Msg: "is quantized and its recorded report did not check the perplexity ratio and top-1 agreement against limits; " + how}
 	}

@@ -51,7 +51,8 @@ func Import(o ImportOptions) (*ImportResult, error) {
 		return nil, errs.Option("DType", string(o.DType), "want f32, bf16 or f16")
 	}
 	if !o.DryRun {
-		if err := checkDest(o.Output, o.Force, fsio.Folder, o.Source, o.Open.Config, o.Tokenizer); err != nil {
+		in := inputs(modelInputs(o.Source), []string{o.Open.Config}, tokenizerInputs(o.Tokenizer))
+		if err := checkFiles(o.Force, in, output{o.Output, fsio.Folder}); err != nil {
 			return nil, err
 		}
 	}

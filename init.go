@@ -45,7 +45,7 @@ func Init(o InitOptions) (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkDest(o.Output, o.Force, fsio.Folder); err != nil {
+	if err := checkFiles(o.Force, nil, output{o.Output, fsio.Folder}); err != nil {
 		return nil, err
 	}
 	m := randinit.Model(cfg, o.Seed, dt)

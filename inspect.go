@@ -15,7 +15,8 @@ type InspectResult struct {
 	Report        json.RawMessage       `json:"report,omitempty"` // the recorded verification report
 }
 
-// Inspect describes a model; with hashes every tensor is read once to hash its bytes.
+// Inspect describes a model, after checking every file of our folder or bundle against its
+// manifest; with hashes every tensor is read once to hash its bytes.
 func Inspect(path string, o formats.OpenOptions, hashes bool) (*InspectResult, error) {
 	m, err := source.Open(path, o)
 	if err != nil {
@@ -23,6 +24,9 @@ func Inspect(path string, o formats.OpenOptions, hashes bool) (*InspectResult, e
 	}
 	defer m.Close()
 	s, err := formats.Summarize(m, hashes)
+	if err == nil {
+		err = m.Finish() // the weights a summary did not read are hashed too: a changed file is refused
+	}
 	if err != nil {
 		return nil, err
 	}

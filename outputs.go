@@ -2,8 +2,10 @@ package btconvert
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"syscall"
 
 	"github.com/dustin/go-humanize"
@@ -11,6 +13,8 @@ import (
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/formats/source"
+	"github.com/btconvert/btconvert/formats/tokenizer"
 	"github.com/btconvert/btconvert/internal/fsio"
 )
 
@@ -66,11 +70,62 @@ func freeSpace(dir string) int64 {
 	}
 }
 
-// checkDest refuses an output that exists (unless force) or that is, holds or lies in one of the
-// inputs (even with force: replacing it would destroy the input).
-func checkDest(dest string, force bool, kind fsio.Kind, inputs ...string) error {
-	if err := fsio.CheckNotInput(dest, inputs...); err != nil {
-		return err
-	}
-	return fsio.CheckDest(dest, force, kind)
+// output is one file or folder a command writes, and the kind of thing --force may replace there.
+type output struct {
+	path string
+	kind fsio.Kind
 }
+
+// checkFiles is the one rule for what a command writes, checked before any work starts: no output
+// is, holds or lies inside any input of the command (whatever option names it, symlinks
+// resolved) or another of its outputs, even with force; an existing output is replaced only with
+// force, and only when btconvert wrote it as that kind. Callers list every input, models through
+// modelInputs (which adds the files read beside a checkpoint).
+func checkFiles(force bool, inputs []string, outputs ...output) error {
+	for i, o := range outputs {
+		if o.path == "" {
+			continue
+		}
+		if err := fsio.CheckNotInput(o.path, inputs...); err != nil {
+			return err
+		}
+		for _, other := range outputs[i+1:] {
+			if other.path != "" && fsio.Overlap(o.path, other.path) {
+				return errs.File(o.path, "is, holds or lies inside the output %s of the same command (choose two separate outputs)", other.path)
+			}
+		}
+		if err := fsio.CheckDest(o.path, force, o.kind); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// modelInputs is what reading the model at path reads: the path itself, and for a checkpoint
+// given as a file, every file beside it (its config, index, shards and tokenizer are read too).
+func modelInputs(path string) []string {
+	out := []string{path}
+	if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() || source.KindOf(path) != source.Checkpoint {
+		return out
+	}
+	dir := filepath.Dir(path)
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents[:min(len(ents), 4096)] { // a checkpoint folder holds tens of files
+		if e.Type().IsRegular() {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	return out
+}
+
+// tokenizerInputs is what reading the tokenizer at path reads: a vocab.json brings the merges.txt
+// beside it.
+func tokenizerInputs(path string) []string {
+	if path == "" {
+		return nil
+	}
+	return []string{path, filepath.Join(filepath.Dir(path), tokenizer.Merges)}
+}
+
+// inputs joins lists of inputs.
+func inputs(lists ...[]string) []string { return slices.Concat(lists...) }

@@ -77,14 +77,9 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 		if o.Output == "" {
 			return nil, errs.Option("Output", nil, "is required")
 		}
-		if err := checkDest(o.Output, o.Force, fsio.Folder, o.Source, o.Calib, o.CalibStats, o.CalibOut); err != nil {
+		in := inputs(modelInputs(o.Source), []string{o.Open.Config, o.Calib, o.CalibStats})
+		if err := checkFiles(o.Force, in, output{o.Output, fsio.Folder}, output{o.CalibOut, quant.CalibrationFile}); err != nil {
 			return nil, err
-		}
-		// The statistics file too, before calibration runs: never one of the inputs' files.
-		if o.CalibOut != "" {
-			if err := checkDest(o.CalibOut, o.Force, fsio.SafetensorsFile, o.Source, o.Calib, o.Output); err != nil {
-				return nil, err
-			}
 		}
 	}
 	m, err := source.Open(o.Source, o.Open)
@@ -136,7 +131,7 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 		prov.CalibrationTokens, _ = strconv.Atoi(meta["tokens"])
 	}
 	if cal != nil && method == IMatrix {
-		cal = &quant.Calibration{Importance: cal.Importance} // importance only: the search, not GPTQ
+		cal = &quant.Calibration{Importance: cal.Importance, File: cal.File} // importance only: the search, not GPTQ
 	}
 	q := quant.Apply(m, plan, cal)
 	q.Config.QuantizedWith = prov
@@ -216,7 +211,10 @@ func calibrate(m *formats.Model, o QuantizeOptions, full bool, ui UI) (*quant.Ca
 	if err != nil {
 		return nil, 0, sum, err
 	}
-	cal := &quant.Calibration{Importance: st.MeanSquare, Hessian: st.SecondMoment}
+	cal := &quant.Calibration{Importance: st.MeanSquare, Hessian: st.SecondMoment, File: o.Calib}
+	if err := cal.CheckCollected(); err != nil {
+		return nil, 0, sum, err
+	}
 	ui.Note("calibrated on " + strconv.Itoa(len(windows)) + " windows of " + strconv.Itoa(w) + " tokens from " + o.Calib)
 	return cal, len(windows) * w, sum, nil
 }

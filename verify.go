@@ -69,10 +69,11 @@ func (o *VerifyOptions) validate() error {
 	case o.Record && source.KindOf(o.Model) != source.Folder:
 		return errs.Option("Record", nil, "writes into a btconvert model folder; %s is not one (import it first)", o.Model)
 	}
-	if o.JSONFile != "" {
-		return checkDest(o.JSONFile, o.Force, fsio.JSONFile, o.Model)
+	in := inputs(modelInputs(o.Model), []string{o.Open.Config, o.Reference, o.EvalText})
+	if o.Against != "" {
+		in = append(in, modelInputs(o.Against)...)
 	}
-	return nil
+	return checkFiles(o.Force, in, output{o.JSONFile, verify.ReportFile})
 }
 
 // Verify runs the checks o asks for and returns the report; when a check fails the report comes
@@ -172,7 +173,7 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 	if o.JSONFile != "" { // after --record: the same report as the recorded one
 		js, err := verify.EncodeJSON(rep)
 		if err == nil {
-			_, err = fsio.WriteOutput(o.JSONFile, js, o.Force, fsio.JSONFile)
+			_, err = fsio.WriteOutput(o.JSONFile, js, o.Force, verify.ReportFile)
 		}
 		if err != nil {
 			return nil, err
@@ -219,14 +220,39 @@ func evalText(l *loaded, o VerifyOptions, dev *device, ui UI) (*verify.Quality, 
 			return nil, err
 		}
 		defer base.Close()
+		fp, err := checkBase(l.src, base.src, o, ui)
+		if err != nil {
+			return nil, err
+		}
 		q, err = verify.CompareQuality(l.eng, base.eng, o.Against, ids, sc)
 		if err != nil {
 			return nil, withFile(o.EvalText, err)
 		}
+		q.BaseFingerprint = fp
 		return q, nil
 	}
 	q, err = verify.Perplexity(l.eng, ids, sc)
 	return q, withFile(o.EvalText, err)
+}
+
+// checkBase compares the --against model with the one m was quantized from (its manifest's
+// record) and returns the base's fingerprint. A check recorded for export must measure against
+// that very model: a quantized model compared with itself, or with any other, would pass.
+func checkBase(m, base *formats.Model, o VerifyOptions, ui UI) (string, error) {
+	fp := base.Fingerprint()
+	if len(m.Config.Quantization) == 0 {
+		return fp, nil
+	}
+	switch {
+	case fp != "" && fp == m.MadeFrom:
+		return fp, nil
+	case !o.Record:
+		ui.Note("warning: " + o.Against + " is not the model " + o.Model + " was quantized from (their weights differ): the figures compare two other models")
+		return fp, nil
+	case m.MadeFrom == "":
+		return "", &errs.InputError{File: o.Model, Msg: "does not record the model it was quantized from (quantized by an older btconvert): quantize it again to record a quality check for export"}
+	}
+	return "", errs.Option("Against", o.Against, "is not the model %s was quantized from (their weights differ): a quality check recorded for export must measure against that base", o.Model)
 }
 
 // withFile names file in a bad-input error that names no file.

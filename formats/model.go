@@ -25,7 +25,11 @@ type Model struct {
 	// ReadFile reads a file that goes with the model (tokenizer, recorded report) by name: nil,
 	// nil when it has none. Our folder checks it against its manifest; nil ReadFile: none.
 	ReadFile func(name string) ([]byte, error)
+	// MadeFrom is the Fingerprint of the model this one was written from, as our folder's
+	// manifest records it ("" when unknown): a quantized model's base.
+	MadeFrom string
 	closers  []io.Closer
+	fp       *fingerprint
 	finish   []func() error
 	byKey    map[string]*Tensor
 }
@@ -114,7 +118,7 @@ func (m *Model) ComponentTensors(component string) []*Tensor {
 // quantized copy). Closing it closes m.
 func (m *Model) Derive(format string, cfg *arch.Config, tensors []*Tensor) *Model {
 	return &Model{Format: format, Path: m.Path, Config: cfg, Tensors: tensors, Notes: m.Notes, Bundle: m.Bundle, ReadFile: m.ReadFile,
-		closers: []io.Closer{m}, finish: []func() error{m.Finish}}
+		MadeFrom: m.MadeFrom, closers: []io.Closer{m}, finish: []func() error{m.Finish}, fp: m.fp}
 }
 
 // Match checks that tensors, which CheckNames found to be those of specs, have the specs' shapes

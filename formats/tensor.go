@@ -45,7 +45,7 @@ func (t *Tensor) Renamed(component, name string) *Tensor {
 // Key is "component/name", unique in a model.
 func (t *Tensor) Key() string { return t.Component + "/" + t.Name }
 
-// Raw returns the bytes as stored, little-endian.
+// Raw returns the bytes as stored, little-endian; float bytes are checked to be finite.
 func (t *Tensor) Raw() ([]byte, error) {
 	b, err := t.load()
 	if err != nil {
@@ -53,6 +53,11 @@ func (t *Tensor) Raw() ([]byte, error) {
 	}
 	if int64(len(b)) != t.Bytes() {
 		return nil, errs.Tensor(t.SrcFile, t.SrcName, "%d bytes, want %d for %s%v", len(b), t.Bytes(), t.DType, t.Shape)
+	}
+	// Every reader and writer gets its bytes here, so one check covers import, generation and
+	// quantization alike: a NaN or infinity would otherwise spread silently through the logits.
+	if i, v := safetensors.NonFinite(t.DType, b); i >= 0 {
+		return nil, errs.Tensor(t.SrcFile, t.SrcName, "value %v at index %d: weights must be finite numbers", v, i)
 	}
 	return b, nil
 }

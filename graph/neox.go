@@ -118,9 +118,14 @@ func gelu(x *Node) *Node {
 }
 
 // rotaryTable holds cos and sin for positions 0..n-1, computed on the host in float64 so that long
-// positions lose no precision, repeated twice along the rotary dims (rotate_half form).
+// positions lose no precision, repeated twice along the rotary dims (rotate_half form). With no
+// rotary dims (rotary_pct 0, which HF's GPT-NeoX runs as attention without positions) there is
+// no table: rope passes x through.
 func rotaryTable(g *Graph, d *arch.DecoderConfig, n int, dt dtypes.DType) (cos, sin *Node) {
 	rot := d.RotaryDims
+	if rot == 0 {
+		return nil, nil
+	}
 	c := make([]float64, n*rot)
 	s := make([]float64, n*rot)
 	for p := 0; p < n; p++ {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/gomlx/compute"
@@ -308,6 +309,35 @@ func TestSequentialResidual(t *testing.T) {
 	m, n := tinyModel(cfg)
 	ids := []int32{3, 1, 4, 1, 5, 9, 2, 6}
 	compareNaive(t, "sequential residual", loadModel(t, m, dtypes.Float32), ids, n.vanilla(ids))
+}
+
+// rotary_pct 0 (legal for GPT-NeoX, whose HF code then attends without positions) and heads of
+// size 1: no rotary table, and the same logits and greedy tokens as the naive model.
+func TestNoRotaryDims(t *testing.T) {
+	for _, heads := range []int{2, 8} {
+		d := tinyDecoder(true)
+		d.Heads, d.HeadDim, d.RotaryDims = heads, 8/heads, 0
+		cfg := &arch.Config{Format: arch.FormatName, FormatVersion: arch.FormatVersion, Kind: arch.Vanilla, VocabSize: 11, Decoder: &d}
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		m, n := tinyModel(cfg)
+		ids := []int32{3, 1, 4, 1, 5, 9, 2, 6}
+		e := loadModel(t, m, dtypes.Float32)
+		compareNaive(t, fmt.Sprintf("%d heads, no rotary", heads), e, ids, n.vanilla(ids))
+		g, err := e.Generate([][]int32{ids[:4]}, GenerateOptions{MaxNewTokens: 6})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq := append(append([]int32(nil), ids[:4]...), g.Tokens[0]...)
+		want := n.vanilla(seq)
+		for k, tok := range g.Tokens[0] {
+			row := want[(3+k)*11 : (4+k)*11]
+			if best := slices.Index(row, slices.Max(row)); int32(best) != tok {
+				t.Fatalf("%d heads: generated token %d is %d, the naive model's argmax is %d", heads, k, tok, best)
+			}
+		}
+	}
 }
 
 // Summation decoding (MEGABYTE-style), with a sequential residual in the token decoder; the KV-cached

@@ -3,6 +3,7 @@ package quant
 import (
 	"cmp"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -44,7 +45,7 @@ func Apply(m *formats.Model, p *Plan, cal *Calibration) *formats.Model {
 		}
 		q := p.record(scheme, e.To, t.Shape[0], t.Shape[1])
 		cfg.Quantization[t.Key()] = q
-		job := &lazyQuant{src: t, spec: q, opts: s.options(&q, cal.Importance[t.Key()]), hessian: cal.Hessian[t.Key()]}
+		job := &lazyQuant{src: t, spec: q, opts: s.options(&q, cal.Importance[t.Key()]), hessian: cal.Hessian[t.Key()], calFile: cal.File}
 		parts := q.Parts(t.Component, t.Name)
 		job.remaining = len(parts)
 		job.ahead, job.index = ahead, len(ahead.jobs)
@@ -70,6 +71,7 @@ type lazyQuant struct {
 	spec    arch.Quantization
 	opts    Options
 	hessian []float64 // E[x x^T] for GPTQ, or nil
+	calFile string    // where hessian came from
 	ahead   *lookahead
 	index   int // in ahead.jobs
 
@@ -203,10 +205,11 @@ func (l *lazyQuant) compute() ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if i := nonFinite(w); i >= 0 {
-		return nil, errs.Tensor(l.src.SrcFile, l.src.SrcName, "value %v at index %d: non-finite weights cannot be quantized", w[i], i)
-	}
 	q, err := Encode(w, &l.spec, l.hessian, l.opts)
+	if err != nil && l.hessian != nil && errors.Is(err, errIndefinite) {
+		// Bad statistics are bad input: name the file they came from.
+		return nil, errs.Tensor(l.calFile, "hessian/"+l.src.Key(), "%v (statistics that no activations give)", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", l.src.Key(), err)
 	}
@@ -216,16 +219,6 @@ func (l *lazyQuant) compute() ([][]byte, error) {
 		parts = append(parts, encodeScales(q.Mins, sc))
 	}
 	return parts, nil
-}
-
-// nonFinite is the index of the first NaN or infinity in w, or -1.
-func nonFinite(w []float32) int {
-	for i, x := range w {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return i
-		}
-	}
-	return -1
 }
 
 func encodeScales(v []float32, dt safetensors.DType) []byte {

@@ -2,7 +2,9 @@ package quant
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
+	"os"
 	"sort"
 	"strings"
 
@@ -19,7 +21,30 @@ import (
 type Calibration struct {
 	Importance map[string][]float32 // mean square of each input column
 	Hessian    map[string][]float64 // E[x x^T], row-major [in, in] (GPTQ), or nil
+	// File is where the statistics came from (a statistics file, or the text they were collected
+	// on), named when they turn out unusable.
+	File string
 }
+
+// CalibrationFile is the kind of file Save writes, so that --force replaces statistics only: a
+// safetensors file of importance/ and hessian/ tensors with the calibration text's hash in its
+// metadata (never a model's component file, which is safetensors too).
+var CalibrationFile = fsio.FileKind("calibration statistics file", func(f *os.File) bool {
+	sf, err := safetensors.Open(f.Name())
+	if err != nil {
+		return false
+	}
+	defer sf.Close()
+	if _, ok := sf.Metadata["text_sha256"]; !ok || len(sf.Tensors) == 0 {
+		return false
+	}
+	for _, t := range sf.Tensors {
+		if kind, _, _ := strings.Cut(t.Name, "/"); kind != "importance" && kind != "hessian" {
+			return false
+		}
+	}
+	return true
+})
 
 // Save writes the statistics as a safetensors file (importance/KEY as F32, hessian/KEY as F64),
 // to reuse them without running the model again (llama-imatrix's file, for this tool).
@@ -45,7 +70,7 @@ func (c *Calibration) Save(path string, meta map[string]string, force bool) erro
 				}})
 		}
 	}
-	out, err := fsio.CreateOutput(path, force, fsio.SafetensorsFile)
+	out, err := fsio.CreateOutput(path, force, CalibrationFile)
 	if err != nil {
 		return err
 	}
@@ -64,7 +89,7 @@ func LoadCalibration(path string) (*Calibration, map[string]string, error) {
 		return nil, nil, err
 	}
 	defer f.Close()
-	c := &Calibration{Importance: map[string][]float32{}}
+	c := &Calibration{Importance: map[string][]float32{}, File: path}
 	for _, t := range f.Tensors {
 		kind, key, ok := strings.Cut(t.Name, "/")
 		switch {
@@ -99,6 +124,9 @@ func LoadCalibration(path string) (*Calibration, map[string]string, error) {
 					return nil, nil, errs.Tensor(path, t.Name, "entry [%d, %d] is %g: a second moment is finite, with a diagonal not negative", i/n, i%n, h[i])
 				}
 			}
+			if err := checkSecondMoment(h, n); err != nil {
+				return nil, nil, errs.Tensor(path, t.Name, "%v", err)
+			}
 			if c.Hessian == nil {
 				c.Hessian = map[string][]float64{}
 			}
@@ -113,6 +141,48 @@ func LoadCalibration(path string) (*Calibration, map[string]string, error) {
 		}
 	}
 	return c, f.Metadata, nil
+}
+
+// checkSecondMoment refuses a matrix that cannot be E[x x^T] of any activations: all zeros (no
+// calibration data reached the layer: GPTQ would then quantize blind), not symmetric, or with an
+// entry past the Cauchy-Schwarz bound |h_ij| <= sqrt(h_ii h_jj) that every such matrix meets.
+// These are O(n^2); a matrix that passes and is still indefinite is caught by GPTQ's Cholesky
+// factorization, which names the file too (quantizeError).
+func checkSecondMoment(h []float64, n int) error {
+	zero := true
+	for i := 0; i < n && zero; i++ {
+		zero = h[i*n+i] == 0
+	}
+	if zero {
+		return fmt.Errorf("is all zeros on its diagonal: no calibration data reached this layer")
+	}
+	// The tolerance is relative to the diagonal: the statistics are sums of float32 products,
+	// whose rounding differs between [i, j] and [j, i] and can approach the bound for columns
+	// that move together.
+	for i := 0; i < n; i++ {
+		for j := i + 1; j < n; j++ {
+			a, b := h[i*n+j], h[j*n+i]
+			bound := math.Sqrt(h[i*n+i] * h[j*n+j])
+			if math.Abs(a-b) > 1e-3*bound {
+				return fmt.Errorf("entries [%d, %d] = %g and [%d, %d] = %g differ: a second moment is symmetric", i, j, a, j, i, b)
+			}
+			if math.Abs(a) > bound*(1+1e-3) {
+				return fmt.Errorf("entry [%d, %d] = %g is past sqrt([%d, %d] x [%d, %d]) = %g: not the second moment of any activations", i, j, a, i, i, j, j, bound)
+			}
+		}
+	}
+	return nil
+}
+
+// CheckCollected refuses statistics collected on a text where a layer saw nothing, naming the
+// text (c.File) and the layer.
+func (c *Calibration) CheckCollected() error {
+	for k, h := range c.Hessian {
+		if err := checkSecondMoment(h, len(c.Importance[k])); err != nil {
+			return errs.Tensor(c.File, "hessian/"+k, "%v", err)
+		}
+	}
+	return nil
 }
 
 // Check refuses statistics that do not fit the model's Linear weights (other model, or missing).

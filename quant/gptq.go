@@ -1,6 +1,7 @@
 package quant
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -17,6 +18,9 @@ import (
 // H = E[x x^T] of the layer's inputs, so the layer's outputs on the calibration text move as
 // little as possible. Group scales (and minimums) are fitted, with the same search as without
 // calibration, on the error-corrected weights when a group starts.
+
+// errIndefinite marks a second moment GPTQ cannot use: the statistics' fault, not the weights'.
+var errIndefinite = errors.New("calibration Hessian is unusable")
 
 // gptqDamp is added to H's diagonal, as a fraction of its mean, to keep it invertible.
 const gptqDamp = 0.01
@@ -50,10 +54,10 @@ func hinvUpper(h []float64, n int) ([]float64, []bool, error) {
 	}
 	l, ok := lapack64.Potrf(blas64.Symmetric{Uplo: blas.Lower, N: n, Stride: n, Data: a})
 	if !ok {
-		return nil, nil, fmt.Errorf("calibration Hessian is not positive definite")
+		return nil, nil, fmt.Errorf("%w: not positive definite after damping", errIndefinite)
 	}
 	if !invLower(blas64.General{Rows: n, Cols: n, Stride: n, Data: l.Data}) {
-		return nil, nil, fmt.Errorf("calibration Hessian is singular")
+		return nil, nil, fmt.Errorf("%w: singular after damping", errIndefinite)
 	}
 	slices.Reverse(a)
 	for i := 1; i < n; i++ { // Potrf left the other triangle as it was

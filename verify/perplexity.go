@@ -29,15 +29,18 @@ type Quality struct {
 // Divergence is how far a model's predictions moved from a base model's on the same windows (as
 // llama-perplexity --kl-divergence reports it).
 type Divergence struct {
-	Base          string  `json:"base"`
-	PPLBase       float64 `json:"ppl_base"`
-	PPLRatio      float64 `json:"ppl_ratio"`
-	MeanKLD       float64 `json:"mean_kld"`
-	MeanKLDStdErr float64 `json:"mean_kld_stderr"`
-	P99KLD        float64 `json:"p99_kld"`
-	MaxKLD        float64 `json:"max_kld"`
-	Top1Agreement float64 `json:"top1_agreement"`
-	RMSDeltaP     float64 `json:"rms_delta_p"`
+	Base string `json:"base"`
+	// BaseFingerprint identifies the base's weights (formats.Model.Fingerprint): export accepts
+	// a quantized model's recorded check only against the model it was quantized from.
+	BaseFingerprint string  `json:"base_fingerprint,omitempty"`
+	PPLBase         float64 `json:"ppl_base"`
+	PPLRatio        float64 `json:"ppl_ratio"`
+	MeanKLD         float64 `json:"mean_kld"`
+	MeanKLDStdErr   float64 `json:"mean_kld_stderr"`
+	P99KLD          float64 `json:"p99_kld"`
+	MaxKLD          float64 `json:"max_kld"`
+	Top1Agreement   float64 `json:"top1_agreement"`
+	RMSDeltaP       float64 `json:"rms_delta_p"`
 }
 
 // Finite reports whether every measure is a finite number.

@@ -12,7 +12,13 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/olekukonko/tablewriter"
+
+	"github.com/btconvert/btconvert/internal/fsio"
 )
+
+// ReportFile is the kind of file a report is written to (--json-file): --force replaces a JSON
+// file only when it holds keys only a report has (never, say, a model's config.json).
+var ReportFile = fsio.JSONKind("verify report", "checks", "status")
 
 // Report is what `btconvert verify --json` writes.
 type Report struct {

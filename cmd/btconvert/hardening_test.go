@@ -92,7 +92,7 @@ func TestAttacks(t *testing.T) {
 		{"unknown command", []string{"imprt", "x"}, 2, "btconvert: unknown command \"imprt\"; did you mean \"import\"?"},
 		{"unknown flag", []string{"verify", base, "--bnech"}, 2, "btconvert: verify: unknown flag --bnech; did you mean --bench?"},
 		{"NaN weights", []string{"quantize", nanModel, "-o", out, "--type", "int8"}, 2,
-			"btconvert: " + filepath.Join(nanModel, "model.safetensors") + ": tensor \"gpt_neox.layers.0.attention.dense.weight\": value NaN at index 1: non-finite weights cannot be quantized"},
+			"btconvert: " + filepath.Join(nanModel, "model.safetensors") + ": tensor \"gpt_neox.layers.0.attention.dense.weight\": value NaN at index 1: weights must be finite numbers"},
 		{"f16 overflow", []string{"import", hugeF32, "-o", out, "--dtype", "f16"}, 2,
 			"btconvert: " + filepath.Join(hugeF32, "model.safetensors") + ": tensor \"embedder.embeddings.weight\": 1 values are beyond the f16 range (±65504) and would become infinite; keep f32 or use bf16"},
 		{"threshold without a base", []string{"verify", base, "--max-ppl-ratio", "1.1"}, 2, "btconvert: --max-ppl-ratio 1.1: checks against a base model: give --against (and --eval-text)"},
@@ -139,7 +139,9 @@ func TestNonFiniteMeasureFails(t *testing.T) {
 		for i := range w {
 			if w[i].Name == "token_decoder.embed_out.weight" {
 				raw, _ := w[i].Data()
-				copy(raw, []byte{0, 0, 0xc0, 0x7f}) // NaN
+				for j := 0; j < 4*128; j += 4 { // finite weights whose logit overflows to infinity
+					copy(raw[j:], []byte{0xe6, 0xb1, 0x61, 0x7f}) // 3e38
+				}
 			}
 		}
 		return w

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"image"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -220,7 +221,7 @@ func TestInit(t *testing.T) {
 	}
 }
 
-var pngDecode = png.Decode
+var pngDecode, pngEncode = png.Decode, png.Encode
 
 // Every output is checked before anything is measured; a plot of one batch and one model draws;
 // -pg tests and JSON lines.
@@ -233,8 +234,18 @@ func TestBenchOutputsAndPairs(t *testing.T) {
 		t.Fatalf("existing plot: %d %q %q", code, out, stderr)
 	}
 	code, _, stderr = btc(t, "verify", filepath.Join(fx, "bt-tiny"), "--bench", "--batch", "1", "-p", "8", "-n", "8", "--plot", png, "--force")
-	if code != 2 || stderr != "btconvert: "+png+": exists and is not a PNG image; not replaced (--force replaces only what btconvert wrote)\n" {
+	if code != 2 || stderr != "btconvert: "+png+": exists and is not a btconvert plot; not replaced (--force replaces only what btconvert wrote)\n" {
 		t.Fatalf("a file that is not a plot: %d %q", code, stderr)
+	}
+	// A user's picture is a PNG too, and no more replaced than any other file.
+	photo := filepath.Join(dir, "photo.png")
+	if f, err := os.Create(photo); err == nil {
+		pngEncode(f, image.NewGray(image.Rect(0, 0, 1, 1)))
+		f.Close()
+	}
+	code, _, stderr = btc(t, "verify", filepath.Join(fx, "bt-tiny"), "--bench", "--batch", "1", "-p", "8", "-n", "8", "--plot", photo, "--force")
+	if code != 2 || stderr != "btconvert: "+photo+": exists and is not a btconvert plot; not replaced (--force replaces only what btconvert wrote)\n" {
+		t.Fatalf("a user's PNG: %d %q", code, stderr)
 	}
 	// The same for verify's report: refused before the model is even opened (no backend line).
 	code, out, stderr = btc(t, "verify", filepath.Join(fx, "bt-tiny"), "--json-file", png)
@@ -263,4 +274,6 @@ func TestBenchOutputsAndPairs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Its own plot, --force replaces.
+	mustBtc(t, "verify", filepath.Join(fx, "bt-tiny"), "--bench", "--batch", "1", "--pg", "8,8", "--reps", "1", "--warmup", "0", "--plot", png, "--force", "-q")
 }

@@ -313,9 +313,12 @@ func (c *NeoXConfig) Decoder() (DecoderConfig, error) {
 	d.HeadDim = c.Hidden / c.Heads
 	// As HF GPT-NeoX: the rotated dims are int(head_dim * rotary_pct).
 	d.RotaryDims = int(float64(d.HeadDim) * c.RotaryPct)
-	if d.RotaryDims%2 != 0 || d.RotaryDims > d.HeadDim {
-		return d, fmt.Errorf("%s gives %d rotary dims of a head of %d (%s): they must be even and at most the head size",
+	if d.RotaryDims%2 != 0 || d.RotaryDims > d.HeadDim || d.RotaryDims < 0 {
+		return d, fmt.Errorf("%s gives %d rotary dims of a head of %d (%s): they must be even, not negative and at most the head size",
 			c.Explain(KeyRotaryPct), d.RotaryDims, d.HeadDim, c.Explain(KeyHeads))
+	}
+	if d.RotaryDims > 0 && c.RotaryBase == 0 {
+		return d, fmt.Errorf("%s: rotary embeddings need a positive base", c.Explain(KeyRotaryBase))
 	}
 	return d, nil
 }

@@ -185,6 +185,18 @@ type SourceConfig struct {
 	Precision  string            `json:"precision,omitempty"`
 }
 
+// checkMaxLength bounds a YAML's max_length (the training context in tokens), the one rule for
+// the YAML as read and for our config.json.
+func checkMaxLength(n int) error {
+	switch {
+	case n < 0:
+		return fmt.Errorf("max_length %d must not be negative", n)
+	case n > MaxPositions*MaxBlockLength:
+		return fmt.Errorf("max_length %d is out of range (0 to %d)", n, MaxPositions*MaxBlockLength)
+	}
+	return nil
+}
+
 // MaxTokens is the longest sequence (prompt plus generation) the model was built for: the YAML's
 // max_length, else what the positions of its (block) decoder cover; 0 when unknown.
 func (c *Config) MaxTokens() int {
@@ -236,8 +248,10 @@ func (c *Config) Validate() error {
 	if c.VocabSize < 1 || c.VocabSize > MaxVocab {
 		return fmt.Errorf("vocab_size %d is out of range (1 to %d)", c.VocabSize, MaxVocab)
 	}
-	if c.Source != nil && (c.Source.MaxLength < 0 || c.Source.MaxLength > MaxPositions*MaxBlockLength) {
-		return fmt.Errorf("max_length %d is out of range (0 to %d)", c.Source.MaxLength, MaxPositions*MaxBlockLength)
+	if c.Source != nil {
+		if err := checkMaxLength(c.Source.MaxLength); err != nil {
+			return err
+		}
 	}
 	for _, id := range []struct {
 		name string

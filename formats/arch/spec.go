@@ -124,8 +124,8 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 	if s.BlockLength > MaxBlockLength || s.TokenDecoder.ExpansionRatio < 0 || s.TokenDecoder.ExpansionRatio > MaxRatio {
 		return nil, nil, fmt.Errorf("block_length %d or expansion_ratio %d is out of range (1 to %d)", s.BlockLength, s.TokenDecoder.ExpansionRatio, MaxBlockLength)
 	}
-	if s.MaxLength < 0 {
-		return nil, nil, fmt.Errorf("max_length %d must not be negative", s.MaxLength)
+	if err := checkMaxLength(s.MaxLength); err != nil {
+		return nil, nil, err
 	}
 	o := s.origin()
 	var dec Decoding
@@ -274,8 +274,8 @@ func (s *VanillaSpec) Resolve(heads Heads, shapes map[string]int, prov Provenanc
 	if len(heads) > 1 {
 		return nil, nil, fmt.Errorf("{Heads} %s: a vanilla model has one decoder", heads)
 	}
-	if s.MaxLength < 0 {
-		return nil, nil, fmt.Errorf("max_length %d must not be negative", s.MaxLength)
+	if err := checkMaxLength(s.MaxLength); err != nil {
+		return nil, nil, err
 	}
 	n, err := ResolveStack(StackSpec{Base: s.Base, Settings: s.Settings}, Section{File: s.File, Kind: s.Kind, Stack: Decoder, Keys: "model_config"},
 		false, heads.For(Decoder), shapes)

@@ -50,6 +50,18 @@ func (t taggedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// BundleFile is the kind of file WriteBundle writes, so that --force replaces bundles only: a
+// zstd stream whose tar starts with the manifest.
+var BundleFile = fsio.FileKind("btconvert bundle", func(f *os.File) bool {
+	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(bundleMaxWindow))
+	if err != nil {
+		return false
+	}
+	defer zr.Close()
+	hdr, err := tar.NewReader(zr).Next()
+	return err == nil && hdr.Name == ManifestName
+})
+
 // WriteBundle packs our folder dir into path: manifest.json first, then every file the manifest
 // lists, each checked against its size and sha256 as it is read. Written under a temp name and
 // renamed at the end.
@@ -58,7 +70,7 @@ func WriteBundle(dir, path string, force bool, progress safetensors.Progress) (f
 	if err != nil {
 		return fsio.Written{}, err
 	}
-	out, err := fsio.CreateOutput(path, force, fsio.ZstdFile)
+	out, err := fsio.CreateOutput(path, force, BundleFile)
 	if err != nil {
 		return fsio.Written{}, err
 	}
@@ -151,9 +163,9 @@ func ExtractBundle(bundle string) (*fsio.Output, error) {
 	if err := oneFrame(bundle, f, st.Size()); err != nil {
 		return nil, err
 	}
-	// Our writer uses an 8 MiB window; a frame that declares more is not ours, and would make the
-	// decoder allocate what it declares.
-	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(32<<20))
+	// oneFrame has checked the window the frame declares against bundleMaxWindow: the decoder
+	// allocates what it declares.
+	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(bundleMaxWindow))
 	if err != nil {
 		return nil, errs.File(bundle, "not a btconvert bundle: %v", err)
 	}
@@ -163,14 +175,14 @@ func ExtractBundle(bundle string) (*fsio.Output, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := extract(bundle, zr, out.Tmp); err != nil {
+	if err := extract(bundle, zr, out.Tmp, st.Size()); err != nil {
 		out.Abort()
 		return nil, err
 	}
 	return out, nil
 }
 
-func extract(bundle string, zr io.Reader, dir string) error {
+func extract(bundle string, zr io.Reader, dir string, packed int64) error {
 	bad := func(format string, args ...any) error { return errs.File(bundle, format, args...) }
 	readErr := func(e error) error {
 		switch {
@@ -183,6 +195,7 @@ func extract(bundle string, zr io.Reader, dir string) error {
 	}
 	tr := tar.NewReader(zr)
 	var man *Manifest
+	var extracted int64
 	seen := map[string]bool{}
 	for {
 		hdr, err := tr.Next()
@@ -231,6 +244,12 @@ func extract(bundle string, zr io.Reader, dir string) error {
 		}
 		if hdr.Size != mf.Size {
 			return bad("entry %q is %d bytes, the manifest says %d", hdr.Name, hdr.Size, mf.Size)
+		}
+		// Bounded before a byte is written: a tiny bundle of compressed zeros would otherwise fill
+		// the disk before the entry's hash could refuse it.
+		if extracted += mf.Size; extracted > maxRatio*max(packed, 1) {
+			return bad("its entries hold %s in a bundle of %s: more than %dx compression, which no model reaches; not extracted",
+				humanize.IBytes(uint64(extracted)), humanize.IBytes(uint64(packed)), maxRatio)
 		}
 		w, err := os.OpenFile(filepath.Join(dir, hdr.Name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 		if err != nil {
@@ -291,9 +310,19 @@ func (zeroOnly) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// bundleMaxWindow is the largest zstd window a bundle may declare: the zstd tool's own default
+// decoding limit (--long=27). btconvert writes 8 MiB windows.
+const bundleMaxWindow = 128 << 20
+
 // maxEntries bounds the files of a bundle (a model folder has its components, config, manifest,
 // tokenizer and report files: about ten).
 const maxEntries = 256
+
+// maxRatio bounds how much larger than the bundle its extracted files may be. Weights compress
+// little (float weights about 1.1x, quantized ones not at all) and the text files of a folder
+// about 5x; zstd itself reaches about 30,000x on zeros, which is how a tiny bundle would fill the
+// disk before any hash could refuse it.
+const maxRatio = 1000
 
 // checkManifest refuses a manifest whose entries could not be extracted safely: unsafe or
 // duplicate names, itself listed, negative sizes, or more bytes than the disk has free.
@@ -397,7 +426,7 @@ func oneFrame(bundle string, f io.ReaderAt, size int64) error {
 	bad := func(format string, args ...any) error {
 		return errs.File(bundle, "not a btconvert bundle: "+format, args...)
 	}
-	var b [14]byte
+	var b [18]byte // magic, frame header, window, dictionary id and content size at their largest
 	if n, _ := f.ReadAt(b[:], 0); n < 6 {
 		return bad("too short")
 	}
@@ -413,13 +442,29 @@ func oneFrame(bundle string, f io.ReaderAt, size int64) error {
 	}
 	single := fhd&0x20 != 0
 	off := int64(5)
+	var window uint64
 	if !single {
-		off++ // window descriptor
+		wd := b[5] // window descriptor: exponent and eighths
+		window = 1 << (10 + wd>>3)
+		window += window / 8 * uint64(wd&7)
+		off++
 	}
 	off += []int64{0, 1, 2, 4}[fhd&3] // dictionary id
 	fcs := []int64{0, 2, 4, 8}[fhd>>6]
 	if fcs == 0 && single {
 		fcs = 1
+	}
+	if single { // the window is the content size
+		var c [8]byte
+		copy(c[:], b[off:off+fcs])
+		window = binary.LittleEndian.Uint64(c[:])
+		if fcs == 2 {
+			window += 256
+		}
+	}
+	if window > bundleMaxWindow {
+		return bad("its zstd frame declares a window of %s; btconvert decodes windows of up to %s, as the zstd tool does by default (recompress with zstd --long=27 or less)",
+			humanize.IBytes(window), humanize.IBytes(bundleMaxWindow))
 	}
 	off += fcs
 	for {

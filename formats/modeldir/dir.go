@@ -18,6 +18,7 @@ import (
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/formats/tokenizer"
 	"github.com/btconvert/btconvert/internal/digest"
 	"github.com/btconvert/btconvert/internal/fsio"
 )
@@ -48,6 +49,9 @@ type Manifest struct {
 type ManifestSource struct {
 	Path   string `json:"path"` // the source's file or folder name (no directories)
 	Format string `json:"format"`
+	// Fingerprint identifies the source's weights (formats.Model.Fingerprint): for a quantized
+	// model, the base a recorded quality check must compare against.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // ManifestFile is one file of the folder.
@@ -105,6 +109,12 @@ func WriteInto(m *formats.Model, tmp string, o WriteOptions) error {
 	if m.Bundle != "" {
 		src = filepath.Base(m.Bundle)
 	}
+	// What every reader of the folder will check, checked before anything is written: a folder
+	// that btconvert would refuse to read is never written.
+	cj, _ := json.MarshalIndent(&cfg, "", "  ")
+	if _, err := parseConfig(m.Name(), cj); err != nil {
+		return err
+	}
 	man := &Manifest{Tool: "btconvert", Version: o.Version, Source: ManifestSource{Path: src, Format: m.Format}, Notes: m.Notes}
 	for _, comp := range cfg.Components() {
 		var wts []safetensors.WriteTensor
@@ -122,7 +132,6 @@ func WriteInto(m *formats.Model, tmp string, o WriteOptions) error {
 		}
 		man.Files = append(man.Files, ManifestFile{ComponentFile(comp), w.Size, w.SHA256})
 	}
-	cj, _ := json.MarshalIndent(&cfg, "", "  ")
 	files := map[string][]byte{ConfigName: append(cj, '\n')}
 	for k, v := range o.Extra {
 		files[k] = v
@@ -139,6 +148,7 @@ func WriteInto(m *formats.Model, tmp string, o WriteOptions) error {
 		}
 		man.Files = append(man.Files, ManifestFile{name, w.Size, w.SHA256})
 	}
+	man.Source.Fingerprint = m.Fingerprint() // every tensor has been read by now
 	mj, _ := json.MarshalIndent(man, "", "  ")
 	_, err := fsio.WriteFile(filepath.Join(tmp, ManifestName), append(mj, '\n'))
 	return err
@@ -256,12 +266,32 @@ func Open(dir string) (*formats.Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	components := map[string]bool{}
 	for _, comp := range cfg.Components() {
+		components[ComponentFile(comp)] = true
 		if err := CheckFile(dir, man, ComponentFile(comp), false); err != nil {
 			return nil, err
 		}
 	}
-	m := &formats.Model{Format: Format, Path: dir, Config: cfg, Notes: man.Notes,
+	// The small files (tokenizer, report) are hashed now, whether or not this command reads them:
+	// a command that passes must not have passed over a changed file. The weights are hashed as
+	// they stream (Finish completes that).
+	for _, f := range man.Files {
+		if !components[f.Name] && f.Name != ConfigName {
+			if err := CheckFile(dir, man, f.Name, true); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, name := range append([]string{ReportName}, tokenizer.FileNames...) {
+		if man.File(name) != nil {
+			continue
+		}
+		if _, err := readBeside(dir, man, name); err != nil { // one added since: refused
+			return nil, err
+		}
+	}
+	m := &formats.Model{Format: Format, Path: dir, Config: cfg, Notes: man.Notes, MadeFrom: man.Source.Fingerprint,
 		ReadFile: func(name string) ([]byte, error) { return readBeside(dir, man, name) }}
 	var tensors []*formats.Tensor
 	for _, comp := range cfg.Components() {

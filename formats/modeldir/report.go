@@ -15,8 +15,9 @@ type Recorded struct {
 	Pass     bool   `json:"pass"`
 	Recorder string `json:"recorded_by"` // "btconvert verify --record"
 	Quality  *struct {
-		Text string `json:"text"`
-		Base string `json:"base"`
+		Text            string `json:"text"`
+		Base            string `json:"base"`
+		BaseFingerprint string `json:"base_fingerprint"`
 	} `json:"quality"`
 	Checks []struct {
 		Name  string  `json:"name"`
@@ -33,6 +34,12 @@ func (r *Recorded) Checked(name string) bool {
 		}
 	}
 	return false
+}
+
+// MeasuredAgainst reports whether the report measured quality against the model whose
+// Fingerprint is base.
+func (r *Recorded) MeasuredAgainst(base string) bool {
+	return r.MeasuredAgainstBase() && base != "" && r.Quality.BaseFingerprint == base
 }
 
 // MeasuredAgainstBase reports whether the report measured quality on a text against a base model.

@@ -210,3 +210,45 @@ func ConvertRaw(from, to DType, raw []byte) ([]byte, error) {
 	}
 	return FromFloat32(to, f)
 }
+
+// NonFinite is the index of the first NaN or infinity in raw float data of dtype d, and its
+// value; -1 when every value is finite (or d is not a float dtype). It looks at the exponent
+// bits only, so it runs at memory speed over a whole model.
+func NonFinite(d DType, raw []byte) (int, float64) {
+	i := -1
+	switch d {
+	case F64:
+		for j := 0; j+8 <= len(raw); j += 8 {
+			if binary.LittleEndian.Uint64(raw[j:])&0x7ff0000000000000 == 0x7ff0000000000000 {
+				i = j / 8
+				break
+			}
+		}
+	case F32:
+		for j := 0; j+4 <= len(raw); j += 4 {
+			if binary.LittleEndian.Uint32(raw[j:])&0x7f800000 == 0x7f800000 {
+				i = j / 4
+				break
+			}
+		}
+	case F16, BF16:
+		exp := uint16(0x7c00)
+		if d == BF16 {
+			exp = 0x7f80
+		}
+		for j := 0; j+2 <= len(raw); j += 2 {
+			if binary.LittleEndian.Uint16(raw[j:])&exp == exp {
+				i = j / 2
+				break
+			}
+		}
+	}
+	if i < 0 {
+		return -1, 0
+	}
+	if d == F64 {
+		return i, math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:]))
+	}
+	v, _ := ToFloat32(d, raw[i*d.Size():(i+1)*d.Size()])
+	return i, float64(v[0])
+}

@@ -54,10 +54,17 @@ func Open(path string, o formats.OpenOptions) (*formats.Model, error) {
 		case o.Decoding != "":
 			return nil, &errs.InputError{File: path, Msg: "is " + what + "; {Decoding} applies to checkpoints only"}
 		}
+		var m *formats.Model
+		var err error
 		if kind == Bundle {
-			return modeldir.OpenBundle(path)
+			m, err = modeldir.OpenBundle(path)
+		} else {
+			m, err = modeldir.Open(path)
 		}
-		return modeldir.Open(path)
+		if err == nil {
+			m.TrackFingerprint()
+		}
+		return m, err
 	}
 	c, err := safetensors.OpenCheckpoint(path)
 	if err != nil {
@@ -76,6 +83,7 @@ func Open(path string, o formats.OpenOptions) (*formats.Model, error) {
 			if m.ReadFile == nil {
 				m.ReadFile = besideCheckpoint(c.Dir)
 			}
+			m.TrackFingerprint()
 			return m, nil
 		}
 	}

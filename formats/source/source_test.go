@@ -319,7 +319,7 @@ func TestConfigResolutionErrors(t *testing.T) {
 		{"heads disagree with the fill-in", officialYAML("EleutherAI/pythia-410m-deduped", ""), arch.Heads{16},
 			"config.yaml: block_decoder: num_attention_heads 4 from the official fill-in (hidden_size 128 // 32); --heads 16 disagrees (the official code builds 4 heads from this config)"},
 		{"odd rotary", officialYAML("EleutherAI/pythia-410m-deduped", "\n    num_attention_heads: 32"), nil,
-			"config.yaml: block_decoder: rotary_pct 0.25 from EleutherAI/pythia-410m-deduped gives 1 rotary dims of a head of 4 (num_attention_heads 32 from config.yaml): they must be even and at most the head size"},
+			"config.yaml: block_decoder: rotary_pct 0.25 from EleutherAI/pythia-410m-deduped gives 1 rotary dims of a head of 4 (num_attention_heads 32 from config.yaml): they must be even, not negative and at most the head size"},
 		{"bad value", officialYAML("EleutherAI/pythia-410m-deduped", "\n    layer_norm_eps: tiny"), nil,
 			"config.yaml: block_decoder.config: layer_norm_eps: tiny is not a non-negative number"},
 		{"no hidden", strings.Replace(officialYAML("EleutherAI/pythia-410m-deduped", ""), "    hidden_size: 128\n", "", 1), nil,

@@ -30,8 +30,8 @@ const (
 	Merges = "merges.txt"
 )
 
-// fileNames are every tokenizer file carried along with a model.
-var fileNames = []string{Name, Vocab, Merges, "tokenizer_config.json", "special_tokens_map.json"}
+// FileNames are every tokenizer file carried along with a model.
+var FileNames = []string{Name, Vocab, Merges, "tokenizer_config.json", "special_tokens_map.json"}
 
 // Tokenizer turns text into token ids and back.
 type Tokenizer interface {
@@ -359,7 +359,7 @@ func fromBPE(p string, vocab, merges []byte) (tk Tokenizer, err error) {
 // Files reads the tokenizer files that go with a model, to carry them into a model folder.
 func Files(read ReadFunc) (map[string][]byte, error) {
 	out := map[string][]byte{}
-	for _, n := range fileNames {
+	for _, n := range FileNames {
 		b, err := read(n)
 		if err != nil {
 			return nil, err

@@ -66,16 +66,23 @@ func TestOutputCommitRules(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dest, "f")); string(b) != "3" {
 		t.Fatalf("content %q", b)
 	}
-	// Force replaces a file with a file of its kind, not a file with a folder.
+	// Force replaces a file with a file of its kind, not a file with a folder, and not another
+	// JSON object (a config.json) with a report.
+	report := JSONKind("report", "a")
 	file := filepath.Join(parent, "r.json")
-	if _, err := WriteOutput(file, []byte(`{"a": 1}`), false, JSONFile); err != nil {
+	if _, err := WriteOutput(file, []byte(`{"a": 1}`), false, report); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := WriteOutput(file, []byte(`{"b": 2}`), true, JSONFile); err != nil {
+	if _, err := WriteOutput(file, []byte(`{"a": 2}`), true, report); err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := os.ReadFile(file); string(b) != `{"b": 2}` {
+	if b, _ := os.ReadFile(file); string(b) != `{"a": 2}` {
 		t.Fatalf("content %q", b)
+	}
+	config := filepath.Join(parent, "config.json")
+	os.WriteFile(config, []byte(`{"hidden_size": 128}`), 0o644)
+	if _, err := WriteOutput(config, []byte(`{"a": 3}`), true, report); err == nil || !strings.HasSuffix(err.Error(), "exists and is not a report; not replaced (Force replaces only what btconvert wrote)") {
+		t.Fatalf("got %v", err)
 	}
 	if _, err := NewDir(file, true); err == nil || !strings.Contains(err.Error(), "exists and is not a folder") {
 		t.Fatalf("got %v", err)
@@ -195,7 +202,7 @@ func TestForceReplacesOnlyOwnOutput(t *testing.T) {
 	}
 	text := filepath.Join(root, "thesis.json")
 	os.WriteFile(text, []byte("my thesis"), 0o644)
-	if _, err := WriteOutput(text, []byte("{}"), true, JSONFile); err == nil || err.Error() != text+": exists and is not a JSON file; not replaced (Force replaces only what btconvert wrote)" {
+	if _, err := WriteOutput(text, []byte("{}"), true, JSONKind("JSON file")); err == nil || err.Error() != text+": exists and is not a JSON file; not replaced (Force replaces only what btconvert wrote)" {
 		t.Fatalf("got %v", err)
 	}
 	wd, _ := os.Getwd()
@@ -205,6 +212,13 @@ func TestForceReplacesOnlyOwnOutput(t *testing.T) {
 		if _, err := NewDir(d, true); err == nil || !strings.HasSuffix(err.Error(), ": is the current folder or holds it; not replaced (choose another output)") {
 			t.Fatalf("%s: got %v", d, err)
 		}
+	}
+	// The shell's folder reached through a symlink is the same folder as its real path.
+	link := filepath.Join(t.TempDir(), "link")
+	os.Symlink(ours, link)
+	os.Chdir(link)
+	if _, err := NewDir(ours, true); err == nil || err.Error() != ours+": is the current folder or holds it; not replaced (choose another output)" {
+		t.Fatalf("through a symlink: got %v", err)
 	}
 }
 

@@ -2,7 +2,6 @@ package fsio
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -296,25 +295,42 @@ func NewTempDir(suffix string) (*Output, error) {
 }
 
 // Kind is what an output is, so that --force replaces only something of the same kind that
-// btconvert wrote: a folder with btconvert's receipt listing everything in it, or a file whose
-// first bytes are of the kind btconvert writes there.
+// btconvert wrote: a folder with btconvert's receipt listing everything in it, or a file its
+// writer recognises as its own (match reads as much of it as it needs). A first byte is not
+// enough: a model's config.json starts like any JSON report.
 type Kind struct {
 	name  string
 	dir   bool
-	magic func(head []byte) bool
+	match func(f *os.File) bool
 }
 
-// The kinds of output.
-var (
-	Folder   = Kind{name: "folder", dir: true}
-	PNGFile  = Kind{name: "PNG image", magic: func(b []byte) bool { return bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) }}
-	JSONFile = Kind{name: "JSON file", magic: func(b []byte) bool {
-		b = bytes.TrimLeft(b, " \t\r\n")
-		return len(b) > 0 && (b[0] == '{' || b[0] == '[')
-	}}
-	ZstdFile        = Kind{name: "zstd archive", magic: func(b []byte) bool { return bytes.HasPrefix(b, []byte{0x28, 0xb5, 0x2f, 0xfd}) }}
-	SafetensorsFile = Kind{name: "safetensors file", magic: func(b []byte) bool { return len(b) > 8 && b[8] == '{' }}
-)
+// FileKind is a kind of output file, told by match.
+func FileKind(name string, match func(f *os.File) bool) Kind {
+	return Kind{name: name, match: match}
+}
+
+// JSONKind is a JSON object that btconvert writes, told by keys only that writer gives it (all
+// of them present at the top level).
+func JSONKind(name string, keys ...string) Kind {
+	return FileKind(name, func(f *os.File) bool {
+		var obj map[string]json.RawMessage
+		if json.NewDecoder(io.LimitReader(f, jsonKindLimit)).Decode(&obj) != nil {
+			return false
+		}
+		for _, k := range keys {
+			if _, ok := obj[k]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// jsonKindLimit bounds what JSONKind reads: far past any report btconvert writes.
+const jsonKindLimit = 256 << 20
+
+// Folder is the kind of a folder output.
+var Folder = Kind{name: "folder", dir: true}
 
 // Receipt is the file btconvert writes into every folder it outputs, listing what it wrote
 // there: --force replaces a folder only when it holds nothing else.
@@ -334,8 +350,10 @@ func CheckDest(dest string, force bool, kind Kind) error {
 	if err != nil {
 		return nil
 	}
+	// Both sides resolved: the shell's folder reached through a symlink is still the same folder.
 	if cwd, err := os.Getwd(); err == nil {
-		if d, err := realPath(dest); err == nil && within(cwd, d) {
+		c, cerr := realPath(cwd)
+		if d, err := realPath(dest); err == nil && cerr == nil && within(c, d) {
 			return &errs.InputError{File: dest, Msg: "is the current folder or holds it; not replaced (choose another output)"}
 		}
 	}
@@ -351,14 +369,13 @@ func CheckDest(dest string, force bool, kind Kind) error {
 	if !st.Mode().IsRegular() {
 		return &errs.InputError{File: dest, Msg: "exists and is not a regular file ({Force} replaces a file with a file only)"}
 	}
-	head := make([]byte, 16)
 	f, err := os.Open(dest)
 	if err != nil {
 		return writeError(dest, err)
 	}
-	n, _ := io.ReadFull(f, head)
+	ok := kind.match(f)
 	f.Close()
-	if !kind.magic(head[:n]) {
+	if !ok {
 		return &errs.InputError{File: dest, Msg: fmt.Sprintf("exists and is not a %s; not replaced ({Force} replaces only what btconvert wrote)", kind.name)}
 	}
 	return nil
@@ -569,25 +586,35 @@ func removeEmptyUp(dir, top string) {
 }
 
 // CheckNotInput refuses an output that is, contains, or is inside one of the command's inputs
-// (symlinks resolved): replacing it would destroy the input.
+// (symlinks resolved): replacing it would destroy the input. Inputs that do not exist (a config
+// given by name) cannot be destroyed and are passed over.
 func CheckNotInput(dest string, inputs ...string) error {
-	d, err := realPath(dest)
-	if err != nil {
-		return nil
-	}
 	for _, in := range inputs {
 		if in == "" {
 			continue
 		}
-		i, err := realPath(in)
-		if err != nil {
+		if _, err := os.Lstat(in); err != nil {
 			continue
 		}
-		if within(i, d) || within(d, i) {
+		if Overlap(dest, in) {
 			return &errs.InputError{File: dest, Msg: fmt.Sprintf("is, holds or lies inside the input %s; refusing to replace it (choose another output)", in)}
 		}
 	}
 	return nil
+}
+
+// Overlap reports whether a and b are the same path or one lies inside the other, symlinks of
+// their existing parts resolved.
+func Overlap(a, b string) bool {
+	ra, err := realPath(a)
+	if err != nil {
+		return false
+	}
+	rb, err := realPath(b)
+	if err != nil {
+		return false
+	}
+	return within(ra, rb) || within(rb, ra)
 }
 
 // realPath resolves symlinks of the longest existing prefix of p.

@@ -16,8 +16,13 @@ import (
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/internal/fsio"
 	"github.com/btconvert/btconvert/internal/sysmem"
 )
+
+// JSONFile is the kind of file the bench's rows are saved to ({"bench": rows}): --force replaces
+// a JSON file only when it is such a save.
+var JSONFile = fsio.JSONKind("bench JSON", "bench")
 
 // Options controls Run.
 type Options struct {

@@ -1,9 +1,14 @@
 package bench
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"image/color"
+	"io"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -133,16 +138,38 @@ func Plot(path string, rows []Result, device string, force bool) error {
 	if err != nil {
 		return err
 	}
-	out, err := fsio.CreateOutput(path, force, fsio.PNGFile)
-	if err != nil {
+	var png bytes.Buffer
+	if _, err := w.WriteTo(&png); err != nil {
 		return err
 	}
-	if _, err := w.WriteTo(out); err != nil {
-		out.Abort()
-		return err
-	}
-	_, err = out.Commit()
+	_, err = fsio.WriteOutput(path, signed(png.Bytes()), force, PlotFile)
 	return err
+}
+
+// plotText is the PNG text chunk that marks a plot as btconvert's (Software, as PNG defines it).
+var plotText = pngChunk("tEXt", []byte("Software\x00btconvert"))
+
+// PlotFile is the kind of file Plot writes: a PNG that carries plotText right after its header,
+// so that --force replaces btconvert's plots and never a user's picture.
+var PlotFile = fsio.FileKind("btconvert plot", func(f *os.File) bool {
+	head := make([]byte, pngHeader+len(plotText))
+	n, _ := io.ReadFull(f, head)
+	return n == len(head) && bytes.HasPrefix(head, []byte("\x89PNG\r\n\x1a\n")) && bytes.Equal(head[pngHeader:], plotText)
+})
+
+// pngHeader is the length of a PNG's signature and IHDR chunk, which come first in every PNG.
+const pngHeader = 8 + 12 + 13
+
+// signed inserts plotText after the IHDR chunk of png.
+func signed(png []byte) []byte {
+	return slices.Concat(png[:pngHeader], plotText, png[pngHeader:])
+}
+
+// pngChunk is a PNG chunk: length, type, data and the CRC of type and data.
+func pngChunk(typ string, data []byte) []byte {
+	b := binary.BigEndian.AppendUint32(nil, uint32(len(data)))
+	b = append(append(b, typ...), data...)
+	return binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(b[4:]))
 }
 
 // palette is Okabe and Ito's colour-blind-safe set (blue, vermillion, bluish green, orange,
