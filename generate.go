@@ -56,6 +56,7 @@ type GenerateResult struct {
 	// steps produced (every row, to its last step) over DecodeS (0 when there were none).
 	PrefillS       float64        `json:"prefill_s"`
 	DecodeS        float64        `json:"decode_s"`
+	CompileS       float64        `json:"compile_s"` // compiling the graphs: in neither rate
 	PromptTokS     float64        `json:"prompt_tokens_per_s"`
 	GenerationTokS float64        `json:"generation_tokens_per_s"`
 	PeakMemBytes   int64          `json:"peak_mem_bytes"`
@@ -144,7 +145,7 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 		return nil, err
 	}
 	res := &GenerateResult{Backend: dev.spec, Threads: runtime.GOMAXPROCS(0), PromptTokens: total,
-		PrefillS: g.PrefillTime.Seconds(), DecodeS: g.DecodeTime.Seconds(), PeakMemBytes: sysmem.PeakRSS(), Sampling: o.Sampling, Stop: o.Stop}
+		PrefillS: g.PrefillTime.Seconds(), DecodeS: g.DecodeTime.Seconds(), CompileS: g.CompileTime.Seconds(), PeakMemBytes: sysmem.PeakRSS(), Sampling: o.Sampling, Stop: o.Stop}
 	for i, s := range streams {
 		show(i, s.Flush())
 		res.Rows = append(res.Rows, GeneratedText{PromptIDs: prompts[i], PadTokens: g.Pad[i], IDs: g.Tokens[i], Text: s.Text(), Finish: g.Finish[i]})

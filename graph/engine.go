@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/core/tensors"
 
@@ -97,6 +99,34 @@ func (e *Engine) exec(key string, build func(b *builder, in []*Node) []*Node) (*
 	return x, nil
 }
 
+// compile compiles x for args (the weights first) without running it and returns how long that
+// took, 0 when it was compiled already: callers time their runs after it, so that no rate they
+// report includes compilation.
+func (e *Engine) compile(x *Exec, args ...*tensors.Tensor) (time.Duration, error) {
+	shs := make([]shapes.Shape, len(args))
+	for i, a := range args {
+		shs[i] = a.Shape()
+	}
+	return e.compileShapes(x, shs...)
+}
+
+// compileShapes is compile for arguments of the given shapes (the weights' come first).
+func (e *Engine) compileShapes(x *Exec, args ...shapes.Shape) (time.Duration, error) {
+	shs := make([]shapes.Shape, 0, len(e.Weights.Tensors)+len(args))
+	for _, t := range e.Weights.Tensors {
+		shs = append(shs, t.Shape())
+	}
+	shs = append(shs, args...)
+	before, start := e.compiles.Load(), time.Now()
+	if _, err := x.Compile(shs...); err != nil {
+		return 0, err
+	}
+	if e.compiles.Load() == before {
+		return 0, nil
+	}
+	return time.Since(start), nil
+}
+
 // run executes x with the weights first, then args.
 func (e *Engine) run(x *Exec, args ...any) ([]*tensors.Tensor, error) {
 	return x.Call(e.Weights.args(args...)...)
@@ -106,15 +136,7 @@ func (e *Engine) run(x *Exec, args ...any) ([]*tensors.Tensor, error) {
 // arch.Config.Scoring): block models [B, T/L-1, L, V] (every token of blocks 1..n-1), vanilla
 // [B, T, V] (position t predicts t+1).
 func (e *Engine) Score(ids []int32, B, T int) ([]float32, []int, error) {
-	if len(ids) != B*T || B < 1 || T < 1 {
-		return nil, nil, fmt.Errorf("score: %d ids for batch %d x length %d", len(ids), B, T)
-	}
-	if e.Config.IsBlock() {
-		if L := e.Config.BlockLength; T%L != 0 || T < 2*L {
-			return nil, nil, errs.Option("Length", T, "must be a multiple of the block length %d and at least two blocks", L)
-		}
-	}
-	if err := e.checkIDs(ids); err != nil {
+	if err := e.checkScore(ids, B, T); err != nil {
 		return nil, nil, err
 	}
 	x, err := e.exec("score", func(b *builder, in []*Node) []*Node {
@@ -133,6 +155,19 @@ func (e *Engine) Score(ids []int32, B, T int) ([]float32, []int, error) {
 	defer out[0].FinalizeAll()
 	v, err := tensors.CopyFlatData[float32](out[0])
 	return v, out[0].Shape().Dimensions, err
+}
+
+// checkScore checks B windows of T ids for scoring.
+func (e *Engine) checkScore(ids []int32, B, T int) error {
+	if len(ids) != B*T || B < 1 || T < 1 {
+		return fmt.Errorf("score: %d ids for batch %d x length %d", len(ids), B, T)
+	}
+	if e.Config.IsBlock() {
+		if L := e.Config.BlockLength; T%L != 0 || T < 2*L {
+			return errs.Option("Length", T, "must be a multiple of the block length %d and at least two blocks", L)
+		}
+	}
+	return e.checkIDs(ids)
 }
 
 // checkIDs rejects ids outside the vocabulary (Gather would clamp them silently).

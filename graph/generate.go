@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/core/tensors"
@@ -52,6 +53,9 @@ type Generation struct {
 	Pad         []int
 	PrefillTime time.Duration
 	DecodeTime  time.Duration
+	// CompileTime is the time spent compiling the prefill and step graphs (0 once compiled):
+	// never part of PrefillTime or DecodeTime.
+	CompileTime time.Duration
 	Steps       int // executed decode graphs after the prefill
 }
 
@@ -211,6 +215,28 @@ type stepResult struct {
 func (r stepResult) tokens() *tensors.Tensor { return r.ts[0] }
 func (r stepResult) logits() *tensors.Tensor { return r.ts[1] }
 
+// nextShapes is the shapes of next's arguments.
+func (r stepResult) nextShapes(keyBias *tensors.Tensor) []shapes.Shape {
+	var out []shapes.Shape
+	for _, c := range r.ts[2+r.nState:] {
+		out = append(out, c.Shape())
+	}
+	out = append(out, shapes.Make(dtypes.Int32), r.tokens().Shape(), keyBias.Shape())
+	for _, t := range r.ts[2 : 2+r.nState] {
+		out = append(out, t.Shape())
+	}
+	return out
+}
+
+// stateTensors is the sampler's state arguments as tensors.
+func stateTensors(state []any) []*tensors.Tensor {
+	out := make([]*tensors.Tensor, len(state))
+	for i, s := range state {
+		out[i] = s.(*tensors.Tensor)
+	}
+	return out
+}
+
 // next is the arguments of the step that follows, at position pos. The caches are donated: the
 // step updates them in place, and they are invalid here afterwards.
 func (r stepResult) next(pos int32, keyBias *tensors.Tensor, b compute.Backend) ([]any, error) {
@@ -319,8 +345,14 @@ func (e *Engine) decode(p padded, o GenerateOptions, s sampler, prefill, step *E
 	}
 	rows := newRows(p, o, e.Config)
 	g := rows.g
+	args := append([]any{ids, keyBias}, state...)
+	c, err := e.compile(prefill, append([]*tensors.Tensor{ids, keyBias}, stateTensors(state)...)...)
+	if err != nil {
+		return nil, err
+	}
+	g.CompileTime += c
 	start := time.Now()
-	res, err := e.run(prefill, append([]any{ids, keyBias}, state...)...)
+	res, err := e.run(prefill, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -330,8 +362,17 @@ func (e *Engine) decode(p padded, o GenerateOptions, s sampler, prefill, step *E
 		out.free()
 		return nil, err
 	}
-	start = time.Now()
+	var decode time.Duration
 	for i := 0; i < steps && rows.live > 0; i++ {
+		start := time.Now()
+		if i == 0 { // the step's shapes are the prefill's outputs'
+			if c, err = e.compileShapes(step, out.nextShapes(keyBias)...); err != nil {
+				out.free()
+				return nil, err
+			}
+			g.CompileTime += c
+			decode -= c
+		}
 		args, err := out.next(pos(i), keyBias, e.Backend)
 		if err != nil {
 			out.free()
@@ -344,13 +385,15 @@ func (e *Engine) decode(p padded, o GenerateOptions, s sampler, prefill, step *E
 		}
 		out = stepResult{res, len(state)}
 		g.Steps++
-		if err := rows.emit(out); err != nil {
+		err = rows.emit(out)
+		decode += time.Since(start)
+		if err != nil {
 			out.free()
 			return nil, err
 		}
 	}
 	out.free()
-	g.DecodeTime = time.Since(start)
+	g.DecodeTime = decode
 	if o.KeepLogits {
 		V := e.Config.VocabSize
 		for _, r := range rows.logits {

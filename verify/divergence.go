@@ -3,7 +3,6 @@ package verify
 import (
 	"math"
 	"sort"
-	"time"
 
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/graph"
@@ -21,34 +20,28 @@ func CompareQuality(m, base *graph.Engine, baseName string, tokens []int32, s Sc
 		return nil, errs.Option("Against", baseName, "the base model has another architecture (%s vs %s)", base.Config.Describe(), m.Config.Describe())
 	}
 	windows := s.windows(tokens)
-	V := m.Config.VocabSize
-	lq, lb := make([]float64, 0, V), make([]float64, 0, V)
 	var nlls, nllsBase, kls []float64
 	var dp2 float64
 	agree := 0
-	start := time.Now()
-	err := scoreWindows([]*graph.Engine{m, base}, windows, batch, s.progress(&nlls), func(rows [][]float32, target int32) {
-		lq, lb = logSoftmax(rows[0], lq), logSoftmax(rows[1], lb)
-		nlls = append(nlls, -lq[target])
-		nllsBase = append(nllsBase, -lb[target])
-		var kl float64
-		for j := range lb {
-			if pb := math.Exp(lb[j]); pb > 0 {
-				kl += pb * (lb[j] - lq[j])
+	var t timing
+	err := scoreBatches(m, base, windows, batch, &t, s.progress(&nlls), func(sm, sb *graph.Scored) {
+		for i, lp := range sm.LogP {
+			nlls = append(nlls, -lp)
+			nllsBase = append(nllsBase, -sb.LogP[i])
+			kls = append(kls, math.Max(sm.KL[i], 0)) // rounding can take a near-zero KL below zero
+			if sm.Argmax[i] == sb.Argmax[i] {
+				agree++
 			}
+			d := math.Exp(lp) - math.Exp(sb.LogP[i])
+			dp2 += d * d
 		}
-		kls = append(kls, math.Max(kl, 0))
-		if argmax(rows[0]) == argmax(rows[1]) {
-			agree++
-		}
-		d := math.Exp(lq[target]) - math.Exp(lb[target])
-		dp2 += d * d
 	})
 	if err != nil {
 		return nil, err
 	}
 	n := float64(len(kls))
-	q := &Quality{TokensScored: len(kls), Window: w, TokensPerS: float64(len(windows)*w) / time.Since(start).Seconds()}
+	q := &Quality{TokensScored: len(kls), Window: w}
+	t.fill(q)
 	q.NLL, q.NLLStdErr = meanStdErr(nlls)
 	q.PPL = math.Exp(q.NLL)
 	q.PPLStdErr = q.PPL * q.NLLStdErr

@@ -3,7 +3,6 @@ package verify
 import (
 	"fmt"
 	"math"
-	"time"
 
 	"gonum.org/v1/gonum/stat"
 
@@ -20,7 +19,8 @@ type Quality struct {
 	NLL          float64 `json:"nll"`
 	NLLStdErr    float64 `json:"nll_stderr"`
 	TokensScored int     `json:"tokens_scored"`
-	TokensPerS   float64 `json:"tokens_per_s"`
+	TokensPerS   float64 `json:"tokens_per_s"` // running the model(s), compilation not included
+	CompileS     float64 `json:"compile_s"`    // compiling the scoring graphs
 	Window       int     `json:"window"`
 	Text         string  `json:"text,omitempty"`
 	*Divergence
@@ -57,38 +57,44 @@ func (q *Quality) Finite() bool {
 	return true
 }
 
-// scoreWindows runs batches of windows through each model (same config) and calls visit for every
-// scored position (arch.Config.Scoring) with each model's logits row and the true id.
-func scoreWindows(models []*graph.Engine, windows [][]int32, batch int, progress func(done int), visit func(rows [][]float32, target int32)) error {
-	cfg := models[0].Config
-	V := cfg.VocabSize
+// scoreBatches runs the windows through m, batch windows per executed graph, and hands visit
+// each batch's scores; with base, the base runs first over the same windows and m's scores carry
+// the KL divergence from it (both engines on one backend: the base's logits stay there).
+func scoreBatches(m, base *graph.Engine, windows [][]int32, batch int, t *timing, progress func(done int), visit func(sm, sb *graph.Scored)) error {
 	w := len(windows[0])
-	sc := cfg.Scoring(w)
-	rows := make([][]float32, len(models))
+	rows := m.Config.Scoring(w).Rows
 	for start := 0; start < len(windows); start += batch {
 		end := min(start+batch, len(windows))
-		ids := make([]int32, 0, (end-start)*w)
+		ids := make([]int32, 0, batch*w)
 		for _, win := range windows[start:end] {
 			ids = append(ids, win...)
 		}
-		all := make([][]float32, len(models))
-		for i, m := range models {
-			logits, _, err := m.Score(ids, end-start, w)
-			if err != nil {
+		// A last, smaller batch is padded with copies of its last window (their scores dropped):
+		// one graph shape for the whole text, where a second would be compiled again (seconds
+		// on XLA) for a few windows' work.
+		n := end - start
+		if start > 0 {
+			for len(ids) < batch*w {
+				ids = append(ids, windows[end-1]...)
+			}
+			n = batch
+		}
+		var sb *graph.Scored
+		if base != nil {
+			var err error
+			if sb, err = base.ScoreTokens(ids, n, w, nil, true); err != nil {
 				return err
 			}
-			all[i] = logits
 		}
-		for b := 0; b < end-start; b++ {
-			win := windows[start+b]
-			for k := 0; k < sc.Rows; k++ {
-				off := b*sc.Stride + k
-				for i := range models {
-					rows[i] = all[i][off*V : (off+1)*V]
-				}
-				visit(rows, win[sc.First+k])
-			}
+		sm, err := m.ScoreTokens(ids, n, w, sb, false)
+		sb.Release()
+		if err != nil {
+			return err
 		}
+		t.add(sm, sb, (end-start)*w) // the text's tokens: padding is overhead
+		sm.Truncate((end - start) * rows)
+		sb.Truncate((end - start) * rows)
+		visit(sm, sb)
 		if progress != nil {
 			progress(end - start)
 		}
@@ -96,22 +102,28 @@ func scoreWindows(models []*graph.Engine, windows [][]int32, batch int, progress
 	return nil
 }
 
-// logSoftmax returns log p for a row of logits, in float64.
-func logSoftmax(row []float32, out []float64) []float64 {
-	out = out[:0]
-	mx := math.Inf(-1)
-	for _, x := range row {
-		mx = math.Max(mx, float64(x))
+// timing adds up the time scoring spent compiling and running, and the tokens it ran.
+type timing struct {
+	compile, run float64
+	tokens       int
+}
+
+func (t *timing) add(sm, sb *graph.Scored, tokens int) {
+	for _, s := range []*graph.Scored{sm, sb} {
+		if s != nil {
+			t.compile += s.CompileS
+			t.run += s.RunS
+		}
 	}
-	var sum float64
-	for _, x := range row {
-		sum += math.Exp(float64(x) - mx)
+	t.tokens += tokens
+}
+
+// fill sets q's rate (tokens over the time spent running: compiling is reported apart).
+func (t *timing) fill(q *Quality) {
+	q.CompileS = t.compile
+	if t.run > 0 {
+		q.TokensPerS = float64(t.tokens) / t.run
 	}
-	lse := mx + math.Log(sum)
-	for _, x := range row {
-		out = append(out, float64(x)-lse)
-	}
-	return out
 }
 
 // Scoring says how a text is scored: in windows of Window tokens, Batch windows per executed
@@ -131,7 +143,7 @@ func (s Scoring) windows(tokens []int32) [][]int32 {
 	return w
 }
 
-// progress is the callback of scoreWindows: s.Progress with the running perplexity of nlls.
+// progress is the callback of scoreBatches: s.Progress with the running perplexity of nlls.
 func (s Scoring) progress(nlls *[]float64) func(done int) {
 	if s.Progress == nil {
 		return nil
@@ -150,16 +162,17 @@ func Perplexity(m *graph.Engine, tokens []int32, s Scoring) (*Quality, error) {
 	}
 	windows := s.windows(tokens)
 	var nlls []float64
-	buf := make([]float64, 0, m.Config.VocabSize)
-	start := time.Now()
-	err := scoreWindows([]*graph.Engine{m}, windows, batch, s.progress(&nlls), func(rows [][]float32, target int32) {
-		buf = logSoftmax(rows[0], buf)
-		nlls = append(nlls, -buf[target])
+	var t timing
+	err := scoreBatches(m, nil, windows, batch, &t, s.progress(&nlls), func(sm, _ *graph.Scored) {
+		for _, lp := range sm.LogP {
+			nlls = append(nlls, -lp)
+		}
 	})
 	if err != nil {
 		return nil, err
 	}
-	q := &Quality{TokensScored: len(nlls), TokensPerS: float64(len(windows)*w) / time.Since(start).Seconds(), Window: w}
+	q := &Quality{TokensScored: len(nlls), Window: w}
+	t.fill(q)
 	q.NLL, q.NLLStdErr = meanStdErr(nlls)
 	q.PPL = math.Exp(q.NLL)
 	q.PPLStdErr = q.PPL * q.NLLStdErr

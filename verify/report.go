@@ -140,6 +140,7 @@ func (r *Report) Print(w io.Writer) error {
 		row("nll", q.NLL)
 		row("tokens_scored", q.TokensScored)
 		row("tokens_per_s", q.TokensPerS)
+		row("compile_s", q.CompileS)
 		if d := q.Divergence; d != nil {
 			row("ppl_base", d.PPLBase)
 			row("ppl_ratio", d.PPLRatio)

@@ -12,6 +12,8 @@ import (
 	"github.com/gomlx/compute/dtypes"
 
 	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/randinit"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/graph"
 	"github.com/btconvert/btconvert/internal/testfix"
@@ -193,5 +195,40 @@ func testQuantizedOnDevice(t *testing.T, b compute.Backend, s quant.Settings, lo
 	}
 	if e := testfix.RelL2(device, r.Logits); e < lo || e > hi {
 		t.Errorf("%+v vs the float reference: rel L2 %.3g, want between %g and %g", s, e, lo, hi)
+	}
+}
+
+// Scoring throughput (tokens/s of perplexity) of a trained fixture and of a block model with a
+// 50k vocabulary, where the log-softmax over the vocabulary is most of the work beyond the
+// decoders: it runs on the backend (fused softmax, gathers), never per element on the host, where
+// a float64 math.Exp costs 20-100x more after an asynchronous preemption on some processors
+// (docs/UPSTREAM_BUGS.md).
+// GOEXPERIMENT=simd go test ./verify -run XXX -bench Perplexity -benchtime 3x
+func BenchmarkPerplexity(b *testing.B) {
+	tokens := testfix.Text(b, testfix.GPL3)
+	wide, err := arch.Shape{Block: true, Hidden: 128, Heads: 4, FFN: 512, Vocab: 50304, BlockLayers: 1, TokenLayers: 1, BlockLength: 4}.Config()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		model  *formats.Model
+		window int
+	}{{"bt-tiny", testfix.Open(b, testfix.Path("bt-tiny")), 256}, {"vocab-50304", randinit.Model(wide, 1, safetensors.F32), 256}} {
+		b.Run(c.name, func(b *testing.B) {
+			e, err := graph.Load(c.model, testfix.Backend(b), dtypes.Float32)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			s := Scoring{Window: c.window, Batch: 16, Chunks: 32}
+			var q *Quality
+			for b.Loop() {
+				if q, err = Perplexity(e, tokens, s); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(q.TokensPerS, "tokens/s")
+		})
 	}
 }

@@ -94,8 +94,8 @@ func runGenerate(c *cli.Context) error {
 			fmt.Fprintf(w, "--- %d/%d (%s) ---\n%s%s\n", i+1, len(res.Rows), r.Finish, prompts[i], r.Text)
 		}
 	}
-	say(c, "prompt: %d tokens, %.1f tokens/s; generation: %d tokens, %.1f tokens/s; peak memory %s",
-		res.PromptTokens, res.PromptTokS, res.GeneratedTokens, res.GenerationTokS, humanize.IBytes(uint64(res.PeakMemBytes)))
+	say(c, "prompt: %d tokens, %.1f tokens/s; generation: %d tokens, %.1f tokens/s; compile %.2f s; peak memory %s",
+		res.PromptTokens, res.PromptTokS, res.GeneratedTokens, res.GenerationTokS, res.CompileS, humanize.IBytes(uint64(res.PeakMemBytes)))
 	return nil
 }
 

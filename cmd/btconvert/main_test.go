@@ -220,7 +220,7 @@ func TestGenerateBatchAndStop(t *testing.T) {
 	if code != 0 || out != long+cut+"\n" {
 		t.Fatalf("streamed with --stop: %d %q, want %q", code, out, long+cut+"\n")
 	}
-	if !regexp.MustCompile(`(?m)^prompt: 40 tokens, [0-9.]+ tokens/s; generation: [0-9]+ tokens, [0-9.]+ tokens/s; peak memory [0-9.]+ [KMG]iB$`).MatchString(stderr) {
+	if !regexp.MustCompile(`(?m)^prompt: 40 tokens, [0-9.]+ tokens/s; generation: [0-9]+ tokens, [0-9.]+ tokens/s; compile [0-9.]+ s; peak memory [0-9.]+ [KMG]iB$`).MatchString(stderr) {
 		t.Errorf("no speeds and peak memory on stderr:\n%s", stderr)
 	}
 	// Without --json, a batch prints each row after the run.
