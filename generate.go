@@ -36,6 +36,10 @@ type GenerateOptions struct {
 	Stop []string
 	// IgnoreEOS generates past the model's end-of-sequence id (else a row ends there).
 	IgnoreEOS bool
+	// OfficialGenerate reproduces the official code's generate rather than its forward (see
+	// graph.GenerateOptions.OfficialPositions); refused for a T5 token decoder, which the official
+	// generate cannot run.
+	OfficialGenerate bool
 	// OnText, if set, receives each row's continuation as it is generated: whole characters, and
 	// never part of a stop string.
 	OnText func(row int, text string)
@@ -103,6 +107,9 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 		return nil, err
 	}
 	defer l.Close()
+	if td := l.eng.Config.TokenDecoder; o.OfficialGenerate && td != nil && td.T5 != nil {
+		return nil, errs.Option("OfficialGenerate", nil, "the official code cannot generate with a T5 cross-attention token decoder (its generate fails: the decoder's encoder is None); btconvert generates it as the forward computes")
+	}
 	tk, err := l.tokenizer()
 	if err != nil {
 		return nil, err
@@ -135,7 +142,7 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 		}
 	}
 	sysmem.ResetPeakRSS()
-	g, err := l.eng.Generate(prompts, graph.GenerateOptions{MaxNewTokens: o.MaxNewTokens, Sampling: o.Sampling, StopAtEOS: !o.IgnoreEOS,
+	g, err := l.eng.Generate(prompts, graph.GenerateOptions{MaxNewTokens: o.MaxNewTokens, Sampling: o.Sampling, StopAtEOS: !o.IgnoreEOS, OfficialPositions: o.OfficialGenerate,
 		Stop: func(row int, ids []int32) int {
 			text, keep := streams[row].Update(ids)
 			show(row, text)

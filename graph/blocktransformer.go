@@ -160,7 +160,14 @@ func (b *builder) neoxStep(j int, pos *int, prefix, id *Node, past *[]kv) *Node 
 		x = b.embed(id, arch.TokenDecoder, arch.EmbedIn+".weight")
 	}
 	n := x.Shape().Dim(1)
-	h := b.decoder(arch.TokenDecoder, &td.DecoderConfig, x, iotaPos(b.g, *pos, n), b.tokenPositions(), b.localCache(past, *pos))
+	positions := iotaPos(b.g, *pos, n)
+	if b.officialPositions && td.Decoding == arch.Prefix {
+		positions = iotaPos(b.g, j, 1) // token j at j
+		if j == 0 {
+			positions = Mul(iotaPos(b.g, 0, n), Const(b.g, int32(0))) // the whole prefix at 0
+		}
+	}
+	h := b.decoder(arch.TokenDecoder, &td.DecoderConfig, x, positions, b.tokenPositions(), b.localCache(past, *pos))
 	*pos += n
 	return b.tokenHead(Reshape(Slice(h, AxisRange(), AxisElem(n-1)), B, -1))
 }

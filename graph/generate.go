@@ -31,6 +31,12 @@ type GenerateOptions struct {
 	// OnTokens, if set, receives each row's new tokens as soon as they exist (a block at a time
 	// for block models, a token at a time for vanilla); nothing past where a row stopped.
 	OnTokens func(rows [][]int32)
+	// OfficialPositions generates as the official code's generate does rather than as its forward
+	// (and training) computes: with prefix decoding, each block's r expanded vectors all take
+	// rotary position 0 and its k-th token position k, where the forward gives them 0..r-1 and
+	// r-1+k (transformers derives generate's position ids from a one-token attention mask while
+	// the prefix is prepended). The same for every other decoding, and for r = 1.
+	OfficialPositions bool
 }
 
 // Finish says why a row ended.
@@ -265,8 +271,9 @@ func (e *Engine) generateBlocks(p padded, o GenerateOptions) (*Generation, error
 	S := n + nBlocks // block decoder positions ever written (the last block is never fed back)
 	s := sampler{o.Sampling}
 	layers := cfg.BlockDecoder.Layers
-	key := fmt.Sprintf("block/S=%d/%s", S, s.key())
+	key := fmt.Sprintf("block/S=%d/%s/official=%t", S, s.key(), o.OfficialPositions)
 	prefill, err := e.exec("prefill-"+key, func(b *builder, in []*Node) []*Node {
+		b.officialPositions = o.OfficialPositions
 		ids, keyBias, st := in[0], in[1], s.readState(in[2:])
 		B, n := ids.Shape().Dim(0), ids.Shape().Dim(1) // from the inputs: this graph serves every batch and prompt
 		var keep []kv
@@ -279,6 +286,7 @@ func (e *Engine) generateBlocks(p padded, o GenerateOptions) (*Generation, error
 		return nil, err
 	}
 	step, err := e.exec("step-"+key, func(b *builder, in []*Node) []*Node {
+		b.officialPositions = o.OfficialPositions
 		st := readStepIn(in, layers, s)
 		B := st.last.Shape().Dim(0)
 		x := b.embedBlocks(Reshape(st.last, B, 1, L))

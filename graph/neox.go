@@ -27,6 +27,9 @@ type builder struct {
 	halfDotInF32 bool
 	// inOut: Linear weights on the device as [in, out] (Weights.InOut).
 	inOut map[string]bool
+	// officialPositions: the token decoder's positions of the official generate
+	// (GenerateOptions.OfficialPositions).
+	officialPositions bool
 }
 
 func newBuilder(g *Graph, w *Weights, cfg *arch.Config, dt dtypes.DType, weights []*Node, kind backendKind) *builder {

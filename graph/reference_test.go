@@ -23,11 +23,14 @@ import (
 type naive struct {
 	cfg *arch.Config
 	w   map[string][]float64
+	// official: the token decoder's positions of the official generate (prefix decoding: the r
+	// expanded vectors at 0, token k at k).
+	official bool
 }
 
 // tinyModel is a model of cfg whose every tensor (LayerNorms and biases too) is seeded noise.
 func tinyModel(cfg *arch.Config) (*formats.Model, naive) {
-	n := naive{cfg, map[string][]float64{}}
+	n := naive{cfg: cfg, w: map[string][]float64{}}
 	var ts []*formats.Tensor
 	for i, s := range arch.Tensors(cfg) {
 		r := rand.New(rand.NewPCG(11, uint64(i)))
@@ -82,7 +85,18 @@ func geluExact(x float64) float64 { return 0.5 * x * (1 + math.Erf(x/math.Sqrt2)
 
 // stack runs a GPT-NeoX stack over x [T][D] at positions 0..T-1, causally.
 func (n naive) stack(comp string, d *arch.DecoderConfig, x [][]float64) [][]float64 {
+	return n.stackAt(comp, d, x, nil)
+}
+
+// stackAt is stack with the rotary position of each input given (nil: 0..T-1).
+func (n naive) stackAt(comp string, d *arch.DecoderConfig, x [][]float64, pos []int) [][]float64 {
 	T, D, H, hd, rot := len(x), d.Hidden, d.Heads, d.HeadDim, d.RotaryDims
+	if pos == nil {
+		pos = make([]int, T)
+		for t := range pos {
+			pos[t] = t
+		}
+	}
 	rope := func(v []float64, p int) []float64 {
 		out := append([]float64(nil), v...)
 		for j := 0; j < rot/2; j++ {
@@ -101,8 +115,8 @@ func (n naive) stack(comp string, d *arch.DecoderConfig, x [][]float64) [][]floa
 				qkv := n.linear(n.layerNorm(x[t], p+arch.InputNorm, d.LayerNormEps), p+arch.QKV, 3*D, true)
 				for h := 0; h < H; h++ { // per head: q, k, v of hd each
 					base := h * 3 * hd
-					q[t] = append(q[t], rope(qkv[base:base+hd], t))
-					k[t] = append(k[t], rope(qkv[base+hd:base+2*hd], t))
+					q[t] = append(q[t], rope(qkv[base:base+hd], pos[t]))
+					k[t] = append(k[t], rope(qkv[base+hd:base+2*hd], pos[t]))
 					v[t] = append(v[t], qkv[base+2*hd:base+3*hd])
 				}
 			}
@@ -238,7 +252,14 @@ func (n naive) blockLogits(ids []int32) []float64 {
 				x = append(x, n.embed("token_decoder/embed_in.weight", ids[(j+1)*L+k], Dt))
 			}
 		}
-		hs := n.stack(arch.TokenDecoder, &c.TokenDecoder.DecoderConfig, x)
+		var pos []int // the forward's 0..r+L-2
+		if n.official && c.TokenDecoder.Decoding == arch.Prefix {
+			pos = make([]int, len(x)) // the prefix at 0, token k at k
+			for k := r; k < len(x); k++ {
+				pos[k] = k - r + 1
+			}
+		}
+		hs := n.stackAt(arch.TokenDecoder, &c.TokenDecoder.DecoderConfig, x, pos)
 		for _, t := range hs[len(hs)-L:] {
 			out = append(out, n.linear(t, "token_decoder/"+arch.EmbedOut, c.VocabSize, false)...)
 		}
@@ -248,9 +269,9 @@ func (n naive) blockLogits(ids []int32) []float64 {
 
 // checkGreedy generates from prompt and checks every generated token is the naive model's argmax
 // given what came before.
-func checkGreedy(t *testing.T, name string, e *Engine, n naive, prompt []int32, newTokens int) {
+func checkGreedy(t *testing.T, name string, e *Engine, n naive, prompt []int32, newTokens int) []int32 {
 	t.Helper()
-	g, err := e.Generate([][]int32{prompt}, GenerateOptions{MaxNewTokens: newTokens})
+	g, err := e.Generate([][]int32{prompt}, GenerateOptions{MaxNewTokens: newTokens, OfficialPositions: n.official})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,6 +290,7 @@ func checkGreedy(t *testing.T, name string, e *Engine, n naive, prompt []int32, 
 			t.Fatalf("%s: generated token %d is %d, the naive model's argmax is %d", name, k, tok, best)
 		}
 	}
+	return g.Tokens[0]
 }
 
 func tinyDecoder(parallel bool) arch.DecoderConfig {
@@ -357,6 +379,35 @@ func TestSummationDecoding(t *testing.T) {
 		compareNaive(t, "summation", e, ids, n.blockLogits(ids))
 		checkGreedy(t, "summation", e, n, ids[:4], 6)
 	})
+}
+
+// The official generate's positions (prefix decoding, r = 2: the expanded vectors at 0, token k
+// at k) give the naive model's greedy tokens under those positions, and other tokens than the
+// forward's semantics; summation decoding is the same under both.
+func TestOfficialGeneratePositions(t *testing.T) {
+	for _, dec := range []arch.Decoding{arch.Prefix, arch.Summation} {
+		bd, td := tinyDecoder(true), tinyDecoder(true)
+		cfg := &arch.Config{Format: arch.FormatName, FormatVersion: arch.FormatVersion, Kind: arch.Block, VocabSize: 11, BOSTokenID: 1, BlockLength: 4,
+			Embedder: &arch.EmbedderConfig{Type: arch.Concat, Dim: 2}, BlockDecoder: &bd,
+			TokenDecoder: &arch.TokenDecoderConfig{DecoderConfig: td, ExpansionRatio: map[arch.Decoding]int{arch.Prefix: 2, arch.Summation: 4}[dec], Decoding: dec}}
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		m, n := tinyModel(cfg)
+		t.Run(string(dec), func(t *testing.T) {
+			testfix.EachBackend(t, func(t *testing.T, b compute.Backend) {
+				e := loadOn(t, b, m, dtypes.Float32)
+				prompt := []int32{3, 1, 4, 1, 5, 9, 2, 6}
+				forward := checkGreedy(t, string(dec)+", forward", e, n, prompt, 24)
+				n.official = true
+				official := checkGreedy(t, string(dec)+", official generate", e, n, prompt, 24)
+				n.official = false
+				if differ := !slices.Equal(forward, official); differ != (dec == arch.Prefix) {
+					t.Errorf("%s: forward %v, official %v", dec, forward, official)
+				}
+			})
+		})
+	}
 }
 
 // The official shapes of the resolved configs, at sizes a float64 loop can run: a MEGABYTE-style

@@ -35,6 +35,7 @@ Examples:
 			&cli.IntFlag{Name: "max-new-tokens", Aliases: []string{"n", "max-tokens"}, Value: 64, Usage: "tokens to generate (at most)"},
 			&cli.StringSliceFlag{Name: "stop", KeepSpace: true, Usage: "end a row before this string (repeatable)"},
 			&cli.BoolFlag{Name: "ignore-eos", Usage: "generate past the end-of-sequence id"},
+			&cli.BoolFlag{Name: "official-generate", Usage: "generate as the official code's generate does, not as its forward (prefix decoding: other token decoder positions; docs/FORMAT.md)"},
 			&cli.Float64Flag{Name: "temperature", Aliases: []string{"temp"}, Value: 0, Usage: "sampling temperature (0: greedy)"},
 			&cli.IntFlag{Name: "top-k", Usage: "sample among the k most likely tokens (0: off)"},
 			&cli.Float64Flag{Name: "top-p", Value: 1, Usage: "sample among the most likely tokens holding this probability (1: off)"},
@@ -58,7 +59,7 @@ func runGenerate(c *cli.Context) error {
 	asJSON := c.Bool("json")
 	w := c.App.Writer
 	o := btconvert.GenerateOptions{Model: c.Args().First(), Open: openOptions(c), Runtime: runtimeOf(c), Prompts: prompts,
-		MaxNewTokens: c.Int("max-new-tokens"), Stop: c.StringSlice("stop"), IgnoreEOS: c.Bool("ignore-eos"), UI: uiOf(c),
+		MaxNewTokens: c.Int("max-new-tokens"), Stop: c.StringSlice("stop"), IgnoreEOS: c.Bool("ignore-eos"), OfficialGenerate: c.Bool("official-generate"), UI: uiOf(c),
 		Sampling: graph.Sampling{Temperature: c.Float64("temperature"), TopK: c.Int("top-k"), TopP: c.Float64("top-p"),
 			MinP: c.Float64("min-p"), RepeatPenalty: c.Float64("repeat-penalty"), Seed: c.Uint64("seed")}}
 	streaming := !asJSON && len(prompts) == 1
