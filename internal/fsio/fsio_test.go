@@ -95,11 +95,25 @@ func TestOutputCommitRules(t *testing.T) {
 	}
 }
 
-// A failed output removes the parent folders it created, and temp names fit any legal name.
-func TestAbortCleansUp(t *testing.T) {
+// An output whose folder is missing is refused, naming the folder, and nothing is created (as
+// cp refuses: a mistyped path is not made into folders); temp names fit any legal name.
+func TestMissingParentRefused(t *testing.T) {
 	root := t.TempDir()
-	dest := filepath.Join(root, "a", "b", "c", strings.Repeat("x", 250))
-	o, err := NewDir(dest, false)
+	for _, dest := range []string{filepath.Join(root, "a", "b", "c"), filepath.Join(root, "a", "r.json")} {
+		want := dest + ": cannot be written: the folder " + filepath.Dir(dest) + " does not exist (create it first)"
+		if _, err := NewDir(dest, false); err == nil || err.Error() != want {
+			t.Errorf("NewDir: got %v, want %s", err, want)
+		}
+		if _, err := WriteOutput(dest, []byte("{}"), true, JSONKind("report")); err == nil || err.Error() != want {
+			t.Errorf("WriteOutput: got %v, want %s", err, want)
+		}
+	}
+	file := filepath.Join(root, "f")
+	os.WriteFile(file, nil, 0o644)
+	if err := CheckDest(filepath.Join(file, "out"), false, Folder); err == nil || err.Error() != filepath.Join(file, "out")+": cannot be written: "+file+" is not a folder" {
+		t.Errorf("a file as the folder: got %v", err)
+	}
+	o, err := NewDir(filepath.Join(root, strings.Repeat("x", 250)), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +121,7 @@ func TestAbortCleansUp(t *testing.T) {
 		t.Fatalf("temp name %q is long", filepath.Base(o.Tmp))
 	}
 	o.Abort()
-	if ents, _ := os.ReadDir(root); len(ents) != 0 {
+	if ents, _ := os.ReadDir(root); len(ents) != 1 {
 		t.Fatalf("left %v", ents)
 	}
 }

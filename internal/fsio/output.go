@@ -136,7 +136,7 @@ type File struct {
 	n      int64
 	tmp    string
 	dest   string
-	output *Output // set for a top-level output (existence rules, parents)
+	output *Output // set for a top-level output (existence rules)
 }
 
 // Create starts writing path, a file inside a folder this run owns (a temp output folder): it is
@@ -251,7 +251,6 @@ type Output struct {
 	Dest, Tmp string
 	force     bool
 	kind      Kind
-	madeDir   string   // the first parent folder this output created, removed again on Abort
 	lock      *os.File // holds Tmp's flock while it is written
 }
 
@@ -342,13 +341,14 @@ type receipt struct {
 	Files []string `json:"files"` // paths relative to the folder, sorted
 }
 
-// CheckDest refuses an existing destination unless force, and with force anything btconvert did
-// not write as this kind of output (a folder holding other files, a file of another kind), and
-// the current folder or one that holds it.
+// CheckDest refuses a destination whose folder does not exist (as cp does: a mistyped path is
+// not made into folders), an existing destination unless force, and with force anything
+// btconvert did not write as this kind of output (a folder holding other files, a file of another
+// kind), and the current folder or one that holds it.
 func CheckDest(dest string, force bool, kind Kind) error {
 	st, err := os.Lstat(dest)
 	if err != nil {
-		return nil
+		return checkParent(dest)
 	}
 	// Both sides resolved: the shell's folder reached through a symlink is still the same folder.
 	if cwd, err := os.Getwd(); err == nil {
@@ -462,31 +462,25 @@ func newOutput(dest string, force bool, kind Kind) (*Output, error) {
 	}
 	parent := filepath.Dir(dest)
 	o := &Output{Dest: dest, force: force, kind: kind}
-	if _, err := os.Stat(parent); err != nil {
-		o.madeDir = firstMissing(parent)
-		if err := os.MkdirAll(parent, 0o755); err != nil {
-			o.Abort()
-			return nil, writeError(dest, err)
-		}
-	}
 	Sweep(parent)
 	o.Tmp = filepath.Join(parent, TempName(true, "tmp"))
 	track(o.Tmp)
 	return o, nil
 }
 
-// firstMissing is the outermost folder of p that does not exist yet.
-func firstMissing(p string) string {
-	missing := p
-	for d := p; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(d); err == nil {
-			return missing
-		}
-		missing = d
-		if filepath.Dir(d) == d {
-			return missing
-		}
+// checkParent refuses a destination whose folder is missing or is not a folder.
+func checkParent(dest string) error {
+	parent := filepath.Dir(filepath.Clean(dest))
+	st, err := os.Stat(parent)
+	switch {
+	case err == nil && st.IsDir():
+		return nil
+	case err == nil:
+		return &errs.InputError{File: dest, Msg: fmt.Sprintf("cannot be written: %s is not a folder", parent)}
+	case errors.Is(err, fs.ErrNotExist):
+		return &errs.InputError{File: dest, Msg: fmt.Sprintf("cannot be written: the folder %s does not exist (create it first)", parent)}
 	}
+	return writeError(dest, err)
 }
 
 // Commit puts Tmp in the destination's place (a folder gets its receipt first).
@@ -559,30 +553,13 @@ func renameNoReplace(oldpath, newpath string) error {
 	return err
 }
 
-// Abort removes Tmp and any parent folder this output created.
+// Abort removes Tmp.
 func (o *Output) Abort() {
 	if o.Tmp != "" {
 		os.RemoveAll(o.Tmp)
 		untrack(o.Tmp)
 	}
 	o.unlock()
-	if o.madeDir != "" {
-		removeEmptyUp(filepath.Dir(o.Dest), o.madeDir)
-	}
-}
-
-// removeEmptyUp removes empty folders from dir up to and including top; folders of the path that
-// were never made (a creation that failed half way) are passed over.
-func removeEmptyUp(dir, top string) {
-	for d := dir; ; d = filepath.Dir(d) {
-		_, serr := os.Lstat(d)
-		if serr == nil && os.Remove(d) != nil {
-			return
-		}
-		if d == top || filepath.Dir(d) == d {
-			return
-		}
-	}
 }
 
 // CheckNotInput refuses an output that is, contains, or is inside one of the command's inputs
