@@ -483,7 +483,7 @@ func TestBackendsCommand(t *testing.T) {
 	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", empty)
 	code, out, _ := btc(t, "backends")
 	if code != 0 || !strings.Contains(out, "xla     no PJRT plugin in "+empty+" (scripts/install-xla-cpu.sh installs the CPU one)\n") ||
-		!strings.HasSuffix(out, "auto picks go: no PJRT plugin in "+empty+", so the pure-Go backend\n") {
+		!strings.HasSuffix(out, "auto picks go: no PJRT plugin installed, so the pure-Go backend\n") {
 		t.Fatalf("no plugin: %d %q", code, out)
 	}
 	os.WriteFile(filepath.Join(empty, "pjrt_c_api_cpu_plugin.so"), []byte("not a library"), 0o644)

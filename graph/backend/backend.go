@@ -11,7 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/go-logr/logr"
@@ -105,7 +107,9 @@ func gpuPresent() bool {
 // GPU is present, else xla with the CPU plugin when installed, else go. A plugin that does not load
 // (see CheckPlugin: a named pipe, a folder, a damaged or foreign library) is passed over, so one
 // broken install does not stop every command; why says which was picked, and what was passed over
-// and why. Any other spec is returned as it is (never second-guessed).
+// and why. The spec names the plugin as the user would (xla:cpu: New finds the same file), so it
+// reads short wherever it is printed; `backends` and --verbose give paths. Any other spec is
+// returned as it is (never second-guessed).
 func Choose(spec string) (chosen, why string) {
 	if spec != Auto {
 		return spec, "asked for"
@@ -129,7 +133,7 @@ func Choose(spec string) (chosen, why string) {
 	}
 	for _, name := range names {
 		if p := found[name]; strings.HasPrefix(name, "cuda") && gpuPresent() && usable("CUDA", p) {
-			return "xla:" + p, fmt.Sprintf("auto: the CUDA PJRT plugin %s and an NVIDIA GPU%s", p, as())
+			return "xla:" + name, fmt.Sprintf("auto: XLA's CUDA plugin and an NVIDIA GPU%s", as())
 		}
 	}
 	if p, ok := found["cpu"]; ok && usable("XLA CPU", p) {
@@ -139,12 +143,12 @@ func Choose(spec string) (chosen, why string) {
 				note = " (a CUDA plugin is installed but no GPU is present)"
 			}
 		}
-		return "xla:" + p, fmt.Sprintf("auto: the XLA CPU PJRT plugin %s%s%s", p, note, as())
+		return "xla:cpu", fmt.Sprintf("auto: XLA's CPU plugin is installed%s%s", note, as())
 	}
 	if len(passed) > 0 {
 		return "go", fmt.Sprintf("auto: %s, so the pure-Go backend", strings.Join(passed, "; "))
 	}
-	return "go", fmt.Sprintf("auto: no PJRT plugin in %s, so the pure-Go backend", strings.Join(dirs, ":"))
+	return "go", "auto: no PJRT plugin installed, so the pure-Go backend"
 }
 
 // Started is a backend started from a spec: the spec it resolved to and why.
@@ -239,11 +243,18 @@ func findPlugin(name string) (string, bool) {
 	return "", false
 }
 
-// notInstalled says where GoMLX looks for a plugin and how to get one.
+// notInstalled says where plugins are looked for and how to get one: the project's installer
+// first (it needs only PyPI), GoMLX's second (it needs GitHub).
 func notInstalled(spec, name string) error {
-	return errs.Option("Backend", spec, "no PJRT plugin %q found in %s; point PJRT_PLUGIN_LIBRARY_PATH at the folder holding pjrt_c_api_%s_plugin.so, "+
-		"or give its path (xla:/path/to/plugin.so); on a machine with network GoMLX's installer fetches one: go run github.com/gomlx/go-xla/cmd/pjrt_installer@latest -autoinstall",
-		name, strings.Join(PluginDirs(), ":"), name)
+	get := "point PJRT_PLUGIN_LIBRARY_PATH at the folder holding pjrt_c_api_" + name + "_plugin.so, or give its path (xla:/path/to/plugin.so)"
+	switch {
+	case name == "cpu":
+		get = "install it with scripts/install-xla-cpu.sh (from PyPI, hash-checked), " + get +
+			"; where GitHub is reachable, GoMLX's installer also works: go run github.com/gomlx/go-xla/cmd/pjrt_installer@latest -autoinstall"
+	case strings.HasPrefix(name, "cuda"):
+		get = "JAX's CUDA wheel carries one (xla_cuda_plugin.so): give its path (xla:/path/to/xla_cuda_plugin.so), or " + get
+	}
+	return errs.Option("Backend", spec, "no PJRT plugin %q found in %s; %s", name, strings.Join(PluginDirs(), ":"), get)
 }
 
 // backendError says what went wrong creating the backend spec asked for (config is what GoMLX was
@@ -258,9 +269,34 @@ func backendError(spec, config string, err error) error {
 	return errs.Option("Backend", spec, "%s", msg)
 }
 
-// Describe says in one line which backend and device run.
+// Describe says in a few words which backend runs: "go (2 threads)", or the XLA plugin as a spec
+// names it ("xla:cpu"; the path of one that has no usual name).
 func Describe(b compute.Backend) string {
-	return fmt.Sprintf("%s (%s, %s)", b.String(), b.Description(), b.DeviceDescription(0))
+	if x, ok := b.(*xla.Backend); ok {
+		path := x.PluginName()
+		if m := pluginFile.FindStringSubmatch(filepath.Base(path)); m != nil && FindPlugins(PluginDirs())[m[1]+m[2]] == path {
+			return "xla:" + m[1] + m[2]
+		}
+		return "xla:" + path
+	}
+	if IsGo(b) {
+		return fmt.Sprintf("go (%d threads)", goThreads(b))
+	}
+	return b.String()
+}
+
+var parallelism = regexp.MustCompile(`\(parallelism=(-?\d+)\)`)
+
+// goThreads is how many threads the go backend computes with: its workers, bounded by GOMAXPROCS
+// as its pool bounds them (its description gives the pool's target, twice GOMAXPROCS by default).
+func goThreads(b compute.Backend) int {
+	n := runtime.GOMAXPROCS(0)
+	if m := parallelism.FindStringSubmatch(b.Description()); m != nil {
+		if p, err := strconv.Atoi(m[1]); err == nil && p >= 0 {
+			n = min(max(p, 1), n)
+		}
+	}
+	return n
 }
 
 // SequentialOps returns a "go" backend spec that runs a graph's ops one at a time (each op still

@@ -1,9 +1,10 @@
 package backend
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
+	"runtime"
 	"testing"
 )
 
@@ -16,6 +17,10 @@ func TestIsGo(t *testing.T) {
 	if !IsGo(b) {
 		t.Fatalf("the pure-Go backend (%s, %s) is not recognised", b.String(), b.Name())
 	}
+	// The threads it computes with, not its pool's target (twice GOMAXPROCS).
+	if d, want := Describe(b), fmt.Sprintf("go (%d threads)", runtime.GOMAXPROCS(0)); d != want {
+		t.Errorf("Describe: %q, want %q", d, want)
+	}
 }
 
 // auto picks XLA only where a plugin is installed and loads, names what it found or passed over,
@@ -24,7 +29,7 @@ func TestChooseBackend(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", dir)
 	t.Setenv(Env, "")
-	if spec, why := Choose(Resolve("")); spec != "go" || why != "auto: no PJRT plugin in "+dir+", so the pure-Go backend" {
+	if spec, why := Choose(Resolve("")); spec != "go" || why != "auto: no PJRT plugin installed, so the pure-Go backend" {
 		t.Fatalf("absent: %s (%s)", spec, why)
 	}
 	cpu := filepath.Join(dir, "pjrt_c_api_cpu_plugin.so")
@@ -46,10 +51,16 @@ func TestChooseBackend(t *testing.T) {
 			t.Fatalf("%s, unloadable: %v", spec, err)
 		}
 	}
-	// A plugin name that is not installed says where it was looked for and how to get one.
+	// A plugin name that is not installed says where it was looked for and how to get one: for
+	// the CPU plugin, the project's installer first (GoMLX's needs GitHub).
 	_, err := New("xla:nosuchplugin")
-	if err == nil || !strings.Contains(err.Error(), `no PJRT plugin "nosuchplugin" found in `+dir+"; point PJRT_PLUGIN_LIBRARY_PATH at the folder") {
+	if err == nil || err.Error() != `Backend "xla:nosuchplugin": no PJRT plugin "nosuchplugin" found in `+dir+"; point PJRT_PLUGIN_LIBRARY_PATH at the folder holding pjrt_c_api_nosuchplugin_plugin.so, or give its path (xla:/path/to/plugin.so)" {
 		t.Fatalf("a plugin that is not installed: %v", err)
+	}
+	os.Remove(cpu)
+	_, err = New("xla:cpu")
+	if want := `Backend "xla:cpu": no PJRT plugin "cpu" found in ` + dir + "; install it with scripts/install-xla-cpu.sh (from PyPI, hash-checked), point PJRT_PLUGIN_LIBRARY_PATH at the folder holding pjrt_c_api_cpu_plugin.so, or give its path (xla:/path/to/plugin.so); where GitHub is reachable, GoMLX's installer also works: go run github.com/gomlx/go-xla/cmd/pjrt_installer@latest -autoinstall"; err == nil || err.Error() != want {
+		t.Fatalf("the CPU plugin not installed:\n got %v\nwant %s", err, want)
 	}
 }
 

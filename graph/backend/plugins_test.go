@@ -154,12 +154,21 @@ func TestInstalledPluginPasses(t *testing.T) {
 	os.Mkdir(filepath.Join(dir, "pjrt_c_api_cuda_plugin.so"), 0o755)
 	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", dir)
 	spec, why := Choose(Auto)
-	want := "auto: the XLA CPU PJRT plugin " + link + " (a CUDA plugin is installed but no GPU is present)"
+	want := "auto: XLA's CPU plugin is installed (a CUDA plugin is installed but no GPU is present)"
 	if gpuPresent() {
-		want = "auto: the XLA CPU PJRT plugin " + link + ", as the CUDA PJRT plugin " + filepath.Join(dir, "pjrt_c_api_cuda_plugin.so") + " cannot be loaded (a folder, not a PJRT plugin)"
+		want = "auto: XLA's CPU plugin is installed, as the CUDA PJRT plugin " + filepath.Join(dir, "pjrt_c_api_cuda_plugin.so") + " cannot be loaded (a folder, not a PJRT plugin)"
 	}
-	if spec != "xla:"+link || why != want {
-		t.Fatalf("%s (%s)\nwant xla:%s (%s)", spec, why, link, want)
+	if spec != "xla:cpu" || why != want {
+		t.Fatalf("%s (%s)\nwant xla:cpu (%s)", spec, why, want)
+	}
+	// The spec by name starts the plugin found there, which is described by that name.
+	b, err := New(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Finalize()
+	if d := Describe(b); d != "xla:cpu" {
+		t.Errorf("Describe: %q, want xla:cpu", d)
 	}
 }
 
