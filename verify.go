@@ -3,6 +3,9 @@ package btconvert
 import (
 	"cmp"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
@@ -134,6 +137,38 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 	}
 	if spec2 := o.CompareBackend; spec2 != "" {
 		ran = true
+		// A backend compared with itself agrees whatever it computes: the same backend in the same
+		// configuration is refused however the two options spell it (auto, xla:cpu, the plugin's
+		// path; go is run with ops_sequential either way).
+		key := func(spec string) string {
+			name, conf, _ := strings.Cut(spec, ":")
+			if name != "xla" {
+				return backend.SequentialOps(spec)
+			}
+			plugin, opts, _ := strings.Cut(conf, ",")
+			if p, ok := backend.FindPlugins(backend.PluginDirs())[plugin]; ok && !filepath.IsAbs(plugin) {
+				plugin = p
+			}
+			if p, err := filepath.EvalSymlinks(plugin); err == nil {
+				plugin = p
+			}
+			return "xla:" + plugin + "," + opts
+		}
+		if chosen, _ := backend.Choose(spec2); key(chosen) == key(dev.spec) {
+			given := fmt.Sprintf("{Backend} %q", backend.Resolve(o.Backend))
+			if e := os.Getenv(backend.Env); o.Backend == "" && e != "" {
+				given = fmt.Sprintf("$%s %q", backend.Env, e)
+			}
+			other := "go"
+			if backend.IsGo(dev.b) {
+				other = "xla:cpu"
+				if _, ok := backend.FindPlugins(backend.PluginDirs())["cpu"]; !ok {
+					other += " (scripts/install-xla-cpu.sh installs it)"
+				}
+			}
+			return nil, errs.Option("CompareBackend", spec2, "the same backend as %s (both run %s), and a backend compared with itself always agrees; compare with another, e.g. {CompareBackend} %s",
+				given, dev.spec, other)
+		}
 		dev2, err := startBackend("CompareBackend", spec2, dev.dt, ui)
 		if err != nil {
 			return nil, err

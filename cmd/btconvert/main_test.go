@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -271,8 +272,19 @@ func TestBadInputExitCodes(t *testing.T) {
 }
 
 func TestCompareBackend(t *testing.T) {
+	// A backend compared with itself always agrees: refused, naming both flags' values.
+	code, _, stderr := btc(t, "verify", filepath.Join(fx, "pythia-tiny"), "--backend", "go", "--compare-backend", "go")
+	other := "xla:cpu"
+	if _, ok := backend.FindPlugins(backend.PluginDirs())["cpu"]; !ok {
+		other += " (scripts/install-xla-cpu.sh installs it)"
+	}
+	want := `btconvert: --compare-backend "go": the same backend as --backend "go" (both run go), and a backend compared with itself always agrees; compare with another, e.g. --compare-backend ` + other
+	if last, ok := lastLineIs(stderr, want); code != 2 || !ok {
+		t.Fatalf("go against go: %d %q\nwant 2 %q", code, last, want)
+	}
+	// The same backend in another configuration is another comparison.
 	js := filepath.Join(t.TempDir(), "r.json")
-	code, _, stderr := btc(t, "verify", filepath.Join(fx, "pythia-tiny"), "--backend", "go", "--compare-backend", "go", "--json-file", js, "-q")
+	code, _, stderr = btc(t, "verify", filepath.Join(fx, "pythia-tiny"), "--backend", "go", "--compare-backend", "go:creation_order", "--json-file", js, "-q")
 	if code != 0 {
 		t.Fatalf("%d %s", code, stderr)
 	}
@@ -292,7 +304,7 @@ func TestCompareBackend(t *testing.T) {
 	var r report
 	b, _ := os.ReadFile(js)
 	json.Unmarshal(b, &r)
-	if r.CompareBackend.Backend != "go" || r.CompareBackend.RelL2Err != 0 || !r.CompareBackend.GreedyMatch {
+	if r.CompareBackend.Backend != "go:creation_order" || r.CompareBackend.RelL2Err > 1e-6 || !r.CompareBackend.GreedyMatch {
 		t.Fatalf("%s", b)
 	}
 	// XLA against go, and auto resolved by the same resolver as --backend.
@@ -309,6 +321,16 @@ func TestCompareBackend(t *testing.T) {
 			wantPrefix := map[string]string{"go": "go", "auto": "xla:"}[args[3]]
 			if code != 0 || !strings.HasPrefix(r.CompareBackend.Backend, wantPrefix) || r.CompareBackend.RelL2Err > 1e-5 || !r.CompareBackend.GreedyMatch {
 				t.Fatalf("%v: %d %s %s", args, code, stderr, b)
+			}
+		}
+		// auto runs xla:cpu here: comparing it with xla:cpu, by name or by path, is refused.
+		t.Setenv("BTCONVERT_BACKEND", "")
+		path := backend.FindPlugins(backend.PluginDirs())["cpu"]
+		for _, spec := range []string{"xla:cpu", "xla:" + path, "auto"} {
+			code, _, stderr := btc(t, "verify", filepath.Join(fx, "bt-tiny"), "--compare-backend", spec)
+			want := fmt.Sprintf(`btconvert: --compare-backend %q: the same backend as --backend "auto" (both run xla:cpu), and a backend compared with itself always agrees; compare with another, e.g. --compare-backend go`, spec)
+			if last, ok := lastLineIs(stderr, want); code != 2 || !ok {
+				t.Errorf("auto against %s: %d %q\nwant 2 %q", spec, code, last, want)
 			}
 		}
 	})
