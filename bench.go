@@ -180,15 +180,21 @@ func Bench(o BenchOptions) ([]bench.Result, error) {
 		err = saveErr
 	}
 	if err == nil && o.Plot != "" && len(res) > 0 {
-		device := "CPU"
-		if strings.Contains(spec, "cuda") {
-			device = "GPU"
-		}
-		if err = bench.Plot(o.Plot, res, device, true); err == nil {
+		if err = PlotBench(o.Plot, res); err == nil {
 			ui.Note("plot: " + o.Plot)
 		}
 	}
 	return res, err
+}
+
+// PlotBench draws rows as Bench does at its end (an interrupted bench draws what it finished),
+// replacing a plot of its own at path.
+func PlotBench(path string, rows []bench.Result) error {
+	device := "CPU"
+	if len(rows) > 0 && strings.Contains(rows[0].Backend, "cuda") {
+		device = "GPU"
+	}
+	return bench.Plot(path, rows, device, true)
 }
 
 // saveRows writes the rows measured so far as the bench's JSON ({"bench": rows}), replacing the

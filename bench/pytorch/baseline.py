@@ -337,7 +337,8 @@ def check(args):
 
 def score(args):
     """Scoring throughput as `btconvert verify --eval-text` measures it: byte-level ids, windows
-    of --window tokens, batches of --batch windows, one full forward each."""
+    of --window tokens, batches of --batch windows, one full forward and the log-softmax of every
+    scored position (cross-entropy) each."""
     torch.set_num_threads(args.threads)
     model = load(args.model, torch.float32, torch.device("cpu"))
     with open(args.text, "rb") as f:
@@ -350,7 +351,14 @@ def score(args):
         for _ in range(args.reps):
             t0 = time.perf_counter()
             for i in range(0, len(windows), args.batch):
-                model.score(torch.tensor(windows[i:i + args.batch], dtype=torch.long))
+                x = torch.tensor(windows[i:i + args.batch], dtype=torch.long)
+                logits = model.score(x)
+                # the negative log-likelihood of every scored token, as perplexity needs it
+                if model.first > 1:
+                    lg, tgt = logits.reshape(x.shape[0], -1, logits.shape[-1]), x[:, model.first:]
+                else:
+                    lg, tgt = logits[:, :-1], x[:, 1:]
+                F.cross_entropy(lg.reshape(-1, lg.shape[-1]), tgt.reshape(-1), reduction="sum")
             d = time.perf_counter() - t0
             best = d if best is None else min(best, d)
     n = len(windows) * per_window

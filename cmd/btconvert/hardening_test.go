@@ -187,13 +187,7 @@ func TestStdoutFull(t *testing.T) {
 // what the killed one left. Ctrl-C, SIGTERM and a hang-up remove it at once, each with its exit
 // status.
 func TestKilledWrite(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "btconvert")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testBinary(t)
 	parent := t.TempDir()
 	dest := filepath.Join(parent, "big")
 	// The destination is a model btconvert wrote (--force replaces nothing else).

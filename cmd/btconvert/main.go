@@ -9,12 +9,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 	"unicode"
 
 	"github.com/urfave/cli/v2"
-	"github.com/xrash/smetrics"
 
 	"github.com/btconvert/btconvert"
 	"github.com/btconvert/btconvert/errs"
@@ -42,11 +44,63 @@ func main() {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	go func() {
 		s := <-sigs
-		fsio.Cleanup() // a bench's --json-file is already saved after every row
-		fmt.Fprintf(os.Stderr, "btconvert: interrupted (%v); partial output removed\n", s)
+		kept := runInterruptHooks() // before the cleanup: what they write is complete, not partial
+		fsio.Cleanup()
+		if kept != "" {
+			kept = "; " + kept
+		}
+		fmt.Fprintf(os.Stderr, "btconvert: interrupted (%v)%s; partial output removed\n", s, kept)
 		os.Exit(128 + int(s.(syscall.Signal)))
 	}()
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+// interruptHooks are what the running command saves when interrupted (a bench: the summary and
+// plot of the rows it finished); each returns what it kept, for the last line.
+var interruptHooks struct {
+	sync.Mutex
+	fns []func() string
+}
+
+// atInterrupt has fn run if the process is interrupted while the returned remove is not called.
+func atInterrupt(fn func() string) (remove func()) {
+	interruptHooks.Lock()
+	defer interruptHooks.Unlock()
+	interruptHooks.fns = append(interruptHooks.fns, fn)
+	i := len(interruptHooks.fns) - 1
+	return func() {
+		interruptHooks.Lock()
+		defer interruptHooks.Unlock()
+		interruptHooks.fns[i] = nil
+	}
+}
+
+// interruptGrace bounds the hooks: an interrupted run still exits promptly.
+const interruptGrace = 10 * time.Second
+
+// runInterruptHooks runs the hooks (within interruptGrace) and joins what they kept.
+func runInterruptHooks() string {
+	interruptHooks.Lock()
+	fns := slices.Clone(interruptHooks.fns)
+	interruptHooks.Unlock()
+	done := make(chan string, 1)
+	go func() {
+		var kept []string
+		for _, fn := range fns {
+			if fn != nil {
+				if k := fn(); k != "" {
+					kept = append(kept, k)
+				}
+			}
+		}
+		done <- strings.Join(kept, "; ")
+	}()
+	select {
+	case k := <-done:
+		return k
+	case <-time.After(interruptGrace):
+		return ""
+	}
 }
 
 // run is main without the exit, for tests.
@@ -175,20 +229,15 @@ leaves no partial output.`,
 // arguments, so that "btconvert import SRC -o DIR" works (urfave/cli v2 stops parsing flags at
 // the first positional argument).
 func prepareArgs(app *cli.App, args []string) ([]string, error) {
-	if len(args) < 2 || strings.HasPrefix(args[1], "-") {
+	if len(args) >= 2 && strings.HasPrefix(args[1], "-") {
+		return args, checkTopFlags(app, args[1:])
+	}
+	if len(args) < 2 {
 		return args, nil
 	}
 	cmd := app.Command(args[1])
 	if cmd == nil && args[1] != "help" {
-		var names []string
-		for _, c := range app.Commands {
-			names = append(names, c.Name)
-		}
-		msg := fmt.Sprintf("unknown command %q (commands: %s)", args[1], strings.Join(names, ", "))
-		if s := cli.SuggestCommand(app.Commands, args[1]); s != "" { // `Did you mean "import"?`
-			msg = fmt.Sprintf("unknown command %q; %s", args[1], strings.ToLower(s[:1])+s[1:])
-		}
-		return nil, usagef("%s", msg)
+		return nil, unknownCommand(app, args[1])
 	}
 	if cmd == nil || len(args) < 3 {
 		return args, nil
@@ -215,12 +264,7 @@ func prepareArgs(app *cli.App, args []string) ([]string, error) {
 			base, _, _ := strings.Cut(name, "=")
 			help = help || base == "help" || base == "h"
 			if _, known := takesValue[base]; !known && base != "help" && base != "h" {
-				msg := fmt.Sprintf("%s: unknown flag %s", cmd.Name, a)
-				// Suggest only a near miss (a typo or two), not whatever flag is least unlike.
-				if s := cli.SuggestFlag(cmd.Flags, base, true); s != "" && smetrics.WagnerFischer(base, strings.TrimLeft(s, "-"), 1, 1, 1) <= max(2, len(base)/4) {
-					msg += "; did you mean " + s + "?"
-				}
-				return nil, usagef("%s", msg)
+				return nil, unknownFlag(cmd.Name, cmd.Flags, a)
 			}
 			if !strings.Contains(name, "=") && takesValue[name] {
 				if i+1 >= len(rest) {

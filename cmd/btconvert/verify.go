@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
+	"sync"
 
 	"github.com/urfave/cli/v2"
 
@@ -136,7 +138,16 @@ func runBench(c *cli.Context) error {
 	o.JSONFile, o.Plot, o.Force = c.String("json-file"), c.String("plot"), c.Bool("force")
 	w := c.App.Writer
 	n := 0
+	var mu sync.Mutex // the rows are read by the interrupt hook as well
+	var finished []bench.Result
+	interrupted := false // then nothing more is printed: the summary was the last word
 	o.OnResult = func(r bench.Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		if interrupted {
+			return
+		}
+		finished = append(finished, r)
 		switch format {
 		case "md":
 			bench.PrintRow(w, r, n == 0)
@@ -152,17 +163,47 @@ func runBench(c *cli.Context) error {
 		}
 		n++
 	}
-	rows, err := btconvert.Bench(o)
-	if len(rows) > 0 {
+	// summary prints what a finished (or interrupted) run prints after its rows.
+	summary := func(rows []bench.Result) error {
 		switch format {
 		case "json":
-			if perr := printJSON(c, map[string]any{"bench": rows}); perr != nil && err == nil {
-				err = perr
-			}
+			return printJSON(c, map[string]any{"bench": rows})
 		case "md":
-			if perr := bench.PrintSummary(w, rows); perr != nil && err == nil {
-				err = perr
-			}
+			return bench.PrintSummary(w, rows)
+		}
+		return nil
+	}
+	// Interrupted: the rows finished so far get their summary and their plot (--json-file holds
+	// them already), and the last line says what was kept.
+	remove := atInterrupt(func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		interrupted = true
+		if len(finished) == 0 {
+			return ""
+		}
+		summary(finished)
+		var kept []string
+		if o.JSONFile != "" {
+			kept = append(kept, o.JSONFile)
+		}
+		if o.Plot != "" && btconvert.PlotBench(o.Plot, finished) == nil {
+			kept = append(kept, o.Plot)
+		}
+		what := fmt.Sprintf("kept the %d finished rows", len(finished))
+		if len(finished) == 1 {
+			what = "kept the finished row"
+		}
+		if len(kept) > 0 {
+			what += " in " + strings.Join(kept, " and ")
+		}
+		return what
+	})
+	rows, err := btconvert.Bench(o)
+	remove()
+	if len(rows) > 0 {
+		if perr := summary(rows); perr != nil && err == nil {
+			err = perr
 		}
 	}
 	return err
