@@ -12,6 +12,7 @@ import (
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/graph/backend"
 	"github.com/btconvert/btconvert/internal/fsio"
 	"github.com/btconvert/btconvert/verify"
 	"github.com/btconvert/btconvert/verify/bench"
@@ -72,6 +73,26 @@ func Defaults(o bench.Options, spec string) bench.Options {
 // onCPU reports a backend spec that runs on this machine's processors and memory.
 func onCPU(spec string) bool { return strings.HasPrefix(spec, "go") || strings.Contains(spec, "cpu") }
 
+// work is what the bench will run (for auto), sized with the CPU defaults: every model, batch
+// and length, warm-up and repetitions, a prefill and a step graph each.
+func (o *BenchOptions) work() backend.Work {
+	opts := Defaults(o.Options, "go")
+	runs := int64(opts.Reps + max(opts.Warmup, 0))
+	w := backend.Work{WeightBytes: weightsOnDisk(o.Models...)}
+	tests := len(opts.Pairs)
+	for _, P := range opts.PromptLens {
+		for _, G := range opts.GenLens {
+			w.Tokens += int64(len(opts.Batches)) * int64(P+G) * runs
+			tests++
+		}
+	}
+	for _, p := range opts.Pairs {
+		w.Tokens += int64(len(opts.Batches)) * int64(p[0]+p[1]) * runs
+	}
+	w.Graphs = 2 * tests * len(opts.Batches) * len(o.Models)
+	return w
+}
+
 // Bench measures generation throughput of each model.
 func Bench(o BenchOptions) ([]bench.Result, error) {
 	ui := orSilent(o.UI)
@@ -88,7 +109,7 @@ func Bench(o BenchOptions) ([]bench.Result, error) {
 	if err := checkFiles(o.Force, in, output{o.JSONFile, bench.JSONFile}, output{o.Plot, bench.PlotFile}); err != nil {
 		return nil, err
 	}
-	dev, err := o.Runtime.start(ui)
+	dev, err := o.Runtime.start(ui, o.work())
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/tokenizer"
 	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/graph/backend"
 	"github.com/btconvert/btconvert/internal/sysmem"
 )
 
@@ -102,7 +103,13 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 			return nil, errs.Option("Stop", st[:16]+"...", "a stop string may have at most %d bytes", MaxStopBytes)
 		}
 	}
-	dev, l, err := o.Runtime.open(o.Model, o.Open, ui)
+	var promptBytes int64
+	for _, p := range o.Prompts {
+		promptBytes += int64(len(p))
+	}
+	// A decode step counts once whatever the batch: it reads the weights once.
+	work := backend.Work{WeightBytes: weightsOnDisk(o.Model), Tokens: int64(o.MaxNewTokens) + promptBytes/2, Graphs: 2}
+	dev, l, err := o.Runtime.open(o.Model, o.Open, ui, work)
 	if err != nil {
 		return nil, err
 	}

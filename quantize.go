@@ -14,6 +14,7 @@ import (
 	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/formats/tokenizer"
 	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/graph/backend"
 	"github.com/btconvert/btconvert/internal/digest"
 	"github.com/btconvert/btconvert/internal/fsio"
 	"github.com/btconvert/btconvert/quant"
@@ -193,7 +194,7 @@ func calibrate(m *formats.Model, o QuantizeOptions, full bool, ui UI) (*quant.Ca
 	if len(windows) == 0 {
 		return nil, 0, sum, errs.File(o.Calib, "has %d tokens, fewer than one calibration window of %d", len(ids), w)
 	}
-	dev, err := o.Runtime.start(ui)
+	dev, err := o.Runtime.start(ui, backend.Work{WeightBytes: weightsOnDisk(o.Source), Tokens: textTokens(o.Calib), Graphs: 1})
 	if err != nil {
 		return nil, 0, sum, err
 	}

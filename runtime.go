@@ -2,6 +2,8 @@ package btconvert
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
@@ -28,18 +30,20 @@ type device struct {
 
 // start checks the compute dtype, creates the backend rt asks for and tells the user which one
 // runs and why.
-func (rt Runtime) start(ui UI) (*device, error) {
+// The work (backend.Work) lets auto keep a small run off XLA's CPU plugin, whose compile would
+// take longer than the run.
+func (rt Runtime) start(ui UI, w backend.Work) (*device, error) {
 	dt, err := graph.ParseComputeDType(rt.ComputeDType)
 	if err != nil {
 		return nil, err
 	}
-	return startBackend("Backend", backend.Resolve(rt.Backend), dt, ui)
+	return startBackend("Backend", backend.Resolve(rt.Backend), dt, ui, w)
 }
 
 // startBackend starts the backend spec (given by option) and tells the user which one runs and
 // why.
-func startBackend(option, spec string, dt dtypes.DType, ui UI) (*device, error) {
-	s, err := backend.Open(option, spec)
+func startBackend(option, spec string, dt dtypes.DType, ui UI, w backend.Work) (*device, error) {
+	s, err := backend.OpenFor(option, spec, w)
 	if err != nil {
 		return nil, err
 	}
@@ -104,8 +108,8 @@ func (d *device) load(path string, o formats.OpenOptions) (*loaded, error) {
 }
 
 // open starts the backend rt asks for and loads model on it.
-func (rt Runtime) open(model string, o formats.OpenOptions, ui UI) (*device, *loaded, error) {
-	dev, err := rt.start(ui)
+func (rt Runtime) open(model string, o formats.OpenOptions, ui UI, w backend.Work) (*device, *loaded, error) {
+	dev, err := rt.start(ui, w)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -114,6 +118,41 @@ func (rt Runtime) open(model string, o formats.OpenOptions, ui UI) (*device, *lo
 		return nil, nil, err
 	}
 	return dev, l, nil
+}
+
+// weightsOnDisk is what the models at paths hold in weight files (a folder's or a checkpoint's
+// .safetensors, a bundle or a single file whole): what auto weighs before anything is read.
+func weightsOnDisk(paths ...string) int64 {
+	var n int64
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		st, err := os.Stat(p)
+		switch {
+		case err != nil:
+		case st.IsDir():
+			files, _ := filepath.Glob(filepath.Join(p, "*.safetensors"))
+			for _, f := range files {
+				if fs, err := os.Stat(f); err == nil {
+					n += fs.Size()
+				}
+			}
+		default:
+			n += st.Size()
+		}
+	}
+	return n
+}
+
+// textTokens guesses the tokens of a text file before any tokenizer is read: a byte-level
+// vocabulary gives one a byte, a BPE one about one in four bytes; the guess takes one in two.
+func textTokens(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size() / 2
 }
 
 // tokenizer is the tokenizer the loaded model carries (or its vocabulary's byte tokenizer).

@@ -79,6 +79,23 @@ func (o *VerifyOptions) validate() error {
 	return checkFiles(o.Force, in, output{o.JSONFile, verify.ReportFile})
 }
 
+// work is what the checks o asks for will compute (for auto): a parity check or self-check scores
+// and generates a few hundred tokens; scoring a text runs its tokens through the model and base.
+func (o *VerifyOptions) work() backend.Work {
+	w := backend.Work{WeightBytes: weightsOnDisk(o.Model, o.Against)}
+	if o.Reference != "" || o.CompareBackend != "" || o.EvalText == "" {
+		w.Tokens, w.Graphs = w.Tokens+512, w.Graphs+3 // scoring, prefill, step
+	}
+	if o.EvalText != "" {
+		n := textTokens(o.EvalText)
+		if o.Chunks > 0 {
+			n = min(n, int64(o.Chunks)*int64(cmp.Or(o.Window, 256)))
+		}
+		w.Tokens, w.Graphs = w.Tokens+n, w.Graphs+2
+	}
+	return w
+}
+
 // Verify runs the checks o asks for and returns the report; when a check fails the report comes
 // with an error wrapping ErrCheckFailed.
 func Verify(o VerifyOptions) (*verify.Report, error) {
@@ -89,7 +106,7 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 	o.Window, o.WindowBatch = cmp.Or(o.Window, 256), cmp.Or(o.WindowBatch, 16)
 	o.MaxRelErr, o.MaxCacheErr = cmp.Or(o.MaxRelErr, DefaultMaxRelErr), cmp.Or(o.MaxCacheErr, DefaultMaxCacheErr)
 	// Every file read is checked against the manifest's sha256 first.
-	dev, l, err := o.Runtime.open(o.Model, o.Open, ui)
+	dev, l, err := o.Runtime.open(o.Model, o.Open, ui, o.work())
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +186,7 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 			return nil, errs.Option("CompareBackend", spec2, "the same backend as %s (both run %s), and a backend compared with itself always agrees; compare with another, e.g. {CompareBackend} %s",
 				given, dev.spec, other)
 		}
-		dev2, err := startBackend("CompareBackend", spec2, dev.dt, ui)
+		dev2, err := startBackend("CompareBackend", spec2, dev.dt, ui, backend.Work{})
 		if err != nil {
 			return nil, err
 		}

@@ -20,13 +20,16 @@ btconvert never downloads one. Install XLA's CPU plugin with scripts/install-xla
 PyPI, checked against its sha256); a CUDA plugin comes with JAX's CUDA wheels.
 
 --backend auto (the default) picks the CUDA plugin on a machine with an NVIDIA GPU, else the CPU
-plugin, else the pure-Go backend. A plugin that cannot be loaded (not a PJRT plugin, damaged,
-truncated) is listed with what is wrong, and auto passes over it, saying so; asked for by name or
-path (--backend xla:cpu), it is an error naming the file.
+plugin, else the pure-Go backend. The CPU plugin compiles each graph first (1 - 4 s), so auto
+weighs the work: a run whose work on the pure-Go backend would take less than XLA's compile saves
+(a small model, a short generation, a self-check) stays on go, and its backend line says why; an
+explicit --backend is never second-guessed. A plugin that cannot be loaded (not a PJRT plugin,
+damaged, truncated) is listed with what is wrong, and auto passes over it, saying so; asked for by
+name or path (--backend xla:cpu), it is an error naming the file.
 
 Examples:
-   btconvert backends
-   btconvert backends --json`,
+   ./btconvert backends
+   ./btconvert backends --json`,
 		Flags:  []cli.Flag{jsonFlag},
 		Action: runBackends,
 	}
@@ -36,6 +39,7 @@ Examples:
 type backendsReport struct {
 	Auto    string           `json:"auto"`
 	Why     string           `json:"why"`
+	Rule    string           `json:"rule,omitempty"` // how auto weighs a run's work against XLA's compile
 	GoSIMD  string           `json:"go_simd"`
 	Plugins []backend.Plugin `json:"plugins"`
 	Search  []string         `json:"search_path"`
@@ -47,6 +51,9 @@ func runBackends(c *cli.Context) error {
 		Search: backend.PluginDirs()}
 	if r.Plugins == nil {
 		r.Plugins = []backend.Plugin{}
+	}
+	if auto == "xla:cpu" {
+		r.Rule = backend.AutoRule
 	}
 	if c.Bool("json") {
 		return printJSON(c, r)
@@ -64,5 +71,8 @@ func runBackends(c *cli.Context) error {
 		fmt.Fprintf(w, "xla     no PJRT plugin in %s (scripts/install-xla-cpu.sh installs the CPU one)\n", strings.Join(r.Search, ":"))
 	}
 	fmt.Fprintf(w, "auto picks %s: %s\n", r.Auto, r.Why)
+	if r.Rule != "" {
+		fmt.Fprintf(w, "  for runs that pay for its compile: %s\n", r.Rule)
+	}
 	return nil
 }

@@ -162,8 +162,11 @@ type Started struct {
 // never falls back to another backend: a plugin auto picked (it loads) whose client cannot start is
 // an error that says how to go on. option is the caller's option that gave the spec (errors name
 // it as {option}).
-func Open(option, spec string) (*Started, error) {
-	chosen, why := Choose(spec)
+func Open(option, spec string) (*Started, error) { return OpenFor(option, spec, Work{}) }
+
+// OpenFor is Open for a run of the given work (see ChooseFor).
+func OpenFor(option, spec string, w Work) (*Started, error) {
+	chosen, why := ChooseFor(spec, w)
 	b, err := New(chosen)
 	if err != nil {
 		var oe *errs.OptionError

@@ -1,0 +1,27 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/btconvert/btconvert/graph/backend"
+)
+
+// With XLA's CPU plugin installed, auto keeps a short run of a tiny model on go (XLA's compile
+// would take longer than the whole run) and says why on its backend line; asked for, XLA runs.
+func TestAutoWeighsTheWork(t *testing.T) {
+	if auto, _ := backend.Choose(backend.Auto); auto != "xla:cpu" {
+		t.Skip("XLA's CPU plugin is not installed")
+	}
+	t.Setenv("BTCONVERT_BACKEND", "")
+	code, _, stderr := btc(t, "generate", filepath.Join(fx, "bt-tiny"), "-p", "Hello", "-n", "8")
+	if code != 0 || !strings.HasPrefix(stderr, "backend: go (") || !strings.Contains(stderr, "[auto: XLA's compile (about 3 s) would outweigh the ") ||
+		!strings.Contains(stderr, "; --backend xla:cpu forces it]\n") {
+		t.Fatalf("%d %q", code, stderr)
+	}
+	code, _, stderr = btc(t, "generate", filepath.Join(fx, "bt-tiny"), "-p", "Hello", "-n", "8", "--backend", "xla:cpu")
+	if code != 0 || !strings.HasPrefix(stderr, "backend: xla:cpu") {
+		t.Fatalf("asked for: %d %q", code, stderr)
+	}
+}

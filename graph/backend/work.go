@@ -1,0 +1,66 @@
+package backend
+
+import (
+	"fmt"
+
+	"github.com/dustin/go-humanize"
+)
+
+// Work is what a run will compute, for auto to weigh XLA's compile against what it saves on a
+// CPU. The zero Work says nothing: auto then picks the fastest backend installed.
+type Work struct {
+	WeightBytes int64 // the weights of every model the run loads
+	Tokens      int64 // positions the run puts through its models (a decode step counts once)
+	Graphs      int   // distinct graphs the run compiles
+}
+
+// The rule's figures, measured on a 2-core x86-64 (docs/BENCHMARKS.md, "What auto picks"): XLA's
+// CPU plugin compiles one of btconvert's graphs in 1 - 4 s (the larger the model, the longer),
+// then runs about twice the go backend's pace; the go backend gets through about 30 GB of
+// weights times tokens a second (decode at batch 1, the slowest case per token).
+const (
+	compileSecondsPerGraph = 1.5
+	goWeightTokensPerS     = 30e9
+	xlaSpeedup             = 2.0
+)
+
+// estimate is the go backend's time for the work and what XLA's compile would cost, in seconds.
+func (w Work) estimate() (goS, compileS float64) {
+	goS = float64(w.WeightBytes) * float64(w.Tokens) / goWeightTokensPerS
+	return goS, compileSecondsPerGraph * float64(max(w.Graphs, 1))
+}
+
+// xlaPays reports whether XLA's CPU plugin finishes the work sooner than the go backend, compile
+// included; true for a zero Work.
+func (w Work) xlaPays() bool {
+	if w == (Work{}) {
+		return true
+	}
+	goS, compileS := w.estimate()
+	return goS-goS/xlaSpeedup > compileS
+}
+
+// ChooseFor is Choose for a run of the given work: where auto would pick XLA's CPU plugin and its
+// compile would take longer than it saves, the run goes to the go backend, and why says so. A
+// GPU plugin and an explicit spec are kept as Choose gives them.
+func ChooseFor(spec string, w Work) (chosen, why string) {
+	chosen, why = Choose(spec)
+	if spec != Auto || chosen != "xla:cpu" || w.xlaPays() {
+		return chosen, why
+	}
+	goS, compileS := w.estimate()
+	return "go", fmt.Sprintf("auto: XLA's compile (about %.0f s) would outweigh the %s it saves on this run (%s model, about %s tokens); --backend xla:cpu forces it",
+		compileS, humanDuration(goS-goS/xlaSpeedup), humanize.IBytes(uint64(w.WeightBytes)), humanize.Comma(w.Tokens))
+}
+
+// AutoRule says in words how auto weighs the work (for `btconvert backends`).
+const AutoRule = "auto runs a command on XLA's CPU plugin only where its compile (about 1.5 s a graph) takes less than it saves: " +
+	"XLA runs about twice the go backend's pace, and the go backend gets through about 30 GB of weights times tokens a second; " +
+	"small models and short runs stay on go"
+
+func humanDuration(s float64) string {
+	if s < 1 {
+		return fmt.Sprintf("%.0f ms", s*1000)
+	}
+	return fmt.Sprintf("%.1f s", s)
+}
