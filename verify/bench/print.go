@@ -120,10 +120,16 @@ func CSVHeader(w io.Writer) error {
 // CSVRow writes one result.
 func CSVRow(w io.Writer, r Result) error {
 	f := func(x float64) string { return strconv.FormatFloat(x, 'f', 3, 64) }
+	// Only a -pg test measures prompt and generation as one: other rows leave total_tok_s empty
+	// (their JSON omits it), not 0, which reads as a measured rate.
+	total := ""
+	if r.Pair {
+		total = f(r.TotalTokS)
+	}
 	cw := csv.NewWriter(w)
 	cw.Write([]string{r.Model, strconv.FormatInt(r.Params, 10), r.Backend, strconv.Itoa(r.Threads), strconv.Itoa(r.Batch), strconv.Itoa(r.PromptLen), strconv.Itoa(r.GenLen),
 		strconv.Itoa(r.Reps), f(r.PrefillTokS), f(r.PrefillTokMean), f(r.PrefillTokStd), f(r.DecodeTokS), f(r.DecodeTokSMean), f(r.DecodeTokSStd),
-		f(r.TotalTokS), f(r.StepMs), f(r.CompileS), strconv.FormatInt(r.WeightBytes, 10), strconv.FormatInt(r.EstimateBytes, 10), strconv.FormatInt(r.PeakMemBytes, 10)})
+		total, f(r.StepMs), f(r.CompileS), strconv.FormatInt(r.WeightBytes, 10), strconv.FormatInt(r.EstimateBytes, 10), strconv.FormatInt(r.PeakMemBytes, 10)})
 	cw.Flush()
 	return cw.Error()
 }
