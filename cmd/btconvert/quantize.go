@@ -20,17 +20,20 @@ and embedding tables are kept unless --tensor-type says int8. --dry-run prints t
 table ends a real run.
 
 --type takes int8 / int4 (any case) and the llama.cpp names that mean the same: q4_0 (int4, groups of
-32, symmetric) and q4_1 (int4, groups of 32, scale + minimum); q8_0 is explained (btconvert's int8 is
-per output row, not per group of 32). mlx-lm's --q-bits 8|4 and --q-group-size are accepted too.
+32, symmetric) and q4_1 (int4, groups of 32, scale + minimum). Without --type (or --q-bits) it is
+int4 in groups of 64 with a scale and a minimum per group: what mlx-lm's convert -q writes by
+default. mlx-lm's --q-bits 8|4 and --q-group-size are accepted too. Other llama.cpp and mlx-lm names
+(q8_0, q4_k_m, q5_0, q6_k, iq4_xs, 4bit, bf16, ...) are refused saying what to use instead.
 
 Examples:
-   btconvert quantize out/bt-tiny -o out/bt-tiny-q8 --type int8
-   btconvert quantize out/bt-tiny -o out/bt-tiny-q4 --type int4 --group-size 64 --calib /usr/share/common-licenses/GPL-2
-   btconvert quantize out/bt-tiny -o q4b --type q4_0 --calib-stats gpl2.calib
-   btconvert quantize out/bt-tiny -o x --type int4 --tensor-type 'embed_out\.weight$=int8' --dry-run`,
+   ./btconvert quantize out/bt-tiny -o out/bt-tiny-int4                  # int4, groups of 64: the default
+   ./btconvert quantize out/bt-tiny -o out/bt-tiny-q8 --type int8
+   ./btconvert quantize out/bt-tiny -o out/bt-tiny-g128 --group-size 128 --calib /usr/share/common-licenses/GPL-2
+   ./btconvert quantize out/bt-tiny -o out/bt-tiny-q4_0 --type q4_0 --calib-stats out/gpl2.calib
+   ./btconvert quantize out/bt-tiny -o out/bt-tiny-mixed --tensor-type 'embed_out\.weight$=int8' --dry-run`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output folder"},
-			&cli.StringFlag{Name: "type", Usage: "int8 or int4 (also q4_0, q4_1)"},
+			&cli.StringFlag{Name: "type", Value: defaultQuantType, Usage: "int8 or int4 (also q4_0, q4_1); int4 is groups of 64 with a scale and a minimum unless --group-size or --sym say otherwise (mlx-lm's default)"},
 			&cli.IntFlag{Name: "q-bits", Usage: "mlx-lm spelling: 8 (int8) or 4 (int4)"},
 			&cli.IntFlag{Name: "group-size", Aliases: []string{"q-group-size"}, Usage: "int4 group size: 32, 64 or 128 (default: 64; q4_0 and q4_1 are 32)"},
 			&cli.BoolFlag{Name: "sym", Usage: "int4 symmetric (q in -8..7) instead of scale + minimum"},
@@ -50,23 +53,27 @@ Examples:
 	}
 }
 
+// defaultQuantType is what mlx-lm's convert -q writes by default (4 bits, groups of 64, a scale
+// and a bias per group): int4 at its default group size, asymmetric.
+const defaultQuantType = "int4"
+
 // quantType reads --type / --q-bits (mlx-lm's): the library knows the schemes and the names
-// llama.cpp users know (quant.Presets).
+// llama.cpp users know (quant.Presets); the names it does not offer are explained here.
 func quantType(c *cli.Context) (quant.Type, error) {
 	t := quant.Type(strings.ToLower(c.String("type")))
+	if why := explainQuantType(string(t)); why != "" {
+		return "", usagef("--type %q: %s", c.String("type"), why)
+	}
 	if c.IsSet("q-bits") {
 		bits, err := quant.TypeForBits(c.Int("q-bits"))
 		if err != nil {
 			return "", err
 		}
-		if t == "" {
+		if !c.IsSet("type") {
 			t = bits
 		} else if r, err := (quant.Settings{Type: t}).Resolve(); err != nil || r.Type != bits { // a preset (q4_0) names its scheme
 			return "", usagef("--q-bits %d disagrees with --type %s", c.Int("q-bits"), c.String("type"))
 		}
-	}
-	if t == "" {
-		return "", usagef("quantize: --type is required (int8 or int4)")
 	}
 	return t, nil
 }
@@ -90,6 +97,9 @@ func runQuantize(c *cli.Context) error {
 		}
 		s.Overrides = append(s.Overrides, ov)
 	}
+	if err := s.Validate(); err != nil { // before the usage checks: a type llama.cpp names is explained first
+		return err
+	}
 	if c.String("output") == "" && !c.Bool("dry-run") {
 		return usagef("quantize: --output DIR is required")
 	}
@@ -111,6 +121,9 @@ func runQuantize(c *cli.Context) error {
 		say(c, "wrote %s (%s, %s)", res.Output, res.Provenance.Type, res.Provenance.Method)
 		if res.CollectSecs > 0 {
 			say(c, "calibration %.1f s, quantizing and writing %.1f s", res.CollectSecs, res.WriteSecs)
+		}
+		if c.Bool("quiet") { // the plan is what --dry-run asks for; a quiet run prints nothing
+			return nil
 		}
 	}
 	return res.Plan.Print(c.App.Writer)
