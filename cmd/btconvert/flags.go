@@ -113,11 +113,14 @@ func openOptions(c *cli.Context) formats.OpenOptions {
 	return formats.OpenOptions{Config: c.String("config"), Heads: h, Decoding: arch.Decoding(c.String("decoding"))}
 }
 
+// verboseFlag adds detail to the notes: the PJRT plugins' paths after the backend line.
+var verboseFlag = &cli.BoolFlag{Name: "verbose", Usage: "also print the PJRT plugins' paths after the backend line"}
+
 // Flags of the commands that run a model.
 var runFlags = []cli.Flag{
 	&cli.StringFlag{Name: "backend", Usage: "auto (default: XLA's CUDA or CPU plugin when installed, else go), go, xla:cpu, xla:cuda or xla:/path/to/pjrt_plugin.so; env " + backend.Env},
 	&cli.StringFlag{Name: "compute-dtype", Value: "f32", Usage: "compute dtype: f32 or bf16"},
-	configFlag, headsFlag, decodingFlag, threadsFlag,
+	configFlag, headsFlag, decodingFlag, threadsFlag, verboseFlag,
 }
 
 func runtimeOf(c *cli.Context) btconvert.Runtime {

@@ -3,7 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/btconvert/btconvert"
 	"github.com/btconvert/btconvert/errs"
+	"github.com/btconvert/btconvert/graph/backend"
 )
 
 // ui is the library's UI on the terminal: notes on stderr (unless --quiet), progress bars on
@@ -23,22 +27,47 @@ type ui struct{ c *cli.Context }
 func uiOf(c *cli.Context) btconvert.UI { return ui{c} }
 
 func (u ui) Note(msg string) {
-	if !u.c.Bool("quiet") {
-		fmt.Fprintln(u.c.App.ErrWriter, oneLine(errs.Spell(msg, flagName)))
+	if u.c.Bool("quiet") {
+		return
+	}
+	fmt.Fprintln(u.c.App.ErrWriter, oneLine(errs.Spell(msg, flagName)))
+	if strings.HasPrefix(msg, "backend: ") && u.c.Bool("verbose") && u.once("plugins") {
+		fmt.Fprintln(u.c.App.ErrWriter, oneLine(pluginPaths()))
 	}
 }
 
-// Warn prints msg on stderr, --quiet or not, once per run.
-func (u ui) Warn(msg string) {
-	key := "warned: " + msg
+// pluginPaths is the --verbose line after the backend line: the PJRT plugins installed, by the
+// name xla:NAME uses and their path, or the folders looked in.
+func pluginPaths() string {
+	dirs := backend.PluginDirs()
+	found := backend.FindPlugins(dirs)
+	if len(found) == 0 {
+		return "plugins: none in " + strings.Join(dirs, ":")
+	}
+	var s []string
+	for _, name := range slices.Sorted(maps.Keys(found)) {
+		s = append(s, "xla:"+name+" "+found[name])
+	}
+	return "plugins: " + strings.Join(s, ", ")
+}
+
+// once reports whether key is seen for the first time in this run.
+func (u ui) once(key string) bool {
 	if u.c.App.Metadata[key] != nil {
-		return
+		return false
 	}
 	if u.c.App.Metadata == nil {
 		u.c.App.Metadata = map[string]any{}
 	}
 	u.c.App.Metadata[key] = true
-	fmt.Fprintln(u.c.App.ErrWriter, oneLine(msg))
+	return true
+}
+
+// Warn prints msg on stderr, --quiet or not, once per run.
+func (u ui) Warn(msg string) {
+	if u.once("warned: " + msg) {
+		fmt.Fprintln(u.c.App.ErrWriter, oneLine(msg))
+	}
 }
 
 // Progress shows bytes as bytes and counts as counts; the ETA comes from the units done against
@@ -95,6 +124,7 @@ type lineBar struct {
 	first       time.Time // when the first unit was done (the rate counts from there)
 	firstDone   int64
 	printed     bool
+	shown       int64 // done as of the last line printed
 }
 
 func (b *lineBar) Add(n int64, item string) {
@@ -113,7 +143,7 @@ func (b *lineBar) Add(n int64, item string) {
 }
 
 func (b *lineBar) print(now time.Time) {
-	b.printed = true
+	b.printed, b.shown = true, b.done
 	amount := func(v int64) string {
 		if b.unit == "B" {
 			return humanize.IBytes(uint64(v))
@@ -139,7 +169,7 @@ func (b *lineBar) print(now time.Time) {
 }
 
 func (b *lineBar) Done() {
-	if b.printed {
+	if b.printed && b.shown != b.done { // not the line just printed again
 		b.print(time.Now())
 	}
 }
