@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,6 +17,7 @@ import (
 // Every btconvert command the README and docs/ show parses with the CLI's own flag parser, so the
 // docs cannot drift from the flags (a renamed flag, a command that no longer exists).
 func TestDocsCommandsParse(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0)) // -t N in a command sets it
 	files, _ := filepath.Glob("../../docs/*.md")
 	files = append(files, "../../README.md", "../../fixtures/README.md")
 	n := 0
@@ -25,14 +28,8 @@ func TestDocsCommandsParse(t *testing.T) {
 		}
 		for _, c := range docCommands(string(b)) {
 			n++
-			var out, errb bytes.Buffer
-			w := &checkedWriter{w: &out}
-			app := newApp(w, &errb)
-			for _, cmd := range app.Commands { // parse only: the commands do nothing
-				cmd.Action = func(*cli.Context) error { return nil }
-			}
-			if code := runApp(app, w, append([]string{"btconvert"}, c...), &errb); code != 0 {
-				t.Errorf("%s: btconvert %s: exit %d: %s", filepath.Base(f), strings.Join(c, " "), code, errb.String())
+			if _, code, stderr := parseLine(c); code != 0 {
+				t.Errorf("%s: btconvert %s: exit %d: %s", filepath.Base(f), strings.Join(c, " "), code, stderr)
 			}
 		}
 	}
@@ -41,15 +38,63 @@ func TestDocsCommandsParse(t *testing.T) {
 	}
 }
 
+// parsed is a command line as the CLI parsed it: the command, its arguments and the flags set
+// (by their first name).
+type parsed struct {
+	cmd   string
+	args  []string
+	flags map[string][]string
+}
+
+// parseLine runs args through the CLI with every command's action replaced, so the command does
+// nothing; it returns what the action would have got (nil for --help), the exit status and stderr.
+func parseLine(args []string) (*parsed, int, string) {
+	var out, errb bytes.Buffer
+	w := &checkedWriter{w: &out}
+	app := newApp(w, &errb)
+	var p *parsed
+	for _, cmd := range app.Commands {
+		cmd.Action = func(c *cli.Context) error {
+			p = &parsed{cmd: c.Command.Name, args: c.Args().Slice(), flags: map[string][]string{}}
+			for _, f := range c.Command.Flags {
+				n := f.Names()[0]
+				switch {
+				case !c.IsSet(n):
+				case slices.Contains([]string{"prompt", "prompt-file", "stop", "tensor-type"}, n):
+					p.flags[n] = c.StringSlice(n)
+				default:
+					p.flags[n] = []string{fmt.Sprint(c.Value(n))}
+				}
+			}
+			return nil
+		}
+	}
+	code := runApp(app, w, append([]string{"btconvert"}, args...), &errb)
+	return p, code, errb.String()
+}
+
 var (
 	fence      = regexp.MustCompile("(?s)```([a-z]*)\n(.*?)```") // a block in any language, paired right
 	inlineCode = regexp.MustCompile("`((?:\\./)?btconvert [^`]+)`")
 )
 
-// docCommands extracts the argument lists of the btconvert invocations in a markdown text: in
-// fenced shell blocks (lines joined at a trailing backslash, chains split at && and ;, comments
-// dropped) and in inline code spans.
+// docCommands extracts the argument lists of the btconvert invocations in a markdown text (see
+// shellCommands).
 func docCommands(md string) [][]string {
+	var out [][]string
+	for _, words := range shellCommands(md) {
+		if args, ok := btconvertArgs(words); ok {
+			out = append(out, args)
+		}
+	}
+	return out
+}
+
+// shellCommands extracts the commands in a markdown text, each as its words: in fenced shell
+// blocks (lines joined at a trailing backslash, chains split at &&, ; and |, comments dropped) and
+// in inline code spans naming btconvert; variable assignments before a command and a time prefix
+// are dropped.
+func shellCommands(md string) [][]string {
 	var lines []string
 	for _, m := range fence.FindAllStringSubmatch(md, -1) {
 		if m[1] == "" || m[1] == "sh" || m[1] == "bash" { // shell, not Go or JSON
@@ -69,21 +114,30 @@ func docCommands(md string) [][]string {
 			if len(words) > 2 && (words[0] == "/usr/bin/time" || words[0] == "time") && words[1] == "-f" {
 				words = words[3:]
 			}
-			switch {
-			case len(words) > 1 && (words[0] == "btconvert" || words[0] == "./btconvert"):
-				words = words[1:]
-			case len(words) > 3 && words[0] == "go" && words[1] == "run" && words[2] == "./cmd/btconvert":
-				words = words[3:]
-			default:
-				continue
+			if len(words) > 0 {
+				out = append(out, words)
 			}
-			if strings.HasPrefix(words[0], "...") || strings.ToUpper(words[0]) == words[0] {
-				continue // a placeholder ("btconvert ...", "btconvert CMD")
-			}
-			out = append(out, words)
 		}
 	}
 	return out
+}
+
+// btconvertArgs is the argument list of a btconvert invocation (./btconvert, btconvert or go run
+// ./cmd/btconvert), and false for another command or a placeholder ("btconvert ...",
+// "btconvert CMD").
+func btconvertArgs(words []string) ([]string, bool) {
+	switch {
+	case len(words) > 1 && (words[0] == "btconvert" || words[0] == "./btconvert"):
+		words = words[1:]
+	case len(words) > 3 && words[0] == "go" && words[1] == "run" && words[2] == "./cmd/btconvert":
+		words = words[3:]
+	default:
+		return nil, false
+	}
+	if strings.HasPrefix(words[0], "...") || strings.ToUpper(words[0]) == words[0] {
+		return nil, false
+	}
+	return words, true
 }
 
 // shellWords splits a command line as sh does for these docs: quotes, a comment to the end of

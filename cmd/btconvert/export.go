@@ -28,9 +28,10 @@ A quantized model is exported only with a recorded report that passed and measur
 its base model on a text (or with --skip-verify). The artifact's size and sha256 are printed.
 
 Examples:
-   btconvert export out/bt-tiny -o out/bt-tiny-official --format official
-   btconvert verify out/bt-tiny-q8 --against out/bt-tiny --eval-text /usr/share/common-licenses/GPL-3 --record
-   btconvert export out/bt-tiny-q8 -o out/bt-tiny-q8.btz`,
+   ./btconvert export out/bt-tiny -o out/bt-tiny-export --format official
+   ./btconvert quantize out/bt-tiny -o out/bt-tiny-int8 --type int8
+   ./btconvert verify out/bt-tiny-int8 --against out/bt-tiny --eval-text /usr/share/common-licenses/GPL-3 --record
+   ./btconvert export out/bt-tiny-int8 -o out/bt-tiny-int8.btz`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output folder (official) or .btz file (bundle)"},
 			threadsFlag,

@@ -26,9 +26,9 @@ string (not printed) or after --max-new-tokens. Temperature 0 (the default) is g
 is reproducible for a given --seed. --prompt - (or --prompt-file -) reads stdin.
 
 Examples:
-   btconvert generate fixtures/bt-tiny -p "The GNU General Public License" -n 64
-   btconvert generate fixtures/bt-tiny -p "The GNU" -p "This program is free software" -n 32 --stop "."
-   btconvert generate out/bt-tiny --prompt-file prompt.txt --temp 0.8 --top-p 0.9 --min-p 0.05 --repeat-penalty 1.1 --seed 7 --json`,
+   ./btconvert generate fixtures/bt-tiny -p "The GNU General Public License" -n 64
+   ./btconvert generate fixtures/bt-tiny -p "The GNU" -p "This program is free software" -n 32 --stop "."
+   echo "The GNU General Public License" | ./btconvert generate out/bt-tiny --prompt-file - --temp 0.8 --top-p 0.9 --min-p 0.05 --repeat-penalty 1.1 --seed 7 --json`,
 		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "prompt", Aliases: []string{"p"}, KeepSpace: true, Usage: "prompt text (- reads stdin); repeat for a batch"},
 			&cli.StringSliceFlag{Name: "prompt-file", Aliases: []string{"f"}, KeepSpace: true, Usage: "read a prompt from a file (- is stdin); repeat for a batch"},

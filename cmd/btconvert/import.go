@@ -35,12 +35,15 @@ paper's uptraining recipe); --config then names the Block config it trains (e.g.
 block_uptrain_b4_800_10: its heads, layers and expansion), else the flags below give the shape and
 the vanilla model's heads are kept.
 
+An official download folder is imported with its config named: import DIR --config
+block_main_b4_85 -o out/b4_85; a checkpoint without any config with its heads: import DIR --heads 12
+-o out/model.
+
 Examples:
-   btconvert import fixtures/bt-tiny -o out/bt-tiny
-   btconvert import checkpoint-570000/ --config block_main_b4_85 -o out/b4_85
-   btconvert import fixtures/pythia-tiny -o out/pythia-tiny --dtype f32
-   btconvert import fixtures/pythia-tiny --from-vanilla --block-length 4 --method partition -o out/bt-up
-   btconvert import ckpt/ --heads 12 -o out/model      # a checkpoint without a config`,
+   ./btconvert import fixtures/bt-tiny -o out/bt-tiny-bf16 --dtype bf16
+   ./btconvert import fixtures/bt-tiny/model.safetensors --config fixtures/bt-tiny/config.yaml --dry-run
+   ./btconvert import fixtures/pythia-tiny -o out/pythia-tiny-f32 --dtype f32
+   ./btconvert import fixtures/pythia-tiny --from-vanilla --block-length 4 --method partition -o out/bt-up-partition`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output folder"},
 			threadsFlag,

@@ -26,9 +26,9 @@ official fill-in gives the heads and FFN not given (heads of 32 up to width 256,
 the rest. A vanilla shape takes what it does not give from the base model.
 
 Examples:
-   btconvert init --list
-   btconvert init --preset block_main_b4_85 -o out/b4_85 --dtype bf16
-   btconvert init --hidden 256 --heads 4 --ffn 1024 --block-layers 2 --token-layers 2 --vocab 1024 -o out/small`,
+   ./btconvert init --list
+   ./btconvert init --preset block_main_b4_85 -o out/b4_85 --dtype bf16
+   ./btconvert init --hidden 256 --heads 4 --ffn 1024 --block-layers 2 --token-layers 2 --vocab 1024 -o out/small`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "list", Usage: "list the presets: each decoder's width, heads, FFN and layers, and parameter counts"},
 			&cli.StringFlag{Name: "preset", Usage: "paper configuration (see --list)"},

@@ -22,8 +22,9 @@ func inspectCommand() *cli.Command {
 		Description: `PATH is anything import accepts, a btconvert model folder or a .btz bundle.
 
 Examples:
-   btconvert inspect fixtures/bt-tiny
-   btconvert inspect out/bt-tiny --json | jq .architecture`,
+   ./btconvert inspect fixtures/bt-tiny
+   ./btconvert inspect out/bt-tiny-q4 --tensors
+   ./btconvert inspect out/bt-tiny --json`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print JSON (with the sha256 of every tensor)"},
 			&cli.BoolFlag{Name: "tensors", Usage: "also list every tensor"},

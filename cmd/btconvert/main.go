@@ -194,7 +194,17 @@ runs them through GoMLX to prove numerical parity, quantizes them and exports wh
 
 Exit status: 0 success, 1 failure or failed check, 2 bad input or usage, 130 interrupted
 (Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP), 131 quit (SIGQUIT); an interrupted run
-leaves no partial output.`,
+leaves no partial output.
+
+The examples of every command's --help run from the repository root after the README's build and
+tour; these after its build alone.
+
+Examples:
+   ./btconvert backends
+   ./btconvert inspect fixtures/bt-tiny
+   ./btconvert verify fixtures/bt-tiny --reference fixtures/bt-tiny/reference.safetensors
+   ./btconvert generate fixtures/bt-tiny -p "The GNU General Public License" -n 64
+   ./btconvert quantize --help`,
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,
@@ -293,8 +303,8 @@ func completionCommand() *cli.Command {
 		Usage:     "print a shell completion script (bash or zsh)",
 		ArgsUsage: "bash|zsh",
 		Description: `Examples:
-   source <(btconvert completion bash)
-   btconvert completion zsh > "${fpath[1]}/_btconvert"`,
+   source <(./btconvert completion bash)
+   ./btconvert completion zsh > "${fpath[1]}/_btconvert"`,
 		Action: func(c *cli.Context) error {
 			switch c.Args().First() {
 			case "bash":

@@ -23,15 +23,15 @@ runs the self-check: logits of KV-cached generation against the full forward on 
   --reference FILE   compare logits and greedy tokens with a reference.safetensors
   --eval-text FILE   perplexity of a text (± standard error); with --against BASE, the KL divergence
                      from the base model, top-1 agreement and the ppl ratio
-  --compare-backend  run the same scoring on a second backend and compare
+  --compare-backend  run the same scoring on a second backend and compare (never the one running)
   --bench            prefill and decode tokens/s (llama-bench style; --against adds a second model)
 
 Exit status 1 when a check fails; a run with no threshold to check reports MEASURED.
 
 Examples:
-   btconvert verify fixtures/bt-tiny --reference fixtures/bt-tiny/reference.safetensors
-   btconvert verify out/bt-tiny-q4 --against out/bt-tiny --eval-text /usr/share/common-licenses/GPL-3 --max-ppl-ratio 1.03 --record
-   btconvert verify out/b4_5 --bench --against out/v31 -p 128 -n 64 --batch 1,4 --plot bench.png`,
+   ./btconvert verify fixtures/bt-tiny --reference fixtures/bt-tiny/reference.safetensors
+   ./btconvert verify out/bt-tiny-q4 --against out/bt-tiny --eval-text /usr/share/common-licenses/GPL-3 --max-ppl-ratio 1.03 --record
+   ./btconvert verify out/b4_5 --bench --against out/v31 -p 128 -n 64 --batch 1,4 --plot out/b4_5-v31.png`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "reference", Usage: "reference.safetensors with input_ids, logits, prompt_ids, greedy_ids"},
 			&cli.StringFlag{Name: "eval-text", Usage: "text file to measure perplexity on"},
