@@ -66,7 +66,8 @@ func TestPipeline(t *testing.T) {
 		t.Fatal("dry run wrote output")
 	}
 
-	out := mustBtc(t, "quantize", base, "-o", q8, "--type", "int8", "-q")
+	// A real run ends with the plan table, unless quiet (TestQuantizeQuiet).
+	out := mustBtc(t, "quantize", base, "-o", q8, "--type", "int8")
 	if !strings.Contains(out, "quantized linear weights") {
 		t.Fatalf("a real run ends with the plan table:\n%s", out)
 	}
