@@ -111,6 +111,11 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 		return nil, err
 	}
 	defer l.Close()
+	if o.CompareBackend != "" {
+		if err := checkCompareBackend(o, dev); err != nil {
+			return nil, err
+		}
+	}
 	m := l.eng
 	rep := &verify.Report{Model: o.Model, Backend: dev.spec, Device: backend.Describe(dev.b), DType: cmp.Or(o.ComputeDType, "f32"), WeightBytes: m.Weights.Bytes}
 	ran := false
@@ -154,38 +159,6 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 	}
 	if spec2 := o.CompareBackend; spec2 != "" {
 		ran = true
-		// A backend compared with itself agrees whatever it computes: the same backend in the same
-		// configuration is refused however the two options spell it (auto, xla:cpu, the plugin's
-		// path; go is run with ops_sequential either way).
-		key := func(spec string) string {
-			name, conf, _ := strings.Cut(spec, ":")
-			if name != "xla" {
-				return backend.SequentialOps(spec)
-			}
-			plugin, opts, _ := strings.Cut(conf, ",")
-			if p, ok := backend.FindPlugins(backend.PluginDirs())[plugin]; ok && !filepath.IsAbs(plugin) {
-				plugin = p
-			}
-			if p, err := filepath.EvalSymlinks(plugin); err == nil {
-				plugin = p
-			}
-			return "xla:" + plugin + "," + opts
-		}
-		if chosen, _ := backend.Choose(spec2); key(chosen) == key(dev.spec) {
-			given := fmt.Sprintf("{Backend} %q", backend.Resolve(o.Backend))
-			if e := os.Getenv(backend.Env); o.Backend == "" && e != "" {
-				given = fmt.Sprintf("$%s %q", backend.Env, e)
-			}
-			other := "go"
-			if backend.IsGo(dev.b) {
-				other = "xla:cpu"
-				if _, ok := backend.FindPlugins(backend.PluginDirs())["cpu"]; !ok {
-					other += " (scripts/install-xla-cpu.sh installs it)"
-				}
-			}
-			return nil, errs.Option("CompareBackend", spec2, "the same backend as %s (both run %s), and a backend compared with itself always agrees; compare with another, e.g. {CompareBackend} %s",
-				given, dev.spec, other)
-		}
 		dev2, err := startBackend("CompareBackend", spec2, dev.dt, ui, backend.Work{})
 		if err != nil {
 			return nil, err
@@ -235,6 +208,44 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 		return rep, fmt.Errorf("%w", ErrCheckFailed)
 	}
 	return rep, nil
+}
+
+// checkCompareBackend refuses a comparison backend that is the one running (dev), before any work.
+func checkCompareBackend(o VerifyOptions, dev *device) error {
+	spec2 := o.CompareBackend
+	// A backend compared with itself agrees whatever it computes: the same backend in the same
+	// configuration is refused however the two options spell it (auto, xla:cpu, the plugin's
+	// path; go is run with ops_sequential either way).
+	key := func(spec string) string {
+		name, conf, _ := strings.Cut(spec, ":")
+		if name != "xla" {
+			return backend.SequentialOps(spec)
+		}
+		plugin, opts, _ := strings.Cut(conf, ",")
+		if p, ok := backend.FindPlugins(backend.PluginDirs())[plugin]; ok && !filepath.IsAbs(plugin) {
+			plugin = p
+		}
+		if p, err := filepath.EvalSymlinks(plugin); err == nil {
+			plugin = p
+		}
+		return "xla:" + plugin + "," + opts
+	}
+	if chosen, _ := backend.Choose(spec2); key(chosen) == key(dev.spec) {
+		given := fmt.Sprintf("{Backend} %q", backend.Resolve(o.Backend))
+		if e := os.Getenv(backend.Env); o.Backend == "" && e != "" {
+			given = fmt.Sprintf("$%s %q", backend.Env, e)
+		}
+		other := "go"
+		if backend.IsGo(dev.b) {
+			other = "xla:cpu"
+			if _, ok := backend.FindPlugins(backend.PluginDirs())["cpu"]; !ok {
+				other += " (scripts/install-xla-cpu.sh installs it)"
+			}
+		}
+		return errs.Option("CompareBackend", spec2, "the same backend as %s (both run %s), and a backend compared with itself always agrees; compare with another, e.g. {CompareBackend} %s",
+			given, dev.spec, other)
+	}
+	return nil
 }
 
 // evalText measures perplexity on the eval text (and the divergence from the base model).

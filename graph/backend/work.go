@@ -1,10 +1,6 @@
 package backend
 
-import (
-	"fmt"
-
-	"github.com/dustin/go-humanize"
-)
+import "fmt"
 
 // Work is what a run will compute, for auto to weigh XLA's compile against what it saves on a
 // CPU. The zero Work says nothing: auto then picks the fastest backend installed.
@@ -48,19 +44,11 @@ func ChooseFor(spec string, w Work) (chosen, why string) {
 	if spec != Auto || chosen != "xla:cpu" || w.xlaPays() {
 		return chosen, why
 	}
-	goS, compileS := w.estimate()
-	return "go", fmt.Sprintf("auto: XLA's compile (about %.0f s) would outweigh the %s it saves on this run (%s model, about %s tokens); --backend xla:cpu forces it",
-		compileS, humanDuration(goS-goS/xlaSpeedup), humanize.IBytes(uint64(w.WeightBytes)), humanize.Comma(w.Tokens))
+	_, compileS := w.estimate()
+	return "go", fmt.Sprintf("auto: too short a run for XLA's compile (about %.0f s); --backend xla:cpu forces it", compileS)
 }
 
 // AutoRule says in words how auto weighs the work (for `btconvert backends`).
 const AutoRule = "auto runs a command on XLA's CPU plugin only where its compile (about 1.5 s a graph) takes less than it saves: " +
 	"XLA runs about twice the go backend's pace, and the go backend gets through about 30 GB of weights times tokens a second; " +
 	"small models and short runs stay on go"
-
-func humanDuration(s float64) string {
-	if s < 1 {
-		return fmt.Sprintf("%.0f ms", s*1000)
-	}
-	return fmt.Sprintf("%.1f s", s)
-}

@@ -30,14 +30,14 @@ func TestChooseForWeighsTheWork(t *testing.T) {
 	}
 	if auto, _ := Choose(Auto); auto == "xla:cpu" {
 		spec, why := ChooseFor(Auto, small)
-		want := "auto: XLA's compile (about 3 s) would outweigh the 4 ms it saves on this run (3.2 MiB model, about 66 tokens); --backend xla:cpu forces it"
+		want := "auto: too short a run for XLA's compile (about 3 s); --backend xla:cpu forces it"
 		if spec != "go" || why != want {
 			t.Errorf("a small run: %s [%s]\nwant go [%s]", spec, why, want)
 		}
 		if spec, _ := ChooseFor(Auto, Work{WeightBytes: 130e6, Tokens: 35000, Graphs: 2}); spec != "xla:cpu" {
 			t.Errorf("a large run: %s", spec)
 		}
-	} else if spec, why := ChooseFor(Auto, small); spec != auto || strings.Contains(why, "outweigh") {
+	} else if spec, why := ChooseFor(Auto, small); spec != auto || strings.Contains(why, "too short") {
 		t.Errorf("without the CPU plugin: %s [%s]", spec, why)
 	}
 }
