@@ -139,6 +139,8 @@ func requireVerified(m *formats.Model, arg string) error {
 		return &errs.InputError{File: arg, Msg: "is quantized and has no recorded verification report; " + how}
 	case !rep.MeasuredAgainstBase():
 		return &errs.InputError{File: arg, Msg: "is quantized and its recorded report did not measure quality against a base model on a text; " + how}
+	case m.MadeFrom == "":
+		return &errs.InputError{File: arg, Msg: "is quantized and does not record the model it was quantized from (quantized by an older btconvert): quantize it again, then " + how}
 	case !rep.MeasuredAgainst(m.MadeFrom):
 		return &errs.InputError{File: arg, Msg: "is quantized and its recorded report measured quality against another model than the one it was quantized from; " + how}
 	case !rep.Checked("ppl_ratio") || !rep.Checked("top1_agreement"):

@@ -130,6 +130,18 @@ func TestAttacksThirdRound(t *testing.T) {
 	mustBtc(t, "verify", q8rec, "--against", base, "--eval-text", testfix.GPL3, "--window", "64", "--chunks", "4", "--record", "--backend", "go", "-q")
 	editFile(t, filepath.Join(q8rec, "report.json"), `"base_fingerprint": "`, `"base_fingerprint": "0`)
 	testfix.Relist(t, q8rec, "report.json")
+	// A quantized folder of an older btconvert, whose manifest does not name its base.
+	q8old := copyDir(t, q8, filepath.Join(work, "q8-old"))
+	mustBtc(t, "verify", q8old, "--against", base, "--eval-text", testfix.GPL3, "--window", "64", "--chunks", "4", "--record", "--backend", "go", "-q")
+	{
+		p := filepath.Join(q8old, "manifest.json")
+		b, _ := os.ReadFile(p)
+		var man map[string]any
+		json.Unmarshal(b, &man)
+		delete(man["source"].(map[string]any), "fingerprint")
+		b, _ = json.Marshal(man)
+		os.WriteFile(p, b, 0o644)
+	}
 	// Bundles: a tiny one declaring 64 MiB, and valid ones whose frame declares a larger window.
 	bomb := bundleOf(t, filepath.Join(work, "bomb.btz"), 64<<20)
 	good := filepath.Join(work, "good.btz")
@@ -163,6 +175,10 @@ func TestAttacksThirdRound(t *testing.T) {
 			"btconvert: --against \"" + q4 + "\": is not the model " + q8 + " was quantized from (their weights differ): a quality check recorded for export must measure against that base"},
 		{"export with a check against another base", []string{"export", q8rec, "-o", out + ".btz"}, 2,
 			"btconvert: " + q8rec + ": is quantized and its recorded report measured quality against another model than the one it was quantized from; run: ..."},
+		{"export an older quantized folder", []string{"export", q8old, "-o", out + ".btz"}, 2,
+			"btconvert: " + q8old + ": is quantized and does not record the model it was quantized from (quantized by an older btconvert): quantize it again, then run: ..."},
+		{"record a check of an older quantized folder", []string{"verify", q8old, "--against", base, "--eval-text", testfix.GPL3, "--record", "--backend", "go"}, 2,
+			"btconvert: " + q8old + ": does not record the model it was quantized from (quantized by an older btconvert): quantize it again to record a quality check for export"},
 		{"max_length past every reader", []string{"import", hugeMax, "-o", out}, 2,
 			"btconvert: " + filepath.Join(hugeMax, "config.yaml") + ": max_length 9223372036854775807 is out of range (0 to 4294967296)"},
 		{"infinite GPT-NeoX weights", []string{"import", nanNeoX, "-o", out}, 2,
