@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/btconvert/btconvert/graph/backend"
 	"github.com/btconvert/btconvert/verify/bench"
@@ -151,20 +150,6 @@ func TestBackendLine(t *testing.T) {
 			t.Fatalf("%d %q", code, stderr)
 		}
 	})
-}
-
-// A progress line at 100 % is not printed a second time when the work ends.
-func TestProgressLineOnce(t *testing.T) {
-	defer func(d time.Duration) { progressEvery = d }(progressEvery)
-	progressEvery = 0
-	var w bytes.Buffer
-	b := &lineBar{w: &w, what: "init", total: 100, unit: "B", start: time.Now(), last: time.Now()}
-	b.Add(40, "")
-	b.Add(60, "")
-	b.Done()
-	if got := strings.Count(w.String(), "init: 100%"); got != 1 {
-		t.Fatalf("%d lines at 100%%:\n%s", got, w.String())
-	}
 }
 
 // The CSV leaves total_tok_s empty where it was not measured (the JSON omits it), instead of a 0
