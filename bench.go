@@ -171,7 +171,10 @@ func Bench(o BenchOptions) ([]bench.Result, error) {
 			}
 		}
 	}
-	var bar Bar
+	// The bar starts with the first warm-up, which compiles (seconds on XLA before any token).
+	steps := benchSteps(opts, len(models), dev)
+	bar := ui.Progress("bench", steps[len(steps)-1].end, "tokens")
+	bar.Add(0, steps[0].item)
 	var last int64
 	var rows []bench.Result
 	var saveErr error
@@ -187,16 +190,19 @@ func Bench(o BenchOptions) ([]bench.Result, error) {
 		if o.OnResult != nil {
 			o.OnResult(r)
 		}
-	}, func(done, total int64) {
-		if bar == nil {
-			bar = ui.Progress("bench", total, "tokens")
-		}
+	}, func(done, _ int64) {
 		bar.Add(done-last, "")
 		last = done
+		// What runs next: the item changes as a test's last token is counted, before the next
+		// test's warm-up compiles.
+		for _, s := range steps {
+			if done < s.end {
+				bar.Add(0, s.item)
+				break
+			}
+		}
 	})
-	if bar != nil {
-		bar.Done()
-	}
+	bar.Done()
 	if err == nil {
 		err = saveErr
 	}
@@ -206,6 +212,55 @@ func Bench(o BenchOptions) ([]bench.Result, error) {
 		}
 	}
 	return res, err
+}
+
+// benchStep is a stretch of the bench's tokens (bench.Run's order: each length, each batch, the
+// warm-ups then each repetition of every model) and what the bar calls it.
+type benchStep struct {
+	end  int64 // the tokens counted when it ends
+	item string
+}
+
+// benchSteps lists the stretches of a bench of models with opts, with the total at the end.
+func benchSteps(opts bench.Options, models int, dev *device) []benchStep {
+	type test struct{ P, G int }
+	var tests []test
+	for _, P := range opts.PromptLens {
+		for _, G := range opts.GenLens {
+			tests = append(tests, test{P, G})
+		}
+	}
+	for _, p := range opts.Pairs {
+		tests = append(tests, test{p[0], p[1]})
+	}
+	var steps []benchStep
+	var end int64
+	for _, t := range tests {
+		for _, B := range opts.Batches {
+			name := fmt.Sprintf("batch %d", B)
+			if len(tests) > 1 {
+				name = fmt.Sprintf("pp%d tg%d, %s", t.P, t.G, name)
+			}
+			run := int64(B) * int64(t.P+t.G) * int64(models)
+			if opts.Warmup > 0 {
+				end += run * int64(opts.Warmup)
+				item := name + ", warm-up"
+				if c := compiling(dev); c != "" {
+					item += ", " + c
+				}
+				steps = append(steps, benchStep{end, item})
+			}
+			for r := 1; r <= opts.Reps; r++ {
+				end += run
+				item := fmt.Sprintf("%s, rep %d/%d", name, r, opts.Reps)
+				if c := compiling(dev); c != "" && r == 1 && opts.Warmup == 0 {
+					item += ", " + c
+				}
+				steps = append(steps, benchStep{end, item})
+			}
+		}
+	}
+	return steps
 }
 
 // PlotBench draws rows as Bench does at its end (an interrupted bench draws what it finished),

@@ -23,13 +23,15 @@ var ErrCheckFailed = errors.New("verification failed: a check is out of bounds")
 type UI interface {
 	// Note is one line to tell the user (a fact, or a warning starting with "warning:").
 	Note(msg string)
-	// Progress starts a bar of total units (unit "B" is bytes, else a count of unit).
+	// Progress starts a bar of total units (unit "B" is bytes, else a count of unit); unit "" is
+	// a phase whose progress is not counted (total 1), shown as running for so long.
 	Progress(what string, total int64, unit string) Bar
 }
 
 // Bar is one progress bar.
 type Bar interface {
-	// Add advances by n units; item names what was just done ("" keeps the last).
+	// Add advances by n units; item names what was just done ("" keeps the last), or with n == 0
+	// what is under way.
 	Add(n int64, item string)
 	// Done ends the bar.
 	Done()

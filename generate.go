@@ -143,8 +143,17 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 	for i := range streams {
 		streams[i] = tokenizer.NewStream(tk, o.Stop)
 	}
+	// Until the first text shows (the prefill compiles and runs before it), or to the end when
+	// nothing streams.
+	what := "generate"
+	if o.OnText != nil {
+		what = "prefill"
+	}
+	bar := phase(ui, what, compiling(dev))
+	defer bar.Done()
 	show := func(row int, text string) {
 		if text != "" && o.OnText != nil {
+			bar.Done()
 			o.OnText(row, text)
 		}
 	}

@@ -198,7 +198,9 @@ func calibrate(m *formats.Model, o QuantizeOptions, full bool, ui UI) (*quant.Ca
 	if err != nil {
 		return nil, 0, sum, err
 	}
+	load := phase(ui, "load", o.Source)
 	eng, err := graph.Load(m, dev.b, dev.dt)
+	load.Done()
 	if err != nil {
 		return nil, 0, sum, err
 	}
@@ -208,6 +210,9 @@ func calibrate(m *formats.Model, o QuantizeOptions, full bool, ui UI) (*quant.Ca
 	}
 	bar := ui.Progress("calibrate", int64(len(windows)*w), "tokens")
 	defer bar.Done()
+	if c := compiling(dev); c != "" {
+		bar.Add(0, c) // the first batch compiles the graph: seconds before any token is counted
+	}
 	st, err := eng.Calibrate(windows, calibBatch, full, func(n int) { bar.Add(int64(n*w), "") })
 	if err != nil {
 		return nil, 0, sum, err

@@ -21,11 +21,13 @@ type Runtime struct {
 	ComputeDType string // "f32" (default) or "bf16"
 }
 
-// device is a started Runtime: the backend, the spec it was made from, and the compute dtype.
+// device is a started Runtime: the backend, the spec it was made from, the compute dtype, and the
+// UI that shows its loads.
 type device struct {
 	b    compute.Backend
 	spec string
 	dt   dtypes.DType
+	ui   UI
 }
 
 // start checks the compute dtype, creates the backend rt asks for and tells the user which one
@@ -49,7 +51,7 @@ func startBackend(option, spec string, dt dtypes.DType, ui UI, w backend.Work) (
 	}
 	ui.Note(fmt.Sprintf("backend: %s [%s]", backend.Describe(s.Backend), s.Why))
 	warnSlowBuild(ui, s.Backend)
-	return &device{s.Backend, s.Spec, dt}, nil
+	return &device{s.Backend, s.Spec, dt, ui}, nil
 }
 
 // Warner is a UI that also shows warnings --quiet does not silence (the command line's does).
@@ -85,6 +87,8 @@ func (l *loaded) Close() {
 // load opens path and uploads it to the device; every file of our folder read on the way is
 // checked against the manifest's sha256 (see modeldir.Open).
 func (d *device) load(path string, o formats.OpenOptions) (*loaded, error) {
+	bar := phase(d.ui, "load", path) // reading, checking and uploading a large model takes seconds
+	defer bar.Done()
 	src, err := source.Open(path, o)
 	if err != nil {
 		return nil, err
@@ -105,6 +109,27 @@ func (d *device) load(path string, o formats.OpenOptions) (*loaded, error) {
 		return nil, err
 	}
 	return &loaded{src: src, eng: eng}, nil
+}
+
+// phase is a bar for work whose progress is not counted (loading, a check, a compile): the user
+// sees that it runs, and for how long, when it takes more than a moment. item names it.
+func phase(ui UI, what, item string) Bar {
+	b := ui.Progress(what, 1, "")
+	if item != "" {
+		b.Add(0, item)
+	}
+	return b
+}
+
+// compiling is the item of a phase whose first graphs compile before they run on one of devs
+// (XLA: seconds on a CPU), "" where none does (the pure-Go backend builds graphs in no time).
+func compiling(devs ...*device) string {
+	for _, d := range devs {
+		if !backend.IsGo(d.b) {
+			return "compiling first"
+		}
+	}
+	return ""
 }
 
 // open starts the backend rt asks for and loads model on it.

@@ -125,7 +125,10 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		if rep.Parity, err = verify.AgainstReference(m, ref, p); err != nil {
+		bar := phase(ui, "parity", compiling(dev))
+		rep.Parity, err = verify.AgainstReference(m, ref, p)
+		bar.Done()
+		if err != nil {
 			return nil, err
 		}
 		rep.AtMost("rel_l2_err", rep.Parity.RelL2Err, o.MaxRelErr)
@@ -168,7 +171,9 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 			return nil, err
 		}
 		defer l2.Close()
+		bar := phase(ui, "compare-backend", compiling(dev, dev2))
 		p, err := verify.BetweenModels(l2.eng, m, o.Seed)
+		bar.Done()
 		if err != nil {
 			return nil, err
 		}
@@ -176,7 +181,9 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 		rep.AtMost("backend_rel_l2_err", p.RelL2Err, o.MaxRelErr)
 	}
 	if !ran {
+		bar := phase(ui, "self-check", compiling(dev))
 		s, err := verify.RunSelfCheck(m, o.Seed)
+		bar.Done()
 		if err != nil {
 			return nil, err
 		}
@@ -272,21 +279,26 @@ func evalText(l *loaded, o VerifyOptions, dev *device, ui UI) (*verify.Quality, 
 	if o.Chunks > 0 {
 		windows = min(windows, o.Chunks)
 	}
-	bar := ui.Progress("perplexity", int64(windows*o.Window), "tokens")
-	defer bar.Done()
-	sc := verify.Scoring{Window: o.Window, Batch: o.WindowBatch, Chunks: o.Chunks,
-		Progress: func(n int, ppl float64) { bar.Add(int64(n*o.Window), fmt.Sprintf("ppl %.4g", ppl)) }}
-	var q *verify.Quality
-	if o.Against != "" {
-		base, err := dev.load(o.Against, formats.OpenOptions{})
-		if err != nil {
+	var base *loaded
+	var fp string
+	if o.Against != "" { // loaded before the bar starts: the bar's time is the scoring's
+		if base, err = dev.load(o.Against, formats.OpenOptions{}); err != nil {
 			return nil, err
 		}
 		defer base.Close()
-		fp, err := checkBase(l.src, base.src, o, ui)
-		if err != nil {
+		if fp, err = checkBase(l.src, base.src, o, ui); err != nil {
 			return nil, err
 		}
+	}
+	bar := ui.Progress("perplexity", int64(windows*o.Window), "tokens")
+	defer bar.Done()
+	if c := compiling(dev); c != "" {
+		bar.Add(0, c) // the first batch compiles its graphs: seconds before any token is scored
+	}
+	sc := verify.Scoring{Window: o.Window, Batch: o.WindowBatch, Chunks: o.Chunks,
+		Progress: func(n int, ppl float64) { bar.Add(int64(n*o.Window), fmt.Sprintf("ppl %.4g", ppl)) }}
+	var q *verify.Quality
+	if base != nil {
 		q, err = verify.CompareQuality(l.eng, base.eng, o.Against, ids, sc)
 		if err != nil {
 			return nil, withFile(o.EvalText, err)
