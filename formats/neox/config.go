@@ -179,18 +179,6 @@ func Settings(m yaml.MapSlice) []arch.Setting {
 	return out
 }
 
-// ReadYAML reads a YAML file into v.
-func ReadYAML(path string, v any) error {
-	b, err := fsio.ReadFile(path, fsio.ConfigLimit)
-	if err != nil {
-		return err
-	}
-	if err := yaml.Unmarshal(b, v); err != nil {
-		return errs.File(path, "not valid YAML: %s", strings.ReplaceAll(err.Error(), "\n", " "))
-	}
-	return nil
-}
-
 // StackKeys states every architecture key of a decoder in the HF GPTNeoXConfig spelling, so a YAML
 // that holds them reads back to the same stack whatever base model it names.
 func StackKeys(d *arch.DecoderConfig, vocab int) yaml.MapSlice {
