@@ -97,7 +97,7 @@ func TestAttacks(t *testing.T) {
 			"btconvert: " + filepath.Join(hugeF32, "model.safetensors") + ": tensor \"embedder.embeddings.weight\": 1 values are beyond the f16 range (±65504) and would become infinite; keep f32 or use bf16"},
 		{"threshold without a base", []string{"verify", base, "--max-ppl-ratio", "1.1"}, 2, "btconvert: --max-ppl-ratio 1.1: checks against a base model: give --against (and --eval-text)"},
 		{"control bytes in a config", []string{"import", filepath.Join(fx, "bt-tiny"), "-o", out, "--config", writeFile(t, work, "evil.yaml", "block_length: \"\x1b[31mred\"\n")}, 2,
-			"btconvert: " + filepath.Join(work, "evil.yaml") + ": not valid YAML: ..."},
+			"btconvert: " + filepath.Join(work, "evil.yaml") + ": block_length: \"\\x1b[31mred\" is a string, not an integer"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
