@@ -2,6 +2,7 @@ package btconvert
 
 import (
 	"cmp"
+	"fmt"
 	"encoding/hex"
 	"io"
 	"os"
@@ -145,6 +146,16 @@ func requireVerified(m *formats.Model, arg string) error {
 		return &errs.InputError{File: arg, Msg: "is quantized and its recorded report measured quality against another model than the one it was quantized from; " + how}
 	case !rep.Checked("ppl_ratio") || !rep.Checked("top1_agreement"):
 		return &errs.InputError{File: arg, Msg: "is quantized and its recorded report did not check the perplexity ratio and top-1 agreement against limits; " + how}
+	}
+	// Limits a user chose are theirs to check by, but export holds the quantization's own: a
+	// recorded pass under looser ones is not a pass.
+	maxPPL, minTop1, _ := m.Config.QualityLimits()
+	again := "; verify it again with {Record} within them (without {MaxPPLRatio} and {MinTop1} it checks exactly them), or pass {SkipVerify}"
+	if l := rep.Limit("ppl_ratio"); l > maxPPL {
+		return &errs.InputError{File: arg, Msg: fmt.Sprintf("is quantized and its recorded report allowed a perplexity ratio up to %g, past the %g export allows for its quantization%s", l, maxPPL, again)}
+	}
+	if l := rep.Limit("top1_agreement"); l < minTop1 {
+		return &errs.InputError{File: arg, Msg: fmt.Sprintf("is quantized and its recorded report allowed a top-1 agreement down to %g, below the %g export requires for its quantization%s", l, minTop1, again)}
 	}
 	return nil
 }

@@ -50,7 +50,7 @@ func Import(o ImportOptions) (*ImportResult, error) {
 	if o.DType != "" && o.DType != safetensors.F32 && o.DType != safetensors.BF16 && o.DType != safetensors.F16 {
 		return nil, errs.Option("DType", string(o.DType), "want f32, bf16 or f16")
 	}
-	if !o.DryRun {
+	if o.Output != "" { // a dry run too: its plan must not promise a write the run would refuse
 		in := inputs(modelInputs(o.Source), []string{o.Open.Config}, tokenizerInputs(o.Tokenizer))
 		if err := checkFiles(o.Force, in, output{o.Output, fsio.Folder}); err != nil {
 			return nil, err

@@ -74,10 +74,10 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 	if o.CalibOut != "" && o.Calib == "" {
 		return nil, errs.Option("CalibOut", o.CalibOut, "saves statistics collected with {Calib}: give {Calib} too")
 	}
-	if !o.DryRun {
-		if o.Output == "" {
-			return nil, errs.Option("Output", nil, "is required")
-		}
+	if o.Output == "" && !o.DryRun {
+		return nil, errs.Option("Output", nil, "is required")
+	}
+	if o.Output != "" { // a dry run too: its plan must not promise a write the run would refuse
 		in := inputs(modelInputs(o.Source), []string{o.Open.Config, o.Calib, o.CalibStats})
 		if err := checkFiles(o.Force, in, output{o.Output, fsio.Folder}, output{o.CalibOut, quant.CalibrationFile}); err != nil {
 			return nil, err
@@ -102,6 +102,7 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 		return res, nil
 	}
 	var cal *quant.Calibration
+	var staged *fsio.File // the statistics to save, committed after the model
 	switch {
 	case o.Calib != "":
 		start := time.Now()
@@ -115,10 +116,15 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 		if o.CalibOut != "" {
 			meta := map[string]string{"model": modelName(o.Source), "text": prov.Calibration, "text_sha256": prov.CalibrationSHA256,
 				"tokens": strconv.Itoa(tokens), "window": strconv.Itoa(cmp.Or(o.CalibWindow, 256))}
-			if err := cal.Save(o.CalibOut, meta, o.Force); err != nil {
+			// Put in place with the model only: a run that fails or is interrupted leaves neither.
+			if staged, err = cal.Stage(o.CalibOut, meta, o.Force); err != nil {
 				return nil, err
 			}
-			ui.Note("saved the calibration statistics to " + o.CalibOut)
+			defer func() {
+				if staged != nil {
+					staged.Abort()
+				}
+			}()
 		}
 	case o.CalibStats != "":
 		var meta map[string]string
@@ -155,6 +161,14 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 	bar.Done()
 	if err != nil {
 		return nil, err
+	}
+	if staged != nil {
+		_, err := staged.Commit()
+		staged = nil
+		if err != nil {
+			return nil, err
+		}
+		ui.Note("saved the calibration statistics to " + o.CalibOut)
 	}
 	res.WriteSecs = time.Since(start).Seconds()
 	return res, nil

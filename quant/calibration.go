@@ -49,6 +49,17 @@ var CalibrationFile = fsio.FileKind("calibration statistics file", func(f *os.Fi
 // Save writes the statistics as a safetensors file (importance/KEY as F32, hessian/KEY as F64),
 // to reuse them without running the model again (llama-imatrix's file, for this tool).
 func (c *Calibration) Save(path string, meta map[string]string, force bool) error {
+	f, err := c.Stage(path, meta, force)
+	if err != nil {
+		return err
+	}
+	_, err = f.Commit()
+	return err
+}
+
+// Stage is Save up to the rename: the file is written beside path and returned uncommitted, for
+// a caller that puts it in place with its other outputs (or aborts it with them).
+func (c *Calibration) Stage(path string, meta map[string]string, force bool) (*fsio.File, error) {
 	keys := make([]string, 0, len(c.Importance))
 	for k := range c.Importance {
 		keys = append(keys, k)
@@ -72,14 +83,13 @@ func (c *Calibration) Save(path string, meta map[string]string, force bool) erro
 	}
 	out, err := fsio.CreateOutput(path, force, CalibrationFile)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := safetensors.WriteTo(out, meta, wts, nil); err != nil {
 		out.Abort()
-		return err
+		return nil, err
 	}
-	_, err = out.Commit()
-	return err
+	return out, nil
 }
 
 // LoadCalibration reads statistics written by Save, with their metadata.

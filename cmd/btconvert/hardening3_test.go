@@ -130,6 +130,40 @@ func TestAttacksThirdRound(t *testing.T) {
 	mustBtc(t, "verify", q8rec, "--against", base, "--eval-text", testfix.GPL3, "--window", "64", "--chunks", "4", "--record", "--backend", "go", "-q")
 	editFile(t, filepath.Join(q8rec, "report.json"), `"base_fingerprint": "`, `"base_fingerprint": "0`)
 	testfix.Relist(t, q8rec, "report.json")
+	// A quantized model recorded under limits looser than its quantization's.
+	q8loose := copyDir(t, q8, filepath.Join(work, "q8-loose"))
+	mustBtc(t, "verify", q8loose, "--against", base, "--eval-text", testfix.GPL3, "--window", "64", "--chunks", "4", "--record", "--max-ppl-ratio", "1e300", "--backend", "go", "-q")
+	// Manifests that reach out of their folder, or list a file twice.
+	editManifest := func(name string, edit func(files []any) []any) string {
+		dir := copyDir(t, base, filepath.Join(work, name))
+		p := filepath.Join(dir, "manifest.json")
+		b, _ := os.ReadFile(p)
+		var man map[string]any
+		json.Unmarshal(b, &man)
+		man["files"] = edit(man["files"].([]any))
+		b, _ = json.Marshal(man)
+		os.WriteFile(p, b, 0o644)
+		return dir
+	}
+	outward := editManifest("outward", func(f []any) []any {
+		return append(f, map[string]any{"name": "../precious.txt", "size": 8, "sha256": strings.Repeat("0", 64)})
+	})
+	twice := editManifest("twice", func(f []any) []any { return append(f, f[0]) })
+	// HF configs with settings that would be read wrongly if passed over.
+	hfEdit := func(edit func(c map[string]any)) string {
+		dir := testfix.Copy(t, "pythia-tiny")
+		p := filepath.Join(dir, "config.json")
+		b, _ := os.ReadFile(p)
+		var c map[string]any
+		json.Unmarshal(b, &c)
+		edit(c)
+		b, _ = json.Marshal(c)
+		os.WriteFile(p, b, 0o644)
+		return dir
+	}
+	ropeScaled := hfEdit(func(c map[string]any) { c["rope_scaling"] = map[string]any{"type": "linear", "factor": 4.0} })
+	twoPcts := hfEdit(func(c map[string]any) { c["rotary_pct"], c["partial_rotary_factor"] = 0.25, 0.5 })
+	zeroPositions := hfEdit(func(c map[string]any) { c["max_position_embeddings"] = 0 })
 	// A quantized folder of an older btconvert, whose manifest does not name its base.
 	q8old := copyDir(t, q8, filepath.Join(work, "q8-old"))
 	mustBtc(t, "verify", q8old, "--against", base, "--eval-text", testfix.GPL3, "--window", "64", "--chunks", "4", "--record", "--backend", "go", "-q")
@@ -179,6 +213,22 @@ func TestAttacksThirdRound(t *testing.T) {
 			"btconvert: " + q8old + ": is quantized and does not record the model it was quantized from (quantized by an older btconvert): quantize it again, then run: ..."},
 		{"record a check of an older quantized folder", []string{"verify", q8old, "--against", base, "--eval-text", testfix.GPL3, "--record", "--backend", "go"}, 2,
 			"btconvert: " + q8old + ": does not record the model it was quantized from (quantized by an older btconvert): quantize it again to record a quality check for export"},
+		{"export after a check under looser limits", []string{"export", q8loose, "-o", out + ".btz"}, 2,
+			"btconvert: " + q8loose + ": is quantized and its recorded report allowed a perplexity ratio up to 1e+300, past the 1.01 export allows for its quantization; verify it again with --record within them (without --max-ppl-ratio and --min-top1 it checks exactly them), or pass --skip-verify"},
+		{"a manifest reaching out of its folder", []string{"inspect", outward}, 2,
+			"btconvert: " + filepath.Join(outward, "manifest.json") + ": lists an unsafe file name \"../precious.txt\""},
+		{"a manifest listing a file twice", []string{"verify", twice, "--backend", "go"}, 2,
+			"btconvert: " + filepath.Join(twice, "manifest.json") + ": lists \"embedder.safetensors\" twice"},
+		{"rope scaling in config.json", []string{"import", ropeScaled, "-o", out}, 2,
+			"btconvert: " + filepath.Join(ropeScaled, "config.json") + ": rope_scaling: rotary scaling is not supported"},
+		{"two rotary fractions in config.json", []string{"import", twoPcts, "-o", out}, 2,
+			"btconvert: " + filepath.Join(twoPcts, "config.json") + ": rotary_pct is given twice, as 0.5 and 0.25 (rope_parameters, partial_rotary_factor / rotary_pct, rope_theta / rotary_emb_base): say it once"},
+		{"no positions in config.json", []string{"import", zeroPositions, "-o", out}, 2,
+			"btconvert: " + filepath.Join(zeroPositions, "config.json") + ": max_position_embeddings: 0 is not a positive integer"},
+		{"a dry run onto an existing output", []string{"import", filepath.Join(fx, "bt-tiny"), "-o", base, "--dry-run"}, 2,
+			"btconvert: " + base + ": already exists (use --force to replace it)"},
+		{"a dry run onto its input", []string{"import", filepath.Join(ckpt, "model.safetensors"), "-o", ckpt, "--force", "--dry-run"}, 2,
+			"btconvert: " + ckpt + ": is, holds or lies inside the input " + filepath.Join(ckpt, "model.safetensors") + inside},
 		{"max_length past every reader", []string{"import", hugeMax, "-o", out}, 2,
 			"btconvert: " + filepath.Join(hugeMax, "config.yaml") + ": max_length 9223372036854775807 is out of range (0 to 4294967296)"},
 		{"infinite GPT-NeoX weights", []string{"import", nanNeoX, "-o", out}, 2,

@@ -96,3 +96,42 @@ func TestInterruptedBenchKeepsItsRows(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Interrupted after calibration, while the model is written, quantize leaves neither the model
+// nor the statistics file (--calib-out): they are put in place together, at the end.
+func TestInterruptedQuantizeLeavesNoStatistics(t *testing.T) {
+	bin := testBinary(t)
+	dir := t.TempDir()
+	base := filepath.Join(dir, "m")
+	// A byte-level model large enough that writing its quantized copy takes a while.
+	if out, err := exec.Command(bin, "init", "--hidden", "1024", "--heads", "8", "--ffn", "4096", "--block-layers", "2", "--token-layers", "2",
+		"--vocab", "256", "-o", base, "-q").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	text := filepath.Join(dir, "text.txt")
+	os.WriteFile(text, bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog "), 40), 0o644)
+	q, stats := filepath.Join(dir, "q"), filepath.Join(dir, "c.calib")
+	cmd := exec.Command(bin, "quantize", base, "-o", q, "--type", "int4", "--calib", text, "--calib-window", "64", "--calib-out", stats, "--backend", "go", "-q")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Two temp outputs: the statistics staged, and the model's folder being written.
+	for deadline := time.Now().Add(120 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if m, _ := filepath.Glob(filepath.Join(dir, ".btconvert-*.tmp")); len(m) >= 2 {
+			break
+		}
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	cmd.Wait()
+	if st, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || st.ExitStatus() != 130 {
+		t.Fatalf("exit %v: the run was not interrupted while writing", cmd.ProcessState)
+	}
+	for _, p := range []string{q, stats} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("an interrupted run left %s", p)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".btconvert-*")); len(left) != 0 {
+		t.Errorf("temp outputs left: %v", left)
+	}
+}

@@ -324,27 +324,39 @@ const maxEntries = 256
 // disk before any hash could refuse it.
 const maxRatio = 1000
 
-// checkManifest refuses a manifest whose entries could not be extracted safely: unsafe or
-// duplicate names, itself listed, negative sizes, or more bytes than the disk has free.
-func checkManifest(bundle string, man *Manifest, dir string) error {
-	var total int64
-	names := map[string]bool{}
+// invalid says what is wrong with the manifest's entries, "" if nothing: too many, a name that is
+// not a plain file name of the folder (a path out of it, a folder, control characters), itself,
+// a name listed twice, an impossible size. The one rule for a folder's manifest and a bundle's.
+func (man *Manifest) invalid() string {
 	if len(man.Files) > maxEntries {
-		return errs.File(bundle, "manifest lists %d files; a model folder has at most %d", len(man.Files), maxEntries)
+		return fmt.Sprintf("lists %d files; a model folder has at most %d", len(man.Files), maxEntries)
 	}
+	names := map[string]bool{}
 	for _, mf := range man.Files {
 		switch {
 		case !safeName(mf.Name):
-			return errs.File(bundle, "manifest lists an unsafe file name %q", mf.Name)
+			return fmt.Sprintf("lists an unsafe file name %q", mf.Name)
 		case mf.Name == ManifestName:
-			return errs.File(bundle, "manifest lists itself")
+			return "lists itself"
 		case names[mf.Name]:
-			return errs.File(bundle, "manifest lists %q twice", mf.Name)
+			return fmt.Sprintf("lists %q twice", mf.Name)
 		case mf.Size < 0 || mf.Size > 1<<50:
-			return errs.File(bundle, "manifest gives %q an impossible size %d", mf.Name, mf.Size)
+			return fmt.Sprintf("gives %q an impossible size %d", mf.Name, mf.Size)
 		}
 		names[mf.Name] = true
-		total += mf.Size // at most maxEntries x 2^50: no overflow
+	}
+	return ""
+}
+
+// checkManifest refuses a manifest whose entries could not be extracted safely (invalid), or
+// that needs more bytes than the disk has free.
+func checkManifest(bundle string, man *Manifest, dir string) error {
+	if msg := man.invalid(); msg != "" {
+		return errs.File(bundle, "manifest %s", msg)
+	}
+	var total int64
+	for _, mf := range man.Files {
+		total += mf.Size // at most maxEntries x 2^50 (invalid): no overflow
 	}
 	var st syscall.Statfs_t
 	if syscall.Statfs(dir, &st) == nil {

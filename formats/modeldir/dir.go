@@ -241,6 +241,11 @@ func ReadManifest(dir string) (*Manifest, []byte, error) {
 	if err := json.Unmarshal(mb, &man); err != nil {
 		return nil, nil, errs.File(mp, "not valid JSON: %v", err)
 	}
+	// Names are checked as a bundle's are: a folder's manifest must not reach out of the folder
+	// (export would pack what it names into a bundle).
+	if msg := man.invalid(); msg != "" {
+		return nil, nil, errs.File(mp, "%s", msg)
+	}
 	return &man, mb, nil
 }
 

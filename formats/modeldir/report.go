@@ -26,6 +26,16 @@ type Recorded struct {
 	} `json:"checks"`
 }
 
+// Limit is the limit the report checked the named measure against (0 if none).
+func (r *Recorded) Limit(name string) float64 {
+	for _, c := range r.Checks {
+		if c.Name == name {
+			return c.Limit
+		}
+	}
+	return 0
+}
+
 // Checked reports whether the report checked the named measure against a limit.
 func (r *Recorded) Checked(name string) bool {
 	for _, c := range r.Checks {

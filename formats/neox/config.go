@@ -37,8 +37,12 @@ type hfConfig struct {
 	LayerNormEps          *float64 `json:"layer_norm_eps"`
 	UseParallelResidual   *bool    `json:"use_parallel_residual"`
 	HiddenAct             string   `json:"hidden_act"`
-	MaxPositionEmbeddings int      `json:"max_position_embeddings"`
+	MaxPositionEmbeddings *int     `json:"max_position_embeddings"`
 	TieWordEmbeddings     bool     `json:"tie_word_embeddings"`
+	// Inert keys whose value may still change the model: checked as a YAML's are (arch's
+	// checkInert), never dropped unread.
+	RopeScaling   any   `json:"rope_scaling"`
+	AttentionBias *bool `json:"attention_bias"`
 	BOSTokenID            *int     `json:"bos_token_id"`
 	EOSTokenID            *int     `json:"eos_token_id"`
 	PadTokenID            *int     `json:"pad_token_id"`
@@ -86,16 +90,30 @@ func readHFConfig(path string, shapes map[string]int) (*arch.NeoXConfig, arch.To
 	add(arch.KeyLayers, h.NumHiddenLayers, true)
 	add(arch.KeyVocab, h.VocabSize, true)
 	add(arch.KeyIntermediate, h.IntermediateSize, h.IntermediateSize != 0)
-	if v := firstOf(append(rp, h.PartialRotaryFactor, h.RotaryPct)...); v != nil {
-		add(arch.KeyRotaryPct, *v, true)
+	pct, err := oneOf(path, arch.KeyRotaryPct, append(rp, h.PartialRotaryFactor, h.RotaryPct)...)
+	if err != nil {
+		return nil, ids, err
 	}
-	if v := firstOf(append(rb, h.RopeTheta, h.RotaryEmbBase)...); v != nil {
-		add(arch.KeyRotaryBase, *v, true)
+	base, err := oneOf(path, arch.KeyRotaryBase, append(rb, h.RopeTheta, h.RotaryEmbBase)...)
+	if err != nil {
+		return nil, ids, err
+	}
+	if pct != nil {
+		add(arch.KeyRotaryPct, *pct, true)
+	}
+	if base != nil {
+		add(arch.KeyRotaryBase, *base, true)
+	}
+	add("rope_scaling", h.RopeScaling, h.RopeScaling != nil)
+	if h.AttentionBias != nil {
+		add("attention_bias", *h.AttentionBias, true)
 	}
 	if h.LayerNormEps != nil {
 		add(arch.KeyLayerNormEps, *h.LayerNormEps, true)
 	}
-	add(arch.KeyMaxPositions, h.MaxPositionEmbeddings, h.MaxPositionEmbeddings != 0)
+	if h.MaxPositionEmbeddings != nil { // a 0 is refused as the YAML's is, not taken for "unset"
+		add(arch.KeyMaxPositions, *h.MaxPositionEmbeddings, true)
+	}
 	add(arch.KeyAct, h.HiddenAct, h.HiddenAct != "")
 	if h.UseParallelResidual != nil {
 		add(arch.KeyParallelResidual, *h.UseParallelResidual, true)
@@ -124,13 +142,20 @@ func readHFConfig(path string, shapes map[string]int) (*arch.NeoXConfig, arch.To
 	return &c, ids, nil
 }
 
-func firstOf(vs ...*float64) *float64 {
+// oneOf is the value the spellings of one setting give (nil if none does); spellings that
+// disagree are refused, naming the setting, rather than one silently winning.
+func oneOf(path, key string, vs ...*float64) (*float64, error) {
+	var got *float64
 	for _, v := range vs {
-		if v != nil {
-			return v
+		switch {
+		case v == nil:
+		case got == nil:
+			got = v
+		case *v != *got:
+			return nil, errs.File(path, "%s is given twice, as %g and %g (rope_parameters, partial_rotary_factor / rotary_pct, rope_theta / rotary_emb_base): say it once", key, *got, *v)
 		}
 	}
-	return nil
+	return got, nil
 }
 
 // configJSON writes our vanilla config as an HF GPT-NeoX config.json.
