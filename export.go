@@ -2,8 +2,8 @@ package btconvert
 
 import (
 	"cmp"
-	"fmt"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"

@@ -43,9 +43,9 @@ type hfConfig struct {
 	// checkInert), never dropped unread.
 	RopeScaling   any   `json:"rope_scaling"`
 	AttentionBias *bool `json:"attention_bias"`
-	BOSTokenID            *int     `json:"bos_token_id"`
-	EOSTokenID            *int     `json:"eos_token_id"`
-	PadTokenID            *int     `json:"pad_token_id"`
+	BOSTokenID    *int  `json:"bos_token_id"`
+	EOSTokenID    *int  `json:"eos_token_id"`
+	PadTokenID    *int  `json:"pad_token_id"`
 }
 
 // readHFConfig reads an HF config.json. A missing intermediate_size is read off the weights
