@@ -99,6 +99,9 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 		return nil, errs.Option("Stop", len(o.Stop), "at most %d stop strings", MaxStops)
 	}
 	for _, st := range o.Stop {
+		if st == "" {
+			return nil, errs.Option("Stop", st, "is empty: a stop string is text that ends a row where it is generated")
+		}
 		if len(st) > MaxStopBytes {
 			return nil, errs.Option("Stop", st[:16]+"...", "a stop string may have at most %d bytes", MaxStopBytes)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -99,6 +100,12 @@ func LoadCalibration(path string) (*Calibration, map[string]string, error) {
 		return nil, nil, err
 	}
 	defer f.Close()
+	// The provenance a quantized model records comes from here: without the text's hash the
+	// statistics cannot say what they were measured on. (A hash is not checked against a text
+	// the user no longer gives; a forged one is the user's own statement.)
+	if h := f.Metadata["text_sha256"]; len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+		return nil, nil, errs.File(path, "has no text_sha256 in its metadata: not statistics saved by quantize --calib-out (collect them again with --calib FILE --calib-out %s)", filepath.Base(path))
+	}
 	c := &Calibration{Importance: map[string][]float32{}, File: path}
 	for _, t := range f.Tensors {
 		kind, key, ok := strings.Cut(t.Name, "/")

@@ -107,6 +107,19 @@ func TestAttacksThirdRound(t *testing.T) {
 		return p
 	}
 	zeroCalib := editCalib("zero.calib", func(h []float64, n int) { clear(h) })
+	noMeta := filepath.Join(work, "nometa.calib")
+	{ // the statistics without the metadata that says what they were measured on
+		f, _ := safetensors.Open(calib)
+		var w []safetensors.WriteTensor
+		for _, ti := range f.Tensors {
+			raw, _ := f.Raw(ti.Name)
+			w = append(w, safetensors.WriteTensor{Name: ti.Name, DType: ti.DType, Shape: ti.Shape, Data: func() ([]byte, error) { return raw, nil }})
+		}
+		f.Close()
+		if _, err := safetensors.Write(noMeta, nil, w, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
 	indefCalib := editCalib("indefinite.calib", func(h []float64, n int) {
 		for i := range h {
 			h[i] = 0
@@ -229,6 +242,11 @@ func TestAttacksThirdRound(t *testing.T) {
 			"btconvert: " + base + ": already exists (use --force to replace it)"},
 		{"a dry run onto its input", []string{"import", filepath.Join(ckpt, "model.safetensors"), "-o", ckpt, "--force", "--dry-run"}, 2,
 			"btconvert: " + ckpt + ": is, holds or lies inside the input " + filepath.Join(ckpt, "model.safetensors") + inside},
+		{"statistics that do not say their text", []string{"quantize", base, "-o", out, "--type", "int4", "--calib-stats", noMeta}, 2,
+			"btconvert: " + noMeta + ": has no text_sha256 in its metadata: not statistics saved by quantize --calib-out (collect them again with --calib FILE --calib-out nometa.calib)"},
+		{"a bench that would not end", []string{"verify", base, "--bench", "--reps", "100000000"}, 2, "btconvert: --reps 100000000: must be between 1 and 1000"},
+		{"an empty stop string", []string{"generate", base, "-p", "x", "--stop", ""}, 2,
+			"btconvert: --stop \"\": is empty: a stop string is text that ends a row where it is generated"},
 		{"max_length past every reader", []string{"import", hugeMax, "-o", out}, 2,
 			"btconvert: " + filepath.Join(hugeMax, "config.yaml") + ": max_length 9223372036854775807 is out of range (0 to 4294967296)"},
 		{"infinite GPT-NeoX weights", []string{"import", nanNeoX, "-o", out}, 2,

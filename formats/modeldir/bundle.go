@@ -356,6 +356,12 @@ func checkManifest(bundle string, man *Manifest, dir string) error {
 	}
 	var total int64
 	for _, mf := range man.Files {
+		// Only weights are large: the small files are read whole, within fsio.ConfigLimit, and one
+		// past it would be extracted in full before a reader refused it.
+		if !strings.HasSuffix(mf.Name, ".safetensors") && mf.Size > fsio.ConfigLimit {
+			return errs.File(bundle, "manifest gives %q %s, more than the %s a model folder's small file may have", mf.Name,
+				humanize.IBytes(uint64(mf.Size)), humanize.IBytes(fsio.ConfigLimit))
+		}
 		total += mf.Size // at most maxEntries x 2^50 (invalid): no overflow
 	}
 	var st syscall.Statfs_t

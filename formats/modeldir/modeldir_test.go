@@ -305,11 +305,23 @@ func TestBundleRejectsCorruption(t *testing.T) {
 		{"sizes past the disk", func(p string) {
 			m := manifest(func(man *modeldir.Manifest) {
 				for i := range man.Files {
-					man.Files[i].Size = 1 << 50
+					if strings.HasSuffix(man.Files[i].Name, ".safetensors") {
+						man.Files[i].Size = 1 << 50
+					}
 				}
 			})
 			rebundle(t, p, append([]entry{m}, entries[1:]...), nil)
 		}, ": extracting needs "},
+		{"a small file past its bound", func(p string) {
+			m := manifest(func(man *modeldir.Manifest) {
+				for i := range man.Files {
+					if man.Files[i].Name == "config.json" {
+						man.Files[i].Size = 200 << 20
+					}
+				}
+			})
+			rebundle(t, p, append([]entry{m}, entries[1:]...), nil)
+		}, `: manifest gives "config.json" 200 MiB, more than the 64 MiB a model folder's small file may have`},
 		{"wrong manifest hash", func(p string) {
 			m := manifest(func(man *modeldir.Manifest) { man.Files[1].SHA256 = strings.Repeat("0", 64) })
 			rebundle(t, p, append([]entry{m}, entries[1:]...), nil)

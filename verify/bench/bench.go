@@ -40,6 +40,9 @@ type Options struct {
 	MemBudget int64
 }
 
+// MaxReps bounds the measured (and the warm-up) repetitions of one test.
+const MaxReps = 1000
+
 // Validate checks the options.
 func (o *Options) Validate() error {
 	if len(o.Pairs) == 0 || len(o.PromptLens)+len(o.GenLens) > 0 {
@@ -71,11 +74,12 @@ func (o *Options) Validate() error {
 			return errs.Option("Batches", b, "must be between 1 and %d", 1<<24)
 		}
 	}
-	if o.Reps < 1 {
-		return errs.Option("Reps", o.Reps, "must be at least 1")
+	// A median needs a few repetitions, not millions: past MaxReps a run would not end.
+	if o.Reps < 1 || o.Reps > MaxReps {
+		return errs.Option("Reps", o.Reps, "must be between 1 and %d", MaxReps)
 	}
-	if o.Warmup < 0 {
-		return errs.Option("Warmup", o.Warmup, "must not be negative")
+	if o.Warmup < 0 || o.Warmup > MaxReps {
+		return errs.Option("Warmup", o.Warmup, "must be between 0 and %d", MaxReps)
 	}
 	return nil
 }
