@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,5 +24,15 @@ func TestAutoWeighsTheWork(t *testing.T) {
 	code, _, stderr = btc(t, "generate", filepath.Join(fx, "bt-tiny"), "-p", "Hello", "-n", "8", "--backend", "xla:cpu")
 	if code != 0 || !strings.HasPrefix(stderr, "backend: xla:cpu") {
 		t.Fatalf("asked for: %d %q", code, stderr)
+	}
+}
+
+// GoMLX prints the go backend's parallelism option to the process's stdout: --json output stays
+// JSON (a real process: the in-process runs write to their own buffer).
+func TestGoParallelismKeepsStdoutClean(t *testing.T) {
+	out, err := exec.Command(testBinary(t), "generate", filepath.Join(fx, "bt-tiny"), "-p", "Hello", "-n", "4", "--backend", "go:parallelism=2", "--json", "-q").Output()
+	var r struct{ Backend string }
+	if err != nil || json.Unmarshal(out, &r) != nil || r.Backend != "go:parallelism=2" {
+		t.Fatalf("%v: %q", err, out)
 	}
 }

@@ -224,6 +224,12 @@ func New(spec string) (b compute.Backend, err error) {
 			err = backendError(spec, config, fmt.Errorf("%v", r))
 		}
 	}()
+	if name == "go" {
+		// GoMLX's go backend prints its parallelism option to stdout, where btconvert's results
+		// (--json) go; the backend line says the threads instead.
+		restore := quietStdout()
+		defer restore()
+	}
 	b, err = compute.NewWithConfig(SequentialOps(config))
 	if err != nil {
 		return nil, backendError(spec, config, err)
@@ -270,6 +276,21 @@ func backendError(spec, config string, err error) error {
 		return errs.Option("Backend", spec, "the PJRT plugin %s loads, but could not be started: %s", path, msg)
 	}
 	return errs.Option("Backend", spec, "%s", msg)
+}
+
+// quietStdout points os.Stdout at the null device until the returned restore is called (only
+// while a backend is created: nothing else writes then).
+func quietStdout() (restore func()) {
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return func() {}
+	}
+	saved := os.Stdout
+	os.Stdout = null
+	return func() {
+		os.Stdout = saved
+		null.Close()
+	}
 }
 
 // Describe says in a few words which backend runs: "go (2 threads)", or the XLA plugin as a spec
