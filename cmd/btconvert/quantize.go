@@ -91,6 +91,11 @@ func runQuantize(c *cli.Context) error {
 		return usagef("--scale-dtype %q: want f32 or f16", sd)
 	}
 	for _, t := range c.StringSlice("tensor-type") {
+		if i := strings.LastIndex(t, "="); i > 0 {
+			if why := explainQuantType(t[i+1:]); why != "" && !strings.HasPrefix(why, "a storage dtype") {
+				return usagef("--tensor-type %q: %s", t, why)
+			}
+		}
 		ov, err := quant.ParseOverride(t)
 		if err != nil {
 			return err

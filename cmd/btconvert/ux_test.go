@@ -79,6 +79,12 @@ func TestQuantTypeNames(t *testing.T) {
 			t.Errorf("--type %s:\n got %d %q\nwant 2 %q", c.typ, code, stderr, want)
 		}
 	}
+	// The same names in a --tensor-type override; a storage dtype there is what it means.
+	code, _, stderr := btc(t, "quantize", model, "--dry-run", "--tensor-type", `embed_out\.weight$=q4_k_m`)
+	if want := "btconvert: --tensor-type \"embed_out\\\\.weight$=q4_k_m\": a llama.cpp k-quant (super-blocks of 256 with quantized scales, some tensors kept wider), a GGUF encoding btconvert does not write; use int4 (groups of 64 with a scale and a minimum; GPTQ with --calib FILE) for 4 bits, int8 for near-lossless\n"; code != 2 || stderr != want {
+		t.Errorf("--tensor-type:\n got %d %q\nwant 2 %q", code, stderr, want)
+	}
+	mustBtc(t, "quantize", model, "--dry-run", "-q", "--tensor-type", `embed_out\.weight$=bf16`)
 	for _, c := range []struct {
 		args []string
 		want string
