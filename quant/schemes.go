@@ -236,26 +236,7 @@ func (f *fitter) weigh(wt []float64, n int) {
 func (f *fitter) eval(s, m float64) (err, s2, m2 float64) {
 	lo, hi := f.lv.lo, f.lv.hi
 	xs, cand := f.x[:f.n], f.cand[:f.n]
-	inv := 1 / s
-	var swq, swqq, swqx float64
-	wt := f.wt[:len(xs)]
-	cand = cand[:len(xs)]
-	for j, x := range xs {
-		// Clamping by branches (rarely taken, so well predicted), then rounding half up rather than
-		// away from zero: a tie costs the same error either way.
-		v := (x - m) * inv
-		if v < lo {
-			v = lo
-		} else if v > hi {
-			v = hi
-		}
-		q := math.Floor(v + 0.5)
-		cand[j] = int8(q)
-		a := q * wt[j]
-		swq += a
-		swqq += a * q
-		swqx += a * x
-	}
+	swq, swqq, swqx := evalCodes(xs, f.wt[:len(xs)], cand[:len(xs)], m, 1/s, lo, hi)
 	// sum w (x - s q - m)^2, expanded over the sums.
 	err = f.swxx + s*s*swqq + m*m*f.sw - 2*s*swqx - 2*m*f.swx + 2*s*m*swq
 	s2, m2 = s, m
