@@ -7,6 +7,7 @@ import (
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // the op vocabulary reads best unqualified
+	"github.com/gomlx/gomlx/ml/layers/activation"
 
 	"github.com/btconvert/btconvert/formats/arch"
 )
@@ -115,10 +116,9 @@ func (b *builder) layerNorm(x *Node, component, name string, eps float64) *Node 
 	return ConvertDType(Add(Mul(y, wgt), bias), b.dt)
 }
 
-// gelu is the exact (erf) GELU.
-func gelu(x *Node) *Node {
-	return Mul(MulScalar(x, 0.5), AddScalar(Erf(MulScalar(x, 1/math.Sqrt2)), 1))
-}
+// gelu is the exact (erf) GELU: GoMLX's fused one where the backend has it (the go backend: one
+// parallel pass instead of four over the MLP's widest activations), its decomposition elsewhere.
+func gelu(x *Node) *Node { return activation.Gelu(x) }
 
 // rotaryTable holds cos and sin for positions 0..n-1, computed on the host in float64 so that long
 // positions lose no precision, repeated twice along the rotary dims (rotate_half form). With no
