@@ -79,17 +79,11 @@ func (o *BenchOptions) work() backend.Work {
 	opts := Defaults(o.Options, "go")
 	runs := int64(opts.Reps + max(opts.Warmup, 0))
 	w := backend.Work{WeightBytes: weightsOnDisk(o.Models...)}
-	tests := len(opts.Pairs)
-	for _, P := range opts.PromptLens {
-		for _, G := range opts.GenLens {
-			w.Tokens += int64(len(opts.Batches)) * int64(P+G) * runs
-			tests++
-		}
+	tests := opts.Lengths()
+	for _, t := range tests {
+		w.Tokens += int64(len(opts.Batches)) * int64(t[0]+t[1]) * runs
 	}
-	for _, p := range opts.Pairs {
-		w.Tokens += int64(len(opts.Batches)) * int64(p[0]+p[1]) * runs
-	}
-	w.Graphs = 2 * tests * len(opts.Batches) * len(o.Models)
+	w.Graphs = 2 * len(tests) * len(opts.Batches) * len(o.Models)
 	return w
 }
 
@@ -223,25 +217,16 @@ type benchStep struct {
 
 // benchSteps lists the stretches of a bench of models with opts, with the total at the end.
 func benchSteps(opts bench.Options, models int, dev *device) []benchStep {
-	type test struct{ P, G int }
-	var tests []test
-	for _, P := range opts.PromptLens {
-		for _, G := range opts.GenLens {
-			tests = append(tests, test{P, G})
-		}
-	}
-	for _, p := range opts.Pairs {
-		tests = append(tests, test{p[0], p[1]})
-	}
+	tests := opts.Lengths()
 	var steps []benchStep
 	var end int64
 	for _, t := range tests {
 		for _, B := range opts.Batches {
 			name := fmt.Sprintf("batch %d", B)
 			if len(tests) > 1 {
-				name = fmt.Sprintf("pp%d tg%d, %s", t.P, t.G, name)
+				name = fmt.Sprintf("pp%d tg%d, %s", t[0], t[1], name)
 			}
-			run := int64(B) * int64(t.P+t.G) * int64(models)
+			run := int64(B) * int64(t[0]+t[1]) * int64(models)
 			if opts.Warmup > 0 {
 				end += run * int64(opts.Warmup)
 				item := name + ", warm-up"

@@ -98,6 +98,15 @@ func (o *Options) tests() []test {
 	return out
 }
 
+// Lengths are the (prompt, generation) lengths of each test, in the order Run measures them.
+func (o *Options) Lengths() [][2]int {
+	var out [][2]int
+	for _, t := range o.tests() {
+		out = append(out, [2]int{t.P, t.G})
+	}
+	return out
+}
+
 type test struct {
 	P, G int
 	pair bool // measured as one test (prompt then generation)
