@@ -118,23 +118,27 @@ func TestQuantizeCalibratedAndReused(t *testing.T) {
 	}
 }
 
-// A Go caller asks for llama.cpp's q4_0 by name and gets its settings: int4, groups of 32,
-// symmetric, recorded as such.
+// A Go caller asks for llama.cpp's q4_0 by name and gets its blocks: one U8 tensor of 18-byte
+// blocks of 32 weights per row, recorded as such, rounded as llama.cpp rounds (no search).
 func TestQuantizeQ4_0FromGo(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "q4_0")
 	res, err := btconvert.Quantize(btconvert.QuantizeOptions{Source: testfix.Imported(t, "bt-tiny"), Output: out, Settings: quant.Settings{Type: "q4_0"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := res.Provenance; p.Type != arch.Int4 || p.GroupSize != 32 || !p.Symmetric || p.Method != "rtn" {
+	if p := res.Provenance; p.Type != arch.Q4_0 || p.GroupSize != 32 || !p.Symmetric || p.Method != "rtn" {
 		t.Fatalf("provenance %+v", p)
 	}
 	m := testfix.Open(t, out)
 	q := m.Config.QuantOf(arch.TokenDecoder, arch.EmbedOut+".weight")
-	if q == nil || q.Type != arch.Int4 || q.GroupSize != 32 || !q.Symmetric {
+	if q == nil || q.Type != arch.Q4_0 || q.GroupSize != 32 || !q.Symmetric || q.ScaleDType != "F16" {
 		t.Fatalf("recorded %+v", q)
 	}
-	if got := m.Config.QuantizedWith.String(); !strings.HasPrefix(got, "int4 g32 symmetric, rtn, btconvert ") {
+	head := m.Tensor(arch.TokenDecoder, arch.EmbedOut+".weight"+arch.QWeightSuffix)
+	if head == nil || head.DType != "U8" || !slices.Equal(head.Shape, []int{q.Rows, q.Cols / 32 * 18}) || m.Tensor(arch.TokenDecoder, arch.EmbedOut+".weight"+arch.ScalesSuffix) != nil {
+		t.Fatalf("stored head %+v", head)
+	}
+	if got := m.Config.QuantizedWith.String(); !strings.HasPrefix(got, "q4_0, rtn, btconvert ") {
 		t.Errorf("provenance line %q", got)
 	}
 }

@@ -64,6 +64,9 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 	if err := o.Settings.Validate(); err != nil {
 		return nil, err
 	}
+	if s, _ := o.Settings.Resolve(); s.Type.Scheme().GGML != nil && (o.Calib != "" || o.CalibStats != "") {
+		return nil, errs.Option("Type", string(s.Type), "is llama.cpp's round-to-nearest, which calibration would change: calibrate int8 or int4 instead")
+	}
 	method := cmp.Or(o.CalibMethod, GPTQ)
 	if method != GPTQ && method != IMatrix {
 		return nil, errs.Option("CalibMethod", string(method), "want gptq or imatrix")
@@ -94,7 +97,7 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 	}
 	prov := &arch.QuantProvenance{Type: arch.QuantType(plan.Settings.Type), GroupSize: plan.Settings.GroupSize, Symmetric: plan.Settings.Symmetric,
 		Method: "rtn", Tool: o.Version}
-	if o.Settings.Search {
+	if plan.Settings.Search {
 		prov.Method = "search"
 	}
 	res := &QuantizeResult{Output: o.Output, Plan: plan, Provenance: prov, DryRun: o.DryRun}

@@ -2,6 +2,8 @@ package graph
 
 import (
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/btconvert/btconvert/formats/randinit"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/testfix"
+	"github.com/btconvert/btconvert/quant"
 )
 
 // matmulShapes are the products that dominate the models: a square product, the vocabulary head of
@@ -111,5 +114,76 @@ func BenchmarkDecode(b *testing.B) {
 			b.ReportMetric(float64(perStep.Microseconds())/1000, "ms/step")
 			b.ReportMetric(float64(B*step)/perStep.Seconds(), "tokens/s")
 		})
+	}
+}
+
+// BenchmarkQuantizedProduct measures a Linear's product x [M, K] times a [N, K] weight stored f32,
+// int8, int4 g32, q8_0 and q4_0, each as LoadWeights puts it on the backend and qlinear multiplies
+// it (dequant.go), in weights read per second, on the shapes that
+// dominate decoding (the vocabulary head, the FFN of vanilla_31) at one row and 16:
+//
+//	GOEXPERIMENT=simd go test ./graph -run XXX -bench QuantizedProduct -benchtime 50x
+//	GOEXPERIMENT=simd BTCONVERT_BENCH_XLA=1 go test ./graph -run XXX -bench QuantizedProduct -benchtime 200x
+func BenchmarkQuantizedProduct(b *testing.B) {
+	be, kind := testfix.Backend(b), goBackend
+	if os.Getenv("BTCONVERT_BENCH_XLA") != "" {
+		be, kind = testfix.XLA(b), xlaBackend
+	}
+	for _, s := range []struct{ M, N, K int }{{1, 50304, 256}, {16, 50304, 256}, {1, 4096, 256}, {1, 256, 4096}, {16, 4096, 256}} {
+		w := randFloats(s.N*s.K, 2)
+		x := tensors.FromFlatDataAndDimensions(randFloats(s.M*s.K, 1), s.M, s.K)
+		for _, typ := range []string{"f32", "int8", "int4", "q8_0", "q4_0"} {
+			var q *arch.Quantization
+			keys := []string{"t/w.weight"}
+			var args []any
+			inOut := map[string]bool{"t/w.weight": kind == goBackend}
+			switch typ {
+			case "f32":
+				if kind == goBackend {
+					args = append(args, upload(w, []int{s.N, s.K}, true))
+				} else {
+					args = append(args, tensors.FromFlatDataAndDimensions(w, s.N, s.K))
+				}
+			default:
+				sc, _ := arch.SchemeOf(arch.QuantType(typ))
+				r := sc.Record(s.N, s.K, 0, true, safetensors.F32)
+				if sc.Grouped {
+					r = sc.Record(s.N, s.K, 32, true, safetensors.F32)
+				}
+				q = &r
+				st, err := quant.Encode(w, q, nil, quant.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				keys, args = partTensors(q, st)
+				for i := range keys {
+					keys[i] = strings.Replace(keys[i], "t/w", "t/w.weight", 1)
+				}
+				if kind == goBackend && typ == "int8" { // LoadWeights' layout there
+					codes := make([]int8, len(st.Codes))
+					for i, c := range st.Codes {
+						codes[i] = int8(c)
+					}
+					args[0], inOut[keys[0]] = upload(codes, []int{s.N, s.K}, true), true
+				}
+			}
+			cfg := &arch.Config{Quantization: map[string]arch.Quantization{}}
+			if q != nil {
+				cfg.Quantization["t/w.weight"] = *q
+			}
+			b.Run(fmt.Sprintf("%s/M%d_N%d_K%d", typ, s.M, s.N, s.K), func(b *testing.B) {
+				e := MustNewExec(be, func(in []*Node) *Node {
+					bld := newBuilder(in[0].Graph(), &Weights{Keys: keys, InOut: inOut}, cfg, dtypes.Float32, in[:len(keys)], kind)
+					return bld.linear(in[len(keys)], "t", "w", false)
+				})
+				all := append(args, x)
+				e.MustCall(all...)[0].FinalizeAll() // compile
+				b.ResetTimer()
+				for range b.N {
+					e.MustCall(all...)[0].FinalizeAll()
+				}
+				b.ReportMetric(float64(s.N*s.K)*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gweights/s")
+			})
+		}
 	}
 }

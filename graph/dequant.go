@@ -3,11 +3,105 @@ package graph
 import (
 	"fmt"
 
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/ml/nn"
 
 	"github.com/btconvert/btconvert/formats/arch"
 )
+
+// Quantized weights stay packed on the device (docs/FORMAT.md). Three ways use them:
+//   - qlinear: a Linear's product without a float copy of an int8 weight per step (below);
+//   - qembed: an embedding lookup that unpacks only the rows it gathers;
+//   - dequantize: the whole weight rebuilt in the compute dtype (int4 products, whose scales vary
+//     along the contracted axis).
+
+// qlinear is x [M, K] (float) times the quantized weight [N, K] transposed: [M, N] in float32.
+//
+// An int8 weight has one scale per output row, so the scale leaves the sum: y = (x . codes) * scale.
+// On XLA the product itself runs in integers, where XLA's CPU kernels read a quarter of float32's
+// bytes and multiply four times as many lanes (docs/BENCHMARKS.md, "Quantized products"), and still
+// equals the float product: each row of x is written exactly enough as three int8 digits in base
+// 254 (x = s (a + b/254 + c/254^2), error under 1e-7 of the row's largest value), one int8 x int8 ->
+// int32 product takes all three digit rows at once (three rows of activations per row cost no more
+// weight reads than one), and the digits' sums are recombined in float32. A prompt's many rows take
+// the float32 product instead (maxDigitRows). The go backend has no fast
+// integer product: there the codes go through one conversion into its float32 kernel, and the scale
+// is applied to the [M, N] result rather than to the [N, K] weight.
+func (b *builder) qlinear(x *Node, key string, q *arch.Quantization) *Node {
+	if t, ok := fusedGGML[q.Type]; ok && b.kind == goBackend && x.Shape().Dim(0) <= maxFusedGGMLRows {
+		// GoMLX's fused product reads llama.cpp's blocks in place (compute's gobackend fusedops).
+		w := b.params[key+arch.QWeightSuffix]
+		return nn.QuantizedDense(ConvertDType(x, dtypes.Float32), w, &Quantization{Scheme: compute.QuantGGML, GGMLType: t}, nil)
+	}
+	if q.Scheme().Bits != 8 || q.Scheme().Grouped {
+		return b.dot(x, []int{1}, nil, b.dequantize(key, q), []int{1}, nil)
+	}
+	codes := b.params[key+arch.QWeightSuffix]
+	scale := InsertAxes(ConvertDType(b.params[key+arch.ScalesSuffix], dtypes.Float32), 0) // [1, N]
+	x = ConvertDType(x, dtypes.Float32)
+	m := x.Shape().Dim(0)
+	if b.kind == goBackend || m > maxDigitRows {
+		in := 1 // the codes' contracted axis: 0 where they went up as [in, out] (LoadWeights)
+		if b.inOut[key+arch.QWeightSuffix] {
+			in = 0
+		}
+		return Mul(DotGeneral(x, []int{1}, nil, ConvertDType(codes, dtypes.Float32), []int{in}, nil), scale)
+	}
+	amax := ReduceAndKeep(Abs(x), ReduceMax, -1) // [M, 1]
+	// A zero row (or one of zeros and NaN) keeps unit step: its digits are 0 (NaN stays NaN below).
+	step := Where(GreaterThan(amax, ScalarZero(b.g, dtypes.Float32)), DivScalar(amax, digitMax), OnesLike(amax))
+	t := Div(x, step) // in [-127, 127]
+	var digits []*Node
+	for range 3 {
+		d := Round(t)
+		digits = append(digits, d)
+		t = MulScalar(Sub(t, d), digitBase) // the remainder, in [-127, 127] again
+	}
+	acc := Dot(ConvertDType(Concatenate(digits, 0), dtypes.Int8), codes).
+		WithOutputDType(dtypes.Int32).General([]int{1}, nil, []int{1}, nil) // [3M, N]
+	accF := ConvertDType(acc, dtypes.Float32)
+	part := func(i int) *Node { return Slice(accF, AxisRange(i*m, (i+1)*m)) }
+	y := Add(part(0), MulScalar(Add(part(1), MulScalar(part(2), 1/digitBase)), 1/digitBase))
+	// NaN or Inf in x would be lost in the integer product: put it back where the float product has it.
+	y = Add(y, Mul(ReduceAndKeep(Sub(x, x), ReduceSum, -1), ScalarZero(b.g, dtypes.Float32)))
+	return Mul(Mul(y, step), scale)
+}
+
+// fusedGGML are the llama.cpp types GoMLX's go backend multiplies in place. Its kernel unpacks
+// every block once per row of x: past maxFusedGGMLRows rows one dequantization of the whole
+// weight costs less (BenchmarkQuantizedProduct).
+var fusedGGML = map[arch.QuantType]compute.GGMLQuantType{arch.Q8_0: compute.GGMLQ8_0, arch.Q4_0: compute.GGMLQ4_0}
+
+const maxFusedGGMLRows = 4
+
+const (
+	// maxDigitRows: past this many rows (a prompt, not a decode step) the float32 product, whose
+	// one conversion of the weight is shared by all rows, is faster than three integer rows each.
+	maxDigitRows = 256
+	digitMax     = 127.0 // the largest int8 digit
+	digitBase    = 254.0 // each digit's remainder of at most 1/2 becomes the next digit, at most 127
+)
+
+// qembed looks ids up in a quantized [V, D] table: the codes and scales of the gathered rows only
+// are unpacked, never the whole table.
+func (b *builder) qembed(ids *Node, key string, q *arch.Quantization) *Node {
+	rows := &arch.Quantization{}
+	*rows = *q
+	sub := map[string]*Node{}
+	for _, suffix := range []string{arch.QWeightSuffix, arch.ScalesSuffix, arch.MinsSuffix} {
+		if p, ok := b.params[key+suffix]; ok {
+			sub[key+suffix] = take(p, Reshape(ids, -1))
+		}
+	}
+	rows.Rows = ids.Shape().Size()
+	saved := b.params
+	b.params = sub
+	defer func() { b.params = saved }()
+	w := b.dequantize(key, rows) // [ids, D]
+	return Reshape(w, append(ids.Shape().Clone().Dimensions, q.Cols)...)
+}
 
 // dequantize rebuilds a quantized weight [rows, cols] in the compute dtype, inside the graph, from
 // its packed parts (docs/FORMAT.md), as its scheme (arch.QuantScheme) lays them out: the codes
@@ -16,6 +110,12 @@ import (
 func (b *builder) dequantize(key string, q *arch.Quantization) *Node {
 	s := q.Scheme()
 	codes := b.params[key+arch.QWeightSuffix]
+	if s.GGML != nil {
+		return ConvertDType(dequantizeGGML(codes, q), b.dt)
+	}
+	if b.inOut[key+arch.QWeightSuffix] { // uploaded [in, out] (LoadWeights)
+		codes = Transpose(codes, 0, 1)
+	}
 	var vals *Node // [rows, stored cols] float32 codes
 	switch s.Bits {
 	case 8:
@@ -43,4 +143,38 @@ func (b *builder) dequantize(key string, q *arch.Quantization) *Node {
 		w = Slice(w, AxisRange(), AxisRange(0, q.Cols))
 	}
 	return ConvertDType(w, b.dt)
+}
+
+// dequantizeGGML rebuilds [rows, cols] float32 from llama.cpp's blocks (arch.GGMLBlock): each
+// block's f16 scale (and minimum) read from its first bytes, its codes from the rest.
+func dequantizeGGML(codes *Node, q *arch.Quantization) *Node {
+	blk := q.Scheme().GGML
+	nb := q.Cols / blk.Values
+	w := Reshape(codes, q.Rows, nb, blk.Bytes)
+	f16At := func(at int) *Node { // [rows, nb, 1]
+		v := Bitcast(Slice(w, AxisRange(), AxisRange(), AxisRange(at, at+2)), dtypes.Float16)
+		return Reshape(ConvertDType(v, dtypes.Float32), q.Rows, nb, 1)
+	}
+	d := f16At(0)
+	var vals *Node // [rows, nb, Values] float32
+	switch q.Type {
+	case arch.Q8_0:
+		vals = Mul(ConvertDType(Bitcast(Slice(w, AxisRange(), AxisRange(), AxisRange(2, blk.Bytes)), dtypes.Int8), dtypes.Float32), d)
+	case arch.Q4_0, arch.Q4_1:
+		first := 2
+		if q.Type == arch.Q4_1 {
+			first = 4
+		}
+		p := Slice(w, AxisRange(), AxisRange(), AxisRange(first, blk.Bytes))
+		// Weight j in the low nibble of byte j, weight j+16 in its high nibble.
+		nib := ConvertDType(Concatenate([]*Node{BitwiseAnd(p, Const(codes.Graph(), uint8(0x0f))), BitwiseShiftRightLogicalScalar(p, uint8(4))}, -1), dtypes.Float32)
+		if q.Type == arch.Q4_0 {
+			vals = Mul(AddScalar(nib, -8), d)
+		} else {
+			vals = Add(Mul(nib, d), f16At(2))
+		}
+	default:
+		panic(fmt.Sprintf("no in-graph unpacking of %s blocks", q.Type))
+	}
+	return Reshape(vals, q.Rows, q.Cols)
 }

@@ -26,6 +26,10 @@ type Engine struct {
 	DType   dtypes.DType // compute dtype: Float32 or BFloat16
 	Weights *Weights
 
+	// dequantProducts runs every quantized product as x times the whole dequantized weight: the
+	// reference the quantized products are tested against.
+	dequantProducts bool
+
 	compiles atomic.Int64
 	mu       sync.Mutex
 	execs    map[string]*Exec
@@ -89,7 +93,9 @@ func (e *Engine) exec(key string, build func(b *builder, in []*Node) []*Node) (*
 	nW := len(e.Weights.Keys)
 	x, err := NewExec(e.Backend, func(in []*Node) []*Node {
 		e.compiles.Add(1)
-		return build(newBuilder(in[0].Graph(), e.Weights, e.Config, e.DType, in[:nW], kindOf(e.Backend)), in[nW:])
+		b := newBuilder(in[0].Graph(), e.Weights, e.Config, e.DType, in[:nW], kindOf(e.Backend))
+		b.dequantProducts = e.dequantProducts
+		return build(b, in[nW:])
 	})
 	if err != nil {
 		return nil, err

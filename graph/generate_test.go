@@ -11,6 +11,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 
 	"github.com/btconvert/btconvert/internal/testfix"
+	"github.com/btconvert/btconvert/quant"
 )
 
 // A row of a batch whose prompts differ in length generates what it generates alone: the same
@@ -241,4 +242,44 @@ func mustRNG(t *testing.T) *tensors.Tensor {
 		t.Fatal(err)
 	}
 	return rng
+}
+
+// A quantized model's products and lookups, run on its packed weights (dequant.go), give the logits
+// of the same model run on its whole dequantized weights within rel L2 1e-5 and the same greedy
+// tokens: int8 (tables included; int4 models' products are dequantized either way) on every
+// backend, and on the go backend llama.cpp's q8_0 and q4_0 (GoMLX's fused product), for a block and
+// a vanilla model.
+func TestQuantizedProductsKeepLogits(t *testing.T) {
+	testfix.EachBackend(t, func(t *testing.T, b compute.Backend) {
+		prompts := [][]int32{testfix.ByteIDs("The GNU General Public License is a free, copyleft license")}
+		for _, name := range []string{"bt-tiny", "pythia-tiny"} {
+			settings := []quant.Settings{{Type: quant.Int8}}
+			if kindOf(b) == goBackend { // its fused product of llama.cpp's blocks (XLA dequantizes them)
+				settings = append(settings, quant.Settings{Type: "q8_0"}, quant.Settings{Type: "q4_0"})
+			}
+			for _, s := range settings {
+				fm := testfix.Open(t, testfix.Path(name))
+				plan, err := quant.MakePlan(fm, s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				qm := quant.Apply(fm, plan, nil)
+				var gens []*Generation
+				for _, reference := range []bool{false, true} {
+					e := loadOn(t, b, qm, dtypes.Float32)
+					e.dequantProducts = reference
+					g, err := e.Generate(prompts, GenerateOptions{MaxNewTokens: 12, KeepLogits: true})
+					if err != nil {
+						t.Fatal(err)
+					}
+					gens = append(gens, g)
+				}
+				e := testfix.RelL2(gens[0].Logits, gens[1].Logits)
+				t.Logf("%s %s: rel L2 %.3g", name, s.Type, e)
+				if e > 1e-5 || !slices.EqualFunc(gens[0].Tokens, gens[1].Tokens, slices.Equal) {
+					t.Errorf("%s %s: logits rel L2 %.3g from the dequantized weights' (tokens %v, want %v)", name, s.Type, e, gens[0].Tokens, gens[1].Tokens)
+				}
+			}
+		}
+	})
 }

@@ -28,6 +28,8 @@ type builder struct {
 	halfDotInF32 bool
 	// inOut: Linear weights on the device as [in, out] (Weights.InOut).
 	inOut map[string]bool
+	// dequantProducts: see Engine.dequantProducts.
+	dequantProducts bool
 	// officialPositions: the token decoder's positions of the official generate
 	// (GenerateOptions.OfficialPositions).
 	officialPositions bool
@@ -68,21 +70,25 @@ func (b *builder) w(component, name string) *Node {
 // product reads it in place either way.
 func (b *builder) linear(x *Node, component, name string, bias bool) *Node {
 	key := component + "/" + name + ".weight"
-	W := b.w(component, name+".weight")
 	dims := x.Shape().Dimensions
 	flat := Reshape(x, -1, dims[len(dims)-1])
 	if b.observe != nil {
 		b.observe(key, flat)
 	}
-	in, out := 1, 0 // W's axes
-	if b.inOut[key] {
-		in, out = 0, 1
+	var y *Node // [M, out]
+	if q := b.cfg.QuantOf(component, name+".weight"); q != nil && !b.dequantProducts {
+		y = ConvertDType(b.qlinear(flat, key, q), b.dt)
+	} else {
+		in := 1 // W's contracted axis
+		if b.inOut[key] {
+			in = 0
+		}
+		y = b.dot(flat, []int{1}, nil, b.w(component, name+".weight"), []int{in}, nil)
 	}
-	y := b.dot(flat, []int{1}, nil, W, []int{in}, nil) // [M, out]
 	if bias {
 		y = Add(y, InsertAxes(b.w(component, name+".bias"), 0))
 	}
-	return Reshape(y, append(append([]int(nil), dims[:len(dims)-1]...), W.Shape().Dim(out))...)
+	return Reshape(y, append(append([]int(nil), dims[:len(dims)-1]...), y.Shape().Dim(1))...)
 }
 
 // dot is DotGeneral, except that on the go backend bf16 and f16 products are computed from float32
@@ -246,6 +252,9 @@ func (b *builder) decoder(component string, d *arch.DecoderConfig, x, pos *Node,
 
 // embed looks token ids (int32, any shape) up in a [V, D] table.
 func (b *builder) embed(ids *Node, component, name string) *Node {
+	if q := b.cfg.QuantOf(component, name); q != nil {
+		return b.qembed(ids, component+"/"+name, q)
+	}
 	return take(b.w(component, name), ids)
 }
 

@@ -1,8 +1,10 @@
 package graph
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gomlx/compute/dtypes"
@@ -24,37 +26,22 @@ func randFloats(n int, seed uint64) []float32 {
 	return v
 }
 
-// Dequantizing inside the graph gives exactly the weights the host dequantization gives, for int8,
-// int4 asymmetric and symmetric, with padding.
+// Dequantizing inside the graph gives exactly the weights the host dequantization gives, for every
+// scheme: int8, int4 asymmetric and symmetric with padding, llama.cpp's blocks.
 func TestDequantizeInGraphEqualsHost(t *testing.T) {
 	be := testfix.Backend(t)
-	rows, cols := 6, 70 // 70 is not a whole number of groups of 32: padded to 96
-	w := randFloats(rows*cols, 3)
-	check := func(name string, q *arch.Quantization, parts map[string]*tensors.Tensor, host []float32) {
-		keys := []string{"t/w" + arch.QWeightSuffix, "t/w" + arch.ScalesSuffix}
-		if parts["mins"] != nil {
-			keys = append(keys, "t/w"+arch.MinsSuffix)
-		}
-		cfg := &arch.Config{Quantization: map[string]arch.Quantization{"t/w": *q}}
-		e := MustNewExec(be, func(in []*Node) *Node {
-			b := newBuilder(in[0].Graph(), &Weights{Keys: keys}, cfg, dtypes.Float32, in, goBackend)
-			return b.w("t", "w")
-		})
-		args := []any{parts["codes"], parts["scales"]}
-		if parts["mins"] != nil {
-			args = append(args, parts["mins"])
-		}
-		got, _ := tensors.CopyFlatData[float32](e.MustCall(args...)[0])
-		if !slices.Equal(got, host) {
-			t.Errorf("%s: in-graph dequantization differs from the host's", name)
-		}
-	}
-	// Every scheme, each of its symmetries, at a group size that pads the rows.
+	// Every scheme, each of its symmetries, at a group size that pads the rows (70 is not a whole
+	// number of groups of 32: padded to 96); llama.cpp's types at whole blocks.
 	for _, sc := range arch.QuantSchemes() {
 		for _, sym := range []bool{true, false} {
-			if !sym && !sc.Asymmetric {
+			if !sym && !sc.Asymmetric || sc.GGML != nil && sym == sc.Asymmetric {
 				continue
 			}
+			rows, cols := 6, 70
+			if sc.GGML != nil {
+				cols = 96
+			}
+			w := randFloats(rows*cols, 3)
 			q := sc.Record(rows, cols, 32, sym, safetensors.F32)
 			if !sc.Grouped {
 				q = sc.Record(rows, cols, 0, sym, safetensors.F32)
@@ -63,18 +50,39 @@ func TestDequantizeInGraphEqualsHost(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			specs := q.Parts("t", "w")
-			parts := map[string]*tensors.Tensor{"codes": bytesTensor(specs[0], st.Codes), "scales": tensors.FromFlatDataAndDimensions(st.Scales, specs[1].Shape...)}
-			if !q.Symmetric {
-				parts["mins"] = tensors.FromFlatDataAndDimensions(st.Mins, specs[2].Shape...)
-			}
 			host, err := quant.Decode(&q, st)
 			if err != nil {
 				t.Fatal(err)
 			}
-			check(sc.Describe(q.GroupSize, q.Symmetric), &q, parts, host)
+			keys, args := partTensors(&q, st)
+			cfg := &arch.Config{Quantization: map[string]arch.Quantization{"t/w": q}}
+			e := MustNewExec(be, func(in []*Node) *Node {
+				b := newBuilder(in[0].Graph(), &Weights{Keys: keys}, cfg, dtypes.Float32, in, goBackend)
+				return b.w("t", "w")
+			})
+			got, _ := tensors.CopyFlatData[float32](e.MustCall(args...)[0])
+			if !slices.Equal(got, host) {
+				t.Errorf("%s: in-graph dequantization differs from the host's", sc.Describe(q.GroupSize, q.Symmetric))
+			}
 		}
 	}
+}
+
+// partTensors are the stored parts of a quantized "t/w" (arch.Quantization.Parts) as keys and
+// tensors, in that order.
+func partTensors(q *arch.Quantization, st quant.Stored) (keys []string, args []any) {
+	for _, p := range q.Parts("t", "w") {
+		keys = append(keys, p.Key())
+		switch {
+		case strings.HasSuffix(p.Name, arch.QWeightSuffix):
+			args = append(args, bytesTensor(p, st.Codes))
+		case strings.HasSuffix(p.Name, arch.ScalesSuffix):
+			args = append(args, tensors.FromFlatDataAndDimensions(st.Scales, p.Shape...))
+		default:
+			args = append(args, tensors.FromFlatDataAndDimensions(st.Mins, p.Shape...))
+		}
+	}
+	return keys, args
 }
 
 // bytesTensor is stored bytes as the tensor of spec's dtype (I8 or U8) and shape.
@@ -124,5 +132,93 @@ func TestTakeRows(t *testing.T) {
 	}
 	if !slices.Equal(out.Shape().Dimensions, []int{2, 3, 2, 3}) || !slices.Equal(got, want) {
 		t.Errorf("take: shape %v, %v, want %v", out.Shape().Dimensions, got, want)
+	}
+}
+
+// The quantized product (qlinear) equals x times the dequantized weight, on both backends, for
+// every scheme, at a decode step's rows (XLA's int8 digits) and a prompt's (float32 past
+// maxDigitRows), for rows with an outlier, a zero row and a row holding NaN; and the quantized
+// lookup (qembed) gives the dequantized table's rows.
+func TestQuantizedProductsEqualDequantized(t *testing.T) {
+	const n = 40
+	for _, be := range []struct {
+		name string
+		kind backendKind
+	}{{"go", goBackend}, {"xla", xlaBackend}} {
+		backend := testfix.Backend(t)
+		if be.kind == xlaBackend {
+			backend = testfix.XLA(t)
+		}
+		for _, sc := range arch.QuantSchemes() {
+			k := 70 // not a whole number of groups of 32: int4 pads it
+			if sc.GGML != nil {
+				k = 96 // llama.cpp's types take whole blocks only
+			}
+			w := randFloats(n*k, 8)
+			q := sc.Record(n, k, 0, true, safetensors.F32)
+			if sc.Grouped {
+				q = sc.Record(n, k, 32, false, safetensors.F32)
+			}
+			st, err := quant.Encode(w, &q, nil, quant.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			host, err := quant.Decode(&q, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys, args := partTensors(&q, st)
+			cfg := &arch.Config{Quantization: map[string]arch.Quantization{"t/w": q}}
+			build := func(in []*Node) *builder {
+				return newBuilder(in[0].Graph(), &Weights{Keys: keys}, cfg, dtypes.Float32, in[:len(keys)], be.kind)
+			}
+			name := be.name + " " + sc.Describe(q.GroupSize, q.Symmetric)
+			for _, m := range []int{1, 16, maxDigitRows + 1} {
+				x := randFloats(m*k, uint64(m))
+				x[3] = 40 // an outlier: the digits of the small values must still be exact enough
+				if m > 1 {
+					clear(x[k : 2*k]) // a zero row
+				}
+				e := MustNewExec(backend, func(in []*Node) *Node {
+					return build(in).qlinear(in[len(in)-1], "t/w", &q)
+				})
+				got, _ := tensors.CopyFlatData[float32](e.MustCall(append(args, tensors.FromFlatDataAndDimensions(x, m, k))...)[0])
+				want := make([]float32, m*n)
+				for r := range m {
+					for c := range n {
+						var s float64
+						for j := range k {
+							s += float64(x[r*k+j]) * float64(host[c*k+j])
+						}
+						want[r*n+c] = float32(s)
+					}
+				}
+				if e := testfix.RelL2(got, want); e > 1e-6 {
+					t.Errorf("%s, %d rows: the quantized product differs from x times the dequantized weight by rel L2 %.3g", name, m, e)
+				}
+				if m > 1 && slices.ContainsFunc(got[n:2*n], func(v float32) bool { return v != 0 }) {
+					t.Errorf("%s, %d rows: a zero row's product is %v", name, m, got[n:2*n])
+				}
+				x[0] = float32(math.NaN())
+				got, _ = tensors.CopyFlatData[float32](e.MustCall(append(args, tensors.FromFlatDataAndDimensions(x, m, k))...)[0])
+				if !slices.ContainsFunc(got[:n], func(v float32) bool { return math.IsNaN(float64(v)) }) {
+					t.Errorf("%s, %d rows: NaN in x vanished from the product: %v", name, m, got[:3])
+				}
+			}
+			ids := []int32{39, 0, 7, 7, 12, 1}
+			e := MustNewExec(backend, func(in []*Node) *Node {
+				return build(in).qembed(in[len(in)-1], "t/w", &q)
+			})
+			out := e.MustCall(append(args, tensors.FromFlatDataAndDimensions(ids, 2, 3))...)[0]
+			got, _ := tensors.CopyFlatData[float32](out)
+			var want []float32
+			for _, id := range ids {
+				want = append(want, host[int(id)*k:(int(id)+1)*k]...)
+			}
+			// XLA may fuse scale*q + min into one multiply-add: the same value to a rounding.
+			if e := testfix.RelL2(got, want); !slices.Equal(out.Shape().Dimensions, []int{2, 3, k}) || e > 1e-7 || be.kind == goBackend && !slices.Equal(got, want) {
+				t.Errorf("%s: the quantized lookup differs from the dequantized table's rows by rel L2 %.3g (shape %v)", name, e, out.Shape().Dimensions)
+			}
+		}
 	}
 }

@@ -30,7 +30,7 @@ type Weights struct {
 // rather than in every graph run (a graph converts its weights to the compute dtype on each run);
 // F32 and BF16 stay as stored; F16 quantization scales become F32.
 //
-// On the pure-Go backend the float Linear weights go up transposed, [in, out]: its matrix-product
+// On the pure-Go backend the float Linear weights (and int8 codes) go up transposed, [in, out]: its matrix-product
 // kernels run x [M, K] times a [K, N] operand 4x (the vocabulary head at one row) to 10x (the
 // D = 256 projections) faster than times a [N, K] one (GoMLX v0.28.8, compute v0.1.6; measured by
 // BenchmarkMatmulRate). XLA picks its own layouts: there they stay as stored.
@@ -39,8 +39,14 @@ func LoadWeights(m *formats.Model, backend compute.Backend) (*Weights, error) {
 	inOut := map[string]bool{}
 	if kindOf(backend) == goBackend {
 		for _, s := range arch.Tensors(m.Config) {
-			if s.Role == arch.RoleLinear && len(s.Shape) == 2 && m.Config.QuantOf(s.Component, s.Name) == nil {
+			if s.Role != arch.RoleLinear || len(s.Shape) != 2 {
+				continue
+			}
+			switch q := m.Config.QuantOf(s.Component, s.Name); {
+			case q == nil:
 				inOut[s.Key()] = true
+			case q.Scheme().Bits == 8 && !q.Scheme().Grouped: // int8 codes, read by qlinear as floats
+				inOut[s.Key()+arch.QWeightSuffix] = true
 			}
 		}
 	}
@@ -70,7 +76,7 @@ func LoadWeights(m *formats.Model, backend compute.Backend) (*Weights, error) {
 			for i := range b {
 				b[i] = int8(raw[i])
 			}
-			dt = tensors.FromFlatDataAndDimensions(b, t.Shape...)
+			dt = upload(b, t.Shape, inOut[t.Key()])
 		case safetensors.U8:
 			dt = tensors.FromFlatDataAndDimensions(append([]uint8(nil), raw...), t.Shape...)
 		default:
@@ -90,7 +96,7 @@ func LoadWeights(m *formats.Model, backend compute.Backend) (*Weights, error) {
 }
 
 // upload is a host tensor of values with shape; a 2-D one transposed when inOut.
-func upload[T float32 | bfloat16.BFloat16](v []T, shape []int, inOut bool) *tensors.Tensor {
+func upload[T float32 | bfloat16.BFloat16 | int8](v []T, shape []int, inOut bool) *tensors.Tensor {
 	if !inOut {
 		return tensors.FromFlatDataAndDimensions(v, shape...)
 	}

@@ -67,6 +67,12 @@ var codecs = map[arch.QuantType]codec{
 	},
 }
 
+func init() {
+	for _, t := range []arch.QuantType{arch.Q8_0, arch.Q4_0, arch.Q4_1} {
+		codecs[t] = ggmlCodec
+	}
+}
+
 // codecOf returns the algorithms of q's scheme.
 func codecOf(t arch.QuantType) (codec, error) {
 	c, ok := codecs[t]

@@ -91,8 +91,8 @@ func typeList() string {
 
 // Settings say how to quantize.
 type Settings struct {
-	// Type is the scheme for the tensors the policy quantizes: int8, int4, or a name llama.cpp
-	// and mlx-lm users know (q4_0, q4_1: see Presets), which also sets GroupSize and Symmetric.
+	// Type is the scheme for the tensors the policy quantizes: int8, int4, llama.cpp's q8_0, q4_0
+	// or q4_1, or a preset name (Presets), which also sets GroupSize and Symmetric.
 	Type      Type
 	GroupSize int  // grouped schemes (0: the scheme's default); int8 has no groups
 	Symmetric bool // int4: q in -8..7 (else scale and minimum, q in 0..15); int8 always is
@@ -110,6 +110,9 @@ func (s Settings) Resolve() (Settings, error) {
 			return s, err
 		}
 	}
+	if t := Type(strings.ToLower(string(s.Type))); t.Quantized() {
+		s.Type = t // Q8_0 as llama.cpp spells it
+	}
 	sc := s.Type.Scheme()
 	if sc == nil {
 		return s, errs.Option("Type", string(s.Type), "want %s", typeNames())
@@ -122,6 +125,12 @@ func (s Settings) Resolve() (Settings, error) {
 	}
 	if !sc.Asymmetric {
 		s.Symmetric = true
+	}
+	if sc.GGML != nil { // llama.cpp's blocks: its rounding, its scales
+		if s.Symmetric && sc.Asymmetric {
+			return s, errs.Option("Symmetric", true, "%s is asymmetric (a scale and a minimum per block)", sc.Type)
+		}
+		s.Search, s.F16Scales = false, true
 	}
 	return s, nil
 }
@@ -177,10 +186,24 @@ func (p *Plan) record(sc *arch.QuantScheme, to Type, rows, cols int) arch.Quanti
 }
 
 // Quantizable is the default policy: every Linear weight of the decoders and of a RoBERTa
-// embedder's layers, the expansion layer and the output head (the embedder's projection and the
-// embedding tables stay as stored, a T5 token decoder's tied head with its table).
+// embedder's layers, the expansion layer and the output head (the embedder's projection stays as
+// stored, a T5 token decoder's tied head with its table; token tables: TableType).
 func Quantizable(s arch.TensorSpec) bool {
 	return s.Role == arch.RoleLinear && s.Part != arch.PartProjection
+}
+
+// TableType is the default for the token tables of a model quantized to t: int8 (a lookup
+// unpacks only the rows it gathers, and int8 rows cost no measurable quality, docs/QUANTIZATION.md),
+// as llama.cpp quantizes its token embeddings. A T5 token decoder's table stays as stored: it is
+// also its output head, read whole at every step.
+func TableType(s arch.TensorSpec, c *arch.Config, t Type) (Type, bool) {
+	if !t.Quantized() || s.Role != arch.RoleEmbedding || (s.Part != arch.PartEmbeddings && s.Part != arch.PartEmbedIn) {
+		return "", false
+	}
+	if s.Component == arch.TokenDecoder && c.TokenDecoder != nil && c.TokenDecoder.T5 != nil {
+		return "", false
+	}
+	return Int8, true
 }
 
 // MakePlan decides the storage of every tensor of m (which must not be quantized already).
@@ -205,6 +228,8 @@ func MakePlan(m *formats.Model, s Settings) (*Plan, error) {
 		to := floatType(t.DType)
 		if Quantizable(spec) {
 			to = s.Type
+		} else if tt, ok := TableType(spec, m.Config, s.Type); ok {
+			to = tt
 		}
 		for i, o := range s.Overrides {
 			if o.Pattern.MatchString(key) {
@@ -221,6 +246,9 @@ func MakePlan(m *formats.Model, s Settings) (*Plan, error) {
 		n := t.NumElements()
 		if sc := to.Scheme(); sc != nil {
 			q := p.record(sc, to, t.Shape[0], t.Shape[1])
+			if err := q.Validate(t.Shape); err != nil {
+				return nil, &errs.InputError{Msg: fmt.Sprintf("%s: %v", key, err)}
+			}
 			for _, part := range q.Parts(t.Component, t.Name) {
 				e.BytesAfter += part.Bytes()
 			}
@@ -303,7 +331,7 @@ func (p *Plan) Print(w io.Writer) error {
 	for _, c := range comps {
 		row(c, func(e Entry) bool { return e.Component == c })
 	}
-	row("quantized linear weights", func(e Entry) bool { return e.To.Quantized() })
+	row("quantized weights", func(e Entry) bool { return e.To.Quantized() })
 	row("total", func(Entry) bool { return true })
 	return tot.Render()
 }

@@ -1,6 +1,7 @@
 package quant
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -18,11 +19,8 @@ type Preset struct {
 }
 
 // Presets are the names Settings.Type also takes.
-var Presets = []Preset{
-	{Name: "q4_0", Type: Int4, GroupSize: 32, Symmetric: true},
-	{Name: "q4_1", Type: Int4, GroupSize: 32},
-	{Name: "q8_0", Refuse: "btconvert's int8 is symmetric per output row, not per group of 32 as in llama.cpp; use int8"},
-}
+// (llama.cpp's q8_0, q4_0 and q4_1 are schemes of their own: arch.QuantSchemes.)
+var Presets []Preset
 
 func presetOf(t Type) (Preset, bool) {
 	for _, p := range Presets {
@@ -57,7 +55,7 @@ func TypeForBits(bits int) (Type, error) {
 	}
 	var b []string
 	for _, t := range Types() {
-		if sc := t.Scheme(); sc != nil {
+		if sc := t.Scheme(); sc != nil && !slices.Contains(b, strconv.Itoa(sc.Bits)) {
 			b = append(b, strconv.Itoa(sc.Bits))
 		}
 	}

@@ -149,16 +149,16 @@ func TestSettingsResolve(t *testing.T) {
 		want Settings
 		err  string
 	}{
-		{in: Settings{Type: "q4_0"}, want: Settings{Type: Int4, GroupSize: 32, Symmetric: true}},
-		{in: Settings{Type: "Q4_1", Search: true}, want: Settings{Type: Int4, GroupSize: 32, Search: true}},
+		{in: Settings{Type: "q4_0", Search: true}, want: Settings{Type: "q4_0", GroupSize: 32, Symmetric: true}}, // llama.cpp's rounding: no search
+		{in: Settings{Type: "Q4_1"}, want: Settings{Type: "q4_1", GroupSize: 32}},
+		{in: Settings{Type: "q8_0"}, want: Settings{Type: "q8_0", GroupSize: 32, Symmetric: true}},
 		{in: Settings{Type: Int4}, want: Settings{Type: Int4, GroupSize: 64}},
 		{in: Settings{Type: Int8}, want: Settings{Type: Int8, Symmetric: true}},
 		{in: Settings{Type: Int8, GroupSize: 64}, err: "--group-size 64: int8 has one scale per output row, no groups (give 0)"},
-		{in: Settings{Type: "q4_1", GroupSize: 64}, err: "--group-size 64: q4_1 means groups of 32"},
-		{in: Settings{Type: "q4_1", Symmetric: true}, err: "--symmetric true: q4_1 is asymmetric (a scale and a minimum per group)"},
-		{in: Settings{Type: "q8_0"}, err: `--type "q8_0": btconvert's int8 is symmetric per output row, not per group of 32 as in llama.cpp; use int8`},
-		{in: Settings{Type: "int3"}, err: `--type "int3": want int8, int4, q4_0 or q4_1`},
-		{in: Settings{Type: F16}, err: `--type "f16": want int8, int4, q4_0 or q4_1`},
+		{in: Settings{Type: "q4_1", GroupSize: 64}, err: "--group-size 64: q4_1 is llama.cpp's blocks of 32 weights"},
+		{in: Settings{Type: "q4_1", Symmetric: true}, err: "--symmetric true: q4_1 is asymmetric (a scale and a minimum per block)"},
+		{in: Settings{Type: "int3"}, err: `--type "int3": want int8, int4, q8_0, q4_0 or q4_1`},
+		{in: Settings{Type: F16}, err: `--type "f16": want int8, int4, q8_0, q4_0 or q4_1`},
 	} {
 		got, err := c.in.Resolve()
 		if c.err != "" {
@@ -181,10 +181,14 @@ func TestSettingsResolve(t *testing.T) {
 
 // Every scheme has its algorithms, and a weight survives a round trip through its codes.
 func TestEverySchemeHasACodec(t *testing.T) {
-	w := []float32{0.5, -1, 0.25, 2, -0.75, 1.5, 0, -2}
 	for _, sc := range arch.QuantSchemes() {
+		w := []float32{0.5, -1, 0.25, 2, -0.75, 1.5, 0, -2}
 		q := sc.Record(2, 4, sc.DefaultGroupSize, true, safetensors.F32)
-		if sc.Grouped {
+		switch {
+		case sc.GGML != nil: // whole blocks only
+			w = randWeights(2, 64, 1)
+			q = sc.Record(2, 64, 0, true, safetensors.F32)
+		case sc.Grouped:
 			q = sc.Record(2, 4, 2, true, safetensors.F32) // groups of 2: this tiny weight fills them
 		}
 		st, err := Encode(w, &q, nil, Options{})
@@ -330,14 +334,14 @@ func TestPlanPolicyAblation(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]string{
-		"embedder/embeddings.weight":                          "f32",
+		"embedder/embeddings.weight":                          "int8", // the token table (TableType)
 		"embedder/position_embeddings.weight":                 "f32",
 		"embedder/layers.1.attention.query.weight":            "int8",
 		"embedder/layers.0.mlp.dense_4h_to_h.weight":          "int8",
 		"embedder/layers.0.mlp.dense_4h_to_h.bias":            "f32",
 		"embedder/projection_layer.weight":                    "f32",
 		"token_decoder/expansion_layer.weight":                "int8",
-		"token_decoder/embed_in.weight":                       "f32",
+		"token_decoder/embed_in.weight":                       "f32", // T5's table is its head too
 		"token_decoder/relative_attention_bias.weight":        "f32",
 		"token_decoder/layers.1.cross_attention.value.weight": "int8",
 		"token_decoder/layers.0.mlp.dense_h_to_4h.weight":     "int8",
@@ -347,8 +351,8 @@ func TestPlanPolicyAblation(t *testing.T) {
 			t.Errorf("%s -> %s, want %s", k, to[k], want)
 		}
 	}
-	// RoBERTa 2 x 6, block decoder 2 x 4, the expansion, T5 2 x 10.
-	if quantized != 2*6+2*4+1+2*10 {
+	// RoBERTa's token table and 2 x 6, block decoder 2 x 4, the expansion, T5 2 x 10.
+	if quantized != 1+2*6+2*4+1+2*10 {
 		t.Errorf("%d tensors quantized", quantized)
 	}
 }

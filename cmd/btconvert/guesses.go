@@ -136,10 +136,10 @@ var quantTypeNames = func() map[string]string {
 		m[n] = kquant + "; btconvert has no 5- or 6-bit type: use int8 (per output row) to stay closer to the original, int4 to be smaller"
 	}
 	for _, n := range []string{"q5_0", "q5_1"} {
-		m[n] = "5 bits in groups of 32 (llama.cpp); btconvert has no 5-bit type: use int8 (per output row) to stay closer to the original, or q4_0 / q4_1 (int4, groups of 32) to be smaller"
+		m[n] = "5 bits in groups of 32 (llama.cpp); btconvert has no 5-bit type: use int8 (per output row) to stay closer to the original, or q4_0 / q4_1 (llama.cpp's 4-bit blocks of 32) to be smaller"
 	}
-	m["q8_k"] = "llama.cpp's intermediate for dot products, never a model's type; use int8 (symmetric per output row)"
-	m["q8_1"] = "llama.cpp's intermediate for dot products, never a model's type; use int8 (symmetric per output row)"
+	m["q8_k"] = "llama.cpp's intermediate for dot products, never a model's type; use q8_0 (llama.cpp's blocks of 32) or int8 (per output row)"
+	m["q8_1"] = m["q8_k"]
 	for _, n := range []string{"iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq2_m", "iq3_xxs", "iq3_xs", "iq3_s", "iq3_m", "iq4_nl", "iq4_xs"} {
 		m[n] = "a llama.cpp i-quant (codebooks chosen with an importance matrix), a GGUF encoding btconvert does not write; use int4 with --calib FILE (GPTQ, or --calib-method imatrix for importance-weighted scales)"
 	}

@@ -15,27 +15,29 @@ func quantizeCommand() *cli.Command {
 		Usage:     "quantize a model's weights to int8 or int4",
 		ArgsUsage: "MODEL",
 		Description: `Writes a new model folder whose linear weights (both decoders, the expansion layer and the
-output head) are int8 per output channel or int4 per group; LayerNorms and biases are never quantized
-and embedding tables are kept unless --tensor-type says int8. --dry-run prints the plan only; the same
+output head) are int8 per output channel or int4 per group, and whose token tables are int8 (a lookup
+unpacks only the rows it reads); LayerNorms and biases are never quantized; --tensor-type overrides
+any of it. --dry-run prints the plan only; the same
 table ends a real run.
 
---type takes int8 / int4 (any case) and the llama.cpp names that mean the same: q4_0 (int4, groups of
-32, symmetric) and q4_1 (int4, groups of 32, scale + minimum). Without --type (or --q-bits) it is
-int4 in groups of 64 with a scale and a minimum per group: what mlx-lm's convert -q writes by
-default. mlx-lm's --q-bits 8|4 and --q-group-size are accepted too. Other llama.cpp and mlx-lm names
-(q8_0, q4_k_m, q5_0, q6_k, iq4_xs, 4bit, bf16, ...) are refused saying what to use instead.
+--type takes int8 / int4 (any case), and llama.cpp's q8_0, q4_0 and q4_1: its own blocks of 32
+weights with an f16 scale (q4_1: and a minimum), 8.5 / 4.5 / 5 bits per weight, rounded as
+llama-quantize rounds them (no search, no calibration), for rows of whole blocks. Without --type (or
+--q-bits) it is int4 in groups of 64 with a scale and a minimum per group: what mlx-lm's convert -q
+writes by default. mlx-lm's --q-bits 8|4 and --q-group-size are accepted too. Other llama.cpp and
+mlx-lm names (q4_k_m, q5_0, q6_k, iq4_xs, 4bit, bf16, ...) are refused saying what to use instead.
 
 Examples:
    ./btconvert quantize out/bt-tiny -o out/bt-tiny-int4                  # int4, groups of 64: the default
    ./btconvert quantize out/bt-tiny -o out/bt-tiny-q8 --type int8
    ./btconvert quantize out/bt-tiny -o out/bt-tiny-g128 --group-size 128 --calib /usr/share/common-licenses/GPL-2
-   ./btconvert quantize out/bt-tiny -o out/bt-tiny-q4_0 --type q4_0 --calib-stats out/gpl2.calib
+   ./btconvert quantize out/bt-tiny -o out/bt-tiny-q8_0 --type q8_0
    ./btconvert quantize out/bt-tiny -o out/bt-tiny-mixed --tensor-type 'embed_out\.weight$=int8' --dry-run`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output folder"},
-			&cli.StringFlag{Name: "type", Value: defaultQuantType, Usage: "int8 or int4 (also q4_0, q4_1); int4 is groups of 64 with a scale and a minimum unless --group-size or --sym say otherwise (mlx-lm's default)"},
+			&cli.StringFlag{Name: "type", Value: defaultQuantType, Usage: "int8, int4, or llama.cpp's q8_0, q4_0, q4_1; int4 is groups of 64 with a scale and a minimum unless --group-size or --sym say otherwise (mlx-lm's default)"},
 			&cli.IntFlag{Name: "q-bits", Usage: "mlx-lm spelling: 8 (int8) or 4 (int4)"},
-			&cli.IntFlag{Name: "group-size", Aliases: []string{"q-group-size"}, Usage: "int4 group size: 32, 64 or 128 (default: 64; q4_0 and q4_1 are 32)"},
+			&cli.IntFlag{Name: "group-size", Aliases: []string{"q-group-size"}, Usage: "int4 group size: 32, 64 or 128 (default: 64; llama.cpp's types are blocks of 32)"},
 			&cli.BoolFlag{Name: "sym", Usage: "int4 symmetric (q in -8..7) instead of scale + minimum"},
 			&cli.BoolFlag{Name: "no-search", Usage: "plain round-to-nearest instead of the scale search"},
 			&cli.StringFlag{Name: "scale-dtype", Value: "f32", Usage: "f32 or f16 scales"},
@@ -71,7 +73,7 @@ func quantType(c *cli.Context) (quant.Type, error) {
 		}
 		if !c.IsSet("type") {
 			t = bits
-		} else if r, err := (quant.Settings{Type: t}).Resolve(); err != nil || r.Type != bits { // a preset (q4_0) names its scheme
+		} else if r, err := (quant.Settings{Type: t}).Resolve(); err != nil || r.Type.Scheme().Bits != bits.Scheme().Bits {
 			return "", usagef("--q-bits %d disagrees with --type %s", c.Int("q-bits"), c.String("type"))
 		}
 	}

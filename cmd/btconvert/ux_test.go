@@ -65,13 +65,12 @@ func TestQuantTypeNames(t *testing.T) {
 	for _, c := range []struct{ typ, want string }{
 		{"q4_k_m", "a llama.cpp k-quant (super-blocks of 256 with quantized scales, some tensors kept wider), a GGUF encoding btconvert does not write; use int4 (groups of 64 with a scale and a minimum; GPTQ with --calib FILE) for 4 bits, int8 for near-lossless"},
 		{"Q6_K", "a llama.cpp k-quant (super-blocks of 256 with quantized scales, some tensors kept wider), a GGUF encoding btconvert does not write; btconvert has no 5- or 6-bit type: use int8 (per output row) to stay closer to the original, int4 to be smaller"},
-		{"q5_0", "5 bits in groups of 32 (llama.cpp); btconvert has no 5-bit type: use int8 (per output row) to stay closer to the original, or q4_0 / q4_1 (int4, groups of 32) to be smaller"},
-		{"q8_k", "llama.cpp's intermediate for dot products, never a model's type; use int8 (symmetric per output row)"},
+		{"q5_0", "5 bits in groups of 32 (llama.cpp); btconvert has no 5-bit type: use int8 (per output row) to stay closer to the original, or q4_0 / q4_1 (llama.cpp's 4-bit blocks of 32) to be smaller"},
+		{"q8_k", "llama.cpp's intermediate for dot products, never a model's type; use q8_0 (llama.cpp's blocks of 32) or int8 (per output row)"},
 		{"iq4_xs", "a llama.cpp i-quant (codebooks chosen with an importance matrix), a GGUF encoding btconvert does not write; use int4 with --calib FILE (GPTQ, or --calib-method imatrix for importance-weighted scales)"},
 		{"bf16", "a storage dtype, not a quantization: import --dtype bf16 (or export --format official --dtype bf16) converts the weights; quantize --tensor-type 'REGEX=bf16' keeps chosen tensors in it"},
 		{"4bit", "means int4 here (mlx-lm's default 4 bits: groups of 64 with a scale and a bias, as int4 without --sym); use --type int4 or --q-bits 4"},
 		{"8bit", "means int8 here (symmetric per output row, not mlx-lm's groups of 64); use --type int8 or --q-bits 8"},
-		{"q8_0", "btconvert's int8 is symmetric per output row, not per group of 32 as in llama.cpp; use int8"},
 	} {
 		// No --output: the type is explained before the usage is checked.
 		code, _, stderr := btc(t, "quantize", model, "--type", c.typ)
@@ -105,7 +104,7 @@ func TestQuantTypeNames(t *testing.T) {
 		}
 	}
 	code, out, _ := btc(t, "quantize", "--help")
-	if code != 0 || !regexp.MustCompile(`--type value +int8 or int4 .*\(default: "int4"\)`).MatchString(out) {
+	if code != 0 || !regexp.MustCompile(`--type value +int8, int4, .*\(default: "int4"\)`).MatchString(out) {
 		t.Errorf("quantize --help does not show the default type:\n%s", out)
 	}
 }

@@ -42,6 +42,9 @@ type Quantization struct {
 //	NAME.scales   F32|F16 [rows] (int8)           F32|F16 [rows, groups] (int4)
 //	NAME.mins     asymmetric only: F32|F16, the shape of the scales
 //
+// llama.cpp's types (q8_0, q4_0, q4_1) are NAME.qweight alone: U8 [rows, cols/32 * block bytes],
+// each row its blocks (GGMLBlock).
+//
 // (QuantScheme.codes and Parts produce these from the scheme.)
 const (
 	QWeightSuffix = ".qweight"
@@ -97,6 +100,12 @@ func (q *Quantization) Validate(shape []int) error {
 		return fmt.Errorf("%s has a scale per row, without group_size or padded_cols", q.Type)
 	case !s.Asymmetric && !q.Symmetric:
 		return fmt.Errorf("%s is symmetric only", q.Type)
+	case s.GGML != nil && q.Symmetric == s.Asymmetric:
+		return fmt.Errorf("%s is asymmetric only", q.Type)
+	case s.GGML != nil && q.ScaleDType != safetensors.F16:
+		return fmt.Errorf("%s stores its scales as F16, not %s", q.Type, q.ScaleDType)
+	case s.GGML != nil && q.Cols%s.GGML.Values != 0:
+		return fmt.Errorf("%s needs rows of whole blocks of %d weights; a row here has %d (quantize this tensor to int8 or int4 with --tensor-type)", q.Type, s.GGML.Values, q.Cols)
 	case s.Grouped && q.GroupSize < 2:
 		return fmt.Errorf("group_size %d must be at least 2", q.GroupSize)
 	case s.Grouped && q.GroupSize*s.Bits%8 != 0:
@@ -119,6 +128,9 @@ func (q *Quantization) Parts(component, name string) []TensorSpec {
 		return TensorSpec{Component: component, Name: name + suffix, Layer: NoLayer, Shape: shape, DType: dt, Role: RoleQuantPart}
 	}
 	cdt, cshape := s.codes(q)
+	if s.GGML != nil { // the blocks hold the scales
+		return []TensorSpec{part(QWeightSuffix, cdt, cshape...)}
+	}
 	scales := []int{q.Rows}
 	if s.Grouped {
 		scales = []int{q.Rows, q.Groups()}

@@ -28,6 +28,10 @@ type QuantScheme struct {
 	DefaultGroupSize int   // when none is given (grouped only)
 	// Asymmetric is whether a scale and a minimum per group may be stored (else symmetric only).
 	Asymmetric bool
+	// GGML, when set, stores the tensor in llama.cpp's own blocks (one U8 tensor, each row a run of
+	// blocks holding their scale in f16 and their codes: GGMLBlock) rather than as separate codes,
+	// scales and minimums; such a scheme is symmetric only, or asymmetric only when Asymmetric.
+	GGML *GGMLBlock
 	// Embeddings is whether an embedding table may be stored this way (the lookup dequantizes
 	// rows of a table that is otherwise never multiplied; int4 tables lose too much).
 	Embeddings bool
@@ -44,18 +48,37 @@ type QuantScheme struct {
 const (
 	Int8 QuantType = "int8" // per output row, symmetric, q in -127..127
 	Int4 QuantType = "int4" // per group of the input dim, asymmetric (scale, min) or symmetric
+	Q8_0 QuantType = "q8_0" // llama.cpp's blocks of 32: f16 scale, 32 int8 codes
+	Q4_0 QuantType = "q4_0" // llama.cpp's blocks of 32: f16 scale, 16 bytes of 4-bit codes
+	Q4_1 QuantType = "q4_1" // llama.cpp's blocks of 32: f16 scale and minimum, 16 bytes of codes
 )
 
-// quantSchemes are every scheme, from the finest to the coarsest.
+// GGMLBlock is the layout of one of llama.cpp's blocks (ggml-common.h, block_q8_0 / block_q4_0 /
+// block_q4_1): a little-endian f16 scale, an f16 minimum when the scheme is asymmetric, then the
+// codes of Values weights. 4-bit codes pack weight j of the block in the low nibble of byte j
+// and weight j+16 in its high nibble, stored as code+8 when symmetric.
+type GGMLBlock struct {
+	Values int // weights per block
+	Bytes  int // bytes per block
+}
+
+// quantSchemes are every scheme: btconvert's own, then llama.cpp's; each width's finest first (a
+// width's first scheme is what mlx-lm's --q-bits means).
 var quantSchemes = []*QuantScheme{
 	{Type: Int8, Bits: 8, Embeddings: true, SymLevels: [2]int{-127, 127}, MaxPPLRatio: 1.01, MinTop1: 0.95},
 	// Group sizes: each a whole number of bytes of codes and a divisor of the usual widths; 64 is
 	// the measured balance of size and quality here (docs/QUANTIZATION.md), llama.cpp's q4 is 32.
 	{Type: Int4, Bits: 4, Grouped: true, GroupSizes: []int{32, 64, 128}, DefaultGroupSize: 64, Asymmetric: true,
 		SymLevels: [2]int{-8, 7}, AsymLevels: [2]int{0, 15}, MaxPPLRatio: 1.06, MinTop1: 0.80},
+	{Type: Q8_0, Bits: 8, Grouped: true, GroupSizes: []int{32}, DefaultGroupSize: 32, GGML: &GGMLBlock{Values: 32, Bytes: 34},
+		SymLevels: [2]int{-127, 127}, MaxPPLRatio: 1.01, MinTop1: 0.95},
+	{Type: Q4_0, Bits: 4, Grouped: true, GroupSizes: []int{32}, DefaultGroupSize: 32, GGML: &GGMLBlock{Values: 32, Bytes: 18},
+		SymLevels: [2]int{-8, 7}, MaxPPLRatio: 1.06, MinTop1: 0.80},
+	{Type: Q4_1, Bits: 4, Grouped: true, GroupSizes: []int{32}, DefaultGroupSize: 32, Asymmetric: true, GGML: &GGMLBlock{Values: 32, Bytes: 20},
+		AsymLevels: [2]int{0, 15}, MaxPPLRatio: 1.06, MinTop1: 0.80},
 }
 
-// QuantSchemes lists every scheme, finest first.
+// QuantSchemes lists every scheme (see quantSchemes).
 func QuantSchemes() []*QuantScheme { return quantSchemes }
 
 // SchemeOf returns the scheme of type t, or an error naming the known ones.
@@ -95,6 +118,8 @@ func (s *QuantScheme) Levels(symmetric bool) (lo, hi int) {
 // CheckGroupSize says what is wrong with a group size for this scheme (0 is the default).
 func (s *QuantScheme) CheckGroupSize(group int) error {
 	switch {
+	case s.GGML != nil && group != 0 && group != s.GGML.Values:
+		return fmt.Errorf("%s is llama.cpp's blocks of %d weights", s.Type, s.GGML.Values)
 	case !s.Grouped && group != 0:
 		return fmt.Errorf("%s has one scale per output row, no groups (give 0)", s.Type)
 	case s.Grouped && group != 0 && !slices.Contains(s.GroupSizes, group):
@@ -115,6 +140,9 @@ func intList(v []int) string {
 // the default; symmetric is ignored by symmetric-only schemes).
 func (s *QuantScheme) Record(rows, cols, group int, symmetric bool, scales safetensors.DType) Quantization {
 	q := Quantization{Type: s.Type, Symmetric: symmetric || !s.Asymmetric, ScaleDType: scales, Rows: rows, Cols: cols}
+	if s.GGML != nil { // its blocks fix all of it
+		q.Symmetric, q.ScaleDType = !s.Asymmetric, safetensors.F16
+	}
 	if s.Grouped {
 		q.GroupSize = group
 		if q.GroupSize == 0 {
@@ -127,6 +155,9 @@ func (s *QuantScheme) Record(rows, cols, group int, symmetric bool, scales safet
 
 // codes is the stored dtype and shape of the codes of q.
 func (s *QuantScheme) codes(q *Quantization) (safetensors.DType, []int) {
+	if s.GGML != nil {
+		return safetensors.U8, []int{q.Rows, q.Cols / s.GGML.Values * s.GGML.Bytes}
+	}
 	if s.Bits == 8 {
 		return safetensors.I8, []int{q.Rows, q.cols()}
 	}
@@ -136,10 +167,10 @@ func (s *QuantScheme) codes(q *Quantization) (safetensors.DType, []int) {
 // Describe is the provenance line of a quantization with this scheme ("int4 g64 symmetric").
 func (s *QuantScheme) Describe(group int, symmetric bool) string {
 	d := string(s.Type)
-	if s.Grouped {
+	if s.Grouped && s.GGML == nil {
 		d += " g" + strconv.Itoa(group)
 	}
-	if s.Asymmetric {
+	if s.Asymmetric && s.GGML == nil {
 		if symmetric {
 			d += " symmetric"
 		} else {

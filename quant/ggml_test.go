@@ -1,0 +1,91 @@
+package quant
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/internal/testfix"
+)
+
+// q8_0, q4_0 and q4_1 give, byte for byte, the blocks llama.cpp's own quantizers give for the same
+// weight (fixtures/ggml/golden.safetensors, made by gguf-py: fixtures/tools/make_ggml_golden.py),
+// edge cases included (a zero block, ties of the largest magnitude, half steps, tiny and large
+// values); and decoding them gives what llama.cpp's dequantizers give: d*q (q4_0: d*(q-8), q4_1:
+// d*q+m) from the f16 scale.
+func TestGGMLBlocksAsLlamaCpp(t *testing.T) {
+	c, err := safetensors.OpenCheckpoint(filepath.Join(testfix.Dir(), "ggml", "golden.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	raw, err := c.Raw("weight")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := safetensors.ToFloat32(safetensors.F32, raw)
+	rows, cols := c.Info("weight").Shape[0], c.Info("weight").Shape[1]
+	for _, typ := range []arch.QuantType{arch.Q8_0, arch.Q4_0, arch.Q4_1} {
+		sc, _ := arch.SchemeOf(typ)
+		q := sc.Record(rows, cols, 0, false, safetensors.F32)
+		if err := q.Validate([]int{rows, cols}); err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+		want, err := c.Raw(string(typ))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := Encode(w, &q, nil, Options{Search: true}) // the search is not llama.cpp's: ignored
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(st.Codes, want) {
+			for i := range want {
+				if st.Codes[i] != want[i] {
+					blk := sc.GGML.Bytes
+					t.Errorf("%s: byte %d (row %d, block %d, byte %d of it) is %#x, llama.cpp's %#x", typ, i, i/(len(want)/rows), i%(len(want)/rows)/blk, i%blk, st.Codes[i], want[i])
+					break
+				}
+			}
+		}
+		got, err := Decode(&q, Stored{Codes: want})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range got {
+			b := want[i/32*sc.GGML.Bytes:][:sc.GGML.Bytes]
+			d := getF16(b)
+			j := i % 32
+			var v float32
+			switch typ {
+			case arch.Q8_0:
+				v = d * float32(int8(b[2+j]))
+			case arch.Q4_0:
+				v = d * float32(int(b[2+j%16]>>(4*(j/16))&15)-8)
+			case arch.Q4_1:
+				v = d*float32(b[4+j%16]>>(4*(j/16))&15) + getF16(b[2:])
+			}
+			if got[i] != v {
+				t.Fatalf("%s: weight %d decodes to %v, want %v", typ, i, got[i], v)
+			}
+		}
+		rel := testfix.RelL2(got, w)
+		t.Logf("%s: %.2f bits per weight, rel L2 %.4f", typ, float64(8*len(want))/float64(len(w)), rel)
+		if bound := map[arch.QuantType]float64{arch.Q8_0: 0.01, arch.Q4_0: 0.2, arch.Q4_1: 0.2}[typ]; rel > bound {
+			t.Errorf("%s: rel L2 %.3g from the weight, past %v", typ, rel, bound)
+		}
+	}
+}
+
+// A row that is not a whole number of llama.cpp's blocks is refused, naming the tensor's width.
+func TestGGMLNeedsWholeBlocks(t *testing.T) {
+	sc, _ := arch.SchemeOf(arch.Q4_0)
+	q := sc.Record(4, 70, 0, true, safetensors.F32)
+	err := q.Validate([]int{4, 70})
+	if want := "q4_0 needs rows of whole blocks of 32 weights; a row here has 70 (quantize this tensor to int8 or int4 with --tensor-type)"; fmt.Sprint(err) != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+}
