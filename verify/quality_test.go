@@ -43,7 +43,7 @@ func calibrateFixture(t *testing.T, base *graph.Engine, full bool) *quant.Calibr
 
 // linearRatio is the quantized linear weights' bytes over their f32 bytes.
 func linearRatio(p *quant.Plan) float64 {
-	_, a, n := p.Total(func(e quant.Entry) bool { return e.To.Quantized() })
+	_, a, n := p.Total(func(e quant.Entry) bool { return e.To == p.Settings.Type }) // the main scheme's tensors
 	return float64(a) / float64(4*n)
 }
 
