@@ -130,7 +130,7 @@ func (s Settings) Resolve() (Settings, error) {
 		if s.Symmetric && sc.Asymmetric {
 			return s, errs.Option("Symmetric", true, "%s is asymmetric (a scale and a minimum per block)", sc.Type)
 		}
-		s.Search, s.F16Scales = false, true
+		s.Search = false
 	}
 	return s, nil
 }

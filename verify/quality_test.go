@@ -1,10 +1,12 @@
 package verify
 
 import (
+	"math"
 	"testing"
 
 	"github.com/gomlx/compute/dtypes"
 
+	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/graph"
 	"github.com/btconvert/btconvert/internal/testfix"
 	"github.com/btconvert/btconvert/quant"
@@ -93,6 +95,19 @@ func TestQuantizationQuality(t *testing.T) {
 		}
 		if r := linearRatio(p4); r > 0.16 {
 			t.Errorf("%s int4 linear bytes %.3f x f32 > 0.16", name, r)
+		}
+
+		// llama.cpp's types: within their export limits.
+		for _, typ := range []arch.QuantType{arch.Q8_0, arch.Q4_0} {
+			m, p := quantized(t, name, quant.Settings{Type: quant.Type(typ)}, nil)
+			q := measure(string(typ), m)
+			sc, _ := arch.SchemeOf(typ)
+			if q.PPLRatio > sc.MaxPPLRatio || q.Top1Agreement < sc.MinTop1 {
+				t.Errorf("%s %s: ppl_ratio %.4f, top-1 %.4f past its limits (%v, %v)", name, typ, q.PPLRatio, q.Top1Agreement, sc.MaxPPLRatio, sc.MinTop1)
+			}
+			if r, want := linearRatio(p), float64(sc.GGML.Bytes)/128; math.Abs(r-want) > 1e-9 {
+				t.Errorf("%s %s linear bytes %.4f x f32, want %.4f", name, typ, r, want)
+			}
 		}
 	}
 }
