@@ -65,7 +65,7 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 		return nil, err
 	}
 	if s, _ := o.Settings.Resolve(); s.Type.Scheme().GGML != nil && (o.Calib != "" || o.CalibStats != "") {
-		return nil, errs.Option("Type", string(s.Type), "is llama.cpp's round-to-nearest, which calibration would change: calibrate int8 or int4 instead")
+		return nil, errs.Option("Type", string(s.Type), "llama.cpp's types are its round-to-nearest, which calibration would change: calibrate int8 or int4 instead")
 	}
 	method := cmp.Or(o.CalibMethod, GPTQ)
 	if method != GPTQ && method != IMatrix {

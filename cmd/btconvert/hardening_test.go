@@ -354,7 +354,13 @@ func TestAttacksSecondRound(t *testing.T) {
 	text := filepath.Join(work, "text.txt")
 	os.WriteFile(text, []byte(strings.Repeat("the quick brown fox ", 4000)), 0o644)
 	out := filepath.Join(work, "out")
+	odd := filepath.Join(work, "odd") // rows of 80: not whole blocks of llama.cpp's 32
+	mustBtc(t, "init", "--hidden", "80", "--heads", "2", "--ffn", "160", "--block-layers", "1", "--token-layers", "1", "--vocab", "256", "-o", odd, "-q")
 	cases := []attack{
+		{"q8_0 with calibration", []string{"quantize", base, "-o", out, "--type", "q8_0", "--calib", text}, 2,
+			`btconvert: --type "q8_0": llama.cpp's types are its round-to-nearest, which calibration would change: calibrate int8 or int4 instead`},
+		{"q4_0 on rows that are not whole blocks", []string{"quantize", odd, "-o", out, "--type", "q4_0"}, 2,
+			"btconvert: block_decoder/layers.0.attention.query_key_value.weight: q4_0 needs rows of whole blocks of 32 weights; a row here has 80 (quantize this tensor to int8 or int4 with --tensor-type)"},
 		{"calibration statistics onto the input", []string{"quantize", base, "-o", out, "--type", "int4", "--calib", text, "--calib-out", filepath.Join(base, "stats.safetensors"), "--force"}, 2,
 			"btconvert: " + filepath.Join(base, "stats.safetensors") + ": is, holds or lies inside the input " + base + "; refusing to replace it (choose another output)"},
 		{"q-bits against a preset of other bits", []string{"quantize", base, "-o", out, "--type", "q4_0", "--q-bits", "8"}, 2,
