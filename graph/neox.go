@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // the op vocabulary reads best unqualified
 	"github.com/gomlx/gomlx/ml/layers/activation"
+	"github.com/gomlx/gomlx/ml/nn"
 
 	"github.com/btconvert/btconvert/formats/arch"
 )
@@ -65,28 +67,46 @@ func (b *builder) w(component, name string) *Node {
 	return n
 }
 
-// linear is x W^T + bias for a PyTorch [out, in] weight, over the last axis of x. The weight is on
-// the device either as stored or as [in, out] (Weights.InOut: the go backend's faster layout); the
-// product reads it in place either way.
-func (b *builder) linear(x *Node, component, name string, bias bool) *Node {
+// linear is x W^T + bias for a PyTorch [out, in] weight, over the last axis of x, then the exact
+// GELU when gelu is set. The weight is on the device either as stored or as [in, out]
+// (Weights.InOut: the go backend's faster layout); the product reads it in place either way. On
+// the go backend a float32 one is GoMLX's fused Dense: the bias and the GELU applied in place on
+// the product's output, where separate ops would broadcast the bias through a generic iterator
+// and write two more [M, out] tensors.
+func (b *builder) linear(x *Node, component, name string, bias bool, gelu ...bool) *Node {
 	key := component + "/" + name + ".weight"
 	dims := x.Shape().Dimensions
 	flat := Reshape(x, -1, dims[len(dims)-1])
 	if b.observe != nil {
 		b.observe(key, flat)
 	}
+	act := activation.TypeNone
+	if len(gelu) > 0 && gelu[0] {
+		act = activation.TypeGelu
+	}
+	var bn *Node
+	if bias {
+		bn = b.w(component, name+".bias")
+	}
 	var y *Node // [M, out]
-	if q := b.cfg.QuantOf(component, name+".weight"); q != nil && !b.dequantProducts {
+	switch q := b.cfg.QuantOf(component, name+".weight"); {
+	case q != nil && !b.dequantProducts:
 		y = ConvertDType(b.qlinear(flat, key, q), b.dt)
-	} else {
+	case b.kind == goBackend && b.inOut[key] && b.dt == dtypes.Float32:
+		y, act = nn.Dense(flat, b.w(component, name+".weight"), bn, compute.DenseLayoutInputOutputs, act), activation.TypeNone
+		bn = nil
+	default:
 		in := 1 // W's contracted axis
 		if b.inOut[key] {
 			in = 0
 		}
 		y = b.dot(flat, []int{1}, nil, b.w(component, name+".weight"), []int{in}, nil)
 	}
-	if bias {
-		y = Add(y, InsertAxes(b.w(component, name+".bias"), 0))
+	if bn != nil {
+		y = Add(y, InsertAxes(bn, 0))
+	}
+	if act != activation.TypeNone {
+		y = activation.Apply(act, y)
 	}
 	return Reshape(y, append(append([]int(nil), dims[:len(dims)-1]...), y.Shape().Dim(1))...)
 }
@@ -121,10 +141,6 @@ func (b *builder) layerNorm(x *Node, component, name string, eps float64) *Node 
 	bias := ExpandLeftToRank(ConvertDType(b.w(component, name+".bias"), dtypes.Float32), rank)
 	return ConvertDType(Add(Mul(y, wgt), bias), b.dt)
 }
-
-// gelu is the exact (erf) GELU: GoMLX's fused one where the backend has it (the go backend: one
-// parallel pass instead of four over the MLP's widest activations), its decomposition elsewhere.
-func gelu(x *Node) *Node { return activation.Gelu(x) }
 
 // rotaryTable holds cos and sin for positions 0..n-1, computed on the host in float64 so that long
 // positions lose no precision, repeated twice along the rotary dims (rotate_half form). With no
@@ -237,8 +253,8 @@ func (b *builder) decoder(component string, d *arch.DecoderConfig, x, pos *Node,
 		ctx := Reshape(attend(i, q, k, pick(2)), B, T, d.Hidden)
 		attn := b.linear(ctx, component, p+arch.AttnOut, true)
 		mlp := func(h *Node) *Node {
-			h = b.linear(b.layerNorm(h, component, p+arch.PostNorm, d.LayerNormEps), component, p+arch.MLPUp, true)
-			return b.linear(gelu(h), component, p+arch.MLPDown, true)
+			h = b.linear(b.layerNorm(h, component, p+arch.PostNorm, d.LayerNormEps), component, p+arch.MLPUp, true, true)
+			return b.linear(h, component, p+arch.MLPDown, true)
 		}
 		if d.ParallelResidual {
 			x = Add(Add(x, attn), mlp(x))

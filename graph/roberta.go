@@ -45,7 +45,7 @@ func (b *builder) robertaVectors(ids *Node) *Node {
 		k, v := toKeys(heads(arch.AttnKey)), toValues(heads(arch.AttnValue))
 		ctx := Reshape(b.attention(heads(arch.AttnQuery), k, v, nil), M, S, He)
 		a := b.layerNorm(Add(b.linear(ctx, arch.Embedder, p+arch.AttnOut, true), h), arch.Embedder, p+arch.AttnNorm, r.LayerNormEps)
-		f := gelu(b.linear(a, arch.Embedder, p+arch.MLPUp, true))
+		f := b.linear(a, arch.Embedder, p+arch.MLPUp, true, true)
 		h = b.layerNorm(Add(b.linear(f, arch.Embedder, p+arch.MLPDown, true), a), arch.Embedder, p+arch.MLPNorm, r.LayerNormEps)
 	}
 	K := r.Outputs(L) // the first K outputs: the CLS tokens', or (no CLS) all of them
