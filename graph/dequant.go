@@ -26,9 +26,9 @@ import (
 // 254 (x = s (a + b/254 + c/254^2), error under 1e-7 of the row's largest value), one int8 x int8 ->
 // int32 product takes all three digit rows at once (three rows of activations per row cost no more
 // weight reads than one), and the digits' sums are recombined in float32. A prompt's many rows take
-// the float32 product instead (maxDigitRows). The go backend has no fast
-// integer product: there the codes go through one conversion into its float32 kernel, and the scale
-// is applied to the [M, N] result rather than to the [N, K] weight.
+// the float32 product instead (maxDigitRows). The go backend has no fast integer product: there
+// the codes go through one conversion into its float32 kernel, and the scale is applied to the
+// [M, N] result rather than to the [N, K] weight.
 func (b *builder) qlinear(x *Node, key string, q *arch.Quantization) *Node {
 	if t, ok := fusedGGML[q.Type]; ok && b.kind == goBackend && x.Shape().Dim(0) <= maxFusedGGMLRows {
 		// GoMLX's fused product reads llama.cpp's blocks in place (compute's gobackend fusedops).
@@ -60,7 +60,7 @@ func (b *builder) qlinear(x *Node, key string, q *arch.Quantization) *Node {
 		t = MulScalar(Sub(t, d), digitBase) // the remainder, in [-127, 127] again
 	}
 	acc := Dot(ConvertDType(Concatenate(digits, 0), dtypes.Int8), codes).
-		WithOutputDType(dtypes.Int32).General([]int{1}, nil, []int{1}, nil) // [3M, N]
+		WithOutputDType(dtypes.Int32).General([]int{1}, nil, []int{1}, nil) // [3M, N]; exact while K < 2^31 / 127^2 = 133k
 	accF := ConvertDType(acc, dtypes.Float32)
 	part := func(i int) *Node { return Slice(accF, AxisRange(i*m, (i+1)*m)) }
 	y := Add(part(0), MulScalar(Add(part(1), MulScalar(part(2), 1/digitBase)), 1/digitBase))

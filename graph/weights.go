@@ -30,10 +30,11 @@ type Weights struct {
 // rather than in every graph run (a graph converts its weights to the compute dtype on each run);
 // F32 and BF16 stay as stored; F16 quantization scales become F32.
 //
-// On the pure-Go backend the float Linear weights (and int8 codes) go up transposed, [in, out]: its matrix-product
-// kernels run x [M, K] times a [K, N] operand 4x (the vocabulary head at one row) to 10x (the
-// D = 256 projections) faster than times a [N, K] one (GoMLX v0.28.8, compute v0.1.6; measured by
-// BenchmarkMatmulRate). XLA picks its own layouts: there they stay as stored.
+// On the pure-Go backend the float Linear weights (and int8 Linear codes) go up transposed,
+// [in, out]: its matrix-product kernels run x [M, K] times a [K, N] operand 4x (the vocabulary head
+// at one row) to 10x (the D = 256 projections) faster than times a [N, K] one (GoMLX v0.28.8,
+// compute v0.1.6; measured by BenchmarkMatmulRate). XLA picks its own layouts: there they stay as
+// stored.
 func LoadWeights(m *formats.Model, backend compute.Backend) (*Weights, error) {
 	w := &Weights{InOut: map[string]bool{}}
 	inOut := map[string]bool{}

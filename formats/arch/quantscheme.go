@@ -70,7 +70,7 @@ var quantSchemes = []*QuantScheme{
 	// the measured balance of size and quality here (docs/QUANTIZATION.md), llama.cpp's q4 is 32.
 	{Type: Int4, Bits: 4, Grouped: true, GroupSizes: []int{32, 64, 128}, DefaultGroupSize: 64, Asymmetric: true,
 		SymLevels: [2]int{-8, 7}, AsymLevels: [2]int{0, 15}, MaxPPLRatio: 1.06, MinTop1: 0.80},
-	{Type: Q8_0, Bits: 8, Grouped: true, GroupSizes: []int{32}, DefaultGroupSize: 32, GGML: &GGMLBlock{Values: 32, Bytes: 34},
+	{Type: Q8_0, Bits: 8, Grouped: true, GroupSizes: []int{32}, DefaultGroupSize: 32, GGML: &GGMLBlock{Values: 32, Bytes: 34}, Embeddings: true,
 		SymLevels: [2]int{-127, 127}, MaxPPLRatio: 1.01, MinTop1: 0.95},
 	{Type: Q4_0, Bits: 4, Grouped: true, GroupSizes: []int{32}, DefaultGroupSize: 32, GGML: &GGMLBlock{Values: 32, Bytes: 18},
 		SymLevels: [2]int{-8, 7}, MaxPPLRatio: 1.06, MinTop1: 0.80},
