@@ -46,16 +46,7 @@ func TestDequantizeInGraphEqualsHost(t *testing.T) {
 			if !sc.Grouped {
 				q = sc.Record(rows, cols, 0, sym, safetensors.F32)
 			}
-			st, err := quant.Encode(w, &q, nil, quant.Options{Search: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			host, err := quant.Decode(&q, st)
-			if err != nil {
-				t.Fatal(err)
-			}
-			keys, args := partTensors(&q, st)
-			cfg := &arch.Config{Quantization: map[string]arch.Quantization{"t/w": q}}
+			host, keys, args, cfg := quantizedWeight(t, w, &q, quant.Options{Search: true})
 			e := MustNewExec(be, func(in []*Node) *Node {
 				b := newBuilder(in[0].Graph(), &Weights{Keys: keys}, cfg, dtypes.Float32, in, goBackend)
 				return b.w("t", "w")
@@ -66,6 +57,21 @@ func TestDequantizeInGraphEqualsHost(t *testing.T) {
 			}
 		}
 	}
+}
+
+// quantizedWeight quantizes w as q says into a weight "t/w": its dequantized floats (as the host
+// decodes them), its stored parts as keys and tensors, and a config recording it.
+func quantizedWeight(t *testing.T, w []float32, q *arch.Quantization, o quant.Options) (host []float32, keys []string, args []any, cfg *arch.Config) {
+	t.Helper()
+	st, err := quant.Encode(w, q, nil, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host, err = quant.Decode(q, st); err != nil {
+		t.Fatal(err)
+	}
+	keys, args = partTensors(q, st)
+	return host, keys, args, &arch.Config{Quantization: map[string]arch.Quantization{"t/w": *q}}
 }
 
 // partTensors are the stored parts of a quantized "t/w" (arch.Quantization.Parts) as keys and
@@ -104,19 +110,30 @@ func TestSecondMomentsEqualHost(t *testing.T) {
 	x := randFloats(rows*cols, 5)
 	e := MustNewExec(testfix.Backend(t), secondMoments)
 	got, _ := tensors.CopyFlatData[float32](e.MustCall(tensors.FromFlatDataAndDimensions(x, rows, cols))[0])
-	want := make([]float32, cols*cols)
-	for i := range cols {
-		for j := range cols {
-			var s float64
-			for m := range rows {
-				s += float64(x[m*cols+i]) * float64(x[m*cols+j])
-			}
-			want[i*cols+j] = float32(s)
+	xT := make([]float32, len(x))
+	for m := range rows {
+		for i := range cols {
+			xT[i*rows+m] = x[m*cols+i]
 		}
 	}
-	if e := testfix.RelL2(got, want); e > 1e-6 {
+	if e := testfix.RelL2(got, hostProductT(xT, cols, xT, cols, rows)); e > 1e-6 {
 		t.Errorf("x^T x differs from the host's by rel L2 %.3g", e)
 	}
+}
+
+// hostProductT is a [m, k] times b [n, k] transposed, summed in float64: [m, n].
+func hostProductT(a []float32, m int, b []float32, n, k int) []float32 {
+	out := make([]float32, m*n)
+	for r := range m {
+		for c := range n {
+			var s float64
+			for j := range k {
+				s += float64(a[r*k+j]) * float64(b[c*k+j])
+			}
+			out[r*n+c] = float32(s)
+		}
+	}
+	return out
 }
 
 // take gathers the rows of ids of any rank, in order.
@@ -159,16 +176,7 @@ func TestQuantizedProductsEqualDequantized(t *testing.T) {
 			if sc.Grouped {
 				q = sc.Record(n, k, 32, false, safetensors.F32)
 			}
-			st, err := quant.Encode(w, &q, nil, quant.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			host, err := quant.Decode(&q, st)
-			if err != nil {
-				t.Fatal(err)
-			}
-			keys, args := partTensors(&q, st)
-			cfg := &arch.Config{Quantization: map[string]arch.Quantization{"t/w": q}}
+			host, keys, args, cfg := quantizedWeight(t, w, &q, quant.Options{})
 			build := func(in []*Node) *builder {
 				return newBuilder(in[0].Graph(), &Weights{Keys: keys}, cfg, dtypes.Float32, in[:len(keys)], be.kind)
 			}
@@ -183,17 +191,7 @@ func TestQuantizedProductsEqualDequantized(t *testing.T) {
 					return build(in).qlinear(in[len(in)-1], "t/w", &q)
 				})
 				got, _ := tensors.CopyFlatData[float32](e.MustCall(append(args, tensors.FromFlatDataAndDimensions(x, m, k))...)[0])
-				want := make([]float32, m*n)
-				for r := range m {
-					for c := range n {
-						var s float64
-						for j := range k {
-							s += float64(x[r*k+j]) * float64(host[c*k+j])
-						}
-						want[r*n+c] = float32(s)
-					}
-				}
-				if e := testfix.RelL2(got, want); e > 1e-6 {
+				if e := testfix.RelL2(got, hostProductT(x, m, host, n, k)); e > 1e-6 {
 					t.Errorf("%s, %d rows: the quantized product differs from x times the dequantized weight by rel L2 %.3g", name, m, e)
 				}
 				if m > 1 && slices.ContainsFunc(got[n:2*n], func(v float32) bool { return v != 0 }) {
