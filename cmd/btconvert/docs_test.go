@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -220,6 +221,77 @@ func TestReadmePackageTable(t *testing.T) {
 	}
 	if len(onDisk) < 20 {
 		t.Fatalf("only %d packages found: the walk is broken", len(onDisk))
+	}
+}
+
+// importMatrix says which of the module's packages each may import (outside tests): the layers
+// of the README's layout, from the CLI down to the file formats. A key or an allowed entry ending
+// in "/..." covers a folder and everything under it.
+var importMatrix = map[string][]string{
+	"cmd/btconvert":    {"btconvert", "verify/...", "graph/...", "quant", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
+	"btconvert":        {"verify/...", "graph/...", "quant", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
+	"verify/...":       {"verify/...", "graph/...", "quant", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
+	"graph/...":        {"graph/...", "quant", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
+	"quant":            {"formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
+	"formats/...":      {"formats/...", "errs", "internal/digest", "internal/fsio"},
+	"internal/testfix": {"graph/...", "quant", "formats/...", "errs", "internal/digest", "internal/fsio"}, // the tests' fixtures
+	"internal/fsio":    {"errs", "internal/digest"},
+	"internal/digest":  {},
+	"internal/sysmem":  {},
+	"errs":             {},
+	"bench/...":        {}, // standalone: they import no btconvert package
+	"scripts":          {},
+}
+
+// Every package imports only what importMatrix allows it, and every package has a row.
+func TestImportMatrix(t *testing.T) {
+	const module = "github.com/btconvert/btconvert"
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}}:{{join .Imports \" \"}}", "./...")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	rel := func(p string) string {
+		if p == module {
+			return "btconvert"
+		}
+		return strings.TrimPrefix(p, module+"/")
+	}
+	covers := func(pattern, p string) bool {
+		if dir, ok := strings.CutSuffix(pattern, "/..."); ok {
+			return p == dir || strings.HasPrefix(p, dir+"/")
+		}
+		return p == pattern
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		name, imports, _ := strings.Cut(line, ":")
+		pkg := rel(name)
+		// Its row: its own, else the deepest folder row that covers it.
+		row := ""
+		for k := range importMatrix {
+			if covers(k, pkg) && (row == "" || k == pkg || row != pkg && len(k) > len(row)) {
+				row = k
+			}
+		}
+		allowed := importMatrix[row]
+		if row == "" {
+			t.Errorf("package %s has no row in importMatrix", pkg)
+			continue
+		}
+		n++
+		for _, imp := range strings.Fields(imports) {
+			if imp != module && !strings.HasPrefix(imp, module+"/") {
+				continue
+			}
+			if !slices.ContainsFunc(allowed, func(a string) bool { return covers(a, rel(imp)) }) {
+				t.Errorf("%s imports %s, which importMatrix does not allow", pkg, rel(imp))
+			}
+		}
+	}
+	if n < 20 {
+		t.Fatalf("only %d packages listed: go list is broken", n)
 	}
 }
 
