@@ -450,7 +450,7 @@ func TestImportMegabyteByName(t *testing.T) {
 		Architecture arch.Architecture `json:"architecture"`
 	}
 	json.Unmarshal([]byte(js), &s)
-	if td := s.Architecture.TokenDecoder; code != 0 || td == nil || td.Heads != 4 || td.Origin["heads"] != "--heads" || td.Origin["decoding"] != "--decoding" {
+	if td := s.Architecture.TokenDecoder; code != 0 || td == nil || td.Heads != 4 || td.Origin["heads"] != "given" || td.Origin["decoding"] != "given" {
 		t.Fatalf("inspect: %d %s", code, js)
 	}
 }

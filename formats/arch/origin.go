@@ -9,14 +9,13 @@ const (
 	OriginYAML       OriginKind = "yaml"          // an official YAML (a file or a released config by name) states it
 	OriginFillIn     OriginKind = "fill-in"       // the official code's block-mode fill-in (heads, FFN from the width)
 	OriginBase       OriginKind = "base model"    // the HF config of the base model the YAML names
-	OriginHeads      OriginKind = "--heads"       // the head count the caller gave
+	OriginGiven      OriginKind = "given"         // the caller gave it (a head count, a decoding strategy)
 	OriginShapes     OriginKind = "shapes"        // read off the tensor shapes
 	OriginConfigJSON OriginKind = "config.json"   // an HF config.json states it
 	OriginDefaults   OriginKind = "defaults"      // GPTNeoXConfig's class defaults
 	OriginPreset     OriginKind = "preset"        // a preset of init (an official config by name)
 	OriginFlags      OriginKind = "flags"         // a shape given to init
 	OriginVanilla    OriginKind = "vanilla model" // kept from the vanilla model an uptraining starts from
-	OriginDecoding   OriginKind = "--decoding"    // the decoding strategy the caller gave
 )
 
 // Origin is where one value came from: its kind and, for messages, the source by name

@@ -57,7 +57,7 @@ func (h Heads) String() string {
 }
 
 // GivenHeads is the origin of a head count the caller gave.
-var GivenHeads = Origin{OriginHeads, "the given head count"}
+var GivenHeads = Origin{OriginGiven, "the given head count"}
 
 // FromShapes is the origin of values read off the tensor shapes.
 var FromShapes = Origin{OriginShapes, "tensor shapes"}

@@ -200,7 +200,7 @@ func configFromShapes(c *safetensors.Checkpoint, o openOptions, prov arch.Proven
 	}
 	bdC := arch.FromShapesWithHeads(bdS, o.Heads.For(arch.BlockDecoder))
 	tdC := arch.FromShapesWithHeads(tdS, o.Heads.For(arch.TokenDecoder))
-	decOrigin := arch.Origin{Kind: arch.OriginDecoding, From: "the given decoding"}
+	decOrigin := arch.Origin{Kind: arch.OriginGiven, From: "the given decoding"}
 	if o.Decoding == "" {
 		decOrigin = arch.Origin{Kind: arch.OriginShapes, From: fmt.Sprintf("tensor shapes (the expansion layer's %d vectors != block_length %d: prefix)", r, L)}
 	}

@@ -378,7 +378,7 @@ func TestInferWithHeads(t *testing.T) {
 	if d.Heads != 16 || d.Intermediate != 512 || d.ExpansionRatio != 2 || d.Decoding != arch.Prefix || m.Config.VocabSize != 256 || m.Config.BlockLength != 4 {
 		t.Fatalf("inferred %+v", *d)
 	}
-	if o := m.Config.Summary().TokenDecoder.Origin; o["heads"] != "--heads" || o["intermediate_size"] != "shapes" || o["decoding"] != "shapes" {
+	if o := m.Config.Summary().TokenDecoder.Origin; o["heads"] != "given" || o["intermediate_size"] != "shapes" || o["decoding"] != "shapes" {
 		t.Fatalf("origins %v", o)
 	}
 }
