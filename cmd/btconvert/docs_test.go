@@ -295,6 +295,21 @@ func TestImportMatrix(t *testing.T) {
 	}
 }
 
+// No file of the root package shares its name with a package folder (verify.go beside verify/
+// would read as that package's code).
+func TestRootFileNames(t *testing.T) {
+	files, _ := filepath.Glob("../../*.go")
+	if len(files) < 5 {
+		t.Fatalf("only %d root files found", len(files))
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(f), ".go"), "_test")
+		if st, err := os.Stat(filepath.Join("../..", name)); err == nil && st.IsDir() {
+			t.Errorf("%s shares its name with the folder %s/", filepath.Base(f), name)
+		}
+	}
+}
+
 // Blocks in other languages are skipped and do not pair the fences wrongly: prose between two
 // blocks is never read as commands.
 func TestDocCommandsFences(t *testing.T) {
