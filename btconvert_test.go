@@ -273,3 +273,19 @@ func TestRefusals(t *testing.T) {
 		t.Fatal("the input is gone")
 	}
 }
+
+// auto weighs a quantized model's weights as the float32 they stand for (the go backend spends a
+// float32 weight's time on each), not as its packed bytes.
+func TestQuantizedWeightsWeighedAsFloat(t *testing.T) {
+	base := testfix.Imported(t, "bt-tiny")
+	for _, typ := range []quant.Type{quant.Int8, quant.Int4, "q4_0"} {
+		out := filepath.Join(t.TempDir(), string(typ))
+		if _, err := btconvert.Quantize(btconvert.QuantizeOptions{Source: base, Output: out, Settings: quant.Settings{Type: typ}}); err != nil {
+			t.Fatal(err)
+		}
+		f, q := btconvert.WeightsOnDisk(base), btconvert.WeightsOnDisk(out)
+		if r := float64(q) / float64(f); r < 0.95 || r > 1.15 {
+			t.Errorf("%s: weighed %d bytes against the float model's %d (%.2fx)", typ, q, f, r)
+		}
+	}
+}

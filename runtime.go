@@ -1,6 +1,7 @@
 package btconvert
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"github.com/gomlx/compute/dtypes"
 
 	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/formats/tokenizer"
 	"github.com/btconvert/btconvert/graph"
@@ -146,7 +148,10 @@ func (rt Runtime) open(model string, o formats.OpenOptions, ui UI, w backend.Wor
 }
 
 // weightsOnDisk is what the models at paths hold in weight files (a folder's or a checkpoint's
-// .safetensors, a bundle or a single file whole): what auto weighs before anything is read.
+// .safetensors, a bundle or a single file whole): what auto weighs before anything is read. A
+// quantized folder's weights count as the float32 they stand for (its config.json says which):
+// the go backend spends a float32 weight's time on each of them or more (docs/QUANTIZATION.md),
+// so its quantized bytes alone would send to go the runs that XLA finishes first.
 func weightsOnDisk(paths ...string) int64 {
 	var n int64
 	for _, p := range paths {
@@ -163,8 +168,34 @@ func weightsOnDisk(paths ...string) int64 {
 					n += fs.Size()
 				}
 			}
+			n += floatEquivalentExtra(p)
 		default:
 			n += st.Size()
+		}
+	}
+	return n
+}
+
+// floatEquivalentExtra is what a quantized folder's tensors would add as float32: 4 bytes a weight
+// less what its code takes; 0 for anything else (an unreadable config is the reader's to report).
+func floatEquivalentExtra(dir string) int64 {
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil || len(b) > 16<<20 {
+		return 0
+	}
+	var c struct {
+		Quantization map[string]struct {
+			Type       string `json:"type"`
+			Rows, Cols int
+		} `json:"quantization"`
+	}
+	if json.Unmarshal(b, &c) != nil {
+		return 0
+	}
+	var n int64
+	for _, q := range c.Quantization {
+		if sc, err := arch.SchemeOf(arch.QuantType(q.Type)); err == nil {
+			n += int64(max(q.Rows, 0)) * int64(max(q.Cols, 0)) * int64(32-sc.Bits) / 8
 		}
 	}
 	return n
