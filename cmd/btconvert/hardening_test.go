@@ -289,6 +289,21 @@ func TestAttacksSecondRound(t *testing.T) {
 		os.WriteFile(p, b, 0o644)
 		testfix.Relist(t, nanScales, "block_decoder.safetensors")
 	}
+	// llama.cpp's blocks hold their scales: a NaN one in the third block of a q8_0 weight.
+	nanBlocks := filepath.Join(work, "nan-blocks")
+	if code, _, stderr := btc(t, "quantize", base, "-o", nanBlocks, "--type", "q8_0", "-q"); code != 0 {
+		t.Fatal(stderr)
+	}
+	{
+		p := filepath.Join(nanBlocks, "block_decoder.safetensors")
+		f, _ := safetensors.Open(p)
+		off := 8 + f.HeaderN + f.Info("layers.0.attention.dense.weight.qweight").Begin + 2*34
+		f.Close()
+		b, _ := os.ReadFile(p)
+		copy(b[off:], []byte{0x00, 0x7e}) // an f16 NaN
+		os.WriteFile(p, b, 0o644)
+		testfix.Relist(t, nanBlocks, "block_decoder.safetensors")
+	}
 	nanBundle := filepath.Join(work, "nan.btz")
 	if code, _, stderr := btc(t, "export", nanScales, "-o", nanBundle, "--skip-verify", "-q"); code != 0 {
 		t.Fatal(stderr)
@@ -381,6 +396,10 @@ func TestAttacksSecondRound(t *testing.T) {
 			"btconvert: " + filepath.Join(unlistedTok, "tokenizer.json") + ": not listed in manifest.json (added after the folder was written?); not used"},
 		{"NaN scale", []string{"generate", nanScales, "-p", "x", "-n", "4"}, 2,
 			"btconvert: " + filepath.Join(nanScales, "block_decoder.safetensors") + ": tensor \"layers.0.attention.dense.weight.scales\": value 0 is NaN: a quantization scale or minimum must be finite and at most 10000 in size"},
+		{"NaN block scale", []string{"generate", nanBlocks, "-p", "x", "-n", "4"}, 2,
+			"btconvert: " + filepath.Join(nanBlocks, "block_decoder.safetensors") + ": tensor \"layers.0.attention.dense.weight.qweight\": block 2's scale or minimum is NaN: a quantization scale or minimum must be finite and at most 10000 in size"},
+		{"NaN block scale exported", []string{"export", nanBlocks, "-o", out, "--format", "official", "--skip-verify"}, 2,
+			"btconvert: " + filepath.Join(nanBlocks, "block_decoder.safetensors") + ": tensor \"layers.0.attention.dense.weight.qweight\": block 2's scale or minimum is NaN: a quantization scale or minimum must be finite and at most 10000 in size"},
 		{"NaN scale exported", []string{"export", nanScales, "-o", out, "--format", "official", "--skip-verify"}, 2,
 			"btconvert: " + filepath.Join(nanScales, "block_decoder.safetensors") + ": tensor \"layers.0.attention.dense.weight.scales\": value 0 is NaN: a quantization scale or minimum must be finite and at most 10000 in size"},
 		{"NaN scale in a bundle", []string{"generate", nanBundle, "-p", "x", "-n", "4"}, 2,

@@ -102,6 +102,8 @@ func (q *Quantization) Validate(shape []int) error {
 		return fmt.Errorf("%s is symmetric only", q.Type)
 	case s.GGML != nil && q.Symmetric == s.Asymmetric:
 		return fmt.Errorf("%s is asymmetric only", q.Type)
+	case s.GGML != nil && q.GroupSize != s.GGML.Values:
+		return fmt.Errorf("%s is llama.cpp's blocks of %d weights, not group_size %d", q.Type, s.GGML.Values, q.GroupSize)
 	case s.GGML != nil && q.ScaleDType != safetensors.F16:
 		return fmt.Errorf("%s stores its scales as F16, not %s", q.Type, q.ScaleDType)
 	case s.GGML != nil && q.Cols%s.GGML.Values != 0:

@@ -1,10 +1,13 @@
 package arch
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/x448/float16"
 
 	"github.com/btconvert/btconvert/formats/safetensors"
 )
@@ -60,6 +63,22 @@ const (
 type GGMLBlock struct {
 	Values int // weights per block
 	Bytes  int // bytes per block
+}
+
+// Scales calls f with each block's f16 scale and, with minimum, f16 minimum, in raw (whole
+// blocks, row after row), until f returns false.
+func (b *GGMLBlock) Scales(raw []byte, minimum bool, f func(block int, v float32) bool) {
+	fields := []int{0}
+	if minimum {
+		fields = append(fields, 2)
+	}
+	for i := 0; i+b.Bytes <= len(raw); i += b.Bytes {
+		for _, at := range fields {
+			if !f(i/b.Bytes, float16.Frombits(binary.LittleEndian.Uint16(raw[i+at:])).Float32()) {
+				return
+			}
+		}
+	}
 }
 
 // quantSchemes are every scheme: btconvert's own, then llama.cpp's; each width's finest first (a

@@ -315,8 +315,12 @@ func Open(dir string) (*formats.Model, error) {
 		for _, ti := range f.Tensors {
 			name, dt := ti.Name, ti.DType
 			load := func() ([]byte, error) { return f.Raw(name) }
-			if cfg.IsQuantPart(comp, name) && !strings.HasSuffix(name, arch.QWeightSuffix) {
+			base, codes := strings.CutSuffix(name, arch.QWeightSuffix)
+			switch q := cfg.QuantOf(comp, base); {
+			case cfg.IsQuantPart(comp, name) && !codes:
 				load = func() ([]byte, error) { return checkedScales(p, name, dt, f) }
+			case codes && q != nil && q.Scheme() != nil && q.Scheme().GGML != nil:
+				load = func() ([]byte, error) { return checkedBlocks(p, name, q, f) }
 			}
 			tensors = append(tensors, formats.NewTensor(comp, name, dt, ti.Shape, p, name, load))
 		}
@@ -357,6 +361,26 @@ func checkedScales(file, name string, dt safetensors.DType, f *safetensors.File)
 		if math.IsNaN(float64(x)) || math.Abs(float64(x)) > MaxScale {
 			return nil, errs.Tensor(file, name, "value %d is %g: a quantization scale or minimum must be finite and at most %g in size", i, x, MaxScale)
 		}
+	}
+	return raw, nil
+}
+
+// checkedBlocks reads a tensor in llama.cpp's blocks and refuses a block whose f16 scale or
+// minimum checkedScales would refuse, naming the file, the tensor and the block.
+func checkedBlocks(file, name string, q *arch.Quantization, f *safetensors.File) ([]byte, error) {
+	raw, err := f.Raw(name)
+	if err != nil {
+		return nil, err
+	}
+	var bad error
+	q.Scheme().GGML.Scales(raw, !q.Symmetric, func(block int, x float32) bool {
+		if math.IsNaN(float64(x)) || math.Abs(float64(x)) > MaxScale {
+			bad = errs.Tensor(file, name, "block %d's scale or minimum is %g: a quantization scale or minimum must be finite and at most %g in size", block, x, MaxScale)
+		}
+		return bad == nil
+	})
+	if bad != nil {
+		return nil, bad
 	}
 	return raw, nil
 }

@@ -126,6 +126,12 @@ func TestQuantizationRecordsValidated(t *testing.T) {
 			`quantization["` + key + `"]: scale_dtype "F8" is not F32 or F16`},
 		{"no such tensor", map[string]any{"type": "int8", "symmetric": true, "scale_dtype": "F32", "rows": 128, "cols": 128},
 			`quantization["decoder/layers.9.attention.dense.weight"]: no such tensor in this architecture`},
+		{"q8_0 with f32 scales", map[string]any{"type": "q8_0", "group_size": 32, "symmetric": true, "scale_dtype": "F32", "rows": 128, "cols": 128, "padded_cols": 128},
+			`quantization["` + key + `"]: q8_0 stores its scales as F16, not F32`},
+		{"q4_1 symmetric", map[string]any{"type": "q4_1", "group_size": 32, "symmetric": true, "scale_dtype": "F16", "rows": 128, "cols": 128, "padded_cols": 128},
+			`quantization["` + key + `"]: q4_1 is asymmetric only`},
+		{"q4_0 in groups of 64", map[string]any{"type": "q4_0", "group_size": 64, "symmetric": true, "scale_dtype": "F16", "rows": 128, "cols": 128, "padded_cols": 128},
+			`quantization["` + key + `"]: q4_0 is llama.cpp's blocks of 32 weights, not group_size 64`},
 		{"a LayerNorm", map[string]any{"type": "int8", "symmetric": true, "scale_dtype": "F32", "rows": 128, "cols": 1},
 			`quantization["decoder/final_layer_norm.weight"]: a LayerNorm or bias is never quantized`},
 	} {
