@@ -50,5 +50,5 @@ func ChooseFor(spec string, w Work) (chosen, why string) {
 
 // AutoRule says in words how auto weighs the work (for `btconvert backends`).
 const AutoRule = "auto runs a command on XLA's CPU plugin only where its compile (about 1.5 s a graph) takes less than it saves: " +
-	"XLA runs about twice the go backend's pace, and the go backend gets through about 30 GB of weights times tokens a second; " +
+	"XLA runs about twice the go backend's pace, and the go backend gets through about 30 GB of weights (a quantized model's counted as float32) times tokens a second; " +
 	"small models and short runs stay on go"
