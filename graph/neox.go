@@ -132,6 +132,13 @@ func (b *builder) dot(lhs *Node, lhsContracting, lhsBatch []int, rhs *Node, rhsC
 // layerNorm normalises the last axis in float32, whatever the compute dtype.
 func (b *builder) layerNorm(x *Node, component, name string, eps float64) *Node {
 	x32 := ConvertDType(x, dtypes.Float32)
+	if b.kind == goBackend {
+		// GoMLX's fused layer norm: the same sums in one pass a row, where the ops below each
+		// broadcast through the backend's generic iterator.
+		wgt := ConvertDType(b.w(component, name+".weight"), dtypes.Float32)
+		bias := ConvertDType(b.w(component, name+".bias"), dtypes.Float32)
+		return ConvertDType(nn.LayerNorm(x32, []int{x.Rank() - 1}, eps, wgt, bias, nil), b.dt)
+	}
 	mean := ReduceAndKeep(x32, ReduceMean, -1)
 	xc := Sub(x32, mean)
 	variance := ReduceAndKeep(Square(xc), ReduceMean, -1)
