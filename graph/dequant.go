@@ -87,34 +87,37 @@ const (
 // qembed looks ids up in a quantized [V, D] table: the codes and scales of the gathered rows only
 // are unpacked, never the whole table.
 func (b *builder) qembed(ids *Node, key string, q *arch.Quantization) *Node {
-	rows := &arch.Quantization{}
-	*rows = *q
-	sub := map[string]*Node{}
-	for _, suffix := range []string{arch.QWeightSuffix, arch.ScalesSuffix, arch.MinsSuffix} {
+	flat := Reshape(ids, -1)
+	part := func(suffix string) *Node {
 		if p, ok := b.params[key+suffix]; ok {
-			sub[key+suffix] = take(p, Reshape(ids, -1))
+			return take(p, flat)
 		}
+		return nil
 	}
-	rows.Rows = ids.Shape().Size()
-	saved := b.params
-	b.params = sub
-	defer func() { b.params = saved }()
-	w := b.dequantize(key, rows) // [ids, D]
+	rows := *q
+	rows.Rows = flat.Shape().Dim(0)
+	w := b.unpack(&rows, part(arch.QWeightSuffix), part(arch.ScalesSuffix), part(arch.MinsSuffix)) // [ids, D]
 	return Reshape(w, append(ids.Shape().Clone().Dimensions, q.Cols)...)
 }
 
-// dequantize rebuilds a quantized weight [rows, cols] in the compute dtype, inside the graph, from
-// its packed parts (docs/FORMAT.md), as its scheme (arch.QuantScheme) lays them out: the codes
-// unpacked to one float32 per weight, times each group's scale (plus its minimum), then the
-// compute dtype. 4-bit codes are split from their bytes with bit operations.
+// dequantize rebuilds the quantized weight stored under key, [rows, cols], in the compute dtype.
 func (b *builder) dequantize(key string, q *arch.Quantization) *Node {
-	s := q.Scheme()
 	codes := b.params[key+arch.QWeightSuffix]
-	if s.GGML != nil {
-		return ConvertDType(dequantizeGGML(codes, q), b.dt)
-	}
 	if b.inOut[key+arch.QWeightSuffix] { // uploaded [in, out] (LoadWeights)
 		codes = Transpose(codes, 0, 1)
+	}
+	return b.unpack(q, codes, b.params[key+arch.ScalesSuffix], b.params[key+arch.MinsSuffix])
+}
+
+// unpack rebuilds a quantized weight [rows, cols] in the compute dtype, inside the graph, from its
+// packed parts (docs/FORMAT.md; scales and mins nil where the scheme has none), as its scheme
+// (arch.QuantScheme) lays them out: the codes unpacked to one float32 per weight, times each
+// group's scale (plus its minimum), then the compute dtype. 4-bit codes are split from their bytes
+// with bit operations.
+func (b *builder) unpack(q *arch.Quantization, codes, scales, mins *Node) *Node {
+	s := q.Scheme()
+	if s.GGML != nil {
+		return ConvertDType(dequantizeGGML(codes, q), b.dt)
 	}
 	var vals *Node // [rows, stored cols] float32 codes
 	switch s.Bits {
@@ -130,13 +133,13 @@ func (b *builder) dequantize(key string, q *arch.Quantization) *Node {
 			vals = AddScalar(vals, float64(least))
 		}
 	default:
-		panic(fmt.Sprintf("%s: no in-graph unpacking of %d-bit codes", key, s.Bits))
+		panic(fmt.Sprintf("%s: no in-graph unpacking of %d-bit codes", q.Type, s.Bits))
 	}
 	g, gc := q.Groups(), q.GroupCols()
 	per := func(n *Node) *Node { return Reshape(ConvertDType(n, dtypes.Float32), q.Rows, g, 1) }
-	w := Mul(Reshape(vals, q.Rows, g, gc), per(b.params[key+arch.ScalesSuffix]))
+	w := Mul(Reshape(vals, q.Rows, g, gc), per(scales))
 	if !q.Symmetric {
-		w = Add(w, per(b.params[key+arch.MinsSuffix]))
+		w = Add(w, per(mins))
 	}
 	w = Reshape(w, q.Rows, g*gc)
 	if g*gc != q.Cols {

@@ -11,9 +11,9 @@ import "github.com/btconvert/btconvert/formats/arch"
 // are garbage only after it. (verify/bench's TestEstimateBoundsPeakRSS checks it against measured peaks.)
 func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
 	const (
-		actPerHidden = 16 // live [B, T, D] intermediates of a layer (norms, q/k/v, rotary, residuals)
+		actPerHidden = 12 // live [B, T, D] intermediates of a layer (q/k/v, rotary, residuals; norms fused)
 		encPerHidden = 10 // the same of a RoBERTa layer (no rotary)
-		actPerFFN    = 6  // live [B, T, F] intermediates of the MLP (up, GELU's terms)
+		actPerFFN    = 4  // live [B, T, F] intermediates of the MLP (up with its GELU in place, down)
 		scoreCopies  = 4  // scores, scaled + masked, softmax, probabilities
 		logitCopies  = 8  // logits and the sampler's temporaries, per position emitted
 		f32          = 4
