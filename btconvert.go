@@ -13,6 +13,8 @@ import (
 	"runtime/debug"
 	"strings"
 
+	// The architecture families beyond the built-in GPT-NeoX register themselves.
+	_ "github.com/btconvert/btconvert/families/llama"
 	"github.com/btconvert/btconvert/graph/backend"
 )
 

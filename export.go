@@ -166,6 +166,9 @@ func exportOfficial(m *formats.Model, o ExportOptions, ui UI) (*ExportResult, er
 		return nil, err
 	}
 	layout := source.ExportLayout(m.Config)
+	if layout == nil {
+		return nil, &errs.InputError{File: o.Source, Msg: "no official layout holds this model (" + m.Config.Describe() + "): the official Block Transformer code builds GPT-NeoX decoders only; export it as a bundle"}
+	}
 	if err := checkWrite(plain, o.Output, o.DType); err != nil {
 		return nil, err
 	}

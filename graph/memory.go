@@ -25,7 +25,7 @@ func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
 		return rows*T*(perHidden*int64(hidden)+actPerFFN*int64(ffn))*f32 + scoreCopies*rows*int64(heads)*T*S*f32
 	}
 	stack := func(d *arch.DecoderConfig, T, S int64) (cache, a int64) {
-		cache = 2 * 2 * int64(d.Layers) * S * b * int64(d.Hidden) * int64(elem) // K and V, old and new
+		cache = 2 * 2 * int64(d.Layers) * S * b * int64(d.KVHeadCount()*d.HeadDim) * int64(elem) // K and V, old and new
 		return cache, act(actPerHidden, d.Hidden, d.Intermediate, d.Heads, b, T, S)
 	}
 	V := int64(c.VocabSize)

@@ -154,6 +154,11 @@ func (b *builder) layerNorm(x *Node, component, name string, eps float64) *Node 
 // rotary dims (rotary_pct 0, which HF's GPT-NeoX runs as attention without positions) there is
 // no table: rope passes x through.
 func rotaryTable(g *Graph, d *arch.DecoderConfig, n int, dt dtypes.DType) (cos, sin *Node) {
+	return rotaryTableScaled(g, d, n, dt, 1)
+}
+
+// rotaryTableScaled is rotaryTable for positions divided by scale (linear rope scaling).
+func rotaryTableScaled(g *Graph, d *arch.DecoderConfig, n int, dt dtypes.DType, scale float64) (cos, sin *Node) {
 	rot := d.RotaryDims
 	if rot == 0 {
 		return nil, nil
@@ -163,7 +168,7 @@ func rotaryTable(g *Graph, d *arch.DecoderConfig, n int, dt dtypes.DType) (cos, 
 	for p := 0; p < n; p++ {
 		for j := 0; j < rot/2; j++ {
 			invFreq := math.Pow(d.RotaryBase, -float64(2*j)/float64(rot))
-			a := float64(p) * invFreq
+			a := float64(p) / scale * invFreq
 			c[p*rot+j], c[p*rot+j+rot/2] = math.Cos(a), math.Cos(a)
 			s[p*rot+j], s[p*rot+j+rot/2] = math.Sin(a), math.Sin(a)
 		}
@@ -194,10 +199,8 @@ func rope(x, pos, cos, sin *Node, rot int) *Node {
 	return Concatenate([]*Node{rotated, Slice(x, AxisRange(), AxisRange(), AxisRange(), AxisRange(rot, hd))}, -1)
 }
 
-// attendFn computes attention for one layer given the new tokens' q, k, v ([B, T, H, hd], rotary
-// applied). It decides what the keys are (the new tokens only, or a cache plus them) and masking,
-// and records whatever cache it keeps.
-type attendFn func(layer int, q, k, v *Node) *Node
+// attendFn is an Attend (family.go): one layer's attention over what the run keeps.
+type attendFn = Attend
 
 // attention is softmax(q k^T / sqrt(hd) + bias) v for q [B, T, H, hd], keys [B, H, S, hd] and
 // values [B, H, hd, S] (the cache layouts); see scaledAttention for the bias.
@@ -209,7 +212,11 @@ func (b *builder) attention(q, k, v, bias *Node) *Node {
 // values [B, H, hd, S]. The additive float32 bias is [T, S], [B, T, S] when rows are masked
 // differently (0 or maskedOut), [B or 1, H, T, S] when it differs per head too (T5's relative
 // positions), or nil (every key seen). Scores and softmax are in float32. Returns [B, T, H, hd].
+// Keys and values with fewer heads than q (grouped-query attention) go to groupedAttention.
 func (b *builder) scaledAttention(q, k, v, bias *Node, scale float64) *Node {
+	if k.Shape().Dim(1) != q.Shape().Dim(2) {
+		return b.groupedAttention(q, k, v, bias, scale)
+	}
 	qh := TransposeAllAxes(q, 0, 2, 1, 3)                                // [B, H, T, hd]
 	scores := b.dot(qh, []int{3}, []int{0, 1}, k, []int{3}, []int{0, 1}) // [B, H, T, S]
 	scores = ConvertDType(scores, dtypes.Float32)
@@ -230,6 +237,34 @@ func (b *builder) scaledAttention(q, k, v, bias *Node, scale float64) *Node {
 	return TransposeAllAxes(out, 0, 2, 1, 3)
 }
 
+// groupedAttention is scaledAttention for keys and values of KVH heads, each shared by G = H/KVH
+// consecutive query heads (Llama's repeat_kv order). The G heads of a group are taken as G x T
+// rows against their one key head, so the cache is never repeated G times. The bias is [T, S] or
+// [B, T, S].
+func (b *builder) groupedAttention(q, k, v, bias *Node, scale float64) *Node {
+	B, T, H, hd := q.Shape().Dim(0), q.Shape().Dim(1), q.Shape().Dim(2), q.Shape().Dim(3)
+	KVH, S := k.Shape().Dim(1), k.Shape().Dim(2)
+	G := H / KVH
+	qh := Reshape(TransposeAllAxes(q, 0, 2, 1, 3), B, KVH, G*T, hd)
+	scores := b.dot(qh, []int{3}, []int{0, 1}, k, []int{3}, []int{0, 1}) // [B, KVH, G*T, S]
+	scores = Reshape(ConvertDType(scores, dtypes.Float32), B, KVH, G, T, S)
+	if scale != 1 {
+		scores = MulScalar(scores, scale)
+	}
+	switch {
+	case bias == nil:
+	case bias.Rank() == 2:
+		scores = Add(scores, InsertAxes(bias, 0, 0, 0))
+	case bias.Rank() == 3:
+		scores = Add(scores, InsertAxes(bias, 1, 1))
+	default:
+		panic("grouped-query attention takes a [T, S] or [B, T, S] bias")
+	}
+	probs := Reshape(ConvertDType(Softmax(scores, -1), q.DType()), B, KVH, G*T, S)
+	out := b.dot(probs, []int{3}, []int{0, 1}, v, []int{3}, []int{0, 1}) // [B, KVH, G*T, hd]
+	return TransposeAllAxes(Reshape(out, B, H, T, hd), 0, 2, 1, 3)
+}
+
 // causalBias is the additive mask for T new tokens attending to past+T keys.
 func causalBias(g *Graph, past, T int) *Node {
 	v := make([]float32, T*(past+T))
@@ -241,9 +276,9 @@ func causalBias(g *Graph, past, T int) *Node {
 	return Reshape(Const(g, v), T, past+T)
 }
 
-// decoder runs a GPT-NeoX stack (layers, then the final LayerNorm) over x [B, T, D] at positions
-// pos (int32 [T]). attend decides how each layer's attention sees the past.
-func (b *builder) decoder(component string, d *arch.DecoderConfig, x, pos *Node, maxPos int, attend attendFn) *Node {
+// neoxDecoder runs a GPT-NeoX stack (layers, then the final LayerNorm) over x [B, T, D] at
+// positions pos (int32 [T]). attend decides how each layer's attention sees the past.
+func (b *builder) neoxDecoder(component string, d *arch.DecoderConfig, x, pos *Node, maxPos int, attend attendFn) *Node {
 	cos, sin := rotaryTable(b.g, d, maxPos, b.dt)
 	B, T := x.Shape().Dim(0), x.Shape().Dim(1)
 	H, hd := d.Heads, d.HeadDim

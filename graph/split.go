@@ -61,8 +61,8 @@ func (e *Engine) TimeComponents(B, S, reps int) (*ComponentTimes, error) {
 	stepArgs := []any{}
 	bd := cfg.BlockDecoder
 	for i := 0; i < layers; i++ {
-		stepArgs = append(stepArgs, tensors.FromShape(shapes.Make(e.DType, B, bd.Heads, S, bd.HeadDim)),
-			tensors.FromShape(shapes.Make(e.DType, B, bd.Heads, bd.HeadDim, S)))
+		stepArgs = append(stepArgs, tensors.FromShape(shapes.Make(e.DType, B, bd.KVHeadCount(), S, bd.HeadDim)),
+			tensors.FromShape(shapes.Make(e.DType, B, bd.KVHeadCount(), bd.HeadDim, S)))
 	}
 	stepArgs = append(stepArgs, x, int32(S/2), tensors.FromShape(shapes.Make(dtypes.Float32, B, S)))
 	timeIt := func(x *Exec, args ...any) (time.Duration, error) {

@@ -7,7 +7,7 @@ import (
 	"github.com/btconvert/btconvert/formats/arch"
 )
 
-// The vanilla GPT-NeoX model: embed_in -> the same decoder stack -> embed_out.
+// A vanilla model: embed_in -> its decoder stack (GPT-NeoX or a registered family) -> embed_out.
 
 // vanillaHidden runs tokens ids [B, T] at positions pos through the stack with attend: [B, T, D].
 func (b *builder) vanillaHidden(ids, pos *Node, maxPos int, attend attendFn) *Node {

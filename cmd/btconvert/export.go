@@ -17,7 +17,9 @@ func exportCommand() *cli.Command {
 		ArgsUsage: "MODEL",
 		Description: `--format official: a Block Transformer as the official checkpoint (model.safetensors with the
 official names, config.yaml in the official Hydra schema stating every architecture key); a vanilla
-model as an HF GPT-NeoX folder (config.json + model.safetensors). Quantized tensors are dequantized.
+model as an HF folder of its family (GPT-NeoX, or Llama / Mistral / Qwen2: config.json +
+model.safetensors). A Block Transformer with Llama-family decoders has no official layout: export
+it as a bundle. Quantized tensors are dequantized.
 
 --format bundle: one OUT.btz file, the model folder as a zstd-compressed tar with its manifest
 (sha256 of every file) and its recorded verification report (verify --record). inspect, verify,

@@ -19,8 +19,8 @@ func importCommand() *cli.Command {
 		Usage:     "convert a checkpoint into a btconvert model folder",
 		ArgsUsage: "SRC",
 		Description: `SRC is a .safetensors file or a folder: an official Block Transformer checkpoint
-(model.safetensors or shards) or an HF GPT-NeoX / Pythia folder (config.json or the official vanilla
-config.yaml, + safetensors). Tokenizer files beside SRC (tokenizer.json, or vocab.json + merges.txt)
+(model.safetensors or shards), an HF GPT-NeoX / Pythia folder (config.json or the official vanilla
+config.yaml, + safetensors) or an HF Llama, Mistral or Qwen2 folder (config.json + safetensors). Tokenizer files beside SRC (tokenizer.json, or vocab.json + merges.txt)
 are carried along.
 
 The architecture comes from the config.yaml beside the weights, or --config: a YAML file, or the
@@ -30,8 +30,8 @@ off the weights: without a config, give --heads (and --decoding where the weight
 
 Official configs by name: ` + strings.Join(arch.ReleasedNames(), ", ") + `.
 
-With --from-vanilla, a GPT-NeoX model is turned into the initialisation of a Block Transformer (the
-paper's uptraining recipe); --config then names the Block config it trains (e.g.
+With --from-vanilla, a vanilla model is turned into the initialisation of a Block Transformer (the
+paper's uptraining recipe) whose decoders are of its family (GPT-NeoX or Llama); --config then names the Block config it trains (e.g.
 block_uptrain_b4_800_10: its heads, layers and expansion), else the flags below give the shape and
 the vanilla model's heads are kept.
 
@@ -51,7 +51,7 @@ Examples:
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing output folder (never one that is or holds the input)"},
 			configFlag, headsFlag, decodingFlag,
 			&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer.json (or vocab.json with merges.txt beside it) to carry into the model folder"},
-			&cli.BoolFlag{Name: "from-vanilla", Usage: "initialise a Block Transformer from a vanilla GPT-NeoX model"},
+			&cli.BoolFlag{Name: "from-vanilla", Usage: "initialise a Block Transformer from a vanilla model (GPT-NeoX or Llama-family)"},
 			&cli.IntFlag{Name: "block-length", Usage: "block length L_B (with --from-vanilla; default 4)"},
 			&cli.StringFlag{Name: "method", Value: "partition", Usage: "layer assignment: partition, skip or duplicate (with --from-vanilla)"},
 			&cli.IntFlag{Name: "block-layers", Usage: "block decoder layers (with --from-vanilla; default: the method's)"},

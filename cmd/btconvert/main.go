@@ -188,8 +188,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Name:    "btconvert",
 		Usage:   "convert, quantize, verify and export Block Transformer language models",
 		Version: btconvert.Version().String(),
-		Description: `btconvert reads Block Transformer checkpoints (official layout) and HF GPT-NeoX / Pythia
-checkpoints, writes them as a btconvert model folder (embedder / block decoder / token decoder),
+		Description: `btconvert reads Block Transformer checkpoints (official layout) and HF GPT-NeoX / Pythia and
+Llama-family (Llama, Mistral, Qwen2) checkpoints, writes them as a btconvert model folder (embedder / block decoder / token decoder),
 runs them through GoMLX to prove numerical parity, quantizes them and exports what you deploy.
 
 Exit status: 0 success, 1 failure or failed check, 2 bad input or usage, 130 interrupted

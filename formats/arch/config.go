@@ -7,6 +7,7 @@ package arch
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // FormatName marks our model directory's config.json.
@@ -23,8 +24,13 @@ const (
 	Decoder      = "decoder" // a vanilla model's only component
 )
 
-// DecoderConfig is one GPT-NeoX stack, fully explicit.
+// DecoderConfig is one decoder stack, fully explicit: a GPT-NeoX one, or one of a registered
+// family (Family; see StackFamily) with what that family adds in Options.
 type DecoderConfig struct {
+	Family string `json:"family,omitempty"` // "" : GPT-NeoX
+	// KVHeads is the number of key/value heads when fewer than Heads (grouped-query attention;
+	// 0: as many as Heads).
+	KVHeads          int     `json:"num_kv_heads,omitempty"`
 	Layers           int     `json:"num_layers"`
 	Hidden           int     `json:"hidden_size"`
 	Heads            int     `json:"num_heads"`
@@ -38,6 +44,8 @@ type DecoderConfig struct {
 	// MaxPositions is the base config's max_position_embeddings: positions the stack was built for
 	// (0: unknown).
 	MaxPositions int `json:"max_position_embeddings,omitempty"`
+	// Options are the family's own settings, which only the family reads.
+	Options json.RawMessage `json:"options,omitempty"`
 }
 
 // Kind is a block or a vanilla model.
@@ -236,12 +244,25 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: num_heads %d x head_dim %d != hidden_size %d", name, d.Heads, d.HeadDim, d.Hidden)
 		case d.RotaryDims < 0 || d.RotaryDims > d.HeadDim || d.RotaryDims%2 != 0:
 			return fmt.Errorf("%s: rotary_dims %d must be even and at most head_dim %d", name, d.RotaryDims, d.HeadDim)
-		case d.Activation != "gelu": // HF's "gelu" is the exact erf form
-			return fmt.Errorf("%s: activation %q is not supported (only exact gelu)", name, d.Activation)
+		case d.KVHeads < 0 || d.KVHeads > d.Heads || (d.KVHeads > 0 && d.Heads%d.KVHeads != 0):
+			return fmt.Errorf("%s: num_kv_heads %d must divide num_heads %d", name, d.KVHeads, d.Heads)
 		case d.LayerNormEps <= 0 || d.RotaryBase <= 0:
 			return fmt.Errorf("%s: layer_norm_eps and rotary_base must be positive", name)
 		case d.MaxPositions < 0:
 			return fmt.Errorf("%s: max_position_embeddings must not be negative", name)
+		}
+		if d.Family != "" {
+			f := Family(d.Family)
+			if f == nil {
+				return fmt.Errorf("%s: decoder family %q is not one this build knows (%s)", name, d.Family, strings.Join(Families(), ", "))
+			}
+			return f.Validate(name, d)
+		}
+		switch {
+		case d.Activation != "gelu": // HF's "gelu" is the exact erf form
+			return fmt.Errorf("%s: activation %q is not supported (only exact gelu)", name, d.Activation)
+		case d.KVHeads != 0 || len(d.Options) != 0:
+			return fmt.Errorf("%s: a GPT-NeoX stack has no num_kv_heads or options", name)
 		}
 		return nil
 	}
@@ -343,9 +364,19 @@ func (c *Config) validateEmbedder() error {
 // Describe is a one-line summary of the architecture.
 func (c *Config) Describe() string {
 	stack := func(d *DecoderConfig) string {
-		return fmt.Sprintf("%d layers D=%d (%d heads x %d, FFN %d)", d.Layers, d.Hidden, d.Heads, d.HeadDim, d.Intermediate)
+		s := fmt.Sprintf("%d layers D=%d (%d heads x %d, FFN %d)", d.Layers, d.Hidden, d.Heads, d.HeadDim, d.Intermediate)
+		if d.KVHeads > 0 && d.KVHeads < d.Heads {
+			s = fmt.Sprintf("%d layers D=%d (%d heads x %d, %d key/value heads, FFN %d)", d.Layers, d.Hidden, d.Heads, d.HeadDim, d.KVHeads, d.Intermediate)
+		}
+		if f := Family(d.Family); f != nil {
+			s = f.Title + " " + s
+		}
+		return s
 	}
 	if !c.IsBlock() {
+		if f := Family(c.Decoder.Family); f != nil {
+			return fmt.Sprintf("vanilla %s", stack(c.Decoder)) + fmt.Sprintf(", V=%d", c.VocabSize)
+		}
 		return fmt.Sprintf("vanilla GPT-NeoX: %s, V=%d", stack(c.Decoder), c.VocabSize)
 	}
 	emb := string(c.Embedder.Type)

@@ -105,11 +105,15 @@ const (
 	kindNorm
 )
 
-var partInfo = [...]struct {
+type partEntry struct {
 	short, module string
 	kind          kind
 	inLayer       bool
-}{
+}
+
+// partInfo describes every Part: the built-in ones, then those families register (RegisterPart).
+var partInfo = []partEntry{
+	0:              {},
 	PartEmbeddings: {"embeddings", Embedding, kindEmbedding, false},
 	PartProjection: {"projection", Project, kindLinear, false},
 	PartEmbedIn:    {"embed_in", EmbedIn, kindEmbedding, false},
@@ -385,6 +389,9 @@ func norm(comp string, p Part, width int, key []string) []TensorSpec {
 }
 
 func stackSpecs(comp string, d *DecoderConfig) []TensorSpec {
+	if f := Family(d.Family); f != nil {
+		return f.Tensors(comp, d)
+	}
 	sh := stackShape{comp: comp, layers: d.Layers, size: map[dim]int{dimHidden: d.Hidden, dimFFN: d.Intermediate},
 		key: map[dim][]string{dimHidden: {comp + "." + KeyHidden}, dimFFN: {comp + "." + KeyIntermediate}}}
 	return append(layerSpecs(sh, neoxLayer), norm(comp, PartFinalNorm, d.Hidden, sh.key[dimHidden])...)

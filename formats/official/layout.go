@@ -33,7 +33,18 @@ func (Layout) Detect(c *safetensors.Checkpoint) bool {
 }
 
 // Exports implements formats.Layout: Block Transformers.
-func (Layout) Exports(cfg *arch.Config) bool { return cfg.IsBlock() }
+func (Layout) Exports(cfg *arch.Config) bool { return cfg.IsBlock() && neoxStacks(cfg) }
+
+// neoxStacks reports whether every decoder stack of cfg is GPT-NeoX (the official code has no
+// other family).
+func neoxStacks(cfg *arch.Config) bool {
+	for _, d := range cfg.Stacks() {
+		if d.Family != "" {
+			return false
+		}
+	}
+	return true
+}
 
 // projectionIn reorders an official projection weight [D, De, K] into ours [D, K*De].
 func projectionIn(raw []byte, elem, D, De, K int) []byte {

@@ -5,6 +5,7 @@ package source
 import (
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
@@ -16,8 +17,12 @@ import (
 	"github.com/btconvert/btconvert/internal/fsio"
 )
 
-// Layouts are the checkpoint layouts btconvert reads and writes, tried in this order.
+// Layouts are the checkpoint layouts btconvert reads and writes, tried in this order: the built-in
+// ones, then those the families register.
 var Layouts = []formats.Layout{official.Layout{}, neox.Layout{}}
+
+// Register adds a family's layout (from the family package's init).
+func Register(l formats.Layout) { Layouts = append(Layouts, l) }
 
 // Kind says what a path holds.
 type Kind int
@@ -92,7 +97,7 @@ func Open(path string, o formats.OpenOptions) (*formats.Model, error) {
 		ex = ex[:3]
 	}
 	c.Close()
-	return nil, errs.File(path, "not a Block Transformer or GPT-NeoX checkpoint (tensors begin %v)", ex)
+	return nil, errs.File(path, "not a checkpoint of a layout btconvert reads (%s; tensors begin %v)", layoutNames(), ex)
 }
 
 // ExportLayout is the layout a model of config cfg is exported in: the official Block Transformer
@@ -104,6 +109,15 @@ func ExportLayout(cfg *arch.Config) formats.Layout {
 		}
 	}
 	return nil
+}
+
+// layoutNames lists the layouts in words.
+func layoutNames() string {
+	var out []string
+	for _, l := range Layouts {
+		out = append(out, l.Format())
+	}
+	return strings.Join(out, ", ")
 }
 
 // besideCheckpoint reads the files next to a checkpoint's weights (nil, nil when absent).

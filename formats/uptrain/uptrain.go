@@ -1,5 +1,6 @@
-// Package uptrain builds the initialisation of a Block Transformer from a vanilla GPT-NeoX model,
-// the paper's uptraining recipe (section 3.7; the official load_block_from_vanilla_checkpoint).
+// Package uptrain builds the initialisation of a Block Transformer from a vanilla model, the
+// paper's uptraining recipe (section 3.7; the official load_block_from_vanilla_checkpoint). The
+// decoders are of the vanilla model's family: GPT-NeoX, or a registered one (Llama).
 package uptrain
 
 import (
@@ -43,12 +44,15 @@ type Options struct {
 // New tensors take the dtype of v's embed_in. Closing the result closes v.
 func Uptrain(v *formats.Model, o Options) (*formats.Model, error) {
 	if v.Config.IsBlock() {
-		return nil, errs.File(v.Path, "is a Block Transformer; uptraining starts from a vanilla GPT-NeoX model")
+		return nil, errs.File(v.Path, "is a Block Transformer; uptraining starts from a vanilla model")
 	}
 	if len(v.Config.Quantization) > 0 {
 		return nil, errs.File(v.Path, "is quantized; uptraining starts from the float model")
 	}
 	if o.Target != nil {
+		if f := v.Config.Decoder.Family; f != "" {
+			return nil, errs.Option("Config", nil, "the official Block configs build GPT-NeoX decoders; a %s model is uptrained without one ({BlockLength}, {BlockLayers}, {ExpansionRatio})", arch.Family(f).Title)
+		}
 		if o.BlockLength != 0 || o.BlockLayers != 0 || o.ExpansionRatio != 0 {
 			return nil, errs.Option("Config", nil, "the Block config gives the block length, layers and expansion ratio: give none of {BlockLength}, {BlockLayers}, {ExpansionRatio} with it")
 		}
@@ -120,7 +124,7 @@ func Uptrain(v *formats.Model, o Options) (*formats.Model, error) {
 				cfg.Origins[comp+"."+k] = string(arch.OriginVanilla)
 			}
 		}
-		if h, err := arch.OfficialHeads(D); err == nil && h != vd.Heads {
+		if h, err := arch.OfficialHeads(D); err == nil && h != vd.Heads && vd.Family == "" {
 			headsNote += fmt.Sprintf("; the official uptraining configs train a decoder of width %d with %d heads of %d (import with the official config, by name or as a Block YAML, to follow one)",
 				D, h, D/h)
 		}

@@ -1,0 +1,195 @@
+package llama
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/btconvert/btconvert/errs"
+	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/internal/fsio"
+)
+
+// Format is the name of the layout: Hugging Face's Llama, Mistral and Qwen2 folders.
+const Format = "hf-llama"
+
+// Layout reads and writes HF Llama-family folders: config.json and model.* tensors with an
+// lm_head (absent when tied), in one file or in shards with their index.
+type Layout struct{}
+
+var _ formats.Layout = Layout{}
+
+// Format implements formats.Layout.
+func (Layout) Format() string { return Format }
+
+// Detect implements formats.Layout.
+func (Layout) Detect(c *safetensors.Checkpoint) bool {
+	return c.Has(hfTable) && c.Has("model.layers.0.self_attn.q_proj.weight")
+}
+
+// Exports implements formats.Layout: vanilla Llama-family models.
+func (Layout) Exports(cfg *arch.Config) bool { return !cfg.IsBlock() && cfg.Decoder.Family == Family }
+
+const (
+	hfTable = "model.embed_tokens.weight"
+	hfHead  = "lm_head.weight"
+	hfNorm  = "model.norm.weight"
+)
+
+// hfName is the HF name of our tensor id of a vanilla model.
+func hfName(id arch.ID) string {
+	switch id.Part {
+	case arch.PartEmbedIn:
+		return hfTable
+	case arch.PartEmbedOut:
+		return hfHead
+	case arch.PartFinalNorm:
+		return hfNorm
+	}
+	return "model." + id.Name()
+}
+
+// Open implements formats.Layout.
+func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.Model, error) {
+	switch {
+	case o.Decoding != "":
+		return nil, &errs.InputError{File: c.Dir, Msg: "holds a vanilla Llama-family model; {Decoding} applies to Block Transformer checkpoints"}
+	case len(o.Heads) > 0:
+		return nil, &errs.InputError{File: c.Dir, Msg: "holds a Llama-family model, whose config.json states its heads; {Heads} applies to checkpoints without one"}
+	}
+	path := o.Config
+	if path == "" {
+		path = filepath.Join(c.Dir, "config.json")
+		if !fsio.Exists(path) {
+			return nil, &errs.InputError{File: c.Dir, Msg: "Llama-family weights but no config.json beside them: give {Config} (the model's config.json)"}
+		}
+	}
+	b, err := fsio.ReadFile(path, fsio.ConfigLimit)
+	if err != nil {
+		return nil, err
+	}
+	prov := arch.Provenance{}
+	cfg, notes, err := readConfig(b, filepath.Base(path), prov)
+	if err != nil {
+		return nil, &errs.InputError{File: path, Msg: err.Error()}
+	}
+	m := &formats.Model{Format: Format, Path: c.Dir, Config: cfg,
+		Notes: append([]string{"architecture from " + filepath.Base(path), "decoder: " + cfg.Describe()}, notes...)}
+	tied := options(cfg.Decoder).TiedHead
+	name := func(s arch.TensorSpec) string {
+		if tied && s.Part == arch.PartEmbedOut {
+			return hfTable // one table read as both
+		}
+		return hfName(s.ID())
+	}
+	specs := arch.Tensors(cfg)
+	notes, err = formats.CheckNames(specs, name, c.Names, formats.Expect{
+		File: c.Dir, FileOf: c.FileOf,
+		Missing:    "missing from the checkpoint (config.json asks for it)",
+		Unexpected: "not part of a Llama-family model with this config.json",
+		Extra: func(n string) (string, bool) {
+			switch {
+			case strings.HasSuffix(n, ".rotary_emb.inv_freq"):
+				return "ignored buffer " + n, true
+			case n == hfHead && tied:
+				return "", false // refused: config.json ties the head, the file has its own
+			}
+			return "", false
+		}})
+	if err != nil {
+		if tied && c.Has(hfHead) {
+			return nil, &errs.InputError{File: path, Msg: "tie_word_embeddings is true but the checkpoint has its own lm_head.weight: set it false to use that head"}
+		}
+		return nil, err
+	}
+	if tied {
+		m.Notes = append(m.Notes, "output head tied to "+hfTable)
+	}
+	m.Notes = append(m.Notes, notes...)
+	var ts []*formats.Tensor
+	for _, s := range specs {
+		ts = append(ts, formats.FromCheckpoint(c, name(s), s.Component, s.Name))
+	}
+	if m.Tensors, err = formats.Match(c.Dir, specs, prov, ts); err != nil {
+		return nil, err
+	}
+	m.OnClose(c)
+	return m, nil
+}
+
+// Export implements formats.Layout: config.json and model.safetensors (or shards). A tied head is
+// written once, as the token table, when the two are the same bytes; otherwise both are written
+// and config.json unties them.
+func (Layout) Export(m *formats.Model, dir string, o formats.ExportOptions) error {
+	cfg := *m.Config
+	d := *cfg.Decoder
+	cfg.Decoder = &d
+	opt := options(&d)
+	specs := arch.Tensors(&cfg)
+	if len(specs) != len(m.Tensors) {
+		return fmt.Errorf("%s: %d tensors, its config has %d", m.Name(), len(m.Tensors), len(specs))
+	}
+	if opt.TiedHead {
+		same, err := sameBytes(m.Tensor(arch.Decoder, arch.EmbedIn+".weight"), m.Tensor(arch.Decoder, arch.EmbedOut+".weight"))
+		if err != nil {
+			return err
+		}
+		if !same {
+			opt.TiedHead = false
+			if err := d.SetOptions(opt); err != nil {
+				return err
+			}
+		}
+	}
+	dt := o.DType
+	var wts []safetensors.WriteTensor
+	for _, s := range specs {
+		t := m.Tensor(s.Component, s.Name)
+		if t == nil {
+			return fmt.Errorf("%s: no tensor %s to export", m.Name(), s.Key())
+		}
+		if dt == "" {
+			dt = t.DType
+		}
+		if opt.TiedHead && s.Part == arch.PartEmbedOut {
+			continue
+		}
+		wts = append(wts, t.ToWrite(hfName(s.ID()), t.Shape, o.DType, nil))
+	}
+	cj, err := writeConfig(&cfg, torchDType(dt))
+	if err != nil {
+		return err
+	}
+	return formats.WriteCheckpoint(dir, "config.json", cj, wts, o)
+}
+
+// sameBytes compares two tensors' stored bytes.
+func sameBytes(a, b *formats.Tensor) (bool, error) {
+	if a == nil || b == nil || a.DType != b.DType {
+		return false, nil
+	}
+	x, err := a.Raw()
+	if err != nil {
+		return false, err
+	}
+	y, err := b.Raw()
+	if err != nil {
+		return false, err
+	}
+	return string(x) == string(y), nil
+}
+
+// torchDType is config.json's torch_dtype for a safetensors dtype.
+func torchDType(dt safetensors.DType) string {
+	switch dt {
+	case safetensors.F16:
+		return "float16"
+	case safetensors.BF16:
+		return "bfloat16"
+	case safetensors.F64:
+		return "float64"
+	}
+	return "float32"
+}

@@ -1,0 +1,301 @@
+package llama_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+
+	"github.com/btconvert/btconvert"
+	"github.com/btconvert/btconvert/families/llama"
+	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/formats/source"
+	"github.com/btconvert/btconvert/formats/uptrain"
+	"github.com/btconvert/btconvert/graph"
+	"github.com/btconvert/btconvert/internal/testfix"
+	"github.com/btconvert/btconvert/quant"
+	"github.com/btconvert/btconvert/verify"
+)
+
+// The fixtures: tiny random models made by transformers' own Llama, Mistral and Qwen2 classes,
+// with references computed by those classes in float64 (fixtures/tools/make_llama_fixtures.py).
+var fixtures = []string{"llama-tiny", "mistral-tiny", "qwen2-tiny"}
+
+func load(t *testing.T, b compute.Backend, name string) *graph.Engine {
+	t.Helper()
+	m := testfix.Open(t, testfix.Path(name))
+	e, err := graph.Load(m, b, dtypes.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+// Scoring matches the reference within rel L2 1e-5, and greedy generation (batch 2, KV caches of
+// the key/value heads only) gives its tokens, on every backend.
+func TestParity(t *testing.T) {
+	testfix.EachBackend(t, func(t *testing.T, b compute.Backend) {
+		for _, name := range fixtures {
+			e := load(t, b, name)
+			r := testfix.LoadReference(t, name)
+			got, shape, err := e.Score(r.IDs, r.B, r.T)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(shape, r.LogitsShape) {
+				t.Fatalf("%s: shape %v want %v", name, shape, r.LogitsShape)
+			}
+			if d := testfix.RelL2(got, r.Logits); d > 1e-5 {
+				t.Errorf("%s: rel L2 %.3g > 1e-5", name, d)
+			} else {
+				t.Logf("%s: rel L2 %.3g", name, d)
+			}
+			g, err := e.Generate(r.Prompts, graph.GenerateOptions{MaxNewTokens: len(r.Greedy[0])})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range r.Greedy {
+				if !slices.Equal(g.Tokens[i], r.Greedy[i]) {
+					t.Errorf("%s row %d:\n got %v\nwant %v", name, i, g.Tokens[i], r.Greedy[i])
+				}
+			}
+		}
+	})
+}
+
+// What each fixture's config.json says arrives in our config: grouped-query heads, tying, biases,
+// rope settings.
+func TestConfigRead(t *testing.T) {
+	for _, c := range []struct {
+		name, describe string
+		kv             int
+		theta          float64
+		opt            string
+	}{
+		{"llama-tiny", "vanilla Llama-family 2 layers D=64 (4 heads x 16, 2 key/value heads, FFN 176), V=256", 2, 10000,
+			`{"rope_linear_factor":2,"model_type":"llama","tied_head":false}`},
+		{"mistral-tiny", "vanilla Llama-family 2 layers D=64 (4 heads x 16, 1 key/value heads, FFN 176), V=256", 1, 10000,
+			`{"model_type":"mistral","tied_head":false,"sliding_window":4096}`},
+		{"qwen2-tiny", "vanilla Llama-family 2 layers D=64 (4 heads x 16, 2 key/value heads, FFN 176), V=256", 2, 1e6,
+			`{"qkv_bias":true,"model_type":"qwen2","tied_head":true,"sliding_window":4096}`},
+	} {
+		m := testfix.Open(t, testfix.Path(c.name))
+		d := m.Config.Decoder
+		if m.Format != llama.Format || m.Config.Describe() != c.describe || d.KVHeadCount() != c.kv || d.RotaryBase != c.theta ||
+			d.RotaryDims != 16 || string(d.Options) != c.opt || m.Config.BOSTokenID != 1 || m.Config.EOSTokenID != 2 {
+			t.Errorf("%s: %s %q kv %d theta %g rot %d options %s bos %d eos %d", c.name, m.Format, m.Config.Describe(), d.KVHeadCount(),
+				d.RotaryBase, d.RotaryDims, d.Options, m.Config.BOSTokenID, m.Config.EOSTokenID)
+		}
+	}
+}
+
+// Export writes the HF layout back bit for bit: the same tensor names, dtypes, shapes and bytes
+// (a tied head once, as the token table), and a config.json that reads back to the same config.
+func TestExportBitForBit(t *testing.T) {
+	for _, name := range fixtures {
+		m := testfix.Open(t, testfix.Path(name))
+		out := testfix.Export(t, m, formats.ExportOptions{})
+		testfix.SameCheckpoint(t, filepath.Join(testfix.Path(name), "model.safetensors"), filepath.Join(out, "model.safetensors"))
+		back := testfix.Open(t, out)
+		if a, b := m.Config.Describe(), back.Config.Describe(); a != b || string(m.Config.Decoder.Options) != string(back.Config.Decoder.Options) {
+			t.Errorf("%s: exported config reads back as %s %s, want %s %s", name, b, back.Config.Decoder.Options, a, m.Config.Decoder.Options)
+		}
+	}
+}
+
+// What the family does not run is refused at import, naming the key; nothing is misread.
+func TestRefused(t *testing.T) {
+	for _, c := range []struct {
+		fixture string
+		set     map[string]any
+		msg     string
+	}{
+		{"llama-tiny", map[string]any{"rope_scaling": map[string]any{"type": "dynamic", "factor": 2.0}},
+			`rope_scaling type "dynamic" is not supported (only none or linear)`},
+		{"llama-tiny", map[string]any{"rope_scaling": map[string]any{"rope_type": "llama3", "factor": 8.0}},
+			`rope_scaling type "llama3" is not supported (only none or linear)`},
+		{"mistral-tiny", map[string]any{"sliding_window": 32},
+			"sliding_window 32 is under max_position_embeddings 256: sliding-window attention is not supported yet"},
+		{"qwen2-tiny", map[string]any{"use_sliding_window": true, "sliding_window": 128},
+			"sliding_window 128 is under max_position_embeddings 256: sliding-window attention is not supported yet"},
+		{"llama-tiny", map[string]any{"vision_config": map[string]any{}},
+			"vision_config / text_config: a multimodal model is not supported (btconvert reads Llama, Mistral and Qwen2 text models)"},
+		{"llama-tiny", map[string]any{"model_type": "gemma"},
+			`model_type "gemma" is not a Llama-family model btconvert reads (llama, mistral, qwen2)`},
+		{"llama-tiny", map[string]any{"architectures": []string{"LlamaForSequenceClassification"}},
+			"architectures [LlamaForSequenceClassification]: want [LlamaForCausalLM] for model_type llama (other heads than the causal LM's are not supported)"},
+		{"llama-tiny", map[string]any{"hidden_act": "gelu"},
+			`hidden_act "gelu" is not supported (a Llama-family MLP is SwiGLU: silu)`},
+		{"llama-tiny", map[string]any{"num_key_value_heads": 3},
+			"num_key_value_heads 3 must divide num_attention_heads 4"},
+		{"llama-tiny", map[string]any{"head_dim": 32},
+			"head_dim 32 other than hidden_size / num_attention_heads (16) is not supported yet"},
+		{"llama-tiny", map[string]any{"tie_word_embeddings": true},
+			"tie_word_embeddings is true but the checkpoint has its own lm_head.weight: set it false to use that head"},
+		{"qwen2-tiny", map[string]any{"tie_word_embeddings": false},
+			`tensor "lm_head.weight": missing from the checkpoint (config.json asks for it)`},
+		{"llama-tiny", map[string]any{"num_key_value_heads": 4},
+			`tensor "model.layers.0.self_attn.k_proj.weight": shape [32 64] disagrees with the config (want [64 64]): num_key_value_heads 4 from config.json x head_dim 16 (hidden_size / num_attention_heads)`},
+	} {
+		dir := testfix.Copy(t, c.fixture)
+		for k, v := range c.set {
+			testfix.SetJSON(t, filepath.Join(dir, "config.json"), k, v)
+		}
+		m, err := source.Open(dir, formats.OpenOptions{})
+		if err == nil {
+			m.Close()
+		}
+		if err == nil || !strings.HasSuffix(testfix.ErrText(err), c.msg) {
+			t.Errorf("%s %v: got %v\nwant %q", c.fixture, c.set, err, c.msg)
+		}
+	}
+}
+
+// The uptraining recipe on a Llama-family model: a Block Transformer whose decoders are Llama-family
+// stacks holding the vanilla layers (partition: layer 0 in the block decoder, layer 1 in the token
+// decoder), whose cached generation agrees with its full forward on every backend, and which the
+// official layout cannot hold.
+func TestFromVanilla(t *testing.T) {
+	v := testfix.Open(t, testfix.Path("llama-tiny"))
+	m, err := uptrain.Uptrain(v, uptrain.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.Config
+	for _, d := range []*arch.DecoderConfig{c.BlockDecoder, &c.TokenDecoder.DecoderConfig} {
+		if d.Family != llama.Family || d.KVHeadCount() != 2 || d.Layers != 1 || string(d.Options) != string(v.Config.Decoder.Options) {
+			t.Fatalf("decoder %+v", d)
+		}
+	}
+	same := func(comp, name, vname string) {
+		a, err := m.Tensor(comp, name).Raw()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := v.Tensor(arch.Decoder, vname).Raw()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(a) != string(b) {
+			t.Errorf("%s/%s is not the vanilla %s", comp, name, vname)
+		}
+	}
+	same(arch.BlockDecoder, "layers.0.self_attn.k_proj.weight", "layers.0.self_attn.k_proj.weight")
+	same(arch.TokenDecoder, "layers.0.mlp.gate_proj.weight", "layers.1.mlp.gate_proj.weight")
+	same(arch.TokenDecoder, "final_layer_norm.weight", "final_layer_norm.weight")
+	if n := m.Tensor(arch.BlockDecoder, "final_layer_norm.bias"); n != nil {
+		t.Error("an RMS norm has no bias")
+	}
+	if l := source.ExportLayout(c); l != nil {
+		t.Errorf("the %s layout claims a Block Transformer with Llama-family decoders", l.Format())
+	}
+	testfix.EachBackend(t, func(t *testing.T, b compute.Backend) {
+		e, err := graph.Load(m, b, dtypes.Float32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		sc, err := verify.RunSelfCheck(e, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sc.CacheRelL2Err > 1e-5 || sc.Top1Agreement != 1 {
+			t.Errorf("cached generation against the full forward: rel L2 %.3g, top-1 %.3f", sc.CacheRelL2Err, sc.Top1Agreement)
+		}
+	})
+}
+
+// A sharded bf16 folder (HF's index and shards) reads as the same model in bf16, and runs.
+func TestShardedBF16(t *testing.T) {
+	m := testfix.Open(t, testfix.Path("qwen2-tiny"))
+	out := testfix.Export(t, m, formats.ExportOptions{DType: "BF16", ShardSize: 100 << 10})
+	if _, err := os.Stat(filepath.Join(out, "model.safetensors.index.json")); err != nil {
+		t.Fatalf("no shards: %v", err)
+	}
+	back := testfix.Open(t, out)
+	for _, ts := range back.Tensors {
+		if ts.DType != "BF16" {
+			t.Fatalf("%s/%s is %s", ts.Component, ts.Name, ts.DType)
+		}
+	}
+	e, err := graph.Load(back, testfix.Backend(t), dtypes.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	r := testfix.LoadReference(t, "qwen2-tiny")
+	got, _, err := e.Score(r.IDs, r.B, r.T)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := testfix.RelL2(got, r.Logits); d > 0.05 || d < 1e-4 {
+		t.Errorf("bf16 weights: rel L2 %.3g, want between 1e-4 (rounded) and 0.05", d)
+	}
+}
+
+// Quantization takes every Linear of the family's table (int8 round-to-nearest, int4 with GPTQ on
+// a calibration text), and the quantized models compute what their weights say: their logits equal
+// those of the same weights dequantized into a float model (rel L2 1e-5), and int8 stays nearer the
+// float reference than int4.
+func TestQuantize(t *testing.T) {
+	r := testfix.LoadReference(t, "llama-tiny")
+	relL2 := map[string]float64{}
+	for _, c := range []struct {
+		typ   quant.Type
+		calib string
+	}{{"int8", ""}, {"int4", testfix.GPL2}} {
+		out := filepath.Join(t.TempDir(), string(c.typ))
+		res, err := btconvert.Quantize(btconvert.QuantizeOptions{Source: testfix.Path("llama-tiny"), Output: out,
+			Settings: quant.Settings{Type: c.typ}, Calib: c.calib})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := testfix.Open(t, out)
+		var linears int
+		for key, q := range m.Config.Quantization {
+			if strings.Contains(key, "_proj.weight") {
+				linears++
+				if q.Type != arch.QuantType(c.typ) {
+					t.Errorf("%s: %s is %s", c.typ, key, q.Type)
+				}
+			}
+		}
+		if linears != 2*7 {
+			t.Errorf("%s: %d of the 14 Linears quantized", c.typ, linears)
+		}
+		if want := map[bool]string{true: "gptq", false: "rtn"}[c.calib != ""]; res.Provenance.Method != want {
+			t.Errorf("%s: method %s, want %s", c.typ, res.Provenance.Method, want)
+		}
+		plain, err := quant.Dequantized(m, "F32")
+		if err != nil {
+			t.Fatal(err)
+		}
+		score := func(m *formats.Model) []float32 {
+			e, err := graph.Load(m, testfix.Backend(t), dtypes.Float32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			got, _, err := e.Score(r.IDs, r.B, r.T)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got
+		}
+		got := score(m)
+		if d := testfix.RelL2(got, score(plain)); d > 1e-5 {
+			t.Errorf("%s: rel L2 %.3g to the dequantized weights' logits", c.typ, d)
+		}
+		relL2[string(c.typ)] = testfix.RelL2(got, r.Logits)
+	}
+	if !(relL2["int8"] < relL2["int4"]) {
+		t.Errorf("rel L2 to the float reference: %v", relL2)
+	}
+	t.Logf("rel L2 to the float reference: %v", relL2)
+}

@@ -1,0 +1,95 @@
+package graph
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
+
+	"github.com/btconvert/btconvert/formats/arch"
+)
+
+// A decoder family (arch.StackFamily) registers the graph of its stack here: every place that runs
+// a decoder stack (a vanilla model, a Block Transformer's block and token decoders, scoring,
+// prefill and cached steps) calls it through decoder, which knows GPT-NeoX and the registry only.
+
+// Attend computes one layer's attention for the new positions' q [B, T, H, hd] and k, v
+// [B, T, KVH, hd] (rotary applied; KVH divides H: grouped-query attention when under H). It decides
+// which keys are seen (the new ones, or a cache plus them), masks, and keeps whatever cache the
+// run keeps. Returns [B, T, H, hd].
+type Attend func(layer int, q, k, v *Node) *Node
+
+// StackBuilder builds a family's stack in component comp over x [B, T, D] at positions pos (int32
+// [T]; maxPos bounds them): every layer, then the final norm. It returns [B, T, D].
+type StackBuilder func(o *Ops, comp string, d *arch.DecoderConfig, x, pos *Node, maxPos int, attend Attend) *Node
+
+var stacks = struct {
+	sync.RWMutex
+	m map[string]StackBuilder
+}{m: map[string]StackBuilder{}}
+
+// RegisterStack makes family's graph known; a family registers once, from its package's init.
+func RegisterStack(family string, build StackBuilder) {
+	stacks.Lock()
+	defer stacks.Unlock()
+	if stacks.m[family] != nil {
+		panic(fmt.Sprintf("graph: decoder family %q registered twice", family))
+	}
+	stacks.m[family] = build
+}
+
+func stackBuilder(family string) StackBuilder {
+	stacks.RLock()
+	defer stacks.RUnlock()
+	return stacks.m[family]
+}
+
+// Ops is what a family's stack is built from: the model's weights (quantized ones read as their
+// products need) and the shared operations, with the backend's and the compute dtype's choices
+// already made.
+type Ops struct{ b *builder }
+
+// Graph is the graph being built.
+func (o *Ops) Graph() *Graph { return o.b.g }
+
+// DType is the compute dtype.
+func (o *Ops) DType() dtypes.DType { return o.b.dt }
+
+// Linear is x W^T (+ bias) for the [out, in] weight component/name.weight over x's last axis.
+func (o *Ops) Linear(x *Node, component, name string, bias bool) *Node {
+	return o.b.linear(x, component, name, bias)
+}
+
+// Weight is a weight in the compute dtype.
+func (o *Ops) Weight(component, name string) *Node { return o.b.w(component, name) }
+
+// RMSNorm is x / sqrt(mean(x^2) + eps) times the gain component/name.weight, over the last axis,
+// in float32 whatever the compute dtype (as Llama's own code computes it).
+func (o *Ops) RMSNorm(x *Node, component, name string, eps float64) *Node {
+	x32 := ConvertDType(x, dtypes.Float32)
+	ms := ReduceAndKeep(Square(x32), ReduceMean, -1)
+	y := ConvertDType(Mul(x32, Rsqrt(AddScalar(ms, eps))), o.b.dt)
+	return Mul(y, ExpandLeftToRank(o.b.w(component, name+".weight"), x.Rank()))
+}
+
+// Rotary returns the rotate-half rotary embedding of d's RotaryDims leading dims of each head at
+// positions pos, for x [B, T, H, hd]: rope(x) as GPT-NeoX and Llama apply it. positionScale
+// divides the positions (linear rope scaling; 1: none).
+func (o *Ops) Rotary(d *arch.DecoderConfig, maxPos int, positionScale float64) func(x, pos *Node) *Node {
+	cos, sin := rotaryTableScaled(o.b.g, d, maxPos, o.b.dt, positionScale)
+	return func(x, pos *Node) *Node { return rope(x, pos, cos, sin, d.RotaryDims) }
+}
+
+// decoder runs the stack d of component over x [B, T, D] at positions pos (int32 [T]): a GPT-NeoX
+// stack, or the registered family's. attend decides how each layer's attention sees the past.
+func (b *builder) decoder(component string, d *arch.DecoderConfig, x, pos *Node, maxPos int, attend attendFn) *Node {
+	if d.Family == "" {
+		return b.neoxDecoder(component, d, x, pos, maxPos, attend)
+	}
+	build := stackBuilder(d.Family)
+	if build == nil {
+		panic(fmt.Sprintf("decoder family %q has no graph in this build", d.Family))
+	}
+	return build(&Ops{b}, component, d, x, pos, maxPos, Attend(attend))
+}
