@@ -1,5 +1,8 @@
 // Package tokenizer turns text into token ids and back: the byte vocabulary of byte-level models,
-// an HF tokenizer.json, or a GPT-2 style vocab.json + merges.txt (byte-level BPE).
+// an HF tokenizer.json, or a GPT-2 style vocab.json + merges.txt (byte-level BPE). A text is
+// encoded as HF's tokenizer(text) encodes it, with the special tokens its template puts first (a
+// Llama BOS). Not yet: byte fallback (sentencepiece-style vocabularies such as Llama 2's give
+// their unknown token for a character outside the vocabulary, where HF gives its bytes).
 package tokenizer
 
 import (
@@ -70,6 +73,9 @@ type hfTokenizer struct {
 	path  string
 	added []addedToken // longest first
 	byID  map[int32]string
+	// prefix are the special tokens the post-processor's template puts before a text (Llama's
+	// BOS): HF's tokenizer(text) adds them, so a prompt or a text to score starts with them here.
+	prefix []int32
 }
 
 // addedToken is one of tokenizer.json's added_tokens. The tokenizer library drops them from its
@@ -86,6 +92,7 @@ func (h *hfTokenizer) Encode(text string) (ids []int32, err error) {
 			ids, err = nil, errs.File(h.path, "the tokenizer failed on this text: %v", r)
 		}
 	}()
+	ids = append(ids, h.prefix...)
 	for text != "" {
 		at, tok := len(text), addedToken{}
 		for _, a := range h.added {
@@ -320,7 +327,58 @@ func fromJSON(p string, raw []byte) (tk Tokenizer, err error) {
 		return nil, errs.File(p, "cannot load the tokenizer: %v", err)
 	}
 	added, byID := readAdded(raw)
-	return &hfTokenizer{tk: t, path: p, added: added, byID: byID}, nil
+	prefix, err := templatePrefix(raw)
+	if err != nil {
+		return nil, errs.File(p, "post_processor: %v", err)
+	}
+	return &hfTokenizer{tk: t, path: p, added: added, byID: byID, prefix: prefix}, nil
+}
+
+// processor is the part of a tokenizer.json post_processor read here: a TemplateProcessing
+// (alone or in a Sequence) and the ids of its special tokens.
+type processor struct {
+	Type       string      `json:"type"`
+	Processors []processor `json:"processors"`
+	Single     []struct {
+		SpecialToken *struct {
+			ID string `json:"id"`
+		} `json:"SpecialToken"`
+	} `json:"single"`
+	SpecialTokens map[string]struct {
+		IDs []int32 `json:"ids"`
+	} `json:"special_tokens"`
+}
+
+// templatePrefix is the ids of the special tokens a TemplateProcessing puts before a single text
+// (its leading SpecialToken items), none for other post-processors.
+func templatePrefix(raw []byte) ([]int32, error) {
+	var doc struct {
+		Post *processor `json:"post_processor"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil || doc.Post == nil {
+		return nil, nil // the tokenizer library has judged the file
+	}
+	procs := []processor{*doc.Post}
+	if doc.Post.Type == "Sequence" {
+		procs = doc.Post.Processors
+	}
+	var out []int32
+	for _, pr := range procs {
+		if pr.Type != "TemplateProcessing" {
+			continue
+		}
+		for _, item := range pr.Single {
+			if item.SpecialToken == nil {
+				break
+			}
+			st, ok := pr.SpecialTokens[item.SpecialToken.ID]
+			if !ok || len(st.IDs) == 0 {
+				return nil, fmt.Errorf("the template's %q is not one of its special_tokens", item.SpecialToken.ID)
+			}
+			out = append(out, st.IDs...)
+		}
+	}
+	return out, nil
 }
 
 // fromBPE loads a vocab.json and merges.txt from their bytes (p names the vocabulary). The

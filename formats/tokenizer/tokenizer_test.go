@@ -75,6 +75,31 @@ func TestByteLevelBPE(t *testing.T) {
 	}
 }
 
+// A template post-processor's leading special tokens (Llama's BOS, alone or in a Sequence as Llama
+// 3 writes it) start every encoded text, as HF's tokenizer(text) does; GPT-NeoX's ByteLevel
+// post-processor adds nothing (TestByteLevelBPE).
+func TestTemplateBOS(t *testing.T) {
+	tmpl := map[string]any{"type": "TemplateProcessing",
+		"single":         []any{map[string]any{"SpecialToken": map[string]any{"id": "<|endoftext|>", "type_id": 0}}, map[string]any{"Sequence": map[string]any{"id": "A", "type_id": 0}}},
+		"pair":           []any{map[string]any{"Sequence": map[string]any{"id": "A", "type_id": 0}}},
+		"special_tokens": map[string]any{"<|endoftext|>": map[string]any{"id": "<|endoftext|>", "ids": []int{0}, "tokens": []string{"<|endoftext|>"}}}}
+	for _, post := range []any{tmpl, map[string]any{"type": "Sequence", "processors": []any{map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}, tmpl}}} {
+		var doc map[string]any
+		json.Unmarshal([]byte(neoxJSON(false)), &doc)
+		doc["post_processor"] = post
+		b, _ := json.Marshal(doc)
+		p := filepath.Join(t.TempDir(), tokenizer.Name)
+		os.WriteFile(p, b, 0o644)
+		tk, err := tokenizer.Load(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ids, err := tk.Encode("hello world"); err != nil || !slices.Equal(ids, []int32{0, 15, 20}) {
+			t.Errorf("%v: ids %v %v, want [0 15 20]", post, ids, err)
+		}
+	}
+}
+
 func TestWordLevelAndBytes(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, tokenizer.Name), []byte(`{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
