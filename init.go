@@ -1,8 +1,8 @@
 package btconvert
 
 import (
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/errs"
-	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/modeldir"
 	"github.com/btconvert/btconvert/formats/randinit"
 	"github.com/btconvert/btconvert/formats/safetensors"

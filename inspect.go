@@ -3,8 +3,8 @@ package btconvert
 import (
 	"encoding/json"
 
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/source"
 )
 

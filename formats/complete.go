@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/errs"
-	"github.com/btconvert/btconvert/formats/arch"
 )
 
 // Expect says how a source holds a model's tensors, for CheckNames: where its tensors are and

@@ -5,9 +5,9 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/arch"
 )
 
 func TestCheckNames(t *testing.T) {

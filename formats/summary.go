@@ -5,7 +5,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/internal/digest"
 )
 

@@ -11,8 +11,8 @@ import (
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/core/tensors"
 
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/errs"
-	"github.com/btconvert/btconvert/formats/arch"
 )
 
 // GenerateOptions controls Generate.

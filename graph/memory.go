@@ -1,6 +1,6 @@
 package graph
 
-import "github.com/btconvert/btconvert/formats/arch"
+import "github.com/btconvert/btconvert/arch"
 
 // Estimate is a conservative estimate of the peak memory (bytes) of generating at batch B up to
 // length tokens: the weights, the KV caches twice (a step reads the old ones and writes new ones),

@@ -3,7 +3,7 @@ package quant
 import (
 	"fmt"
 
-	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/arch"
 )
 
 // Stored is a quantized weight as its scheme stores it: the code bytes (arch.QuantScheme says

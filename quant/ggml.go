@@ -6,7 +6,7 @@ import (
 
 	"github.com/x448/float16"
 
-	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/arch"
 )
 
 // llama.cpp's block types, quantized as its reference quantizers do (ggml-quants.c,

@@ -11,8 +11,8 @@ import (
 
 	"github.com/x448/float16"
 
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/testfix"
 )

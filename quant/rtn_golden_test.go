@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/internal/testfix"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/x448/float16"
 
-	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/arch"
 )
 
 // Options of a scheme.

@@ -11,8 +11,8 @@ import (
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/randinit"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/graph"

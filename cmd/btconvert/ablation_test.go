@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/testfix"
 )

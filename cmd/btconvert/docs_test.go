@@ -228,14 +228,15 @@ func TestReadmePackageTable(t *testing.T) {
 // of the README's layout, from the CLI down to the file formats. A key or an allowed entry ending
 // in "/..." covers a folder and everything under it.
 var importMatrix = map[string][]string{
-	"cmd/btconvert":    {"btconvert", "verify/...", "graph/...", "quant", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
-	"btconvert":        {"families/...", "verify/...", "graph/...", "quant", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
-	"families/...":     {"graph/...", "quant", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"}, // each registers itself below
-	"verify/...":       {"verify/...", "graph/...", "quant", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
-	"graph/...":        {"graph/...", "quant", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
-	"quant":            {"formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
-	"formats/...":      {"formats/...", "errs", "internal/digest", "internal/fsio"},
-	"internal/testfix": {"graph/...", "quant", "formats/...", "errs", "internal/digest", "internal/fsio"}, // the tests' fixtures
+	"cmd/btconvert":    {"btconvert", "verify/...", "graph/...", "quant", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
+	"btconvert":        {"families/...", "verify/...", "graph/...", "quant", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
+	"families/...":     {"graph/...", "quant", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"}, // each registers itself below
+	"verify/...":       {"verify/...", "graph/...", "quant", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
+	"graph/...":        {"graph/...", "quant", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
+	"quant":            {"arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
+	"formats/...":      {"formats/...", "arch", "errs", "internal/digest", "internal/fsio"},
+	"arch":             {"formats/safetensors", "errs"},                                                           // the domain model: configs, the tensor table, quantization storage
+	"internal/testfix": {"graph/...", "quant", "arch", "formats/...", "errs", "internal/digest", "internal/fsio"}, // the tests' fixtures
 	"internal/fsio":    {"errs", "internal/digest"},
 	"internal/digest":  {},
 	"internal/sysmem":  {},

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/btconvert/btconvert"
-	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/graph/backend"
 	"github.com/btconvert/btconvert/internal/testfix"
 )

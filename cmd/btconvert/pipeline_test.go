@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/arch"
 )
 
 // The README's pipeline on the bundled fixture: import -> quantize -> verify (--record) -> export.

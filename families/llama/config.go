@@ -6,7 +6,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/arch"
 )
 
 // KeyKVHeads is the HF key of the key/value heads.

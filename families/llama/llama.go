@@ -3,7 +3,7 @@
 // over the whole head and grouped-query key/value heads (Qwen2: with q/k/v biases), RMSNorm, and a
 // SwiGLU MLP; the stack ends with an RMSNorm; the output head may be tied to the token table.
 //
-// The family registers itself (init): its tensor table and checks with formats/arch, its graph
+// The family registers itself (init): its tensor table and checks with arch, its graph
 // with graph, and its Hugging Face layout with formats/source. Importing the package for its side
 // effect is all a program does to read, run, quantize and write Llama-family models.
 package llama
@@ -11,7 +11,7 @@ package llama
 import (
 	"fmt"
 
-	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/graph"
 )

@@ -11,9 +11,9 @@ import (
 	"github.com/gomlx/compute/dtypes"
 
 	"github.com/btconvert/btconvert"
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/families/llama"
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/formats/uptrain"
 	"github.com/btconvert/btconvert/graph"

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/internal/testfix"
 )

@@ -7,9 +7,9 @@ import (
 	"cmp"
 	"fmt"
 
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/arch"
 )
 
 // Method is how the vanilla layers are shared between the two decoders.

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/btconvert/btconvert/formats/arch"
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/formats/uptrain"
 	"github.com/btconvert/btconvert/internal/testfix"
 )

@@ -13,8 +13,8 @@ import (
 
 	"gonum.org/v1/gonum/stat"
 
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/errs"
-	"github.com/btconvert/btconvert/formats/arch"
 	"github.com/btconvert/btconvert/graph"
 	"github.com/btconvert/btconvert/internal/fsio"
 	"github.com/btconvert/btconvert/internal/sysmem"

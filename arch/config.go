@@ -1,7 +1,8 @@
-// Package arch is the Block Transformer and GPT-NeoX architecture as data: the typed config, the
-// base models the official YAMLs name and how a config is resolved from them, the paper's presets,
-// and the one table of tensors (name, shape from the config, role, the LayerNorm that feeds it) that
-// every reader, writer, the quantizer and the graphs go by.
+// Package arch is the domain model: the Block Transformer and its decoder families as data (the
+// typed config, the base models the official YAMLs name and how a config is resolved from them,
+// the paper's presets, the registry of decoder families) and the one table of tensors (name, shape
+// from the config, role, the norm that feeds it) that every reader, writer, the quantizer and the
+// graphs go by. It reads no file format; the layouts in formats/ map files onto it.
 package arch
 
 import (
