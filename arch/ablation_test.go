@@ -128,7 +128,7 @@ func TestAblationResolutionErrors(t *testing.T) {
 			s.TokenDecoder.Decoding = "summation"
 		}, "token_decoder.cls t5 with summation decoding is not supported yet (btconvert runs lookup, roberta and roberta_cls embedders, gpt-neo-x decoders with prefix or summation decoding, and t5 token decoders with cross_attention decoding)"},
 		{"cross_attention without t5", func(s *BlockSpec) {
-			s.TokenDecoder.StackSpec = StackSpec{Cls: clsNeoX, Base: DefaultBase}
+			s.TokenDecoder.StackSpec = StackSpec{Cls: ClassNeoX, Base: DefaultBase}
 		}, "token_decoder.decoding_strategy cross_attention needs token_decoder.cls t5 (the official code supports it for the T5 token decoder only)"},
 		{"unknown embedder base", func(s *BlockSpec) {
 			s.Embedder.Base = "roberta-large"
@@ -158,10 +158,10 @@ func TestAblationResolutionErrors(t *testing.T) {
 			s.Embedder.Settings[2].Value = 50265
 		}, "embedder: vocab_size 50265 from released config block_ablation_b4_85_cls_cross_attn disagrees with the token decoder's vocab_size 50304 from released config block_ablation_b4_85_cls_cross_attn"},
 		{"n_cls_tokens of roberta", func(s *BlockSpec) {
-			s.Embedder.Cls = clsRoberta
+			s.Embedder.Cls = ClassRoberta
 		}, "embedder.n_cls_tokens is for the roberta_cls embedder, not roberta"},
 		{"concat of another width", func(s *BlockSpec) {
-			s.Embedder.Cls, s.Embedder.CLSTokens, s.Embedder.ProjectionMethod = clsRoberta, 0, "concat"
+			s.Embedder.Cls, s.Embedder.CLSTokens, s.Embedder.ProjectionMethod = ClassRoberta, 0, "concat"
 		}, "concat embedder: dim 256 x 4 vectors != block decoder hidden 768"},
 		{"--heads disagrees with T5", func(s *BlockSpec) {}, "token_decoder: num_heads 12 from released config block_ablation_b4_85_cls_cross_attn; {Heads} 8 disagrees (the official code builds 12 heads from this config)"},
 		{"too few positions", func(s *BlockSpec) {

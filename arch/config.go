@@ -92,7 +92,7 @@ type EmbedderConfig struct {
 // Class is the official embedder class: lookup, roberta or roberta_cls.
 func (e *EmbedderConfig) Class() string {
 	if e.RoBERTa == nil {
-		return clsLookup
+		return ClassLookup
 	}
 	return e.RoBERTa.Class()
 }
@@ -122,12 +122,20 @@ func (t *TokenDecoderConfig) Width() int {
 	return t.Hidden
 }
 
+// WidthKey is the config key of Width.
+func (t *TokenDecoderConfig) WidthKey() string {
+	if t.T5 != nil {
+		return KeyDModel
+	}
+	return KeyHidden
+}
+
 // Class is the official token decoder class: gpt-neo-x or t5.
 func (t *TokenDecoderConfig) Class() string {
 	if t.T5 != nil {
-		return clsT5
+		return ClassT5
 	}
-	return clsNeoX
+	return ClassNeoX
 }
 
 // MarshalJSON writes a T5 token decoder without the unused GPT-NeoX fields.
@@ -252,20 +260,11 @@ func (c *Config) Validate() error {
 		case d.MaxPositions < 0:
 			return fmt.Errorf("%s: max_position_embeddings must not be negative", name)
 		}
-		if d.Family != "" {
-			f := Family(d.Family)
-			if f == nil {
-				return fmt.Errorf("%s: decoder family %q is not one this build knows (%s)", name, d.Family, strings.Join(Families(), ", "))
-			}
-			return f.Validate(name, d)
+		f := Family(d.FamilyOf())
+		if f == nil {
+			return fmt.Errorf("%s: decoder family %q is not one this build knows (%s)", name, d.Family, strings.Join(Families(), ", "))
 		}
-		switch {
-		case d.Activation != "gelu": // HF's "gelu" is the exact erf form
-			return fmt.Errorf("%s: activation %q is not supported (only exact gelu)", name, d.Activation)
-		case d.KVHeads != 0 || len(d.Options) != 0:
-			return fmt.Errorf("%s: a GPT-NeoX stack has no num_kv_heads or options", name)
-		}
-		return nil
+		return f.Validate(name, d)
 	}
 	if c.VocabSize < 1 || c.VocabSize > MaxVocab {
 		return fmt.Errorf("vocab_size %d is out of range (1 to %d)", c.VocabSize, MaxVocab)
@@ -369,14 +368,18 @@ func (c *Config) Describe() string {
 		if d.KVHeads > 0 && d.KVHeads < d.Heads {
 			s = fmt.Sprintf("%d layers D=%d (%d heads x %d, %d key/value heads, FFN %d)", d.Layers, d.Hidden, d.Heads, d.HeadDim, d.KVHeads, d.Intermediate)
 		}
-		if f := Family(d.Family); f != nil {
-			s = f.Title + " " + s
+		if d.Family != "" {
+			title := d.Family
+			if f := Family(d.Family); f != nil {
+				title = f.Title
+			}
+			s = title + " " + s
 		}
 		return s
 	}
 	if !c.IsBlock() {
-		if f := Family(c.Decoder.Family); f != nil {
-			return fmt.Sprintf("vanilla %s", stack(c.Decoder)) + fmt.Sprintf(", V=%d", c.VocabSize)
+		if c.Decoder.Family != "" {
+			return fmt.Sprintf("vanilla %s, V=%d", stack(c.Decoder), c.VocabSize)
 		}
 		return fmt.Sprintf("vanilla GPT-NeoX: %s, V=%d", stack(c.Decoder), c.VocabSize)
 	}

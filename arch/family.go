@@ -7,8 +7,9 @@ import (
 	"sync"
 )
 
-// A decoder stack's family is its layer's math and tensors: GPT-NeoX (the default, built into this
-// package) or a family that registers itself from its own package (families/llama). A family
+// A decoder stack's family is its layer's math and tensors: GPT-NeoX (built in: this package and
+// graph register it themselves, since the official layout, the YAML resolution and the presets
+// build on it) or a family that registers itself from its own package (families/llama). A family
 // registers its tensor table and checks here and its graph in package graph; a DecoderConfig names
 // its family, and nothing else branches on it.
 
@@ -28,36 +29,46 @@ type StackFamily struct {
 var families = struct {
 	sync.RWMutex
 	m map[string]*StackFamily
-}{m: map[string]*StackFamily{}}
+}{m: map[string]*StackFamily{FamilyNeoX: {Name: FamilyNeoX, Title: "GPT-NeoX", Tensors: neoxSpecs, Validate: validateNeoX}}}
+
+// validateNeoX is what a GPT-NeoX stack checks beyond the common checks.
+func validateNeoX(name string, d *DecoderConfig) error {
+	switch {
+	case d.Activation != "gelu": // HF's "gelu" is the exact erf form
+		return fmt.Errorf("%s: activation %q is not supported (only exact gelu)", name, d.Activation)
+	case d.KVHeads != 0 || len(d.Options) != 0:
+		return fmt.Errorf("%s: a GPT-NeoX stack has no num_kv_heads or options", name)
+	}
+	return nil
+}
 
 // RegisterStack makes a decoder family known. A family registers once, from its package's init.
 func RegisterStack(f *StackFamily) {
 	families.Lock()
 	defer families.Unlock()
-	if f.Name == "" || f.Name == FamilyNeoX || families.m[f.Name] != nil {
+	if f.Name == "" || families.m[f.Name] != nil {
 		panic(fmt.Sprintf("arch: decoder family %q registered twice", f.Name))
 	}
 	families.m[f.Name] = f
 }
 
-// Family is the registered family name, nil for GPT-NeoX (built in) or an unknown name.
+// Family is the registered family of that name (FamilyNeoX: the built-in one), nil if unknown.
 func Family(name string) *StackFamily {
 	families.RLock()
 	defer families.RUnlock()
 	return families.m[name]
 }
 
-// Families lists the registered family names, sorted (GPT-NeoX first, built in).
+// Families lists the registered family names, sorted.
 func Families() []string {
 	families.RLock()
 	defer families.RUnlock()
-	out := []string{FamilyNeoX}
-	var rest []string
+	var out []string
 	for n := range families.m {
-		rest = append(rest, n)
+		out = append(out, n)
 	}
-	slices.Sort(rest)
-	return append(out, rest...)
+	slices.Sort(out)
+	return out
 }
 
 // FamilyNeoX is the built-in family; a DecoderConfig with no family is one.

@@ -82,16 +82,16 @@ func (s Shape) spec() (*BlockSpec, *VanillaSpec, error) {
 			return nil, nil, errs.Option("Preset", s.Preset, "%v", err)
 		}
 	} else if s.Block {
-		stack := StackSpec{Cls: clsNeoX, Base: DefaultBase}
+		stack := StackSpec{Cls: ClassNeoX, Base: DefaultBase}
 		blk = &BlockSpec{File: "init flags", Kind: OriginFlags, BlockLength: cmp.Or(s.BlockLength, 4),
-			Embedder:     EmbedderSpec{Cls: clsLookup, ProjectionMethod: string(Concat)},
+			Embedder:     EmbedderSpec{Cls: ClassLookup, ProjectionMethod: string(Concat)},
 			BlockDecoder: stack, TokenDecoder: TokenSpec{StackSpec: stack, ExpansionRatio: 2, Decoding: string(Prefix)}}
 	} else {
 		van = &VanillaSpec{File: "init flags", Kind: OriginFlags, Base: DefaultBase}
 	}
 	set := func(st *StackSpec, layers int) {
 		keys := []string{KeyLayers, KeyHidden, KeyHeads, KeyIntermediate, KeyVocab}
-		if st.Cls == clsT5 { // T5Config's own keys (t5-small stays its base)
+		if st.Cls == ClassT5 { // T5Config's own keys (t5-small stays its base)
 			keys = []string{KeyDecoderLayers, KeyDModel, KeyT5Heads, KeyDFF, KeyVocab}
 		} else if s.Base != "" {
 			st.Base = s.Base
@@ -125,7 +125,7 @@ func (s Shape) spec() (*BlockSpec, *VanillaSpec, error) {
 	}
 	set(&blk.BlockDecoder, s.BlockLayers)
 	set(&blk.TokenDecoder.StackSpec, s.TokenLayers)
-	roberta := blk.Embedder.Cls == clsRoberta || blk.Embedder.Cls == clsRobertaCLS
+	roberta := blk.Embedder.Cls == ClassRoberta || blk.Embedder.Cls == ClassRobertaCLS
 	if roberta {
 		// The encoder keeps its own width and layers; the vocabulary and EmbedderDim reach it as
 		// keys of its config (the fill-in then gives the heads and FFN of a new width).

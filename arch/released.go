@@ -113,21 +113,21 @@ func Released(name string, kind OriginKind) (block *BlockSpec, vanilla *VanillaS
 			continue
 		}
 		stack := func(layers, hidden int) StackSpec {
-			return StackSpec{Cls: clsNeoX, Base: DefaultBase, Settings: []Setting{{Key: KeyLayers, Value: layers}, {Key: KeyHidden, Value: hidden}}}
+			return StackSpec{Cls: ClassNeoX, Base: DefaultBase, Settings: []Setting{{Key: KeyLayers, Value: layers}, {Key: KeyHidden, Value: hidden}}}
 		}
 		s := &BlockSpec{Name: name, File: file, Kind: kind, BlockLength: r.blockLength, MaxLength: 2048, Precision: "bf16",
-			Embedder:     EmbedderSpec{Cls: cmp.Or(r.embCls, clsLookup), ProjectionMethod: r.embProj, Hidden: r.embHidden, Vocab: 50304, EmbeddingTokens: 1},
+			Embedder:     EmbedderSpec{Cls: cmp.Or(r.embCls, ClassLookup), ProjectionMethod: r.embProj, Hidden: r.embHidden, Vocab: 50304, EmbeddingTokens: 1},
 			BlockDecoder: stack(r.bdLayers, r.bdD),
 			TokenDecoder: TokenSpec{StackSpec: stack(r.tdLayers, r.tdD), ExpansionMethod: "expansion_layer", ExpansionRatio: r.ratio, Decoding: r.decoding}}
-		if s.Embedder.Cls == clsLookup && s.Embedder.ProjectionMethod == "" {
+		if s.Embedder.Cls == ClassLookup && s.Embedder.ProjectionMethod == "" {
 			s.Embedder.ProjectionMethod = string(Concat)
 		}
 		if r.embLayers != 0 {
 			s.Embedder.Base, s.Embedder.Hidden, s.Embedder.Vocab, s.Embedder.CLSTokens = robertaBase, 0, 0, r.nCLS
 			s.Embedder.Settings = []Setting{{Key: KeyLayers, Value: r.embLayers}, {Key: KeyHidden, Value: r.embHidden}, {Key: KeyVocab, Value: 50304}}
 		}
-		if r.tdCls == clsT5 {
-			s.TokenDecoder.StackSpec = StackSpec{Cls: clsT5, Base: t5Base, Settings: []Setting{{Key: KeyDModel, Value: r.tdD}, {Key: KeyDFF, Value: r.tdFFN},
+		if r.tdCls == ClassT5 {
+			s.TokenDecoder.StackSpec = StackSpec{Cls: ClassT5, Base: t5Base, Settings: []Setting{{Key: KeyDModel, Value: r.tdD}, {Key: KeyDFF, Value: r.tdFFN},
 				{Key: KeyT5Layers, Value: r.tdLayers}, {Key: KeyDecoderLayers, Value: r.tdLayers}, {Key: KeyT5Heads, Value: r.tdHeads}, {Key: KeyVocab, Value: 50304}}}
 		}
 		return s, nil, nil

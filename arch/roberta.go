@@ -42,9 +42,9 @@ type RobertaConfig struct {
 // Class is the official embedder class: roberta or roberta_cls.
 func (r *RobertaConfig) Class() string {
 	if r.CLSTokens > 0 {
-		return clsRobertaCLS
+		return ClassRobertaCLS
 	}
-	return clsRoberta
+	return ClassRoberta
 }
 
 // Inputs is how many tokens the encoder reads per block of L tokens (CLS tokens included).

@@ -68,13 +68,14 @@ type VanillaSpec struct {
 	Precision string
 }
 
-// Supported classes.
+// The official classes of the parts of a Block Transformer (the YAML's cls keys): each names the
+// part's graph too (graph's embedders and token decoders are registered under them).
 const (
-	clsLookup     = "lookup"
-	clsRoberta    = "roberta"
-	clsRobertaCLS = "roberta_cls"
-	clsNeoX       = "gpt-neo-x"
-	clsT5         = "t5"
+	ClassLookup     = "lookup"
+	ClassRoberta    = "roberta"
+	ClassRobertaCLS = "roberta_cls"
+	ClassNeoX       = "gpt-neo-x"
+	ClassT5         = "t5"
 )
 
 // notYet is the message for the official classes and settings btconvert does not run yet.
@@ -93,20 +94,20 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 		return nil, nil, fmt.Errorf("{Heads} %s: give one head count, or the block decoder's and the token decoder's", heads)
 	}
 	switch s.Embedder.Cls {
-	case "", clsLookup, clsRoberta, clsRobertaCLS:
+	case "", ClassLookup, ClassRoberta, ClassRobertaCLS:
 	default:
 		return nil, nil, fmt.Errorf("embedder.cls %q is not an embedder of the official code (lookup, roberta or roberta_cls)", s.Embedder.Cls)
 	}
 	switch s.BlockDecoder.Cls {
-	case "", clsNeoX:
+	case "", ClassNeoX:
 	case "gpt-neo":
 		return nil, nil, notYet("block_decoder.cls gpt-neo")
 	default:
 		return nil, nil, fmt.Errorf("block_decoder.cls %q is not a block decoder of the official code (gpt-neo-x or gpt-neo)", s.BlockDecoder.Cls)
 	}
-	t5 := s.TokenDecoder.Cls == clsT5
+	t5 := s.TokenDecoder.Cls == ClassT5
 	switch s.TokenDecoder.Cls {
-	case "", clsNeoX, clsT5:
+	case "", ClassNeoX, ClassT5:
 	case "gpt-neo":
 		return nil, nil, notYet("token_decoder.cls gpt-neo")
 	default:
@@ -210,7 +211,7 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 func (s *BlockSpec) resolveEmbedder(bdC *NeoXConfig, p *BlockParts) error {
 	e, o := s.Embedder, s.origin()
 	sec := Section{File: s.File, Kind: s.Kind, Stack: Embedder, Keys: Embedder + ".config"}
-	roberta := e.Cls == clsRoberta || e.Cls == clsRobertaCLS
+	roberta := e.Cls == ClassRoberta || e.Cls == ClassRobertaCLS
 	method := e.ProjectionMethod
 	switch {
 	case method == "" && roberta:
@@ -223,7 +224,7 @@ func (s *BlockSpec) resolveEmbedder(bdC *NeoXConfig, p *BlockParts) error {
 	p.Embedder.Type = EmbedderType(method)
 	if !roberta {
 		if e.CLSTokens != 0 {
-			return fmt.Errorf("embedder.n_cls_tokens is for the roberta_cls embedder, not %s", cmp.Or(e.Cls, clsLookup))
+			return fmt.Errorf("embedder.n_cls_tokens is for the roberta_cls embedder, not %s", cmp.Or(e.Cls, ClassLookup))
 		}
 		hidden, vocab := e.Hidden, e.Vocab
 		for _, st := range e.Settings { // the lookup config's keys this needs; the others do not shape it
@@ -254,9 +255,9 @@ func (s *BlockSpec) resolveEmbedder(bdC *NeoXConfig, p *BlockParts) error {
 	}
 	p.CLSTokens, p.CLSOrigin = e.CLSTokens, o
 	switch {
-	case e.Cls == clsRoberta && e.CLSTokens != 0:
+	case e.Cls == ClassRoberta && e.CLSTokens != 0:
 		return fmt.Errorf("embedder.n_cls_tokens is for the roberta_cls embedder, not roberta")
-	case e.Cls == clsRobertaCLS && e.CLSTokens == 0:
+	case e.Cls == ClassRobertaCLS && e.CLSTokens == 0:
 		p.CLSTokens, p.CLSOrigin = 1, Origin{OriginFillIn, "the official default of roberta_cls (n_cls_tokens 1)"}
 	case e.CLSTokens < 0 || e.CLSTokens > MaxBlockLength:
 		return fmt.Errorf("embedder.n_cls_tokens %d is out of range (1 to %d)", e.CLSTokens, MaxBlockLength)

@@ -389,9 +389,11 @@ func norm(comp string, p Part, width int, key []string) []TensorSpec {
 }
 
 func stackSpecs(comp string, d *DecoderConfig) []TensorSpec {
-	if f := Family(d.Family); f != nil {
-		return f.Tensors(comp, d)
-	}
+	return Family(d.FamilyOf()).Tensors(comp, d)
+}
+
+// neoxSpecs is a GPT-NeoX stack's table: its layers, then the final LayerNorm.
+func neoxSpecs(comp string, d *DecoderConfig) []TensorSpec {
 	sh := stackShape{comp: comp, layers: d.Layers, size: map[dim]int{dimHidden: d.Hidden, dimFFN: d.Intermediate},
 		key: map[dim][]string{dimHidden: {comp + "." + KeyHidden}, dimFFN: {comp + "." + KeyIntermediate}}}
 	return append(layerSpecs(sh, neoxLayer), norm(comp, PartFinalNorm, d.Hidden, sh.key[dimHidden])...)
@@ -451,41 +453,68 @@ func Tensors(c *Config) []TensorSpec {
 		out = append(out, stackSpecs(Decoder, d)...)
 		return append(out, table(Decoder, PartEmbedOut, d.Hidden))
 	}
+	// A Block Transformer: the embedder's tensors (by its class), its projection, the block decoder
+	// stack, the expansion layer, then the token decoder's tensors (by its class).
 	D, Dt, L := c.BlockDecoder.Hidden, c.TokenDecoder.Width(), c.BlockLength
-	bdHid, embHid := []string{BlockDecoder + "." + KeyHidden}, []string{"embedder." + KeyHidden}
-	var out []TensorSpec
-	vectors, projFed := []string{"block_length", "embedder." + KeyHidden}, ""
-	if e := c.Embedder; e.RoBERTa != nil {
-		out = robertaSpecs(e, V)
-		// The projection reads the encoder's outputs: its last layer's LayerNorm feeds it.
-		projFed = feeder(ID{Embedder, PartMLPNorm, e.RoBERTa.Layers - 1, Weight})
-		if e.RoBERTa.CLSTokens > 0 {
-			vectors[0] = "embedder.n_cls_tokens"
-		}
-	} else {
-		out = []TensorSpec{newSpec(outside(Embedder, PartEmbeddings, Weight), []int{V, c.Embedder.Dim}, [][]string{{KeyVocab}, embHid}, "")}
-	}
+	bdHid := []string{BlockDecoder + "." + KeyHidden}
+	emb := embedderTables[c.Embedder.Class()](c)
+	out := emb.specs
 	if c.Embedder.Type == ProjectionLayer {
 		out = append(out,
-			newSpec(outside(Embedder, PartProjection, Weight), []int{D, c.Embedder.Vectors(L) * c.Embedder.Dim}, [][]string{bdHid, vectors}, projFed),
+			newSpec(outside(Embedder, PartProjection, Weight), []int{D, c.Embedder.Vectors(L) * c.Embedder.Dim}, [][]string{bdHid, {emb.vectorsKey, Embedder + "." + KeyHidden}}, emb.projFed),
 			newSpec(outside(Embedder, PartProjection, Bias), []int{D}, [][]string{bdHid}, ""))
 	}
 	out = append(out, stackSpecs(BlockDecoder, c.BlockDecoder)...)
 	r := c.TokenDecoder.ExpansionRatio
-	exp := []string{"expansion_ratio", TokenDecoder + "." + KeyHidden}
-	if c.TokenDecoder.T5 != nil {
-		exp[1] = TokenDecoder + "." + KeyDModel
-	}
+	exp := []string{"expansion_ratio", TokenDecoder + "." + c.TokenDecoder.WidthKey()}
 	out = append(out,
-		// The expansion layer reads the block decoder's output: its final LayerNorm feeds it.
+		// The expansion layer reads the block decoder's output: its final norm feeds it.
 		newSpec(outside(TokenDecoder, PartExpansion, Weight), []int{r * Dt, D}, [][]string{exp, bdHid}, feeder(outside(BlockDecoder, PartFinalNorm, Weight))),
 		newSpec(outside(TokenDecoder, PartExpansion, Bias), []int{r * Dt}, [][]string{exp}, ""))
-	if t := c.TokenDecoder.T5; t != nil {
-		return append(out, t5Specs(t, V)...)
+	return append(out, tokenDecoderTables[c.TokenDecoder.Class()](c, table)...)
+}
+
+// embedderTable is what an embedder class contributes: its tensors before the projection, the
+// norm that feeds the projection ("" if none) and the key of how many vectors it concatenates.
+type embedderTable struct {
+	specs      []TensorSpec
+	projFed    string
+	vectorsKey string
+}
+
+// The tensor tables of each class of embedder and token decoder (the official classes; a token
+// decoder of any stack family is a ClassNeoX one here: its stack comes from its family).
+var (
+	embedderTables = map[string]func(c *Config) embedderTable{
+		ClassLookup: func(c *Config) embedderTable {
+			return embedderTable{specs: []TensorSpec{newSpec(outside(Embedder, PartEmbeddings, Weight), []int{c.VocabSize, c.Embedder.Dim},
+				[][]string{{KeyVocab}, {Embedder + "." + KeyHidden}}, "")}, vectorsKey: "block_length"}
+		},
+		ClassRoberta:    robertaTable,
+		ClassRobertaCLS: robertaTable,
 	}
-	out = append(out, table(TokenDecoder, PartEmbedIn, Dt))
-	out = append(out, stackSpecs(TokenDecoder, &c.TokenDecoder.DecoderConfig)...)
-	return append(out, table(TokenDecoder, PartEmbedOut, Dt))
+	tokenDecoderTables = map[string]func(c *Config, table func(comp string, p Part, hidden int) TensorSpec) []TensorSpec{
+		ClassNeoX: func(c *Config, table func(comp string, p Part, hidden int) TensorSpec) []TensorSpec {
+			Dt := c.TokenDecoder.Width()
+			out := []TensorSpec{table(TokenDecoder, PartEmbedIn, Dt)}
+			out = append(out, stackSpecs(TokenDecoder, &c.TokenDecoder.DecoderConfig)...)
+			return append(out, table(TokenDecoder, PartEmbedOut, Dt))
+		},
+		ClassT5: func(c *Config, _ func(string, Part, int) TensorSpec) []TensorSpec {
+			return t5Specs(c.TokenDecoder.T5, c.VocabSize)
+		},
+	}
+)
+
+// robertaTable is a RoBERTa embedder's: its encoder, whose last layer's LayerNorm feeds the
+// projection, with K = the block's tokens or its CLS tokens.
+func robertaTable(c *Config) embedderTable {
+	e := c.Embedder
+	t := embedderTable{specs: robertaSpecs(e, c.VocabSize), projFed: feeder(ID{Embedder, PartMLPNorm, e.RoBERTa.Layers - 1, Weight}), vectorsKey: "block_length"}
+	if e.RoBERTa.CLSTokens > 0 {
+		t.vectorsKey = "embedder.n_cls_tokens"
+	}
+	return t
 }
 
 // StoredTensors is Tensors with every quantized tensor replaced by its stored parts (with its

@@ -10,22 +10,64 @@ import (
 // The Block Transformer, top to bottom: embedder -> block decoder -> token decoder. The same
 // functions serve scoring (teacher forcing over every block) and generation (one block at a time).
 
-// embedBlocks turns token ids [B, n, L] into block vectors [B, n, D]: the concatenation of the
-// block's vectors (its L token vectors from the lookup table, or its RoBERTa encoder outputs,
-// roberta.go), followed (projection_layer embedder) by a Linear over that concatenation.
-func (b *builder) embedBlocks(ids *Node) *Node {
-	B, n, L := ids.Shape().Dim(0), ids.Shape().Dim(1), ids.Shape().Dim(2)
-	var x *Node
-	if b.cfg.Embedder.RoBERTa != nil {
-		x = b.robertaVectors(ids)
-	} else {
-		e := b.embed(ids, arch.Embedder, arch.Embedding+".weight") // [B, n, L, De]
-		x = Reshape(e, B, n, L*e.Shape().Dim(-1))
+// A Block Transformer is a composition: an embedder and a token decoder, each the graph registered
+// under its official class (arch.ClassLookup, ...), around a block decoder stack of any family
+// (family.go). This file wires them; each class's own math is in its file (roberta.go, t5.go, and
+// below for the lookup embedder and the stack token decoders).
+
+// blockEmbedder turns token ids [B, n, L] into each block's vectors, concatenated: [B, n, K*De].
+type blockEmbedder func(b *builder, ids *Node) *Node
+
+// tokenDecoderGraph is a token decoder class: how it scores a whole block at once (teacher
+// forcing) and how it generates one token at a time.
+type tokenDecoderGraph struct {
+	// teacher returns the logits [M, L, V] of every token of the target blocks tgt [M, L] given
+	// their expanded block vectors P [M, r, Dt].
+	teacher func(b *builder, P, tgt *Node) *Node
+	// start prepares the generation of one block from P [B, r, Dt] and returns its step: the
+	// logits [B, V] of the token after id [B, 1] (the BOS at j = 0), the j-th token of the block.
+	start func(b *builder, P *Node) func(j int, id *Node) *Node
+}
+
+var (
+	embedders = map[string]blockEmbedder{
+		arch.ClassLookup:     (*builder).lookupVectors,
+		arch.ClassRoberta:    (*builder).robertaVectors,
+		arch.ClassRobertaCLS: (*builder).robertaVectors,
 	}
+	tokenDecoders = map[string]tokenDecoderGraph{
+		arch.ClassNeoX: {teacher: (*builder).stackTeacher, start: (*builder).stackStart},
+		arch.ClassT5:   {teacher: (*builder).t5Teacher, start: (*builder).t5Start},
+	}
+)
+
+func (b *builder) tokenDecoderGraph() tokenDecoderGraph {
+	g, ok := tokenDecoders[b.cfg.TokenDecoder.Class()]
+	if !ok {
+		panic("no graph for token decoder class " + b.cfg.TokenDecoder.Class())
+	}
+	return g
+}
+
+// embedBlocks turns token ids [B, n, L] into block vectors [B, n, D]: the embedder's vectors of
+// each block, followed (projection_layer embedder) by a Linear over their concatenation.
+func (b *builder) embedBlocks(ids *Node) *Node {
+	vectors, ok := embedders[b.cfg.Embedder.Class()]
+	if !ok {
+		panic("no graph for embedder class " + b.cfg.Embedder.Class())
+	}
+	x := vectors(b, ids)
 	if b.cfg.Embedder.Type == arch.ProjectionLayer {
 		x = b.linear(x, arch.Embedder, arch.Project, true)
 	}
 	return x
+}
+
+// lookupVectors is the lookup embedder: each block's L token vectors from its table.
+func (b *builder) lookupVectors(ids *Node) *Node {
+	B, n, L := ids.Shape().Dim(0), ids.Shape().Dim(1), ids.Shape().Dim(2)
+	e := b.embed(ids, arch.Embedder, arch.Embedding+".weight") // [B, n, L, De]
+	return Reshape(e, B, n, L*e.Shape().Dim(-1))
 }
 
 // expand maps block contexts [M, D] to the token decoder's r vectors [M, r, Dt].
@@ -50,22 +92,21 @@ func (b *builder) tokenPositions() int {
 // tokenDecoderTeacher scores every token of the target blocks tgt [M, L] given their contexts
 // ctx [M, D]; returns logits [M, L, V].
 func (b *builder) tokenDecoderTeacher(ctx, tgt *Node) *Node {
+	return b.tokenDecoderGraph().teacher(b, b.expand(ctx), tgt)
+}
+
+// stackTeacher is teacher forcing through a stack token decoder (GPT-NeoX or a registered family):
+// prefix decoding runs [P_1..P_r, x_1..x_{L-1}], summation [BOS, x_1..x_{L-1}] each plus its own
+// expanded vector.
+func (b *builder) stackTeacher(P, tgt *Node) *Node {
 	td := b.cfg.TokenDecoder
 	L := tgt.Shape().Dim(1)
-	if td.T5 != nil {
-		// Cross-attention: [BOS, x_1..x_{L-1}] attend to the r expanded vectors in every layer.
-		z := b.t5Decoder(b.embed(b.shiftRight(tgt), arch.TokenDecoder, arch.EmbedIn+".weight"), b.t5Cross(b.expand(ctx)), b.t5Causal(L))
-		return b.t5Head(z)
-	}
-	var x *Node
-	if td.Decoding == arch.Summation {
-		// [BOS, x_1..x_{L-1}], each plus its own expanded vector.
-		x = Add(b.embed(b.shiftRight(tgt), arch.TokenDecoder, arch.EmbedIn+".weight"), b.expand(ctx))
-	} else {
-		x = b.expand(ctx)
-		if L > 1 {
-			x = Concatenate([]*Node{x, b.embed(Slice(tgt, AxisRange(), AxisRange(0, L-1)), arch.TokenDecoder, arch.EmbedIn+".weight")}, 1)
-		}
+	x := P
+	switch {
+	case td.Decoding == arch.Summation:
+		x = Add(b.embed(b.shiftRight(tgt), arch.TokenDecoder, arch.EmbedIn+".weight"), P)
+	case L > 1:
+		x = Concatenate([]*Node{P, b.embed(Slice(tgt, AxisRange(), AxisRange(0, L-1)), arch.TokenDecoder, arch.EmbedIn+".weight")}, 1)
 	}
 	T := b.tokenPositions()
 	h := b.decoder(arch.TokenDecoder, &td.DecoderConfig, x, iotaPos(b.g, 0, T), T, b.causal(nil, nil))
@@ -108,34 +149,21 @@ func (b *builder) scoreBlock(ids *Node) *Node {
 }
 
 // generateBlock emits the L tokens of one block from contexts ctx [B, D], one token decoder step
-// per token, unrolled in the graph with a local KV cache that starts empty (at most r+L-1
-// positions; a T5 token decoder's cross-attention keys and values of the r expanded vectors are
-// computed once, before the steps). st is the sampler's state. Returns tokens int32 [B, L],
-// logits [B, L, V] and the advanced state.
+// per token, unrolled in the graph (the token decoder class keeps what its steps share: a local
+// KV cache that starts empty, at most r+L-1 positions; a T5 decoder's cross-attention keys and
+// values, computed once). st is the sampler's state. Returns tokens int32 [B, L], logits
+// [B, L, V] and the advanced state.
 func (b *builder) generateBlock(ctx *Node, st genState, s sampler) (*Node, *Node, genState) {
-	td := b.cfg.TokenDecoder
 	L := b.cfg.BlockLength
 	B := ctx.Shape().Dim(0)
-	prefix := b.expand(ctx) // [B, r, Dt]
-	var cross []kv
-	if td.T5 != nil {
-		cross = b.t5Cross(prefix) // once for the block's L steps
-	}
-	var past []kv
+	step := b.tokenDecoderGraph().start(b, b.expand(ctx))
 	var toks, logits []*Node
-	pos := 0
 	for j := 0; j < L; j++ {
 		id := b.bos(B)
 		if j > 0 {
 			id = Reshape(toks[j-1], B, 1)
 		}
-		var lg *Node
-		if td.T5 != nil {
-			z := b.t5Decoder(b.embed(id, arch.TokenDecoder, arch.EmbedIn+".weight"), cross, b.t5Local(&past, j, 1))
-			lg = b.t5Head(Reshape(z, B, -1)) // [B, V]
-		} else {
-			lg = b.neoxStep(j, &pos, prefix, id, &past)
-		}
+		lg := step(j, id)
 		var tok *Node
 		tok, st = s.sample(lg, st)
 		toks = append(toks, tok)
@@ -144,10 +172,18 @@ func (b *builder) generateBlock(ctx *Node, st genState, s sampler) (*Node, *Node
 	return Stack(toks, 1), Concatenate(logits, 1), st
 }
 
-// neoxStep is step j of a GPT-NeoX token decoder generating a block: its input (the prefix, or
-// the embedded id, summation: plus the j-th expanded vector) at position *pos onwards, against
-// the block's earlier positions in *past. Returns the logits of the next token [B, V].
-func (b *builder) neoxStep(j int, pos *int, prefix, id *Node, past *[]kv) *Node {
+// stackStart is the generation of a block by a stack token decoder: each step (stackStep) runs
+// against the block's earlier positions in a local cache.
+func (b *builder) stackStart(P *Node) func(j int, id *Node) *Node {
+	var past []kv
+	pos := 0
+	return func(j int, id *Node) *Node { return b.stackStep(j, &pos, P, id, &past) }
+}
+
+// stackStep is step j of a stack token decoder generating a block: its input (the prefix, or the
+// embedded id, summation: plus the j-th expanded vector) at position *pos onwards, against the
+// block's earlier positions in *past. Returns the logits of the next token [B, V].
+func (b *builder) stackStep(j int, pos *int, prefix, id *Node, past *[]kv) *Node {
 	td := b.cfg.TokenDecoder
 	B := prefix.Shape().Dim(0)
 	var x *Node

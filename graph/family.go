@@ -27,7 +27,7 @@ type StackBuilder func(o *Ops, comp string, d *arch.DecoderConfig, x, pos *Node,
 var stacks = struct {
 	sync.RWMutex
 	m map[string]StackBuilder
-}{m: map[string]StackBuilder{}}
+}{m: map[string]StackBuilder{arch.FamilyNeoX: neoxDecoder}}
 
 // RegisterStack makes family's graph known; a family registers once, from its package's init.
 func RegisterStack(family string, build StackBuilder) {
@@ -84,12 +84,9 @@ func (o *Ops) Rotary(d *arch.DecoderConfig, maxPos int, positionScale float64) f
 // decoder runs the stack d of component over x [B, T, D] at positions pos (int32 [T]): a GPT-NeoX
 // stack, or the registered family's. attend decides how each layer's attention sees the past.
 func (b *builder) decoder(component string, d *arch.DecoderConfig, x, pos *Node, maxPos int, attend attendFn) *Node {
-	if d.Family == "" {
-		return b.neoxDecoder(component, d, x, pos, maxPos, attend)
-	}
-	build := stackBuilder(d.Family)
+	build := stackBuilder(d.FamilyOf())
 	if build == nil {
 		panic(fmt.Sprintf("decoder family %q has no graph in this build", d.Family))
 	}
-	return build(&Ops{b}, component, d, x, pos, maxPos, Attend(attend))
+	return build(&Ops{b}, component, d, x, pos, maxPos, attend)
 }

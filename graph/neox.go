@@ -278,7 +278,8 @@ func causalBias(g *Graph, past, T int) *Node {
 
 // neoxDecoder runs a GPT-NeoX stack (layers, then the final LayerNorm) over x [B, T, D] at
 // positions pos (int32 [T]). attend decides how each layer's attention sees the past.
-func (b *builder) neoxDecoder(component string, d *arch.DecoderConfig, x, pos *Node, maxPos int, attend attendFn) *Node {
+func neoxDecoder(o *Ops, component string, d *arch.DecoderConfig, x, pos *Node, maxPos int, attend attendFn) *Node {
+	b := o.b
 	cos, sin := rotaryTable(b.g, d, maxPos, b.dt)
 	B, T := x.Shape().Dim(0), x.Shape().Dim(1)
 	H, hd := d.Heads, d.HeadDim

@@ -17,6 +17,24 @@ import (
 // feed-forward, each after an RMS norm and added to the residual; a final RMS norm, then the
 // tied head on the output rescaled by d_model^-0.5. No biases anywhere.
 
+// t5Teacher scores whole blocks: [BOS, x_1..x_{L-1}] attend to the r expanded vectors P in every
+// layer.
+func (b *builder) t5Teacher(P, tgt *Node) *Node {
+	L := tgt.Shape().Dim(1)
+	return b.t5Head(b.t5Decoder(b.embed(b.shiftRight(tgt), arch.TokenDecoder, arch.EmbedIn+".weight"), b.t5Cross(P), b.t5Causal(L)))
+}
+
+// t5Start is the generation of a block: the cross-attention keys and values of P once, then each
+// step against the block's earlier positions.
+func (b *builder) t5Start(P *Node) func(j int, id *Node) *Node {
+	cross := b.t5Cross(P)
+	var past []kv
+	return func(j int, id *Node) *Node {
+		z := b.t5Decoder(b.embed(id, arch.TokenDecoder, arch.EmbedIn+".weight"), cross, b.t5Local(&past, j, 1))
+		return b.t5Head(Reshape(z, id.Shape().Dim(0), -1)) // [B, V]
+	}
+}
+
 // t5Decoder runs the stack over x [M, T, d], the block's positions start..start+T-1, given every
 // layer's cross-attention keys and values (t5Cross); self decides what each layer's
 // self-attention sees (t5Causal, t5Local). Returns the output after the final norm [M, T, d].
