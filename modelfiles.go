@@ -3,6 +3,7 @@ package btconvert
 import (
 	"cmp"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/btconvert/btconvert/formats"
@@ -21,6 +22,17 @@ func tokenizerFiles(m *formats.Model, given string, ui UI) (map[string][]byte, e
 	files, err := tokenizer.Files(m.File)
 	if err != nil {
 		return nil, err
+	}
+	if len(files) > 0 {
+		// Carried only if it loads and fits the model: a broken one is refused here, not at the
+		// first generate.
+		where := m.Path
+		if st, err := os.Stat(where); err == nil && !st.IsDir() {
+			where = filepath.Dir(where) // a checkpoint given as its file: the tokenizer sits beside it
+		}
+		if _, err := tokenizer.For(func(name string) ([]byte, error) { return files[name], nil }, where, m.Config.VocabSize); err != nil {
+			return nil, err
+		}
 	}
 	if len(files) == 0 && m.Config.VocabSize > 256 {
 		ui.Note(fmt.Sprintf("warning: %s has a vocabulary of %d tokens but no %s (or %s + %s) beside it; generate and perplexity will need one (give it with {Tokenizer})",

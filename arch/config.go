@@ -161,7 +161,10 @@ type Config struct {
 	BOSTokenID    int    `json:"bos_token_id"`
 	// EOSTokenID ends a generation (absent in folders written before it existed: 0, the
 	// end-of-text id of the GPT-NeoX tokenizer every supported model uses).
-	EOSTokenID   int                 `json:"eos_token_id"`
+	EOSTokenID int `json:"eos_token_id"`
+	// StopTokenIDs are further ids that end a generation as EOSTokenID does (the other ids of an
+	// HF config's eos_token_id list: a Llama 3 model's end of turn).
+	StopTokenIDs []int               `json:"stop_token_ids,omitempty"`
 	BlockLength  int                 `json:"block_length,omitempty"`
 	Embedder     *EmbedderConfig     `json:"embedder,omitempty"`
 	BlockDecoder *DecoderConfig      `json:"block_decoder,omitempty"`
@@ -280,6 +283,14 @@ func (c *Config) Validate() error {
 	}{{"eos_token_id", c.EOSTokenID}, {"pad_token_id", c.PadTokenID}, {"bos_token_id", c.BOSTokenID}} {
 		if id.v < 0 || id.v >= c.VocabSize {
 			return fmt.Errorf("%s %d must be an id of the vocabulary (0 to %d)", id.name, id.v, c.VocabSize-1)
+		}
+	}
+	if len(c.StopTokenIDs) > 64 {
+		return fmt.Errorf("stop_token_ids: %d ids (at most 64)", len(c.StopTokenIDs))
+	}
+	for _, id := range c.StopTokenIDs {
+		if id < 0 || id >= c.VocabSize {
+			return fmt.Errorf("stop_token_ids: %d must be an id of the vocabulary (0 to %d)", id, c.VocabSize-1)
 		}
 	}
 	switch c.Kind {

@@ -19,8 +19,8 @@ import (
 type GenerateOptions struct {
 	MaxNewTokens int
 	Sampling
-	// StopAtEOS ends a row at the model's end-of-sequence id (arch.Config.EOSTokenID); the EOS is
-	// not part of the row's tokens.
+	// StopAtEOS ends a row at the model's end-of-sequence id (arch.Config.EOSTokenID, or one of
+	// its StopTokenIDs); that id is not part of the row's tokens.
 	StopAtEOS bool
 	// Stop, if set, is shown a row's generated tokens whenever new ones arrive and returns how many
 	// of them to keep if the row ends there (a stop string was generated), else -1.
@@ -415,7 +415,7 @@ func (e *Engine) decode(p padded, o GenerateOptions, s sampler, prefill, step *E
 type rows struct {
 	g      *Generation
 	o      GenerateOptions
-	eos    int32
+	eos    []int32 // the EOS and the model's further stop ids
 	live   int         // rows still generating
 	logits [][]float32 // per row, when KeepLogits
 }
@@ -423,7 +423,11 @@ type rows struct {
 func newRows(p padded, o GenerateOptions, cfg *arch.Config) *rows {
 	B := len(p.rows)
 	g := &Generation{Tokens: make([][]int32, B), Finish: make([]Finish, B), Prompt: p.rows, Pad: p.pad}
-	return &rows{g: g, o: o, eos: int32(cfg.EOSTokenID), live: B, logits: make([][]float32, B)}
+	eos := []int32{int32(cfg.EOSTokenID)}
+	for _, id := range cfg.StopTokenIDs {
+		eos = append(eos, int32(id))
+	}
+	return &rows{g: g, o: o, eos: eos, live: B, logits: make([][]float32, B)}
 }
 
 // emit takes one result's tokens [B, k] (and logits [B, k, V] when kept): each live row gets them
@@ -443,7 +447,7 @@ func (r *rows) emit(out stepResult) error {
 		toks := v[b*k : (b+1)*k]
 		toks = toks[:min(len(toks), r.o.MaxNewTokens-len(r.g.Tokens[b]))]
 		var why Finish
-		if i := slices.Index(toks, r.eos); r.o.StopAtEOS && i >= 0 {
+		if i := slices.IndexFunc(toks, func(t int32) bool { return slices.Contains(r.eos, t) }); r.o.StopAtEOS && i >= 0 {
 			toks, why = toks[:i], FinishEOS
 		}
 		before := len(r.g.Tokens[b])

@@ -382,3 +382,26 @@ func patchedWindow(t *testing.T, src, dst string, wd byte) string {
 	os.WriteFile(dst, b, 0o644)
 	return dst
 }
+
+// A tokenizer carried from the source is checked at import: one that does not load, or that
+// produces ids past the model's vocabulary, is refused there, naming it, and nothing is written.
+func TestImportChecksCarriedTokenizer(t *testing.T) {
+	for _, c := range []struct {
+		content, msg string
+	}{
+		{"{bad", "tokenizer.json: cannot load the tokenizer: invalid character 'b' looking for beginning of object key string"},
+		{`{"version":"1.0","model":{"type":"WordLevel","vocab":{"a":0,"b":999},"unk_token":"a"},"pre_tokenizer":{"type":"Whitespace"}}`,
+			"tokenizer.json: produces ids up to 999, past the model's vocabulary of 256 (a tokenizer of another model?)"},
+	} {
+		src := testfix.Copy(t, "llama-tiny")
+		writeFile(t, src, "tokenizer.json", c.content)
+		out := filepath.Join(t.TempDir(), "out")
+		code, _, stderr := btc(t, "import", src, "-o", out, "-q")
+		if want := "btconvert: " + filepath.Join(src, c.msg); code != 2 || strings.TrimSpace(stderr) != want {
+			t.Errorf("exit %d, stderr %q\nwant %q", code, stderr, want)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Error("a refused import left output")
+		}
+	}
+}

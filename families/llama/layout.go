@@ -70,8 +70,15 @@ func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.M
 	if err != nil {
 		return nil, err
 	}
+	// HF's generate stops at generation_config.json's eos_token_id where it states one.
+	var genCfg []byte
+	if g := filepath.Join(filepath.Dir(path), "generation_config.json"); fsio.Exists(g) {
+		if genCfg, err = fsio.ReadFile(g, fsio.ConfigLimit); err != nil {
+			return nil, err
+		}
+	}
 	prov := arch.Provenance{}
-	cfg, notes, err := readConfig(b, filepath.Base(path), prov)
+	cfg, notes, err := readConfig(b, genCfg, filepath.Base(path), prov)
 	if err != nil {
 		return nil, &errs.InputError{File: path, Msg: err.Error()}
 	}

@@ -9,7 +9,10 @@
 package llama
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/formats/source"
@@ -107,10 +110,20 @@ func tensors(comp string, d *arch.DecoderConfig) []arch.TensorSpec {
 // validate checks what the common checks of a stack leave to the family.
 func validate(name string, d *arch.DecoderConfig) error {
 	var o Options
-	if err := d.DecodeOptions(&o); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(d.Options))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&o); err != nil && len(d.Options) > 0 {
 		return fmt.Errorf("%s: options: %v", name, err)
 	}
 	switch {
+	case architectures[o.ModelType] == "":
+		return fmt.Errorf("%s: options.model_type %q is not one of %s", name, o.ModelType, strings.Join(modelTypes(), ", "))
+	case o.ModelType == "qwen2" && (!o.QKVBias || o.OutBias):
+		return fmt.Errorf("%s: a qwen2 stack has q, k and v biases and no other", name)
+	case o.ModelType == "mistral" && (o.QKVBias || o.OutBias):
+		return fmt.Errorf("%s: a mistral stack has no biases", name)
+	case o.ModelType == "llama" && o.QKVBias != o.OutBias:
+		return fmt.Errorf("%s: a llama stack's attention_bias gives q, k, v and o biases together", name)
 	case d.Activation != "silu":
 		return fmt.Errorf("%s: activation %q is not supported in a Llama-family stack (only silu)", name, d.Activation)
 	case d.RotaryDims != d.HeadDim:

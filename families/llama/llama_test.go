@@ -1,6 +1,7 @@
 package llama_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -95,6 +96,62 @@ func TestConfigRead(t *testing.T) {
 	}
 }
 
+// The special ids as HF's classes and generate take them: the class's defaults for absent ids
+// (LlamaConfig: BOS 1, EOS 2), every id of an eos_token_id list, generation_config.json's list over
+// config.json's, and -1 as no pad; export writes them back.
+func TestTokenIDs(t *testing.T) {
+	for _, c := range []struct {
+		set      map[string]any
+		genCfg   string
+		bos, eos int
+		stop     []int
+		pad      int
+	}{
+		{map[string]any{"bos_token_id": absent, "eos_token_id": absent}, "", 1, 2, nil, 2},
+		{map[string]any{"eos_token_id": []int{2, 67}, "pad_token_id": -1}, "", 1, 2, []int{67}, 2},
+		{map[string]any{"pad_token_id": 0}, `{"eos_token_id": [5, 2, 9]}`, 1, 5, []int{2, 9}, 0},
+	} {
+		dir := testfix.Copy(t, "llama-tiny")
+		editConfig(t, dir, c.set)
+		os.Remove(filepath.Join(dir, "generation_config.json"))
+		if c.genCfg != "" {
+			os.WriteFile(filepath.Join(dir, "generation_config.json"), []byte(c.genCfg), 0o644)
+		}
+		m := testfix.Open(t, dir)
+		cfg := m.Config
+		if cfg.BOSTokenID != c.bos || cfg.EOSTokenID != c.eos || !slices.Equal(cfg.StopTokenIDs, c.stop) || cfg.PadTokenID != c.pad {
+			t.Errorf("%v %s: bos %d eos %d stop %v pad %d", c.set, c.genCfg, cfg.BOSTokenID, cfg.EOSTokenID, cfg.StopTokenIDs, cfg.PadTokenID)
+		}
+		out := testfix.Export(t, m, formats.ExportOptions{})
+		back := testfix.Open(t, out)
+		if b := back.Config; b.EOSTokenID != c.eos || !slices.Equal(b.StopTokenIDs, c.stop) || b.PadTokenID != c.pad {
+			t.Errorf("%v: exported back as eos %d stop %v pad %d", c.set, b.EOSTokenID, b.StopTokenIDs, b.PadTokenID)
+		}
+	}
+}
+
+// A generation ends at the first of the model's stop ids, as at its EOS.
+func TestStopTokenIDs(t *testing.T) {
+	r := testfix.LoadReference(t, "llama-tiny")
+	m := testfix.Open(t, testfix.Path("llama-tiny"))
+	cfg := *m.Config
+	cfg.StopTokenIDs = []int{int(r.Greedy[0][5])}
+	first := slices.Index(r.Greedy[0], r.Greedy[0][5])
+	m.Config = &cfg
+	e, err := graph.Load(m, testfix.Backend(t), dtypes.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	g, err := e.Generate(r.Prompts[:1], graph.GenerateOptions{MaxNewTokens: len(r.Greedy[0]), StopAtEOS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(g.Tokens[0], r.Greedy[0][:first]) || g.Finish[0] != graph.FinishEOS {
+		t.Errorf("got %v (%s), want %v then the stop id", g.Tokens[0], g.Finish[0], r.Greedy[0][:first])
+	}
+}
+
 // Export writes the HF layout back bit for bit: the same tensor names, dtypes, shapes and bytes
 // (a tied head once, as the token table), and a config.json that reads back to the same config.
 func TestExportBitForBit(t *testing.T) {
@@ -106,6 +163,38 @@ func TestExportBitForBit(t *testing.T) {
 		if a, b := m.Config.Describe(), back.Config.Describe(); a != b || string(m.Config.Decoder.Options) != string(back.Config.Decoder.Options) {
 			t.Errorf("%s: exported config reads back as %s %s, want %s %s", name, b, back.Config.Decoder.Options, a, m.Config.Decoder.Options)
 		}
+		// transformers 4.x refuses a rope_scaling factor written as an integer.
+		if cj, _ := os.ReadFile(filepath.Join(out, "config.json")); name == "llama-tiny" && !strings.Contains(string(cj), `"factor": 2.0`) {
+			t.Errorf("%s: config.json does not write the rope factor as a float:\n%s", name, cj)
+		}
+	}
+}
+
+// absent, as a value of editConfig, removes the key.
+var absent = &struct{}{}
+
+// editConfig sets (or with absent, removes) keys of dir/config.json.
+func editConfig(t *testing.T, dir string, set map[string]any) {
+	t.Helper()
+	p := filepath.Join(dir, "config.json")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range set {
+		if v == absent {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+	}
+	b, _ = json.Marshal(m)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -140,13 +229,26 @@ func TestRefused(t *testing.T) {
 			"tie_word_embeddings is true but the checkpoint has its own lm_head.weight: set it false to use that head"},
 		{"qwen2-tiny", map[string]any{"tie_word_embeddings": false},
 			`tensor "lm_head.weight": missing from the checkpoint (config.json asks for it)`},
+		{"mistral-tiny", map[string]any{"sliding_window": absent, "max_position_embeddings": 8192},
+			"sliding_window 4096 is under max_position_embeddings 8192: sliding-window attention is not supported yet"},
+		{"llama-tiny", map[string]any{"quantization_config": map[string]any{"load_in_8bit": true}},
+			"quantization_config: a checkpoint quantized by another tool is not read; import the float model (btconvert quantize writes its own types)"},
+		{"llama-tiny", map[string]any{"hidden_size": "64"},
+			"hidden_size: a JSON string where a whole number belongs"},
+		{"llama-tiny", map[string]any{"rope_scaling": map[string]any{"type": "linear", "factor": "2"}},
+			`rope_scaling.factor "2": want a number from 1 to 1024`},
+		{"llama-tiny", map[string]any{"rms_norm_eps": 0},
+			"rms_norm_eps 0 must be positive"},
+		{"qwen2-tiny", map[string]any{"eos_token_id": nil},
+			"eos_token_id is absent or null: btconvert needs the id a generation ends at (state it in config.json; generate --ignore-eos then still runs to -n)"},
+		{"llama-tiny", map[string]any{"eos_token_id": []int{2, 9999}},
+			"eos_token_id 9999 is not an id of the vocabulary (0 to 255)"},
 		{"llama-tiny", map[string]any{"num_key_value_heads": 4},
 			`tensor "model.layers.0.self_attn.k_proj.weight": shape [32 64] disagrees with the config (want [64 64]): num_key_value_heads 4 from config.json x head_dim 16 (hidden_size / num_attention_heads)`},
 	} {
 		dir := testfix.Copy(t, c.fixture)
-		for k, v := range c.set {
-			testfix.SetJSON(t, filepath.Join(dir, "config.json"), k, v)
-		}
+		os.Remove(filepath.Join(dir, "generation_config.json"))
+		editConfig(t, dir, c.set)
 		m, err := source.Open(dir, formats.OpenOptions{})
 		if err == nil {
 			m.Close()

@@ -42,10 +42,15 @@ func OpenCheckpoint(path string) (*Checkpoint, error) {
 		}
 		return newCheckpoint(filepath.Dir(path), []*File{f}), nil
 	}
+	single := filepath.Join(path, "model.safetensors")
 	if _, err := os.Lstat(filepath.Join(path, IndexName)); err == nil {
+		if _, err := os.Lstat(single); err == nil {
+			// Two sets of weights: HF's loaders take model.safetensors, other tools the shards.
+			return nil, errs.File(path, "holds both model.safetensors and %s: give the one that is the model (%s or %s)",
+				IndexName, single, filepath.Join(path, IndexName))
+		}
 		return openSharded(path)
 	}
-	single := filepath.Join(path, "model.safetensors")
 	if _, err := os.Lstat(single); err == nil {
 		f, err := Open(single)
 		if err != nil {

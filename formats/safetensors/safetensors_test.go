@@ -260,4 +260,23 @@ func TestShardIndexErrors(t *testing.T) {
 	if want := dir + ": has shard model-00001-of-00003.safetensors but no model.safetensors.index.json to say which tensor is where"; err == nil || err.Error() != want {
 		t.Fatalf("got %v", err)
 	}
+
+	// Shards and a model.safetensors beside them: two sets of weights, and which one is the
+	// model is not guessed (HF's loaders take the single file); each opens when named.
+	dir = mk(t)
+	single := filepath.Join(dir, "model.safetensors")
+	if _, err := Write(single, nil, []WriteTensor{{Name: "x", DType: F32, Shape: []int{1}, Data: func() ([]byte, error) { return make([]byte, 4), nil }}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenCheckpoint(dir)
+	if want := dir + ": holds both model.safetensors and model.safetensors.index.json: give the one that is the model (" + single + " or " + filepath.Join(dir, IndexName) + ")"; err == nil || err.Error() != want {
+		t.Fatalf("got %v\nwant %s", err, want)
+	}
+	for _, p := range []string{single, filepath.Join(dir, IndexName)} {
+		c, err := OpenCheckpoint(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
 }

@@ -104,7 +104,7 @@ func Uptrain(v *formats.Model, o Options) (*formats.Model, error) {
 	bd, td := *vd, *vd
 	bd.Layers, td.Layers = len(blk), len(tok)
 	cfg := &arch.Config{Format: arch.FormatName, FormatVersion: arch.FormatVersion, Kind: arch.Block, VocabSize: v.Config.VocabSize,
-		PadTokenID: v.Config.PadTokenID, BOSTokenID: v.Config.BOSTokenID, EOSTokenID: v.Config.EOSTokenID, BlockLength: L,
+		PadTokenID: v.Config.PadTokenID, BOSTokenID: v.Config.BOSTokenID, EOSTokenID: v.Config.EOSTokenID, StopTokenIDs: v.Config.StopTokenIDs, BlockLength: L,
 		Embedder:     &arch.EmbedderConfig{Type: arch.ProjectionLayer, Dim: D},
 		BlockDecoder: &bd,
 		TokenDecoder: &arch.TokenDecoderConfig{DecoderConfig: td, ExpansionRatio: r, Decoding: arch.Prefix}}
