@@ -18,6 +18,7 @@ import (
 	"github.com/btconvert/btconvert/formats/tokenizer"
 	"github.com/btconvert/btconvert/internal/testfix"
 	"github.com/btconvert/btconvert/quant"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 // import(export(M)) == M for every fixture (the ablations' RoBERTa and T5 parts too), sharded or
@@ -126,16 +127,16 @@ func TestQuantizeQ4_0FromGo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := res.Provenance; p.Type != arch.Q4_0 || p.GroupSize != 32 || !p.Symmetric || p.Method != "rtn" {
+	if p := res.Provenance; p.Type != scheme.Q4_0 || p.GroupSize != 32 || !p.Symmetric || p.Method != "rtn" {
 		t.Fatalf("provenance %+v", p)
 	}
 	m := testfix.Open(t, out)
 	q := m.Config.QuantOf(arch.TokenDecoder, arch.EmbedOut+".weight")
-	if q == nil || q.Type != arch.Q4_0 || q.GroupSize != 32 || !q.Symmetric || q.ScaleDType != "F16" {
+	if q == nil || q.Type != scheme.Q4_0 || q.GroupSize != 32 || !q.Symmetric || q.ScaleDType != "F16" {
 		t.Fatalf("recorded %+v", q)
 	}
-	head := m.Tensor(arch.TokenDecoder, arch.EmbedOut+".weight"+arch.QWeightSuffix)
-	if head == nil || head.DType != "U8" || !slices.Equal(head.Shape, []int{q.Rows, q.Cols / 32 * 18}) || m.Tensor(arch.TokenDecoder, arch.EmbedOut+".weight"+arch.ScalesSuffix) != nil {
+	head := m.Tensor(arch.TokenDecoder, arch.EmbedOut+".weight"+scheme.QWeightSuffix)
+	if head == nil || head.DType != "U8" || !slices.Equal(head.Shape, []int{q.Rows, q.Cols / 32 * 18}) || m.Tensor(arch.TokenDecoder, arch.EmbedOut+".weight"+scheme.ScalesSuffix) != nil {
 		t.Fatalf("stored head %+v", head)
 	}
 	if got := m.Config.QuantizedWith.String(); !strings.HasPrefix(got, "q4_0, rtn, btconvert ") {

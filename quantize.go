@@ -18,6 +18,7 @@ import (
 	"github.com/btconvert/btconvert/internal/digest"
 	"github.com/btconvert/btconvert/internal/fsio"
 	"github.com/btconvert/btconvert/quant"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 // CalibMethod is how calibration statistics are used.
@@ -95,7 +96,7 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	prov := &arch.QuantProvenance{Type: arch.QuantType(plan.Settings.Type), GroupSize: plan.Settings.GroupSize, Symmetric: plan.Settings.Symmetric,
+	prov := &arch.QuantProvenance{Type: scheme.Type(plan.Settings.Type), GroupSize: plan.Settings.GroupSize, Symmetric: plan.Settings.Symmetric,
 		Method: "rtn", Tool: o.Version}
 	if plan.Settings.Search {
 		prov.Method = "search"

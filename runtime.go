@@ -9,12 +9,12 @@ import (
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 
-	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/formats/tokenizer"
 	"github.com/btconvert/btconvert/graph"
 	"github.com/btconvert/btconvert/graph/backend"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 // Runtime says where a model runs.
@@ -194,7 +194,7 @@ func floatEquivalentExtra(dir string) int64 {
 	}
 	var n int64
 	for _, q := range c.Quantization {
-		if sc, err := arch.SchemeOf(arch.QuantType(q.Type)); err == nil {
+		if sc, err := scheme.Of(scheme.Type(q.Type)); err == nil {
 			n += int64(max(q.Rows, 0)) * int64(max(q.Cols, 0)) * int64(32-sc.Bits) / 8
 		}
 	}

@@ -3,6 +3,8 @@ package arch
 import (
 	"strings"
 	"testing"
+
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 func TestBaseModelTable(t *testing.T) {
@@ -263,17 +265,17 @@ func TestScoringRule(t *testing.T) {
 }
 
 func TestQuantizationValidate(t *testing.T) {
-	ok := Quantization{Type: Int4, GroupSize: 64, ScaleDType: "F32", Rows: 8, Cols: 100, PaddedCols: 128}
+	ok := scheme.Quantization{Type: scheme.Int4, GroupSize: 64, ScaleDType: "F32", Rows: 8, Cols: 100, PaddedCols: 128}
 	if err := ok.Validate([]int{8, 100}); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		q    Quantization
+		q    scheme.Quantization
 		want string
 	}{
-		{Quantization{Type: Int4, GroupSize: 0, ScaleDType: "F32", Rows: 8, Cols: 100, PaddedCols: 128}, "group_size 0 must be at least 2"},
-		{Quantization{Type: Int4, GroupSize: 64, ScaleDType: "F32", Rows: 8, Cols: 100, PaddedCols: 100}, "padded_cols 100, want cols 100 rounded up to a whole group of 64 (128)"},
-		{Quantization{Type: Int8, Symmetric: true, ScaleDType: "F32", Rows: 8, Cols: 99}, "rows x cols 8 x 99 disagree with the tensor's shape [8 100]"},
+		{scheme.Quantization{Type: scheme.Int4, GroupSize: 0, ScaleDType: "F32", Rows: 8, Cols: 100, PaddedCols: 128}, "group_size 0 must be at least 2"},
+		{scheme.Quantization{Type: scheme.Int4, GroupSize: 64, ScaleDType: "F32", Rows: 8, Cols: 100, PaddedCols: 100}, "padded_cols 100, want cols 100 rounded up to a whole group of 64 (128)"},
+		{scheme.Quantization{Type: scheme.Int8, Symmetric: true, ScaleDType: "F32", Rows: 8, Cols: 99}, "rows x cols 8 x 99 disagree with the tensor's shape [8 100]"},
 	} {
 		if err := c.q.Validate([]int{8, 100}); err == nil || err.Error() != c.want {
 			t.Errorf("%+v: %v, want %s", c.q, err, c.want)

@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 // FormatName marks our model directory's config.json.
@@ -174,7 +176,7 @@ type Config struct {
 	// export writes back (nil when the source had none).
 	Source *SourceConfig `json:"source,omitempty"`
 	// Quantization maps "component/tensor" to how it is stored, for every quantized tensor.
-	Quantization map[string]Quantization `json:"quantization,omitempty"`
+	Quantization map[string]scheme.Quantization `json:"quantization,omitempty"`
 	// QuantizedWith records how the quantized tensors were made (nil when none are).
 	QuantizedWith *QuantProvenance `json:"quantized_with,omitempty"`
 	// Origins says what kind of source each architecture value came from (OriginKind), by
@@ -185,9 +187,9 @@ type Config struct {
 
 // QuantProvenance says how a model was quantized.
 type QuantProvenance struct {
-	Type      QuantType `json:"type"` // the default type of the plan
-	GroupSize int       `json:"group_size,omitempty"`
-	Symmetric bool      `json:"symmetric"`
+	Type      scheme.Type `json:"type"` // the default type of the plan
+	GroupSize int         `json:"group_size,omitempty"`
+	Symmetric bool        `json:"symmetric"`
 	// Method is rtn (round-to-nearest), search (scale search weighted by LayerNorm importance),
 	// imatrix (search weighted by calibration importance) or gptq.
 	Method            string `json:"method"`

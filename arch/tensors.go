@@ -523,7 +523,7 @@ func StoredTensors(c *Config) []TensorSpec {
 	var out []TensorSpec
 	for _, s := range Tensors(c) {
 		if q, ok := c.Quantization[s.Key()]; ok {
-			for _, p := range q.Parts(s.Component, s.Name) {
+			for _, p := range QuantParts(&q, s.Component, s.Name) {
 				p.Part, p.Layer, p.Param = s.Part, s.Layer, s.Param
 				out = append(out, p)
 			}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/internal/testfix"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 // Every tensor of the fixtures' configs has its own identity (component, part, layer, parameter),
@@ -166,7 +167,7 @@ func TestIDNames(t *testing.T) {
 func TestStoredPartsKeepIdentity(t *testing.T) {
 	cfg := *testfix.Open(t, testfix.Path("bt-tiny")).Config
 	id := arch.ID{Component: arch.TokenDecoder, Part: arch.PartMLPUp, Layer: 1, Param: arch.Weight}
-	cfg.Quantization = map[string]arch.Quantization{id.Key(): {Type: arch.Int8, Symmetric: true, ScaleDType: "F32", Rows: 512, Cols: 128}}
+	cfg.Quantization = map[string]scheme.Quantization{id.Key(): {Type: scheme.Int8, Symmetric: true, ScaleDType: "F32", Rows: 512, Cols: 128}}
 	var got []string
 	for _, s := range arch.StoredTensors(&cfg) {
 		if s.ID() == id {

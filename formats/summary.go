@@ -7,6 +7,7 @@ import (
 
 	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/internal/digest"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 // Summary is what `btconvert inspect --json` prints.
@@ -88,7 +89,7 @@ func logicalParams(c *arch.Config, t *Tensor) int64 {
 	if !c.IsQuantPart(t.Component, t.Name) {
 		return t.NumElements()
 	}
-	if base, ok := strings.CutSuffix(t.Name, arch.QWeightSuffix); ok {
+	if base, ok := strings.CutSuffix(t.Name, scheme.QWeightSuffix); ok {
 		q := c.QuantOf(t.Component, base)
 		return int64(q.Rows) * int64(q.Cols)
 	}

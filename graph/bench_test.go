@@ -16,6 +16,7 @@ import (
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/testfix"
 	"github.com/btconvert/btconvert/quant"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 // matmulShapes are the products that dominate the models: a square product, the vocabulary head of
@@ -133,7 +134,7 @@ func BenchmarkQuantizedProduct(b *testing.B) {
 		w := randFloats(s.N*s.K, 2)
 		x := tensors.FromFlatDataAndDimensions(randFloats(s.M*s.K, 1), s.M, s.K)
 		for _, typ := range []string{"f32", "int8", "int4", "q8_0", "q4_0"} {
-			var q *arch.Quantization
+			var q *scheme.Quantization
 			keys := []string{"t/w.weight"}
 			var args []any
 			inOut := map[string]bool{"t/w.weight": kind == goBackend}
@@ -145,7 +146,7 @@ func BenchmarkQuantizedProduct(b *testing.B) {
 					args = append(args, tensors.FromFlatDataAndDimensions(w, s.N, s.K))
 				}
 			default:
-				sc, _ := arch.SchemeOf(arch.QuantType(typ))
+				sc, _ := scheme.Of(scheme.Type(typ))
 				r := sc.Record(s.N, s.K, 0, true, safetensors.F32)
 				if sc.Grouped {
 					r = sc.Record(s.N, s.K, 32, true, safetensors.F32)
@@ -167,7 +168,7 @@ func BenchmarkQuantizedProduct(b *testing.B) {
 					args[0], inOut[keys[0]] = upload(codes, []int{s.N, s.K}, true), true
 				}
 			}
-			cfg := &arch.Config{Quantization: map[string]arch.Quantization{}}
+			cfg := &arch.Config{Quantization: map[string]scheme.Quantization{}}
 			if q != nil {
 				cfg.Quantization["t/w.weight"] = *q
 			}

@@ -8,7 +8,7 @@ import (
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/ml/nn"
 
-	"github.com/btconvert/btconvert/arch"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 // Quantized weights stay packed on the device (docs/FORMAT.md). Three ways use them:
@@ -29,22 +29,22 @@ import (
 // the float32 product instead (maxDigitRows). The go backend has no fast integer product: there
 // the codes go through one conversion into its float32 kernel, and the scale is applied to the
 // [M, N] result rather than to the [N, K] weight.
-func (b *builder) qlinear(x *Node, key string, q *arch.Quantization) *Node {
+func (b *builder) qlinear(x *Node, key string, q *scheme.Quantization) *Node {
 	if t, ok := fusedGGML[q.Type]; ok && b.kind == goBackend && x.Shape().Dim(0) <= maxFusedGGMLRows {
 		// GoMLX's fused product reads llama.cpp's blocks in place (compute's gobackend fusedops).
-		w := b.params[key+arch.QWeightSuffix]
+		w := b.params[key+scheme.QWeightSuffix]
 		return nn.QuantizedDense(ConvertDType(x, dtypes.Float32), w, &Quantization{Scheme: compute.QuantGGML, GGMLType: t}, nil)
 	}
 	if q.Scheme().Bits != 8 || q.Scheme().Grouped {
 		return b.dot(x, []int{1}, nil, b.dequantize(key, q), []int{1}, nil)
 	}
-	codes := b.params[key+arch.QWeightSuffix]
-	scale := InsertAxes(ConvertDType(b.params[key+arch.ScalesSuffix], dtypes.Float32), 0) // [1, N]
+	codes := b.params[key+scheme.QWeightSuffix]
+	scale := InsertAxes(ConvertDType(b.params[key+scheme.ScalesSuffix], dtypes.Float32), 0) // [1, N]
 	x = ConvertDType(x, dtypes.Float32)
 	m := x.Shape().Dim(0)
 	if b.kind == goBackend || m > maxDigitRows {
 		in := 1 // the codes' contracted axis: 0 where they went up as [in, out] (LoadWeights)
-		if b.inOut[key+arch.QWeightSuffix] {
+		if b.inOut[key+scheme.QWeightSuffix] {
 			in = 0
 		}
 		return Mul(DotGeneral(x, []int{1}, nil, ConvertDType(codes, dtypes.Float32), []int{in}, nil), scale)
@@ -72,7 +72,7 @@ func (b *builder) qlinear(x *Node, key string, q *arch.Quantization) *Node {
 // fusedGGML are the llama.cpp types GoMLX's go backend multiplies in place. Its kernel unpacks
 // every block once per row of x: past maxFusedGGMLRows rows one dequantization of the whole
 // weight costs less (BenchmarkQuantizedProduct).
-var fusedGGML = map[arch.QuantType]compute.GGMLQuantType{arch.Q8_0: compute.GGMLQ8_0, arch.Q4_0: compute.GGMLQ4_0}
+var fusedGGML = map[scheme.Type]compute.GGMLQuantType{scheme.Q8_0: compute.GGMLQ8_0, scheme.Q4_0: compute.GGMLQ4_0}
 
 const maxFusedGGMLRows = 4
 
@@ -86,7 +86,7 @@ const (
 
 // qembed looks ids up in a quantized [V, D] table: the codes and scales of the gathered rows only
 // are unpacked, never the whole table.
-func (b *builder) qembed(ids *Node, key string, q *arch.Quantization) *Node {
+func (b *builder) qembed(ids *Node, key string, q *scheme.Quantization) *Node {
 	flat := Reshape(ids, -1)
 	part := func(suffix string) *Node {
 		if p, ok := b.params[key+suffix]; ok {
@@ -96,25 +96,25 @@ func (b *builder) qembed(ids *Node, key string, q *arch.Quantization) *Node {
 	}
 	rows := *q
 	rows.Rows = flat.Shape().Dim(0)
-	w := b.unpack(&rows, part(arch.QWeightSuffix), part(arch.ScalesSuffix), part(arch.MinsSuffix)) // [ids, D]
+	w := b.unpack(&rows, part(scheme.QWeightSuffix), part(scheme.ScalesSuffix), part(scheme.MinsSuffix)) // [ids, D]
 	return Reshape(w, append(ids.Shape().Clone().Dimensions, q.Cols)...)
 }
 
 // dequantize rebuilds the quantized weight stored under key, [rows, cols], in the compute dtype.
-func (b *builder) dequantize(key string, q *arch.Quantization) *Node {
-	codes := b.params[key+arch.QWeightSuffix]
-	if b.inOut[key+arch.QWeightSuffix] { // uploaded [in, out] (LoadWeights)
+func (b *builder) dequantize(key string, q *scheme.Quantization) *Node {
+	codes := b.params[key+scheme.QWeightSuffix]
+	if b.inOut[key+scheme.QWeightSuffix] { // uploaded [in, out] (LoadWeights)
 		codes = Transpose(codes, 0, 1)
 	}
-	return b.unpack(q, codes, b.params[key+arch.ScalesSuffix], b.params[key+arch.MinsSuffix])
+	return b.unpack(q, codes, b.params[key+scheme.ScalesSuffix], b.params[key+scheme.MinsSuffix])
 }
 
 // unpack rebuilds a quantized weight [rows, cols] in the compute dtype, inside the graph, from its
 // packed parts (docs/FORMAT.md; scales and mins nil where the scheme has none), as its scheme
-// (arch.QuantScheme) lays them out: the codes unpacked to one float32 per weight, times each
+// (scheme.Scheme) lays them out: the codes unpacked to one float32 per weight, times each
 // group's scale (plus its minimum), then the compute dtype. 4-bit codes are split from their bytes
 // with bit operations.
-func (b *builder) unpack(q *arch.Quantization, codes, scales, mins *Node) *Node {
+func (b *builder) unpack(q *scheme.Quantization, codes, scales, mins *Node) *Node {
 	s := q.Scheme()
 	if s.GGML != nil {
 		return ConvertDType(dequantizeGGML(codes, q), b.dt)
@@ -148,9 +148,9 @@ func (b *builder) unpack(q *arch.Quantization, codes, scales, mins *Node) *Node 
 	return ConvertDType(w, b.dt)
 }
 
-// dequantizeGGML rebuilds [rows, cols] float32 from llama.cpp's blocks (arch.GGMLBlock): each
+// dequantizeGGML rebuilds [rows, cols] float32 from llama.cpp's blocks (scheme.GGMLBlock): each
 // block's f16 scale (and minimum) read from its first bytes, its codes from the rest.
-func dequantizeGGML(codes *Node, q *arch.Quantization) *Node {
+func dequantizeGGML(codes *Node, q *scheme.Quantization) *Node {
 	blk := q.Scheme().GGML
 	nb := q.Cols / blk.Values
 	w := Reshape(codes, q.Rows, nb, blk.Bytes)
@@ -161,17 +161,17 @@ func dequantizeGGML(codes *Node, q *arch.Quantization) *Node {
 	d := f16At(0)
 	var vals *Node // [rows, nb, Values] float32
 	switch q.Type {
-	case arch.Q8_0:
+	case scheme.Q8_0:
 		vals = Mul(ConvertDType(Bitcast(Slice(w, AxisRange(), AxisRange(), AxisRange(2, blk.Bytes)), dtypes.Int8), dtypes.Float32), d)
-	case arch.Q4_0, arch.Q4_1:
+	case scheme.Q4_0, scheme.Q4_1:
 		first := 2
-		if q.Type == arch.Q4_1 {
+		if q.Type == scheme.Q4_1 {
 			first = 4
 		}
 		p := Slice(w, AxisRange(), AxisRange(), AxisRange(first, blk.Bytes))
 		// Weight j in the low nibble of byte j, weight j+16 in its high nibble.
 		nib := ConvertDType(Concatenate([]*Node{BitwiseAnd(p, Const(codes.Graph(), uint8(0x0f))), BitwiseShiftRightLogicalScalar(p, uint8(4))}, -1), dtypes.Float32)
-		if q.Type == arch.Q4_0 {
+		if q.Type == scheme.Q4_0 {
 			vals = Mul(AddScalar(nib, -8), d)
 		} else {
 			vals = Add(Mul(nib, d), f16At(2))

@@ -415,7 +415,7 @@ func (e *Engine) decode(p padded, o GenerateOptions, s sampler, prefill, step *E
 type rows struct {
 	g      *Generation
 	o      GenerateOptions
-	eos    []int32 // the EOS and the model's further stop ids
+	eos    []int32     // the EOS and the model's further stop ids
 	live   int         // rows still generating
 	logits [][]float32 // per row, when KeepLogits
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/testfix"
 	"github.com/btconvert/btconvert/quant"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 func randFloats(n int, seed uint64) []float32 {
@@ -32,7 +33,7 @@ func TestDequantizeInGraphEqualsHost(t *testing.T) {
 	be := testfix.Backend(t)
 	// Every scheme, each of its symmetries, at a group size that pads the rows (70 is not a whole
 	// number of groups of 32: padded to 96); llama.cpp's types at whole blocks.
-	for _, sc := range arch.QuantSchemes() {
+	for _, sc := range scheme.All() {
 		for _, sym := range []bool{true, false} {
 			if !sym && !sc.Asymmetric || sc.GGML != nil && sym == sc.Asymmetric {
 				continue
@@ -61,7 +62,7 @@ func TestDequantizeInGraphEqualsHost(t *testing.T) {
 
 // quantizedWeight quantizes w as q says into a weight "t/w": its dequantized floats (as the host
 // decodes them), its stored parts as keys and tensors, and a config recording it.
-func quantizedWeight(t *testing.T, w []float32, q *arch.Quantization, o quant.Options) (host []float32, keys []string, args []any, cfg *arch.Config) {
+func quantizedWeight(t *testing.T, w []float32, q *scheme.Quantization, o quant.Options) (host []float32, keys []string, args []any, cfg *arch.Config) {
 	t.Helper()
 	st, err := quant.Encode(w, q, nil, o)
 	if err != nil {
@@ -71,18 +72,18 @@ func quantizedWeight(t *testing.T, w []float32, q *arch.Quantization, o quant.Op
 		t.Fatal(err)
 	}
 	keys, args = partTensors(q, st)
-	return host, keys, args, &arch.Config{Quantization: map[string]arch.Quantization{"t/w": *q}}
+	return host, keys, args, &arch.Config{Quantization: map[string]scheme.Quantization{"t/w": *q}}
 }
 
-// partTensors are the stored parts of a quantized "t/w" (arch.Quantization.Parts) as keys and
+// partTensors are the stored parts of a quantized "t/w" (scheme.Quantization.Parts) as keys and
 // tensors, in that order.
-func partTensors(q *arch.Quantization, st quant.Stored) (keys []string, args []any) {
-	for _, p := range q.Parts("t", "w") {
+func partTensors(q *scheme.Quantization, st quant.Stored) (keys []string, args []any) {
+	for _, p := range arch.QuantParts(q, "t", "w") {
 		keys = append(keys, p.Key())
 		switch {
-		case strings.HasSuffix(p.Name, arch.QWeightSuffix):
+		case strings.HasSuffix(p.Name, scheme.QWeightSuffix):
 			args = append(args, bytesTensor(p, st.Codes))
-		case strings.HasSuffix(p.Name, arch.ScalesSuffix):
+		case strings.HasSuffix(p.Name, scheme.ScalesSuffix):
 			args = append(args, tensors.FromFlatDataAndDimensions(st.Scales, p.Shape...))
 		default:
 			args = append(args, tensors.FromFlatDataAndDimensions(st.Mins, p.Shape...))
@@ -166,7 +167,7 @@ func TestQuantizedProductsEqualDequantized(t *testing.T) {
 		if be.kind == xlaBackend {
 			backend = testfix.XLA(t)
 		}
-		for _, sc := range arch.QuantSchemes() {
+		for _, sc := range scheme.All() {
 			k := 70 // not a whole number of groups of 32: int4 pads it
 			if sc.GGML != nil {
 				k = 96 // llama.cpp's types take whole blocks only

@@ -13,6 +13,7 @@ import (
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 // Weights are a model's stored tensors, uploaded to the backend once and passed by reference to
@@ -47,7 +48,7 @@ func LoadWeights(m *formats.Model, backend compute.Backend) (*Weights, error) {
 			case q == nil:
 				inOut[s.Key()] = true
 			case q.Scheme().Bits == 8 && !q.Scheme().Grouped: // int8 codes, read by qlinear as floats
-				inOut[s.Key()+arch.QWeightSuffix] = true
+				inOut[s.Key()+scheme.QWeightSuffix] = true
 			}
 		}
 	}

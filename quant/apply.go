@@ -16,6 +16,7 @@ import (
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 // Apply returns the quantized model the plan describes. Tensors are quantized lazily as the writer
@@ -29,7 +30,7 @@ func Apply(m *formats.Model, p *Plan, cal *Calibration) *formats.Model {
 		cal = &Calibration{Importance: LayerNormImportance(m)}
 	}
 	cfg := *m.Config
-	cfg.Quantization = map[string]arch.Quantization{}
+	cfg.Quantization = map[string]scheme.Quantization{}
 	s := p.Settings
 	var out []*formats.Tensor
 	ahead := &lookahead{}
@@ -39,14 +40,14 @@ func Apply(m *formats.Model, p *Plan, cal *Calibration) *formats.Model {
 			out = append(out, converted(t, e.To.DType()))
 			continue
 		}
-		scheme, err := arch.SchemeOf(arch.QuantType(e.To))
+		scheme, err := scheme.Of(scheme.Type(e.To))
 		if err != nil {
 			panic(err) // MakePlan only plans schemes
 		}
 		q := p.record(scheme, e.To, t.Shape[0], t.Shape[1])
 		cfg.Quantization[t.Key()] = q
 		job := &lazyQuant{src: t, spec: q, opts: s.options(&q, cal.Importance[t.Key()]), hessian: cal.Hessian[t.Key()], calFile: cal.File}
-		parts := q.Parts(t.Component, t.Name)
+		parts := arch.QuantParts(&q, t.Component, t.Name)
 		job.remaining = len(parts)
 		job.ahead, job.index = ahead, len(ahead.jobs)
 		ahead.jobs = append(ahead.jobs, job)
@@ -68,7 +69,7 @@ func converted(t *formats.Tensor, to safetensors.DType) *formats.Tensor {
 // lazyQuant quantizes one tensor on first demand and serves its parts.
 type lazyQuant struct {
 	src     *formats.Tensor
-	spec    arch.Quantization
+	spec    scheme.Quantization
 	opts    Options
 	hessian []float64 // E[x x^T] for GPTQ, or nil
 	calFile string    // where hessian came from
@@ -189,7 +190,7 @@ func (l *lazyQuant) part(k int) ([]byte, error) {
 	last := false
 	if l.remaining--; l.remaining == 0 {
 		l.parts, l.done = nil, nil // all parts served: free the memory (a second pass recomputes)
-		l.remaining = len(l.spec.Parts("", ""))
+		l.remaining = len(l.spec.Parts())
 		l.served, last = true, true
 	}
 	l.mu.Unlock()

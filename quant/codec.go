@@ -3,10 +3,10 @@ package quant
 import (
 	"fmt"
 
-	"github.com/btconvert/btconvert/arch"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
-// Stored is a quantized weight as its scheme stores it: the code bytes (arch.QuantScheme says
+// Stored is a quantized weight as its scheme stores it: the code bytes (scheme.Scheme says
 // their layout), the scales and, asymmetric only, the minimums.
 type Stored struct {
 	Codes        []byte
@@ -15,16 +15,16 @@ type Stored struct {
 
 // codec is one scheme's algorithms: fitting a float weight to the codes (round-to-nearest or the
 // scale search, or GPTQ when a Hessian is given) and rebuilding the floats from them. There is one
-// per arch.QuantScheme (a test checks it); everything in this package reaches a scheme's
+// per scheme.Scheme (a test checks it); everything in this package reaches a scheme's
 // algorithms through codecOf.
 type codec struct {
-	encode func(w []float32, q *arch.Quantization, h []float64, o Options) (Stored, error)
-	decode func(q *arch.Quantization, s Stored) []float32
+	encode func(w []float32, q *scheme.Quantization, h []float64, o Options) (Stored, error)
+	decode func(q *scheme.Quantization, s Stored) []float32
 }
 
-var codecs = map[arch.QuantType]codec{
-	arch.Int8: {
-		encode: func(w []float32, q *arch.Quantization, h []float64, o Options) (Stored, error) {
+var codecs = map[scheme.Type]codec{
+	scheme.Int8: {
+		encode: func(w []float32, q *scheme.Quantization, h []float64, o Options) (Stored, error) {
 			var x *Int8Weight
 			if h != nil {
 				var err error
@@ -40,7 +40,7 @@ var codecs = map[arch.QuantType]codec{
 			}
 			return Stored{Codes: codes, Scales: x.Scales}, nil
 		},
-		decode: func(q *arch.Quantization, s Stored) []float32 {
+		decode: func(q *scheme.Quantization, s Stored) []float32 {
 			codes := make([]int8, len(s.Codes))
 			for i, b := range s.Codes {
 				codes[i] = int8(b)
@@ -48,8 +48,8 @@ var codecs = map[arch.QuantType]codec{
 			return (&Int8Weight{Codes: codes, Scales: s.Scales}).Dequantize(q.Rows, q.Cols)
 		},
 	},
-	arch.Int4: {
-		encode: func(w []float32, q *arch.Quantization, h []float64, o Options) (Stored, error) {
+	scheme.Int4: {
+		encode: func(w []float32, q *scheme.Quantization, h []float64, o Options) (Stored, error) {
 			var x *Int4Weight
 			if h != nil {
 				var err error
@@ -61,20 +61,20 @@ var codecs = map[arch.QuantType]codec{
 			}
 			return Stored{Codes: x.Packed, Scales: x.Scales, Mins: x.Mins}, nil
 		},
-		decode: func(q *arch.Quantization, s Stored) []float32 {
+		decode: func(q *scheme.Quantization, s Stored) []float32 {
 			return (&Int4Weight{Packed: s.Codes, Scales: s.Scales, Mins: s.Mins, PaddedCols: q.PaddedCols}).Dequantize(q.Rows, q.Cols, q.GroupSize, q.Symmetric)
 		},
 	},
 }
 
 func init() {
-	for _, t := range []arch.QuantType{arch.Q8_0, arch.Q4_0, arch.Q4_1} {
+	for _, t := range []scheme.Type{scheme.Q8_0, scheme.Q4_0, scheme.Q4_1} {
 		codecs[t] = ggmlCodec
 	}
 }
 
 // codecOf returns the algorithms of q's scheme.
-func codecOf(t arch.QuantType) (codec, error) {
+func codecOf(t scheme.Type) (codec, error) {
 	c, ok := codecs[t]
 	if !ok {
 		return codec{}, fmt.Errorf("btconvert cannot quantize to %s: no algorithm for that scheme", t)
@@ -85,7 +85,7 @@ func codecOf(t arch.QuantType) (codec, error) {
 // Encode quantizes a row-major [rows, cols] weight to the record q (made by its scheme's Record):
 // round-to-nearest or the scale search as o says, GPTQ when the Hessian h (E[x x^T], [cols, cols])
 // is not nil.
-func Encode(w []float32, q *arch.Quantization, h []float64, o Options) (Stored, error) {
+func Encode(w []float32, q *scheme.Quantization, h []float64, o Options) (Stored, error) {
 	c, err := codecOf(q.Type)
 	if err != nil {
 		return Stored{}, err
@@ -95,7 +95,7 @@ func Encode(w []float32, q *arch.Quantization, h []float64, o Options) (Stored, 
 }
 
 // Decode rebuilds the row-major [rows, cols] float weight s stands for.
-func Decode(q *arch.Quantization, s Stored) ([]float32, error) {
+func Decode(q *scheme.Quantization, s Stored) ([]float32, error) {
 	c, err := codecOf(q.Type)
 	if err != nil {
 		return nil, err
@@ -105,6 +105,6 @@ func Decode(q *arch.Quantization, s Stored) ([]float32, error) {
 
 // options are the algorithm options of a tensor recorded as q, quantized under settings s with
 // column importance imp.
-func (s Settings) options(q *arch.Quantization, imp []float32) Options {
+func (s Settings) options(q *scheme.Quantization, imp []float32) Options {
 	return Options{GroupSize: q.GroupSize, Symmetric: q.Symmetric, Search: s.Search, F16Scales: s.F16Scales, Importance: imp}
 }

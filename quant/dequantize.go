@@ -7,6 +7,7 @@ import (
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 // Dequantized returns m with every quantized tensor rebuilt as a float tensor of dtype to (lazily,
@@ -35,8 +36,8 @@ func Dequantized(m *formats.Model, to safetensors.DType) (*formats.Model, error)
 		}
 		q2 := *q
 		get := func(suffix string) *formats.Tensor { return parts[key+suffix] }
-		qw, sc, mn := get(arch.QWeightSuffix), get(arch.ScalesSuffix), get(arch.MinsSuffix)
-		out = append(out, formats.NewTensor(spec.Component, spec.Name, to, spec.Shape, qw.SrcFile, strings.TrimSuffix(qw.SrcName, arch.QWeightSuffix), func() ([]byte, error) {
+		qw, sc, mn := get(scheme.QWeightSuffix), get(scheme.ScalesSuffix), get(scheme.MinsSuffix)
+		out = append(out, formats.NewTensor(spec.Component, spec.Name, to, spec.Shape, qw.SrcFile, strings.TrimSuffix(qw.SrcName, scheme.QWeightSuffix), func() ([]byte, error) {
 			w, err := dequantizeParts(&q2, qw, sc, mn)
 			if err != nil {
 				return nil, err
@@ -54,7 +55,7 @@ func floats(t *formats.Tensor) ([]float32, error) {
 	return t.Float32()
 }
 
-func dequantizeParts(q *arch.Quantization, qw, sc, mn *formats.Tensor) ([]float32, error) {
+func dequantizeParts(q *scheme.Quantization, qw, sc, mn *formats.Tensor) ([]float32, error) {
 	raw, err := qw.Raw()
 	if err != nil {
 		return nil, err

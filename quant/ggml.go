@@ -6,7 +6,7 @@ import (
 
 	"github.com/x448/float16"
 
-	"github.com/btconvert/btconvert/arch"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 // llama.cpp's block types, quantized as its reference quantizers do (ggml-quants.c,
@@ -17,7 +17,7 @@ import (
 // product is exact in float64, then rounded once to float32.
 
 // ggmlEncode quantizes a row-major [rows, cols] weight (cols a whole number of blocks) to q's blocks.
-func ggmlEncode(w []float32, q *arch.Quantization) []byte {
+func ggmlEncode(w []float32, q *scheme.Quantization) []byte {
 	b := q.Scheme().GGML
 	per := q.Cols / b.Values // blocks per row
 	out := make([]byte, q.Rows*per*b.Bytes)
@@ -25,11 +25,11 @@ func ggmlEncode(w []float32, q *arch.Quantization) []byte {
 		for i := r * per; i < (r+1)*per; i++ {
 			x, blk := w[i*b.Values:(i+1)*b.Values], out[i*b.Bytes:(i+1)*b.Bytes]
 			switch q.Type {
-			case arch.Q8_0:
+			case scheme.Q8_0:
 				encodeQ8_0(x, blk)
-			case arch.Q4_0:
+			case scheme.Q4_0:
 				encodeQ4_0(x, blk)
-			case arch.Q4_1:
+			case scheme.Q4_1:
 				encodeQ4_1(x, blk)
 			}
 		}
@@ -74,12 +74,12 @@ func encodeQ4_0(x []float32, blk []byte) {
 	d := mx / -8
 	id := inverse(d)
 	putF16(blk, d)
-	code := func(v float32) byte {
-		return byte(min(15, int8(float32(float64(v)*float64(id)+8.5))))
+	code := func(v float32) int {
+		return int(min(15, int8(float32(float64(v)*float64(id)+8.5))))
 	}
 	h := len(x) / 2
 	for j := range h {
-		blk[2+j] = code(x[j]) | code(x[j+h])<<4
+		blk[2+j] = scheme.PackNibbles(code(x[j]), code(x[j+h]))
 	}
 }
 
@@ -92,17 +92,17 @@ func encodeQ4_1(x []float32, blk []byte) {
 	id := inverse(d)
 	putF16(blk, d)
 	putF16(blk[2:], mn)
-	code := func(v float32) byte {
-		return byte(min(15, int8(float32((v-mn)*id)+0.5))) // rounded before the add, as there
+	code := func(v float32) int {
+		return int(min(15, int8(float32((v-mn)*id)+0.5))) // rounded before the add, as there
 	}
 	h := len(x) / 2
 	for j := range h {
-		blk[4+j] = code(x[j]) | code(x[j+h])<<4
+		blk[4+j] = scheme.PackNibbles(code(x[j]), code(x[j+h]))
 	}
 }
 
 // ggmlDecode rebuilds the row-major float weight of q's blocks.
-func ggmlDecode(q *arch.Quantization, codes []byte) []float32 {
+func ggmlDecode(q *scheme.Quantization, codes []byte) []float32 {
 	b := q.Scheme().GGML
 	out := make([]float32, q.Rows*q.Cols)
 	for i := range len(out) / b.Values {
@@ -110,20 +110,20 @@ func ggmlDecode(q *arch.Quantization, codes []byte) []float32 {
 		d := getF16(blk)
 		h := b.Values / 2
 		switch q.Type {
-		case arch.Q8_0:
+		case scheme.Q8_0:
 			for j := range x {
 				x[j] = float32(int8(blk[2+j])) * d
 			}
-		case arch.Q4_0:
+		case scheme.Q4_0:
 			for j := range h {
-				x[j] = float32(int(blk[2+j]&15)-8) * d
-				x[j+h] = float32(int(blk[2+j]>>4)-8) * d
+				lo, hi := scheme.Nibbles(blk[2+j])
+				x[j], x[j+h] = float32(lo-8)*d, float32(hi-8)*d
 			}
-		case arch.Q4_1:
+		case scheme.Q4_1:
 			m := getF16(blk[2:])
 			for j := range h {
-				x[j] = float32(blk[4+j]&15)*d + m
-				x[j+h] = float32(blk[4+j]>>4)*d + m
+				lo, hi := scheme.Nibbles(blk[4+j])
+				x[j], x[j+h] = float32(lo)*d+m, float32(hi)*d+m
 			}
 		}
 	}
@@ -134,8 +134,8 @@ func ggmlDecode(q *arch.Quantization, codes []byte) []float32 {
 // options and statistics (the scale search, GPTQ or an importance would give other bytes than
 // llama-quantize; Settings.Resolve turns the search off and Quantize refuses calibration for them).
 var ggmlCodec = codec{
-	encode: func(w []float32, q *arch.Quantization, _ []float64, _ Options) (Stored, error) {
+	encode: func(w []float32, q *scheme.Quantization, _ []float64, _ Options) (Stored, error) {
 		return Stored{Codes: ggmlEncode(w, q)}, nil
 	},
-	decode: func(q *arch.Quantization, s Stored) []float32 { return ggmlDecode(q, s.Codes) },
+	decode: func(q *scheme.Quantization, s Stored) []float32 { return ggmlDecode(q, s.Codes) },
 }

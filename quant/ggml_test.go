@@ -6,9 +6,9 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/testfix"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 // q8_0, q4_0 and q4_1 give, byte for byte, the blocks llama.cpp's own quantizers give for the same
@@ -28,8 +28,8 @@ func TestGGMLBlocksAsLlamaCpp(t *testing.T) {
 	}
 	w, _ := safetensors.ToFloat32(safetensors.F32, raw)
 	rows, cols := c.Info("weight").Shape[0], c.Info("weight").Shape[1]
-	for _, typ := range []arch.QuantType{arch.Q8_0, arch.Q4_0, arch.Q4_1} {
-		sc, _ := arch.SchemeOf(typ)
+	for _, typ := range []scheme.Type{scheme.Q8_0, scheme.Q4_0, scheme.Q4_1} {
+		sc, _ := scheme.Of(typ)
 		q := sc.Record(rows, cols, 0, false, safetensors.F32)
 		if err := q.Validate([]int{rows, cols}); err != nil {
 			t.Fatalf("%s: %v", typ, err)
@@ -61,11 +61,11 @@ func TestGGMLBlocksAsLlamaCpp(t *testing.T) {
 			j := i % 32
 			var v float32
 			switch typ {
-			case arch.Q8_0:
+			case scheme.Q8_0:
 				v = d * float32(int8(b[2+j]))
-			case arch.Q4_0:
+			case scheme.Q4_0:
 				v = d * float32(int(b[2+j%16]>>(4*(j/16))&15)-8)
-			case arch.Q4_1:
+			case scheme.Q4_1:
 				v = d*float32(b[4+j%16]>>(4*(j/16))&15) + getF16(b[2:])
 			}
 			if got[i] != v {
@@ -74,7 +74,7 @@ func TestGGMLBlocksAsLlamaCpp(t *testing.T) {
 		}
 		rel := testfix.RelL2(got, w)
 		t.Logf("%s: %.2f bits per weight, rel L2 %.4f", typ, float64(8*len(want))/float64(len(w)), rel)
-		if bound := map[arch.QuantType]float64{arch.Q8_0: 0.01, arch.Q4_0: 0.2, arch.Q4_1: 0.2}[typ]; rel > bound {
+		if bound := map[scheme.Type]float64{scheme.Q8_0: 0.01, scheme.Q4_0: 0.2, scheme.Q4_1: 0.2}[typ]; rel > bound {
 			t.Errorf("%s: rel L2 %.3g from the weight, past %v", typ, rel, bound)
 		}
 	}
@@ -82,7 +82,7 @@ func TestGGMLBlocksAsLlamaCpp(t *testing.T) {
 
 // A row that is not a whole number of llama.cpp's blocks is refused, naming the tensor's width.
 func TestGGMLNeedsWholeBlocks(t *testing.T) {
-	sc, _ := arch.SchemeOf(arch.Q4_0)
+	sc, _ := scheme.Of(scheme.Q4_0)
 	q := sc.Record(4, 70, 0, true, safetensors.F32)
 	err := q.Validate([]int{4, 70})
 	if want := "q4_0 needs rows of whole blocks of 32 weights; a row here has 70 (quantize this tensor to int8 or int4 with --tensor-type)"; fmt.Sprint(err) != want {

@@ -10,7 +10,7 @@ import (
 	"gonum.org/v1/gonum/blas/blas64"
 	"gonum.org/v1/gonum/lapack/lapack64"
 
-	"github.com/btconvert/btconvert/arch"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 // GPTQ (Frantar et al., 2022) quantizes a weight column by column and pushes each column's error
@@ -158,7 +158,7 @@ func GPTQInt8(x []float32, rows, cols int, h []float64, o Options) (*Int8Weight,
 	if err != nil {
 		return nil, err
 	}
-	lv := levelsOf(arch.Int8, o)
+	lv := levelsOf(scheme.Int8, o)
 	codes, scales, _ := gptqRows(x, rows, cols, cols, lv, u, dead)
 	return &Int8Weight{Codes: codes, Scales: scales}, nil
 }
@@ -186,7 +186,7 @@ func GPTQInt4(x []float32, rows, cols int, h []float64, o Options) (*Int4Weight,
 		out.Mins = mins
 	}
 	for i := 0; i < rows*pc; i += 2 {
-		out.Packed[i/2] = uint8(int(codes[i])+offset) | uint8(int(codes[i+1])+offset)<<4
+		out.Packed[i/2] = scheme.PackNibbles(int(codes[i])+offset, int(codes[i+1])+offset)
 	}
 	return out, nil
 }

@@ -13,9 +13,10 @@ import (
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
-// Type is how a plan stores a tensor: a float dtype, or a quantization scheme (arch.QuantScheme).
+// Type is how a plan stores a tensor: a float dtype, or a quantization scheme (scheme.Scheme).
 type Type string
 
 // The storage types.
@@ -23,22 +24,22 @@ const (
 	F32  Type = "f32"
 	BF16 Type = "bf16"
 	F16  Type = "f16"
-	Int8      = Type(arch.Int8)
-	Int4      = Type(arch.Int4)
+	Int8      = Type(scheme.Int8)
+	Int4      = Type(scheme.Int4)
 )
 
 // Types are every storage type: the floats, then every scheme.
 func Types() []Type {
 	t := []Type{F32, BF16, F16}
-	for _, s := range arch.QuantSchemes() {
+	for _, s := range scheme.All() {
 		t = append(t, Type(s.Type))
 	}
 	return t
 }
 
 // Scheme is the quantization scheme of t, or nil for a float type.
-func (t Type) Scheme() *arch.QuantScheme {
-	s, err := arch.SchemeOf(arch.QuantType(t))
+func (t Type) Scheme() *scheme.Scheme {
+	s, err := scheme.Of(scheme.Type(t))
 	if err != nil {
 		return nil
 	}
@@ -144,7 +145,7 @@ func (s Settings) Validate() error {
 // typeNames lists every scheme and preset, for messages.
 func typeNames() string {
 	var n []string
-	for _, sc := range arch.QuantSchemes() {
+	for _, sc := range scheme.All() {
 		n = append(n, string(sc.Type))
 	}
 	for _, p := range Presets {
@@ -177,7 +178,7 @@ type Plan struct {
 
 // record is how a tensor planned as `to` is stored: the main scheme with the resolved settings,
 // an override's scheme with the symmetry asked for (int8's always-symmetric rule is not int4's).
-func (p *Plan) record(sc *arch.QuantScheme, to Type, rows, cols int) arch.Quantization {
+func (p *Plan) record(sc *scheme.Scheme, to Type, rows, cols int) scheme.Quantization {
 	sym := p.Settings.Symmetric
 	if to != p.Settings.Type {
 		sym = p.asked.Symmetric
@@ -249,7 +250,7 @@ func MakePlan(m *formats.Model, s Settings) (*Plan, error) {
 			if err := q.Validate(t.Shape); err != nil {
 				return nil, &errs.InputError{Msg: fmt.Sprintf("%s: %v", key, err)}
 			}
-			for _, part := range q.Parts(t.Component, t.Name) {
+			for _, part := range arch.QuantParts(&q, t.Component, t.Name) {
 				e.BytesAfter += part.Bytes()
 			}
 			if q.PaddedCols > q.Cols {
@@ -280,7 +281,7 @@ func scaleDType(s Settings) safetensors.DType {
 // embeddingTypes are the schemes an embedding table may be stored with, for messages.
 func embeddingTypes() string {
 	var n []string
-	for _, sc := range arch.QuantSchemes() {
+	for _, sc := range scheme.All() {
 		if sc.Embeddings {
 			n = append(n, string(sc.Type))
 		}

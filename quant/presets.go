@@ -19,7 +19,7 @@ type Preset struct {
 }
 
 // Presets are the names Settings.Type also takes.
-// (llama.cpp's q8_0, q4_0 and q4_1 are schemes of their own: arch.QuantSchemes.)
+// (llama.cpp's q8_0, q4_0 and q4_1 are schemes of their own: scheme.All.)
 var Presets []Preset
 
 func presetOf(t Type) (Preset, bool) {

@@ -15,6 +15,7 @@ import (
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/testfix"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 func randWeights(rows, cols int, seed uint64) []float32 {
@@ -181,7 +182,7 @@ func TestSettingsResolve(t *testing.T) {
 
 // Every scheme has its algorithms, and a weight survives a round trip through its codes.
 func TestEverySchemeHasACodec(t *testing.T) {
-	for _, sc := range arch.QuantSchemes() {
+	for _, sc := range scheme.All() {
 		w := []float32{0.5, -1, 0.25, 2, -0.75, 1.5, 0, -2}
 		q := sc.Record(2, 4, sc.DefaultGroupSize, true, safetensors.F32)
 		switch {
@@ -435,14 +436,14 @@ func TestApplyServesEveryPass(t *testing.T) {
 // tensor served (which takes that lock) without holding the tensor's, or the two wait on each
 // other for ever. The worker then skips the served tensor instead of quantizing it again.
 func TestLookaheadLockOrder(t *testing.T) {
-	scheme, err := arch.SchemeOf(arch.Int8)
+	scheme, err := scheme.Of(scheme.Int8)
 	if err != nil {
 		t.Fatal(err)
 	}
 	spec := scheme.Record(4, 32, 0, true, safetensors.F32)
 	src := formats.NewTensor("decoder", "w", safetensors.F32, []int{4, 32}, "f", "w", func() ([]byte, error) { return make([]byte, 4*4*32), nil })
 	a := &lookahead{}
-	j := &lazyQuant{src: src, spec: spec, ahead: a, remaining: len(spec.Parts("", ""))}
+	j := &lazyQuant{src: src, spec: spec, ahead: a, remaining: len(spec.Parts())}
 	a.jobs = []*lazyQuant{j}
 	a.once.Do(a.run)
 	a.mu.Lock() // as a worker does around start
@@ -493,7 +494,7 @@ func TestOverrideKeepsItsSymmetry(t *testing.T) {
 		}
 		q := Apply(m, p, nil).Config.Quantization
 		head, layer := q["decoder/embed_out.weight"], q["decoder/layers.0.mlp.dense_4h_to_h.weight"]
-		if head.Type != arch.Int4 || head.Symmetric != sym || head.GroupSize != 64 || layer.Type != arch.Int8 || !layer.Symmetric {
+		if head.Type != scheme.Int4 || head.Symmetric != sym || head.GroupSize != 64 || layer.Type != scheme.Int8 || !layer.Symmetric {
 			t.Fatalf("symmetric %v: head %+v, layer %+v", sym, head, layer)
 		}
 	}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/x448/float16"
 
-	"github.com/btconvert/btconvert/arch"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 // Options of a scheme.
@@ -48,8 +48,8 @@ type levels struct {
 }
 
 // levelsOf are the codes of scheme t (symmetric or not, as o says) and how o fits them.
-func levelsOf(t arch.QuantType, o Options) levels {
-	s, err := arch.SchemeOf(t)
+func levelsOf(t scheme.Type, o Options) levels {
+	s, err := scheme.Of(t)
 	if err != nil {
 		panic(err) // the callers quantize to a scheme they name
 	}
@@ -59,9 +59,9 @@ func levelsOf(t arch.QuantType, o Options) levels {
 }
 
 // int8Levels are int8's codes, int4Levels int4's for o.
-var int8Levels = levelsOf(arch.Int8, Options{})
+var int8Levels = levelsOf(scheme.Int8, Options{})
 
-func int4Levels(o Options) levels { return levelsOf(arch.Int4, o) }
+func int4Levels(o Options) levels { return levelsOf(scheme.Int4, o) }
 
 // fitter fits rows or groups to a scheme's levels: value = scale*q + min (min 0 when symmetric).
 // One belongs to each worker; its buffers are reused from one row or group to the next.
@@ -264,7 +264,7 @@ func (f *fitter) errOf(q []int8, s, m float64) float64 {
 // QuantizeInt8 quantizes a row-major [rows, cols] weight per output row, symmetric, q in -127..127.
 func QuantizeInt8(x []float32, rows, cols int, o Options) *Int8Weight {
 	out := &Int8Weight{Codes: make([]int8, rows*cols), Scales: make([]float32, rows)}
-	lv := levelsOf(arch.Int8, o)
+	lv := levelsOf(scheme.Int8, o)
 	wt := columnWeights(o.Importance)
 	parallelWith(rows, func() any { return newFitter(lv, cols) }, func(r int, scratch any) {
 		s, _ := scratch.(*fitter).fit(x[r*cols:(r+1)*cols], wt, out.Codes[r*cols:(r+1)*cols])
@@ -274,7 +274,7 @@ func QuantizeInt8(x []float32, rows, cols int, o Options) *Int8Weight {
 }
 
 // PaddedCols is cols rounded up to a whole number of groups.
-func PaddedCols(cols, group int) int { return arch.PaddedCols(cols, group) }
+func PaddedCols(cols, group int) int { return scheme.PaddedCols(cols, group) }
 
 // QuantizeInt4 quantizes a row-major [rows, cols] weight in groups of o.GroupSize along each row.
 // A row that is not a whole number of groups is padded with zeros (the padding is never used).
@@ -317,7 +317,7 @@ func QuantizeInt4(x []float32, rows, cols int, o Options) *Int4Weight {
 			}
 		}
 		for j := 0; j < pc; j += 2 {
-			out.Packed[(r*pc+j)/2] = uint8(int(s.codes[j])+offset) | uint8(int(s.codes[j+1])+offset)<<4
+			out.Packed[(r*pc+j)/2] = scheme.PackNibbles(int(s.codes[j])+offset, int(s.codes[j+1])+offset)
 		}
 	})
 	return out
@@ -340,10 +340,9 @@ func (q *Int4Weight) Dequantize(rows, cols, group int, sym bool) []float32 {
 	g := q.PaddedCols / group
 	for r := 0; r < rows; r++ {
 		for c := 0; c < cols; c++ {
-			b := q.Packed[(r*q.PaddedCols+c)/2]
-			v := int(b & 15)
+			v, odd := scheme.Nibbles(q.Packed[(r*q.PaddedCols+c)/2])
 			if c%2 == 1 {
-				v = int(b >> 4)
+				v = odd
 			}
 			k := r*g + c/group
 			if sym {

@@ -6,10 +6,10 @@ import (
 
 	"github.com/gomlx/compute/dtypes"
 
-	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/graph"
 	"github.com/btconvert/btconvert/internal/testfix"
 	"github.com/btconvert/btconvert/quant"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 // quantized builds a quantized copy of a fixture in memory and loads it.
@@ -98,10 +98,10 @@ func TestQuantizationQuality(t *testing.T) {
 		}
 
 		// llama.cpp's types: within their export limits.
-		for _, typ := range []arch.QuantType{arch.Q8_0, arch.Q4_0} {
+		for _, typ := range []scheme.Type{scheme.Q8_0, scheme.Q4_0} {
 			m, p := quantized(t, name, quant.Settings{Type: quant.Type(typ)}, nil)
 			q := measure(string(typ), m)
-			sc, _ := arch.SchemeOf(typ)
+			sc, _ := scheme.Of(typ)
 			if q.PPLRatio > sc.MaxPPLRatio || q.Top1Agreement < sc.MinTop1 {
 				t.Errorf("%s %s: ppl_ratio %.4f, top-1 %.4f past its limits (%v, %v)", name, typ, q.PPLRatio, q.Top1Agreement, sc.MaxPPLRatio, sc.MinTop1)
 			}

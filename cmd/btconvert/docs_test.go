@@ -228,15 +228,16 @@ func TestReadmePackageTable(t *testing.T) {
 // of the README's layout, from the CLI down to the file formats. A key or an allowed entry ending
 // in "/..." covers a folder and everything under it.
 var importMatrix = map[string][]string{
-	"cmd/btconvert":    {"btconvert", "verify/...", "graph/...", "quant", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
-	"btconvert":        {"families/...", "verify/...", "graph/...", "quant", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
-	"families/...":     {"graph/...", "quant", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"}, // each registers itself below
-	"verify/...":       {"verify/...", "graph/...", "quant", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
-	"graph/...":        {"graph/...", "quant", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
-	"quant":            {"arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
-	"formats/...":      {"formats/...", "arch", "errs", "internal/digest", "internal/fsio"},
-	"arch":             {"formats/safetensors", "errs"},                                                           // the domain model: configs, the tensor table, quantization storage
-	"internal/testfix": {"graph/...", "quant", "arch", "formats/...", "errs", "internal/digest", "internal/fsio"}, // the tests' fixtures
+	"cmd/btconvert":    {"btconvert", "verify/...", "graph/...", "quant/...", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
+	"btconvert":        {"families/...", "verify/...", "graph/...", "quant/...", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
+	"families/...":     {"graph/...", "quant/...", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"}, // each registers itself below
+	"verify/...":       {"verify/...", "graph/...", "quant/...", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
+	"graph/...":        {"graph/...", "quant/...", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
+	"quant":            {"quant/scheme", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
+	"formats/...":      {"formats/...", "arch", "quant/scheme", "errs", "internal/digest", "internal/fsio"},
+	"arch":             {"quant/scheme", "formats/safetensors", "errs"},                                               // the domain model: configs, the family registry, the tensor table
+	"internal/testfix": {"graph/...", "quant/...", "arch", "formats/...", "errs", "internal/digest", "internal/fsio"}, // the tests' fixtures
+	"quant/scheme":     {"formats/safetensors"},                                                                       // the quantization schemes: a leaf
 	"internal/fsio":    {"errs", "internal/digest"},
 	"internal/digest":  {},
 	"internal/sysmem":  {},

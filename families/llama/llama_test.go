@@ -20,6 +20,7 @@ import (
 	"github.com/btconvert/btconvert/graph"
 	"github.com/btconvert/btconvert/internal/testfix"
 	"github.com/btconvert/btconvert/quant"
+	"github.com/btconvert/btconvert/quant/scheme"
 	"github.com/btconvert/btconvert/verify"
 )
 
@@ -363,7 +364,7 @@ func TestQuantize(t *testing.T) {
 		for key, q := range m.Config.Quantization {
 			if strings.Contains(key, "_proj.weight") {
 				linears++
-				if q.Type != arch.QuantType(c.typ) {
+				if q.Type != scheme.Type(c.typ) {
 					t.Errorf("%s: %s is %s", c.typ, key, q.Type)
 				}
 			}

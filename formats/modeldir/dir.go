@@ -21,6 +21,7 @@ import (
 	"github.com/btconvert/btconvert/formats/tokenizer"
 	"github.com/btconvert/btconvert/internal/digest"
 	"github.com/btconvert/btconvert/internal/fsio"
+	"github.com/btconvert/btconvert/quant/scheme"
 )
 
 // Format is Model.Format of a model read from our folder (and the "format" of its config.json).
@@ -315,7 +316,7 @@ func Open(dir string) (*formats.Model, error) {
 		for _, ti := range f.Tensors {
 			name, dt := ti.Name, ti.DType
 			load := func() ([]byte, error) { return f.Raw(name) }
-			base, codes := strings.CutSuffix(name, arch.QWeightSuffix)
+			base, codes := strings.CutSuffix(name, scheme.QWeightSuffix)
 			switch q := cfg.QuantOf(comp, base); {
 			case cfg.IsQuantPart(comp, name) && !codes:
 				load = func() ([]byte, error) { return checkedScales(p, name, dt, f) }
@@ -367,7 +368,7 @@ func checkedScales(file, name string, dt safetensors.DType, f *safetensors.File)
 
 // checkedBlocks reads a tensor in llama.cpp's blocks and refuses a block whose f16 scale or
 // minimum checkedScales would refuse, naming the file, the tensor and the block.
-func checkedBlocks(file, name string, q *arch.Quantization, f *safetensors.File) ([]byte, error) {
+func checkedBlocks(file, name string, q *scheme.Quantization, f *safetensors.File) ([]byte, error) {
 	raw, err := f.Raw(name)
 	if err != nil {
 		return nil, err
