@@ -349,4 +349,3 @@ func PackNibbles(lo, hi int) byte { return byte(lo&15) | byte(hi&15)<<4 }
 
 // Nibbles are the two stored 4-bit values of b: low nibble, high nibble.
 func Nibbles(b byte) (lo, hi int) { return int(b & 15), int(b >> 4) }
-
