@@ -14,6 +14,8 @@ import (
 	"github.com/btconvert/btconvert/graph"
 	"github.com/btconvert/btconvert/graph/backend"
 	"github.com/btconvert/btconvert/internal/fsio"
+	"github.com/btconvert/btconvert/internal/outputs"
+	"github.com/btconvert/btconvert/internal/runner"
 	"github.com/btconvert/btconvert/verify"
 	"github.com/btconvert/btconvert/verify/bench"
 )
@@ -78,7 +80,7 @@ func onCPU(spec string) bool { return strings.HasPrefix(spec, "go") || strings.C
 func (o *BenchOptions) work() backend.Work {
 	opts := Defaults(o.Options, "go")
 	runs := int64(opts.Reps + max(opts.Warmup, 0))
-	w := backend.Work{WeightBytes: weightsOnDisk(o.Models...)}
+	w := backend.Work{WeightBytes: runner.WeightsOnDisk(o.Models...)}
 	tests := opts.Lengths()
 	for _, t := range tests {
 		w.Tokens += int64(len(opts.Batches)) * int64(t[0]+t[1]) * runs
@@ -98,25 +100,25 @@ func Bench(o BenchOptions) ([]bench.Result, error) {
 	}
 	in := []string{o.Open.Config}
 	for _, m := range o.Models {
-		in = append(in, modelInputs(m)...)
+		in = append(in, outputs.ModelInputs(m)...)
 	}
-	if err := checkFiles(o.Force, in, output{o.JSONFile, bench.JSONFile}, output{o.Plot, bench.PlotFile}); err != nil {
+	if err := outputs.CheckFiles(o.Force, in, outputs.Output{o.JSONFile, bench.JSONFile}, outputs.Output{o.Plot, bench.PlotFile}); err != nil {
 		return nil, err
 	}
 	dev, err := o.Runtime.start(ui, o.work())
 	if err != nil {
 		return nil, err
 	}
-	spec := dev.spec
+	spec := dev.Spec
 	opts := Defaults(o.Options, spec)
 	budget := o.MemBudget
 	if budget == 0 {
-		budget = memoryFor() * 8 / 10
+		budget = runner.MemoryFor() * 8 / 10
 	}
 	// On a CPU the budget is this machine's memory: more than is available would let a run
 	// allocate until the system kills it. (A GPU's memory is its own; its runtime refuses what
 	// does not fit.)
-	if avail := memoryFor(); onCPU(spec) && avail > 0 && budget > avail {
+	if avail := runner.MemoryFor(); onCPU(spec) && avail > 0 && budget > avail {
 		return nil, errs.Option("MemBudget", humanize.IBytes(uint64(budget)), "more than the %s of memory available on this machine", humanize.IBytes(uint64(avail)))
 	}
 	opts.MemBudget = budget
@@ -145,17 +147,17 @@ func Bench(o BenchOptions) ([]bench.Result, error) {
 		if i == 0 {
 			open = o.Open
 		}
-		l, err := dev.load(p, open)
+		l, err := dev.Load(p, open)
 		if err != nil {
 			return nil, err
 		}
-		l.src.Close() // the engine holds the weights
-		models = append(models, bench.Model{Name: modelName(p), Engine: l.eng})
-		if mt := l.eng.Config.MaxTokens(); mt > 0 && longest > mt {
+		l.Src.Close() // the engine holds the weights
+		models = append(models, bench.Model{Name: outputs.ModelName(p), Engine: l.Eng})
+		if mt := l.Eng.Config.MaxTokens(); mt > 0 && longest > mt {
 			ui.Note("warning: " + p + ": prompt plus generation is " + humanize.Comma(int64(longest)) + " tokens, past the " + humanize.Comma(int64(mt)) + " the model was built for")
 		}
 		if o.MaxBatch {
-			mb := graph.MaxBatch(l.eng.Config, l.eng.Weights.Bytes, dev.dt.Size(), longest, budget)
+			mb := graph.MaxBatch(l.Eng.Config, l.Eng.Weights.Bytes, dev.DType.Size(), longest, budget)
 			if mb < 1 {
 				return nil, errs.Option("MemBudget", humanize.IBytes(uint64(budget)), "%s does not fit even at batch 1", p)
 			}
@@ -216,7 +218,7 @@ type benchStep struct {
 }
 
 // benchSteps lists the stretches of a bench of models with opts, with the total at the end.
-func benchSteps(opts bench.Options, models int, dev *device) []benchStep {
+func benchSteps(opts bench.Options, models int, dev *runner.Device) []benchStep {
 	tests := opts.Lengths()
 	var steps []benchStep
 	var end int64
@@ -230,7 +232,7 @@ func benchSteps(opts bench.Options, models int, dev *device) []benchStep {
 			if opts.Warmup > 0 {
 				end += run * int64(opts.Warmup)
 				item := name + ", warm-up"
-				if c := compiling(dev); c != "" {
+				if c := runner.Compiling(dev); c != "" {
 					item += ", " + c
 				}
 				steps = append(steps, benchStep{end, item})
@@ -238,7 +240,7 @@ func benchSteps(opts bench.Options, models int, dev *device) []benchStep {
 			for r := 1; r <= opts.Reps; r++ {
 				end += run
 				item := fmt.Sprintf("%s, rep %d/%d", name, r, opts.Reps)
-				if c := compiling(dev); c != "" && r == 1 && opts.Warmup == 0 {
+				if c := runner.Compiling(dev); c != "" && r == 1 && opts.Warmup == 0 {
 					item += ", " + c
 				}
 				steps = append(steps, benchStep{end, item})

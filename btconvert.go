@@ -16,28 +16,24 @@ import (
 	// The architecture families beyond the built-in GPT-NeoX register themselves.
 	_ "github.com/btconvert/btconvert/families/llama"
 	"github.com/btconvert/btconvert/graph/backend"
+	"github.com/btconvert/btconvert/internal/runner"
 )
 
 // ErrCheckFailed is returned (wrapped) with a report whose checks did not all pass.
 var ErrCheckFailed = errors.New("verification failed: a check is out of bounds")
 
-// UI is how a long run talks to its user; nil is silent.
-type UI interface {
-	// Note is one line to tell the user (a fact, or a warning starting with "warning:").
-	Note(msg string)
-	// Progress starts a bar of total units (unit "B" is bytes, else a count of unit); unit "" is
-	// a phase whose progress is not counted (total 1), shown as running for so long.
-	Progress(what string, total int64, unit string) Bar
-}
+// UI is how a long run talks to its user; nil is silent. Note is one line to tell the user (a
+// fact, or a warning starting with "warning:"); Progress starts a bar of total units (unit "B" is
+// bytes, else a count of unit; unit "" is a phase whose progress is not counted, shown as running
+// for so long).
+type UI = runner.UI
 
-// Bar is one progress bar.
-type Bar interface {
-	// Add advances by n units; item names what was just done ("" keeps the last), or with n == 0
-	// what is under way.
-	Add(n int64, item string)
-	// Done ends the bar.
-	Done()
-}
+// Bar is one progress bar: Add advances it by n units (item names what was just done, "" keeps
+// the last, or with n == 0 what is under way); Done ends it.
+type Bar = runner.Bar
+
+// Warner is a UI that also shows warnings --quiet does not silence (the command line's does).
+type Warner = runner.Warner
 
 // silent is the UI of a caller that gave none.
 type silent struct{}

@@ -16,6 +16,7 @@ import (
 	"github.com/btconvert/btconvert/formats/official"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/formats/tokenizer"
+	"github.com/btconvert/btconvert/internal/runner"
 	"github.com/btconvert/btconvert/internal/testfix"
 	"github.com/btconvert/btconvert/quant"
 	"github.com/btconvert/btconvert/quant/scheme"
@@ -284,7 +285,7 @@ func TestQuantizedWeightsWeighedAsFloat(t *testing.T) {
 		if _, err := btconvert.Quantize(btconvert.QuantizeOptions{Source: base, Output: out, Settings: quant.Settings{Type: typ}}); err != nil {
 			t.Fatal(err)
 		}
-		f, q := btconvert.WeightsOnDisk(base), btconvert.WeightsOnDisk(out)
+		f, q := runner.WeightsOnDisk(base), runner.WeightsOnDisk(out)
 		if r := float64(q) / float64(f); r < 0.95 || r > 1.15 {
 			t.Errorf("%s: weighed %d bytes against the float model's %d (%.2fx)", typ, q, f, r)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/btconvert/btconvert/formats/tokenizer"
 	"github.com/btconvert/btconvert/internal/digest"
 	"github.com/btconvert/btconvert/internal/fsio"
+	"github.com/btconvert/btconvert/internal/outputs"
 	"github.com/btconvert/btconvert/quant"
 )
 
@@ -101,7 +102,7 @@ func Export(o ExportOptions) (*ExportResult, error) {
 	if o.Format == Official {
 		kind = fsio.Folder
 	}
-	if err := checkFiles(o.Force, inputs(modelInputs(o.Source), []string{o.Open.Config}), output{o.Output, kind}); err != nil {
+	if err := outputs.CheckFiles(o.Force, outputs.Inputs(outputs.ModelInputs(o.Source), []string{o.Open.Config}), outputs.Output{o.Output, kind}); err != nil {
 		return nil, err
 	}
 	m, err := source.Open(o.Source, o.Open)
@@ -125,7 +126,7 @@ func Export(o ExportOptions) (*ExportResult, error) {
 // passed and checked its quality against a base model on a text: the perplexity ratio and the
 // top-1 agreement, each against a limit.
 func requireVerified(m *formats.Model, arg string) error {
-	rep, _, err := recordedReport(m)
+	rep, _, err := outputs.RecordedReport(m)
 	if err != nil {
 		return err
 	}
@@ -169,7 +170,7 @@ func exportOfficial(m *formats.Model, o ExportOptions, ui UI) (*ExportResult, er
 	if layout == nil {
 		return nil, &errs.InputError{File: o.Source, Msg: "no official layout holds this model (" + m.Config.Describe() + "): the official Block Transformer code builds GPT-NeoX decoders only; export it as a bundle"}
 	}
-	if err := checkWrite(plain, o.Output, o.DType); err != nil {
+	if err := outputs.CheckWrite(plain, o.Output, o.DType); err != nil {
 		return nil, err
 	}
 	out, err := fsio.NewDir(o.Output, o.Force)
@@ -181,8 +182,8 @@ func exportOfficial(m *formats.Model, o ExportOptions, ui UI) (*ExportResult, er
 		total += t.Bytes()
 	}
 	bar := ui.Progress("export", total, "B")
-	err = layout.Export(plain, out.Tmp, formats.ExportOptions{DType: o.DType, ShardSize: o.ShardSize, Name: modelName(strings.TrimSuffix(o.Source, modeldir.BundleExt)),
-		Progress: tensorWritten(bar)})
+	err = layout.Export(plain, out.Tmp, formats.ExportOptions{DType: o.DType, ShardSize: o.ShardSize, Name: outputs.ModelName(strings.TrimSuffix(o.Source, modeldir.BundleExt)),
+		Progress: outputs.TensorWritten(bar)})
 	bar.Done()
 	if err == nil {
 		err = carryTokenizer(m, out.Tmp)
@@ -232,7 +233,7 @@ func exportBundle(m *formats.Model, o ExportOptions, ui UI) (*ExportResult, erro
 		}
 		defer tmp.Abort()
 		dir = tmp.Tmp
-		tok, err := tokenizerFiles(m, "", ui)
+		tok, err := outputs.TokenizerFiles(m, "", ui.Note)
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/btconvert/btconvert/formats/tokenizer"
 	"github.com/btconvert/btconvert/graph"
 	"github.com/btconvert/btconvert/graph/backend"
+	"github.com/btconvert/btconvert/internal/runner"
 	"github.com/btconvert/btconvert/internal/sysmem"
 )
 
@@ -111,16 +112,16 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 		promptBytes += int64(len(p))
 	}
 	// A decode step counts once whatever the batch: it reads the weights once.
-	work := backend.Work{WeightBytes: weightsOnDisk(o.Model), Tokens: int64(o.MaxNewTokens) + promptBytes/2, Graphs: 2}
+	work := backend.Work{WeightBytes: runner.WeightsOnDisk(o.Model), Tokens: int64(o.MaxNewTokens) + promptBytes/2, Graphs: 2}
 	dev, l, err := o.Runtime.open(o.Model, o.Open, ui, work)
 	if err != nil {
 		return nil, err
 	}
 	defer l.Close()
-	if td := l.eng.Config.TokenDecoder; o.OfficialGenerate && td != nil && td.T5 != nil {
+	if td := l.Eng.Config.TokenDecoder; o.OfficialGenerate && td != nil && td.T5 != nil {
 		return nil, errs.Option("OfficialGenerate", nil, "the official code cannot generate with a T5 cross-attention token decoder (its generate fails: the decoder's encoder is None); btconvert generates it as the forward computes")
 	}
-	tk, err := l.tokenizer()
+	tk, err := l.Tokenizer()
 	if err != nil {
 		return nil, err
 	}
@@ -136,10 +137,10 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 		longest, total = max(longest, len(prompts[i])), total+len(prompts[i])
 	}
 	n := longest + o.MaxNewTokens
-	if mt := l.eng.Config.MaxTokens(); mt > 0 && n > mt {
+	if mt := l.Eng.Config.MaxTokens(); mt > 0 && n > mt {
 		ui.Note(fmt.Sprintf("warning: prompt plus generation is %d tokens, past the %d the model was built for (max_length / max_position_embeddings)", n, mt))
 	}
-	if err := fitsMemory(l, len(prompts), n); err != nil {
+	if err := runner.FitsMemory(l, len(prompts), n); err != nil {
 		return nil, err
 	}
 	streams := make([]*tokenizer.Stream, len(prompts))
@@ -152,7 +153,7 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 	if o.OnText != nil {
 		what = "prefill"
 	}
-	bar := phase(ui, what, compiling(dev))
+	bar := runner.Phase(ui, what, runner.Compiling(dev))
 	defer bar.Done()
 	show := func(row int, text string) {
 		if text != "" && o.OnText != nil {
@@ -161,7 +162,7 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 		}
 	}
 	sysmem.ResetPeakRSS()
-	g, err := l.eng.Generate(prompts, graph.GenerateOptions{MaxNewTokens: o.MaxNewTokens, Sampling: o.Sampling, StopAtEOS: !o.IgnoreEOS, OfficialPositions: o.OfficialGenerate,
+	g, err := l.Eng.Generate(prompts, graph.GenerateOptions{MaxNewTokens: o.MaxNewTokens, Sampling: o.Sampling, StopAtEOS: !o.IgnoreEOS, OfficialPositions: o.OfficialGenerate,
 		Stop: func(row int, ids []int32) int {
 			text, keep := streams[row].Update(ids)
 			show(row, text)
@@ -170,7 +171,7 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &GenerateResult{Backend: dev.spec, Threads: runtime.GOMAXPROCS(0), PromptTokens: total,
+	res := &GenerateResult{Backend: dev.Spec, Threads: runtime.GOMAXPROCS(0), PromptTokens: total,
 		PrefillS: g.PrefillTime.Seconds(), DecodeS: g.DecodeTime.Seconds(), CompileS: g.CompileTime.Seconds(), PeakMemBytes: sysmem.PeakRSS(), Sampling: o.Sampling, Stop: o.Stop}
 	for i, s := range streams {
 		show(i, s.Flush())
@@ -180,8 +181,8 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 	res.PromptTokS = float64(total) / res.PrefillS
 	if g.Steps > 0 {
 		perStep := 1
-		if l.eng.Config.IsBlock() {
-			perStep = l.eng.Config.BlockLength
+		if l.Eng.Config.IsBlock() {
+			perStep = l.Eng.Config.BlockLength
 		}
 		res.GenerationTokS = float64(g.Steps*perStep*len(prompts)) / res.DecodeS
 	}

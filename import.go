@@ -9,6 +9,7 @@ import (
 	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/formats/uptrain"
 	"github.com/btconvert/btconvert/internal/fsio"
+	"github.com/btconvert/btconvert/internal/outputs"
 )
 
 // ImportOptions controls Import.
@@ -51,8 +52,8 @@ func Import(o ImportOptions) (*ImportResult, error) {
 		return nil, errs.Option("DType", string(o.DType), "want f32, bf16 or f16")
 	}
 	if o.Output != "" { // a dry run too: its plan must not promise a write the run would refuse
-		in := inputs(modelInputs(o.Source), []string{o.Open.Config}, tokenizerInputs(o.Tokenizer))
-		if err := checkFiles(o.Force, in, output{o.Output, fsio.Folder}); err != nil {
+		in := outputs.Inputs(outputs.ModelInputs(o.Source), []string{o.Open.Config}, outputs.TokenizerInputs(o.Tokenizer))
+		if err := outputs.CheckFiles(o.Force, in, outputs.Output{o.Output, fsio.Folder}); err != nil {
 			return nil, err
 		}
 	}
@@ -89,7 +90,7 @@ func Import(o ImportOptions) (*ImportResult, error) {
 	for _, n := range m.Notes {
 		ui.Note("note: " + n)
 	}
-	tok, err := tokenizerFiles(m, o.Tokenizer, ui)
+	tok, err := outputs.TokenizerFiles(m, o.Tokenizer, ui.Note)
 	if err != nil {
 		return nil, err
 	}
@@ -107,13 +108,13 @@ func Import(o ImportOptions) (*ImportResult, error) {
 	if o.DryRun {
 		return res, nil
 	}
-	if err := checkWrite(m, o.Output, o.DType); err != nil {
+	if err := outputs.CheckWrite(m, o.Output, o.DType); err != nil {
 		return nil, err
 	}
 	bar := ui.Progress("import", res.Bytes, "B")
 	defer bar.Done()
 	err = modeldir.Write(m, o.Output, modeldir.WriteOptions{DType: o.DType, Force: o.Force, Version: o.Version, Extra: tok,
-		Progress: tensorWritten(bar)})
+		Progress: outputs.TensorWritten(bar)})
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/btconvert/btconvert/formats/randinit"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/fsio"
+	"github.com/btconvert/btconvert/internal/outputs"
 )
 
 // InitOptions controls Init.
@@ -45,20 +46,20 @@ func Init(o InitOptions) (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkFiles(o.Force, nil, output{o.Output, fsio.Folder}); err != nil {
+	if err := outputs.CheckFiles(o.Force, nil, outputs.Output{o.Output, fsio.Folder}); err != nil {
 		return nil, err
 	}
 	m := randinit.Model(cfg, o.Seed, dt)
 	n := arch.ParamCount(cfg)
 	res := &InitResult{Output: o.Output, Architecture: cfg.Describe(), Params: n, Bytes: n * int64(dt.Size())}
 	ui.Note(cfg.Describe())
-	if err := checkWrite(m, o.Output, ""); err != nil {
+	if err := outputs.CheckWrite(m, o.Output, ""); err != nil {
 		return nil, err
 	}
 	bar := ui.Progress("init", res.Bytes, "B")
 	defer bar.Done()
 	err = modeldir.Write(m, o.Output, modeldir.WriteOptions{Force: o.Force, Version: o.Version,
-		Progress: tensorWritten(bar)})
+		Progress: outputs.TensorWritten(bar)})
 	if err != nil {
 		return nil, err
 	}

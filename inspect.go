@@ -6,6 +6,7 @@ import (
 	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/source"
+	"github.com/btconvert/btconvert/internal/outputs"
 )
 
 // InspectResult describes a model.
@@ -31,7 +32,7 @@ func Inspect(path string, o formats.OpenOptions, hashes bool) (*InspectResult, e
 		return nil, err
 	}
 	res := &InspectResult{Summary: s, QuantizedWith: m.Config.QuantizedWith}
-	if _, b, err := recordedReport(m); err != nil {
+	if _, b, err := outputs.RecordedReport(m); err != nil {
 		return nil, err
 	} else if b != nil {
 		res.Report = b

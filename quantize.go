@@ -17,6 +17,8 @@ import (
 	"github.com/btconvert/btconvert/graph/backend"
 	"github.com/btconvert/btconvert/internal/digest"
 	"github.com/btconvert/btconvert/internal/fsio"
+	"github.com/btconvert/btconvert/internal/outputs"
+	"github.com/btconvert/btconvert/internal/runner"
 	"github.com/btconvert/btconvert/quant"
 	"github.com/btconvert/btconvert/quant/scheme"
 )
@@ -82,8 +84,8 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 		return nil, errs.Option("Output", nil, "is required")
 	}
 	if o.Output != "" { // a dry run too: its plan must not promise a write the run would refuse
-		in := inputs(modelInputs(o.Source), []string{o.Open.Config, o.Calib, o.CalibStats})
-		if err := checkFiles(o.Force, in, output{o.Output, fsio.Folder}, output{o.CalibOut, quant.CalibrationFile}); err != nil {
+		in := outputs.Inputs(outputs.ModelInputs(o.Source), []string{o.Open.Config, o.Calib, o.CalibStats})
+		if err := outputs.CheckFiles(o.Force, in, outputs.Output{o.Output, fsio.Folder}, outputs.Output{o.CalibOut, quant.CalibrationFile}); err != nil {
 			return nil, err
 		}
 	}
@@ -118,7 +120,7 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 		res.CollectSecs = time.Since(start).Seconds()
 		prov.Method, prov.Calibration, prov.CalibrationSHA256, prov.CalibrationTokens = string(method), filepath.Base(o.Calib), hex.EncodeToString(sum[:]), tokens
 		if o.CalibOut != "" {
-			meta := map[string]string{"model": modelName(o.Source), "text": prov.Calibration, "text_sha256": prov.CalibrationSHA256,
+			meta := map[string]string{"model": outputs.ModelName(o.Source), "text": prov.Calibration, "text_sha256": prov.CalibrationSHA256,
 				"tokens": strconv.Itoa(tokens), "window": strconv.Itoa(cmp.Or(o.CalibWindow, 256))}
 			// Put in place with the model only: a run that fails or is interrupted leaves neither.
 			if staged, err = cal.Stage(o.CalibOut, meta, o.Force); err != nil {
@@ -147,10 +149,10 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 	q := quant.Apply(m, plan, cal)
 	q.Config.QuantizedWith = prov
 	q.Notes = append(append([]string(nil), m.Notes...), "quantized: "+prov.String())
-	if err := checkWrite(q, o.Output, ""); err != nil {
+	if err := outputs.CheckWrite(q, o.Output, ""); err != nil {
 		return nil, err
 	}
-	tok, err := tokenizerFiles(m, "", silent{})
+	tok, err := outputs.TokenizerFiles(m, "", silent{}.Note)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +163,7 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 	bar := ui.Progress("quantize", after, "B")
 	start := time.Now()
 	err = modeldir.Write(q, o.Output, modeldir.WriteOptions{Force: o.Force, Version: o.Version, Extra: tok,
-		Progress: tensorWritten(bar)})
+		Progress: outputs.TensorWritten(bar)})
 	bar.Done()
 	if err != nil {
 		return nil, err
@@ -185,7 +187,7 @@ const calibBatch = 16
 // 16) and returns what each linear layer saw, the tokens it ran and the text's SHA-256 (read once).
 func calibrate(m *formats.Model, o QuantizeOptions, full bool, ui UI) (*quant.Calibration, int, [32]byte, error) {
 	var sum [32]byte
-	text, err := readText(o.Calib)
+	text, err := outputs.ReadText(o.Calib)
 	if err != nil {
 		return nil, 0, sum, err
 	}
@@ -212,23 +214,23 @@ func calibrate(m *formats.Model, o QuantizeOptions, full bool, ui UI) (*quant.Ca
 	if len(windows) == 0 {
 		return nil, 0, sum, errs.File(o.Calib, "has %d tokens, fewer than one calibration window of %d", len(ids), w)
 	}
-	dev, err := o.Runtime.start(ui, backend.Work{WeightBytes: weightsOnDisk(o.Source), Tokens: textTokens(o.Calib), Graphs: 1})
+	dev, err := o.Runtime.start(ui, backend.Work{WeightBytes: runner.WeightsOnDisk(o.Source), Tokens: runner.TextTokens(o.Calib), Graphs: 1})
 	if err != nil {
 		return nil, 0, sum, err
 	}
-	load := phase(ui, "load", o.Source)
-	eng, err := graph.Load(m, dev.b, dev.dt)
+	load := runner.Phase(ui, "load", o.Source)
+	eng, err := graph.Load(m, dev.Backend, dev.DType)
 	load.Done()
 	if err != nil {
 		return nil, 0, sum, err
 	}
 	defer eng.Close()
-	if err := checkWindows(&loaded{src: m, eng: eng}, w, calibBatch, "CalibWindow", "CalibBatch"); err != nil {
+	if err := runner.CheckWindows(&runner.Loaded{Src: m, Eng: eng}, w, calibBatch, "CalibWindow", "CalibBatch"); err != nil {
 		return nil, 0, sum, err
 	}
 	bar := ui.Progress("calibrate", int64(len(windows)*w), "tokens")
 	defer bar.Done()
-	if c := compiling(dev); c != "" {
+	if c := runner.Compiling(dev); c != "" {
 		bar.Add(0, c) // the first batch compiles the graph: seconds before any token is counted
 	}
 	st, err := eng.Calibrate(windows, calibBatch, full, func(n int) { bar.Add(int64(n*w), "") })

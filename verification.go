@@ -13,6 +13,8 @@ import (
 	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/graph/backend"
 	"github.com/btconvert/btconvert/internal/fsio"
+	"github.com/btconvert/btconvert/internal/outputs"
+	"github.com/btconvert/btconvert/internal/runner"
 	"github.com/btconvert/btconvert/verify"
 )
 
@@ -72,22 +74,22 @@ func (o *VerifyOptions) validate() error {
 	case o.Record && source.KindOf(o.Model) != source.Folder:
 		return errs.Option("Record", nil, "writes into a btconvert model folder; %s is not one (import it first)", o.Model)
 	}
-	in := inputs(modelInputs(o.Model), []string{o.Open.Config, o.Reference, o.EvalText})
+	in := outputs.Inputs(outputs.ModelInputs(o.Model), []string{o.Open.Config, o.Reference, o.EvalText})
 	if o.Against != "" {
-		in = append(in, modelInputs(o.Against)...)
+		in = append(in, outputs.ModelInputs(o.Against)...)
 	}
-	return checkFiles(o.Force, in, output{o.JSONFile, verify.ReportFile})
+	return outputs.CheckFiles(o.Force, in, outputs.Output{o.JSONFile, verify.ReportFile})
 }
 
 // work is what the checks o asks for will compute (for auto): a parity check or self-check scores
 // and generates a few hundred tokens; scoring a text runs its tokens through the model and base.
 func (o *VerifyOptions) work() backend.Work {
-	w := backend.Work{WeightBytes: weightsOnDisk(o.Model, o.Against)}
+	w := backend.Work{WeightBytes: runner.WeightsOnDisk(o.Model, o.Against)}
 	if o.Reference != "" || o.CompareBackend != "" || o.EvalText == "" {
 		w.Tokens, w.Graphs = w.Tokens+512, w.Graphs+3 // scoring, prefill, step
 	}
 	if o.EvalText != "" {
-		n := textTokens(o.EvalText)
+		n := runner.TextTokens(o.EvalText)
 		if o.Chunks > 0 {
 			n = min(n, int64(o.Chunks)*int64(cmp.Or(o.Window, 256)))
 		}
@@ -116,8 +118,8 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 			return nil, err
 		}
 	}
-	m := l.eng
-	rep := &verify.Report{Model: o.Model, Backend: dev.spec, Device: backend.Describe(dev.b), DType: cmp.Or(o.ComputeDType, "f32"), WeightBytes: m.Weights.Bytes}
+	m := l.Eng
+	rep := &verify.Report{Model: o.Model, Backend: dev.Spec, Device: backend.Describe(dev.Backend), DType: cmp.Or(o.ComputeDType, "f32"), WeightBytes: m.Weights.Bytes}
 	ran := false
 	if p := o.Reference; p != "" {
 		ran = true
@@ -125,7 +127,7 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		bar := phase(ui, "parity", compiling(dev))
+		bar := runner.Phase(ui, "parity", runner.Compiling(dev))
 		rep.Parity, err = verify.AgainstReference(m, ref, p)
 		bar.Done()
 		if err != nil {
@@ -162,26 +164,26 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 	}
 	if spec2 := o.CompareBackend; spec2 != "" {
 		ran = true
-		dev2, err := startBackend("CompareBackend", spec2, dev.dt, ui, backend.Work{})
+		dev2, err := runner.StartBackend("CompareBackend", spec2, dev.DType, ui, backend.Work{})
 		if err != nil {
 			return nil, err
 		}
-		l2, err := dev2.load(o.Model, o.Open)
+		l2, err := dev2.Load(o.Model, o.Open)
 		if err != nil {
 			return nil, err
 		}
 		defer l2.Close()
-		bar := phase(ui, "compare-backend", compiling(dev, dev2))
-		p, err := verify.BetweenModels(l2.eng, m, o.Seed)
+		bar := runner.Phase(ui, "compare-backend", runner.Compiling(dev, dev2))
+		p, err := verify.BetweenModels(l2.Eng, m, o.Seed)
 		bar.Done()
 		if err != nil {
 			return nil, err
 		}
-		rep.CompareBackend = &verify.BackendParity{Backend: dev2.spec, Parity: *p}
+		rep.CompareBackend = &verify.BackendParity{Backend: dev2.Spec, Parity: *p}
 		rep.AtMost("backend_rel_l2_err", p.RelL2Err, o.MaxRelErr)
 	}
 	if !ran {
-		bar := phase(ui, "self-check", compiling(dev))
+		bar := runner.Phase(ui, "self-check", runner.Compiling(dev))
 		s, err := verify.RunSelfCheck(m, o.Seed)
 		bar.Done()
 		if err != nil {
@@ -218,7 +220,7 @@ func Verify(o VerifyOptions) (*verify.Report, error) {
 }
 
 // checkCompareBackend refuses a comparison backend that is the one running (dev), before any work.
-func checkCompareBackend(o VerifyOptions, dev *device) error {
+func checkCompareBackend(o VerifyOptions, dev *runner.Device) error {
 	spec2 := o.CompareBackend
 	// A backend compared with itself agrees whatever it computes: the same backend in the same
 	// configuration is refused however the two options spell it (auto, xla:cpu, the plugin's
@@ -237,34 +239,34 @@ func checkCompareBackend(o VerifyOptions, dev *device) error {
 		}
 		return "xla:" + plugin + "," + opts
 	}
-	if chosen, _ := backend.Choose(spec2); key(chosen) == key(dev.spec) {
+	if chosen, _ := backend.Choose(spec2); key(chosen) == key(dev.Spec) {
 		given := fmt.Sprintf("{Backend} %q", backend.Resolve(o.Backend))
 		if e := os.Getenv(backend.Env); o.Backend == "" && e != "" {
 			given = fmt.Sprintf("$%s %q", backend.Env, e)
 		}
 		other := "go"
-		if backend.IsGo(dev.b) {
+		if backend.IsGo(dev.Backend) {
 			other = "xla:cpu"
 			if _, ok := backend.FindPlugins(backend.PluginDirs())["cpu"]; !ok {
 				other += " (scripts/install-xla-cpu.sh installs it)"
 			}
 		}
 		return errs.Option("CompareBackend", spec2, "the same backend as %s (both run %s), and a backend compared with itself always agrees; compare with another, e.g. {CompareBackend} %s",
-			given, dev.spec, other)
+			given, dev.Spec, other)
 	}
 	return nil
 }
 
 // evalText measures perplexity on the eval text (and the divergence from the base model).
-func evalText(l *loaded, o VerifyOptions, dev *device, ui UI) (*verify.Quality, error) {
-	if err := checkWindows(l, o.Window, o.WindowBatch, "Window", "WindowBatch"); err != nil {
+func evalText(l *runner.Loaded, o VerifyOptions, dev *runner.Device, ui UI) (*verify.Quality, error) {
+	if err := runner.CheckWindows(l, o.Window, o.WindowBatch, "Window", "WindowBatch"); err != nil {
 		return nil, err
 	}
-	text, err := readText(o.EvalText)
+	text, err := outputs.ReadText(o.EvalText)
 	if err != nil {
 		return nil, err
 	}
-	tk, err := l.tokenizer()
+	tk, err := l.Tokenizer()
 	if err != nil {
 		return nil, err
 	}
@@ -272,41 +274,41 @@ func evalText(l *loaded, o VerifyOptions, dev *device, ui UI) (*verify.Quality, 
 	if err != nil {
 		return nil, err
 	}
-	if mt := l.eng.Config.MaxTokens(); mt > 0 && o.Window > mt {
+	if mt := l.Eng.Config.MaxTokens(); mt > 0 && o.Window > mt {
 		ui.Note(fmt.Sprintf("warning: the window of %d tokens is past the %d the model was built for (max_length / max_position_embeddings)", o.Window, mt))
 	}
 	windows := len(ids) / o.Window
 	if o.Chunks > 0 {
 		windows = min(windows, o.Chunks)
 	}
-	var base *loaded
+	var base *runner.Loaded
 	var fp string
 	if o.Against != "" { // loaded before the bar starts: the bar's time is the scoring's
-		if base, err = dev.load(o.Against, formats.OpenOptions{}); err != nil {
+		if base, err = dev.Load(o.Against, formats.OpenOptions{}); err != nil {
 			return nil, err
 		}
 		defer base.Close()
-		if fp, err = checkBase(l.src, base.src, o, ui); err != nil {
+		if fp, err = checkBase(l.Src, base.Src, o, ui); err != nil {
 			return nil, err
 		}
 	}
 	bar := ui.Progress("perplexity", int64(windows*o.Window), "tokens")
 	defer bar.Done()
-	if c := compiling(dev); c != "" {
+	if c := runner.Compiling(dev); c != "" {
 		bar.Add(0, c) // the first batch compiles its graphs: seconds before any token is scored
 	}
 	sc := verify.Scoring{Window: o.Window, Batch: o.WindowBatch, Chunks: o.Chunks,
 		Progress: func(n int, ppl float64) { bar.Add(int64(n*o.Window), fmt.Sprintf("ppl %.4g", ppl)) }}
 	var q *verify.Quality
 	if base != nil {
-		q, err = verify.CompareQuality(l.eng, base.eng, o.Against, ids, sc)
+		q, err = verify.CompareQuality(l.Eng, base.Eng, o.Against, ids, sc)
 		if err != nil {
 			return nil, withFile(o.EvalText, err)
 		}
 		q.BaseFingerprint = fp
 		return q, nil
 	}
-	q, err = verify.Perplexity(l.eng, ids, sc)
+	q, err = verify.Perplexity(l.Eng, ids, sc)
 	return q, withFile(o.EvalText, err)
 }
 

@@ -229,7 +229,7 @@ func TestReadmePackageTable(t *testing.T) {
 // in "/..." covers a folder and everything under it.
 var importMatrix = map[string][]string{
 	"cmd/btconvert":    {"btconvert", "verify/...", "graph/...", "quant/...", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
-	"btconvert":        {"families/...", "verify/...", "graph/...", "quant/...", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
+	"btconvert":        {"internal/runner", "internal/outputs", "families/...", "verify/...", "graph/...", "quant/...", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
 	"families/...":     {"graph/...", "quant/...", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"}, // each registers itself below
 	"verify/...":       {"verify/...", "graph/...", "quant/...", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
 	"graph/...":        {"graph/...", "quant/...", "arch", "formats/...", "errs", "internal/digest", "internal/fsio", "internal/sysmem"},
@@ -238,6 +238,8 @@ var importMatrix = map[string][]string{
 	"arch":             {"quant/scheme", "formats/safetensors", "errs"},                                               // the domain model: configs, the family registry, the tensor table
 	"internal/testfix": {"graph/...", "quant/...", "arch", "formats/...", "errs", "internal/digest", "internal/fsio"}, // the tests' fixtures
 	"quant/scheme":     {"formats/safetensors"},                                                                       // the quantization schemes: a leaf
+	"internal/runner":  {"graph/...", "quant/scheme", "formats/...", "errs", "internal/sysmem"},                       // the pipeline's services: backend and model loading, memory checks
+	"internal/outputs": {"formats/...", "errs", "internal/fsio", "internal/sysmem"},                                   // what a command reads and writes around a model
 	"internal/fsio":    {"errs", "internal/digest"},
 	"internal/digest":  {},
 	"internal/sysmem":  {},
