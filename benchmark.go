@@ -102,7 +102,7 @@ func Bench(o BenchOptions) ([]bench.Result, error) {
 	for _, m := range o.Models {
 		in = append(in, outputs.ModelInputs(m)...)
 	}
-	if err := outputs.CheckFiles(o.Force, in, outputs.Output{o.JSONFile, bench.JSONFile}, outputs.Output{o.Plot, bench.PlotFile}); err != nil {
+	if err := outputs.CheckFiles(o.Force, in, outputs.Output{Path: o.JSONFile, Kind: bench.JSONFile}, outputs.Output{Path: o.Plot, Kind: bench.PlotFile}); err != nil {
 		return nil, err
 	}
 	dev, err := o.Runtime.start(ui, o.work())

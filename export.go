@@ -102,7 +102,7 @@ func Export(o ExportOptions) (*ExportResult, error) {
 	if o.Format == Official {
 		kind = fsio.Folder
 	}
-	if err := outputs.CheckFiles(o.Force, outputs.Inputs(outputs.ModelInputs(o.Source), []string{o.Open.Config}), outputs.Output{o.Output, kind}); err != nil {
+	if err := outputs.CheckFiles(o.Force, outputs.Inputs(outputs.ModelInputs(o.Source), []string{o.Open.Config}), outputs.Output{Path: o.Output, Kind: kind}); err != nil {
 		return nil, err
 	}
 	m, err := source.Open(o.Source, o.Open)

@@ -53,7 +53,7 @@ func Import(o ImportOptions) (*ImportResult, error) {
 	}
 	if o.Output != "" { // a dry run too: its plan must not promise a write the run would refuse
 		in := outputs.Inputs(outputs.ModelInputs(o.Source), []string{o.Open.Config}, outputs.TokenizerInputs(o.Tokenizer))
-		if err := outputs.CheckFiles(o.Force, in, outputs.Output{o.Output, fsio.Folder}); err != nil {
+		if err := outputs.CheckFiles(o.Force, in, outputs.Output{Path: o.Output, Kind: fsio.Folder}); err != nil {
 			return nil, err
 		}
 	}

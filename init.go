@@ -46,7 +46,7 @@ func Init(o InitOptions) (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := outputs.CheckFiles(o.Force, nil, outputs.Output{o.Output, fsio.Folder}); err != nil {
+	if err := outputs.CheckFiles(o.Force, nil, outputs.Output{Path: o.Output, Kind: fsio.Folder}); err != nil {
 		return nil, err
 	}
 	m := randinit.Model(cfg, o.Seed, dt)

@@ -85,7 +85,7 @@ func Quantize(o QuantizeOptions) (*QuantizeResult, error) {
 	}
 	if o.Output != "" { // a dry run too: its plan must not promise a write the run would refuse
 		in := outputs.Inputs(outputs.ModelInputs(o.Source), []string{o.Open.Config, o.Calib, o.CalibStats})
-		if err := outputs.CheckFiles(o.Force, in, outputs.Output{o.Output, fsio.Folder}, outputs.Output{o.CalibOut, quant.CalibrationFile}); err != nil {
+		if err := outputs.CheckFiles(o.Force, in, outputs.Output{Path: o.Output, Kind: fsio.Folder}, outputs.Output{Path: o.CalibOut, Kind: quant.CalibrationFile}); err != nil {
 			return nil, err
 		}
 	}

@@ -78,7 +78,7 @@ func (o *VerifyOptions) validate() error {
 	if o.Against != "" {
 		in = append(in, outputs.ModelInputs(o.Against)...)
 	}
-	return outputs.CheckFiles(o.Force, in, outputs.Output{o.JSONFile, verify.ReportFile})
+	return outputs.CheckFiles(o.Force, in, outputs.Output{Path: o.JSONFile, Kind: verify.ReportFile})
 }
 
 // work is what the checks o asks for will compute (for auto): a parity check or self-check scores

@@ -188,6 +188,9 @@ type ExportOptions struct {
 type Layout interface {
 	// Format names the layout (Model.Format of what Open returns).
 	Format() string
+	// Describe says in a phrase what the layout's checkpoints are, for the CLI's help ("an HF
+	// GPT-NeoX / Pythia folder (config.json + safetensors)").
+	Describe() string
 	// Detect tells the layout's checkpoints by their tensor names.
 	Detect(c *safetensors.Checkpoint) bool
 	// Open maps the checkpoint onto our layout; the model closes c.

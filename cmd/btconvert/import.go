@@ -10,6 +10,7 @@ import (
 	"github.com/btconvert/btconvert"
 	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/formats/safetensors"
+	"github.com/btconvert/btconvert/formats/source"
 	"github.com/btconvert/btconvert/formats/uptrain"
 )
 
@@ -18,10 +19,8 @@ func importCommand() *cli.Command {
 		Name:      "import",
 		Usage:     "convert a checkpoint into a btconvert model folder",
 		ArgsUsage: "SRC",
-		Description: `SRC is a .safetensors file or a folder: an official Block Transformer checkpoint
-(model.safetensors or shards), an HF GPT-NeoX / Pythia folder (config.json or the official vanilla
-config.yaml, + safetensors) or an HF Llama, Mistral or Qwen2 folder (config.json + safetensors). Tokenizer files beside SRC (tokenizer.json, or vocab.json + merges.txt)
-are carried along.
+		Description: `SRC is a .safetensors file or a folder: ` + source.Describe() + `. Tokenizer files
+beside SRC (tokenizer.json, or vocab.json + merges.txt) are carried along.
 
 The architecture comes from the config.yaml beside the weights, or --config: a YAML file, or the
 name of an official config (the official download folders hold only the weights). Each is resolved
@@ -31,9 +30,9 @@ off the weights: without a config, give --heads (and --decoding where the weight
 Official configs by name: ` + strings.Join(arch.ReleasedNames(), ", ") + `.
 
 With --from-vanilla, a vanilla model is turned into the initialisation of a Block Transformer (the
-paper's uptraining recipe) whose decoders are of its family (GPT-NeoX or Llama); --config then names the Block config it trains (e.g.
-block_uptrain_b4_800_10: its heads, layers and expansion), else the flags below give the shape and
-the vanilla model's heads are kept.
+paper's uptraining recipe) whose decoders are of its family (` + strings.Join(arch.Families(), ", ") + `); --config then
+names the Block config it trains (e.g. block_uptrain_b4_800_10: its heads, layers and expansion),
+else the flags below give the shape and the vanilla model's heads are kept.
 
 An official download folder is imported with its config named: import DIR --config
 block_main_b4_85 -o out/b4_85; a checkpoint without any config with its heads: import DIR --heads 12

@@ -24,6 +24,11 @@ var _ formats.Layout = Layout{}
 // Format implements formats.Layout.
 func (Layout) Format() string { return Format }
 
+// Describe implements formats.Layout.
+func (Layout) Describe() string {
+	return "an HF Llama, Mistral or Qwen2 folder (config.json + safetensors)"
+}
+
 // Detect implements formats.Layout.
 func (Layout) Detect(c *safetensors.Checkpoint) bool {
 	return c.Has(hfTable) && c.Has("model.layers.0.self_attn.q_proj.weight")

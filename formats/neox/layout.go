@@ -25,6 +25,11 @@ var _ formats.Layout = Layout{}
 // Format implements formats.Layout.
 func (Layout) Format() string { return Format }
 
+// Describe implements formats.Layout.
+func (Layout) Describe() string {
+	return "an HF GPT-NeoX / Pythia folder (config.json or the official vanilla config.yaml, + safetensors)"
+}
+
 // Detect implements formats.Layout.
 func (Layout) Detect(c *safetensors.Checkpoint) bool {
 	return c.Has(embedIn)

@@ -27,6 +27,11 @@ var _ formats.Layout = Layout{}
 // Format implements formats.Layout.
 func (Layout) Format() string { return Format }
 
+// Describe implements formats.Layout.
+func (Layout) Describe() string {
+	return "an official Block Transformer checkpoint (model.safetensors or shards, with its config.yaml or an official config named)"
+}
+
 // Detect implements formats.Layout.
 func (Layout) Detect(c *safetensors.Checkpoint) bool {
 	return c.Has(embeddings) || c.Has(embedOut) || c.Has(robertaEmbeddings) || c.Has(t5Shared)

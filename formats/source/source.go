@@ -111,6 +111,18 @@ func ExportLayout(cfg *arch.Config) formats.Layout {
 	return nil
 }
 
+// Describe lists what each layout reads, for help texts: "a, b or c".
+func Describe() string {
+	var d []string
+	for _, l := range Layouts {
+		d = append(d, l.Describe())
+	}
+	if len(d) < 2 {
+		return strings.Join(d, "")
+	}
+	return strings.Join(d[:len(d)-1], ", ") + " or " + d[len(d)-1]
+}
+
 // layoutNames lists the layouts in words.
 func layoutNames() string {
 	var out []string
