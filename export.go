@@ -30,7 +30,7 @@ type ExportFormat string
 // The export formats.
 const (
 	// Official is the layout the original code loads: the official Block Transformer checkpoint for a
-	// block model, an HF GPT-NeoX folder for a vanilla one (quantized tensors dequantized).
+	// block model, the HF folder of its family for a vanilla one (quantized tensors dequantized).
 	Official ExportFormat = "official"
 	// Bundle is our model folder as one verified .btz file.
 	Bundle ExportFormat = "bundle"

@@ -20,8 +20,8 @@ type ImportOptions struct {
 	DType  safetensors.DType   // storage dtype of float tensors ("" keeps each as stored)
 	Force  bool                // replace an existing output
 	DryRun bool                // check the source and say what would be written; write nothing
-	// Uptrain, when set, turns a vanilla GPT-NeoX model into the initialisation of a Block
-	// Transformer (the paper's uptraining recipe).
+	// Uptrain, when set, turns a vanilla model into the initialisation of a Block Transformer whose
+	// decoders are of its family (the paper's uptraining recipe).
 	Uptrain *uptrain.Options
 	// Tokenizer is a tokenizer.json (or vocab.json with merges.txt beside it) to carry into the
 	// model folder; "" carries the source's own.

@@ -282,3 +282,50 @@ func TestQuantizationValidate(t *testing.T) {
 		}
 	}
 }
+
+// The family registry's checks: an unknown family is refused by name, a GPT-NeoX stack (named or
+// not) takes no family settings, stop ids are ids of the vocabulary, and the format version
+// follows what a config uses.
+func TestFamilyChecks(t *testing.T) {
+	base := func() *Config {
+		p, err := FindPreset("vanilla_31")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := p.Config()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := base(); c.Version() != 1 || c.Validate() != nil {
+		t.Fatalf("a GPT-NeoX preset: version %d, %v", c.Version(), c.Validate())
+	}
+	for _, c := range []struct {
+		edit func(c *Config)
+		want string
+	}{
+		{func(c *Config) { c.Decoder.Family = "mamba" }, `decoder: decoder family "mamba" is not one this build knows (gpt-neox)`},
+		{func(c *Config) { c.Decoder.KVHeads = 4 }, "decoder: a GPT-NeoX stack has no num_kv_heads or options"},
+		{func(c *Config) { c.Decoder.Family, c.Decoder.KVHeads = FamilyNeoX, 4 }, "decoder: a GPT-NeoX stack has no num_kv_heads or options"},
+		{func(c *Config) { c.Decoder.KVHeads = 3 }, "decoder: num_kv_heads 3 must divide num_heads 8"},
+		{func(c *Config) { c.StopTokenIDs = []int{5, 50304} }, "stop_token_ids: 50304 must be an id of the vocabulary (0 to 50303)"},
+		{func(c *Config) { c.StopTokenIDs = make([]int, 65) }, "stop_token_ids: 65 ids (at most 64)"},
+	} {
+		cfg := base()
+		c.edit(cfg)
+		if err := cfg.Validate(); err == nil || err.Error() != c.want {
+			t.Errorf("got %v, want %s", err, c.want)
+		}
+	}
+	c := base()
+	c.StopTokenIDs = []int{7}
+	if c.Validate() != nil || c.Version() != 2 {
+		t.Errorf("stop ids: version %d, %v", c.Version(), c.Validate())
+	}
+	c = base()
+	c.Decoder.Family = FamilyNeoX // named out loud: still GPT-NeoX everywhere
+	if !c.Decoder.IsNeoX() || c.Version() != 1 || c.Validate() != nil || !strings.HasPrefix(c.Describe(), "vanilla GPT-NeoX: ") {
+		t.Errorf("family named gpt-neox: %s, version %d, %v", c.Describe(), c.Version(), c.Validate())
+	}
+}

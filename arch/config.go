@@ -16,8 +16,25 @@ import (
 // FormatName marks our model directory's config.json.
 const FormatName = "btconvert"
 
-// FormatVersion is bumped on any incompatible change of the directory layout.
-const FormatVersion = 1
+// FormatVersion is the newest version of our folder this build reads and writes; it is bumped on
+// any incompatible change of the directory layout. Version 2 added decoder families other than
+// GPT-NeoX, key/value heads and stop ids; a folder that uses none of them is still written as 1.
+const FormatVersion = 2
+
+// Version is the format version a folder of config c needs: 2 where it uses what version 1 did
+// not have, else 1, so that older builds keep reading the folders they can run and refuse the
+// others by their version.
+func (c *Config) Version() int {
+	if len(c.StopTokenIDs) > 0 {
+		return 2
+	}
+	for _, d := range c.Stacks() {
+		if !d.IsNeoX() || d.KVHeads != 0 || len(d.Options) > 0 {
+			return 2
+		}
+	}
+	return 1
+}
 
 // Component names: the parts of a model (and the files of our directory).
 const (
@@ -140,7 +157,7 @@ func (t *TokenDecoderConfig) Class() string {
 	return ClassNeoX
 }
 
-// MarshalJSON writes a T5 token decoder without the unused GPT-NeoX fields.
+// MarshalJSON writes a T5 token decoder without the unused stack fields.
 func (t TokenDecoderConfig) MarshalJSON() ([]byte, error) {
 	type plain TokenDecoderConfig // without this method
 	if t.T5 == nil {
@@ -162,7 +179,7 @@ type Config struct {
 	PadTokenID    int    `json:"pad_token_id"`
 	BOSTokenID    int    `json:"bos_token_id"`
 	// EOSTokenID ends a generation (absent in folders written before it existed: 0, the
-	// end-of-text id of the GPT-NeoX tokenizer every supported model uses).
+	// end-of-text id of the GPT-NeoX tokenizer every model of those folders used).
 	EOSTokenID int `json:"eos_token_id"`
 	// StopTokenIDs are further ids that end a generation as EOSTokenID does (the other ids of an
 	// HF config's eos_token_id list: a Llama 3 model's end of turn).
@@ -381,7 +398,7 @@ func (c *Config) Describe() string {
 		if d.KVHeads > 0 && d.KVHeads < d.Heads {
 			s = fmt.Sprintf("%d layers D=%d (%d heads x %d, %d key/value heads, FFN %d)", d.Layers, d.Hidden, d.Heads, d.HeadDim, d.KVHeads, d.Intermediate)
 		}
-		if d.Family != "" {
+		if !d.IsNeoX() {
 			title := d.Family
 			if f := Family(d.Family); f != nil {
 				title = f.Title
@@ -391,7 +408,7 @@ func (c *Config) Describe() string {
 		return s
 	}
 	if !c.IsBlock() {
-		if c.Decoder.Family != "" {
+		if !c.Decoder.IsNeoX() {
 			return fmt.Sprintf("vanilla %s, V=%d", stack(c.Decoder), c.VocabSize)
 		}
 		return fmt.Sprintf("vanilla GPT-NeoX: %s, V=%d", stack(c.Decoder), c.VocabSize)
@@ -412,8 +429,8 @@ func (c *Config) Describe() string {
 		c.BlockLength, emb, stack(c.BlockDecoder), td, c.TokenDecoder.Decoding, c.TokenDecoder.ExpansionRatio, c.VocabSize)
 }
 
-// Stacks returns the model's GPT-NeoX stacks by component, in file order (a T5 token decoder is
-// not one).
+// Stacks returns the model's decoder stacks (GPT-NeoX or a registered family's) by component (a
+// T5 token decoder is not one).
 func (c *Config) Stacks() map[string]*DecoderConfig {
 	if !c.IsBlock() {
 		return map[string]*DecoderConfig{Decoder: c.Decoder}

@@ -82,6 +82,9 @@ func (d *DecoderConfig) FamilyOf() string {
 	return d.Family
 }
 
+// IsNeoX reports whether d is a GPT-NeoX stack (no family named, or "gpt-neox" named).
+func (d *DecoderConfig) IsNeoX() bool { return d.FamilyOf() == FamilyNeoX }
+
 // KVHeadCount is the number of key/value heads (grouped-query attention when under Heads).
 func (d *DecoderConfig) KVHeadCount() int {
 	if d.KVHeads > 0 {

@@ -389,7 +389,11 @@ func norm(comp string, p Part, width int, key []string) []TensorSpec {
 }
 
 func stackSpecs(comp string, d *DecoderConfig) []TensorSpec {
-	return Family(d.FamilyOf()).Tensors(comp, d)
+	f := Family(d.FamilyOf())
+	if f == nil { // an unknown family (Validate refuses it): no tensors, and the readers say what is missing
+		return nil
+	}
+	return f.Tensors(comp, d)
 }
 
 // neoxSpecs is a GPT-NeoX stack's table: its layers, then the final LayerNorm.

@@ -6,7 +6,8 @@ import (
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 )
 
-// KV caches. A layer's cache holds its keys as [B, H, S, hd] and its values as [B, H, hd, S]: the
+// KV caches. A layer's cache holds its keys as [B, KVH, S, hd] and its values as [B, KVH, hd, S]
+// (KVH, the key/value heads, is H but under grouped-query attention): the
 // layouts the attention products read in place (batch axes, then the kept axis, then the summed
 // one), so a step does not re-lay-out the whole cache to multiply with it. Three kinds of
 // attention share the decoder:
@@ -56,7 +57,7 @@ func withKeyBias(bias, keyBias *Node) *Node {
 	return Add(InsertAxes(bias, 0), InsertAxes(Slice(keyBias, AxisRange(), AxisRange(0, S)), 1))
 }
 
-// kv is one layer's cache: keys [B, H, S, hd], values [B, H, hd, S].
+// kv is one layer's cache: keys [B, KVH, S, hd], values [B, KVH, hd, S].
 type kv struct{ k, v *Node }
 
 // localCache is the attendFn of the token decoder during generation: keys are the block's earlier

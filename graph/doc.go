@@ -1,9 +1,10 @@
-// Package graph runs Block Transformer and GPT-NeoX models with GoMLX: an Engine holds one model's
+// Package graph runs Block Transformers and vanilla models with GoMLX: an Engine holds one model's
 // weights on one backend, scores sequences, generates with KV caches, and collects calibration
 // statistics.
 //
 // A model's math reads top to bottom in one file per part: neox.go (the GPT-NeoX layer and stack:
-// LayerNorm, fused QKV with per-head interleave, rotary, attention, parallel-residual MLP),
+// LayerNorm, fused QKV with per-head interleave, rotary, attention, parallel-residual MLP; another
+// family's stack is in its own package, registered through family.go),
 // blocktransformer.go (embedder, block decoder, token decoder with its prefix, scoring and one
 // generated block), roberta.go (the ablations' RoBERTa embedder), t5.go (their T5 token decoder)
 // and vanilla.go. Weights are graph parameters, uploaded once (weights.go);
@@ -19,7 +20,8 @@
 //
 // stepIn / stepOut (generate.go) name the generation graphs' arguments and results in one place.
 //
-// KV caches (cache.go). Each layer keeps keys as [B, H, S, hd] and values as [B, H, hd, S], the
+// KV caches (cache.go). Each layer keeps keys as [B, KVH, S, hd] and values as [B, KVH, hd, S]
+// (KVH: the key/value heads, fewer than the query heads under grouped-query attention), the
 // layouts the attention products read in place: the step graph has fixed shapes (S = prompt +
 // generated positions) and compiles once; the new position is written with DynamicUpdateSlice on
 // XLA and with a ScatterSum into the donated cache on the pure-Go backend, which lacks that op.

@@ -63,6 +63,11 @@ func ParseComputeDType(s string) (dtypes.DType, error) {
 
 // Load uploads m's weights to backend once; every graph of the returned Engine reuses them.
 func Load(m *formats.Model, backend compute.Backend, dt dtypes.DType) (*Engine, error) {
+	for comp, d := range m.Config.Stacks() {
+		if stackBuilder(d.FamilyOf()) == nil {
+			return nil, fmt.Errorf("%s: the %s's decoder family %q has no graph in this build", m.Name(), comp, d.FamilyOf())
+		}
+	}
 	w, err := LoadWeights(m, backend)
 	if err != nil {
 		return nil, err

@@ -14,9 +14,12 @@ func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
 		actPerHidden = 12 // live [B, T, D] intermediates of a layer (q/k/v, rotary, residuals; norms fused)
 		encPerHidden = 10 // the same of a RoBERTa layer (no rotary)
 		actPerFFN    = 4  // live [B, T, F] intermediates of the MLP (up with its GELU in place, down)
-		scoreCopies  = 4  // scores, scaled + masked, softmax, probabilities
-		logitCopies  = 8  // logits and the sampler's temporaries, per position emitted
-		f32          = 4
+		// What a stack of another family (families/) keeps beyond a GPT-NeoX one's.
+		otherPerHidden = 4
+		otherPerFFN    = 3
+		scoreCopies    = 4 // scores, scaled + masked, softmax, probabilities
+		logitCopies    = 8 // logits and the sampler's temporaries, per position emitted
+		f32            = 4
 	)
 	b, n := int64(B), int64(length)
 	// act is the activations of rows sequences of T new positions against S keys, perHidden
@@ -26,6 +29,11 @@ func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
 	}
 	stack := func(d *arch.DecoderConfig, T, S int64) (cache, a int64) {
 		cache = 2 * 2 * int64(d.Layers) * S * b * int64(d.KVHeadCount()*d.HeadDim) * int64(elem) // K and V, old and new
+		if !d.IsNeoX() {
+			// Another family's stack is built op by op: its norms unfused (float32 copies) and a gated
+			// MLP's gate, up, activation and product alive together.
+			return cache, act(actPerHidden+otherPerHidden, d.Hidden, d.Intermediate, d.Heads, b, T, S) + b*T*otherPerFFN*int64(d.Intermediate)*f32
+		}
 		return cache, act(actPerHidden, d.Hidden, d.Intermediate, d.Heads, b, T, S)
 	}
 	V := int64(c.VocabSize)

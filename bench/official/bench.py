@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Times the official Block Transformer code's own generate on a model btconvert exported.
 
-The official code (github.com/itsnamgyu/block-transformer) builds its models from Hydra YAMLs that
+The official code (the paper authors' block-transformer repository) builds its models from Hydra YAMLs that
 name base models on the Hugging Face hub. This driver needs no hub: it builds the same classes
 (LookupEmbedder, GPTNeoXBlockDecoder, GPTNeoXTokenDecoder, BlockTransformer; a vanilla model is
 transformers' GPTNeoXForCausalLM, as the official code loads it) from the full configs that

@@ -57,11 +57,11 @@ type hfConfig struct {
 // MistralConfig, Qwen2Config).
 var defaults = map[string]struct {
 	maxPositions, bos, eos int // bos, eos -1: none
-	window                 int // Mistral's sliding window (0: none)
+	window                 int // the sliding window (Qwen2's applies with use_sliding_window only)
 }{
 	"llama":   {maxPositions: 2048, bos: 1, eos: 2},
 	"mistral": {maxPositions: 4096 * 32, bos: 1, eos: 2, window: 4096},
-	"qwen2":   {maxPositions: 32768, bos: -1, eos: -1},
+	"qwen2":   {maxPositions: 32768, bos: -1, eos: -1, window: 4096},
 }
 
 // set reports whether a raw JSON value is present and not null.
@@ -143,7 +143,7 @@ func readConfig(b, genCfg []byte, file string, prov arch.Provenance) (*arch.Conf
 	useWindow := h.ModelType == "mistral" || (h.UseSlidingWindow != nil && *h.UseSlidingWindow)
 	switch {
 	case h.UseSlidingWindow != nil && *h.UseSlidingWindow && window == 0:
-		return nil, nil, fmt.Errorf("use_sliding_window true without sliding_window")
+		return nil, nil, fmt.Errorf("use_sliding_window true with sliding_window null")
 	case useWindow && window > 0 && window < maxPos:
 		return nil, nil, fmt.Errorf("sliding_window %d is under max_position_embeddings %d: sliding-window attention is not supported yet", window, maxPos)
 	}

@@ -112,6 +112,7 @@ func WriteInto(m *formats.Model, tmp string, o WriteOptions) error {
 	}
 	// What every reader of the folder will check, checked before anything is written: a folder
 	// that btconvert would refuse to read is never written.
+	cfg.FormatVersion = cfg.Version() // older builds keep reading what they can run
 	cj, _ := json.MarshalIndent(&cfg, "", "  ")
 	if _, err := parseConfig(m.Name(), cj); err != nil {
 		return err
@@ -185,8 +186,11 @@ func parseConfig(path string, b []byte) (*arch.Config, error) {
 	if c.Format != Format {
 		return nil, errs.File(path, "not a btconvert config (format %q)", c.Format)
 	}
-	if c.FormatVersion != arch.FormatVersion {
-		return nil, errs.File(path, "format_version %d is not supported (this btconvert reads %d)", c.FormatVersion, arch.FormatVersion)
+	if c.FormatVersion < 1 || c.FormatVersion > arch.FormatVersion {
+		return nil, errs.File(path, "format_version %d is not supported (this btconvert reads 1 to %d)", c.FormatVersion, arch.FormatVersion)
+	}
+	if v := c.Version(); c.FormatVersion < v {
+		return nil, errs.File(path, "format_version %d, but the config uses what version %d added (decoder families, key/value heads, stop ids)", c.FormatVersion, v)
 	}
 	if err := c.Validate(); err != nil {
 		return nil, errs.File(path, "%v", err)

@@ -36,7 +36,7 @@ func (Layout) Detect(c *safetensors.Checkpoint) bool {
 }
 
 // Exports implements formats.Layout: vanilla models.
-func (Layout) Exports(cfg *arch.Config) bool { return !cfg.IsBlock() && cfg.Decoder.Family == "" }
+func (Layout) Exports(cfg *arch.Config) bool { return !cfg.IsBlock() && cfg.Decoder.IsNeoX() }
 
 // Name is the HF name of our vanilla tensor id, the output head as embed_out.weight.
 func Name(id arch.ID) string { return srcName("embed_out.weight")(id) }

@@ -1,5 +1,5 @@
-// Package official is the official Block Transformer checkpoint layout
-// (github.com/itsnamgyu/block-transformer): one model.safetensors (or HF shards) with the official
+// Package official is the official Block Transformer checkpoint layout (the layout the paper
+// authors' code saves and loads): one model.safetensors (or HF shards) with the official
 // tensor names and the Hydra config.yaml that names each decoder's base model.
 package official
 
@@ -44,7 +44,7 @@ func (Layout) Exports(cfg *arch.Config) bool { return cfg.IsBlock() && neoxStack
 // other family).
 func neoxStacks(cfg *arch.Config) bool {
 	for _, d := range cfg.Stacks() {
-		if d.Family != "" {
+		if !d.IsNeoX() {
 			return false
 		}
 	}

@@ -101,7 +101,8 @@ func Open(path string, o formats.OpenOptions) (*formats.Model, error) {
 }
 
 // ExportLayout is the layout a model of config cfg is exported in: the official Block Transformer
-// layout for a block model, HF GPT-NeoX for a vanilla one.
+// layout for a block model with GPT-NeoX decoders, the HF layout of its family for a vanilla one;
+// nil for a model no layout holds (a Block Transformer with another family's decoders).
 func ExportLayout(cfg *arch.Config) formats.Layout {
 	for _, l := range Layouts {
 		if l.Exports(cfg) {

@@ -50,8 +50,8 @@ func Uptrain(v *formats.Model, o Options) (*formats.Model, error) {
 		return nil, errs.File(v.Path, "is quantized; uptraining starts from the float model")
 	}
 	if o.Target != nil {
-		if f := v.Config.Decoder.Family; f != "" {
-			return nil, errs.Option("Config", nil, "the official Block configs build GPT-NeoX decoders; a %s model is uptrained without one ({BlockLength}, {BlockLayers}, {ExpansionRatio})", arch.Family(f).Title)
+		if d := v.Config.Decoder; !d.IsNeoX() {
+			return nil, errs.Option("Config", nil, "the official Block configs build GPT-NeoX decoders; a %s model is uptrained without one ({BlockLength}, {BlockLayers}, {ExpansionRatio})", arch.Family(d.Family).Title)
 		}
 		if o.BlockLength != 0 || o.BlockLayers != 0 || o.ExpansionRatio != 0 {
 			return nil, errs.Option("Config", nil, "the Block config gives the block length, layers and expansion ratio: give none of {BlockLength}, {BlockLayers}, {ExpansionRatio} with it")
@@ -124,7 +124,7 @@ func Uptrain(v *formats.Model, o Options) (*formats.Model, error) {
 				cfg.Origins[comp+"."+k] = string(arch.OriginVanilla)
 			}
 		}
-		if h, err := arch.OfficialHeads(D); err == nil && h != vd.Heads && vd.Family == "" {
+		if h, err := arch.OfficialHeads(D); err == nil && h != vd.Heads && vd.IsNeoX() {
 			headsNote += fmt.Sprintf("; the official uptraining configs train a decoder of width %d with %d heads of %d (import with the official config, by name or as a Block YAML, to follow one)",
 				D, h, D/h)
 		}

@@ -199,10 +199,12 @@ func Imported(t testing.TB, name string) string {
 	return dir
 }
 
-// Export writes m in its source layout (official for a block model, HF GPT-NeoX for vanilla) into a
-// new folder and returns it.
+// Export writes m in its source layout (source.ExportLayout) into a new folder and returns it.
 func Export(t testing.TB, m *formats.Model, o formats.ExportOptions) string {
 	t.Helper()
+	if source.ExportLayout(m.Config) == nil {
+		t.Fatalf("no layout holds %s", m.Config.Describe())
+	}
 	dir := filepath.Join(t.TempDir(), "exported")
 	os.Mkdir(dir, 0o755)
 	if err := source.ExportLayout(m.Config).Export(m, dir, o); err != nil {
