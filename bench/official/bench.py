@@ -4,7 +4,8 @@
 The official code (the paper authors' block-transformer repository) builds its models from Hydra YAMLs that
 name base models on the Hugging Face hub. This driver needs no hub: it builds the same classes
 (LookupEmbedder, GPTNeoXBlockDecoder, GPTNeoXTokenDecoder, BlockTransformer; a vanilla model is
-transformers' GPTNeoXForCausalLM, as the official code loads it) from the full configs that
+transformers' own class for its config.json, GPTNeoXForCausalLM as the official code loads it, or a
+Llama-family one) from the full configs that
 `btconvert export --format official` writes, loads the exported weights strictly, and times
 `generate`, greedy, float32, eager attention, no early stop:
 
@@ -32,10 +33,10 @@ def load(repo, folder):
     """The official model classes, built from folder's config and loaded with its weights."""
     from safetensors.torch import load_file
 
-    if os.path.exists(os.path.join(folder, "config.json")):  # a vanilla model: HF's own class
-        from transformers import GPTNeoXForCausalLM
+    if os.path.exists(os.path.join(folder, "config.json")):  # a vanilla model: HF's own class (GPT-NeoX, Llama, ...)
+        from transformers import AutoModelForCausalLM
 
-        m = GPTNeoXForCausalLM.from_pretrained(folder, torch_dtype=torch.float32, attn_implementation="eager")
+        m = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32, attn_implementation="eager")
         m.generation_config.eos_token_id = None
         m.generation_config.pad_token_id = 0
         return m.eval(), 1, "vanilla"
@@ -124,7 +125,7 @@ def main():
             short = timed_generate(m, kind, ids, a.prompt + k)
             full = timed_generate(m, kind, ids, a.prompt + a.new)
             rates.append(B * (a.new - k) / max(full - short, 1e-9))
-        rows.append({"model": os.path.basename(os.path.normpath(a.model)), "runtime": "official code",
+        rows.append({"model": os.path.basename(os.path.normpath(a.model)), "runtime": "official code" if kind == "block" else "transformers",
                      "batch": B, "prompt": a.prompt, "new_tokens": a.new, "threads": a.threads,
                      "decode_tokens_per_s": round(statistics.median(rates), 1)})
         print(json.dumps(rows[-1]), file=sys.stderr)
