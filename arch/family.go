@@ -24,6 +24,9 @@ type StackFamily struct {
 	// Validate checks what the common checks of a stack leave to the family (activation, options);
 	// name is the stack's component in messages.
 	Validate func(name string, d *DecoderConfig) error
+	// TiedHead, if set, reports whether a model with this stack reads its output head from its
+	// token table (tie_word_embeddings): then there is no embed_out tensor, stored or on a device.
+	TiedHead func(d *DecoderConfig) bool
 }
 
 var families = struct {
@@ -84,6 +87,22 @@ func (d *DecoderConfig) FamilyOf() string {
 
 // IsNeoX reports whether d is a GPT-NeoX stack (no family named, or "gpt-neox" named).
 func (d *DecoderConfig) IsNeoX() bool { return d.FamilyOf() == FamilyNeoX }
+
+// Tied reports whether the output head of a model with stack d is its token table (see
+// StackFamily.TiedHead).
+func (d *DecoderConfig) Tied() bool {
+	f := Family(d.FamilyOf())
+	return f != nil && f.TiedHead != nil && f.TiedHead(d)
+}
+
+// HeadName is the module whose weight is the output head of a model with stack d: embed_out, or
+// embed_in when the head is tied to the token table.
+func (d *DecoderConfig) HeadName() string {
+	if d.Tied() {
+		return EmbedIn
+	}
+	return EmbedOut
+}
 
 // KVHeadCount is the number of key/value heads (grouped-query attention when under Heads).
 func (d *DecoderConfig) KVHeadCount() int {

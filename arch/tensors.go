@@ -455,6 +455,9 @@ func Tensors(c *Config) []TensorSpec {
 		d := c.Decoder
 		out := []TensorSpec{table(Decoder, PartEmbedIn, d.Hidden)}
 		out = append(out, stackSpecs(Decoder, d)...)
+		if d.Tied() {
+			return out
+		}
 		return append(out, table(Decoder, PartEmbedOut, d.Hidden))
 	}
 	// A Block Transformer: the embedder's tensors (by its class), its projection, the block decoder
@@ -502,6 +505,9 @@ var (
 			Dt := c.TokenDecoder.Width()
 			out := []TensorSpec{table(TokenDecoder, PartEmbedIn, Dt)}
 			out = append(out, stackSpecs(TokenDecoder, &c.TokenDecoder.DecoderConfig)...)
+			if c.TokenDecoder.Tied() {
+				return out
+			}
 			return append(out, table(TokenDecoder, PartEmbedOut, Dt))
 		},
 		ClassT5: func(c *Config, _ func(string, Part, int) TensorSpec) []TensorSpec {

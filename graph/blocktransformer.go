@@ -78,7 +78,7 @@ func (b *builder) expand(ctx *Node) *Node {
 
 // tokenHead is the token decoder's output projection, in float32.
 func (b *builder) tokenHead(h *Node) *Node {
-	return ConvertDType(b.linear(h, arch.TokenDecoder, arch.EmbedOut, false), dtypes.Float32)
+	return ConvertDType(b.linear(h, arch.TokenDecoder, b.cfg.TokenDecoder.HeadName(), false), dtypes.Float32)
 }
 
 // tokenPositions is how many positions the token decoder sees for one block.

@@ -309,12 +309,23 @@ func neoxDecoder(o *Ops, component string, d *arch.DecoderConfig, x, pos *Node, 
 	return b.layerNorm(x, component, arch.FinalNorm, d.LayerNormEps)
 }
 
-// embed looks token ids (int32, any shape) up in a [V, D] table.
+// embed looks token ids (int32, any shape) up in a [V, D] table (on the device as [D, V] where it
+// is a tied head's, Weights.InOut: then the lookup gathers columns).
 func (b *builder) embed(ids *Node, component, name string) *Node {
 	if q := b.cfg.QuantOf(component, name); q != nil {
 		return b.qembed(ids, component+"/"+name, q)
 	}
+	if b.inOut[component+"/"+name] {
+		return takeColumns(b.w(component, name), ids)
+	}
 	return take(b.w(component, name), ids)
+}
+
+// takeColumns gathers columns of table [D, V] for ids of any shape: [..., D].
+func takeColumns(table, ids *Node) *Node {
+	D := table.Shape().Dim(0)
+	g := BackendGather(table, Reshape(ids, -1, 1), 1, []int{1}, []int{1}, []int{1}, []int{D, 1}, false) // [N, D]
+	return Reshape(g, append(append([]int(nil), ids.Shape().Dimensions...), D)...)
 }
 
 // take gathers rows of table [V, D] for ids of any shape: [..., D].

@@ -17,7 +17,7 @@ func (b *builder) vanillaHidden(ids, pos *Node, maxPos int, attend attendFn) *No
 
 // vanillaHead is the output projection, in float32.
 func (b *builder) vanillaHead(h *Node) *Node {
-	return ConvertDType(b.linear(h, arch.Decoder, arch.EmbedOut, false), dtypes.Float32)
+	return ConvertDType(b.linear(h, arch.Decoder, b.cfg.Decoder.HeadName(), false), dtypes.Float32)
 }
 
 // vanillaForward is vanillaHidden followed by the head: logits [B, T, V].

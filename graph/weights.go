@@ -40,7 +40,15 @@ func LoadWeights(m *formats.Model, backend compute.Backend) (*Weights, error) {
 	w := &Weights{InOut: map[string]bool{}}
 	inOut := map[string]bool{}
 	if kindOf(backend) == goBackend {
+		stacks := m.Config.Stacks()
 		for _, s := range arch.Tensors(m.Config) {
+			if s.Role == arch.RoleEmbedding && s.Part == arch.PartEmbedIn && stacks[s.Component] != nil && stacks[s.Component].Tied() &&
+				m.Config.QuantOf(s.Component, s.Name) == nil {
+				// A tied table is also the head, the largest product of a step: it goes up as [D, V]
+				// too, and its lookups gather columns (embed).
+				inOut[s.Key()] = true
+				continue
+			}
 			if s.Role != arch.RoleLinear || len(s.Shape) != 2 {
 				continue
 			}

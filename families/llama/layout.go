@@ -89,13 +89,8 @@ func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.M
 	}
 	m := &formats.Model{Format: Format, Path: c.Dir, Config: cfg,
 		Notes: append([]string{"architecture from " + filepath.Base(path), "decoder: " + cfg.Describe()}, notes...)}
-	tied := options(cfg.Decoder).TiedHead
-	name := func(s arch.TensorSpec) string {
-		if tied && s.Part == arch.PartEmbedOut {
-			return hfTable // one table read as both
-		}
-		return hfName(s.ID())
-	}
+	tied := cfg.Decoder.Tied() // then the table is the head: no embed_out in our table
+	name := func(s arch.TensorSpec) string { return hfName(s.ID()) }
 	specs := arch.Tensors(cfg)
 	notes, err = formats.CheckNames(specs, name, c.Names, formats.Expect{
 		File: c.Dir, FileOf: c.FileOf,
@@ -117,7 +112,7 @@ func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.M
 		return nil, err
 	}
 	if tied {
-		m.Notes = append(m.Notes, "output head tied to "+hfTable)
+		m.Notes = append(m.Notes, "output head tied to "+hfTable+" (held once)")
 	}
 	m.Notes = append(m.Notes, notes...)
 	var ts []*formats.Tensor
@@ -131,29 +126,12 @@ func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.M
 	return m, nil
 }
 
-// Export implements formats.Layout: config.json and model.safetensors (or shards). A tied head is
-// written once, as the token table, when the two are the same bytes; otherwise both are written
-// and config.json unties them.
+// Export implements formats.Layout: config.json and model.safetensors (or shards); a tied head is
+// the token table, written once.
 func (Layout) Export(m *formats.Model, dir string, o formats.ExportOptions) error {
-	cfg := *m.Config
-	d := *cfg.Decoder
-	cfg.Decoder = &d
-	opt := options(&d)
-	specs := arch.Tensors(&cfg)
+	specs := arch.Tensors(m.Config)
 	if len(specs) != len(m.Tensors) {
 		return fmt.Errorf("%s: %d tensors, its config has %d", m.Name(), len(m.Tensors), len(specs))
-	}
-	if opt.TiedHead {
-		same, err := sameBytes(m.Tensor(arch.Decoder, arch.EmbedIn+".weight"), m.Tensor(arch.Decoder, arch.EmbedOut+".weight"))
-		if err != nil {
-			return err
-		}
-		if !same {
-			opt.TiedHead = false
-			if err := d.SetOptions(opt); err != nil {
-				return err
-			}
-		}
 	}
 	dt := o.DType
 	var wts []safetensors.WriteTensor
@@ -165,32 +143,13 @@ func (Layout) Export(m *formats.Model, dir string, o formats.ExportOptions) erro
 		if dt == "" {
 			dt = t.DType
 		}
-		if opt.TiedHead && s.Part == arch.PartEmbedOut {
-			continue
-		}
 		wts = append(wts, t.ToWrite(hfName(s.ID()), t.Shape, o.DType, nil))
 	}
-	cj, err := writeConfig(&cfg, torchDType(dt))
+	cj, err := writeConfig(m.Config, torchDType(dt))
 	if err != nil {
 		return err
 	}
 	return formats.WriteCheckpoint(dir, "config.json", cj, wts, o)
-}
-
-// sameBytes compares two tensors' stored bytes.
-func sameBytes(a, b *formats.Tensor) (bool, error) {
-	if a == nil || b == nil || a.DType != b.DType {
-		return false, nil
-	}
-	x, err := a.Raw()
-	if err != nil {
-		return false, err
-	}
-	y, err := b.Raw()
-	if err != nil {
-		return false, err
-	}
-	return string(x) == string(y), nil
 }
 
 // torchDType is config.json's torch_dtype for a safetensors dtype.

@@ -66,7 +66,8 @@ var (
 )
 
 func init() {
-	arch.RegisterStack(&arch.StackFamily{Name: Family, Title: "Llama-family", Tensors: tensors, Validate: validate})
+	arch.RegisterStack(&arch.StackFamily{Name: Family, Title: "Llama-family", Tensors: tensors, Validate: validate,
+		TiedHead: func(d *arch.DecoderConfig) bool { return options(d).TiedHead }})
 	graph.RegisterStack(Family, stack)
 	source.Register(Layout{})
 }

@@ -369,16 +369,23 @@ func TestShardedBF16(t *testing.T) {
 // Quantization takes every Linear of the family's table (int8 round-to-nearest, int4 with GPTQ on
 // a calibration text), and the quantized models compute what their weights say: their logits equal
 // those of the same weights dequantized into a float model (rel L2 1e-5), and int8 stays nearer the
-// float reference than int4.
+// float reference than int4. qwen2-tiny's head is its token table (int8, as tables are): read as
+// the head's product and as the lookup alike.
 func TestQuantize(t *testing.T) {
-	r := testfix.LoadReference(t, "llama-tiny")
+	for _, name := range []string{"llama-tiny", "qwen2-tiny"} {
+		t.Run(name, func(t *testing.T) { testQuantize(t, name) })
+	}
+}
+
+func testQuantize(t *testing.T, name string) {
+	r := testfix.LoadReference(t, name)
 	relL2 := map[string]float64{}
 	for _, c := range []struct {
 		typ   quant.Type
 		calib string
 	}{{"int8", ""}, {"int4", testfix.GPL2}} {
 		out := filepath.Join(t.TempDir(), string(c.typ))
-		res, err := btconvert.Quantize(btconvert.QuantizeOptions{Source: testfix.Path("llama-tiny"), Output: out,
+		res, err := btconvert.Quantize(btconvert.QuantizeOptions{Source: testfix.Path(name), Output: out,
 			Settings: quant.Settings{Type: c.typ}, Calib: c.calib})
 		if err != nil {
 			t.Fatal(err)
