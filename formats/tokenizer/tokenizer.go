@@ -1,8 +1,8 @@
 // Package tokenizer turns text into token ids and back: the byte vocabulary of byte-level models,
 // an HF tokenizer.json, or a GPT-2 style vocab.json + merges.txt (byte-level BPE). A text is
 // encoded as HF's tokenizer(text) encodes it, with the special tokens its template puts first (a
-// Llama BOS). Not yet: byte fallback (sentencepiece-style vocabularies such as Llama 2's give
-// their unknown token for a character outside the vocabulary, where HF gives its bytes).
+// Llama BOS), and in a sentencepiece-style vocabulary (Llama 2, Mistral) a character outside the
+// vocabulary as its bytes' tokens (byte_fallback).
 package tokenizer
 
 import (
@@ -76,6 +76,11 @@ type hfTokenizer struct {
 	// prefix are the special tokens the post-processor's template puts before a text (Llama's
 	// BOS): HF's tokenizer(text) adds them, so a prompt or a text to score starts with them here.
 	prefix []int32
+	// fallback, for a BPE model with byte_fallback (sentencepiece's: Llama 2, Mistral), gives the
+	// ids of the <0x00>..<0xFF> tokens a character outside the vocabulary is written as, where the
+	// tokenizer library writes the unknown token unk.
+	fallback *[256]int32
+	unk      int32
 }
 
 // addedToken is one of tokenizer.json's added_tokens. The tokenizer library drops them from its
@@ -105,7 +110,14 @@ func (h *hfTokenizer) Encode(text string) (ids []int32, err error) {
 			if err != nil {
 				return nil, errs.File(h.path, "cannot encode: %v", err)
 			}
-			for _, id := range enc.GetIds() {
+			offsets := enc.GetOffsets() // byte offsets into piece
+			for i, id := range enc.GetIds() {
+				if h.fallback != nil && int32(id) == h.unk && i < len(offsets) && offsets[i][0] <= offsets[i][1] && offsets[i][1] <= len(piece) {
+					for _, c := range []byte(piece[offsets[i][0]:offsets[i][1]]) {
+						ids = append(ids, h.fallback[c])
+					}
+					continue
+				}
 				ids = append(ids, int32(id))
 			}
 		}
@@ -331,7 +343,38 @@ func fromJSON(p string, raw []byte) (tk Tokenizer, err error) {
 	if err != nil {
 		return nil, errs.File(p, "post_processor: %v", err)
 	}
-	return &hfTokenizer{tk: t, path: p, added: added, byID: byID, prefix: prefix}, nil
+	h := &hfTokenizer{tk: t, path: p, added: added, byID: byID, prefix: prefix}
+	h.fallback, h.unk = byteFallback(raw)
+	return h, nil
+}
+
+// byteFallback reads a BPE model's byte_fallback: the ids of its 256 byte tokens and of its
+// unknown token; nil when the model has none (or lacks a byte token, which HF would need too).
+func byteFallback(raw []byte) (*[256]int32, int32) {
+	var doc struct {
+		Model struct {
+			Type         string           `json:"type"`
+			ByteFallback bool             `json:"byte_fallback"`
+			Unk          *string          `json:"unk_token"`
+			Vocab        map[string]int32 `json:"vocab"`
+		} `json:"model"`
+	}
+	if json.Unmarshal(raw, &doc) != nil || doc.Model.Type != "BPE" || !doc.Model.ByteFallback || doc.Model.Unk == nil {
+		return nil, 0
+	}
+	unk, ok := doc.Model.Vocab[*doc.Model.Unk]
+	if !ok {
+		return nil, 0
+	}
+	var out [256]int32
+	for c := range out {
+		id, ok := doc.Model.Vocab[fmt.Sprintf("<0x%02X>", c)]
+		if !ok {
+			return nil, 0
+		}
+		out[c] = id
+	}
+	return &out, unk
 }
 
 // processor is the part of a tokenizer.json post_processor read here: a TemplateProcessing

@@ -2,6 +2,7 @@ package tokenizer_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -96,6 +97,65 @@ func TestTemplateBOS(t *testing.T) {
 		}
 		if ids, err := tk.Encode("hello world"); err != nil || !slices.Equal(ids, []int32{0, 15, 20}) {
 			t.Errorf("%v: ids %v %v, want [0 15 20]", post, ids, err)
+		}
+	}
+}
+
+// spJSON is a small sentencepiece-style tokenizer.json (Llama 2, Mistral): BPE with byte_fallback
+// and the 256 byte tokens <0x00>..<0xFF> at ids 3..258, a normalizer that puts "▁" for spaces and
+// before the text, a BOS template, and the decoder that turns byte tokens back into bytes.
+func spJSON() string {
+	vocab := map[string]int{"<unk>": 0, "<s>": 1, "</s>": 2}
+	for i := range 256 {
+		vocab[fmt.Sprintf("<0x%02X>", i)] = 3 + i
+	}
+	for _, tok := range []string{"▁", "h", "i", "▁h", "▁hi"} {
+		vocab[tok] = len(vocab)
+	}
+	special := func(id int, s string) map[string]any {
+		return map[string]any{"id": id, "content": s, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}
+	}
+	str := func(s string) map[string]any { return map[string]any{"String": s} }
+	doc := map[string]any{
+		"version": "1.0", "truncation": nil, "padding": nil, "pre_tokenizer": nil,
+		"added_tokens": []any{special(0, "<unk>"), special(1, "<s>"), special(2, "</s>")},
+		"normalizer": map[string]any{"type": "Sequence", "normalizers": []any{
+			map[string]any{"type": "Prepend", "prepend": "▁"}, map[string]any{"type": "Replace", "pattern": str(" "), "content": "▁"}}},
+		"post_processor": map[string]any{"type": "TemplateProcessing",
+			"single":         []any{map[string]any{"SpecialToken": map[string]any{"id": "<s>", "type_id": 0}}, map[string]any{"Sequence": map[string]any{"id": "A", "type_id": 0}}},
+			"pair":           []any{map[string]any{"Sequence": map[string]any{"id": "A", "type_id": 0}}},
+			"special_tokens": map[string]any{"<s>": map[string]any{"id": "<s>", "ids": []int{1}, "tokens": []string{"<s>"}}}},
+		"decoder": map[string]any{"type": "Sequence", "decoders": []any{
+			map[string]any{"type": "Replace", "pattern": str("▁"), "content": " "}, map[string]any{"type": "ByteFallback"},
+			map[string]any{"type": "Fuse"}, map[string]any{"type": "Strip", "content": " ", "start": 1, "stop": 0}}},
+		"model": map[string]any{"type": "BPE", "dropout": nil, "unk_token": "<unk>", "continuing_subword_prefix": nil, "end_of_word_suffix": nil,
+			"fuse_unk": true, "byte_fallback": true, "vocab": vocab, "merges": []string{"▁ h", "▁h i"}},
+	}
+	b, _ := json.Marshal(doc)
+	return string(b)
+}
+
+// A character outside a sentencepiece-style vocabulary is written as its bytes' tokens, as HF's
+// tokenizers writes it (the ids below are what tokenizers 0.15.2 gives for this file), and the
+// text starts with the template's BOS.
+func TestByteFallback(t *testing.T) {
+	p := filepath.Join(t.TempDir(), tokenizer.Name)
+	os.WriteFile(p, []byte(spJSON()), 0o644)
+	tk, err := tokenizer.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for text, want := range map[string][]int32{
+		"hi ©":  {1, 263, 259, 197, 172},
+		"hi":    {1, 263},
+		"h ié€": {1, 262, 259, 261, 198, 172, 229, 133, 175},
+	} {
+		ids, err := tk.Encode(text)
+		if err != nil || !slices.Equal(ids, want) {
+			t.Errorf("%q: ids %v %v, want %v", text, ids, err, want)
+		}
+		if got := tk.Decode(want[1:]); got != text {
+			t.Errorf("decode %v = %q, want %q", want[1:], got, text)
 		}
 	}
 }
