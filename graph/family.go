@@ -73,12 +73,13 @@ func (o *Ops) RMSNorm(x *Node, component, name string, eps float64) *Node {
 	return Mul(y, ExpandLeftToRank(o.b.w(component, name+".weight"), x.Rank()))
 }
 
-// Rotary returns the rotate-half rotary embedding of d's RotaryDims leading dims of each head at
-// positions pos, for x [B, T, H, hd]: rope(x) as GPT-NeoX and Llama apply it. positionScale
-// divides the positions (linear rope scaling; 1: none).
-func (o *Ops) Rotary(d *arch.DecoderConfig, maxPos int, positionScale float64) func(x, pos *Node) *Node {
-	cos, sin := rotaryTableScaled(o.b.g, d, maxPos, o.b.dt, positionScale)
-	return func(x, pos *Node) *Node { return rope(x, pos, cos, sin, d.RotaryDims) }
+// Rotary returns the rotate-half rotary embedding of the leading 2 len(invFreq) dims of each head
+// at positions pos (below maxPos), for x [B, T, H, hd]: rope(x) as GPT-NeoX and Llama apply it.
+// invFreq are the inverse frequencies (RotaryFreqs, or a family's scaled ones), one a pair of
+// dims; the tables are computed on the host in float64.
+func (o *Ops) Rotary(invFreq []float64, maxPos int) func(x, pos *Node) *Node {
+	cos, sin := rotaryTableFreqs(o.b.g, invFreq, maxPos, o.b.dt)
+	return func(x, pos *Node) *Node { return rope(x, pos, cos, sin, 2*len(invFreq)) }
 }
 
 // decoder runs the stack d of component over x [B, T, D] at positions pos (int32 [T]): a GPT-NeoX

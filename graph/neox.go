@@ -154,21 +154,29 @@ func (b *builder) layerNorm(x *Node, component, name string, eps float64) *Node 
 // rotary dims (rotary_pct 0, which HF's GPT-NeoX runs as attention without positions) there is
 // no table: rope passes x through.
 func rotaryTable(g *Graph, d *arch.DecoderConfig, n int, dt dtypes.DType) (cos, sin *Node) {
-	return rotaryTableScaled(g, d, n, dt, 1)
-}
-
-// rotaryTableScaled is rotaryTable for positions divided by scale (linear rope scaling).
-func rotaryTableScaled(g *Graph, d *arch.DecoderConfig, n int, dt dtypes.DType, scale float64) (cos, sin *Node) {
-	rot := d.RotaryDims
-	if rot == 0 {
+	if d.RotaryDims == 0 {
 		return nil, nil
 	}
+	return rotaryTableFreqs(g, RotaryFreqs(d.RotaryBase, d.RotaryDims), n, dt)
+}
+
+// RotaryFreqs are the inverse frequencies of rot rotary dims: base^(-2j/rot) for j < rot/2.
+func RotaryFreqs(base float64, rot int) []float64 {
+	f := make([]float64, rot/2)
+	for j := range f {
+		f[j] = math.Pow(base, -float64(2*j)/float64(rot))
+	}
+	return f
+}
+
+// rotaryTableFreqs is rotaryTable for the inverse frequencies invFreq (one a pair of dims).
+func rotaryTableFreqs(g *Graph, invFreq []float64, n int, dt dtypes.DType) (cos, sin *Node) {
+	rot := 2 * len(invFreq)
 	c := make([]float64, n*rot)
 	s := make([]float64, n*rot)
 	for p := 0; p < n; p++ {
-		for j := 0; j < rot/2; j++ {
-			invFreq := math.Pow(d.RotaryBase, -float64(2*j)/float64(rot))
-			a := float64(p) / scale * invFreq
+		for j, f := range invFreq {
+			a := float64(p) * f
 			c[p*rot+j], c[p*rot+j+rot/2] = math.Cos(a), math.Cos(a)
 			s[p*rot+j], s[p*rot+j+rot/2] = math.Sin(a), math.Sin(a)
 		}

@@ -124,11 +124,10 @@ func readConfig(b, genCfg []byte, file string, prov arch.Provenance) (*arch.Conf
 		return nil, nil, fmt.Errorf("max_position_embeddings %d is out of range (1 to %d)", maxPos, arch.MaxPositions)
 	}
 	o := Options{ModelType: h.ModelType}
-	scale, err := ropeScaling(h.RopeScaling)
-	if err != nil {
+	var err error
+	if o.RopeScale, o.RopeLlama3, err = ropeScaling(h.RopeScaling); err != nil {
 		return nil, nil, err
 	}
-	o.RopeScale = scale
 	// A sliding window the context never reaches changes nothing: Mistral's (4096 when the key is
 	// absent) at or past max_position_embeddings, Qwen2's when use_sliding_window is false.
 	window := def.window
@@ -323,38 +322,68 @@ func tokenIDs(h hfConfig, genCfg []byte, defBOS, defEOS int) (ids, []string, err
 	return out, notes, nil
 }
 
-// ropeScaling reads rope_scaling: none, or linear with its factor. Other kinds (dynamic, yarn,
-// llama3, longrope) are refused by name.
-func ropeScaling(raw json.RawMessage) (float64, error) {
+// ropeScaling reads rope_scaling: none, linear with its factor, or Llama 3.1's llama3 (returned
+// as the linear factor, 0 for none, or the llama3 settings). Other kinds (dynamic, yarn, longrope)
+// are refused by name.
+func ropeScaling(raw json.RawMessage) (float64, *Llama3Rope, error) {
 	if len(raw) == 0 || string(raw) == "null" {
-		return 0, nil
+		return 0, nil, nil
 	}
 	var r map[string]any
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return 0, fmt.Errorf("rope_scaling: not an object: %v", err)
+		return 0, nil, fmt.Errorf("rope_scaling: not an object: %v", err)
 	}
 	kind, _ := r["type"].(string)
 	if t, ok := r["rope_type"].(string); ok {
 		kind = t
 	}
+	num := func(key string) (float64, error) {
+		f, ok := r[key].(float64)
+		if !ok {
+			return 0, fmt.Errorf("rope_scaling.%s %v: want a number", key, jsonText(r[key]))
+		}
+		return f, nil
+	}
 	switch kind {
 	case "default":
-		return 0, nil // what newer transformers write for none
+		return 0, nil, nil // what newer transformers write for none
 	case "linear":
-	default:
-		return 0, fmt.Errorf("rope_scaling type %q is not supported (only none or linear)", kind)
+		f, ok := r["factor"].(float64)
+		if !ok {
+			return 0, nil, fmt.Errorf("rope_scaling.factor %v: want a number from 1 to 1024", jsonText(r["factor"]))
+		}
+		if f < 1 || f > 1024 {
+			return 0, nil, fmt.Errorf("rope_scaling.factor %g is out of range (1 to 1024)", f)
+		}
+		if f == 1 {
+			return 0, nil, nil
+		}
+		return f, nil, nil
+	case "llama3":
+		var l Llama3Rope
+		var err error
+		for _, k := range []struct {
+			key string
+			to  *float64
+		}{{"factor", &l.Factor}, {"low_freq_factor", &l.LowFreq}, {"high_freq_factor", &l.HighFreq}} {
+			if *k.to, err = num(k.key); err != nil {
+				return 0, nil, err
+			}
+		}
+		om, err := num("original_max_position_embeddings")
+		if err != nil {
+			return 0, nil, err
+		}
+		if om != math.Trunc(om) || om < 1 || om > arch.MaxPositions {
+			return 0, nil, fmt.Errorf("rope_scaling.original_max_position_embeddings %g is out of range (1 to %d)", om, arch.MaxPositions)
+		}
+		l.OriginalMax = int(om)
+		if err := l.check(); err != nil {
+			return 0, nil, err
+		}
+		return 0, &l, nil
 	}
-	f, ok := r["factor"].(float64)
-	if !ok {
-		return 0, fmt.Errorf("rope_scaling.factor %v: want a number from 1 to 1024", jsonText(r["factor"]))
-	}
-	if f < 1 || f > 1024 {
-		return 0, fmt.Errorf("rope_scaling.factor %g is out of range (1 to 1024)", f)
-	}
-	if f == 1 {
-		return 0, nil
-	}
-	return f, nil
+	return 0, nil, fmt.Errorf("rope_scaling type %q is not supported (none, linear or llama3)", kind)
 }
 
 // jsonText is v as JSON wrote it ("2" for a string, 2 for a number).
@@ -399,9 +428,13 @@ func writeConfig(c *arch.Config, dtype string) ([]byte, error) {
 	if len(c.StopTokenIDs) > 0 {
 		m["eos_token_id"] = append([]int{c.EOSTokenID}, c.StopTokenIDs...)
 	}
-	if o.RopeScale > 0 {
+	switch r := o.RopeLlama3; {
+	case o.RopeScale > 0:
 		// transformers 4.x insists on a float factor: 2.0, not 2.
 		m["rope_scaling"] = map[string]any{"type": "linear", "factor": floatJSON(o.RopeScale)}
+	case r != nil:
+		m["rope_scaling"] = map[string]any{"rope_type": "llama3", "factor": floatJSON(r.Factor), "low_freq_factor": floatJSON(r.LowFreq),
+			"high_freq_factor": floatJSON(r.HighFreq), "original_max_position_embeddings": r.OriginalMax}
 	}
 	var window any // null: none
 	if o.SlidingWindow > 0 {

@@ -2,6 +2,7 @@ package llama
 
 import (
 	"fmt"
+	"math"
 
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // the op vocabulary reads best unqualified
 
@@ -20,7 +21,7 @@ import (
 //	RMSNorm(x)
 func stack(o *graph.Ops, comp string, d *arch.DecoderConfig, x, pos *Node, maxPos int, attend graph.Attend) *Node {
 	opt := options(d)
-	rope := o.Rotary(d, maxPos, opt.ropeScale())
+	rope := o.Rotary(invFreqs(d, opt), maxPos)
 	B, T := x.Shape().Dim(0), x.Shape().Dim(1)
 	H, KVH, hd := d.Heads, d.KVHeadCount(), d.HeadDim
 	for i := 0; i < d.Layers; i++ {
@@ -37,4 +38,31 @@ func stack(o *graph.Ops, comp string, d *arch.DecoderConfig, x, pos *Node, maxPo
 		x = Add(x, o.Linear(Mul(Mul(gate, Sigmoid(gate)), up), comp, p+partDown.Module(), false))
 	}
 	return o.RMSNorm(x, comp, arch.FinalNorm, d.LayerNormEps)
+}
+
+// invFreqs are the rotary inverse frequencies of the whole head: rope_theta's, divided by the
+// linear factor, or reshaped by llama3's scaling (long wavelengths slowed by its factor, short ones
+// kept, those between interpolated smoothly), as transformers computes them.
+func invFreqs(d *arch.DecoderConfig, o Options) []float64 {
+	f := graph.RotaryFreqs(d.RotaryBase, d.RotaryDims)
+	switch r := o.RopeLlama3; {
+	case o.RopeScale > 0:
+		for i := range f {
+			f[i] /= o.RopeScale
+		}
+	case r != nil:
+		old := float64(r.OriginalMax)
+		lowWavelen, highWavelen := old/r.LowFreq, old/r.HighFreq
+		for i, v := range f {
+			wavelen := 2 * math.Pi / v
+			switch {
+			case wavelen > lowWavelen:
+				f[i] = v / r.Factor
+			case wavelen >= highWavelen: // between: interpolate
+				smooth := (old/wavelen - r.LowFreq) / (r.HighFreq - r.LowFreq)
+				f[i] = (1-smooth)*v/r.Factor + smooth*v
+			}
+		}
+	}
+	return f
 }

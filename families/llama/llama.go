@@ -30,10 +30,25 @@ type Options struct {
 	OutBias bool `json:"out_bias,omitempty"`
 	// RopeScale divides the positions before the rotary embedding (rope_scaling linear; 0: 1).
 	RopeScale float64 `json:"rope_linear_factor,omitempty"`
+	// RopeLlama3 is Llama 3.1's rope scaling (rope_type llama3), nil when not.
+	RopeLlama3 *Llama3Rope `json:"rope_llama3,omitempty"`
 	// What the source's config.json said that an export writes back.
 	ModelType     string `json:"model_type"` // llama, mistral or qwen2
 	TiedHead      bool   `json:"tied_head"`  // tie_word_embeddings
 	SlidingWindow int    `json:"sliding_window,omitempty"`
+}
+
+// check says what is wrong with the settings of a llama3 rope scaling.
+func (r *Llama3Rope) check() error {
+	switch {
+	case !(r.Factor >= 1 && r.Factor <= 1024):
+		return fmt.Errorf("rope_scaling.factor %g is out of range (1 to 1024)", r.Factor)
+	case !(r.LowFreq > 0 && r.HighFreq > r.LowFreq && r.HighFreq < 1e6):
+		return fmt.Errorf("rope_scaling low_freq_factor %g and high_freq_factor %g: want 0 < low < high", r.LowFreq, r.HighFreq)
+	case r.OriginalMax < 1 || r.OriginalMax > arch.MaxPositions:
+		return fmt.Errorf("rope_scaling.original_max_position_embeddings %d is out of range (1 to %d)", r.OriginalMax, arch.MaxPositions)
+	}
+	return nil
 }
 
 // options reads d's options (validated when the config was).
@@ -45,11 +60,14 @@ func options(d *arch.DecoderConfig) Options {
 	return o
 }
 
-func (o Options) ropeScale() float64 {
-	if o.RopeScale == 0 {
-		return 1
-	}
-	return o.RopeScale
+// Llama3Rope is rope_scaling of rope_type llama3: the frequencies whose wavelength is past
+// OriginalMax / LowFreq are divided by Factor, those under OriginalMax / HighFreq kept, and those
+// between interpolated.
+type Llama3Rope struct {
+	Factor      float64 `json:"factor"`
+	LowFreq     float64 `json:"low_freq_factor"`
+	HighFreq    float64 `json:"high_freq_factor"`
+	OriginalMax int     `json:"original_max_position_embeddings"`
 }
 
 // The family's modules, named as in its checkpoints (inside "layers.{i}."). The norms, the token
@@ -133,6 +151,10 @@ func validate(name string, d *arch.DecoderConfig) error {
 		return fmt.Errorf("%s: a Llama-family stack has no parallel residual", name)
 	case o.RopeScale < 0 || (o.RopeScale > 0 && o.RopeScale < 1) || o.RopeScale > 1024:
 		return fmt.Errorf("%s: rope_linear_factor %g is out of range (1 to 1024)", name, o.RopeScale)
+	case o.RopeLlama3 != nil && o.RopeScale != 0:
+		return fmt.Errorf("%s: two rope scalings (linear and llama3)", name)
+	case o.RopeLlama3 != nil:
+		return o.RopeLlama3.check()
 	}
 	return nil
 }

@@ -27,7 +27,7 @@ import (
 
 // The fixtures: tiny random models made by transformers' own Llama, Mistral and Qwen2 classes,
 // with references computed by those classes in float64 (fixtures/tools/make_llama_fixtures.py).
-var fixtures = []string{"llama-tiny", "mistral-tiny", "qwen2-tiny"}
+var fixtures = []string{"llama-tiny", "mistral-tiny", "qwen2-tiny", "llama3-tiny"}
 
 func load(t *testing.T, b compute.Backend, name string) *graph.Engine {
 	t.Helper()
@@ -87,6 +87,8 @@ func TestConfigRead(t *testing.T) {
 			`{"model_type":"mistral","tied_head":false,"sliding_window":4096}`},
 		{"qwen2-tiny", "vanilla Llama-family 2 layers D=64 (4 heads x 16, 2 key/value heads, FFN 176), V=256", 2, 1e6,
 			`{"qkv_bias":true,"model_type":"qwen2","tied_head":true,"sliding_window":4096}`},
+		{"llama3-tiny", "vanilla Llama-family 2 layers D=64 (4 heads x 16, 2 key/value heads, FFN 176), V=256", 2, 500000,
+			`{"rope_llama3":{"factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":64},"model_type":"llama","tied_head":true}`},
 	} {
 		m := testfix.Open(t, testfix.Path(c.name))
 		d := m.Config.Decoder
@@ -210,9 +212,13 @@ func TestRefused(t *testing.T) {
 		msg     string
 	}{
 		{"llama-tiny", map[string]any{"rope_scaling": map[string]any{"type": "dynamic", "factor": 2.0}},
-			`rope_scaling type "dynamic" is not supported (only none or linear)`},
+			`rope_scaling type "dynamic" is not supported (none, linear or llama3)`},
+		{"llama-tiny", map[string]any{"rope_scaling": map[string]any{"rope_type": "yarn", "factor": 8.0}},
+			`rope_scaling type "yarn" is not supported (none, linear or llama3)`},
 		{"llama-tiny", map[string]any{"rope_scaling": map[string]any{"rope_type": "llama3", "factor": 8.0}},
-			`rope_scaling type "llama3" is not supported (only none or linear)`},
+			`rope_scaling.low_freq_factor null: want a number`},
+		{"llama-tiny", map[string]any{"rope_scaling": map[string]any{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0, "high_freq_factor": 1.0, "original_max_position_embeddings": 32}},
+			`rope_scaling low_freq_factor 4 and high_freq_factor 1: want 0 < low < high`},
 		{"mistral-tiny", map[string]any{"sliding_window": 32},
 			"sliding_window 32 is under max_position_embeddings 256: sliding-window attention is not supported yet"},
 		{"qwen2-tiny", map[string]any{"use_sliding_window": true, "sliding_window": 128},
