@@ -375,7 +375,7 @@ func ropeScaling(raw json.RawMessage) (float64, *Llama3Rope, error) {
 			return 0, nil, err
 		}
 		if om != math.Trunc(om) || om < 1 || om > arch.MaxPositions {
-			return 0, nil, fmt.Errorf("rope_scaling.original_max_position_embeddings %g is out of range (1 to %d)", om, arch.MaxPositions)
+			return 0, nil, fmt.Errorf("rope_scaling.original_max_position_embeddings %g: want a whole number from 1 to %d", om, arch.MaxPositions)
 		}
 		l.OriginalMax = int(om)
 		if err := l.check(); err != nil {

@@ -73,10 +73,29 @@ func (s *Stream) Text() string { return s.text }
 // Stopped reports whether a stop string was found.
 func (s *Stream) Stopped() bool { return s.stopped }
 
-// decoded is the text of ids[:k] (k past the settled mark).
+// decoded is the text of ids[:k] (k past the settled mark). The new ids are decoded after a few
+// settled ones and their text taken off again: a decoder that treats the first token of what it
+// decodes apart (sentencepiece's, which strips that token's leading space) then sees them as the
+// continuation they are. The context is the shortest run of settled ids before the mark that
+// decodes cleanly on its own to the end of the settled text (a lone byte token of a character
+// does not, and would split the character's bytes from the rest).
 func (s *Stream) decoded(ids []int32, k int) string {
+	for j := s.mark - 1; j >= max(0, s.mark-maxContext); j-- {
+		ctx := s.tk.Decode(ids[j:s.mark])
+		if ctx == "" || strings.ContainsRune(ctx, utf8.RuneError) || !strings.HasSuffix(s.settled, ctx) {
+			continue
+		}
+		if full := s.tk.Decode(ids[j:k]); strings.HasPrefix(full, ctx) {
+			return s.settled + full[len(ctx):]
+		}
+		break
+	}
 	return s.settled + s.tk.Decode(ids[s.mark:k])
 }
+
+// maxContext bounds the settled ids decoded again before new ones (a character is at most 4 byte
+// tokens).
+const maxContext = 8
 
 // take hands out text up to byte end (never backwards).
 func (s *Stream) take(end int) string {

@@ -154,7 +154,9 @@ var stdoutMu sync.Mutex
 // maxWord bounds the run of non-space bytes the BPE model sees at once: its merge loop is
 // quadratic in a word's length (an 80,000-byte base64 line would take minutes), so longer runs are
 // encoded in pieces of this size. Merges across the cuts are lost: the ids of such a word can
-// differ at the cuts from the reference tokenizer's; ordinary words never reach the bound.
+// differ at the cuts from the reference tokenizer's, and a sentencepiece-style normalizer puts its
+// "▁" before each piece, one more token at each cut. Ordinary words never reach the bound; text
+// without spaces (Chinese, Japanese) does, every 256 bytes.
 const maxWord = 256
 
 // cutLongWords splits s so that no piece holds a run of more than max non-space bytes, cutting
@@ -235,6 +237,9 @@ func (h *hfTokenizer) MaxID() int32 {
 		top = max(top, int32(id))
 	}
 	for id := range h.byID {
+		top = max(top, id)
+	}
+	for _, id := range h.prefix {
 		top = max(top, id)
 	}
 	return top

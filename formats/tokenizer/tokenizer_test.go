@@ -99,6 +99,22 @@ func TestTemplateBOS(t *testing.T) {
 			t.Errorf("%v: ids %v %v, want [0 15 20]", post, ids, err)
 		}
 	}
+	// The template's ids count among those the tokenizer produces: one past the model's vocabulary
+	// is refused where the tokenizer is checked (CheckFits), not found later in a prompt.
+	var doc map[string]any
+	json.Unmarshal([]byte(neoxJSON(false)), &doc)
+	tmpl["special_tokens"] = map[string]any{"<|endoftext|>": map[string]any{"id": "<|endoftext|>", "ids": []int{300}, "tokens": []string{"<|endoftext|>"}}}
+	doc["post_processor"] = tmpl
+	b, _ := json.Marshal(doc)
+	p := filepath.Join(t.TempDir(), tokenizer.Name)
+	os.WriteFile(p, b, 0o644)
+	tk, err := tokenizer.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tokenizer.CheckFits(tk, 256, p); err == nil || err.Error() != p+": produces ids up to 300, past the model's vocabulary of 256 (a tokenizer of another model?)" {
+		t.Errorf("CheckFits: %v", err)
+	}
 }
 
 // spJSON is a small sentencepiece-style tokenizer.json (Llama 2, Mistral): BPE with byte_fallback
@@ -157,6 +173,29 @@ func TestByteFallback(t *testing.T) {
 		if got := tk.Decode(want[1:]); got != text {
 			t.Errorf("decode %v = %q, want %q", want[1:], got, text)
 		}
+	}
+}
+
+// Streamed one id at a time, a sentencepiece-style generation keeps its spaces: its decoder strips
+// the leading space of the first token it decodes, which must be the generation's first only.
+func TestStreamKeepsSentencepieceSpaces(t *testing.T) {
+	p := filepath.Join(t.TempDir(), tokenizer.Name)
+	os.WriteFile(p, []byte(spJSON()), 0o644)
+	tk, err := tokenizer.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []int32{263, 263, 262, 259, 261, 198, 172, 229, 133, 175, 263} // hi hi h ié€ hi
+	want := tk.Decode(ids)
+	st := tokenizer.NewStream(tk, nil)
+	var got strings.Builder
+	for n := 1; n <= len(ids); n++ {
+		fresh, _ := st.Update(ids[:n])
+		got.WriteString(fresh)
+	}
+	got.WriteString(st.Flush())
+	if want != "hi hi h ié€ hi" || got.String() != want {
+		t.Errorf("streamed %q, decoded %q, want %q", got.String(), want, "hi hi h ié€ hi")
 	}
 }
 
