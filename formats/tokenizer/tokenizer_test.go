@@ -42,6 +42,26 @@ func neoxJSON(pairs bool) string {
 	return string(b)
 }
 
+// loadJSON writes a tokenizer.json document (a string or a decoded map) into a temp folder and
+// loads it; it returns the tokenizer and the file's path.
+func loadJSON(t *testing.T, doc any) (tokenizer.Tokenizer, string) {
+	t.Helper()
+	b, ok := doc.(string)
+	if !ok {
+		raw, _ := json.Marshal(doc)
+		b = string(raw)
+	}
+	p := filepath.Join(t.TempDir(), tokenizer.Name)
+	if err := os.WriteFile(p, []byte(b), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tk, err := tokenizer.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tk, p
+}
+
 // The expected ids are worked out by hand from the merges above (lowest rank first, within each
 // pre-token; Ġ is the byte-level form of a space):
 //
@@ -89,13 +109,7 @@ func TestTemplateBOS(t *testing.T) {
 		var doc map[string]any
 		json.Unmarshal([]byte(neoxJSON(false)), &doc)
 		doc["post_processor"] = post
-		b, _ := json.Marshal(doc)
-		p := filepath.Join(t.TempDir(), tokenizer.Name)
-		os.WriteFile(p, b, 0o644)
-		tk, err := tokenizer.Load(p)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tk, _ := loadJSON(t, doc)
 		if ids, err := tk.Encode("hello world"); err != nil || !slices.Equal(ids, []int32{0, 15, 20}) {
 			t.Errorf("%v: ids %v %v, want [0 15 20]", post, ids, err)
 		}
@@ -106,13 +120,7 @@ func TestTemplateBOS(t *testing.T) {
 	json.Unmarshal([]byte(neoxJSON(false)), &doc)
 	tmpl["special_tokens"] = map[string]any{"<|endoftext|>": map[string]any{"id": "<|endoftext|>", "ids": []int{300}, "tokens": []string{"<|endoftext|>"}}}
 	doc["post_processor"] = tmpl
-	b, _ := json.Marshal(doc)
-	p := filepath.Join(t.TempDir(), tokenizer.Name)
-	os.WriteFile(p, b, 0o644)
-	tk, err := tokenizer.Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tk, p := loadJSON(t, doc)
 	if err := tokenizer.CheckFits(tk, 256, p); err == nil || err.Error() != p+": produces ids up to 300, past the model's vocabulary of 256 (a tokenizer of another model?)" {
 		t.Errorf("CheckFits: %v", err)
 	}
@@ -156,12 +164,7 @@ func spJSON() string {
 // tokenizers writes it (the ids below are what tokenizers 0.15.2 gives for this file), and the
 // text starts with the template's BOS.
 func TestByteFallback(t *testing.T) {
-	p := filepath.Join(t.TempDir(), tokenizer.Name)
-	os.WriteFile(p, []byte(spJSON()), 0o644)
-	tk, err := tokenizer.Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tk, _ := loadJSON(t, spJSON())
 	for text, want := range map[string][]int32{
 		"hi ©":  {1, 263, 259, 197, 172},
 		"hi":    {1, 263},
@@ -197,23 +200,15 @@ func TestWordSplitKeepsIDs(t *testing.T) {
 	text := string(b[:3072])
 	var doc map[string]any
 	json.Unmarshal([]byte(spJSON()), &doc)
-	load := func(doc map[string]any) tokenizer.Tokenizer {
-		raw, _ := json.Marshal(doc)
-		p := filepath.Join(t.TempDir(), tokenizer.Name)
-		os.WriteFile(p, raw, 0o644)
-		tk, err := tokenizer.Load(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tk
-	}
-	split, err := load(doc).Encode(text)
+	tk, _ := loadJSON(t, doc)
+	split, err := tk.Encode(text)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := doc["normalizer"].(map[string]any)
 	n["normalizers"] = append(n["normalizers"].([]any), map[string]any{"type": "NFC"})
-	whole, err := load(doc).Encode(text)
+	tk, _ = loadJSON(t, doc)
+	whole, err := tk.Encode(text)
 	if err != nil || !slices.Equal(split, whole) || len(split) < 1000 {
 		t.Errorf("%d ids a word at a time, %d at once (%v)", len(split), len(whole), err)
 	}
@@ -222,12 +217,7 @@ func TestWordSplitKeepsIDs(t *testing.T) {
 // Streamed one id at a time, a sentencepiece-style generation keeps its spaces: its decoder strips
 // the leading space of the first token it decodes, which must be the generation's first only.
 func TestStreamKeepsSentencepieceSpaces(t *testing.T) {
-	p := filepath.Join(t.TempDir(), tokenizer.Name)
-	os.WriteFile(p, []byte(spJSON()), 0o644)
-	tk, err := tokenizer.Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tk, _ := loadJSON(t, spJSON())
 	ids := []int32{263, 263, 262, 259, 261, 198, 172, 229, 133, 175, 263} // hi hi h ié€ hi
 	want := tk.Decode(ids)
 	st := tokenizer.NewStream(tk, nil)
