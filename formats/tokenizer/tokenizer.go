@@ -247,15 +247,45 @@ func (h *hfTokenizer) Decode(ids []int32) (text string) {
 	return b.String()
 }
 
-// readAdded reads the added_tokens of a tokenizer.json.
-func readAdded(b []byte) ([]addedToken, map[int32]string) {
-	var doc struct {
-		Added []struct {
-			ID      int32  `json:"id"`
+// tokenizerDoc is what this package reads of a tokenizer.json beyond the tokenizer library:
+// parsed once, when the tokenizer is loaded.
+type tokenizerDoc struct {
+	Added []struct {
+		ID      int32  `json:"id"`
+		Content string `json:"content"`
+	} `json:"added_tokens"`
+	Normalizer *struct {
+		Type        string `json:"type"`
+		Normalizers []struct {
+			Type    string `json:"type"`
+			Prepend string `json:"prepend"`
+			Pattern struct {
+				String *string `json:"String"`
+			} `json:"pattern"`
 			Content string `json:"content"`
-		} `json:"added_tokens"`
+		} `json:"normalizers"`
+	} `json:"normalizer"`
+	PreTokenizer json.RawMessage `json:"pre_tokenizer"`
+	Post         *processor      `json:"post_processor"`
+	Model        struct {
+		Type         string          `json:"type"`
+		ByteFallback bool            `json:"byte_fallback"`
+		Unk          *string         `json:"unk_token"`
+		Vocab        json.RawMessage `json:"vocab"` // a BPE model's: token -> id (bpeVocab)
+	} `json:"model"`
+	vocab map[string]int32
+}
+
+// bpeVocab is a BPE model's vocabulary (nil for another model: a Unigram one's is a list).
+func (d *tokenizerDoc) bpeVocab() map[string]int32 {
+	if d.vocab == nil && d.Model.Type == "BPE" {
+		json.Unmarshal(d.Model.Vocab, &d.vocab) // the tokenizer library has read it
 	}
-	json.Unmarshal(b, &doc) // the tokenizer library has parsed it already
+	return d.vocab
+}
+
+// readAdded reads the added_tokens of a tokenizer.json.
+func readAdded(doc *tokenizerDoc) ([]addedToken, map[int32]string) {
 	var out []addedToken
 	byID := map[int32]string{}
 	for _, a := range doc.Added {
@@ -383,40 +413,27 @@ func fromJSON(p string, raw []byte) (tk Tokenizer, err error) {
 	if err != nil {
 		return nil, errs.File(p, "cannot load the tokenizer: %v", err)
 	}
-	added, byID := readAdded(raw)
-	prefix, err := templatePrefix(raw)
+	var doc tokenizerDoc
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		// The library took it: a field this package reads has a shape the library ignores.
+		return nil, errs.File(p, "cannot load the tokenizer: %v", err)
+	}
+	added, byID := readAdded(&doc)
+	prefix, err := templatePrefix(&doc)
 	if err != nil {
 		return nil, errs.File(p, "post_processor: %v", err)
 	}
 	h := &hfTokenizer{tk: t, path: p, added: added, byID: byID, prefix: prefix}
-	h.fallback, h.unk = byteFallback(raw)
-	h.spaceSplit = sentencepieceWords(raw)
+	h.fallback, h.unk = byteFallback(&doc)
+	h.spaceSplit = sentencepieceWords(&doc)
 	return h, nil
 }
 
 // sentencepieceWords reports whether a tokenizer.json may be encoded a word at a time (words): a
 // BPE model with no pre-tokenizer behind the normalizer of HF's Llama conversions (put "▁" first,
 // spaces to "▁"), whose vocabulary has no token with a "▁" after another character.
-func sentencepieceWords(raw []byte) bool {
-	var doc struct {
-		Normalizer *struct {
-			Type        string `json:"type"`
-			Normalizers []struct {
-				Type    string `json:"type"`
-				Prepend string `json:"prepend"`
-				Pattern struct {
-					String *string `json:"String"`
-				} `json:"pattern"`
-				Content string `json:"content"`
-			} `json:"normalizers"`
-		} `json:"normalizer"`
-		PreTokenizer json.RawMessage `json:"pre_tokenizer"`
-		Model        struct {
-			Type  string           `json:"type"`
-			Vocab map[string]int32 `json:"vocab"`
-		} `json:"model"`
-	}
-	if json.Unmarshal(raw, &doc) != nil || doc.Model.Type != "BPE" || (len(doc.PreTokenizer) > 0 && string(doc.PreTokenizer) != "null") {
+func sentencepieceWords(doc *tokenizerDoc) bool {
+	if doc.Model.Type != "BPE" || (len(doc.PreTokenizer) > 0 && string(doc.PreTokenizer) != "null") {
 		return false
 	}
 	n := doc.Normalizer
@@ -427,7 +444,7 @@ func sentencepieceWords(raw []byte) bool {
 	if pre.Type != "Prepend" || pre.Prepend != "▁" || rep.Type != "Replace" || rep.Pattern.String == nil || *rep.Pattern.String != " " || rep.Content != "▁" {
 		return false
 	}
-	for tok := range doc.Model.Vocab {
+	for tok := range doc.bpeVocab() {
 		if strings.Contains(strings.TrimLeft(tok, "▁"), "▁") {
 			return false
 		}
@@ -437,25 +454,18 @@ func sentencepieceWords(raw []byte) bool {
 
 // byteFallback reads a BPE model's byte_fallback: the ids of its 256 byte tokens and of its
 // unknown token; nil when the model has none (or lacks a byte token, which HF would need too).
-func byteFallback(raw []byte) (*[256]int32, int32) {
-	var doc struct {
-		Model struct {
-			Type         string           `json:"type"`
-			ByteFallback bool             `json:"byte_fallback"`
-			Unk          *string          `json:"unk_token"`
-			Vocab        map[string]int32 `json:"vocab"`
-		} `json:"model"`
-	}
-	if json.Unmarshal(raw, &doc) != nil || doc.Model.Type != "BPE" || !doc.Model.ByteFallback || doc.Model.Unk == nil {
+func byteFallback(doc *tokenizerDoc) (*[256]int32, int32) {
+	if doc.Model.Type != "BPE" || !doc.Model.ByteFallback || doc.Model.Unk == nil {
 		return nil, 0
 	}
-	unk, ok := doc.Model.Vocab[*doc.Model.Unk]
+	vocab := doc.bpeVocab()
+	unk, ok := vocab[*doc.Model.Unk]
 	if !ok {
 		return nil, 0
 	}
 	var out [256]int32
 	for c := range out {
-		id, ok := doc.Model.Vocab[fmt.Sprintf("<0x%02X>", c)]
+		id, ok := vocab[fmt.Sprintf("<0x%02X>", c)]
 		if !ok {
 			return nil, 0
 		}
@@ -481,12 +491,9 @@ type processor struct {
 
 // templatePrefix is the ids of the special tokens a TemplateProcessing puts before a single text
 // (its leading SpecialToken items), none for other post-processors.
-func templatePrefix(raw []byte) ([]int32, error) {
-	var doc struct {
-		Post *processor `json:"post_processor"`
-	}
-	if err := json.Unmarshal(raw, &doc); err != nil || doc.Post == nil {
-		return nil, nil // the tokenizer library has judged the file
+func templatePrefix(doc *tokenizerDoc) ([]int32, error) {
+	if doc.Post == nil {
+		return nil, nil
 	}
 	procs := []processor{*doc.Post}
 	if doc.Post.Type == "Sequence" {
