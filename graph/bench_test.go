@@ -119,7 +119,7 @@ func BenchmarkDecode(b *testing.B) {
 }
 
 // BenchmarkQuantizedProduct measures a Linear's product x [M, K] times a [N, K] weight stored f32,
-// int8, int4 g32, q8_0 and q4_0, each as LoadWeights puts it on the backend and qlinear multiplies
+// int8, int4 g32, q8_0, q4_0, q4_k and q6_k, each as LoadWeights puts it on the backend and qlinear multiplies
 // it (dequant.go), in weights read per second, on the shapes that
 // dominate decoding (the vocabulary head, the FFN of vanilla_31) at one row and 16:
 //
@@ -133,7 +133,7 @@ func BenchmarkQuantizedProduct(b *testing.B) {
 	for _, s := range []struct{ M, N, K int }{{1, 50304, 256}, {16, 50304, 256}, {1, 4096, 256}, {1, 256, 4096}, {16, 4096, 256}} {
 		w := randFloats(s.N*s.K, 2)
 		x := tensors.FromFlatDataAndDimensions(randFloats(s.M*s.K, 1), s.M, s.K)
-		for _, typ := range []string{"f32", "int8", "int4", "q8_0", "q4_0"} {
+		for _, typ := range []string{"f32", "int8", "int4", "q8_0", "q4_0", "q4_k", "q6_k"} {
 			var q *scheme.Quantization
 			keys := []string{"t/w.weight"}
 			var args []any

@@ -72,7 +72,8 @@ func (b *builder) qlinear(x *Node, key string, q *scheme.Quantization) *Node {
 // fusedGGML are the llama.cpp types GoMLX's go backend multiplies in place. Its kernel unpacks
 // every block once per row of x: past maxFusedGGMLRows rows one dequantization of the whole
 // weight costs less (BenchmarkQuantizedProduct).
-var fusedGGML = map[scheme.Type]compute.GGMLQuantType{scheme.Q8_0: compute.GGMLQ8_0, scheme.Q4_0: compute.GGMLQ4_0}
+var fusedGGML = map[scheme.Type]compute.GGMLQuantType{scheme.Q8_0: compute.GGMLQ8_0, scheme.Q4_0: compute.GGMLQ4_0,
+	scheme.Q4_K: compute.GGMLQ4_K, scheme.Q6_K: compute.GGMLQ6_K}
 
 const maxFusedGGMLRows = 4
 
@@ -176,8 +177,56 @@ func dequantizeGGML(codes *Node, q *scheme.Quantization) *Node {
 		} else {
 			vals = Add(Mul(nib, d), f16At(2))
 		}
+	case scheme.Q4_K:
+		vals = dequantizeQ4K(w, d, f16At(2))
+	case scheme.Q6_K:
+		vals = dequantizeQ6K(w, f16At(208))
 	default:
 		panic(fmt.Sprintf("no in-graph unpacking of %s blocks", q.Type))
 	}
 	return Reshape(vals, q.Rows, q.Cols)
+}
+
+// dequantizeQ4K unpacks Q4_K super-blocks w [rows, nb, 144] with their f16 d and dmin ([rows, nb, 1]
+// float32) to [rows, nb, 256]: weight = d*sc*q - dmin*m, with sub-block j's 6-bit sc and m spread
+// over the 12 scale bytes s as ggml's get_scale_min_k4 reads them (j < 4: low 6 bits of s[j] and
+// s[j+4]; j >= 4: the nibbles of s[j+4], topped by the high 2 bits of s[j-4] and s[j]).
+func dequantizeQ4K(w, d, dmin *Node) *Node {
+	g := w.Graph()
+	bytes := func(from, to int) *Node { return Slice(w, AxisRange(), AxisRange(), AxisRange(from, to)) }
+	and := func(n *Node, m uint8) *Node { return BitwiseAnd(n, Const(g, m)) }
+	shr := func(n *Node, k uint8) *Node { return BitwiseShiftRightLogicalScalar(n, k) }
+	top2 := func(n *Node) *Node { return BitwiseShiftLeftScalar(shr(n, 6), uint8(4)) }
+	a, b, c := bytes(4, 8), bytes(8, 12), bytes(12, 16)
+	sc := Concatenate([]*Node{and(a, 63), BitwiseOr(and(c, 0x0f), top2(a))}, -1) // [rows, nb, 8]
+	m := Concatenate([]*Node{and(b, 63), BitwiseOr(shr(c, 4), top2(b))}, -1)
+	f := func(n *Node) *Node { return InsertAxes(ConvertDType(n, dtypes.Float32), -1) } // [rows, nb, 8, 1]
+	ds, dm := Mul(InsertAxes(d, -1), f(sc)), Mul(InsertAxes(dmin, -1), f(m))
+	// 4 runs of 64 weights in 32 bytes each: the low nibbles are sub-block 2r, the high 2r+1.
+	qs := bytes(16, 144)
+	rows, nb := w.Shape().Dim(0), w.Shape().Dim(1)
+	qs = Reshape(qs, rows, nb, 4, 1, 32)
+	nib := Reshape(Concatenate([]*Node{and(qs, 0x0f), shr(qs, 4)}, 3), rows, nb, 8, 32)
+	return Reshape(Sub(Mul(ds, ConvertDType(nib, dtypes.Float32)), dm), rows, nb, 256)
+}
+
+// dequantizeQ6K unpacks Q6_K super-blocks w [rows, nb, 210] with their f16 d ([rows, nb, 1]
+// float32) to [rows, nb, 256]: weight = d*sc*(q-32). Each half of 128 weights has 64 bytes of low
+// nibbles (ql) and 32 of high bit pairs (qh); weight l of quarter k takes the low (k 0, 1) or high
+// (k 2, 3) nibble of ql[l + 32*(k%2)] and bits 2k, 2k+1 of qh[l]; its int8 scale is number
+// 8*half + 2k + l/16 of the 16.
+func dequantizeQ6K(w, d *Node) *Node {
+	g := w.Graph()
+	rows, nb := w.Shape().Dim(0), w.Shape().Dim(1)
+	bytes := func(from, to int) *Node { return Slice(w, AxisRange(), AxisRange(), AxisRange(from, to)) }
+	and := func(n *Node, m uint8) *Node { return BitwiseAnd(n, Const(g, m)) }
+	shr := func(n *Node, k uint8) *Node { return BitwiseShiftRightLogicalScalar(n, k) }
+	ql := Reshape(bytes(0, 128), rows, nb, 2, 2, 32) // [half, which 32 bytes, l]
+	qh := Reshape(bytes(128, 192), rows, nb, 2, 1, 32)
+	lo := Concatenate([]*Node{and(ql, 0x0f), shr(ql, 4)}, 3)                                              // [rows, nb, 2, 4, 32]: k = 2*(nibble) + (bytes)
+	hi := Concatenate([]*Node{and(qh, 3), and(shr(qh, 2), 3), and(shr(qh, 4), 3), and(shr(qh, 6), 3)}, 3) // k in order
+	q := AddScalar(ConvertDType(BitwiseOr(lo, BitwiseShiftLeftScalar(hi, uint8(4))), dtypes.Float32), -32)
+	sc := ConvertDType(Bitcast(bytes(192, 208), dtypes.Int8), dtypes.Float32) // [rows, nb, 16]
+	ds := Mul(Reshape(d, rows, nb, 1, 1, 1, 1), Reshape(sc, rows, nb, 2, 4, 2, 1))
+	return Reshape(Mul(ds, Reshape(q, rows, nb, 2, 4, 2, 16)), rows, nb, 256)
 }

@@ -255,7 +255,7 @@ func TestQuantizedProductsKeepLogits(t *testing.T) {
 		for _, name := range []string{"bt-tiny", "pythia-tiny"} {
 			settings := []quant.Settings{{Type: quant.Int8}}
 			if kindOf(b) == goBackend { // its fused product of llama.cpp's blocks (XLA dequantizes them)
-				settings = append(settings, quant.Settings{Type: "q8_0"}, quant.Settings{Type: "q4_0"})
+				settings = append(settings, quant.Settings{Type: "q8_0"}, quant.Settings{Type: "q4_0"}, quant.Settings{Type: "q4_k"}, quant.Settings{Type: "q6_k"})
 			}
 			for _, s := range settings {
 				fm := testfix.Open(t, testfix.Path(name))

@@ -68,7 +68,7 @@ var codecs = map[scheme.Type]codec{
 }
 
 func init() {
-	for _, t := range []scheme.Type{scheme.Q8_0, scheme.Q4_0, scheme.Q4_1} {
+	for _, t := range []scheme.Type{scheme.Q8_0, scheme.Q4_0, scheme.Q4_1, scheme.Q4_K, scheme.Q6_K} {
 		codecs[t] = ggmlCodec
 	}
 }

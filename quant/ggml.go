@@ -10,7 +10,7 @@ import (
 )
 
 // llama.cpp's block types, quantized as its reference quantizers do (ggml-quants.c,
-// quantize_row_q8_0_ref / q4_0_ref / q4_1_ref: what llama-quantize runs without an importance
+// quantize_row_q8_0_ref / q4_0_ref / q4_1_ref, and the k-quants in kquants.go: what llama-quantize runs without an importance
 // matrix), so that the same weights give the same bytes; fixtures/ggml holds bytes made by
 // llama.cpp's own Python package to prove it (ggml_test.go). Every step is float32 as there,
 // except Q4_0's x*id + 8.5, which the reference's build contracts into one multiply-add: the
@@ -31,6 +31,10 @@ func ggmlEncode(w []float32, q *scheme.Quantization) []byte {
 				encodeQ4_0(x, blk)
 			case scheme.Q4_1:
 				encodeQ4_1(x, blk)
+			case scheme.Q4_K:
+				encodeQ4K(x, blk)
+			case scheme.Q6_K:
+				encodeQ6K(x, blk)
 			}
 		}
 	})
@@ -107,6 +111,14 @@ func ggmlDecode(q *scheme.Quantization, codes []byte) []float32 {
 	out := make([]float32, q.Rows*q.Cols)
 	for i := range len(out) / b.Values {
 		blk, x := codes[i*b.Bytes:(i+1)*b.Bytes], out[i*b.Values:(i+1)*b.Values]
+		switch q.Type {
+		case scheme.Q4_K:
+			decodeQ4K(blk, x)
+			continue
+		case scheme.Q6_K:
+			decodeQ6K(blk, x)
+			continue
+		}
 		d := getF16(blk)
 		h := b.Values / 2
 		switch q.Type {

@@ -89,3 +89,63 @@ func TestGGMLNeedsWholeBlocks(t *testing.T) {
 		t.Errorf("got %v\nwant %s", err, want)
 	}
 }
+
+// q4_k and q6_k give, byte for byte, the super-blocks llama.cpp's reference quantizers give for the
+// same weight (fixtures/ggml/golden_k.safetensors, made by ggml-quants.c itself:
+// fixtures/tools/make_ggml_k_golden.py), edge cases included (a zero block, a zero sub-block and
+// one whose 6-bit scale rounds to 0, ties, half steps, tiny, constant and large values); and
+// decoding them gives exactly what llama.cpp's dequantizers give.
+func TestKQuantsAsLlamaCpp(t *testing.T) {
+	c, err := safetensors.OpenCheckpoint(filepath.Join(testfix.Dir(), "ggml", "golden_k.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	f32 := func(name string) []float32 {
+		raw, err := c.Raw(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := safetensors.ToFloat32(safetensors.F32, raw)
+		return v
+	}
+	w := f32("weight")
+	rows, cols := c.Info("weight").Shape[0], c.Info("weight").Shape[1]
+	for _, typ := range []scheme.Type{scheme.Q4_K, scheme.Q6_K} {
+		sc, _ := scheme.Of(typ)
+		q := sc.Record(rows, cols, 0, false, safetensors.F32)
+		if err := q.Validate([]int{rows, cols}); err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+		want, err := c.Raw(string(typ))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := Encode(w, &q, nil, Options{Search: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if st.Codes[i] != want[i] {
+				blk := sc.GGML.Bytes
+				t.Errorf("%s: byte %d (row %d, block %d, byte %d of it) is %#x, llama.cpp's %#x", typ, i, i/(len(want)/rows), i%(len(want)/rows)/blk, i%blk, st.Codes[i], want[i])
+				break
+			}
+		}
+		got, err := Decode(&q, Stored{Codes: want})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := f32(string(typ) + ".dequantized")
+		for i := range got {
+			if got[i] != ref[i] {
+				t.Fatalf("%s: weight %d decodes to %v, llama.cpp's dequantizer %v", typ, i, got[i], ref[i])
+			}
+		}
+		rel := testfix.RelL2(got, w)
+		t.Logf("%s: %.4f bits per weight, rel L2 %.4f", typ, float64(8*len(want))/float64(len(w)), rel)
+		if bound := map[scheme.Type]float64{scheme.Q4_K: 0.1, scheme.Q6_K: 0.03}[typ]; rel > bound {
+			t.Errorf("%s: rel L2 %.3g from the weight, past %v", typ, rel, bound)
+		}
+	}
+}

@@ -226,15 +226,22 @@ func MakePlan(m *formats.Model, s Settings) (*Plan, error) {
 	for _, t := range m.Tensors {
 		key := t.Key()
 		spec := specs[key]
-		to := floatType(t.DType)
+		to, note := floatType(t.DType), ""
 		if Quantizable(spec) {
 			to = s.Type
+			// A row that is not whole blocks takes the type's fallback, as in llama.cpp; an
+			// explicit --tensor-type below is taken as said (and refused if it cannot be).
+			if sc := to.Scheme(); sc.GGML != nil && sc.Fallback != "" && len(t.Shape) == 2 && t.Shape[1]%sc.GGML.Values != 0 &&
+				t.Shape[1]%Type(sc.Fallback).Scheme().GGML.Values == 0 { // else refused below, naming the type asked
+
+				to, note = Type(sc.Fallback), fmt.Sprintf("rows of %d are not whole %s blocks of %d: %s", t.Shape[1], sc.Type, sc.GGML.Values, sc.Fallback)
+			}
 		} else if tt, ok := TableType(spec, m.Config, s.Type); ok {
 			to = tt
 		}
 		for i, o := range s.Overrides {
 			if o.Pattern.MatchString(key) {
-				to, used[i] = o.Type, true
+				to, used[i], note = o.Type, true, ""
 			}
 		}
 		switch {
@@ -243,7 +250,7 @@ func MakePlan(m *formats.Model, s Settings) (*Plan, error) {
 		case to.Quantized() && spec.Role == arch.RoleEmbedding && !to.Scheme().Embeddings:
 			return nil, &errs.InputError{Msg: fmt.Sprintf("%s: embedding tables can be %s, not %s", key, embeddingTypes(), to)}
 		}
-		e := Entry{Component: t.Component, Name: t.Name, Shape: t.Shape, From: floatType(t.DType), To: to, BytesBefore: t.Bytes()}
+		e := Entry{Component: t.Component, Name: t.Name, Shape: t.Shape, From: floatType(t.DType), To: to, BytesBefore: t.Bytes(), Note: note}
 		n := t.NumElements()
 		if sc := to.Scheme(); sc != nil {
 			q := p.record(sc, to, t.Shape[0], t.Shape[1])
@@ -286,7 +293,7 @@ func embeddingTypes() string {
 			n = append(n, string(sc.Type))
 		}
 	}
-	return strings.Join(n, " or ")
+	return scheme.OrList(n)
 }
 
 // Total sums bytes over entries matching keep.

@@ -46,16 +46,17 @@ func (p Preset) apply(s Settings) (Settings, error) {
 	return s, nil
 }
 
-// TypeForBits is the scheme with codes of this many bits (mlx-lm's --q-bits).
+// TypeForBits is the scheme with codes of this many bits (mlx-lm's --q-bits): btconvert's own
+// schemes, which are mlx-lm's kind (llama.cpp's blocks go by their own names).
 func TypeForBits(bits int) (Type, error) {
 	for _, t := range Types() {
-		if sc := t.Scheme(); sc != nil && sc.Bits == bits {
+		if sc := t.Scheme(); sc != nil && sc.GGML == nil && sc.Bits == bits {
 			return t, nil
 		}
 	}
 	var b []string
 	for _, t := range Types() {
-		if sc := t.Scheme(); sc != nil && !slices.Contains(b, strconv.Itoa(sc.Bits)) {
+		if sc := t.Scheme(); sc != nil && sc.GGML == nil && !slices.Contains(b, strconv.Itoa(sc.Bits)) {
 			b = append(b, strconv.Itoa(sc.Bits))
 		}
 	}

@@ -153,13 +153,16 @@ func TestSettingsResolve(t *testing.T) {
 		{in: Settings{Type: "q4_0", Search: true}, want: Settings{Type: "q4_0", GroupSize: 32, Symmetric: true}}, // llama.cpp's rounding: no search
 		{in: Settings{Type: "Q4_1"}, want: Settings{Type: "q4_1", GroupSize: 32}},
 		{in: Settings{Type: "q8_0"}, want: Settings{Type: "q8_0", GroupSize: 32, Symmetric: true}},
+		{in: Settings{Type: "Q4_K", Search: true}, want: Settings{Type: "q4_k", GroupSize: 256}},
+		{in: Settings{Type: "q6_k"}, want: Settings{Type: "q6_k", GroupSize: 256, Symmetric: true}},
+		{in: Settings{Type: "q6_k", GroupSize: 32}, err: "--group-size 32: q6_k is llama.cpp's blocks of 256 weights"},
 		{in: Settings{Type: Int4}, want: Settings{Type: Int4, GroupSize: 64}},
 		{in: Settings{Type: Int8}, want: Settings{Type: Int8, Symmetric: true}},
 		{in: Settings{Type: Int8, GroupSize: 64}, err: "--group-size 64: int8 has one scale per output row, no groups (give 0)"},
 		{in: Settings{Type: "q4_1", GroupSize: 64}, err: "--group-size 64: q4_1 is llama.cpp's blocks of 32 weights"},
 		{in: Settings{Type: "q4_1", Symmetric: true}, err: "--symmetric true: q4_1 is asymmetric (a scale and a minimum per block)"},
-		{in: Settings{Type: "int3"}, err: `--type "int3": want int8, int4, q8_0, q4_0 or q4_1`},
-		{in: Settings{Type: F16}, err: `--type "f16": want int8, int4, q8_0, q4_0 or q4_1`},
+		{in: Settings{Type: "int3"}, err: `--type "int3": want int8, int4, q8_0, q4_0, q4_1, q4_k or q6_k`},
+		{in: Settings{Type: F16}, err: `--type "f16": want int8, int4, q8_0, q4_0, q4_1, q4_k or q6_k`},
 	} {
 		got, err := c.in.Resolve()
 		if c.err != "" {
@@ -187,8 +190,8 @@ func TestEverySchemeHasACodec(t *testing.T) {
 		q := sc.Record(2, 4, sc.DefaultGroupSize, true, safetensors.F32)
 		switch {
 		case sc.GGML != nil: // whole blocks only
-			w = randWeights(2, 64, 1)
-			q = sc.Record(2, 64, 0, true, safetensors.F32)
+			w = randWeights(2, 2*sc.GGML.Values, 1)
+			q = sc.Record(2, 2*sc.GGML.Values, 0, true, safetensors.F32)
 		case sc.Grouped:
 			q = sc.Record(2, 4, 2, true, safetensors.F32) // groups of 2: this tiny weight fills them
 		}

@@ -125,18 +125,18 @@ func checkTopFlags(app *cli.App, args []string) error {
 // offer (the ones it does are quant.Presets), saying what to use instead.
 var quantTypeNames = func() map[string]string {
 	m := map[string]string{}
-	kquant := "a llama.cpp k-quant (super-blocks of 256 with quantized scales, some tensors kept wider), a GGUF encoding btconvert does not write"
-	for _, n := range []string{"q4_k", "q4_k_m", "q4_k_s"} {
-		m[n] = kquant + "; use int4 (groups of 64 with a scale and a minimum; GPTQ with --calib FILE) for 4 bits, int8 for near-lossless"
+	kquant := "a llama.cpp k-quant (super-blocks of 256 with quantized scales)"
+	for _, n := range []string{"q4_k_m", "q4_k_s"} {
+		m[n] = "llama.cpp's mix of q4_k with some tensors kept in q5_k or q6_k; use --type q4_k (llama.cpp's 4-bit k-quant) and --tensor-type 'REGEX=q6_k' for the tensors to keep wider"
 	}
 	for _, n := range []string{"q2_k", "q2_k_s", "q3_k", "q3_k_s", "q3_k_m", "q3_k_l"} {
-		m[n] = kquant + ", and under 4 bits; btconvert's smallest type is int4 (with --calib FILE for GPTQ)"
+		m[n] = kquant + " under 4 bits, a GGUF encoding btconvert does not write; btconvert's smallest types are 4 bits: q4_k, q4_0, int4 (with --calib FILE for GPTQ)"
 	}
-	for _, n := range []string{"q5_k", "q5_k_m", "q5_k_s", "q6_k"} {
-		m[n] = kquant + "; btconvert has no 5- or 6-bit type: use int8 (per output row) to stay closer to the original, int4 to be smaller"
+	for _, n := range []string{"q5_k", "q5_k_m", "q5_k_s"} {
+		m[n] = kquant + " of 5 bits, a GGUF encoding btconvert does not write; use q6_k (6.56 bits) to stay closer to the original, q4_k (4.5 bits) to be smaller"
 	}
 	for _, n := range []string{"q5_0", "q5_1"} {
-		m[n] = "5 bits in groups of 32 (llama.cpp); btconvert has no 5-bit type: use int8 (per output row) to stay closer to the original, or q4_0 / q4_1 (llama.cpp's 4-bit blocks of 32) to be smaller"
+		m[n] = "5 bits in groups of 32 (llama.cpp); btconvert has no 5-bit type: use q6_k or int8 to stay closer to the original, or q4_0 / q4_1 (llama.cpp's 4-bit blocks of 32) to be smaller"
 	}
 	m["q8_k"] = "llama.cpp's intermediate for dot products, never a model's type; use q8_0 (llama.cpp's blocks of 32) or int8 (per output row)"
 	m["q8_1"] = m["q8_k"]
@@ -156,7 +156,7 @@ var quantTypeNames = func() map[string]string {
 		m[n] = "means int8 here (symmetric per output row, not mlx-lm's groups of 64); use --type int8 or --q-bits 8"
 	}
 	for _, n := range []string{"2bit", "3bit", "5bit", "6bit", "2-bit", "3-bit", "5-bit", "6-bit"} {
-		m[n] = "mlx-lm's " + n[:1] + "-bit; btconvert has 4 and 8 bits: use int4 (--q-bits 4) or int8 (--q-bits 8)"
+		m[n] = "mlx-lm's " + n[:1] + "-bit; btconvert's types of groups with a scale are 4 and 8 bits: use int4 (--q-bits 4) or int8 (--q-bits 8), or llama.cpp's q6_k for 6"
 	}
 	for _, n := range []string{"mxfp4", "nvfp4", "mxfp8", "fp8", "e4m3", "fp4"} {
 		m[n] = "a floating-point format btconvert does not write; use int8 for 8 bits, int4 for 4"

@@ -304,6 +304,21 @@ func TestAttacksSecondRound(t *testing.T) {
 		os.WriteFile(p, b, 0o644)
 		testfix.Relist(t, nanBlocks, "block_decoder.safetensors")
 	}
+	// A q6_k super-block keeps its f16 scale last: a NaN one in the second block of a q6_k weight.
+	nanK := filepath.Join(work, "nan-k")
+	if code, _, stderr := btc(t, "quantize", base, "-o", nanK, "--type", "q6_k", "-q"); code != 0 {
+		t.Fatal(stderr)
+	}
+	{
+		p := filepath.Join(nanK, "token_decoder.safetensors")
+		f, _ := safetensors.Open(p)
+		off := 8 + f.HeaderN + f.Info("layers.1.mlp.dense_4h_to_h.weight.qweight").Begin + 210 + 208
+		f.Close()
+		b, _ := os.ReadFile(p)
+		copy(b[off:], []byte{0x00, 0x7e})
+		os.WriteFile(p, b, 0o644)
+		testfix.Relist(t, nanK, "token_decoder.safetensors")
+	}
 	nanBundle := filepath.Join(work, "nan.btz")
 	if code, _, stderr := btc(t, "export", nanScales, "-o", nanBundle, "--skip-verify", "-q"); code != 0 {
 		t.Fatal(stderr)
@@ -376,6 +391,10 @@ func TestAttacksSecondRound(t *testing.T) {
 			`btconvert: --type "q8_0": llama.cpp's types are its round-to-nearest, which calibration would change: calibrate int8 or int4 instead`},
 		{"q4_0 on rows that are not whole blocks", []string{"quantize", odd, "-o", out, "--type", "q4_0"}, 2,
 			"btconvert: block_decoder/layers.0.attention.query_key_value.weight: q4_0 needs rows of whole blocks of 32 weights; a row here has 80 (quantize this tensor to int8 or int4 with --tensor-type)"},
+		{"q4_k on rows its fallback cannot take either", []string{"quantize", odd, "-o", out, "--type", "q4_k"}, 2,
+			"btconvert: block_decoder/layers.0.attention.query_key_value.weight: q4_k needs rows of whole blocks of 256 weights; a row here has 80 (quantize this tensor to int8 or int4 with --tensor-type)"},
+		{"q6_k asked for rows that are not whole blocks", []string{"quantize", base, "-o", out, "--type", "int8", "--tensor-type", `dense_h_to_4h\.weight$=q6_k`}, 2,
+			"btconvert: block_decoder/layers.0.mlp.dense_h_to_4h.weight: q6_k needs rows of whole blocks of 256 weights; a row here has 128 (quantize this tensor to int8 or int4 with --tensor-type)"},
 		{"calibration statistics onto the input", []string{"quantize", base, "-o", out, "--type", "int4", "--calib", text, "--calib-out", filepath.Join(base, "stats.safetensors"), "--force"}, 2,
 			"btconvert: " + filepath.Join(base, "stats.safetensors") + ": is, holds or lies inside the input " + base + "; refusing to replace it (choose another output)"},
 		{"q-bits against a preset of other bits", []string{"quantize", base, "-o", out, "--type", "q4_0", "--q-bits", "8"}, 2,
@@ -398,6 +417,8 @@ func TestAttacksSecondRound(t *testing.T) {
 			"btconvert: " + filepath.Join(nanScales, "block_decoder.safetensors") + ": tensor \"layers.0.attention.dense.weight.scales\": value 0 is NaN: a quantization scale or minimum must be finite and at most 10000 in size"},
 		{"NaN block scale", []string{"generate", nanBlocks, "-p", "x", "-n", "4"}, 2,
 			"btconvert: " + filepath.Join(nanBlocks, "block_decoder.safetensors") + ": tensor \"layers.0.attention.dense.weight.qweight\": block 2's scale or minimum is NaN: a quantization scale or minimum must be finite and at most 10000 in size"},
+		{"NaN k-quant block scale", []string{"generate", nanK, "-p", "x", "-n", "4"}, 2,
+			"btconvert: " + filepath.Join(nanK, "token_decoder.safetensors") + ": tensor \"layers.1.mlp.dense_4h_to_h.weight.qweight\": block 1's scale or minimum is NaN: a quantization scale or minimum must be finite and at most 10000 in size"},
 		{"NaN block scale exported", []string{"export", nanBlocks, "-o", out, "--format", "official", "--skip-verify"}, 2,
 			"btconvert: " + filepath.Join(nanBlocks, "block_decoder.safetensors") + ": tensor \"layers.0.attention.dense.weight.qweight\": block 2's scale or minimum is NaN: a quantization scale or minimum must be finite and at most 10000 in size"},
 		{"NaN scale exported", []string{"export", nanScales, "-o", out, "--format", "official", "--skip-verify"}, 2,

@@ -26,11 +26,11 @@ func TestPipeline(t *testing.T) {
 		args []string
 		msg  string
 	}{
-		{[]string{"--type", "int3"}, `btconvert: --type "int3": want int8, int4, q8_0, q4_0 or q4_1`},
+		{[]string{"--type", "int3"}, `btconvert: --type "int3": want int8, int4, q8_0, q4_0, q4_1, q4_k or q6_k`},
 		{[]string{"--type", "int4", "--group-size", "48"}, "btconvert: --group-size 48: want 32, 64 or 128"},
 		{[]string{"--type", "int4", "--tensor-type", "nothing_like_this=int8"}, `btconvert: --tensor-type "nothing_like_this=int8": matches no tensor`},
 		{[]string{"--type", "int4", "--tensor-type", "final_layer_norm=int8"}, "btconvert: block_decoder/final_layer_norm.weight: a 1D tensor (LayerNorm or bias) cannot be int8; only 2D weights are quantized"},
-		{[]string{"--type", "int4", "--tensor-type", "embeddings=int4"}, "btconvert: embedder/embeddings.weight: embedding tables can be int8 or q8_0, not int4"},
+		{[]string{"--type", "int4", "--tensor-type", "embeddings=int4"}, "btconvert: embedder/embeddings.weight: embedding tables can be int8, q8_0 or q6_k, not int4"},
 		{[]string{"--type", "int4", "--tensor-type", "x=int5"}, `btconvert: --tensor-type "x=int5": type "int5" is not one of f32 bf16 f16 int8 int4`},
 	} {
 		code, _, stderr := btc(t, append([]string{"quantize", base, "-o", q8}, c.args...)...)

@@ -20,12 +20,14 @@ unpacks only the rows it reads); LayerNorms and biases are never quantized; --te
 any of it. --dry-run prints the plan only; the same
 table ends a real run.
 
---type takes int8 / int4 (any case), and llama.cpp's q8_0, q4_0 and q4_1: its own blocks of 32
-weights with an f16 scale (q4_1: and a minimum), 8.5 / 4.5 / 5 bits per weight, rounded as
-llama-quantize rounds them (no search, no calibration), for rows of whole blocks. Without --type (or
---q-bits) it is int4 in groups of 64 with a scale and a minimum per group: what mlx-lm's convert -q
-writes by default. mlx-lm's --q-bits 8|4 and --q-group-size are accepted too. Other llama.cpp and
-mlx-lm names (q4_k_m, q5_0, q6_k, iq4_xs, 4bit, bf16, ...) are refused saying what to use instead.
+--type takes int8 / int4 (any case), and llama.cpp's own blocks, rounded as llama-quantize rounds
+them (no search, no calibration): q8_0, q4_0 and q4_1, blocks of 32 weights with an f16 scale (q4_1:
+and a minimum), 8.5 / 4.5 / 5 bits per weight; and the k-quants q4_k and q6_k, super-blocks of 256
+with quantized sub-block scales, 4.5 and 6.5625 bits per weight (a row that is not whole super-blocks
+falls back to q4_1 / q8_0, as llama.cpp falls back). Without --type (or --q-bits) it is int4 in
+groups of 64 with a scale and a minimum per group: what mlx-lm's convert -q writes by default.
+mlx-lm's --q-bits 8|4 and --q-group-size are accepted too. Other llama.cpp and mlx-lm names
+(q4_k_m, q5_0, iq4_xs, 4bit, bf16, ...) are refused saying what to use instead.
 
 Examples:
    ./btconvert quantize out/bt-tiny -o out/bt-tiny-int4                  # int4, groups of 64: the default
@@ -35,9 +37,9 @@ Examples:
    ./btconvert quantize out/bt-tiny -o out/bt-tiny-mixed --tensor-type 'embed_out\.weight$=int8' --dry-run`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output folder"},
-			&cli.StringFlag{Name: "type", Value: defaultQuantType, Usage: "int8, int4, or llama.cpp's q8_0, q4_0, q4_1; int4 is groups of 64 with a scale and a minimum unless --group-size or --sym say otherwise (mlx-lm's default)"},
+			&cli.StringFlag{Name: "type", Value: defaultQuantType, Usage: "int8, int4, or llama.cpp's q8_0, q4_0, q4_1, q4_k, q6_k; int4 is groups of 64 with a scale and a minimum unless --group-size or --sym say otherwise (mlx-lm's default)"},
 			&cli.IntFlag{Name: "q-bits", Usage: "mlx-lm spelling: 8 (int8) or 4 (int4)"},
-			&cli.IntFlag{Name: "group-size", Aliases: []string{"q-group-size"}, Usage: "int4 group size: 32, 64 or 128 (default: 64; llama.cpp's types are blocks of 32)"},
+			&cli.IntFlag{Name: "group-size", Aliases: []string{"q-group-size"}, Usage: "int4 group size: 32, 64 or 128 (default: 64; llama.cpp's types have blocks of their own)"},
 			&cli.BoolFlag{Name: "sym", Usage: "int4 symmetric (q in -8..7) instead of scale + minimum"},
 			&cli.BoolFlag{Name: "no-search", Usage: "plain round-to-nearest instead of the scale search"},
 			&cli.StringFlag{Name: "scale-dtype", Value: "f32", Usage: "f32 or f16 scales"},

@@ -63,9 +63,9 @@ func TestGuessesAndUnknownFlags(t *testing.T) {
 func TestQuantTypeNames(t *testing.T) {
 	model := filepath.Join(fx, "bt-tiny")
 	for _, c := range []struct{ typ, want string }{
-		{"q4_k_m", "a llama.cpp k-quant (super-blocks of 256 with quantized scales, some tensors kept wider), a GGUF encoding btconvert does not write; use int4 (groups of 64 with a scale and a minimum; GPTQ with --calib FILE) for 4 bits, int8 for near-lossless"},
-		{"Q6_K", "a llama.cpp k-quant (super-blocks of 256 with quantized scales, some tensors kept wider), a GGUF encoding btconvert does not write; btconvert has no 5- or 6-bit type: use int8 (per output row) to stay closer to the original, int4 to be smaller"},
-		{"q5_0", "5 bits in groups of 32 (llama.cpp); btconvert has no 5-bit type: use int8 (per output row) to stay closer to the original, or q4_0 / q4_1 (llama.cpp's 4-bit blocks of 32) to be smaller"},
+		{"q4_k_m", "llama.cpp's mix of q4_k with some tensors kept in q5_k or q6_k; use --type q4_k (llama.cpp's 4-bit k-quant) and --tensor-type 'REGEX=q6_k' for the tensors to keep wider"},
+		{"Q5_K_S", "a llama.cpp k-quant (super-blocks of 256 with quantized scales) of 5 bits, a GGUF encoding btconvert does not write; use q6_k (6.56 bits) to stay closer to the original, q4_k (4.5 bits) to be smaller"},
+		{"q5_0", "5 bits in groups of 32 (llama.cpp); btconvert has no 5-bit type: use q6_k or int8 to stay closer to the original, or q4_0 / q4_1 (llama.cpp's 4-bit blocks of 32) to be smaller"},
 		{"q8_k", "llama.cpp's intermediate for dot products, never a model's type; use q8_0 (llama.cpp's blocks of 32) or int8 (per output row)"},
 		{"iq4_xs", "a llama.cpp i-quant (codebooks chosen with an importance matrix), a GGUF encoding btconvert does not write; use int4 with --calib FILE (GPTQ, or --calib-method imatrix for importance-weighted scales)"},
 		{"bf16", "a storage dtype, not a quantization: import --dtype bf16 (or export --format official --dtype bf16) converts the weights; quantize --tensor-type 'REGEX=bf16' keeps chosen tensors in it"},
@@ -80,7 +80,7 @@ func TestQuantTypeNames(t *testing.T) {
 	}
 	// The same names in a --tensor-type override; a storage dtype there is what it means.
 	code, _, stderr := btc(t, "quantize", model, "--dry-run", "--tensor-type", `embed_out\.weight$=q4_k_m`)
-	if want := "btconvert: --tensor-type \"embed_out\\\\.weight$=q4_k_m\": a llama.cpp k-quant (super-blocks of 256 with quantized scales, some tensors kept wider), a GGUF encoding btconvert does not write; use int4 (groups of 64 with a scale and a minimum; GPTQ with --calib FILE) for 4 bits, int8 for near-lossless\n"; code != 2 || stderr != want {
+	if want := "btconvert: --tensor-type \"embed_out\\\\.weight$=q4_k_m\": llama.cpp's mix of q4_k with some tensors kept in q5_k or q6_k; use --type q4_k (llama.cpp's 4-bit k-quant) and --tensor-type 'REGEX=q6_k' for the tensors to keep wider\n"; code != 2 || stderr != want {
 		t.Errorf("--tensor-type:\n got %d %q\nwant 2 %q", code, stderr, want)
 	}
 	mustBtc(t, "quantize", model, "--dry-run", "-q", "--tensor-type", `embed_out\.weight$=bf16`)

@@ -378,7 +378,7 @@ func checkedBlocks(file, name string, q *scheme.Quantization, f *safetensors.Fil
 		return nil, err
 	}
 	var bad error
-	q.Scheme().GGML.Scales(raw, !q.Symmetric, func(block int, x float32) bool {
+	q.Scheme().GGML.Scales(raw, func(block int, x float32) bool {
 		if math.IsNaN(float64(x)) || math.Abs(float64(x)) > MaxScale {
 			bad = errs.Tensor(file, name, "block %d's scale or minimum is %g: a quantization scale or minimum must be finite and at most %g in size", block, x, MaxScale)
 		}

@@ -121,7 +121,7 @@ func TestQuantizationRecordsValidated(t *testing.T) {
 		{"group size 0", map[string]any{"type": "int4", "group_size": 0, "symmetric": false, "scale_dtype": "F32", "rows": 128, "cols": 128, "padded_cols": 128},
 			`quantization["` + key + `"]: group_size 0 must be at least 2`},
 		{"unknown type", map[string]any{"type": "int2", "symmetric": true, "scale_dtype": "F32", "rows": 128, "cols": 128},
-			`quantization["` + key + `"]: type "int2" is not int8, int4, q8_0, q4_0 or q4_1`},
+			`quantization["` + key + `"]: type "int2" is not int8, int4, q8_0, q4_0, q4_1, q4_k or q6_k`},
 		{"scale dtype", map[string]any{"type": "int8", "symmetric": true, "scale_dtype": "F8", "rows": 128, "cols": 128},
 			`quantization["` + key + `"]: scale_dtype "F8" is not F32 or F16`},
 		{"no such tensor", map[string]any{"type": "int8", "symmetric": true, "scale_dtype": "F32", "rows": 128, "cols": 128},

@@ -27,7 +27,7 @@ import (
 type Scheme struct {
 	Type Type
 	// Bits is the code width: 8 (one code per I8 byte) or 4 (two per U8 byte, low nibble first,
-	// stored as code+8 when symmetric).
+	// stored as code+8 when symmetric); llama.cpp's blocks pack theirs as GGMLBlock says (Q6_K: 6).
 	Bits int
 	// Grouped schemes have scales per group of GroupSize input columns (rows padded to whole
 	// groups); the others one scale per output row.
@@ -40,6 +40,10 @@ type Scheme struct {
 	// blocks holding their scale in f16 and their codes: GGMLBlock) rather than as separate codes,
 	// scales and minimums; such a scheme is symmetric only, or asymmetric only when Asymmetric.
 	GGML *GGMLBlock
+	// Fallback, when set, is the type a row that is not a whole number of GGML blocks gets instead
+	// when this type is the one asked for the whole model (llama.cpp falls back alike for its
+	// k-quants, whose blocks are 256 wide); an explicit --tensor-type is refused instead.
+	Fallback Type
 	// Embeddings is whether an embedding table may be stored this way (the lookup dequantizes
 	// rows of a table that is otherwise never multiplied; int4 tables lose too much).
 	Embeddings bool
@@ -59,26 +63,26 @@ const (
 	Q8_0 Type = "q8_0" // llama.cpp's blocks of 32: f16 scale, 32 int8 codes
 	Q4_0 Type = "q4_0" // llama.cpp's blocks of 32: f16 scale, 16 bytes of 4-bit codes
 	Q4_1 Type = "q4_1" // llama.cpp's blocks of 32: f16 scale and minimum, 16 bytes of codes
+	Q4_K Type = "q4_k" // llama.cpp's k-quant super-blocks of 256: 4-bit codes, 6-bit sub-block scales and minimums
+	Q6_K Type = "q6_k" // llama.cpp's k-quant super-blocks of 256: 6-bit codes, int8 sub-block scales
 )
 
 // GGMLBlock is the layout of one of llama.cpp's blocks (ggml-common.h, block_q8_0 / block_q4_0 /
-// block_q4_1): a little-endian f16 scale, an f16 minimum when the scheme is asymmetric, then the
-// codes of Values weights. 4-bit codes pack weight j of the block in the low nibble of byte j
-// and weight j+16 in its high nibble, stored as code+8 when symmetric.
+// block_q4_1 / block_q4_K / block_q6_K). q8_0, q4_0 and q4_1: a little-endian f16 scale, an f16
+// minimum when the scheme is asymmetric, then the codes of Values weights; 4-bit codes pack weight
+// j of the block in the low nibble of byte j and weight j+16 in its high nibble, stored as code+8
+// when symmetric. The k-quants' layouts are in docs/FORMAT.md (and quant's encoders).
 type GGMLBlock struct {
-	Values int // weights per block
-	Bytes  int // bytes per block
+	Values int   // weights per block
+	Bytes  int   // bytes per block
+	F16At  []int // offsets of the block's f16 scale (and minimum) fields
 }
 
-// Scales calls f with each block's f16 scale and, with minimum, f16 minimum, in raw (whole
-// blocks, row after row), until f returns false.
-func (b *GGMLBlock) Scales(raw []byte, minimum bool, f func(block int, v float32) bool) {
-	fields := []int{0}
-	if minimum {
-		fields = append(fields, 2)
-	}
+// Scales calls f with each block's f16 fields (its scale, and minimum where it has one) in raw
+// (whole blocks, row after row), until f returns false.
+func (b *GGMLBlock) Scales(raw []byte, f func(block int, v float32) bool) {
 	for i := 0; i+b.Bytes <= len(raw); i += b.Bytes {
-		for _, at := range fields {
+		for _, at := range b.F16At {
 			if !f(i/b.Bytes, float16.Frombits(binary.LittleEndian.Uint16(raw[i+at:])).Float32()) {
 				return
 			}
@@ -94,12 +98,18 @@ var schemes = []*Scheme{
 	// the measured balance of size and quality here (docs/QUANTIZATION.md), llama.cpp's q4 is 32.
 	{Type: Int4, Bits: 4, Grouped: true, GroupSizes: []int{32, 64, 128}, DefaultGroupSize: 64, Asymmetric: true,
 		SymLevels: [2]int{-8, 7}, AsymLevels: [2]int{0, 15}, MaxPPLRatio: 1.06, MinTop1: 0.80},
-	{Type: Q8_0, Bits: 8, Grouped: true, GroupSizes: []int{32}, DefaultGroupSize: 32, GGML: &GGMLBlock{Values: 32, Bytes: 34}, Embeddings: true,
+	{Type: Q8_0, Bits: 8, Grouped: true, GroupSizes: []int{32}, DefaultGroupSize: 32, GGML: &GGMLBlock{Values: 32, Bytes: 34, F16At: []int{0}}, Embeddings: true,
 		SymLevels: [2]int{-127, 127}, MaxPPLRatio: 1.01, MinTop1: 0.95},
-	{Type: Q4_0, Bits: 4, Grouped: true, GroupSizes: []int{32}, DefaultGroupSize: 32, GGML: &GGMLBlock{Values: 32, Bytes: 18},
+	{Type: Q4_0, Bits: 4, Grouped: true, GroupSizes: []int{32}, DefaultGroupSize: 32, GGML: &GGMLBlock{Values: 32, Bytes: 18, F16At: []int{0}},
 		SymLevels: [2]int{-8, 7}, MaxPPLRatio: 1.06, MinTop1: 0.80},
-	{Type: Q4_1, Bits: 4, Grouped: true, GroupSizes: []int{32}, DefaultGroupSize: 32, Asymmetric: true, GGML: &GGMLBlock{Values: 32, Bytes: 20},
+	{Type: Q4_1, Bits: 4, Grouped: true, GroupSizes: []int{32}, DefaultGroupSize: 32, Asymmetric: true, GGML: &GGMLBlock{Values: 32, Bytes: 20, F16At: []int{0, 2}},
 		AsymLevels: [2]int{0, 15}, MaxPPLRatio: 1.06, MinTop1: 0.80},
+	// The k-quants fall back as llama.cpp's do where a row is not whole super-blocks: q6_k to
+	// q8_0 as there, q4_k to q4_1 (llama.cpp takes q5_0, which btconvert does not write).
+	{Type: Q4_K, Bits: 4, Grouped: true, GroupSizes: []int{256}, DefaultGroupSize: 256, Asymmetric: true, GGML: &GGMLBlock{Values: 256, Bytes: 144, F16At: []int{0, 2}},
+		Fallback: Q4_1, AsymLevels: [2]int{0, 15}, MaxPPLRatio: 1.06, MinTop1: 0.80},
+	{Type: Q6_K, Bits: 6, Grouped: true, GroupSizes: []int{256}, DefaultGroupSize: 256, GGML: &GGMLBlock{Values: 256, Bytes: 210, F16At: []int{208}}, Embeddings: true,
+		Fallback: Q8_0, SymLevels: [2]int{-32, 31}, MaxPPLRatio: 1.01, MinTop1: 0.95},
 }
 
 // All lists every scheme (see schemes).
@@ -120,11 +130,11 @@ func schemeNames() string {
 	for _, q := range schemes {
 		n = append(n, string(q.Type))
 	}
-	return orList(n)
+	return OrList(n)
 }
 
-// orList is "a", "a or b", "a, b or c".
-func orList(v []string) string {
+// OrList is "a", "a or b", "a, b or c".
+func OrList(v []string) string {
 	if len(v) < 2 {
 		return strings.Join(v, "")
 	}
@@ -157,7 +167,7 @@ func intList(v []int) string {
 	for _, x := range v {
 		n = append(n, strconv.Itoa(x))
 	}
-	return orList(n)
+	return OrList(n)
 }
 
 // Record is the quantization record of a [rows, cols] weight stored with this scheme (group 0:
@@ -169,7 +179,7 @@ func (s *Scheme) Record(rows, cols, group int, symmetric bool, scales safetensor
 	}
 	if s.Grouped {
 		q.GroupSize = group
-		if q.GroupSize == 0 {
+		if q.GroupSize == 0 || s.GGML != nil {
 			q.GroupSize = s.DefaultGroupSize
 		}
 		q.PaddedCols = PaddedCols(cols, q.GroupSize)
@@ -224,7 +234,7 @@ type Quantization struct {
 //	NAME.scales   F32|F16 [rows] (int8)           F32|F16 [rows, groups] (int4)
 //	NAME.mins     asymmetric only: F32|F16, the shape of the scales
 //
-// llama.cpp's types (q8_0, q4_0, q4_1) are NAME.qweight alone: U8 [rows, cols/32 * block bytes],
+// llama.cpp's types (q8_0, q4_0, q4_1, q4_k, q6_k) are NAME.qweight alone: U8 [rows, cols/block * block bytes],
 // each row its blocks (GGMLBlock).
 //
 // (Scheme.codes and Parts produce these from the scheme.)

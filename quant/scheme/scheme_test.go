@@ -7,7 +7,8 @@ import (
 	"github.com/btconvert/btconvert/formats/safetensors"
 )
 
-// Every scheme's record of a [6, 64] weight lists the stored parts FORMAT.md gives it.
+// Every scheme's record of a [6, 64] weight ([6, 256] for the k-quants, whose blocks are 256 wide)
+// lists the stored parts FORMAT.md gives it.
 func TestParts(t *testing.T) {
 	want := map[string]string{
 		"int8":           "[{.qweight I8 [6 64]} {.scales F32 [6]}]",
@@ -16,6 +17,8 @@ func TestParts(t *testing.T) {
 		"q8_0 sym":       "[{.qweight U8 [6 68]}]",
 		"q4_0 sym":       "[{.qweight U8 [6 36]}]",
 		"q4_1 asym":      "[{.qweight U8 [6 40]}]",
+		"q4_k asym":      "[{.qweight U8 [6 144]}]",
+		"q6_k sym":       "[{.qweight U8 [6 210]}]",
 		"int8 (f16 sc.)": "[{.qweight I8 [6 64]} {.scales F16 [6]}]",
 	}
 	got := map[string]string{}
@@ -24,12 +27,16 @@ func TestParts(t *testing.T) {
 			if sym == s.Asymmetric && s.GGML != nil || !sym && !s.Asymmetric {
 				continue
 			}
-			q := s.Record(6, 64, 0, sym, safetensors.F32)
+			cols := 64
+			if s.GGML != nil {
+				cols = max(cols, s.GGML.Values)
+			}
+			q := s.Record(6, cols, 0, sym, safetensors.F32)
 			name := string(s.Type)
 			if s.Grouped {
 				name += map[bool]string{true: " sym", false: " asym"}[sym]
 			}
-			if err := q.Validate([]int{6, 64}); err != nil {
+			if err := q.Validate([]int{6, cols}); err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
 			got[name] = fmt.Sprint(q.Parts())
@@ -73,5 +80,24 @@ func TestNibbles(t *testing.T) {
 	}
 	if _, ok := IsPart("layers.0.mlp.weight"); ok {
 		t.Error("IsPart of a plain weight")
+	}
+}
+
+// A k-quant's fallback is a type of llama.cpp's blocks whose blocks divide its own, so that every
+// row the k-quant takes the fallback takes too, and the fallback has none of its own.
+func TestFallbacks(t *testing.T) {
+	n := 0
+	for _, s := range All() {
+		if s.Fallback == "" {
+			continue
+		}
+		n++
+		f, err := Of(s.Fallback)
+		if err != nil || s.GGML == nil || f.GGML == nil || s.GGML.Values%f.GGML.Values != 0 || f.Fallback != "" || f.Bits < s.Bits {
+			t.Errorf("%s falls back to %s (%v)", s.Type, s.Fallback, err)
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d schemes fall back, want the two k-quants", n)
 	}
 }
