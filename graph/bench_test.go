@@ -119,7 +119,8 @@ func BenchmarkDecode(b *testing.B) {
 }
 
 // BenchmarkQuantizedProduct measures a Linear's product x [M, K] times a [N, K] weight stored f32,
-// int8, int4 g32, q8_0, q4_0, q4_k and q6_k, each as LoadWeights puts it on the backend and qlinear multiplies
+// int8 (on go also through GoMLX's fused int8 product: fusedInt8Products), int4 g32, q8_0, q4_0,
+// q4_k and q6_k, each as LoadWeights puts it on the backend and qlinear multiplies
 // it (dequant.go), in weights read per second, on the shapes that
 // dominate decoding (the vocabulary head, the FFN of vanilla_31) at one row and 16:
 //
@@ -133,7 +134,12 @@ func BenchmarkQuantizedProduct(b *testing.B) {
 	for _, s := range []struct{ M, N, K int }{{1, 50304, 256}, {16, 50304, 256}, {1, 4096, 256}, {1, 256, 4096}, {16, 4096, 256}} {
 		w := randFloats(s.N*s.K, 2)
 		x := tensors.FromFlatDataAndDimensions(randFloats(s.M*s.K, 1), s.M, s.K)
-		for _, typ := range []string{"f32", "int8", "int4", "q8_0", "q4_0", "q4_k", "q6_k"} {
+		for _, typ := range []string{"f32", "int8", "int8-fused", "int4", "q8_0", "q4_0", "q4_k", "q6_k"} {
+			if typ == "int8-fused" && kind != goBackend {
+				continue
+			}
+			fusedInt8Products = typ == "int8-fused"
+			typ := strings.TrimSuffix(typ, "-fused")
 			var q *scheme.Quantization
 			keys := []string{"t/w.weight"}
 			var args []any
@@ -172,7 +178,11 @@ func BenchmarkQuantizedProduct(b *testing.B) {
 			if q != nil {
 				cfg.Quantization["t/w.weight"] = *q
 			}
-			b.Run(fmt.Sprintf("%s/M%d_N%d_K%d", typ, s.M, s.N, s.K), func(b *testing.B) {
+			label := typ
+			if fusedInt8Products {
+				label += "-fused"
+			}
+			b.Run(fmt.Sprintf("%s/M%d_N%d_K%d", label, s.M, s.N, s.K), func(b *testing.B) {
 				e := MustNewExec(be, func(in []*Node) *Node {
 					bld := newBuilder(in[0].Graph(), &Weights{Keys: keys, InOut: inOut}, cfg, dtypes.Float32, in[:len(keys)], kind)
 					return bld.linear(in[len(keys)], "t", "w", false)

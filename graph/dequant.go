@@ -5,6 +5,7 @@ import (
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/ml/nn"
 
@@ -47,6 +48,14 @@ func (b *builder) qlinear(x *Node, key string, q *scheme.Quantization) *Node {
 		if b.inOut[key+scheme.QWeightSuffix] {
 			in = 0
 		}
+		if b.kind == goBackend && in == 0 && fusedInt8Products && m <= maxFusedInt8Rows {
+			// GoMLX's fused product of int8 codes [K, N], with a unit scale per input row: the
+			// row scale still multiplies the [M, N] result.
+			k, n := codes.Shape().Dim(0), codes.Shape().Dim(1)
+			ones := Ones(b.g, shapes.Make(dtypes.Float32, k, 1))
+			y := nn.QuantizedDense(x, codes, &Quantization{Scheme: compute.QuantLinear, Scale: ones, BlockAxis: 1, BlockSize: n}, nil)
+			return Mul(y, scale)
+		}
 		return Mul(DotGeneral(x, []int{1}, nil, ConvertDType(codes, dtypes.Float32), []int{in}, nil), scale)
 	}
 	amax := ReduceAndKeep(Abs(x), ReduceMax, -1) // [M, 1]
@@ -76,6 +85,18 @@ var fusedGGML = map[scheme.Type]compute.GGMLQuantType{scheme.Q8_0: compute.GGMLQ
 	scheme.Q4_K: compute.GGMLQ4_K, scheme.Q6_K: compute.GGMLQ6_K}
 
 const maxFusedGGMLRows = 4
+
+// fusedInt8Products runs int8 products of a decode step on the go backend through GoMLX's fused
+// quantized product (compute's gobackend fusedops), which reads the codes in place. Off: in
+// compute v0.1.6 that kernel is a scalar loop, slower than the codes converted into the float32
+// product. With docs/patches/compute-v0.1.6-int8-dense.patch (AVX2 widening and fused
+// multiply-adds, the codes streamed once) it is 1.3-1.6x faster than the float32 model at batch 1
+// (docs/UPSTREAM_BUGS.md): turning it on is this line, once GoMLX has it.
+var fusedInt8Products = false
+
+// maxFusedInt8Rows: past this many rows of x (a prompt) the float32 product of the converted codes
+// is faster than the patched fused one.
+const maxFusedInt8Rows = 16
 
 const (
 	// maxDigitRows: past this many rows (a prompt, not a decode step) the float32 product, whose

@@ -264,20 +264,28 @@ func TestQuantizedProductsKeepLogits(t *testing.T) {
 					t.Fatal(err)
 				}
 				qm := quant.Apply(fm, plan, nil)
-				var gens []*Generation
-				for _, reference := range []bool{false, true} {
+				run := func(reference, fused bool) *Generation {
+					fusedInt8Products = fused
+					defer func() { fusedInt8Products = false }()
 					e := loadOn(t, b, qm, dtypes.Float32)
 					e.dequantProducts = reference
 					g, err := e.Generate(prompts, GenerateOptions{MaxNewTokens: 12, KeepLogits: true})
 					if err != nil {
 						t.Fatal(err)
 					}
-					gens = append(gens, g)
+					return g
 				}
-				e := testfix.RelL2(gens[0].Logits, gens[1].Logits)
-				t.Logf("%s %s: rel L2 %.3g", name, s.Type, e)
-				if e > 1e-5 || !slices.EqualFunc(gens[0].Tokens, gens[1].Tokens, slices.Equal) {
-					t.Errorf("%s %s: logits rel L2 %.3g from the dequantized weights' (tokens %v, want %v)", name, s.Type, e, gens[0].Tokens, gens[1].Tokens)
+				ref := run(true, false)
+				variants := map[string]*Generation{string(s.Type): run(false, false)}
+				if s.Type == quant.Int8 && kindOf(b) == goBackend { // GoMLX's fused int8 product too
+					variants["int8 fused"] = run(false, true)
+				}
+				for what, g := range variants {
+					e := testfix.RelL2(g.Logits, ref.Logits)
+					t.Logf("%s %s: rel L2 %.3g", name, what, e)
+					if e > 1e-5 || !slices.EqualFunc(g.Tokens, ref.Tokens, slices.Equal) {
+						t.Errorf("%s %s: logits rel L2 %.3g from the dequantized weights' (tokens %v, want %v)", name, what, e, g.Tokens, ref.Tokens)
+					}
 				}
 			}
 		}
