@@ -66,7 +66,7 @@ func fillIn(settings []Setting, sec Section) ([]Setting, error) {
 		heads, err := OfficialHeads(hidden)
 		if err != nil {
 			hint := fmt.Sprintf("state num_attention_heads under %s in %s", sec.Keys, sec.File)
-			if sec.Kind == OriginFlags || sec.Kind == OriginPreset {
+			if sec.Kind == OriginShape || sec.Kind == OriginPreset {
 				hint = "give {Heads}"
 			}
 			return nil, fmt.Errorf("%s states no num_attention_heads and the official fill-in fails: %v (%s)", sec.Keys, err, hint)

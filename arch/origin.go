@@ -14,7 +14,7 @@ const (
 	OriginConfigJSON OriginKind = "config.json"   // an HF config.json states it
 	OriginDefaults   OriginKind = "defaults"      // GPTNeoXConfig's class defaults
 	OriginPreset     OriginKind = "preset"        // a preset of init (an official config by name)
-	OriginFlags      OriginKind = "flags"         // a shape given to init
+	OriginShape      OriginKind = "shape"         // a shape asked for (Shape: init without a preset, or keys over one)
 	OriginVanilla    OriginKind = "vanilla model" // kept from the vanilla model an uptraining starts from
 )
 

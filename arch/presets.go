@@ -39,7 +39,7 @@ type Shape struct {
 	BlockLength, EmbedderDim, ExpansionRatio int // block models; EmbedderDim 0: hidden / block length (concat)
 }
 
-var flagsOrigin = Origin{OriginFlags, "init flags"}
+var shapeOrigin = Origin{OriginShape, "the shape asked for"}
 
 // Config resolves the shape.
 func (s Shape) Config() (*Config, error) {
@@ -83,11 +83,11 @@ func (s Shape) spec() (*BlockSpec, *VanillaSpec, error) {
 		}
 	} else if s.Block {
 		stack := StackSpec{Cls: ClassNeoX, Base: DefaultBase}
-		blk = &BlockSpec{File: "init flags", Kind: OriginFlags, BlockLength: cmp.Or(s.BlockLength, 4),
+		blk = &BlockSpec{File: "the shape asked for", Kind: OriginShape, BlockLength: cmp.Or(s.BlockLength, 4),
 			Embedder:     EmbedderSpec{Cls: ClassLookup, ProjectionMethod: string(Concat)},
 			BlockDecoder: stack, TokenDecoder: TokenSpec{StackSpec: stack, ExpansionRatio: 2, Decoding: string(Prefix)}}
 	} else {
-		van = &VanillaSpec{File: "init flags", Kind: OriginFlags, Base: DefaultBase}
+		van = &VanillaSpec{File: "the shape asked for", Kind: OriginShape, Base: DefaultBase}
 	}
 	set := func(st *StackSpec, layers int) {
 		keys := []string{KeyLayers, KeyHidden, KeyHeads, KeyIntermediate, KeyVocab}
@@ -98,7 +98,7 @@ func (s Shape) spec() (*BlockSpec, *VanillaSpec, error) {
 		}
 		for i, v := range []int{layers, s.Hidden, s.Heads, s.FFN, s.Vocab} {
 			if v != 0 {
-				st.Settings = append(slices.Clip(st.Settings), Setting{Key: keys[i], Value: v, Origin: flagsOrigin})
+				st.Settings = append(slices.Clip(st.Settings), Setting{Key: keys[i], Value: v, Origin: shapeOrigin})
 			}
 		}
 	}
@@ -134,7 +134,7 @@ func (s Shape) spec() (*BlockSpec, *VanillaSpec, error) {
 			v   int
 		}{{KeyVocab, s.Vocab}, {KeyHidden, s.EmbedderDim}} {
 			if kv.v != 0 {
-				blk.Embedder.Settings = append(slices.Clip(blk.Embedder.Settings), Setting{Key: kv.key, Value: kv.v, Origin: flagsOrigin})
+				blk.Embedder.Settings = append(slices.Clip(blk.Embedder.Settings), Setting{Key: kv.key, Value: kv.v, Origin: shapeOrigin})
 			}
 		}
 	}

@@ -121,7 +121,7 @@ func TestInitAblation(t *testing.T) {
 	}
 	r, t5 := cfg.Embedder.RoBERTa, cfg.TokenDecoder.T5
 	if r == nil || t5 == nil || cfg.Embedder.Dim != 32 || r.Heads != 1 || r.Layers != 3 || r.CLSTokens != 3 || t5.Hidden != 64 || t5.Heads != 12 ||
-		t5.Layers != 1 || cfg.BlockDecoder.Hidden != 64 || cfg.VocabSize != 300 || cfg.Origins["token_decoder.layers"] != "flags" {
+		t5.Layers != 1 || cfg.BlockDecoder.Hidden != 64 || cfg.VocabSize != 300 || cfg.Origins["token_decoder.layers"] != "shape" {
 		t.Fatalf("config %s", b)
 	}
 	if code, _, stderr = btc(t, "verify", dir, "--backend", "go", "-q"); code != 0 {
