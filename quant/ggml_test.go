@@ -3,7 +3,6 @@ package quant
 import (
 	"fmt"
 	"path/filepath"
-	"slices"
 	"testing"
 
 	"github.com/btconvert/btconvert/formats/safetensors"
@@ -38,19 +37,7 @@ func TestGGMLBlocksAsLlamaCpp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := Encode(w, &q, nil, Options{Search: true}) // the search is not llama.cpp's: ignored
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(st.Codes, want) {
-			for i := range want {
-				if st.Codes[i] != want[i] {
-					blk := sc.GGML.Bytes
-					t.Errorf("%s: byte %d (row %d, block %d, byte %d of it) is %#x, llama.cpp's %#x", typ, i, i/(len(want)/rows), i%(len(want)/rows)/blk, i%blk, st.Codes[i], want[i])
-					break
-				}
-			}
-		}
+		sameBlocks(t, w, &q, want) // the search asked for is not llama.cpp's: ignored
 		got, err := Decode(&q, Stored{Codes: want})
 		if err != nil {
 			t.Fatal(err)
@@ -121,17 +108,7 @@ func TestKQuantsAsLlamaCpp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := Encode(w, &q, nil, Options{Search: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range want {
-			if st.Codes[i] != want[i] {
-				blk := sc.GGML.Bytes
-				t.Errorf("%s: byte %d (row %d, block %d, byte %d of it) is %#x, llama.cpp's %#x", typ, i, i/(len(want)/rows), i%(len(want)/rows)/blk, i%blk, st.Codes[i], want[i])
-				break
-			}
-		}
+		sameBlocks(t, w, &q, want)
 		got, err := Decode(&q, Stored{Codes: want})
 		if err != nil {
 			t.Fatal(err)
@@ -146,6 +123,26 @@ func TestKQuantsAsLlamaCpp(t *testing.T) {
 		t.Logf("%s: %.4f bits per weight, rel L2 %.4f", typ, float64(8*len(want))/float64(len(w)), rel)
 		if bound := map[scheme.Type]float64{scheme.Q4_K: 0.1, scheme.Q6_K: 0.03}[typ]; rel > bound {
 			t.Errorf("%s: rel L2 %.3g from the weight, past %v", typ, rel, bound)
+		}
+	}
+}
+
+// sameBlocks checks that w encoded as q (with the scale search asked for, which llama.cpp's types
+// ignore) gives llama.cpp's bytes want, naming the first byte that differs.
+func sameBlocks(t *testing.T, w []float32, q *scheme.Quantization, want []byte) {
+	t.Helper()
+	st, err := Encode(w, q, nil, Options{Search: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Codes) != len(want) {
+		t.Fatalf("%s: %d bytes, llama.cpp's %d", q.Type, len(st.Codes), len(want))
+	}
+	blk, row := q.Scheme().GGML.Bytes, len(want)/q.Rows
+	for i := range want {
+		if st.Codes[i] != want[i] {
+			t.Errorf("%s: byte %d (row %d, block %d, byte %d of it) is %#x, llama.cpp's %#x", q.Type, i, i/row, i%row/blk, i%blk, st.Codes[i], want[i])
+			return
 		}
 	}
 }
