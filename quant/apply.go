@@ -46,7 +46,11 @@ func Apply(m *formats.Model, p *Plan, cal *Calibration) *formats.Model {
 		}
 		q := p.record(scheme, e.To, t.Shape[0], t.Shape[1])
 		cfg.Quantization[t.Key()] = q
-		job := &lazyQuant{src: t, spec: q, opts: s.options(&q, cal.Importance[t.Key()]), hessian: cal.Hessian[t.Key()], calFile: cal.File}
+		ts := s
+		if e.To != s.Type { // an override: the search as asked (the model's llama.cpp type turned it off for its own blocks)
+			ts.Search = p.asked.Search
+		}
+		job := &lazyQuant{src: t, spec: q, opts: ts.options(&q, cal.Importance[t.Key()]), hessian: cal.Hessian[t.Key()], calFile: cal.File}
 		parts := arch.QuantParts(&q, t.Component, t.Name)
 		job.remaining = len(parts)
 		job.ahead, job.index = ahead, len(ahead.jobs)
@@ -206,6 +210,12 @@ func (l *lazyQuant) compute() ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	for i, x := range w {
+		if x > maxWeight || x < -maxWeight { // past any scale a model may hold; its fits would overflow
+			return nil, errs.Tensor(l.src.SrcFile, l.src.SrcName, "value %g at index %d is too large to quantize (at most %g in size: a scale of at most %g times the largest int8 code); keep this tensor in float with {TensorType}",
+				x, i, float32(maxWeight), scheme.MaxScale)
+		}
+	}
 	q, err := Encode(w, &l.spec, l.hessian, l.opts)
 	if err != nil && l.hessian != nil && errors.Is(err, errIndefinite) {
 		// Bad statistics are bad input: name the file they came from.
@@ -219,7 +229,41 @@ func (l *lazyQuant) compute() ([][]byte, error) {
 	if !l.spec.Symmetric {
 		parts = append(parts, encodeScales(q.Mins, sc))
 	}
+	if err := l.checkScales(parts); err != nil {
+		return nil, err
+	}
 	return parts, nil
+}
+
+// maxWeight is the largest weight magnitude int8 can store with a scale a model may hold.
+const maxWeight = 127 * scheme.MaxScale
+
+// checkScales refuses stored scales or minimums a model may not hold (scheme.BadScale: weights
+// too large for the type, or for f16 scales), as loading the model would, naming the tensor.
+func (l *lazyQuant) checkScales(parts [][]byte) error {
+	bad := func(what string, i int, x float32) error {
+		return errs.Tensor(l.src.SrcFile, l.src.SrcName, "quantized to %s, %s %d's scale or minimum would be %g: a quantization scale or minimum must be finite and at most %g in size (weights this large: keep this tensor in float with {TensorType})",
+			l.spec.Type, what, i, x, scheme.MaxScale)
+	}
+	if g := l.spec.Scheme().GGML; g != nil {
+		var err error
+		g.Scales(parts[0], func(block int, x float32) bool {
+			if scheme.BadScale(x) {
+				err = bad("block", block, x)
+			}
+			return err == nil
+		})
+		return err
+	}
+	for _, p := range parts[1:] {
+		v, _ := safetensors.ToFloat32(l.spec.ScaleDType, p)
+		for i, x := range v {
+			if scheme.BadScale(x) {
+				return bad("row or group", i, x)
+			}
+		}
+	}
+	return nil
 }
 
 func encodeScales(v []float32, dt safetensors.DType) []byte {

@@ -75,7 +75,7 @@ func ParseOverride(s string) (Override, error) {
 	if err != nil {
 		return Override{}, errs.Option("TensorType", s, "bad regex: %v", err)
 	}
-	typ := Type(s[i+1:])
+	typ := Type(strings.ToLower(s[i+1:])) // Q6_K as llama.cpp spells it
 	if !slices.Contains(Types(), typ) {
 		return Override{}, errs.Option("TensorType", s, "type %q is not one of %s", typ, typeList())
 	}
@@ -167,6 +167,8 @@ type Entry struct {
 	BytesAfter  int64   `json:"bytes_after"`
 	BitsPerW    float64 `json:"bits_per_weight"`
 	Note        string  `json:"note,omitempty"`
+	// Fallback: planned as the model's type, stored as its fallback (Scheme.Fallback).
+	Fallback bool `json:"fallback,omitempty"`
 }
 
 // Plan lists what happens to every tensor.
@@ -179,11 +181,16 @@ type Plan struct {
 // record is how a tensor planned as `to` is stored: the main scheme with the resolved settings,
 // an override's scheme with the symmetry asked for (int8's always-symmetric rule is not int4's).
 func (p *Plan) record(sc *scheme.Scheme, to Type, rows, cols int) scheme.Quantization {
-	sym := p.Settings.Symmetric
+	sym, group := p.Settings.Symmetric, p.Settings.GroupSize
 	if to != p.Settings.Type {
-		sym = p.asked.Symmetric
+		// Another scheme than the model's: the symmetry and group size asked for where it takes
+		// them, else its defaults (q4_k's 256 is not an int4 group).
+		sym, group = p.asked.Symmetric, p.asked.GroupSize
+		if sc.CheckGroupSize(group) != nil {
+			group = 0
+		}
 	}
-	return sc.Record(rows, cols, p.Settings.GroupSize, sym, scaleDType(p.Settings))
+	return sc.Record(rows, cols, group, sym, scaleDType(p.Settings))
 }
 
 // Quantizable is the default policy: every Linear weight of the decoders and of a RoBERTa
@@ -226,22 +233,28 @@ func MakePlan(m *formats.Model, s Settings) (*Plan, error) {
 	for _, t := range m.Tensors {
 		key := t.Key()
 		spec := specs[key]
-		to, note := floatType(t.DType), ""
+		to, note, hint := floatType(t.DType), "", "give this tensor int8 or int4 with {TensorType}"
 		if Quantizable(spec) {
 			to = s.Type
 			// A row that is not whole blocks takes the type's fallback, as in llama.cpp; an
 			// explicit --tensor-type below is taken as said (and refused if it cannot be).
-			if sc := to.Scheme(); sc.GGML != nil && sc.Fallback != "" && len(t.Shape) == 2 && t.Shape[1]%sc.GGML.Values != 0 &&
-				t.Shape[1]%Type(sc.Fallback).Scheme().GGML.Values == 0 { // else refused below, naming the type asked
-
-				to, note = Type(sc.Fallback), fmt.Sprintf("rows of %d are not whole %s blocks of %d: %s", t.Shape[1], sc.Type, sc.GGML.Values, sc.Fallback)
+			if sc := to.Scheme(); sc.GGML != nil && sc.Fallback != "" && len(t.Shape) == 2 && t.Shape[1]%sc.GGML.Values != 0 {
+				if fb := Type(sc.Fallback).Scheme(); t.Shape[1]%fb.GGML.Values == 0 {
+					to, note = Type(sc.Fallback), fmt.Sprintf("rows of %d are not whole %s blocks of %d: %s", t.Shape[1], sc.Type, sc.GGML.Values, sc.Fallback)
+				} else { // refused below, naming the type asked
+					hint = fmt.Sprintf("nor whole blocks of %d for its fallback %s: %s", fb.GGML.Values, fb.Type, hint)
+				}
 			}
 		} else if tt, ok := TableType(spec, m.Config, s.Type); ok {
 			to = tt
 		}
 		for i, o := range s.Overrides {
 			if o.Pattern.MatchString(key) {
-				to, used[i], note = o.Type, true, ""
+				alt := "int8, int4 or a type with smaller blocks"
+				if spec.Role == arch.RoleEmbedding {
+					alt = "int8, or q8_0 where rows are whole blocks of 32"
+				}
+				to, used[i], note, hint = o.Type, true, "", fmt.Sprintf("{TensorType} %q chose it: choose %s", o.Text, alt)
 			}
 		}
 		switch {
@@ -250,11 +263,14 @@ func MakePlan(m *formats.Model, s Settings) (*Plan, error) {
 		case to.Quantized() && spec.Role == arch.RoleEmbedding && !to.Scheme().Embeddings:
 			return nil, &errs.InputError{Msg: fmt.Sprintf("%s: embedding tables can be %s, not %s", key, embeddingTypes(), to)}
 		}
-		e := Entry{Component: t.Component, Name: t.Name, Shape: t.Shape, From: floatType(t.DType), To: to, BytesBefore: t.Bytes(), Note: note}
+		e := Entry{Component: t.Component, Name: t.Name, Shape: t.Shape, From: floatType(t.DType), To: to, BytesBefore: t.Bytes(), Note: note, Fallback: note != ""}
 		n := t.NumElements()
 		if sc := to.Scheme(); sc != nil {
 			q := p.record(sc, to, t.Shape[0], t.Shape[1])
 			if err := q.Validate(t.Shape); err != nil {
+				if sc.GGML != nil && t.Shape[1]%sc.GGML.Values != 0 {
+					err = fmt.Errorf("%v (%s)", err, hint)
+				}
 				return nil, &errs.InputError{Msg: fmt.Sprintf("%s: %v", key, err)}
 			}
 			for _, part := range arch.QuantParts(&q, t.Component, t.Name) {
@@ -275,6 +291,20 @@ func MakePlan(m *formats.Model, s Settings) (*Plan, error) {
 		}
 	}
 	return p, nil
+}
+
+// Fallbacks counts the tensors planned as the model's type that went to its fallback, of all
+// planned as that type.
+func (p *Plan) Fallbacks() (n, of int) {
+	for _, e := range p.Entries {
+		if e.Fallback {
+			n++
+		}
+		if e.Fallback || e.To == p.Settings.Type {
+			of++
+		}
+	}
+	return n, of
 }
 
 // scaleDType is the stored dtype of scales (and minimums) under s.

@@ -502,3 +502,43 @@ func TestOverrideKeepsItsSymmetry(t *testing.T) {
 		}
 	}
 }
+
+// Under a llama.cpp type, an int4 override takes int4's own defaults (groups of 64, the search),
+// not the model type's blocks of 256; the type of an override is read in any case; the tensors
+// whose rows are not whole super-blocks are counted as fallbacks.
+func TestOverrideUnderLlamaCppType(t *testing.T) {
+	m := testfix.Open(t, testfix.Path("bt-tiny"))
+	ov, err := ParseOverride(`attention\.dense\.weight$=INT4`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := MakePlan(m, Settings{Type: "q4_k", Search: true, Overrides: []Override{ov}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, of := p.Fallbacks(); n != 10 || of != 14 {
+		t.Errorf("fallbacks %d of %d, want 10 of 14 (4 MLP down projections are whole blocks, 4 attention outputs are int4)", n, of)
+	}
+	key := "block_decoder/layers.0.attention.dense.weight"
+	qm := Apply(m, p, nil)
+	rec := qm.Config.Quantization[key]
+	if rec.Type != scheme.Int4 || rec.GroupSize != 64 || rec.Symmetric {
+		t.Fatalf("override record %+v, want int4 g64 asymmetric", rec)
+	}
+	var got []byte
+	for _, tt := range qm.Tensors {
+		if tt.Key() == key+scheme.ScalesSuffix {
+			got, _ = tt.Raw()
+		}
+	}
+	w, _ := m.Tensors[slices.IndexFunc(m.Tensors, func(tt *formats.Tensor) bool { return tt.Key() == key })].Float32View()
+	for _, search := range []bool{false, true} {
+		st, err := Encode(w, &rec, nil, Options{Search: search, GroupSize: 64, Importance: LayerNormImportance(m)[key]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if same := slices.Equal(encodeScales(st.Scales, rec.ScaleDType), got); same != search {
+			t.Errorf("the override's scales equal the %v search's: %v", search, same)
+		}
+	}
+}

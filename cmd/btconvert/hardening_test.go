@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -319,6 +320,24 @@ func TestAttacksSecondRound(t *testing.T) {
 		os.WriteFile(p, b, 0o644)
 		testfix.Relist(t, nanK, "token_decoder.safetensors")
 	}
+	// Finite weights too large to quantize: 1e30 over the first super-block of a row (past any
+	// scale a model may hold), and +-1e6 over a group (int4's scale would be past it).
+	hugeName := "block_decoder.gpt_neox.layers.0.mlp.dense_4h_to_h.weight"
+	largeWeights := func(v func(i int) float32) string {
+		dir := testfix.Copy(t, "bt-tiny")
+		p := filepath.Join(dir, "model.safetensors")
+		f, _ := safetensors.Open(p)
+		off := 8 + f.HeaderN + f.Info(hugeName).Begin
+		f.Close()
+		b, _ := os.ReadFile(p)
+		for i := range 256 {
+			binary.LittleEndian.PutUint32(b[int(off)+4*i:], math.Float32bits(v(i)))
+		}
+		os.WriteFile(p, b, 0o644)
+		return dir
+	}
+	huge := largeWeights(func(int) float32 { return 1e30 })
+	large := largeWeights(func(i int) float32 { return float32(1-2*(i%2)) * 1e6 })
 	nanBundle := filepath.Join(work, "nan.btz")
 	if code, _, stderr := btc(t, "export", nanScales, "-o", nanBundle, "--skip-verify", "-q"); code != 0 {
 		t.Fatal(stderr)
@@ -390,11 +409,15 @@ func TestAttacksSecondRound(t *testing.T) {
 		{"q8_0 with calibration", []string{"quantize", base, "-o", out, "--type", "q8_0", "--calib", text}, 2,
 			`btconvert: --type "q8_0": llama.cpp's types are its round-to-nearest, which calibration would change: calibrate int8 or int4 instead`},
 		{"q4_0 on rows that are not whole blocks", []string{"quantize", odd, "-o", out, "--type", "q4_0"}, 2,
-			"btconvert: block_decoder/layers.0.attention.query_key_value.weight: q4_0 needs rows of whole blocks of 32 weights; a row here has 80 (quantize this tensor to int8 or int4 with --tensor-type)"},
+			"btconvert: block_decoder/layers.0.attention.query_key_value.weight: q4_0 needs rows of whole blocks of 32 weights; a row here has 80 (give this tensor int8 or int4 with --tensor-type)"},
 		{"q4_k on rows its fallback cannot take either", []string{"quantize", odd, "-o", out, "--type", "q4_k"}, 2,
-			"btconvert: block_decoder/layers.0.attention.query_key_value.weight: q4_k needs rows of whole blocks of 256 weights; a row here has 80 (quantize this tensor to int8 or int4 with --tensor-type)"},
+			"btconvert: block_decoder/layers.0.attention.query_key_value.weight: q4_k needs rows of whole blocks of 256 weights; a row here has 80 (nor whole blocks of 32 for its fallback q4_1: give this tensor int8 or int4 with --tensor-type)"},
 		{"q6_k asked for rows that are not whole blocks", []string{"quantize", base, "-o", out, "--type", "int8", "--tensor-type", `dense_h_to_4h\.weight$=q6_k`}, 2,
-			"btconvert: block_decoder/layers.0.mlp.dense_h_to_4h.weight: q6_k needs rows of whole blocks of 256 weights; a row here has 128 (quantize this tensor to int8 or int4 with --tensor-type)"},
+			"btconvert: block_decoder/layers.0.mlp.dense_h_to_4h.weight: q6_k needs rows of whole blocks of 256 weights; a row here has 128 (--tensor-type \"dense_h_to_4h\\\\.weight$=q6_k\" chose it: choose int8, int4 or a type with smaller blocks)"},
+		{"weights too large to quantize", []string{"quantize", huge, "-o", out, "--type", "q6_k"}, 2,
+			"btconvert: " + filepath.Join(huge, "model.safetensors") + ": tensor \"" + hugeName + "\": value 1e+30 at index 0 is too large to quantize (at most 1.27e+06 in size: a scale of at most 10000 times the largest int8 code); keep this tensor in float with --tensor-type"},
+		{"weights too large for int4's scales", []string{"quantize", large, "-o", out, "--type", "int4", "--no-search"}, 2,
+			"btconvert: " + filepath.Join(large, "model.safetensors") + ": tensor \"" + hugeName + "\": quantized to int4, row or group 0's scale or minimum would be 133333.33: a quantization scale or minimum must be finite and at most 10000 in size (weights this large: keep this tensor in float with --tensor-type)"},
 		{"calibration statistics onto the input", []string{"quantize", base, "-o", out, "--type", "int4", "--calib", text, "--calib-out", filepath.Join(base, "stats.safetensors"), "--force"}, 2,
 			"btconvert: " + filepath.Join(base, "stats.safetensors") + ": is, holds or lies inside the input " + base + "; refusing to replace it (choose another output)"},
 		{"q-bits against a preset of other bits", []string{"quantize", base, "-o", out, "--type", "q4_0", "--q-bits", "8"}, 2,

@@ -20,11 +20,12 @@ unpacks only the rows it reads); LayerNorms and biases are never quantized; --te
 any of it. --dry-run prints the plan only; the same
 table ends a real run.
 
---type takes int8 / int4 (any case), and llama.cpp's own blocks, rounded as llama-quantize rounds
-them (no search, no calibration): q8_0, q4_0 and q4_1, blocks of 32 weights with an f16 scale (q4_1:
+--type takes int8 / int4 (any case), and llama.cpp's own blocks, rounded as its reference C code
+rounds them (no search, no calibration; a llama.cpp build that fuses multiply-adds differs in a few
+blocks in a hundred): q8_0, q4_0 and q4_1, blocks of 32 weights with an f16 scale (q4_1:
 and a minimum), 8.5 / 4.5 / 5 bits per weight; and the k-quants q4_k and q6_k, super-blocks of 256
 with quantized sub-block scales, 4.5 and 6.5625 bits per weight (a row that is not whole super-blocks
-falls back to q4_1 / q8_0, as llama.cpp falls back). Without --type (or --q-bits) it is int4 in
+falls back to q4_1 / q8_0, as llama.cpp's k-quants fall back, though llama.cpp takes q5_0 for q4_k). Without --type (or --q-bits) it is int4 in
 groups of 64 with a scale and a minimum per group: what mlx-lm's convert -q writes by default.
 mlx-lm's --q-bits 8|4 and --q-group-size are accepted too. Other llama.cpp and mlx-lm names
 (q4_k_m, q5_0, iq4_xs, 4bit, bf16, ...) are refused saying what to use instead.
@@ -48,7 +49,7 @@ Examples:
 			&cli.StringFlag{Name: "calib-method", Value: "gptq", Usage: "with --calib: gptq (error feedback through E[x x^T]) or imatrix (per-column importance in the scale search)"},
 			&cli.StringFlag{Name: "calib-out", Usage: "save the calibration statistics to this file (reuse with --calib-stats)"},
 			&cli.StringFlag{Name: "calib-stats", Usage: "reuse statistics saved with --calib-out instead of running --calib"},
-			&cli.StringSliceFlag{Name: "tensor-type", Usage: "REGEX=TYPE override on component/name (repeatable, last match wins; TYPE f32 bf16 f16 int8 int4)"},
+			&cli.StringSliceFlag{Name: "tensor-type", Usage: "REGEX=TYPE override on component/name (repeatable, last match wins; TYPE f32 bf16 f16 int8 int4 q8_0 q4_0 q4_1 q4_k q6_k, any case)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan, write nothing"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing output folder (never one that is or holds the input)"},
 			jsonFlag, quietFlag,
@@ -128,6 +129,10 @@ func runQuantize(c *cli.Context) error {
 	}
 	if !res.DryRun {
 		say(c, "wrote %s (%s, %s)", res.Output, res.Provenance.Type, res.Provenance.Method)
+		if n, of := res.Plan.Fallbacks(); n > 0 {
+			sc := res.Plan.Settings.Type.Scheme()
+			say(c, "%d of the %d tensors planned as %s are %s: their rows are not whole blocks of %d (the plan's notes)", n, of, sc.Type, sc.Fallback, sc.GGML.Values)
+		}
 		if res.CollectSecs > 0 {
 			say(c, "calibration %.1f s, quantizing and writing %.1f s", res.CollectSecs, res.WriteSecs)
 		}

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -347,12 +346,8 @@ func Open(dir string) (*formats.Model, error) {
 	return m, nil
 }
 
-// MaxScale bounds a quantization scale or minimum: weights are far smaller than this times the
-// largest code, and a larger (or non-finite) value is a corrupt or crafted file, not a model.
-const MaxScale = 1e4
-
 // checkedScales reads a quantized tensor's scales or minimums and refuses any that is not finite
-// or past MaxScale, naming the file, the tensor and the row.
+// or past scheme.MaxScale, naming the file, the tensor and the row.
 func checkedScales(file, name string, dt safetensors.DType, f *safetensors.File) ([]byte, error) {
 	raw, err := f.Raw(name)
 	if err != nil {
@@ -363,8 +358,8 @@ func checkedScales(file, name string, dt safetensors.DType, f *safetensors.File)
 		return nil, errs.Tensor(file, name, "%v", err)
 	}
 	for i, x := range v {
-		if math.IsNaN(float64(x)) || math.Abs(float64(x)) > MaxScale {
-			return nil, errs.Tensor(file, name, "value %d is %g: a quantization scale or minimum must be finite and at most %g in size", i, x, MaxScale)
+		if scheme.BadScale(x) {
+			return nil, errs.Tensor(file, name, "value %d is %g: a quantization scale or minimum must be finite and at most %g in size", i, x, scheme.MaxScale)
 		}
 	}
 	return raw, nil
@@ -379,8 +374,8 @@ func checkedBlocks(file, name string, q *scheme.Quantization, f *safetensors.Fil
 	}
 	var bad error
 	q.Scheme().GGML.Scales(raw, func(block int, x float32) bool {
-		if math.IsNaN(float64(x)) || math.Abs(float64(x)) > MaxScale {
-			bad = errs.Tensor(file, name, "block %d's scale or minimum is %g: a quantization scale or minimum must be finite and at most %g in size", block, x, MaxScale)
+		if scheme.BadScale(x) {
+			bad = errs.Tensor(file, name, "block %d's scale or minimum is %g: a quantization scale or minimum must be finite and at most %g in size", block, x, scheme.MaxScale)
 		}
 		return bad == nil
 	})

@@ -299,16 +299,26 @@ func (q *Quantization) Validate(shape []int) error {
 	case s.GGML != nil && q.ScaleDType != safetensors.F16:
 		return fmt.Errorf("%s stores its scales as F16, not %s", q.Type, q.ScaleDType)
 	case s.GGML != nil && q.Cols%s.GGML.Values != 0:
-		return fmt.Errorf("%s needs rows of whole blocks of %d weights; a row here has %d (quantize this tensor to int8 or int4 with --tensor-type)", q.Type, s.GGML.Values, q.Cols)
+		return fmt.Errorf("%s needs rows of whole blocks of %d weights; a row here has %d", q.Type, s.GGML.Values, q.Cols)
 	case s.Grouped && q.GroupSize < 2:
 		return fmt.Errorf("group_size %d must be at least 2", q.GroupSize)
 	case s.Grouped && q.GroupSize*s.Bits%8 != 0:
 		return fmt.Errorf("group_size %d must fill whole bytes of %d-bit codes", q.GroupSize, s.Bits)
 	case s.Grouped && q.PaddedCols != PaddedCols(q.Cols, q.GroupSize):
 		return fmt.Errorf("padded_cols %d, want cols %d rounded up to a whole group of %d (%d)", q.PaddedCols, q.Cols, q.GroupSize, PaddedCols(q.Cols, q.GroupSize))
+	case s.Grouped && s.GGML == nil && !slices.Contains(s.GroupSizes, q.GroupSize):
+		return fmt.Errorf("group_size %d is not one of %s's (%s)", q.GroupSize, q.Type, intList(s.GroupSizes))
 	}
 	return nil
 }
+
+// MaxScale bounds a stored quantization scale or minimum: weights are far smaller than this times
+// the largest code, and a larger one (or Inf, NaN) is a broken or hostile file, or weights no
+// quantized type here holds.
+const MaxScale = 1e4
+
+// BadScale reports whether x may not be a stored scale or minimum (NaN, or past MaxScale in size).
+func BadScale(x float32) bool { return x != x || x > MaxScale || x < -MaxScale }
 
 // PaddedCols is cols rounded up to a whole number of groups.
 func PaddedCols(cols, group int) int { return (cols + group - 1) / group * group }
