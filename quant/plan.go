@@ -252,7 +252,10 @@ func MakePlan(m *formats.Model, s Settings) (*Plan, error) {
 			if o.Pattern.MatchString(key) {
 				alt := "int8, int4 or a type with smaller blocks"
 				if spec.Role == arch.RoleEmbedding {
-					alt = "int8, or q8_0 where rows are whole blocks of 32"
+					alt = "int8 for a table"
+					if o.Type != Type(scheme.Q8_0) {
+						alt += ", or q8_0 where its rows are whole blocks of 32"
+					}
 				}
 				to, used[i], note, hint = o.Type, true, "", fmt.Sprintf("{TensorType} %q chose it: choose %s", o.Text, alt)
 			}

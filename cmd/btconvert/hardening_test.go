@@ -418,6 +418,8 @@ func TestAttacksSecondRound(t *testing.T) {
 			"btconvert: " + filepath.Join(huge, "model.safetensors") + ": tensor \"" + hugeName + "\": value 1e+30 at index 0 is too large to quantize (at most 1.27e+06 in size: a scale of at most 10000 times the largest int8 code); keep this tensor in float with --tensor-type"},
 		{"weights too large for int4's scales", []string{"quantize", large, "-o", out, "--type", "int4", "--no-search"}, 2,
 			"btconvert: " + filepath.Join(large, "model.safetensors") + ": tensor \"" + hugeName + "\": quantized to int4, row or group 0's scale or minimum would be 133333.33: a quantization scale or minimum must be finite and at most 10000 in size (weights this large: keep this tensor in float with --tensor-type)"},
+		{"q6_k asked for a table whose rows are not whole blocks", []string{"quantize", base, "-o", out, "--type", "int8", "--tensor-type", `embed_in\.weight$=Q6_K`}, 2,
+			"btconvert: token_decoder/embed_in.weight: q6_k needs rows of whole blocks of 256 weights; a row here has 128 (--tensor-type \"embed_in\\\\.weight$=Q6_K\" chose it: choose int8 for a table, or q8_0 where its rows are whole blocks of 32)"},
 		{"calibration statistics onto the input", []string{"quantize", base, "-o", out, "--type", "int4", "--calib", text, "--calib-out", filepath.Join(base, "stats.safetensors"), "--force"}, 2,
 			"btconvert: " + filepath.Join(base, "stats.safetensors") + ": is, holds or lies inside the input " + base + "; refusing to replace it (choose another output)"},
 		{"q-bits against a preset of other bits", []string{"quantize", base, "-o", out, "--type", "q4_0", "--q-bits", "8"}, 2,

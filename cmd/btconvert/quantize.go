@@ -12,21 +12,26 @@ import (
 func quantizeCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "quantize",
-		Usage:     "quantize a model's weights to int8 or int4",
+		Usage:     "quantize a model's weights to int8, int4 or llama.cpp's block types",
 		ArgsUsage: "MODEL",
 		Description: `Writes a new model folder whose linear weights (both decoders, the expansion layer and the
-output head) are int8 per output channel or int4 per group, and whose token tables are int8 (a lookup
-unpacks only the rows it reads); LayerNorms and biases are never quantized; --tensor-type overrides
-any of it. --dry-run prints the plan only; the same
-table ends a real run.
+output head) are quantized: int8 per output channel, int4 per group, or llama.cpp's block types;
+its token tables become int8 (a lookup unpacks only the rows it reads); LayerNorms and biases are
+never quantized; --tensor-type overrides any of it. --dry-run prints the plan only; the same table
+ends a real run.
 
---type takes int8 / int4 (any case), and llama.cpp's own blocks, rounded as its reference C code
-rounds them (no search, no calibration; a llama.cpp build that fuses multiply-adds differs in a few
-blocks in a hundred): q8_0, q4_0 and q4_1, blocks of 32 weights with an f16 scale (q4_1:
-and a minimum), 8.5 / 4.5 / 5 bits per weight; and the k-quants q4_k and q6_k, super-blocks of 256
-with quantized sub-block scales, 4.5 and 6.5625 bits per weight (a row that is not whole super-blocks
-falls back to q4_1 / q8_0, as llama.cpp's k-quants fall back, though llama.cpp takes q5_0 for q4_k). Without --type (or --q-bits) it is int4 in
-groups of 64 with a scale and a minimum per group: what mlx-lm's convert -q writes by default.
+--type takes (in any case):
+  int8, int4       btconvert's own; int4 is groups of 64 with a scale and a minimum unless
+                   --group-size or --sym say otherwise. Without --type (or --q-bits) it is int4:
+                   what mlx-lm's convert -q writes by default.
+  q8_0 q4_0 q4_1   llama.cpp's blocks of 32 weights with an f16 scale (q4_1: and a minimum),
+                   8.5 / 4.5 / 5 bits per weight.
+  q4_k q6_k        llama.cpp's k-quants: super-blocks of 256 with quantized sub-block scales,
+                   4.5 / 6.5625 bits per weight. A row whose length is not a multiple of 256 is
+                   written as q4_1 for q4_k and q8_0 for q6_k, as llama.cpp does (it takes q5_0
+                   for q4_k); a --tensor-type asking a k-quant for such rows is refused.
+llama.cpp's types are rounded as its reference quantizers round them (no search, no calibration;
+for the k-quants, a llama.cpp build that fuses multiply-adds differs in a few blocks in a hundred).
 mlx-lm's --q-bits 8|4 and --q-group-size are accepted too. Other llama.cpp and mlx-lm names
 (q4_k_m, q5_0, iq4_xs, 4bit, bf16, ...) are refused saying what to use instead.
 
@@ -35,6 +40,7 @@ Examples:
    ./btconvert quantize out/bt-tiny -o out/bt-tiny-q8 --type int8
    ./btconvert quantize out/bt-tiny -o out/bt-tiny-g128 --group-size 128 --calib /usr/share/common-licenses/GPL-2
    ./btconvert quantize out/bt-tiny -o out/bt-tiny-q8_0 --type q8_0
+   ./btconvert quantize out/b4_5 -o out/b4_5-q4_k_m --type q4_k --tensor-type 'dense_4h_to_h\.weight$=q6_k'   # like Q4_K_M
    ./btconvert quantize out/bt-tiny -o out/bt-tiny-mixed --tensor-type 'embed_out\.weight$=int8' --dry-run`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output folder"},
