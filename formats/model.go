@@ -91,6 +91,42 @@ func (m *Model) Tensor(component, name string) *Tensor {
 	return m.byKey[component+"/"+name]
 }
 
+// SpecTensors are m's tensors in the order of its config's table (arch.Tensors), each to be
+// written under name(id) in dtype to ("" keeps each tensor's own), and the dtype of the first one
+// as written: what an HF layout's Export writes and states as its torch_dtype.
+func SpecTensors(m *Model, name func(arch.ID) string, to safetensors.DType) ([]safetensors.WriteTensor, safetensors.DType, error) {
+	specs := arch.Tensors(m.Config)
+	if len(specs) != len(m.Tensors) {
+		return nil, "", fmt.Errorf("%s: %d tensors, its config has %d", m.Name(), len(m.Tensors), len(specs))
+	}
+	dt := to
+	var wts []safetensors.WriteTensor
+	for _, s := range specs {
+		t := m.Tensor(s.Component, s.Name)
+		if t == nil {
+			return nil, "", fmt.Errorf("%s: no tensor %s to export", m.Name(), s.Key())
+		}
+		if dt == "" {
+			dt = t.DType
+		}
+		wts = append(wts, t.ToWrite(name(s.ID()), t.Shape, to, nil))
+	}
+	return wts, dt, nil
+}
+
+// TorchDType is an HF config.json's torch_dtype for a safetensors dtype.
+func TorchDType(dt safetensors.DType) string {
+	switch dt {
+	case safetensors.F16:
+		return "float16"
+	case safetensors.BF16:
+		return "bfloat16"
+	case safetensors.F64:
+		return "float64"
+	}
+	return "float32"
+}
+
 // Close releases the files behind the model (latest first).
 func (m *Model) Close() error {
 	var first error

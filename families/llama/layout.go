@@ -1,7 +1,6 @@
 package llama
 
 import (
-	"fmt"
 	"path/filepath"
 	"strings"
 
@@ -129,38 +128,13 @@ func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.M
 // Export implements formats.Layout: config.json and model.safetensors (or shards); a tied head is
 // the token table, written once.
 func (Layout) Export(m *formats.Model, dir string, o formats.ExportOptions) error {
-	specs := arch.Tensors(m.Config)
-	if len(specs) != len(m.Tensors) {
-		return fmt.Errorf("%s: %d tensors, its config has %d", m.Name(), len(m.Tensors), len(specs))
+	wts, dt, err := formats.SpecTensors(m, hfName, o.DType)
+	if err != nil {
+		return err
 	}
-	dt := o.DType
-	var wts []safetensors.WriteTensor
-	for _, s := range specs {
-		t := m.Tensor(s.Component, s.Name)
-		if t == nil {
-			return fmt.Errorf("%s: no tensor %s to export", m.Name(), s.Key())
-		}
-		if dt == "" {
-			dt = t.DType
-		}
-		wts = append(wts, t.ToWrite(hfName(s.ID()), t.Shape, o.DType, nil))
-	}
-	cj, err := writeConfig(m.Config, torchDType(dt))
+	cj, err := writeConfig(m.Config, formats.TorchDType(dt))
 	if err != nil {
 		return err
 	}
 	return formats.WriteCheckpoint(dir, "config.json", cj, wts, o)
-}
-
-// torchDType is config.json's torch_dtype for a safetensors dtype.
-func torchDType(dt safetensors.DType) string {
-	switch dt {
-	case safetensors.F16:
-		return "float16"
-	case safetensors.BF16:
-		return "bfloat16"
-	case safetensors.F64:
-		return "float64"
-	}
-	return "float32"
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/errs"
+	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/fsio"
 )
@@ -161,7 +162,7 @@ func oneOf(path, key string, vs ...*float64) (*float64, error) {
 // configJSON writes our vanilla config as an HF GPT-NeoX config.json.
 func configJSON(c *arch.Config, dtype safetensors.DType) ([]byte, error) {
 	d := c.Decoder
-	torchDType := map[safetensors.DType]string{safetensors.F32: "float32", safetensors.BF16: "bfloat16", safetensors.F16: "float16"}[dtype]
+	torchDType := formats.TorchDType(dtype)
 	m := map[string]any{
 		"architectures":           []string{"GPTNeoXForCausalLM"},
 		"model_type":              "gpt_neox",

@@ -196,21 +196,9 @@ func vanillaNames() []string {
 
 // Export implements formats.Layout: config.json and model.safetensors (or shards).
 func (Layout) Export(m *formats.Model, dir string, o formats.ExportOptions) error {
-	dt := o.DType
-	var wts []safetensors.WriteTensor
-	specs := arch.Tensors(m.Config)
-	if len(specs) != len(m.Tensors) {
-		return fmt.Errorf("%s: %d tensors, its config has %d", m.Name(), len(m.Tensors), len(specs))
-	}
-	for _, s := range specs {
-		t := m.Tensor(s.Component, s.Name)
-		if t == nil {
-			return fmt.Errorf("%s: no tensor %s to export", m.Name(), s.Key())
-		}
-		wts = append(wts, t.ToWrite(Name(s.ID()), t.Shape, o.DType, nil))
-		if dt == "" {
-			dt = t.DType
-		}
+	wts, dt, err := formats.SpecTensors(m, Name, o.DType)
+	if err != nil {
+		return err
 	}
 	cj, err := configJSON(m.Config, dt)
 	if err != nil {
