@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode"
@@ -44,6 +45,9 @@ func main() {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	go func() {
 		s := <-sigs
+		interrupted.Store(true)
+		// Never unlocked: this exit, not the run's failure on its removed output, ends the process.
+		exiting.Lock()
 		kept := runInterruptHooks() // before the cleanup: what they write is complete, not partial
 		fsio.Cleanup()
 		if kept != "" {
@@ -52,8 +56,18 @@ func main() {
 		fmt.Fprintf(os.Stderr, "btconvert: interrupted (%v)%s; partial output removed\n", s, kept)
 		os.Exit(128 + int(s.(syscall.Signal)))
 	}()
-	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+	code := run(os.Args, os.Stdout, os.Stderr)
+	exiting.Lock()
+	os.Exit(code)
 }
+
+// exiting is taken by whichever ends the process first: an interrupt or the run's end. A run
+// whose temp output the interrupt has just removed fails on it; the interrupt's exit status and
+// message are the ones that count. interrupted keeps that failure off the terminal.
+var (
+	exiting     sync.Mutex
+	interrupted atomic.Bool
+)
 
 // interruptHooks are what the running command saves when interrupted (a bench: the summary and
 // plot of the rows it finished); each returns what it kept, for the last line.
@@ -121,7 +135,9 @@ func runApp(app *cli.App, out *checkedWriter, args []string, stderr io.Writer) i
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "btconvert: "+oneLine(errs.Render(err, flagName)))
+	if !interrupted.Load() {
+		fmt.Fprintln(stderr, "btconvert: "+oneLine(errs.Render(err, flagName)))
+	}
 	return exitCode(err)
 }
 

@@ -258,3 +258,38 @@ func TestNoFoldersLeftBehind(t *testing.T) {
 		t.Fatalf("left %v", ents)
 	}
 }
+
+// Cleanup runs while the writers still run (a signal handler): a folder they keep adding files to
+// is removed all the same, and a file they create afterwards does not bring it back.
+func TestCleanupWhileWriting(t *testing.T) {
+	for round := 0; round < 50; round++ {
+		parent := t.TempDir()
+		o, err := NewDir(filepath.Join(parent, "out"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if f, err := os.Create(filepath.Join(o.Tmp, strconv.Itoa(i))); err == nil {
+					f.Close()
+				}
+			}
+		}()
+		time.Sleep(time.Millisecond)
+		Cleanup()
+		time.Sleep(time.Millisecond)
+		close(stop)
+		<-done
+		if ents, _ := os.ReadDir(parent); len(ents) != 0 {
+			t.Fatalf("round %d: left %v", round, ents)
+		}
+		o.unlock()
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -62,11 +63,20 @@ func untrack(p string) {
 }
 
 // Cleanup removes every temp output of this process that is still being written (call it from a
-// signal handler before exiting).
+// signal handler before exiting). The writers are still running: a folder is first renamed to a
+// fresh temp name, so that a file they create after that fails instead of landing in a folder
+// RemoveAll has already emptied (which would leave the folder behind).
 func Cleanup() {
 	live.Lock()
 	defer live.Unlock()
 	for p := range live.paths {
+		m := tempName.FindStringSubmatch(filepath.Base(p))
+		if m != nil {
+			aside := filepath.Join(filepath.Dir(p), TempName(strings.HasPrefix(m[0], "."), m[2]))
+			if os.Rename(p, aside) == nil {
+				os.RemoveAll(aside)
+			}
+		}
 		os.RemoveAll(p)
 	}
 	live.paths = nil
