@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/tokenizer"
@@ -118,7 +119,7 @@ func Generate(o GenerateOptions) (*GenerateResult, error) {
 		return nil, err
 	}
 	defer l.Close()
-	if td := l.Eng.Config.TokenDecoder; o.OfficialGenerate && td != nil && td.T5 != nil {
+	if td := l.Eng.Config.TokenDecoder; o.OfficialGenerate && td != nil && td.Class() == arch.ClassT5 {
 		return nil, errs.Option("OfficialGenerate", nil, "the official code cannot generate with a T5 cross-attention token decoder (its generate fails: the decoder's encoder is None); btconvert generates it as the forward computes")
 	}
 	tk, err := l.Tokenizer()

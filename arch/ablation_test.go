@@ -58,12 +58,12 @@ func TestReleasedAblations(t *testing.T) {
 				t.Fatal(err)
 			}
 			e := cfg.Embedder
-			if e.RoBERTa == nil || *e.RoBERTa != c.enc || e.Dim != 256 || e.Type != ProjectionLayer || e.Class() != c.class {
-				t.Errorf("embedder %+v %+v", e, e.RoBERTa)
+			if r, ok := e.Encoder.(*RobertaConfig); !ok || *r != c.enc || e.Dim != 256 || e.Type != ProjectionLayer || e.Class() != c.class {
+				t.Errorf("embedder %+v %+v", e, e.Encoder)
 			}
 			td := cfg.TokenDecoder
-			if (td.T5 == nil) != (c.t5 == nil) || (c.t5 != nil && *td.T5 != *c.t5) || td.ExpansionRatio != c.ratio || td.Class() != c.tdClass {
-				t.Errorf("token decoder %+v %+v", td, td.T5)
+			if t5, _ := td.Own.(*T5Config); (t5 == nil) != (c.t5 == nil) || (c.t5 != nil && *t5 != *c.t5) || td.ExpansionRatio != c.ratio || td.Class() != c.tdClass {
+				t.Errorf("token decoder %+v %+v", td, td.Own)
 			}
 			if ids := [3]int{cfg.PadTokenID, cfg.BOSTokenID, cfg.EOSTokenID}; ids != c.ids {
 				t.Errorf("pad, bos, eos %v, want %v", ids, c.ids)
@@ -195,16 +195,16 @@ func TestAblationKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	// num_layers does not reach the decoder: num_decoder_layers was set from t5-small's when it loaded.
-	if got := *cfg.TokenDecoder.T5; got.Hidden != 128 || got.Heads != 4 || got.Layers != 6 || got.BOSTokenID != 7 || got.EOSTokenID != 7 {
+	if got := *cfg.TokenDecoder.Own.(*T5Config); got.Hidden != 128 || got.Heads != 4 || got.Layers != 6 || got.BOSTokenID != 7 || got.EOSTokenID != 7 {
 		t.Errorf("T5 %+v", got)
 	}
-	if r := cfg.Embedder.RoBERTa; r.CLSTokens != 1 || cfg.Origins["embedder.n_cls_tokens"] != "fill-in" {
+	if r := cfg.Embedder.Encoder.(*RobertaConfig); r.CLSTokens != 1 || cfg.Origins["embedder.n_cls_tokens"] != "fill-in" {
 		t.Errorf("CLS tokens %d (%s)", r.CLSTokens, cfg.Origins["embedder.n_cls_tokens"])
 	}
 	// A null head count or FFN is what the fill-in gives (the official code checks for None).
 	s, _, _ = Released("block_ablation_b4_85_roberta_prefix", OriginYAML)
 	s.Embedder.Settings = append(s.Embedder.Settings, Setting{Key: KeyHeads, Value: nil}, Setting{Key: KeyIntermediate, Value: nil})
-	if cfg, _, err = s.Resolve(nil, nil, Provenance{}); err != nil || cfg.Embedder.RoBERTa.Heads != 8 || cfg.Embedder.RoBERTa.Intermediate != 1024 {
+	if cfg, _, err = s.Resolve(nil, nil, Provenance{}); err != nil || cfg.Embedder.Encoder.(*RobertaConfig).Heads != 8 || cfg.Embedder.Encoder.(*RobertaConfig).Intermediate != 1024 {
 		t.Errorf("null heads and FFN: %v", err)
 	}
 	// concat: the 3 CLS outputs of width 256 are the block decoder's 768, no projection layer.

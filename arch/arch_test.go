@@ -107,7 +107,7 @@ func TestReleasedConfigs(t *testing.T) {
 		got := want{L: c.BlockLength, embDim: c.Embedder.Dim, emb: c.Embedder.Type, ratio: c.TokenDecoder.ExpansionRatio, dec: c.TokenDecoder.Decoding}
 		got.bd = stack{c.BlockDecoder.Hidden, c.BlockDecoder.Heads, c.BlockDecoder.HeadDim, c.BlockDecoder.Intermediate, c.BlockDecoder.Layers}
 		tdFFN := "fill-in"
-		if t5 := c.TokenDecoder.T5; t5 != nil {
+		if t5, ok := c.TokenDecoder.Own.(*T5Config); ok {
 			got.td, tdFFN = stack{t5.Hidden, t5.Heads, t5.HeadDim, t5.Intermediate, t5.Layers}, "yaml"
 		} else {
 			d := c.TokenDecoder.DecoderConfig
@@ -174,7 +174,7 @@ func TestPresets(t *testing.T) {
 	// The ablation presets: the RoBERTa embedder's heads by the fill-in, the T5 decoder as stated.
 	p, _ = FindPreset("block_ablation_b4_85_cls_cross_attn")
 	c, err := p.Config()
-	if err != nil || c.Embedder.RoBERTa.Heads != 8 || c.TokenDecoder.T5.Heads != 12 || c.Origins["embedder.layers"] != "preset" ||
+	if err != nil || c.Embedder.Encoder.(*RobertaConfig).Heads != 8 || c.TokenDecoder.Own.(*T5Config).Heads != 12 || c.Origins["embedder.layers"] != "preset" ||
 		c.Origins["embedder.heads"] != "fill-in" || c.Origins["token_decoder.heads"] != "preset" {
 		t.Errorf("cls_cross_attn preset: %v %+v", err, c.Origins)
 	}

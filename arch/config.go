@@ -99,75 +99,148 @@ const (
 )
 
 // EmbedderConfig is the block embedder: the vectors of a block (the rows of a lookup table for its
-// tokens, or a RoBERTa encoder's outputs) are concatenated, then (projection_layer) go through one
-// Linear.
+// tokens, or an encoder's outputs) are concatenated, then (projection_layer) go through one Linear.
 type EmbedderConfig struct {
 	Type EmbedderType `json:"type"`
 	Dim  int          `json:"dim"` // width of one vector: the table's, or the encoder's hidden size
-	// RoBERTa is the encoder of a roberta or roberta_cls embedder (nil: the lookup embedder).
-	RoBERTa *RobertaConfig `json:"roberta,omitempty"`
+	// Encoder is the network of an encoder class (RoBERTa's), stored in config.json under its
+	// class's key (Encoder.Key); nil: the lookup embedder.
+	Encoder Encoder `json:"-"`
 }
 
-// Class is the official embedder class: lookup, roberta or roberta_cls.
+// Encoder is an embedder class that runs a network over each block before the projection (the
+// RoBERTa classes, roberta.go). The rest of the code asks it, never its type.
+type Encoder interface {
+	Key() string       // its key in our config.json ("roberta")
+	Class() string     // the official embedder class
+	Outputs(L int) int // how many vectors of a block of L tokens make its embedding
+	// Check checks it within the whole config c (sizes, ids, what the rest of c must agree with).
+	Check(c *Config) error
+	// Table is its tensors before the projection, the norm that feeds the projection and the key
+	// of how many vectors it concatenates.
+	Table(c *Config) EmbedderTable
+	// Describe is its part of Config.Describe's line (dim: the embedder's width).
+	Describe(dim int) string
+	// Summarize fills its part of the architecture summary.
+	Summarize(s *EmbedderSummary, stack func(*DecoderConfig) *StackSummary, dim int)
+}
+
+// Class is the official embedder class: lookup, or its encoder's.
 func (e *EmbedderConfig) Class() string {
-	if e.RoBERTa == nil {
+	if e.Encoder == nil {
 		return ClassLookup
 	}
-	return e.RoBERTa.Class()
+	return e.Encoder.Class()
 }
 
 // Vectors is how many vectors of width Dim make up the embedding of a block of L tokens.
 func (e *EmbedderConfig) Vectors(L int) int {
-	if e.RoBERTa == nil {
+	if e.Encoder == nil {
 		return L
 	}
-	return e.RoBERTa.Outputs(L)
+	return e.Encoder.Outputs(L)
 }
 
-// TokenDecoderConfig adds the block-context expansion to a decoder stack: a GPT-NeoX one, or
-// (T5 set, cross_attention decoding) a T5 one, and then the GPT-NeoX fields are unused.
+// MarshalJSON writes the encoder under its key.
+func (e EmbedderConfig) MarshalJSON() ([]byte, error) {
+	type plain EmbedderConfig // without these methods
+	return marshalWithPart(plain(e), e.Encoder, false)
+}
+
+// UnmarshalJSON reads the encoder of a registered class from its key.
+func (e *EmbedderConfig) UnmarshalJSON(b []byte) error {
+	type plain EmbedderConfig
+	if err := json.Unmarshal(b, (*plain)(e)); err != nil {
+		return err
+	}
+	v, err := unmarshalPart(b, encoderKinds)
+	if v != nil {
+		e.Encoder = v.(Encoder)
+	}
+	return err
+}
+
+// TokenDecoderConfig adds the block-context expansion to a decoder stack: one of a decoder family,
+// or (Own set) the stack of a token decoder class of its own (T5's), and then the stack fields are
+// unused.
 type TokenDecoderConfig struct {
 	DecoderConfig
-	ExpansionRatio int       `json:"expansion_ratio"`
-	Decoding       Decoding  `json:"decoding"`
-	T5             *T5Config `json:"t5,omitempty"`
+	ExpansionRatio int      `json:"expansion_ratio"`
+	Decoding       Decoding `json:"decoding"`
+	// Own is the stack of a token decoder class that is not a decoder family's (T5's), stored in
+	// config.json under its class's key (Own.Key).
+	Own TokenStack `json:"-"`
+}
+
+// TokenStack is a token decoder class with a stack of its own (T5's, t5.go). The rest of the code
+// asks it, never its type.
+type TokenStack interface {
+	Key() string   // its key in our config.json ("t5")
+	Class() string // the official token decoder class
+	// Decoding is the one decoding it runs.
+	Decoding() Decoding
+	Width() int       // its hidden size (the width of each expanded vector)
+	WidthKey() string // the config key of Width
+	// Check checks it within the whole config c (sizes, ids, what the rest of c must agree with).
+	Check(c *Config) error
+	// Tensors is its tensors (after the expansion layer).
+	Tensors(c *Config) []TensorSpec
+	// TableIsHead reports whether its token table is also its output head (then quantization leaves
+	// it as stored: it is read whole at every step).
+	TableIsHead() bool
+	Describe() string // its part of Config.Describe's line
+	// Shape is its sizes for the architecture summary.
+	Shape() DecoderConfig
 }
 
 // Width is the token decoder's hidden size (the width of each expanded vector).
 func (t *TokenDecoderConfig) Width() int {
-	if t.T5 != nil {
-		return t.T5.Hidden
+	if t.Own != nil {
+		return t.Own.Width()
 	}
 	return t.Hidden
 }
 
 // WidthKey is the config key of Width.
 func (t *TokenDecoderConfig) WidthKey() string {
-	if t.T5 != nil {
-		return KeyDModel
+	if t.Own != nil {
+		return t.Own.WidthKey()
 	}
 	return KeyHidden
 }
 
-// Class is the official token decoder class: gpt-neo-x or t5.
+// Class is the official token decoder class: gpt-neo-x (a stack of any decoder family), or its
+// own stack's.
 func (t *TokenDecoderConfig) Class() string {
-	if t.T5 != nil {
-		return ClassT5
+	if t.Own != nil {
+		return t.Own.Class()
 	}
 	return ClassNeoX
 }
 
-// MarshalJSON writes a T5 token decoder without the unused stack fields.
+// MarshalJSON writes a token decoder with a stack of its own without the unused stack fields.
 func (t TokenDecoderConfig) MarshalJSON() ([]byte, error) {
-	type plain TokenDecoderConfig // without this method
-	if t.T5 == nil {
+	type plain TokenDecoderConfig // without these methods
+	if t.Own == nil {
 		return json.Marshal(plain(t))
 	}
-	return json.Marshal(struct {
-		T5             *T5Config `json:"t5"`
-		ExpansionRatio int       `json:"expansion_ratio"`
-		Decoding       Decoding  `json:"decoding"`
-	}{t.T5, t.ExpansionRatio, t.Decoding})
+	return marshalWithPart(struct {
+		ExpansionRatio int      `json:"expansion_ratio"`
+		Decoding       Decoding `json:"decoding"`
+	}{t.ExpansionRatio, t.Decoding}, t.Own, true)
+}
+
+// UnmarshalJSON reads the stack of a registered token decoder class from its key.
+func (t *TokenDecoderConfig) UnmarshalJSON(b []byte) error {
+	type plain TokenDecoderConfig
+	if err := json.Unmarshal(b, (*plain)(t)); err != nil {
+		return err
+	}
+	v, err := unmarshalPart(b, tokenStackKinds)
+	if v != nil {
+		t.Own = v.(TokenStack)
+	}
+	return err
 }
 
 // Config is our config.json: the complete architecture, nothing left to defaults.
@@ -323,11 +396,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("token_decoder is missing")
 		}
 		td := c.TokenDecoder
-		if td.T5 == nil {
+		if td.Own == nil {
 			if err := dec("token_decoder", &td.DecoderConfig); err != nil {
 				return err
 			}
-		} else if err := td.T5.validate(c.VocabSize); err != nil {
+		} else if err := td.Own.Check(c); err != nil {
 			return err
 		}
 		if c.BlockLength < 1 || c.Embedder == nil {
@@ -351,11 +424,10 @@ func (c *Config) Validate() error {
 		default:
 			return fmt.Errorf("token_decoder: decoding %q (want prefix, summation or cross_attention)", td.Decoding)
 		}
-		switch {
-		case (td.T5 != nil) != (td.Decoding == CrossAttention):
+		// A class with a stack of its own runs its one decoding; a decoder family's stack prefix or
+		// summation.
+		if (td.Own != nil && td.Decoding != td.Own.Decoding()) || (td.Own == nil && td.Decoding == CrossAttention) {
 			return fmt.Errorf("token_decoder: %s decoding with a %s token decoder (cross_attention is T5's, prefix and summation GPT-NeoX's)", td.Decoding, td.Class())
-		case td.T5 != nil && (c.BOSTokenID != td.T5.BOSTokenID || c.EOSTokenID != td.T5.EOSTokenID):
-			return fmt.Errorf("bos_token_id %d and eos_token_id %d disagree with the T5 token decoder's %d and %d", c.BOSTokenID, c.EOSTokenID, td.T5.BOSTokenID, td.T5.EOSTokenID)
 		}
 		return nil
 	}
@@ -378,17 +450,10 @@ func (c *Config) validateEmbedder() error {
 	default:
 		return fmt.Errorf("embedder type %q (want concat or projection_layer)", e.Type)
 	}
-	if e.RoBERTa == nil {
+	if e.Encoder == nil {
 		return nil
 	}
-	if err := e.RoBERTa.validate(e.Dim, L, c.VocabSize); err != nil {
-		return err
-	}
-	if c.PadTokenID != e.RoBERTa.PadTokenID {
-		// Prompts are padded as the official code pads them: with the embedder's pad id.
-		return fmt.Errorf("pad_token_id %d disagrees with the RoBERTa embedder's %d", c.PadTokenID, e.RoBERTa.PadTokenID)
-	}
-	return nil
+	return e.Encoder.Check(c)
 }
 
 // Describe is a one-line summary of the architecture.
@@ -414,29 +479,25 @@ func (c *Config) Describe() string {
 		return fmt.Sprintf("vanilla GPT-NeoX: %s, V=%d", stack(c.Decoder), c.VocabSize)
 	}
 	emb := string(c.Embedder.Type)
-	if r := c.Embedder.RoBERTa; r != nil {
-		emb = fmt.Sprintf("%s (%d layers D=%d (%d heads x %d, FFN %d)", r.Class(), r.Layers, c.Embedder.Dim, r.Heads, r.HeadDim, r.Intermediate)
-		if r.CLSTokens > 0 {
-			emb += fmt.Sprintf(", %d CLS", r.CLSTokens)
-		}
-		emb += ") " + string(c.Embedder.Type)
+	if enc := c.Embedder.Encoder; enc != nil {
+		emb = enc.Describe(c.Embedder.Dim) + " " + emb
 	}
 	td := stack(&c.TokenDecoder.DecoderConfig)
-	if t := c.TokenDecoder.T5; t != nil {
-		td = fmt.Sprintf("T5 %d layers d=%d (%d heads x %d, FFN %d)", t.Layers, t.Hidden, t.Heads, t.HeadDim, t.Intermediate)
+	if own := c.TokenDecoder.Own; own != nil {
+		td = own.Describe()
 	}
 	return fmt.Sprintf("Block Transformer: L_B=%d, %s embedder, block decoder %s, token decoder %s, %s decoding r=%d, V=%d",
 		c.BlockLength, emb, stack(c.BlockDecoder), td, c.TokenDecoder.Decoding, c.TokenDecoder.ExpansionRatio, c.VocabSize)
 }
 
 // Stacks returns the model's decoder stacks (GPT-NeoX or a registered family's) by component (a
-// T5 token decoder is not one).
+// token decoder with a stack of its own, T5's, is not one).
 func (c *Config) Stacks() map[string]*DecoderConfig {
 	if !c.IsBlock() {
 		return map[string]*DecoderConfig{Decoder: c.Decoder}
 	}
 	out := map[string]*DecoderConfig{BlockDecoder: c.BlockDecoder}
-	if c.TokenDecoder.T5 == nil {
+	if c.TokenDecoder.Own == nil {
 		out[TokenDecoder] = &c.TokenDecoder.DecoderConfig
 	}
 	return out

@@ -221,7 +221,7 @@ func BlockConfig(bdC, tdC *NeoXConfig, p BlockParts, prov Provenance) (*Config, 
 		if err != nil {
 			return nil, err
 		}
-		td.T5, vocab, V = &t, p.T5, p.T5.Vocab
+		td.Own, vocab, V = &t, p.T5, p.T5.Vocab
 	} else {
 		if td.DecoderConfig, err = tdC.Decoder(); err != nil {
 			return nil, fmt.Errorf("token_decoder: %v", err)
@@ -248,7 +248,7 @@ func BlockConfig(bdC, tdC *NeoXConfig, p BlockParts, prov Provenance) (*Config, 
 		if err != nil {
 			return nil, err
 		}
-		emb.RoBERTa, emb.Dim, p.EmbedderOrigin = &enc, r.Hidden, r.Origin[KeyHidden]
+		emb.Encoder, emb.Dim, p.EmbedderOrigin = &enc, r.Hidden, r.Origin[KeyHidden]
 		cfg.PadTokenID = enc.PadTokenID
 	}
 	for _, v := range []struct {
@@ -282,7 +282,7 @@ func BlockConfig(bdC, tdC *NeoXConfig, p BlockParts, prov Provenance) (*Config, 
 			origins[TokenDecoder+"."+name] = string(t.Origin[k].Kind)
 		}
 		origins[TokenDecoder+".bos_token_id"] = string(bosOrigin.Kind)
-		cfg.BOSTokenID, cfg.EOSTokenID = td.T5.BOSTokenID, td.T5.EOSTokenID
+		cfg.BOSTokenID, cfg.EOSTokenID = bos, t.EOSID
 	}
 	cfg.Origins = origins
 	if err := cfg.Validate(); err != nil {

@@ -58,8 +58,10 @@ func (r *RobertaConfig) Outputs(L int) int {
 	return L
 }
 
-// validate checks the encoder of width dim over blocks of L tokens of a vocabulary of V.
-func (r *RobertaConfig) validate(dim, L, V int) error {
+// Check checks the encoder of the embedder of c: its sizes over blocks of c's length, its ids
+// against c's vocabulary and padding.
+func (r *RobertaConfig) Check(c *Config) error {
+	dim, L, V := c.Embedder.Dim, c.BlockLength, c.VocabSize
 	switch {
 	case r.Layers < 1, r.Heads < 1, r.HeadDim < 1, r.Intermediate < 1, r.MaxPositions < 1, r.TypeVocab < 1:
 		return fmt.Errorf("embedder: layers, heads, head_dim, intermediate_size, max_position_embeddings and type_vocab_size must be positive")
@@ -79,8 +81,58 @@ func (r *RobertaConfig) validate(dim, L, V int) error {
 		// Position ids run up to pad_token_id + the tokens read per block.
 		return fmt.Errorf("embedder: max_position_embeddings %d is too few for position ids up to pad_token_id %d + %d tokens per block",
 			r.MaxPositions, r.PadTokenID, r.Inputs(L))
+	case c.PadTokenID != r.PadTokenID:
+		// Prompts are padded as the official code pads them: with the embedder's pad id.
+		return fmt.Errorf("pad_token_id %d disagrees with the RoBERTa embedder's %d", c.PadTokenID, r.PadTokenID)
 	}
 	return nil
+}
+
+func init() { RegisterEncoder("roberta", func() Encoder { return new(RobertaConfig) }) }
+
+// Key is the encoder's key in our config.json.
+func (r *RobertaConfig) Key() string { return "roberta" }
+
+// Table is the encoder's tensors (its tables and their LayerNorm, then its layers); its last
+// layer's LayerNorm feeds the projection, which concatenates the block's tokens or its CLS tokens.
+func (r *RobertaConfig) Table(c *Config) EmbedderTable {
+	He := c.Embedder.Dim
+	hid := []string{Embedder + "." + KeyHidden}
+	sh := stackShape{comp: Embedder, layers: r.Layers, size: map[dim]int{dimHidden: He, dimFFN: r.Intermediate},
+		key: map[dim][]string{dimHidden: hid, dimFFN: {Embedder + "." + KeyIntermediate}},
+		input: func(layer int) ID {
+			if layer == 0 {
+				return outside(Embedder, PartEmbedNorm, Weight)
+			}
+			return ID{Embedder, PartMLPNorm, layer - 1, Weight}
+		}}
+	out := []TensorSpec{
+		newSpec(outside(Embedder, PartEmbeddings, Weight), []int{c.VocabSize, He}, [][]string{{KeyVocab}, hid}, ""),
+		newSpec(outside(Embedder, PartPositions, Weight), []int{r.MaxPositions, He}, [][]string{{Embedder + "." + KeyMaxPositions}, hid}, ""),
+		newSpec(outside(Embedder, PartTokenTypes, Weight), []int{r.TypeVocab, He}, [][]string{{Embedder + "." + KeyTypeVocab}, hid}, ""),
+	}
+	out = append(out, norm(Embedder, PartEmbedNorm, He, hid)...)
+	t := EmbedderTable{Specs: append(out, layerSpecs(sh, robertaLayer)...), ProjFedBy: feeder(ID{Embedder, PartMLPNorm, r.Layers - 1, Weight}),
+		VectorsKey: "block_length"}
+	if r.CLSTokens > 0 {
+		t.VectorsKey = "embedder.n_cls_tokens"
+	}
+	return t
+}
+
+// Describe is the encoder in Config.Describe's line.
+func (r *RobertaConfig) Describe(dim int) string {
+	s := fmt.Sprintf("%s (%d layers D=%d (%d heads x %d, FFN %d)", r.Class(), r.Layers, dim, r.Heads, r.HeadDim, r.Intermediate)
+	if r.CLSTokens > 0 {
+		s += fmt.Sprintf(", %d CLS", r.CLSTokens)
+	}
+	return s + ")"
+}
+
+// Summarize adds the encoder's shape and CLS tokens to the embedder's summary.
+func (r *RobertaConfig) Summarize(s *EmbedderSummary, stack func(*DecoderConfig) *StackSummary, dim int) {
+	s.CLSTokens = r.CLSTokens
+	s.Encoder = stack(&DecoderConfig{Hidden: dim, Heads: r.Heads, HeadDim: r.HeadDim, Intermediate: r.Intermediate, Layers: r.Layers})
 }
 
 // RobertaHF is the architecture part of an HF RobertaConfig, with where each value came from.

@@ -20,12 +20,13 @@ type EmbedderSummary struct {
 	Dim    int               `json:"dim"`
 	Class  string            `json:"class"` // lookup, roberta or roberta_cls
 	Origin map[string]string `json:"origin,omitempty"`
-	// Encoder is a RoBERTa embedder's encoder (its hidden_size is Dim), with its CLS tokens.
+	// Encoder is an encoder class's network (its hidden_size is Dim), with its CLS tokens (a
+	// RoBERTa one's).
 	Encoder   *StackSummary `json:"encoder,omitempty"`
 	CLSTokens int           `json:"n_cls_tokens,omitempty"`
 }
 
-// StackSummary is one decoder (or a RoBERTa encoder).
+// StackSummary is one decoder (or an embedder's encoder).
 type StackSummary struct {
 	Class            string            `json:"class,omitempty"` // a token decoder's: gpt-neo-x or t5
 	HiddenSize       int               `json:"hidden_size"`
@@ -65,14 +66,14 @@ func (c *Config) Summary() Architecture {
 	a.Origin = origins("", "block_length")
 	e := c.Embedder
 	a.Embedder = &EmbedderSummary{Type: string(e.Type), Dim: e.Dim, Class: e.Class(), Origin: origins("embedder.", "dim", "n_cls_tokens")}
-	if r := e.RoBERTa; r != nil {
-		a.Embedder.CLSTokens = r.CLSTokens
-		a.Embedder.Encoder = stack(Embedder, &DecoderConfig{Hidden: e.Dim, Heads: r.Heads, HeadDim: r.HeadDim, Intermediate: r.Intermediate, Layers: r.Layers})
+	if enc := e.Encoder; enc != nil {
+		enc.Summarize(a.Embedder, func(d *DecoderConfig) *StackSummary { return stack(Embedder, d) }, e.Dim)
 	}
 	a.BlockDecoder = stack(BlockDecoder, c.BlockDecoder)
 	td := c.TokenDecoder
-	if t := td.T5; t != nil {
-		a.TokenDecoder = stack(TokenDecoder, &DecoderConfig{Hidden: t.Hidden, Heads: t.Heads, HeadDim: t.HeadDim, Intermediate: t.Intermediate, Layers: t.Layers})
+	if own := td.Own; own != nil {
+		shape := own.Shape()
+		a.TokenDecoder = stack(TokenDecoder, &shape)
 	} else {
 		a.TokenDecoder = stack(TokenDecoder, &td.DecoderConfig)
 	}

@@ -46,7 +46,9 @@ type T5Config struct {
 // Inner is the width of the attention's projections, heads x d_kv.
 func (t *T5Config) Inner() int { return t.Heads * t.HeadDim }
 
-func (t *T5Config) validate(V int) error {
+// Check checks the stack within c: its sizes, its ids against c's vocabulary and c's own ids.
+func (t *T5Config) Check(c *Config) error {
+	V := c.VocabSize
 	switch {
 	case t.Layers < 1, t.Hidden < 1, t.Heads < 1, t.HeadDim < 1, t.Intermediate < 1:
 		return fmt.Errorf("token_decoder: num_layers, d_model, num_heads, d_kv and d_ff must be positive")
@@ -64,8 +66,55 @@ func (t *T5Config) validate(V int) error {
 		return fmt.Errorf("token_decoder: layer_norm_epsilon must be positive")
 	case t.BOSTokenID < 0 || t.BOSTokenID >= V || t.EOSTokenID < 0 || t.EOSTokenID >= V:
 		return fmt.Errorf("token_decoder: bos_token_id %d and eos_token_id %d must be ids of the vocabulary (0 to %d)", t.BOSTokenID, t.EOSTokenID, V-1)
+	case c.BOSTokenID != t.BOSTokenID || c.EOSTokenID != t.EOSTokenID:
+		return fmt.Errorf("bos_token_id %d and eos_token_id %d disagree with the T5 token decoder's %d and %d", c.BOSTokenID, c.EOSTokenID, t.BOSTokenID, t.EOSTokenID)
 	}
 	return nil
+}
+
+func init() { RegisterTokenStack("t5", func() TokenStack { return new(T5Config) }) }
+
+// Key is the stack's key in our config.json.
+func (t *T5Config) Key() string { return "t5" }
+
+// Class is the official token decoder class.
+func (t *T5Config) Class() string { return ClassT5 }
+
+// Decoding is the one decoding a T5 token decoder runs: every layer attends to the r vectors.
+func (t *T5Config) Decoding() Decoding { return CrossAttention }
+
+// Width is d_model.
+func (t *T5Config) Width() int { return t.Hidden }
+
+// WidthKey is d_model's key.
+func (t *T5Config) WidthKey() string { return KeyDModel }
+
+// TableIsHead is true: the official T5 token decoder's output head is its token embeddings.
+func (t *T5Config) TableIsHead() bool { return true }
+
+// Describe is the stack in Config.Describe's line.
+func (t *T5Config) Describe() string {
+	return fmt.Sprintf("T5 %d layers d=%d (%d heads x %d, FFN %d)", t.Layers, t.Hidden, t.Heads, t.HeadDim, t.Intermediate)
+}
+
+// Shape is the stack's sizes for the summary.
+func (t *T5Config) Shape() DecoderConfig {
+	return DecoderConfig{Hidden: t.Hidden, Heads: t.Heads, HeadDim: t.HeadDim, Intermediate: t.Intermediate, Layers: t.Layers}
+}
+
+// Tensors are the stack's: its token table (also its output head), the relative position bias
+// table, its layers and final norm.
+func (t *T5Config) Tensors(cfg *Config) []TensorSpec {
+	c := TokenDecoder + "."
+	hid := []string{c + KeyDModel}
+	sh := stackShape{comp: TokenDecoder, layers: t.Layers, size: map[dim]int{dimHidden: t.Hidden, dimFFN: t.Intermediate, dimInner: t.Inner()},
+		key: map[dim][]string{dimHidden: hid, dimFFN: {c + KeyDFF}, dimInner: {c + KeyT5Heads, c + KeyDKV}}}
+	out := []TensorSpec{
+		newSpec(outside(TokenDecoder, PartEmbedIn, Weight), []int{cfg.VocabSize, t.Hidden}, [][]string{{KeyVocab}, hid}, ""),
+		newSpec(outside(TokenDecoder, PartRelBias, Weight), []int{t.Buckets, t.Heads}, [][]string{{c + KeyBuckets}, {c + KeyT5Heads}}, ""),
+	}
+	out = append(out, layerSpecs(sh, t5Layer)...)
+	return append(out, newSpec(outside(TokenDecoder, PartFinalNorm, Weight), []int{t.Hidden}, [][]string{hid}, ""))
 }
 
 // T5HF is the architecture part of an HF T5Config, with where each value came from.

@@ -403,42 +403,6 @@ func neoxSpecs(comp string, d *DecoderConfig) []TensorSpec {
 	return append(layerSpecs(sh, neoxLayer), norm(comp, PartFinalNorm, d.Hidden, sh.key[dimHidden])...)
 }
 
-// robertaSpecs are a RoBERTa embedder's encoder: its tables and their LayerNorm, then its layers.
-func robertaSpecs(e *EmbedderConfig, V int) []TensorSpec {
-	r, He := e.RoBERTa, e.Dim
-	hid := []string{Embedder + "." + KeyHidden}
-	sh := stackShape{comp: Embedder, layers: r.Layers, size: map[dim]int{dimHidden: He, dimFFN: r.Intermediate},
-		key: map[dim][]string{dimHidden: hid, dimFFN: {Embedder + "." + KeyIntermediate}},
-		input: func(layer int) ID {
-			if layer == 0 {
-				return outside(Embedder, PartEmbedNorm, Weight)
-			}
-			return ID{Embedder, PartMLPNorm, layer - 1, Weight}
-		}}
-	out := []TensorSpec{
-		newSpec(outside(Embedder, PartEmbeddings, Weight), []int{V, He}, [][]string{{KeyVocab}, hid}, ""),
-		newSpec(outside(Embedder, PartPositions, Weight), []int{r.MaxPositions, He}, [][]string{{Embedder + "." + KeyMaxPositions}, hid}, ""),
-		newSpec(outside(Embedder, PartTokenTypes, Weight), []int{r.TypeVocab, He}, [][]string{{Embedder + "." + KeyTypeVocab}, hid}, ""),
-	}
-	out = append(out, norm(Embedder, PartEmbedNorm, He, hid)...)
-	return append(out, layerSpecs(sh, robertaLayer)...)
-}
-
-// t5Specs are a T5 token decoder's stack: its token table (also its output head), the relative
-// position bias table, its layers and final norm.
-func t5Specs(t *T5Config, V int) []TensorSpec {
-	c := TokenDecoder + "."
-	hid := []string{c + KeyDModel}
-	sh := stackShape{comp: TokenDecoder, layers: t.Layers, size: map[dim]int{dimHidden: t.Hidden, dimFFN: t.Intermediate, dimInner: t.Inner()},
-		key: map[dim][]string{dimHidden: hid, dimFFN: {c + KeyDFF}, dimInner: {c + KeyT5Heads, c + KeyDKV}}}
-	out := []TensorSpec{
-		newSpec(outside(TokenDecoder, PartEmbedIn, Weight), []int{V, t.Hidden}, [][]string{{KeyVocab}, hid}, ""),
-		newSpec(outside(TokenDecoder, PartRelBias, Weight), []int{t.Buckets, t.Heads}, [][]string{{c + KeyBuckets}, {c + KeyT5Heads}}, ""),
-	}
-	out = append(out, layerSpecs(sh, t5Layer)...)
-	return append(out, newSpec(outside(TokenDecoder, PartFinalNorm, Weight), []int{t.Hidden}, [][]string{hid}, ""))
-}
-
 // Tensors is the canonical tensor list of a model of config c (docs/FORMAT.md), with logical
 // shapes: a quantized tensor is listed as the weight it stands for (see StoredTensors).
 func Tensors(c *Config) []TensorSpec {
@@ -460,15 +424,19 @@ func Tensors(c *Config) []TensorSpec {
 		}
 		return append(out, table(Decoder, PartEmbedOut, d.Hidden))
 	}
-	// A Block Transformer: the embedder's tensors (by its class), its projection, the block decoder
-	// stack, the expansion layer, then the token decoder's tensors (by its class).
+	// A Block Transformer: the embedder's tensors (its encoder's, or the lookup table), its
+	// projection, the block decoder stack, the expansion layer, then the token decoder's tensors.
 	D, Dt, L := c.BlockDecoder.Hidden, c.TokenDecoder.Width(), c.BlockLength
 	bdHid := []string{BlockDecoder + "." + KeyHidden}
-	emb := embedderTables[c.Embedder.Class()](c)
-	out := emb.specs
+	emb := EmbedderTable{Specs: []TensorSpec{newSpec(outside(Embedder, PartEmbeddings, Weight), []int{c.VocabSize, c.Embedder.Dim},
+		[][]string{{KeyVocab}, {Embedder + "." + KeyHidden}}, "")}, VectorsKey: "block_length"} // the lookup table's
+	if enc := c.Embedder.Encoder; enc != nil {
+		emb = enc.Table(c)
+	}
+	out := emb.Specs
 	if c.Embedder.Type == ProjectionLayer {
 		out = append(out,
-			newSpec(outside(Embedder, PartProjection, Weight), []int{D, c.Embedder.Vectors(L) * c.Embedder.Dim}, [][]string{bdHid, {emb.vectorsKey, Embedder + "." + KeyHidden}}, emb.projFed),
+			newSpec(outside(Embedder, PartProjection, Weight), []int{D, c.Embedder.Vectors(L) * c.Embedder.Dim}, [][]string{bdHid, {emb.VectorsKey, Embedder + "." + KeyHidden}}, emb.ProjFedBy),
 			newSpec(outside(Embedder, PartProjection, Bias), []int{D}, [][]string{bdHid}, ""))
 	}
 	out = append(out, stackSpecs(BlockDecoder, c.BlockDecoder)...)
@@ -478,53 +446,25 @@ func Tensors(c *Config) []TensorSpec {
 		// The expansion layer reads the block decoder's output: its final norm feeds it.
 		newSpec(outside(TokenDecoder, PartExpansion, Weight), []int{r * Dt, D}, [][]string{exp, bdHid}, feeder(outside(BlockDecoder, PartFinalNorm, Weight))),
 		newSpec(outside(TokenDecoder, PartExpansion, Bias), []int{r * Dt}, [][]string{exp}, ""))
-	return append(out, tokenDecoderTables[c.TokenDecoder.Class()](c, table)...)
+	if own := c.TokenDecoder.Own; own != nil {
+		return append(out, own.Tensors(c)...)
+	}
+	// A stack token decoder: its table, the stack of its family, its head unless tied.
+	out = append(out, table(TokenDecoder, PartEmbedIn, Dt))
+	out = append(out, stackSpecs(TokenDecoder, &c.TokenDecoder.DecoderConfig)...)
+	if c.TokenDecoder.Tied() {
+		return out
+	}
+	return append(out, table(TokenDecoder, PartEmbedOut, Dt))
 }
 
-// embedderTable is what an embedder class contributes: its tensors before the projection, the
-// norm that feeds the projection ("" if none) and the key of how many vectors it concatenates.
-type embedderTable struct {
-	specs      []TensorSpec
-	projFed    string
-	vectorsKey string
-}
-
-// The tensor tables of each class of embedder and token decoder (the official classes; a token
-// decoder of any stack family is a ClassNeoX one here: its stack comes from its family).
-var (
-	embedderTables = map[string]func(c *Config) embedderTable{
-		ClassLookup: func(c *Config) embedderTable {
-			return embedderTable{specs: []TensorSpec{newSpec(outside(Embedder, PartEmbeddings, Weight), []int{c.VocabSize, c.Embedder.Dim},
-				[][]string{{KeyVocab}, {Embedder + "." + KeyHidden}}, "")}, vectorsKey: "block_length"}
-		},
-		ClassRoberta:    robertaTable,
-		ClassRobertaCLS: robertaTable,
-	}
-	tokenDecoderTables = map[string]func(c *Config, table func(comp string, p Part, hidden int) TensorSpec) []TensorSpec{
-		ClassNeoX: func(c *Config, table func(comp string, p Part, hidden int) TensorSpec) []TensorSpec {
-			Dt := c.TokenDecoder.Width()
-			out := []TensorSpec{table(TokenDecoder, PartEmbedIn, Dt)}
-			out = append(out, stackSpecs(TokenDecoder, &c.TokenDecoder.DecoderConfig)...)
-			if c.TokenDecoder.Tied() {
-				return out
-			}
-			return append(out, table(TokenDecoder, PartEmbedOut, Dt))
-		},
-		ClassT5: func(c *Config, _ func(string, Part, int) TensorSpec) []TensorSpec {
-			return t5Specs(c.TokenDecoder.T5, c.VocabSize)
-		},
-	}
-)
-
-// robertaTable is a RoBERTa embedder's: its encoder, whose last layer's LayerNorm feeds the
-// projection, with K = the block's tokens or its CLS tokens.
-func robertaTable(c *Config) embedderTable {
-	e := c.Embedder
-	t := embedderTable{specs: robertaSpecs(e, c.VocabSize), projFed: feeder(ID{Embedder, PartMLPNorm, e.RoBERTa.Layers - 1, Weight}), vectorsKey: "block_length"}
-	if e.RoBERTa.CLSTokens > 0 {
-		t.vectorsKey = "embedder.n_cls_tokens"
-	}
-	return t
+// EmbedderTable is what an embedder class contributes to the tensor table: its tensors before the
+// projection, the norm that feeds the projection ("" if none: see Feeder) and the key of how many
+// vectors it concatenates.
+type EmbedderTable struct {
+	Specs      []TensorSpec
+	ProjFedBy  string
+	VectorsKey string
 }
 
 // StoredTensors is Tensors with every quantized tensor replaced by its stored parts (with its

@@ -69,7 +69,7 @@ func add(a, b []float64) []float64 {
 // roberta is the embedder's vectors for one block, concatenated (before the projection).
 func (n naive) roberta(block []int32) []float64 {
 	e := n.cfg.Embedder
-	r, He := e.RoBERTa, e.Dim
+	r, He := e.Encoder.(*arch.RobertaConfig), e.Dim
 	var s []int32
 	for range r.CLSTokens {
 		s = append(s, int32(r.BOSTokenID))
@@ -134,7 +134,7 @@ func naiveBucket(n, buckets, maxDistance int) int {
 // t5 is the logits of the L tokens of target block tgt given its context h (width D).
 func (n naive) t5(h []float64, tgt []int32) []float64 {
 	c := n.cfg
-	t, L, r := c.TokenDecoder.T5, c.BlockLength, c.TokenDecoder.ExpansionRatio
+	t, L, r := c.TokenDecoder.Own.(*arch.T5Config), c.BlockLength, c.TokenDecoder.ExpansionRatio
 	d, inner := t.Hidden, t.Inner()
 	exp := n.linear(h, "token_decoder/"+arch.Expand, r*d, true)
 	P := make([][]float64, r)

@@ -27,17 +27,27 @@ type tokenDecoderGraph struct {
 	// start prepares the generation of one block from P [B, r, Dt] and returns its step: the
 	// logits [B, V] of the token after id [B, 1] (the BOS at j = 0), the j-th token of the block.
 	start func(b *builder, P *Node) func(j int, id *Node) *Node
+	// work is the working memory of a block's decoding at batch B, for the memory estimate (nil: a
+	// decoder family's stack, which the estimate counts itself).
+	work func(c *arch.Config, B int64) int64
+}
+
+// embedderGraph is an embedder class: its vectors, and (an encoder) the working memory of
+// embedding rows blocks at once, for the memory estimate (nil: none to speak of).
+type embedderGraph struct {
+	vectors blockEmbedder
+	work    func(c *arch.Config, rows int64) int64
 }
 
 var (
-	embedders = map[string]blockEmbedder{
-		arch.ClassLookup:     (*builder).lookupVectors,
-		arch.ClassRoberta:    (*builder).robertaVectors,
-		arch.ClassRobertaCLS: (*builder).robertaVectors,
+	embedders = map[string]embedderGraph{
+		arch.ClassLookup:     {vectors: (*builder).lookupVectors},
+		arch.ClassRoberta:    {vectors: (*builder).robertaVectors, work: robertaWork},
+		arch.ClassRobertaCLS: {vectors: (*builder).robertaVectors, work: robertaWork},
 	}
 	tokenDecoders = map[string]tokenDecoderGraph{
 		arch.ClassNeoX: {teacher: (*builder).stackTeacher, start: (*builder).stackStart},
-		arch.ClassT5:   {teacher: (*builder).t5Teacher, start: (*builder).t5Start},
+		arch.ClassT5:   {teacher: (*builder).t5Teacher, start: (*builder).t5Start, work: t5Work},
 	}
 )
 
@@ -52,11 +62,11 @@ func (b *builder) tokenDecoderGraph() tokenDecoderGraph {
 // embedBlocks turns token ids [B, n, L] into block vectors [B, n, D]: the embedder's vectors of
 // each block, followed (projection_layer embedder) by a Linear over their concatenation.
 func (b *builder) embedBlocks(ids *Node) *Node {
-	vectors, ok := embedders[b.cfg.Embedder.Class()]
+	e, ok := embedders[b.cfg.Embedder.Class()]
 	if !ok {
 		panic("no graph for embedder class " + b.cfg.Embedder.Class())
 	}
-	x := vectors(b, ids)
+	x := e.vectors(b, ids)
 	if b.cfg.Embedder.Type == arch.ProjectionLayer {
 		x = b.linear(x, arch.Embedder, arch.Project, true)
 	}

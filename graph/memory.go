@@ -11,30 +11,20 @@ import "github.com/btconvert/btconvert/arch"
 // are garbage only after it. (verify/bench's TestEstimateBoundsPeakRSS checks it against measured peaks.)
 func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
 	const (
-		actPerHidden = 12 // live [B, T, D] intermediates of a layer (q/k/v, rotary, residuals; norms fused)
-		encPerHidden = 10 // the same of a RoBERTa layer (no rotary)
-		actPerFFN    = 4  // live [B, T, F] intermediates of the MLP (up with its GELU in place, down)
 		// What a stack of another family (families/) keeps beyond a GPT-NeoX one's.
 		otherPerHidden = 4
 		otherPerFFN    = 3
-		scoreCopies    = 4 // scores, scaled + masked, softmax, probabilities
 		logitCopies    = 8 // logits and the sampler's temporaries, per position emitted
-		f32            = 4
 	)
 	b, n := int64(B), int64(length)
-	// act is the activations of rows sequences of T new positions against S keys, perHidden
-	// intermediates as wide as the layer.
-	act := func(perHidden int64, hidden, ffn, heads int, rows, T, S int64) int64 {
-		return rows*T*(perHidden*int64(hidden)+actPerFFN*int64(ffn))*f32 + scoreCopies*rows*int64(heads)*T*S*f32
-	}
 	stack := func(d *arch.DecoderConfig, T, S int64) (cache, a int64) {
 		cache = 2 * 2 * int64(d.Layers) * S * b * int64(d.KVHeadCount()*d.HeadDim) * int64(elem) // K and V, old and new
 		if !d.IsNeoX() {
 			// Another family's stack is built op by op: its norms unfused (float32 copies) and a gated
 			// MLP's gate, up, activation and product alive together.
-			return cache, act(actPerHidden+otherPerHidden, d.Hidden, d.Intermediate, d.Heads, b, T, S) + b*T*otherPerFFN*int64(d.Intermediate)*f32
+			return cache, activations(actPerHidden+otherPerHidden, d.Hidden, d.Intermediate, d.Heads, b, T, S) + b*T*otherPerFFN*int64(d.Intermediate)*f32
 		}
-		return cache, act(actPerHidden, d.Hidden, d.Intermediate, d.Heads, b, T, S)
+		return cache, activations(actPerHidden, d.Hidden, d.Intermediate, d.Heads, b, T, S)
 	}
 	V := int64(c.VocabSize)
 	if !c.IsBlock() {
@@ -45,19 +35,31 @@ func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
 	blocks := n/L + 1
 	cache, work := stack(c.BlockDecoder, blocks, blocks)
 	r := int64(c.TokenDecoder.ExpansionRatio)
-	if t := c.TokenDecoder.T5; t != nil {
-		// L positions against themselves and the r expanded vectors.
-		work = max(work, act(actPerHidden, t.Hidden, t.Intermediate, t.Heads, b, L, L+r))
+	if td := tokenDecoders[c.TokenDecoder.Class()]; td.work != nil {
+		work = max(work, td.work(c, b))
 	} else {
 		_, tok := stack(&c.TokenDecoder.DecoderConfig, r+L-1, r+L-1)
 		work = max(work, tok)
 	}
-	if e := c.Embedder.RoBERTa; e != nil {
+	if e := embedders[c.Embedder.Class()]; e.work != nil {
 		// The prefill embeds every prompt block at once, each its own sequence.
-		S := int64(e.Inputs(c.BlockLength))
-		work = max(work, act(encPerHidden, c.Embedder.Dim, e.Intermediate, e.Heads, b*blocks, S, S))
+		work = max(work, e.work(c, b*blocks))
 	}
 	return weightBytes + 2*(cache+work+logitCopies*L*b*V*f32)
+}
+
+// What the estimate counts of a layer's working memory.
+const (
+	actPerHidden = 12 // live [B, T, D] intermediates of a layer (q/k/v, rotary, residuals; norms fused)
+	actPerFFN    = 4  // live [B, T, F] intermediates of the MLP (up with its GELU in place, down)
+	scoreCopies  = 4  // scores, scaled + masked, softmax, probabilities
+	f32          = 4
+)
+
+// activations is the working memory of rows sequences of T new positions against S keys, perHidden
+// intermediates as wide as the layer.
+func activations(perHidden int64, hidden, ffn, heads int, rows, T, S int64) int64 {
+	return rows*T*(perHidden*int64(hidden)+actPerFFN*int64(ffn))*f32 + scoreCopies*rows*int64(heads)*T*S*f32
 }
 
 // MaxBatch is the largest batch whose estimated memory fits budget (0 if none): a binary search

@@ -212,7 +212,7 @@ func (n naive) blockLogits(ids []int32) []float64 {
 	nb := len(ids) / L
 	blocks := make([][]float64, nb)
 	for j := range blocks {
-		if c.Embedder.RoBERTa != nil {
+		if c.Embedder.Encoder != nil {
 			blocks[j] = n.roberta(ids[j*L : (j+1)*L])
 		} else {
 			for k := 0; k < L; k++ {
@@ -226,7 +226,7 @@ func (n naive) blockLogits(ids []int32) []float64 {
 	h := n.stack(arch.BlockDecoder, c.BlockDecoder, blocks)
 	var out []float64
 	for j := 0; j+1 < nb; j++ {
-		if c.TokenDecoder.T5 != nil {
+		if c.TokenDecoder.Own != nil {
 			out = append(out, n.t5(h[j], ids[(j+1)*L:(j+2)*L])...)
 			continue
 		}

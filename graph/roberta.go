@@ -19,7 +19,7 @@ import (
 // [B, n, K*He] (K = L, or the CLS count).
 func (b *builder) robertaVectors(ids *Node) *Node {
 	e := b.cfg.Embedder
-	r := e.RoBERTa
+	r := e.Encoder.(*arch.RobertaConfig)
 	B, n, L := ids.Shape().Dim(0), ids.Shape().Dim(1), ids.Shape().Dim(2)
 	M := B * n
 	s := Reshape(ids, M, L)
@@ -50,4 +50,13 @@ func (b *builder) robertaVectors(ids *Node) *Node {
 	}
 	K := r.Outputs(L) // the first K outputs: the CLS tokens', or (no CLS) all of them
 	return Reshape(Slice(h, AxisRange(), AxisRange(0, K)), B, n, K*He)
+}
+
+// robertaWork is the encoder's working memory over rows blocks at once (a layer's live
+// intermediates: as a GPT-NeoX layer's, less the rotary ones).
+func robertaWork(c *arch.Config, rows int64) int64 {
+	const encPerHidden = 10
+	r := c.Embedder.Encoder.(*arch.RobertaConfig)
+	S := int64(r.Inputs(c.BlockLength))
+	return activations(encPerHidden, c.Embedder.Dim, r.Intermediate, r.Heads, rows, S, S)
 }

@@ -39,7 +39,7 @@ func (b *builder) t5Start(P *Node) func(j int, id *Node) *Node {
 // layer's cross-attention keys and values (t5Cross); self decides what each layer's
 // self-attention sees (t5Causal, t5Local). Returns the output after the final norm [M, T, d].
 func (b *builder) t5Decoder(x *Node, cross []kv, self attendFn) *Node {
-	t := b.cfg.TokenDecoder.T5
+	t := b.cfg.TokenDecoder.Own.(*arch.T5Config)
 	const c = arch.TokenDecoder
 	M, T := x.Shape().Dim(0), x.Shape().Dim(1)
 	heads := func(n *Node, name string) *Node {
@@ -62,7 +62,7 @@ func (b *builder) t5Decoder(x *Node, cross []kv, self attendFn) *Node {
 // t5Cross is every layer's cross-attention keys and values of the expanded vectors P [M, r, d]
 // (cache layouts): computed once per block.
 func (b *builder) t5Cross(P *Node) []kv {
-	t := b.cfg.TokenDecoder.T5
+	t := b.cfg.TokenDecoder.Own.(*arch.T5Config)
 	M, r := P.Shape().Dim(0), P.Shape().Dim(1)
 	out := make([]kv, t.Layers)
 	for i := range out {
@@ -98,7 +98,7 @@ func (b *builder) t5Local(past *[]kv, start, T int) attendFn {
 // checkpoint keeps it in block 0). Keys after a query get the bias of distance 0; the causal mask
 // hides them.
 func (b *builder) t5PositionBias(start, T, S int) *Node {
-	t := b.cfg.TokenDecoder.T5
+	t := b.cfg.TokenDecoder.Own.(*arch.T5Config)
 	idx := make([]int32, T*S)
 	for q := 0; q < T; q++ {
 		for k := 0; k < S; k++ {
@@ -135,9 +135,16 @@ func (b *builder) rmsNorm(x *Node, component, name string, eps float64) *Node {
 // t5Head is the tied output head: the output rescaled by d_model^-0.5 times the token table, in
 // float32 (not a Linear of the model's: calibration does not watch it).
 func (b *builder) t5Head(z *Node) *Node {
-	t := b.cfg.TokenDecoder.T5
+	t := b.cfg.TokenDecoder.Own.(*arch.T5Config)
 	dims := z.Shape().Dimensions
 	W := b.w(arch.TokenDecoder, arch.EmbedIn+".weight")                                                              // [V, d]
 	y := b.dot(Reshape(MulScalar(z, 1/math.Sqrt(float64(t.Hidden))), -1, t.Hidden), []int{1}, nil, W, []int{1}, nil) // the table read in place
 	return ConvertDType(Reshape(y, append(append([]int(nil), dims[:len(dims)-1]...), W.Shape().Dim(0))...), dtypes.Float32)
+}
+
+// t5Work is the stack's working memory at batch B: the block's L positions against themselves and
+// the r expanded vectors.
+func t5Work(c *arch.Config, B int64) int64 {
+	t, L, r := c.TokenDecoder.Own.(*arch.T5Config), int64(c.BlockLength), int64(c.TokenDecoder.ExpansionRatio)
+	return activations(actPerHidden, t.Hidden, t.Intermediate, t.Heads, B, L, L+r)
 }

@@ -202,13 +202,13 @@ func Quantizable(s arch.TensorSpec) bool {
 
 // TableType is the default for the token tables of a model quantized to t: int8 (a lookup
 // unpacks only the rows it gathers, and int8 rows cost no measurable quality, docs/QUANTIZATION.md),
-// as llama.cpp quantizes its token embeddings. A T5 token decoder's table stays as stored: it is
-// also its output head, read whole at every step.
+// as llama.cpp quantizes its token embeddings. A token decoder's table that is also its output head
+// (T5's) stays as stored: it is read whole at every step.
 func TableType(s arch.TensorSpec, c *arch.Config, t Type) (Type, bool) {
 	if !t.Quantized() || s.Role != arch.RoleEmbedding || (s.Part != arch.PartEmbeddings && s.Part != arch.PartEmbedIn) {
 		return "", false
 	}
-	if s.Component == arch.TokenDecoder && c.TokenDecoder != nil && c.TokenDecoder.T5 != nil {
+	if s.Component == arch.TokenDecoder && c.TokenDecoder != nil && c.TokenDecoder.Own != nil && c.TokenDecoder.Own.TableIsHead() {
 		return "", false
 	}
 	return Int8, true

@@ -119,7 +119,8 @@ func TestInitAblation(t *testing.T) {
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	r, t5 := cfg.Embedder.RoBERTa, cfg.TokenDecoder.T5
+	r, _ := cfg.Embedder.Encoder.(*arch.RobertaConfig)
+	t5, _ := cfg.TokenDecoder.Own.(*arch.T5Config)
 	if r == nil || t5 == nil || cfg.Embedder.Dim != 32 || r.Heads != 1 || r.Layers != 3 || r.CLSTokens != 3 || t5.Hidden != 64 || t5.Heads != 12 ||
 		t5.Layers != 1 || cfg.BlockDecoder.Hidden != 64 || cfg.VocabSize != 300 || cfg.Origins["token_decoder.layers"] != "shape" {
 		t.Fatalf("config %s", b)

@@ -127,7 +127,7 @@ func configFromShapes(c *safetensors.Checkpoint, o openOptions, prov arch.Proven
 		}
 		return info.Shape, nil
 	}
-	if c.Has(robertaEmbeddings) || c.Has(t5Shared) {
+	if hasClassTable(c) {
 		// Besides the heads, a RoBERTa encoder's token ids and position rule and a T5 stack's
 		// relative positions and ids are not in the weights either.
 		return nil, nil, &errs.InputError{File: c.Dir, Msg: fmt.Sprintf("no config.yaml beside the weights, and a RoBERTa embedder's or T5 token decoder's architecture (heads, token ids, positions) cannot be read from them: give %s",
@@ -277,10 +277,9 @@ func yamlFor(name string, c *arch.Config) ([]byte, error) {
 	y.Embedder.Cls = e.Class()
 	y.Embedder.NEmbeddingTokens = 1
 	y.Embedder.ProjectionMethod = string(e.Type)
-	if r := e.RoBERTa; r != nil {
-		y.Embedder.ModelNameOrPath = base(arch.Embedder, "roberta-base")
-		y.Embedder.NCLSTokens = r.CLSTokens
-		y.Embedder.Config = robertaYAML(r, e.Dim, c.VocabSize)
+	if k := classes[e.Class()]; k != nil {
+		y.Embedder.ModelNameOrPath = base(arch.Embedder, k.base)
+		y.Embedder.Config, y.Embedder.NCLSTokens = k.yaml(c)
 	} else {
 		y.Embedder.Config = yaml.MapSlice{{Key: arch.KeyVocab, Value: c.VocabSize}, {Key: arch.KeyHidden, Value: e.Dim}}
 	}
@@ -288,8 +287,9 @@ func yamlFor(name string, c *arch.Config) ([]byte, error) {
 	y.BlockDecoder.StackYAML = neox.StackYAML{ModelNameOrPath: base(arch.BlockDecoder, arch.DefaultBase), Config: neox.StackKeys(c.BlockDecoder, c.VocabSize)}
 	td := c.TokenDecoder
 	y.TokenDecoder.Cls = td.Class()
-	if td.T5 != nil {
-		y.TokenDecoder.StackYAML = neox.StackYAML{ModelNameOrPath: base(arch.TokenDecoder, "t5-small"), Config: t5YAML(td.T5, c.VocabSize)}
+	if k := classes[td.Class()]; k != nil {
+		cfg, _ := k.yaml(c)
+		y.TokenDecoder.StackYAML = neox.StackYAML{ModelNameOrPath: base(arch.TokenDecoder, k.base), Config: cfg}
 	} else {
 		y.TokenDecoder.StackYAML = neox.StackYAML{ModelNameOrPath: base(arch.TokenDecoder, arch.DefaultBase), Config: neox.StackKeys(&td.DecoderConfig, c.VocabSize)}
 	}
@@ -300,29 +300,6 @@ func yamlFor(name string, c *arch.Config) ([]byte, error) {
 		y.MaxLength, y.Precision = c.Source.MaxLength, c.Source.Precision
 	}
 	return yaml.Marshal(&y)
-}
-
-// robertaYAML states every RobertaConfig key of a RoBERTa embedder of width dim.
-func robertaYAML(r *arch.RobertaConfig, dim, vocab int) yaml.MapSlice {
-	return yaml.MapSlice{
-		{Key: arch.KeyLayers, Value: r.Layers}, {Key: arch.KeyHidden, Value: dim}, {Key: arch.KeyHeads, Value: r.Heads},
-		{Key: arch.KeyIntermediate, Value: r.Intermediate}, {Key: arch.KeyVocab, Value: vocab}, {Key: arch.KeyMaxPositions, Value: r.MaxPositions},
-		{Key: arch.KeyTypeVocab, Value: r.TypeVocab}, {Key: arch.KeyLayerNormEps, Value: neox.YAMLFloat(r.LayerNormEps)},
-		{Key: arch.KeyAct, Value: r.Activation}, {Key: arch.KeyPositionType, Value: "absolute"},
-		{Key: arch.KeyPadID, Value: r.PadTokenID}, {Key: arch.KeyBOSID, Value: r.BOSTokenID},
-	}
-}
-
-// t5YAML states every T5Config key of a T5 token decoder (num_layers too: the official code
-// reads the decoder's from num_decoder_layers).
-func t5YAML(t *arch.T5Config, vocab int) yaml.MapSlice {
-	return yaml.MapSlice{
-		{Key: arch.KeyDModel, Value: t.Hidden}, {Key: arch.KeyDKV, Value: t.HeadDim}, {Key: arch.KeyDFF, Value: t.Intermediate},
-		{Key: arch.KeyT5Layers, Value: t.Layers}, {Key: arch.KeyDecoderLayers, Value: t.Layers}, {Key: arch.KeyT5Heads, Value: t.Heads},
-		{Key: arch.KeyBuckets, Value: t.Buckets}, {Key: arch.KeyMaxDistance, Value: t.MaxDistance},
-		{Key: arch.KeyT5Eps, Value: neox.YAMLFloat(t.LayerNormEps)}, {Key: arch.KeyFeedForward, Value: t.Activation},
-		{Key: arch.KeyVocab, Value: vocab}, {Key: arch.KeyEOSID, Value: t.EOSTokenID}, {Key: arch.KeyBOSID, Value: t.BOSTokenID},
-	}
 }
 
 // BlockTarget resolves a Block config given without weights (an official config by name, or an

@@ -34,7 +34,7 @@ func (Layout) Describe() string {
 
 // Detect implements formats.Layout.
 func (Layout) Detect(c *safetensors.Checkpoint) bool {
-	return c.Has(embeddings) || c.Has(embedOut) || c.Has(robertaEmbeddings) || c.Has(t5Shared)
+	return c.Has(embeddings) || c.Has(embedOut) || hasClassTable(c)
 }
 
 // Exports implements formats.Layout: Block Transformers.

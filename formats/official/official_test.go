@@ -78,7 +78,7 @@ func TestTableIsTheCheckpoint(t *testing.T) {
 				t.Fatalf("table\n%v\nwant\n%v", got, want)
 			}
 			wantTied := 0
-			if cfg.TokenDecoder.T5 != nil {
+			if cfg.TokenDecoder.Own != nil {
 				wantTied = 2
 			}
 			if len(unused) != 1 || len(tied) != wantTied || len(tab) != len(arch.Tensors(cfg))+1+wantTied {

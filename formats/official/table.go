@@ -9,17 +9,13 @@ import (
 	"github.com/btconvert/btconvert/formats/safetensors"
 )
 
-// Name is the official name of our tensor id in a model of config cfg: a RoBERTa embedder's as
-// the official RobertaModel names its modules, a T5 token decoder's as T5ForConditionalGeneration
-// does; the lookup embedder's under "embedder.", the token decoder's expansion layer and output
+// Name is the official name of our tensor id in a model of config cfg: an embedder's or token
+// decoder's of a class of classes.go as that class's module names it; the lookup embedder's under "embedder.", the token decoder's expansion layer and output
 // head under "token_decoder.", everything else in its decoder's GPT-NeoX model
 // ("block_decoder.gpt_neox.").
 func Name(cfg *arch.Config, id arch.ID) string {
-	switch {
-	case id.Component == arch.Embedder && cfg.Embedder.RoBERTa != nil && id.Part != arch.PartProjection:
-		return "embedder." + familyName(robertaModules, "encoder.layer.%d.", id)
-	case id.Component == arch.TokenDecoder && cfg.TokenDecoder.T5 != nil && id.Part != arch.PartExpansion:
-		return "token_decoder." + familyName(t5Modules, "decoder.block.%d.", id)
+	if k := classOf(cfg, id); k != nil {
+		return id.Component + "." + familyName(k.modules, k.layer, id)
 	}
 	return neoxName(id)
 }
@@ -33,28 +29,6 @@ func neoxName(id arch.ID) string {
 		return id.Component + "." + id.Name()
 	}
 	return stackPrefix(id.Component) + id.Name()
-}
-
-// robertaModules are the official modules of a RoBERTa embedder's parts (a layer's under
-// encoder.layer.{i}.).
-var robertaModules = map[arch.Part]string{
-	arch.PartEmbeddings: "embeddings.word_embeddings", arch.PartPositions: "embeddings.position_embeddings",
-	arch.PartTokenTypes: "embeddings.token_type_embeddings", arch.PartEmbedNorm: "embeddings.LayerNorm",
-	arch.PartAttnQ: "attention.self.query", arch.PartAttnK: "attention.self.key", arch.PartAttnV: "attention.self.value",
-	arch.PartAttnOut: "attention.output.dense", arch.PartAttnNorm: "attention.output.LayerNorm",
-	arch.PartMLPUp: "intermediate.dense", arch.PartMLPDown: "output.dense", arch.PartMLPNorm: "output.LayerNorm",
-}
-
-// t5Modules are the official modules of a T5 token decoder's parts (a layer's under
-// decoder.block.{i}.). Only block 0 has the relative position bias table; every block uses it.
-var t5Modules = map[arch.Part]string{
-	arch.PartEmbedIn: "shared", arch.PartRelBias: "decoder.block.0.layer.0.SelfAttention.relative_attention_bias",
-	arch.PartFinalNorm: "decoder.final_layer_norm",
-	arch.PartAttnQ:     "layer.0.SelfAttention.q", arch.PartAttnK: "layer.0.SelfAttention.k", arch.PartAttnV: "layer.0.SelfAttention.v",
-	arch.PartAttnOut: "layer.0.SelfAttention.o", arch.PartLN1: "layer.0.layer_norm",
-	arch.PartCrossQ: "layer.1.EncDecAttention.q", arch.PartCrossK: "layer.1.EncDecAttention.k", arch.PartCrossV: "layer.1.EncDecAttention.v",
-	arch.PartCrossOut: "layer.1.EncDecAttention.o", arch.PartCrossNorm: "layer.1.layer_norm",
-	arch.PartMLPUp: "layer.2.DenseReluDense.wi", arch.PartMLPDown: "layer.2.DenseReluDense.wo", arch.PartLN2: "layer.2.layer_norm",
 }
 
 // familyName is the name of id in a family's table, a layer's part under layer (a format with the
@@ -90,14 +64,7 @@ var (
 	projection = neoxName(outside(arch.Embedder, arch.PartProjection))
 	expansion  = neoxName(outside(arch.TokenDecoder, arch.PartExpansion))
 	embedOut   = neoxName(outside(arch.TokenDecoder, arch.PartEmbedOut))
-	// A RoBERTa embedder's token table and a T5 token decoder's.
-	robertaEmbeddings = "embedder." + familyName(robertaModules, "", outside(arch.Embedder, arch.PartEmbeddings))
-	t5Shared          = "token_decoder." + familyName(t5Modules, "", outside(arch.TokenDecoder, arch.PartEmbedIn))
 )
-
-// t5Tied are the other names a T5 token decoder's state_dict gives its token table: its decoder's
-// input embeddings and its output head are the same tensor.
-var t5Tied = []string{"token_decoder.decoder.embed_tokens.weight", "token_decoder.lm_head.weight"}
 
 // Entry is one tensor of the official checkpoint of a model: its identity, its official name and
 // shape, and the spec of ours it holds (nil for a tensor the model never reads). A tied entry is
@@ -135,8 +102,8 @@ func Table(cfg *arch.Config) []Entry {
 			shape = []int{s.Shape[0], s.Shape[1], 1}
 		}
 		out = append(out, Entry{ID: s.ID(), Name: Name(cfg, s.ID()), Shape: shape, Spec: s})
-		if cfg.TokenDecoder.T5 != nil && s.ID() == outside(arch.TokenDecoder, arch.PartEmbedIn) {
-			for _, n := range t5Tied {
+		if k := classOf(cfg, s.ID()); k != nil && s.Part == arch.PartEmbedIn {
+			for _, n := range k.tableCopies {
 				out = append(out, Entry{ID: s.ID(), Name: n, Shape: shape, Spec: s, Tied: true})
 			}
 		}

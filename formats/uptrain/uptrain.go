@@ -205,7 +205,7 @@ func fitTarget(v, t, cfg *arch.Config) error {
 	bad := func(format string, args ...any) error {
 		return errs.Option("Config", nil, "the Block config does not fit the vanilla model: "+format, args...)
 	}
-	if t.Embedder.RoBERTa != nil {
+	if t.Embedder.Encoder != nil {
 		return bad("uptraining loads the vanilla token embeddings into a lookup embedder; the config has a %s embedder", t.Embedder.Class())
 	}
 	if t.Embedder.Type != arch.ProjectionLayer || t.Embedder.Dim != vd.Hidden {
