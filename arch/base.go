@@ -277,6 +277,8 @@ func asFloat(v any) (float64, bool) {
 // EleutherAI/pythia-410m-deduped".
 func (c *NeoXConfig) Explain(key string) string { return explainKey(c.fields().value, c.Origin, key) }
 
+func (c *NeoXConfig) vocab() int { return c.Vocab }
+
 func (c *NeoXConfig) origin(key string) Origin { return c.Origin[key] }
 
 // neoxKeys are a GPTNeoXConfig's architecture keys, in the order notes list them.

@@ -188,15 +188,17 @@ type TokenIDs struct{ Pad, BOS, EOS int }
 // BlockParts are the settings of a block model outside its two GPT-NeoX decoders, each with its
 // origin, and the resolved HF configs of its other parts.
 type BlockParts struct {
-	Embedder       EmbedderConfig // the lookup embedder's; a RoBERTa embedder's Type only
+	Embedder       EmbedderConfig // the lookup embedder's; an encoder embedder's Type only
 	EmbedderOrigin Origin
 	EmbedderVocab  int // 0: unsaid; else must agree with the token decoder's vocabulary
-	// RoBERTa is a RoBERTa embedder's config (nil: the lookup embedder), with its CLS tokens
-	// (roberta_cls; 0 for roberta).
-	RoBERTa        *RobertaHF
-	CLSTokens      int
-	CLSOrigin      Origin
-	T5             *T5HF // a T5 token decoder's config (nil: GPT-NeoX)
+	// Encoder is an encoder embedder's resolved config (a RoBERTa one's; nil: the lookup
+	// embedder), with its CLS tokens (roberta_cls; 0 for roberta).
+	Encoder   PartHF
+	CLSTokens int
+	CLSOrigin Origin
+	// Own is the resolved config of a token decoder with a stack of its own (a T5 one's; nil: a
+	// GPT-NeoX stack).
+	Own            PartHF
 	BlockLength    int
 	LengthOrigin   Origin
 	ExpansionRatio int
@@ -205,29 +207,32 @@ type BlockParts struct {
 	DecodingOrigin Origin
 }
 
+// PartHF is the resolved HF config of an embedder's encoder or of a token decoder's own stack
+// (RobertaHF, T5HF): what assembling a Block config asks of it.
+type PartHF interface {
+	tokenVocab
+	Summary() string // its keys with their values, grouped by origin
+	// assemble puts the part into cfg (complete but for it) and records where its values came
+	// from; tdVocab explains the token decoder's vocabulary.
+	assemble(cfg *Config, p *BlockParts, tdVocab explained, prov Provenance, origins map[string]string) error
+}
+
 // BlockConfig assembles a Block Transformer config from its resolved block decoder, token decoder
-// (tdC, or p.T5 for a T5 one) and the other parts, recording where every value came from in prov
-// and in the config's Origins.
+// (tdC, or p.Own for one with a stack of its own) and the other parts, recording where every value
+// came from in prov and in the config's Origins.
 func BlockConfig(bdC, tdC *NeoXConfig, p BlockParts, prov Provenance) (*Config, error) {
 	bd, err := bdC.Decoder()
 	if err != nil {
 		return nil, fmt.Errorf("block_decoder: %v", err)
 	}
 	td := &TokenDecoderConfig{ExpansionRatio: p.ExpansionRatio, Decoding: p.Decoding}
-	var vocab explained
-	V := 0
-	if p.T5 != nil {
-		t, err := p.T5.decoder()
-		if err != nil {
-			return nil, err
-		}
-		td.Own, vocab, V = &t, p.T5, p.T5.Vocab
-	} else {
-		if td.DecoderConfig, err = tdC.Decoder(); err != nil {
-			return nil, fmt.Errorf("token_decoder: %v", err)
-		}
-		vocab, V = tdC, tdC.Vocab
+	var vocab tokenVocab = tdC
+	if p.Own != nil {
+		vocab = p.Own
+	} else if td.DecoderConfig, err = tdC.Decoder(); err != nil {
+		return nil, fmt.Errorf("token_decoder: %v", err)
 	}
+	V := vocab.vocab()
 	if p.EmbedderVocab != 0 && p.EmbedderVocab != V {
 		return nil, fmt.Errorf("embedder vocab_size %d disagrees with the token decoder's %s", p.EmbedderVocab, vocab.Explain(KeyVocab))
 	}
@@ -236,20 +241,16 @@ func BlockConfig(bdC, tdC *NeoXConfig, p BlockParts, prov Provenance) (*Config, 
 		BlockLength: p.BlockLength, Embedder: &emb, BlockDecoder: &bd, TokenDecoder: td}
 	origins := map[string]string{}
 	recordStack(BlockDecoder, bdC, prov, origins)
-	if tdC != nil {
+	if tdC != nil && p.Own == nil {
 		recordStack(TokenDecoder, tdC, prov, origins)
 	}
 	prov[KeyVocab] = explain(vocab, KeyVocab)
-	if r := p.RoBERTa; r != nil {
-		if r.Vocab != V {
-			return nil, fmt.Errorf("embedder: %s disagrees with the token decoder's %s", r.Explain(KeyVocab), vocab.Explain(KeyVocab))
+	for _, part := range []PartHF{p.Own, p.Encoder} { // the token decoder's first: it has the ids
+		if part != nil {
+			if err := part.assemble(cfg, &p, vocab, prov, origins); err != nil {
+				return nil, err
+			}
 		}
-		enc, err := r.encoder(p.CLSTokens)
-		if err != nil {
-			return nil, err
-		}
-		emb.Encoder, emb.Dim, p.EmbedderOrigin = &enc, r.Hidden, r.Origin[KeyHidden]
-		cfg.PadTokenID = enc.PadTokenID
 	}
 	for _, v := range []struct {
 		key, origin string // the Provenance key (what TensorSpec.Dims name), the Origins key
@@ -262,33 +263,17 @@ func BlockConfig(bdC, tdC *NeoXConfig, p BlockParts, prov Provenance) (*Config, 
 		prov[v.key] = fmt.Sprintf("%s %v from %s", v.key, v.val, v.o.From)
 		origins[v.origin] = string(v.o.Kind)
 	}
-	if r := p.RoBERTa; r != nil {
-		recordHF(Embedder, r, robertaKeys, prov)
-		for name, k := range map[string]string{"layers": KeyLayers, "heads": KeyHeads, "head_dim": KeyHeads, "intermediate_size": KeyIntermediate,
-			"max_position_embeddings": KeyMaxPositions, "layer_norm_eps": KeyLayerNormEps, "pad_token_id": KeyPadID, "bos_token_id": KeyBOSID} {
-			origins[Embedder+"."+name] = string(r.Origin[k].Kind)
-		}
-		if p.CLSTokens > 0 {
-			prov["embedder.n_cls_tokens"] = fmt.Sprintf("embedder.n_cls_tokens %d from %s", p.CLSTokens, p.CLSOrigin.From)
-			origins[Embedder+".n_cls_tokens"] = string(p.CLSOrigin.Kind)
-		}
-	}
-	if t := p.T5; t != nil {
-		recordHF(TokenDecoder, t, t5Keys, prov)
-		bos, bosOrigin := t.bos()
-		prov[TokenDecoder+"."+KeyBOSID] = fmt.Sprintf("%s.%s %d from %s", TokenDecoder, KeyBOSID, bos, bosOrigin.From)
-		for name, k := range map[string]string{"hidden_size": KeyDModel, "heads": KeyT5Heads, "head_dim": KeyDKV, "intermediate_size": KeyDFF,
-			"layers": KeyDecoderLayers, KeyBuckets: KeyBuckets, KeyMaxDistance: KeyMaxDistance, "layer_norm_eps": KeyT5Eps, "eos_token_id": KeyEOSID} {
-			origins[TokenDecoder+"."+name] = string(t.Origin[k].Kind)
-		}
-		origins[TokenDecoder+".bos_token_id"] = string(bosOrigin.Kind)
-		cfg.BOSTokenID, cfg.EOSTokenID = bos, t.EOSID
-	}
 	cfg.Origins = origins
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// tokenVocab is a token decoder's resolved config: it states the vocabulary.
+type tokenVocab interface {
+	explained
+	vocab() int
 }
 
 // VanillaConfig assembles a vanilla GPT-NeoX config from its resolved HF config.

@@ -192,6 +192,31 @@ func (c *RobertaHF) origin(key string) Origin { return c.Origin[key] }
 // Summary lists the keys with their values, grouped by origin.
 func (c *RobertaHF) Summary() string { return summarize(c.fields().value, c.Origin, robertaKeys) }
 
+func (c *RobertaHF) vocab() int { return c.Vocab }
+
+// assemble makes the embedder of cfg this encoder (with p's CLS tokens) and records its origins.
+func (c *RobertaHF) assemble(cfg *Config, p *BlockParts, tdVocab explained, prov Provenance, origins map[string]string) error {
+	if c.Vocab != cfg.VocabSize {
+		return fmt.Errorf("embedder: %s disagrees with the token decoder's %s", c.Explain(KeyVocab), tdVocab.Explain(KeyVocab))
+	}
+	enc, err := c.encoder(p.CLSTokens)
+	if err != nil {
+		return err
+	}
+	cfg.Embedder.Encoder, cfg.Embedder.Dim, p.EmbedderOrigin = &enc, c.Hidden, c.Origin[KeyHidden]
+	cfg.PadTokenID = enc.PadTokenID
+	recordHF(Embedder, c, robertaKeys, prov)
+	for name, k := range map[string]string{"layers": KeyLayers, "heads": KeyHeads, "head_dim": KeyHeads, "intermediate_size": KeyIntermediate,
+		"max_position_embeddings": KeyMaxPositions, "layer_norm_eps": KeyLayerNormEps, "pad_token_id": KeyPadID, "bos_token_id": KeyBOSID} {
+		origins[Embedder+"."+name] = string(c.Origin[k].Kind)
+	}
+	if p.CLSTokens > 0 {
+		prov["embedder.n_cls_tokens"] = fmt.Sprintf("embedder.n_cls_tokens %d from %s", p.CLSTokens, p.CLSOrigin.From)
+		origins[Embedder+".n_cls_tokens"] = string(p.CLSOrigin.Kind)
+	}
+	return nil
+}
+
 // encoder is our config of the resolved HF config (cls CLS tokens: roberta_cls's count, 0 for
 // roberta).
 func (c *RobertaHF) encoder(cls int) (RobertaConfig, error) {

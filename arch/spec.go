@@ -172,7 +172,7 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 	var tdC *NeoXConfig
 	if t5 {
 		sec := Section{File: s.File, Kind: s.Kind, Stack: TokenDecoder, Keys: TokenDecoder + ".config"}
-		if parts.T5, err = ResolveT5(s.TokenDecoder.StackSpec, sec, heads.For(TokenDecoder)); err != nil {
+		if parts.Own, err = ResolveT5(s.TokenDecoder.StackSpec, sec, heads.For(TokenDecoder)); err != nil {
 			return nil, nil, err
 		}
 	} else if tdC, err = resolve(TokenDecoder, s.TokenDecoder.StackSpec); err != nil {
@@ -187,12 +187,12 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 	}
 	cfg.Source = NewSource(s.MaxLength, s.Precision, map[string]string{Embedder: s.Embedder.Base, BlockDecoder: s.BlockDecoder.Base, TokenDecoder: s.TokenDecoder.Base})
 	notes := []string{"architecture from " + s.File}
-	if parts.RoBERTa != nil {
-		notes = append(notes, "embedder: "+parts.RoBERTa.Summary())
+	if parts.Encoder != nil {
+		notes = append(notes, "embedder: "+parts.Encoder.Summary())
 	}
 	notes = append(notes, "block_decoder: "+bdC.Summary())
-	if parts.T5 != nil {
-		notes = append(notes, "token_decoder: "+parts.T5.Summary())
+	if parts.Own != nil {
+		notes = append(notes, "token_decoder: "+parts.Own.Summary())
 	} else {
 		notes = append(notes, "token_decoder: "+tdC.Summary())
 	}
@@ -266,7 +266,7 @@ func (s *BlockSpec) resolveEmbedder(bdC *NeoXConfig, p *BlockParts) error {
 	if err != nil {
 		return err
 	}
-	p.RoBERTa = r
+	p.Encoder = r
 	return nil
 }
 

@@ -207,6 +207,27 @@ func (c *T5HF) bos() (int, Origin) {
 	return c.EOSID, Origin{o.Kind, fmt.Sprintf("%s (bos_token_id is null: the official token decoder takes eos_token_id)", o.From)}
 }
 
+func (c *T5HF) vocab() int { return c.Vocab }
+
+// assemble makes the token decoder of cfg this stack, with its ids, and records its origins.
+func (c *T5HF) assemble(cfg *Config, _ *BlockParts, _ explained, prov Provenance, origins map[string]string) error {
+	t, err := c.decoder()
+	if err != nil {
+		return err
+	}
+	cfg.TokenDecoder.Own = &t
+	recordHF(TokenDecoder, c, t5Keys, prov)
+	bos, bosOrigin := c.bos()
+	prov[TokenDecoder+"."+KeyBOSID] = fmt.Sprintf("%s.%s %d from %s", TokenDecoder, KeyBOSID, bos, bosOrigin.From)
+	for name, k := range map[string]string{"hidden_size": KeyDModel, "heads": KeyT5Heads, "head_dim": KeyDKV, "intermediate_size": KeyDFF,
+		"layers": KeyDecoderLayers, KeyBuckets: KeyBuckets, KeyMaxDistance: KeyMaxDistance, "layer_norm_eps": KeyT5Eps, "eos_token_id": KeyEOSID} {
+		origins[TokenDecoder+"."+name] = string(c.Origin[k].Kind)
+	}
+	origins[TokenDecoder+".bos_token_id"] = string(bosOrigin.Kind)
+	cfg.BOSTokenID, cfg.EOSTokenID = t.BOSTokenID, t.EOSTokenID
+	return nil
+}
+
 // decoder is our config of the resolved HF config.
 func (c *T5HF) decoder() (T5Config, error) {
 	bos, _ := c.bos()
