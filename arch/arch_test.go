@@ -1,6 +1,8 @@
 package arch
 
 import (
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -327,5 +329,39 @@ func TestFamilyChecks(t *testing.T) {
 	c.Decoder.Family = FamilyNeoX // named out loud: still GPT-NeoX everywhere
 	if !c.Decoder.IsNeoX() || c.Version() != 1 || c.Validate() != nil || !strings.HasPrefix(c.Describe(), "vanilla GPT-NeoX: ") {
 		t.Errorf("family named gpt-neox: %s, version %d, %v", c.Describe(), c.Version(), c.Validate())
+	}
+}
+
+// An encoder and a token decoder's own stack are stored under their keys in config.json (the
+// encoder after the embedder's fields, the own stack first and without the unused stack fields)
+// and read back as themselves; a null key is the lookup embedder.
+func TestPartsInConfigJSON(t *testing.T) {
+	p, _ := FindPreset("block_ablation_b4_85_cls_cross_attn")
+	c, err := p.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	if !strings.Contains(s, `"embedder":{"type":"projection_layer","dim":256,"roberta":{"num_layers":3,`) ||
+		!strings.Contains(s, `"token_decoder":{"t5":{"num_layers":6,`) || strings.Contains(s, `"hidden_size":0`) {
+		t.Fatalf("config.json: %s", s)
+	}
+	var back Config
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&back, c) || back.Validate() != nil {
+		t.Fatalf("read back:\n%+v\n%+v", back, *c)
+	}
+	var e EmbedderConfig
+	if err := json.Unmarshal([]byte(`{"type":"concat","dim":8,"roberta":null}`), &e); err != nil || e.Encoder != nil || e.Class() != ClassLookup {
+		t.Fatalf("%v %+v", err, e)
+	}
+	if err := json.Unmarshal([]byte(`{"type":"concat","dim":8,"roberta":{"num_layers":"x"}}`), &e); err == nil || !strings.HasPrefix(err.Error(), "roberta: ") {
+		t.Fatalf("a bad encoder: %v", err)
 	}
 }
