@@ -33,17 +33,16 @@ type tokenDecoderGraph struct {
 }
 
 // embedderGraph is an embedder class: its vectors, and (an encoder) the working memory of
-// embedding rows blocks at once, for the memory estimate (nil: none to speak of).
+// embedding rows blocks at once, for the memory estimate (nil: none to speak of). Encoder classes
+// register theirs (RegisterEncoder).
 type embedderGraph struct {
 	vectors blockEmbedder
-	work    func(c *arch.Config, rows int64) int64
+	work    EncoderWork
 }
 
 var (
 	embedders = map[string]embedderGraph{
-		arch.ClassLookup:     {vectors: (*builder).lookupVectors},
-		arch.ClassRoberta:    {vectors: (*builder).robertaVectors, work: robertaWork},
-		arch.ClassRobertaCLS: {vectors: (*builder).robertaVectors, work: robertaWork},
+		arch.ClassLookup: {vectors: (*builder).lookupVectors},
 	}
 	tokenDecoders = map[string]tokenDecoderGraph{
 		arch.ClassNeoX: {teacher: (*builder).stackTeacher, start: (*builder).stackStart},
@@ -62,7 +61,9 @@ func (b *builder) tokenDecoderGraph() tokenDecoderGraph {
 // embedBlocks turns token ids [B, n, L] into block vectors [B, n, D]: the embedder's vectors of
 // each block, followed (projection_layer embedder) by a Linear over their concatenation.
 func (b *builder) embedBlocks(ids *Node) *Node {
+	classes.RLock()
 	e, ok := embedders[b.cfg.Embedder.Class()]
+	classes.RUnlock()
 	if !ok {
 		panic("no graph for embedder class " + b.cfg.Embedder.Class())
 	}

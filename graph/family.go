@@ -82,6 +82,51 @@ func (o *Ops) Rotary(invFreq []float64, maxPos int) func(x, pos *Node) *Node {
 	return func(x, pos *Node) *Node { return rope(x, pos, cos, sin, 2*len(invFreq)) }
 }
 
+// LinearGELU is Linear followed by the exact GELU (fused into the product where the backend can).
+func (o *Ops) LinearGELU(x *Node, component, name string, bias bool) *Node {
+	return o.b.linear(x, component, name, bias, true)
+}
+
+// Embed looks token ids (int32, any shape) up in the table component/name (quantized or not):
+// [..., D].
+func (o *Ops) Embed(ids *Node, component, name string) *Node { return o.b.embed(ids, component, name) }
+
+// LayerNorm normalises the last axis in float32 (whatever the compute dtype) with the gain and
+// shift component/name.weight and .bias.
+func (o *Ops) LayerNorm(x *Node, component, name string, eps float64) *Node {
+	return o.b.layerNorm(x, component, name, eps)
+}
+
+// Attention is softmax(q k^T / sqrt(hd)) v for q, k, v [B, T, H, hd], every key seen by every query
+// (an encoder's attention). Returns [B, T, H, hd].
+func (o *Ops) Attention(q, k, v *Node) *Node {
+	return o.b.attention(q, toKeys(k), toValues(v), nil)
+}
+
+// An embedder class with an encoder (arch.Encoder) registers its graph here, by official class.
+
+// EncoderBuilder builds an encoder embedder's vectors for the token ids [B, n, L] of n blocks of
+// model c: [B, n, K*De], K its arch.Encoder's Outputs(L) and De the embedder's width.
+type EncoderBuilder func(o *Ops, c *arch.Config, ids *Node) *Node
+
+// EncoderWork is the working memory (bytes) of an encoder over rows blocks at once, for the memory
+// estimate (Activations counts a layer's).
+type EncoderWork func(c *arch.Config, rows int64) int64
+
+// RegisterEncoder makes an encoder class's graph known; a class registers once, from its
+// package's init.
+func RegisterEncoder(class string, vectors EncoderBuilder, work EncoderWork) {
+	classes.Lock()
+	defer classes.Unlock()
+	if _, ok := embedders[class]; ok {
+		panic(fmt.Sprintf("graph: embedder class %q registered twice", class))
+	}
+	embedders[class] = embedderGraph{vectors: func(b *builder, ids *Node) *Node { return vectors(&Ops{b}, b.cfg, ids) }, work: work}
+}
+
+// classes guards the tables of embedder and token decoder classes (blocktransformer.go).
+var classes sync.RWMutex
+
 // decoder runs the stack d of component over x [B, T, D] at positions pos (int32 [T]): a GPT-NeoX
 // stack, or the registered family's. attend decides how each layer's attention sees the past.
 func (b *builder) decoder(component string, d *arch.DecoderConfig, x, pos *Node, maxPos int, attend attendFn) *Node {

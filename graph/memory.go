@@ -22,9 +22,9 @@ func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
 		if !d.IsNeoX() {
 			// Another family's stack is built op by op: its norms unfused (float32 copies) and a gated
 			// MLP's gate, up, activation and product alive together.
-			return cache, activations(actPerHidden+otherPerHidden, d.Hidden, d.Intermediate, d.Heads, b, T, S) + b*T*otherPerFFN*int64(d.Intermediate)*f32
+			return cache, Activations(actPerHidden+otherPerHidden, d.Hidden, d.Intermediate, d.Heads, b, T, S) + b*T*otherPerFFN*int64(d.Intermediate)*f32
 		}
-		return cache, activations(actPerHidden, d.Hidden, d.Intermediate, d.Heads, b, T, S)
+		return cache, Activations(actPerHidden, d.Hidden, d.Intermediate, d.Heads, b, T, S)
 	}
 	V := int64(c.VocabSize)
 	if !c.IsBlock() {
@@ -41,7 +41,10 @@ func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
 		_, tok := stack(&c.TokenDecoder.DecoderConfig, r+L-1, r+L-1)
 		work = max(work, tok)
 	}
-	if e := embedders[c.Embedder.Class()]; e.work != nil {
+	classes.RLock()
+	e := embedders[c.Embedder.Class()]
+	classes.RUnlock()
+	if e.work != nil {
 		// The prefill embeds every prompt block at once, each its own sequence.
 		work = max(work, e.work(c, b*blocks))
 	}
@@ -56,9 +59,9 @@ const (
 	f32          = 4
 )
 
-// activations is the working memory of rows sequences of T new positions against S keys, perHidden
+// Activations is the working memory (bytes) of rows sequences of T new positions against S keys, perHidden
 // intermediates as wide as the layer.
-func activations(perHidden int64, hidden, ffn, heads int, rows, T, S int64) int64 {
+func Activations(perHidden int64, hidden, ffn, heads int, rows, T, S int64) int64 {
 	return rows*T*(perHidden*int64(hidden)+actPerFFN*int64(ffn))*f32 + scoreCopies*rows*int64(heads)*T*S*f32
 }
 

@@ -15,38 +15,43 @@ import (
 // for its position). Post-LayerNorm layers with exact GELU. Its vectors for the projection are
 // the outputs of the block's tokens (roberta) or of the CLS tokens put before them (roberta_cls).
 
+func init() {
+	RegisterEncoder(arch.ClassRoberta, robertaVectors, robertaWork)
+	RegisterEncoder(arch.ClassRobertaCLS, robertaVectors, robertaWork)
+}
+
 // robertaVectors turns token ids [B, n, L] into each block's encoder vectors, concatenated:
 // [B, n, K*He] (K = L, or the CLS count).
-func (b *builder) robertaVectors(ids *Node) *Node {
-	e := b.cfg.Embedder
+func robertaVectors(o *Ops, c *arch.Config, ids *Node) *Node {
+	e := c.Embedder
 	r := e.Encoder.(*arch.RobertaConfig)
+	g := o.Graph()
 	B, n, L := ids.Shape().Dim(0), ids.Shape().Dim(1), ids.Shape().Dim(2)
 	M := B * n
 	s := Reshape(ids, M, L)
 	if r.CLSTokens > 0 {
-		cls := BroadcastToDims(Const(b.g, int32(r.BOSTokenID)), M, r.CLSTokens)
+		cls := BroadcastToDims(Const(g, int32(r.BOSTokenID)), M, r.CLSTokens)
 		s = Concatenate([]*Node{cls, s}, 1)
 	}
 	S := s.Shape().Dim(1)
 	// Positions by the fairseq rule: counting from pad+1 over the tokens that are not the pad id;
 	// a pad id itself sits at position pad and is not counted.
-	pad := Const(b.g, int32(r.PadTokenID))
+	pad := Const(g, int32(r.PadTokenID))
 	counted := ConvertDType(NotEqual(s, pad), dtypes.Int32)
 	pos := Add(Mul(CumSum(counted, 1), counted), pad)
-	typ := Slice(b.w(arch.Embedder, arch.TokenTypes+".weight"), AxisElem(0)) // every token has type 0: [1, He]
-	h := Add(Add(b.embed(s, arch.Embedder, arch.Embedding+".weight"), b.embed(pos, arch.Embedder, arch.Positions+".weight")), InsertAxes(typ, 0))
-	h = b.layerNorm(h, arch.Embedder, arch.EmbedNorm, r.LayerNormEps)
+	typ := Slice(o.Weight(arch.Embedder, arch.TokenTypes+".weight"), AxisElem(0)) // every token has type 0: [1, He]
+	h := Add(Add(o.Embed(s, arch.Embedder, arch.Embedding+".weight"), o.Embed(pos, arch.Embedder, arch.Positions+".weight")), InsertAxes(typ, 0))
+	h = o.LayerNorm(h, arch.Embedder, arch.EmbedNorm, r.LayerNormEps)
 	He := e.Dim
 	for i := 0; i < r.Layers; i++ {
 		p := fmt.Sprintf("layers.%d.", i)
 		heads := func(module string) *Node {
-			return Reshape(b.linear(h, arch.Embedder, p+module, true), M, S, r.Heads, r.HeadDim)
+			return Reshape(o.Linear(h, arch.Embedder, p+module, true), M, S, r.Heads, r.HeadDim)
 		}
-		k, v := toKeys(heads(arch.AttnKey)), toValues(heads(arch.AttnValue))
-		ctx := Reshape(b.attention(heads(arch.AttnQuery), k, v, nil), M, S, He)
-		a := b.layerNorm(Add(b.linear(ctx, arch.Embedder, p+arch.AttnOut, true), h), arch.Embedder, p+arch.AttnNorm, r.LayerNormEps)
-		f := b.linear(a, arch.Embedder, p+arch.MLPUp, true, true)
-		h = b.layerNorm(Add(b.linear(f, arch.Embedder, p+arch.MLPDown, true), a), arch.Embedder, p+arch.MLPNorm, r.LayerNormEps)
+		ctx := Reshape(o.Attention(heads(arch.AttnQuery), heads(arch.AttnKey), heads(arch.AttnValue)), M, S, He)
+		a := o.LayerNorm(Add(o.Linear(ctx, arch.Embedder, p+arch.AttnOut, true), h), arch.Embedder, p+arch.AttnNorm, r.LayerNormEps)
+		f := o.LinearGELU(a, arch.Embedder, p+arch.MLPUp, true)
+		h = o.LayerNorm(Add(o.Linear(f, arch.Embedder, p+arch.MLPDown, true), a), arch.Embedder, p+arch.MLPNorm, r.LayerNormEps)
 	}
 	K := r.Outputs(L) // the first K outputs: the CLS tokens', or (no CLS) all of them
 	return Reshape(Slice(h, AxisRange(), AxisRange(0, K)), B, n, K*He)
@@ -58,5 +63,5 @@ func robertaWork(c *arch.Config, rows int64) int64 {
 	const encPerHidden = 10
 	r := c.Embedder.Encoder.(*arch.RobertaConfig)
 	S := int64(r.Inputs(c.BlockLength))
-	return activations(encPerHidden, c.Embedder.Dim, r.Intermediate, r.Heads, rows, S, S)
+	return Activations(encPerHidden, c.Embedder.Dim, r.Intermediate, r.Heads, rows, S, S)
 }

@@ -146,5 +146,5 @@ func (b *builder) t5Head(z *Node) *Node {
 // the r expanded vectors.
 func t5Work(c *arch.Config, B int64) int64 {
 	t, L, r := c.TokenDecoder.Own.(*arch.T5Config), int64(c.BlockLength), int64(c.TokenDecoder.ExpansionRatio)
-	return activations(actPerHidden, t.Hidden, t.Intermediate, t.Heads, B, L, L+r)
+	return Activations(actPerHidden, t.Hidden, t.Intermediate, t.Heads, B, L, L+r)
 }

@@ -277,9 +277,9 @@ func yamlFor(name string, c *arch.Config) ([]byte, error) {
 	y.Embedder.Cls = e.Class()
 	y.Embedder.NEmbeddingTokens = 1
 	y.Embedder.ProjectionMethod = string(e.Type)
-	if k := classes[e.Class()]; k != nil {
-		y.Embedder.ModelNameOrPath = base(arch.Embedder, k.base)
-		y.Embedder.Config, y.Embedder.NCLSTokens = k.yaml(c)
+	if k := classNamed(e.Class()); k != nil {
+		y.Embedder.ModelNameOrPath = base(arch.Embedder, k.Base)
+		y.Embedder.Config, y.Embedder.NCLSTokens = k.YAML(c)
 	} else {
 		y.Embedder.Config = yaml.MapSlice{{Key: arch.KeyVocab, Value: c.VocabSize}, {Key: arch.KeyHidden, Value: e.Dim}}
 	}
@@ -287,9 +287,9 @@ func yamlFor(name string, c *arch.Config) ([]byte, error) {
 	y.BlockDecoder.StackYAML = neox.StackYAML{ModelNameOrPath: base(arch.BlockDecoder, arch.DefaultBase), Config: neox.StackKeys(c.BlockDecoder, c.VocabSize)}
 	td := c.TokenDecoder
 	y.TokenDecoder.Cls = td.Class()
-	if k := classes[td.Class()]; k != nil {
-		cfg, _ := k.yaml(c)
-		y.TokenDecoder.StackYAML = neox.StackYAML{ModelNameOrPath: base(arch.TokenDecoder, k.base), Config: cfg}
+	if k := classNamed(td.Class()); k != nil {
+		cfg, _ := k.YAML(c)
+		y.TokenDecoder.StackYAML = neox.StackYAML{ModelNameOrPath: base(arch.TokenDecoder, k.Base), Config: cfg}
 	} else {
 		y.TokenDecoder.StackYAML = neox.StackYAML{ModelNameOrPath: base(arch.TokenDecoder, arch.DefaultBase), Config: neox.StackKeys(&td.DecoderConfig, c.VocabSize)}
 	}

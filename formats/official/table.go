@@ -15,7 +15,7 @@ import (
 // ("block_decoder.gpt_neox.").
 func Name(cfg *arch.Config, id arch.ID) string {
 	if k := classOf(cfg, id); k != nil {
-		return id.Component + "." + familyName(k.modules, k.layer, id)
+		return id.Component + "." + familyName(k.Modules, k.Layer, id)
 	}
 	return neoxName(id)
 }
@@ -103,7 +103,7 @@ func Table(cfg *arch.Config) []Entry {
 		}
 		out = append(out, Entry{ID: s.ID(), Name: Name(cfg, s.ID()), Shape: shape, Spec: s})
 		if k := classOf(cfg, s.ID()); k != nil && s.Part == arch.PartEmbedIn {
-			for _, n := range k.tableCopies {
+			for _, n := range k.TableCopies {
 				out = append(out, Entry{ID: s.ID(), Name: n, Shape: shape, Spec: s, Tied: true})
 			}
 		}
