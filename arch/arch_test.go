@@ -364,4 +364,44 @@ func TestPartsInConfigJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"type":"concat","dim":8,"roberta":{"num_layers":"x"}}`), &e); err == nil || !strings.HasPrefix(err.Error(), "roberta: ") {
 		t.Fatalf("a bad encoder: %v", err)
 	}
+	// Keys in any case, as encoding/json reads fields; a null replaces what was there.
+	e = EmbedderConfig{}
+	if err := json.Unmarshal([]byte(`{"type":"concat","dim":8,"RoBERTa":{"num_layers":3}}`), &e); err != nil || e.Class() != ClassRoberta {
+		t.Fatalf("%v %+v", err, e)
+	}
+	if err := json.Unmarshal([]byte(`{"roberta":null}`), &e); err != nil || e.Encoder != nil || e.Dim != 8 {
+		t.Fatalf("%v %+v", err, e)
+	}
+}
+
+// The checks of a T5 token decoder come in the order of the rest of the config's: its ids agree
+// with the model's last, after the decoding; a RoBERTa embedder's hidden_size is explained by its
+// config's resolution.
+func TestPartChecksInOrder(t *testing.T) {
+	p, _ := FindPreset("block_ablation_b4_85_cls_cross_attn")
+	c, err := p.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.BOSTokenID++
+	c.TokenDecoder.Decoding = Prefix
+	want := "token_decoder: prefix decoding with a t5 token decoder (cross_attention is T5's, prefix and summation GPT-NeoX's)"
+	if err := c.Validate(); err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
+	}
+	c.TokenDecoder.Decoding = CrossAttention
+	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "bos_token_id ") {
+		t.Fatalf("got %v", err)
+	}
+	blk, _, err := Released("block_ablation_b4_85_roberta_prefix", OriginYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov := Provenance{}
+	if _, _, err := blk.Resolve(nil, nil, prov); err != nil {
+		t.Fatal(err)
+	}
+	if got := prov["embedder.hidden_size"]; !strings.HasSuffix(got, ", as the official code resolves this config") {
+		t.Errorf("embedder.hidden_size: %q", got)
+	}
 }

@@ -132,50 +132,6 @@ func BaseModel(name string) (NeoXConfig, bool) {
 	return NeoXConfig{}, false
 }
 
-// The base models of the ablation configs' RoBERTa embedders and T5 token decoders: their public
-// config.json facts, and the class defaults where config.json is silent. A RoBERTa or T5 part
-// must name one of them (the official code builds it from that model's config, which btconvert
-// cannot read otherwise).
-var (
-	robertaBases = map[string]RobertaHF{
-		"roberta-base": {Layers: 12, Hidden: 768, Heads: 12, Intermediate: 3072, Vocab: 50265, MaxPositions: 514, TypeVocab: 1,
-			LayerNormEps: 1e-5, Act: "gelu", PositionType: "absolute", PadID: 1, BOSID: 0},
-	}
-	t5Bases = map[string]T5HF{
-		// num_decoder_layers is not in t5-small's config.json: T5Config sets it to num_layers when the
-		// config is loaded, before a YAML's keys are set (so setting num_layers later leaves it).
-		// No bos_token_id either.
-		"t5-small": {Hidden: 512, HeadDim: 64, Intermediate: 2048, Layers: 6, DecoderLayers: 6, Heads: 8, Buckets: 32, MaxDistance: 128,
-			LayerNormEps: 1e-6, FeedForward: "relu", Vocab: 32128, EOSID: 1, BOSID: -1, Tied: true},
-	}
-)
-
-// baseRoberta is the RobertaConfig of a base model by its model_name_or_path.
-func baseRoberta(name string) (RobertaHF, bool) {
-	c, ok := robertaBases[name]
-	if !ok {
-		return RobertaHF{}, false
-	}
-	c.Origin = map[string]Origin{}
-	for _, k := range robertaKeys {
-		c.Origin[k] = Origin{OriginBase, name}
-	}
-	return c, true
-}
-
-// baseT5 is the T5Config of a base model by its model_name_or_path.
-func baseT5(name string) (T5HF, bool) {
-	c, ok := t5Bases[name]
-	if !ok {
-		return T5HF{}, false
-	}
-	c.Origin = map[string]Origin{}
-	for _, k := range t5Keys {
-		c.Origin[k] = Origin{OriginBase, name}
-	}
-	return c, true
-}
-
 // names lists a table's keys, sorted.
 func names[T any](table map[string]T) []string {
 	var out []string

@@ -153,9 +153,12 @@ func (e *EmbedderConfig) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, (*plain)(e)); err != nil {
 		return err
 	}
-	v, err := unmarshalPart(b, encoderKinds)
-	if v != nil {
+	v, present, err := unmarshalPart(b, encoderKinds)
+	switch {
+	case v != nil:
 		e.Encoder = v.(Encoder)
+	case present:
+		e.Encoder = nil
 	}
 	return err
 }
@@ -181,8 +184,10 @@ type TokenStack interface {
 	Decoding() Decoding
 	Width() int       // its hidden size (the width of each expanded vector)
 	WidthKey() string // the config key of Width
-	// Check checks it within the whole config c (sizes, ids, what the rest of c must agree with).
+	// Check checks its own sizes and ids within the whole config c; Agree, checked last, what
+	// the rest of c must agree with.
 	Check(c *Config) error
+	Agree(c *Config) error
 	// Tensors is its tensors (after the expansion layer).
 	Tensors(c *Config) []TensorSpec
 	// TableIsHead reports whether its token table is also its output head (then quantization leaves
@@ -236,9 +241,12 @@ func (t *TokenDecoderConfig) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, (*plain)(t)); err != nil {
 		return err
 	}
-	v, err := unmarshalPart(b, tokenStackKinds)
-	if v != nil {
+	v, present, err := unmarshalPart(b, tokenStackKinds)
+	switch {
+	case v != nil:
 		t.Own = v.(TokenStack)
+	case present:
+		t.Own = nil
 	}
 	return err
 }
@@ -428,6 +436,9 @@ func (c *Config) Validate() error {
 		// summation.
 		if (td.Own != nil && td.Decoding != td.Own.Decoding()) || (td.Own == nil && td.Decoding == CrossAttention) {
 			return fmt.Errorf("token_decoder: %s decoding with a %s token decoder (cross_attention is T5's, prefix and summation GPT-NeoX's)", td.Decoding, td.Class())
+		}
+		if td.Own != nil {
+			return td.Own.Agree(c)
 		}
 		return nil
 	}

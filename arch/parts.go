@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 )
 
@@ -38,31 +39,37 @@ func registerPart(m map[string]func() any, key string, f func() any) {
 	m[key] = f
 }
 
-// unmarshalPart decodes the one registered part object b names (nil if none); two are an error.
-func unmarshalPart(b []byte, kinds map[string]func() any) (any, error) {
+// unmarshalPart decodes the one registered part object b names, its key matched without regard
+// to case as encoding/json matches fields: present reports whether a key was there (null: a nil
+// part); two parts are an error.
+func unmarshalPart(b []byte, kinds map[string]func() any) (part any, present bool, err error) {
 	var keys map[string]json.RawMessage
 	if err := json.Unmarshal(b, &keys); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	partKinds.RLock()
 	defer partKinds.RUnlock()
-	var found any
 	var foundKey string
 	for k, raw := range keys {
-		newPart := kinds[k]
-		if newPart == nil || string(raw) == "null" {
-			continue
+		for kind, newPart := range kinds {
+			if !strings.EqualFold(k, kind) {
+				continue
+			}
+			present = true
+			if string(bytes.TrimSpace(raw)) == "null" {
+				continue
+			}
+			if part != nil {
+				return nil, true, fmt.Errorf("both %q and %q are given (one at most)", foundKey, k)
+			}
+			v := newPart()
+			if err := json.Unmarshal(raw, v); err != nil {
+				return nil, true, fmt.Errorf("%s: %v", k, err)
+			}
+			part, foundKey = v, k
 		}
-		if found != nil {
-			return nil, fmt.Errorf("both %q and %q are given (one at most)", foundKey, k)
-		}
-		v := newPart()
-		if err := json.Unmarshal(raw, v); err != nil {
-			return nil, fmt.Errorf("%s: %v", k, err)
-		}
-		found, foundKey = v, k
 	}
-	return found, nil
+	return part, present, nil
 }
 
 // marshalWithPart is v's JSON object with part under its key, first or last (nil: v alone).
@@ -89,4 +96,65 @@ func marshalWithPart(v any, part interface{ Key() string }, first bool) ([]byte,
 		out = append(append(append(append([]byte{}, rest[:len(rest)-1]...), ','), field...), '}')
 	}
 	return out, nil
+}
+
+// How the classes with an encoder or a stack of their own resolve from an official YAML's section,
+// registered by official class from their own file.
+
+// EncoderClass is how an encoder embedder class resolves from the embedder section of a YAML.
+type EncoderClass struct {
+	// Resolve resolves the section e (its keys under sec) into p: p.Encoder, and what else of p
+	// the class sets (its CLS tokens).
+	Resolve func(e EmbedderSpec, sec Section, p *BlockParts) error
+}
+
+// TokenStackClass is how a token decoder class with a stack of its own resolves from the
+// token_decoder section of a YAML.
+type TokenStackClass struct {
+	// CheckDecoding refuses a decoding_strategy the class does not run, saying why.
+	CheckDecoding func(d Decoding) error
+	// Resolve resolves the section's stack (its keys under sec); heads > 0 is a head count the
+	// caller gives, which must agree.
+	Resolve func(st StackSpec, sec Section, heads int) (PartHF, error)
+}
+
+var (
+	encoderClasses    = map[string]*EncoderClass{}
+	tokenStackClasses = map[string]*TokenStackClass{}
+)
+
+// RegisterEncoderClass makes an encoder embedder class resolvable from YAML by its official name.
+func RegisterEncoderClass(class string, c *EncoderClass) {
+	partKinds.Lock()
+	defer partKinds.Unlock()
+	if encoderClasses[class] != nil {
+		panic(fmt.Sprintf("arch: embedder class %q registered twice", class))
+	}
+	encoderClasses[class] = c
+}
+
+// RegisterTokenStackClass makes a token decoder class with a stack of its own resolvable from YAML
+// by its official name.
+func RegisterTokenStackClass(class string, c *TokenStackClass) {
+	partKinds.Lock()
+	defer partKinds.Unlock()
+	if tokenStackClasses[class] != nil {
+		panic(fmt.Sprintf("arch: token decoder class %q registered twice", class))
+	}
+	tokenStackClasses[class] = c
+}
+
+// encoderClass is the registered encoder class of that name (nil: none, as the lookup embedder).
+func encoderClass(class string) *EncoderClass {
+	partKinds.RLock()
+	defer partKinds.RUnlock()
+	return encoderClasses[class]
+}
+
+// tokenStackClass is the registered token decoder class with a stack of its own of that name (nil:
+// none, as gpt-neo-x).
+func tokenStackClass(class string) *TokenStackClass {
+	partKinds.RLock()
+	defer partKinds.RUnlock()
+	return tokenStackClasses[class]
 }

@@ -125,8 +125,8 @@ func (s Shape) spec() (*BlockSpec, *VanillaSpec, error) {
 	}
 	set(&blk.BlockDecoder, s.BlockLayers)
 	set(&blk.TokenDecoder.StackSpec, s.TokenLayers)
-	roberta := blk.Embedder.Cls == ClassRoberta || blk.Embedder.Cls == ClassRobertaCLS
-	if roberta {
+	encoder := encoderClass(blk.Embedder.Cls) != nil
+	if encoder {
 		// The encoder keeps its own width and layers; the vocabulary and EmbedderDim reach it as
 		// keys of its config (the fill-in then gives the heads and FFN of a new width).
 		for _, kv := range []struct {
@@ -138,7 +138,7 @@ func (s Shape) spec() (*BlockSpec, *VanillaSpec, error) {
 			}
 		}
 	}
-	if s.Vocab != 0 && !roberta {
+	if s.Vocab != 0 && !encoder {
 		blk.Embedder.Vocab = s.Vocab
 	}
 	if s.BlockLength != 0 {
@@ -147,10 +147,10 @@ func (s Shape) spec() (*BlockSpec, *VanillaSpec, error) {
 	if s.ExpansionRatio != 0 {
 		blk.TokenDecoder.ExpansionRatio = s.ExpansionRatio
 	}
-	if (s.Hidden != 0 || s.BlockLength != 0) && !roberta {
+	if (s.Hidden != 0 || s.BlockLength != 0) && !encoder {
 		blk.Embedder.Hidden = 0 // the concat embedder follows the width and block length
 	}
-	if s.EmbedderDim != 0 && !roberta {
+	if s.EmbedderDim != 0 && !encoder {
 		blk.Embedder.Hidden = s.EmbedderDim
 	}
 	return blk, nil, nil

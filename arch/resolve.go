@@ -136,41 +136,6 @@ func knownBase(sec Section, base string, known []string) error {
 		sec.Stack, base, strings.Join(known, ", "), sec.Stack)
 }
 
-// ResolveRoberta builds a RoBERTa embedder's HF config as the official code does: the official
-// fill-in (heads and FFN from the width), then the base model's config, then every setting on top.
-func ResolveRoberta(base string, settings []Setting, sec Section) (*RobertaHF, error) {
-	c, known := baseRoberta(base)
-	if !known {
-		return nil, knownBase(sec, base, names(robertaBases))
-	}
-	settings, err := fillIn(settings, sec)
-	if err != nil {
-		return nil, err
-	}
-	if err := applySettings(&c, settings, sec); err != nil {
-		return nil, err
-	}
-	return &c, nil
-}
-
-// ResolveT5 builds a T5 token decoder's HF config as the official code does: the base model's
-// config with every setting on top (T5 parts get no fill-in). heads > 0 is a head count the caller
-// gives: it must agree.
-func ResolveT5(st StackSpec, sec Section, heads int) (*T5HF, error) {
-	c, known := baseT5(st.Base)
-	if !known {
-		return nil, knownBase(sec, st.Base, names(t5Bases))
-	}
-	if err := applySettings(&c, st.Settings, sec); err != nil {
-		return nil, err
-	}
-	if heads > 0 && heads != c.Heads {
-		return nil, fmt.Errorf("%s: %s; {Heads} %d disagrees (the official code builds %d heads from this config)",
-			sec.Stack, c.Explain(KeyT5Heads), heads, c.Heads)
-	}
-	return &c, nil
-}
-
 // FromShapesWithHeads is a stack read off the weights alone: everything but the head count, which
 // heads gives.
 func FromShapesWithHeads(shapes map[string]int, heads int) *NeoXConfig {
@@ -260,6 +225,10 @@ func BlockConfig(bdC, tdC *NeoXConfig, p BlockParts, prov Provenance) (*Config, 
 		{"expansion_ratio", TokenDecoder + ".expansion_ratio", p.ExpansionRatio, p.RatioOrigin},
 		{"decoding", TokenDecoder + ".decoding", p.Decoding, p.DecodingOrigin},
 		{"embedder." + KeyHidden, "embedder.dim", emb.Dim, p.EmbedderOrigin}} {
+		if v.key == "embedder."+KeyHidden && p.Encoder != nil {
+			origins[v.origin] = string(v.o.Kind)
+			continue // the encoder's own record says more (hidden_size is one of its keys)
+		}
 		prov[v.key] = fmt.Sprintf("%s %v from %s", v.key, v.val, v.o.From)
 		origins[v.origin] = string(v.o.Kind)
 	}

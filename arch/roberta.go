@@ -88,7 +88,32 @@ func (r *RobertaConfig) Check(c *Config) error {
 	return nil
 }
 
-func init() { RegisterEncoder("roberta", func() Encoder { return new(RobertaConfig) }) }
+func init() {
+	RegisterEncoder("roberta", func() Encoder { return new(RobertaConfig) })
+	c := &EncoderClass{Resolve: resolveRobertaSection}
+	RegisterEncoderClass(ClassRoberta, c)
+	RegisterEncoderClass(ClassRobertaCLS, c)
+}
+
+// resolveRobertaSection resolves a YAML's roberta or roberta_cls embedder section into p: its CLS
+// tokens (roberta_cls: 1 unless stated) and its RobertaConfig.
+func resolveRobertaSection(e EmbedderSpec, sec Section, p *BlockParts) error {
+	p.CLSTokens, p.CLSOrigin = e.CLSTokens, sec.origin()
+	switch {
+	case e.Cls == ClassRoberta && e.CLSTokens != 0:
+		return fmt.Errorf("embedder.n_cls_tokens is for the roberta_cls embedder, not roberta")
+	case e.Cls == ClassRobertaCLS && e.CLSTokens == 0:
+		p.CLSTokens, p.CLSOrigin = 1, Origin{OriginFillIn, "the official default of roberta_cls (n_cls_tokens 1)"}
+	case e.CLSTokens < 0 || e.CLSTokens > MaxBlockLength:
+		return fmt.Errorf("embedder.n_cls_tokens %d is out of range (1 to %d)", e.CLSTokens, MaxBlockLength)
+	}
+	r, err := ResolveRoberta(e.Base, e.Settings, sec)
+	if err != nil {
+		return err
+	}
+	p.Encoder = r
+	return nil
+}
 
 // Key is the encoder's key in our config.json.
 func (r *RobertaConfig) Key() string { return "roberta" }
@@ -133,6 +158,45 @@ func (r *RobertaConfig) Describe(dim int) string {
 func (r *RobertaConfig) Summarize(s *EmbedderSummary, stack func(*DecoderConfig) *StackSummary, dim int) {
 	s.CLSTokens = r.CLSTokens
 	s.Encoder = stack(&DecoderConfig{Hidden: dim, Heads: r.Heads, HeadDim: r.HeadDim, Intermediate: r.Intermediate, Layers: r.Layers})
+}
+
+// robertaBases are the base models of the ablation configs' RoBERTa embedders: their public
+// config.json facts, and the class defaults where config.json is silent. A RoBERTa part must name
+// one of them (the official code builds it from that model's config, which btconvert cannot read
+// otherwise).
+var robertaBases = map[string]RobertaHF{
+	"roberta-base": {Layers: 12, Hidden: 768, Heads: 12, Intermediate: 3072, Vocab: 50265, MaxPositions: 514, TypeVocab: 1,
+		LayerNormEps: 1e-5, Act: "gelu", PositionType: "absolute", PadID: 1, BOSID: 0},
+}
+
+// baseRoberta is the RobertaConfig of a base model by its model_name_or_path.
+func baseRoberta(name string) (RobertaHF, bool) {
+	c, ok := robertaBases[name]
+	if !ok {
+		return RobertaHF{}, false
+	}
+	c.Origin = map[string]Origin{}
+	for _, k := range robertaKeys {
+		c.Origin[k] = Origin{OriginBase, name}
+	}
+	return c, true
+}
+
+// ResolveRoberta builds a RoBERTa embedder's HF config as the official code does: the official
+// fill-in (heads and FFN from the width), then the base model's config, then every setting on top.
+func ResolveRoberta(base string, settings []Setting, sec Section) (*RobertaHF, error) {
+	c, known := baseRoberta(base)
+	if !known {
+		return nil, knownBase(sec, base, names(robertaBases))
+	}
+	settings, err := fillIn(settings, sec)
+	if err != nil {
+		return nil, err
+	}
+	if err := applySettings(&c, settings, sec); err != nil {
+		return nil, err
+	}
+	return &c, nil
 }
 
 // RobertaHF is the architecture part of an HF RobertaConfig, with where each value came from.

@@ -93,9 +93,7 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 	if len(heads) > 2 {
 		return nil, nil, fmt.Errorf("{Heads} %s: give one head count, or the block decoder's and the token decoder's", heads)
 	}
-	switch s.Embedder.Cls {
-	case "", ClassLookup, ClassRoberta, ClassRobertaCLS:
-	default:
+	if s.Embedder.Cls != "" && s.Embedder.Cls != ClassLookup && encoderClass(s.Embedder.Cls) == nil {
 		return nil, nil, fmt.Errorf("embedder.cls %q is not an embedder of the official code (lookup, roberta or roberta_cls)", s.Embedder.Cls)
 	}
 	switch s.BlockDecoder.Cls {
@@ -105,13 +103,15 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 	default:
 		return nil, nil, fmt.Errorf("block_decoder.cls %q is not a block decoder of the official code (gpt-neo-x or gpt-neo)", s.BlockDecoder.Cls)
 	}
-	t5 := s.TokenDecoder.Cls == ClassT5
+	own := tokenStackClass(s.TokenDecoder.Cls)
 	switch s.TokenDecoder.Cls {
-	case "", ClassNeoX, ClassT5:
+	case "", ClassNeoX:
 	case "gpt-neo":
 		return nil, nil, notYet("token_decoder.cls gpt-neo")
 	default:
-		return nil, nil, fmt.Errorf("token_decoder.cls %q is not a token decoder of the official code (gpt-neo-x, t5 or gpt-neo)", s.TokenDecoder.Cls)
+		if own == nil {
+			return nil, nil, fmt.Errorf("token_decoder.cls %q is not a token decoder of the official code (gpt-neo-x, t5 or gpt-neo)", s.TokenDecoder.Cls)
+		}
 	}
 	if n := s.Embedder.EmbeddingTokens; n > 1 {
 		return nil, nil, notYet(fmt.Sprintf("embedder.n_embedding_tokens %d", n))
@@ -139,12 +139,12 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 		return nil, nil, fmt.Errorf("token_decoder.decoding_strategy %q (want prefix, summation or cross_attention)", s.TokenDecoder.Decoding)
 	}
 	switch {
-	case dec == CrossAttention && !t5:
+	case dec == CrossAttention && own == nil:
 		return nil, nil, fmt.Errorf("token_decoder.decoding_strategy cross_attention needs token_decoder.cls t5 (the official code supports it for the T5 token decoder only)")
-	case t5 && dec == Summation:
-		return nil, nil, notYet("token_decoder.cls t5 with summation decoding")
-	case t5 && dec == Prefix:
-		return nil, nil, fmt.Errorf("token_decoder.cls t5 with prefix decoding: the official T5 token decoder decodes by cross_attention (or summation)")
+	case own != nil:
+		if err := own.CheckDecoding(dec); err != nil {
+			return nil, nil, err
+		}
 	}
 	ratio, ratioOrigin := s.TokenDecoder.ExpansionRatio, o
 	switch {
@@ -170,9 +170,9 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 	parts := BlockParts{BlockLength: s.BlockLength, LengthOrigin: o, ExpansionRatio: ratio, RatioOrigin: ratioOrigin,
 		Decoding: dec, DecodingOrigin: o}
 	var tdC *NeoXConfig
-	if t5 {
+	if own != nil {
 		sec := Section{File: s.File, Kind: s.Kind, Stack: TokenDecoder, Keys: TokenDecoder + ".config"}
-		if parts.Own, err = ResolveT5(s.TokenDecoder.StackSpec, sec, heads.For(TokenDecoder)); err != nil {
+		if parts.Own, err = own.Resolve(s.TokenDecoder.StackSpec, sec, heads.For(TokenDecoder)); err != nil {
 			return nil, nil, err
 		}
 	} else if tdC, err = resolve(TokenDecoder, s.TokenDecoder.StackSpec); err != nil {
@@ -211,18 +211,18 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 func (s *BlockSpec) resolveEmbedder(bdC *NeoXConfig, p *BlockParts) error {
 	e, o := s.Embedder, s.origin()
 	sec := Section{File: s.File, Kind: s.Kind, Stack: Embedder, Keys: Embedder + ".config"}
-	roberta := e.Cls == ClassRoberta || e.Cls == ClassRobertaCLS
+	enc := encoderClass(e.Cls)
 	method := e.ProjectionMethod
 	switch {
-	case method == "" && roberta:
-		method = string(ProjectionLayer) // the RoBERTa classes' default, not the base class's concat
+	case method == "" && enc != nil:
+		method = string(ProjectionLayer) // the encoder classes' default, not the base class's concat
 	case method == "":
 		method = string(Concat)
 	case method != string(Concat) && method != string(ProjectionLayer):
 		return fmt.Errorf("embedder.projection_method %q (want projection_layer, concat or null)", method)
 	}
 	p.Embedder.Type = EmbedderType(method)
-	if !roberta {
+	if enc == nil {
 		if e.CLSTokens != 0 {
 			return fmt.Errorf("embedder.n_cls_tokens is for the roberta_cls embedder, not %s", cmp.Or(e.Cls, ClassLookup))
 		}
@@ -253,21 +253,7 @@ func (s *BlockSpec) resolveEmbedder(bdC *NeoXConfig, p *BlockParts) error {
 		}
 		return nil
 	}
-	p.CLSTokens, p.CLSOrigin = e.CLSTokens, o
-	switch {
-	case e.Cls == ClassRoberta && e.CLSTokens != 0:
-		return fmt.Errorf("embedder.n_cls_tokens is for the roberta_cls embedder, not roberta")
-	case e.Cls == ClassRobertaCLS && e.CLSTokens == 0:
-		p.CLSTokens, p.CLSOrigin = 1, Origin{OriginFillIn, "the official default of roberta_cls (n_cls_tokens 1)"}
-	case e.CLSTokens < 0 || e.CLSTokens > MaxBlockLength:
-		return fmt.Errorf("embedder.n_cls_tokens %d is out of range (1 to %d)", e.CLSTokens, MaxBlockLength)
-	}
-	r, err := ResolveRoberta(e.Base, e.Settings, sec)
-	if err != nil {
-		return err
-	}
-	p.Encoder = r
-	return nil
+	return enc.Resolve(e, sec, p)
 }
 
 // Resolve builds a vanilla config: the base model's HF config with the settings on top.

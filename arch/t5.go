@@ -46,7 +46,7 @@ type T5Config struct {
 // Inner is the width of the attention's projections, heads x d_kv.
 func (t *T5Config) Inner() int { return t.Heads * t.HeadDim }
 
-// Check checks the stack within c: its sizes, its ids against c's vocabulary and c's own ids.
+// Check checks the stack within c: its sizes and its ids against c's vocabulary.
 func (t *T5Config) Check(c *Config) error {
 	V := c.VocabSize
 	switch {
@@ -66,13 +66,39 @@ func (t *T5Config) Check(c *Config) error {
 		return fmt.Errorf("token_decoder: layer_norm_epsilon must be positive")
 	case t.BOSTokenID < 0 || t.BOSTokenID >= V || t.EOSTokenID < 0 || t.EOSTokenID >= V:
 		return fmt.Errorf("token_decoder: bos_token_id %d and eos_token_id %d must be ids of the vocabulary (0 to %d)", t.BOSTokenID, t.EOSTokenID, V-1)
-	case c.BOSTokenID != t.BOSTokenID || c.EOSTokenID != t.EOSTokenID:
+	}
+	return nil
+}
+
+// Agree checks that c's ids are the stack's.
+func (t *T5Config) Agree(c *Config) error {
+	if c.BOSTokenID != t.BOSTokenID || c.EOSTokenID != t.EOSTokenID {
 		return fmt.Errorf("bos_token_id %d and eos_token_id %d disagree with the T5 token decoder's %d and %d", c.BOSTokenID, c.EOSTokenID, t.BOSTokenID, t.EOSTokenID)
 	}
 	return nil
 }
 
-func init() { RegisterTokenStack("t5", func() TokenStack { return new(T5Config) }) }
+func init() {
+	RegisterTokenStack("t5", func() TokenStack { return new(T5Config) })
+	RegisterTokenStackClass(ClassT5, &TokenStackClass{
+		CheckDecoding: func(d Decoding) error {
+			switch d {
+			case Summation:
+				return notYet("token_decoder.cls t5 with summation decoding")
+			case Prefix:
+				return fmt.Errorf("token_decoder.cls t5 with prefix decoding: the official T5 token decoder decodes by cross_attention (or summation)")
+			}
+			return nil
+		},
+		Resolve: func(st StackSpec, sec Section, heads int) (PartHF, error) {
+			c, err := ResolveT5(st, sec, heads)
+			if err != nil {
+				return nil, err // not a nil *T5HF in the interface
+			}
+			return c, nil
+		},
+	})
+}
 
 // Key is the stack's key in our config.json.
 func (t *T5Config) Key() string { return "t5" }
@@ -115,6 +141,46 @@ func (t *T5Config) Tensors(cfg *Config) []TensorSpec {
 	}
 	out = append(out, layerSpecs(sh, t5Layer)...)
 	return append(out, newSpec(outside(TokenDecoder, PartFinalNorm, Weight), []int{t.Hidden}, [][]string{hid}, ""))
+}
+
+// t5Bases are the base models of the ablation configs' T5 token decoders, as robertaBases.
+var t5Bases = map[string]T5HF{
+	// num_decoder_layers is not in t5-small's config.json: T5Config sets it to num_layers when the
+	// config is loaded, before a YAML's keys are set (so setting num_layers later leaves it).
+	// No bos_token_id either.
+	"t5-small": {Hidden: 512, HeadDim: 64, Intermediate: 2048, Layers: 6, DecoderLayers: 6, Heads: 8, Buckets: 32, MaxDistance: 128,
+		LayerNormEps: 1e-6, FeedForward: "relu", Vocab: 32128, EOSID: 1, BOSID: -1, Tied: true},
+}
+
+// baseT5 is the T5Config of a base model by its model_name_or_path.
+func baseT5(name string) (T5HF, bool) {
+	c, ok := t5Bases[name]
+	if !ok {
+		return T5HF{}, false
+	}
+	c.Origin = map[string]Origin{}
+	for _, k := range t5Keys {
+		c.Origin[k] = Origin{OriginBase, name}
+	}
+	return c, true
+}
+
+// ResolveT5 builds a T5 token decoder's HF config as the official code does: the base model's
+// config with every setting on top (T5 parts get no fill-in). heads > 0 is a head count the caller
+// gives: it must agree.
+func ResolveT5(st StackSpec, sec Section, heads int) (*T5HF, error) {
+	c, known := baseT5(st.Base)
+	if !known {
+		return nil, knownBase(sec, st.Base, names(t5Bases))
+	}
+	if err := applySettings(&c, st.Settings, sec); err != nil {
+		return nil, err
+	}
+	if heads > 0 && heads != c.Heads {
+		return nil, fmt.Errorf("%s: %s; {Heads} %d disagrees (the official code builds %d heads from this config)",
+			sec.Stack, c.Explain(KeyT5Heads), heads, c.Heads)
+	}
+	return &c, nil
 }
 
 // T5HF is the architecture part of an HF T5Config, with where each value came from.

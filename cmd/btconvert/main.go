@@ -45,9 +45,10 @@ func main() {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	go func() {
 		s := <-sigs
-		interrupted.Store(true)
 		// Never unlocked: this exit, not the run's failure on its removed output, ends the process.
+		// Taken before the flag is set: a run that exits first has printed its error.
 		exiting.Lock()
+		interrupted.Store(true)
 		kept := runInterruptHooks() // before the cleanup: what they write is complete, not partial
 		fsio.Cleanup()
 		if kept != "" {

@@ -102,7 +102,7 @@ func Table(cfg *arch.Config) []Entry {
 			shape = []int{s.Shape[0], s.Shape[1], 1}
 		}
 		out = append(out, Entry{ID: s.ID(), Name: Name(cfg, s.ID()), Shape: shape, Spec: s})
-		if k := classOf(cfg, s.ID()); k != nil && s.Part == arch.PartEmbedIn {
+		if k := classOf(cfg, s.ID()); k != nil && s.ID() == k.Table {
 			for _, n := range k.TableCopies {
 				out = append(out, Entry{ID: s.ID(), Name: n, Shape: shape, Spec: s, Tied: true})
 			}
