@@ -21,6 +21,7 @@ import (
 
 	"github.com/btconvert/btconvert"
 	"github.com/btconvert/btconvert/errs"
+	"github.com/btconvert/btconvert/graph/backend"
 	"github.com/btconvert/btconvert/internal/fsio"
 )
 
@@ -57,6 +58,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "btconvert: interrupted (%v)%s; partial output removed\n", s, kept)
 		os.Exit(128 + int(s.(syscall.Signal)))
 	}()
+	backend.AllowQuickCompile() // a short run on XLA's CPU plugin may set this process's XLA_FLAGS
 	code := run(os.Args, os.Stdout, os.Stderr)
 	exiting.Lock()
 	os.Exit(code)

@@ -167,6 +167,11 @@ func Open(option, spec string) (*Started, error) { return OpenFor(option, spec, 
 // OpenFor is Open for a run of the given work (see ChooseFor).
 func OpenFor(option, spec string, w Work) (*Started, error) {
 	chosen, why := ChooseFor(spec, w)
+	if chosen == "xla:cpu" && w.quickCompile() {
+		if note := useQuickCompile(); note != "" {
+			why += "; " + note
+		}
+	}
 	b, err := New(chosen)
 	if err != nil {
 		var oe *errs.OptionError
@@ -299,14 +304,22 @@ func Describe(b compute.Backend) string {
 	if x, ok := b.(*xla.Backend); ok {
 		path := x.PluginName()
 		if m := pluginFile.FindStringSubmatch(filepath.Base(path)); m != nil && FindPlugins(PluginDirs())[m[1]+m[2]] == path {
-			return "xla:" + m[1] + m[2]
+			return "xla:" + m[1] + m[2] + level()
 		}
-		return "xla:" + path
+		return "xla:" + path + level()
 	}
 	if IsGo(b) {
 		return fmt.Sprintf("go (%d threads)", goThreads(b))
 	}
 	return b.String()
+}
+
+// level is what Describe adds for an XLA backend compiling at optimization level 0.
+func level() string {
+	if QuickCompile() {
+		return " (optimization level 0)"
+	}
+	return ""
 }
 
 var parallelism = regexp.MustCompile(`\(parallelism=(-?\d+)\)`)

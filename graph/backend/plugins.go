@@ -154,6 +154,9 @@ func loadPlugin(path string) (p *pjrt.Plugin, err error) {
 		// GoMLX returns neither plugin nor error when GetPjrtApi returns NULL.
 		return nil, errs.File(path, "not a working PJRT plugin: GetPjrtApi returned no API")
 	}
+	quick.Lock()
+	quick.loaded = true // XLA_FLAGS changed from now on would not be read
+	quick.Unlock()
 	return p, nil
 }
 

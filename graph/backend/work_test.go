@@ -41,3 +41,25 @@ func TestChooseForWeighsTheWork(t *testing.T) {
 		t.Errorf("without the CPU plugin: %s [%s]", spec, why)
 	}
 }
+
+// XLA's quick compile (optimization level 0) where the run on XLA would take less than its
+// compile: a short generation of a small or a 130 MB model, not a long scoring, not a bench, not a
+// Go caller that says nothing of its work.
+func TestQuickCompileWeighsTheWork(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		w     Work
+		quick bool
+	}{
+		{"nothing said", Work{}, false},
+		{"tiny model, 64 tokens", Work{WeightBytes: 3.4e6, Tokens: 66, Graphs: 2}, true},
+		{"130 MB model, 128 tokens", Work{WeightBytes: 130e6, Tokens: 130, Graphs: 2}, true},
+		{"130 MB model, scoring 8 KiB", Work{WeightBytes: 130e6, Tokens: 8192, Graphs: 2}, false},
+		{"tiny models, a bench", Work{WeightBytes: 3.4e6, Tokens: 512, Graphs: 2, Throughput: true}, false},
+		{"1.9 GB model, 256 tokens", Work{WeightBytes: 1.9e9, Tokens: 256, Graphs: 2}, false},
+	} {
+		if got := c.w.quickCompile(); got != c.quick {
+			t.Errorf("%s: quick compile %t, want %t", c.name, got, c.quick)
+		}
+	}
+}
