@@ -85,7 +85,7 @@ func (o *BenchOptions) work() backend.Work {
 	for _, t := range tests {
 		w.Tokens += int64(len(opts.Batches)) * int64(t[0]+t[1]) * runs
 	}
-	w.Graphs = 2 * len(tests) * len(opts.Batches) * len(o.Models)
+	w.Graphs, w.Throughput = 2*len(tests)*len(opts.Batches)*len(o.Models), true
 	return w
 }
 
