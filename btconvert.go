@@ -15,6 +15,7 @@ import (
 
 	// The architecture families beyond the built-in GPT-NeoX register themselves.
 	_ "github.com/btconvert/btconvert/families/llama"
+	_ "github.com/btconvert/btconvert/families/roberta"
 	"github.com/btconvert/btconvert/graph/backend"
 	"github.com/btconvert/btconvert/internal/runner"
 )

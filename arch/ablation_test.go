@@ -1,8 +1,13 @@
-package arch
+package arch_test
 
 import (
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
+
+	. "github.com/btconvert/btconvert/arch" //nolint:revive
+	"github.com/btconvert/btconvert/families/roberta"
 )
 
 // The released ablation configs resolve as the official code builds them: the RoBERTa embedder's
@@ -11,23 +16,23 @@ import (
 // keys and t5-small (d_kv 64, 32 buckets, max distance 128, eps 1e-6, BOS = its EOS 1); the
 // expansion ratio of summation and cross_attention from the block length; and the origins say so.
 func TestReleasedAblations(t *testing.T) {
-	roberta := RobertaConfig{Layers: 3, Heads: 8, HeadDim: 32, Intermediate: 1024, LayerNormEps: 1e-5, Activation: "gelu",
+	rob := roberta.Config{Layers: 3, Heads: 8, HeadDim: 32, Intermediate: 1024, LayerNormEps: 1e-5, Activation: "gelu",
 		MaxPositions: 514, TypeVocab: 1, PadTokenID: 1, BOSTokenID: 0}
-	cls := roberta
+	cls := rob
 	cls.CLSTokens = 3
 	embOrigins := map[string]string{"embedder.dim": "yaml", "embedder.layers": "yaml", "embedder.heads": "fill-in", "embedder.head_dim": "fill-in",
 		"embedder.intermediate_size": "fill-in", "embedder.max_position_embeddings": "base model", "embedder.layer_norm_eps": "base model",
 		"embedder.pad_token_id": "base model", "embedder.bos_token_id": "base model"}
 	for _, c := range []struct {
 		name           string
-		enc            RobertaConfig
+		enc            roberta.Config
 		t5             *T5Config
 		ratio          int
 		ids            [3]int // pad, bos, eos
 		origins, prov  map[string]string
 		class, tdClass string
 	}{
-		{"block_ablation_b4_85_roberta_prefix", roberta, nil, 1, [3]int{1, 0, 0},
+		{"block_ablation_b4_85_roberta_prefix", rob, nil, 1, [3]int{1, 0, 0},
 			map[string]string{"token_decoder.expansion_ratio": "yaml", "token_decoder.heads": "fill-in"},
 			map[string]string{"embedder.num_attention_heads": "embedder.num_attention_heads 8 from the official fill-in (hidden_size 256 // 32), as the official code resolves this config"},
 			"roberta", "gpt-neo-x"},
@@ -58,7 +63,7 @@ func TestReleasedAblations(t *testing.T) {
 				t.Fatal(err)
 			}
 			e := cfg.Embedder
-			if r, ok := e.Encoder.(*RobertaConfig); !ok || *r != c.enc || e.Dim != 256 || e.Type != ProjectionLayer || e.Class() != c.class {
+			if r, ok := e.Encoder.(*roberta.Config); !ok || *r != c.enc || e.Dim != 256 || e.Type != ProjectionLayer || e.Class() != c.class {
 				t.Errorf("embedder %+v %+v", e, e.Encoder)
 			}
 			td := cfg.TokenDecoder
@@ -198,13 +203,13 @@ func TestAblationKeys(t *testing.T) {
 	if got := *cfg.TokenDecoder.Own.(*T5Config); got.Hidden != 128 || got.Heads != 4 || got.Layers != 6 || got.BOSTokenID != 7 || got.EOSTokenID != 7 {
 		t.Errorf("T5 %+v", got)
 	}
-	if r := cfg.Embedder.Encoder.(*RobertaConfig); r.CLSTokens != 1 || cfg.Origins["embedder.n_cls_tokens"] != "fill-in" {
+	if r := cfg.Embedder.Encoder.(*roberta.Config); r.CLSTokens != 1 || cfg.Origins["embedder.n_cls_tokens"] != "fill-in" {
 		t.Errorf("CLS tokens %d (%s)", r.CLSTokens, cfg.Origins["embedder.n_cls_tokens"])
 	}
 	// A null head count or FFN is what the fill-in gives (the official code checks for None).
 	s, _, _ = Released("block_ablation_b4_85_roberta_prefix", OriginYAML)
 	s.Embedder.Settings = append(s.Embedder.Settings, Setting{Key: KeyHeads, Value: nil}, Setting{Key: KeyIntermediate, Value: nil})
-	if cfg, _, err = s.Resolve(nil, nil, Provenance{}); err != nil || cfg.Embedder.Encoder.(*RobertaConfig).Heads != 8 || cfg.Embedder.Encoder.(*RobertaConfig).Intermediate != 1024 {
+	if cfg, _, err = s.Resolve(nil, nil, Provenance{}); err != nil || cfg.Embedder.Encoder.(*roberta.Config).Heads != 8 || cfg.Embedder.Encoder.(*roberta.Config).Intermediate != 1024 {
 		t.Errorf("null heads and FFN: %v", err)
 	}
 	// concat: the 3 CLS outputs of width 256 are the block decoder's 768, no projection layer.
@@ -212,5 +217,94 @@ func TestAblationKeys(t *testing.T) {
 	s.Embedder.ProjectionMethod = "concat"
 	if cfg, _, err = s.Resolve(nil, nil, Provenance{}); err != nil || cfg.Embedder.Type != Concat || Find(cfg, Embedder, "projection_layer.weight") != nil {
 		t.Errorf("concat of 3 CLS outputs: %v", err)
+	}
+}
+
+// The ablation presets: the RoBERTa embedder's heads by the fill-in, the T5 decoder as stated.
+func TestAblationPresets(t *testing.T) {
+	p, _ := FindPreset("block_ablation_b4_85_cls_cross_attn")
+	c, err := p.Config()
+	if err != nil || c.Embedder.Encoder.(*roberta.Config).Heads != 8 || c.TokenDecoder.Own.(*T5Config).Heads != 12 || c.Origins["embedder.layers"] != "preset" ||
+		c.Origins["embedder.heads"] != "fill-in" || c.Origins["token_decoder.heads"] != "preset" {
+		t.Errorf("cls_cross_attn preset: %v %+v", err, c.Origins)
+	}
+	// RoBERTa 15,970,048 (its table 12,877,824), block decoder 42,528,768, T5 97,633,920 (its
+	// table 38,633,472).
+	if n := ParamCount(c); n != 156_132_736 {
+		t.Errorf("cls_cross_attn has %d weights, want 156,132,736", n)
+	}
+}
+
+// An encoder and a token decoder's own stack are stored under their keys in config.json (the
+// encoder after the embedder's fields, the own stack first and without the unused stack fields)
+// and read back as themselves; a null key is the lookup embedder.
+func TestPartsInConfigJSON(t *testing.T) {
+	p, _ := FindPreset("block_ablation_b4_85_cls_cross_attn")
+	c, err := p.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	if !strings.Contains(s, `"embedder":{"type":"projection_layer","dim":256,"roberta":{"num_layers":3,`) ||
+		!strings.Contains(s, `"token_decoder":{"t5":{"num_layers":6,`) || strings.Contains(s, `"hidden_size":0`) {
+		t.Fatalf("config.json: %s", s)
+	}
+	var back Config
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&back, c) || back.Validate() != nil {
+		t.Fatalf("read back:\n%+v\n%+v", back, *c)
+	}
+	var e EmbedderConfig
+	if err := json.Unmarshal([]byte(`{"type":"concat","dim":8,"roberta":null}`), &e); err != nil || e.Encoder != nil || e.Class() != ClassLookup {
+		t.Fatalf("%v %+v", err, e)
+	}
+	if err := json.Unmarshal([]byte(`{"type":"concat","dim":8,"roberta":{"num_layers":"x"}}`), &e); err == nil || !strings.HasPrefix(err.Error(), "roberta: ") {
+		t.Fatalf("a bad encoder: %v", err)
+	}
+	// Keys in any case, as encoding/json reads fields; a null replaces what was there.
+	e = EmbedderConfig{}
+	if err := json.Unmarshal([]byte(`{"type":"concat","dim":8,"RoBERTa":{"num_layers":3}}`), &e); err != nil || e.Class() != ClassRoberta {
+		t.Fatalf("%v %+v", err, e)
+	}
+	if err := json.Unmarshal([]byte(`{"roberta":null}`), &e); err != nil || e.Encoder != nil || e.Dim != 8 {
+		t.Fatalf("%v %+v", err, e)
+	}
+}
+
+// The checks of a T5 token decoder come in the order of the rest of the config's: its ids agree
+// with the model's last, after the decoding; a RoBERTa embedder's hidden_size is Explained by its
+// config's resolution.
+func TestPartChecksInOrder(t *testing.T) {
+	p, _ := FindPreset("block_ablation_b4_85_cls_cross_attn")
+	c, err := p.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.BOSTokenID++
+	c.TokenDecoder.Decoding = Prefix
+	want := "token_decoder: prefix decoding with a t5 token decoder (cross_attention is T5's, prefix and summation GPT-NeoX's)"
+	if err := c.Validate(); err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
+	}
+	c.TokenDecoder.Decoding = CrossAttention
+	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "bos_token_id ") {
+		t.Fatalf("got %v", err)
+	}
+	blk, _, err := Released("block_ablation_b4_85_roberta_prefix", OriginYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov := Provenance{}
+	if _, _, err := blk.Resolve(nil, nil, prov); err != nil {
+		t.Fatal(err)
+	}
+	if got := prov["embedder.hidden_size"]; !strings.HasSuffix(got, ", as the official code resolves this config") {
+		t.Errorf("embedder.hidden_size: %q", got)
 	}
 }

@@ -1,8 +1,6 @@
 package arch
 
 import (
-	"encoding/json"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -173,18 +171,7 @@ func TestPresets(t *testing.T) {
 	if c.Origins["block_decoder.heads"] != "fill-in" || c.Origins["block_decoder.layers"] != "preset" {
 		t.Errorf("origins %v", c.Origins)
 	}
-	// The ablation presets: the RoBERTa embedder's heads by the fill-in, the T5 decoder as stated.
-	p, _ = FindPreset("block_ablation_b4_85_cls_cross_attn")
-	c, err := p.Config()
-	if err != nil || c.Embedder.Encoder.(*RobertaConfig).Heads != 8 || c.TokenDecoder.Own.(*T5Config).Heads != 12 || c.Origins["embedder.layers"] != "preset" ||
-		c.Origins["embedder.heads"] != "fill-in" || c.Origins["token_decoder.heads"] != "preset" {
-		t.Errorf("cls_cross_attn preset: %v %+v", err, c.Origins)
-	}
-	// RoBERTa 15,970,048 (its table 12,877,824), block decoder 42,528,768, T5 97,633,920 (its
-	// table 38,633,472).
-	if n := ParamCount(c); n != 156_132_736 {
-		t.Errorf("cls_cross_attn has %d weights, want 156,132,736", n)
-	}
+	var err error
 	// Flags on top of a preset: a new width gets the fill-in again, and the concat embedder follows.
 	c, err = Shape{Preset: "block_main_b4_5", Hidden: 512}.Config()
 	if err != nil || c.BlockDecoder.Heads != 8 || c.BlockDecoder.HeadDim != 64 || c.BlockDecoder.Intermediate != 2048 || c.Embedder.Dim != 128 {
@@ -329,79 +316,5 @@ func TestFamilyChecks(t *testing.T) {
 	c.Decoder.Family = FamilyNeoX // named out loud: still GPT-NeoX everywhere
 	if !c.Decoder.IsNeoX() || c.Version() != 1 || c.Validate() != nil || !strings.HasPrefix(c.Describe(), "vanilla GPT-NeoX: ") {
 		t.Errorf("family named gpt-neox: %s, version %d, %v", c.Describe(), c.Version(), c.Validate())
-	}
-}
-
-// An encoder and a token decoder's own stack are stored under their keys in config.json (the
-// encoder after the embedder's fields, the own stack first and without the unused stack fields)
-// and read back as themselves; a null key is the lookup embedder.
-func TestPartsInConfigJSON(t *testing.T) {
-	p, _ := FindPreset("block_ablation_b4_85_cls_cross_attn")
-	c, err := p.Config()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	if !strings.Contains(s, `"embedder":{"type":"projection_layer","dim":256,"roberta":{"num_layers":3,`) ||
-		!strings.Contains(s, `"token_decoder":{"t5":{"num_layers":6,`) || strings.Contains(s, `"hidden_size":0`) {
-		t.Fatalf("config.json: %s", s)
-	}
-	var back Config
-	if err := json.Unmarshal(b, &back); err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(&back, c) || back.Validate() != nil {
-		t.Fatalf("read back:\n%+v\n%+v", back, *c)
-	}
-	var e EmbedderConfig
-	if err := json.Unmarshal([]byte(`{"type":"concat","dim":8,"roberta":null}`), &e); err != nil || e.Encoder != nil || e.Class() != ClassLookup {
-		t.Fatalf("%v %+v", err, e)
-	}
-	if err := json.Unmarshal([]byte(`{"type":"concat","dim":8,"roberta":{"num_layers":"x"}}`), &e); err == nil || !strings.HasPrefix(err.Error(), "roberta: ") {
-		t.Fatalf("a bad encoder: %v", err)
-	}
-	// Keys in any case, as encoding/json reads fields; a null replaces what was there.
-	e = EmbedderConfig{}
-	if err := json.Unmarshal([]byte(`{"type":"concat","dim":8,"RoBERTa":{"num_layers":3}}`), &e); err != nil || e.Class() != ClassRoberta {
-		t.Fatalf("%v %+v", err, e)
-	}
-	if err := json.Unmarshal([]byte(`{"roberta":null}`), &e); err != nil || e.Encoder != nil || e.Dim != 8 {
-		t.Fatalf("%v %+v", err, e)
-	}
-}
-
-// The checks of a T5 token decoder come in the order of the rest of the config's: its ids agree
-// with the model's last, after the decoding; a RoBERTa embedder's hidden_size is explained by its
-// config's resolution.
-func TestPartChecksInOrder(t *testing.T) {
-	p, _ := FindPreset("block_ablation_b4_85_cls_cross_attn")
-	c, err := p.Config()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.BOSTokenID++
-	c.TokenDecoder.Decoding = Prefix
-	want := "token_decoder: prefix decoding with a t5 token decoder (cross_attention is T5's, prefix and summation GPT-NeoX's)"
-	if err := c.Validate(); err == nil || err.Error() != want {
-		t.Fatalf("got %v, want %s", err, want)
-	}
-	c.TokenDecoder.Decoding = CrossAttention
-	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "bos_token_id ") {
-		t.Fatalf("got %v", err)
-	}
-	blk, _, err := Released("block_ablation_b4_85_roberta_prefix", OriginYAML)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prov := Provenance{}
-	if _, _, err := blk.Resolve(nil, nil, prov); err != nil {
-		t.Fatal(err)
-	}
-	if got := prov["embedder.hidden_size"]; !strings.HasSuffix(got, ", as the official code resolves this config") {
-		t.Errorf("embedder.hidden_size: %q", got)
 	}
 }

@@ -147,13 +147,13 @@ func names[T any](table map[string]T) []string {
 func UnknownBase() NeoXConfig { return neoxDefaults(Origin{OriginDefaults, "GPTNeoXConfig defaults"}) }
 
 // fields are the config's keys by the type of their values.
-func (c *NeoXConfig) fields() fields {
-	return fields{
-		ints: map[string]*int{KeyLayers: &c.Layers, KeyHidden: &c.Hidden, KeyHeads: &c.Heads,
+func (c *NeoXConfig) fields() Fields {
+	return Fields{
+		Ints: map[string]*int{KeyLayers: &c.Layers, KeyHidden: &c.Hidden, KeyHeads: &c.Heads,
 			KeyIntermediate: &c.Intermediate, KeyVocab: &c.Vocab, KeyMaxPositions: &c.MaxPositions},
-		floats: map[string]*float64{KeyRotaryPct: &c.RotaryPct, KeyRotaryBase: &c.RotaryBase, KeyLayerNormEps: &c.LayerNormEps},
-		strs:   map[string]*string{KeyAct: &c.Act},
-		bools:  map[string]*bool{KeyParallelResidual: &c.ParallelResidual},
+		Floats: map[string]*float64{KeyRotaryPct: &c.RotaryPct, KeyRotaryBase: &c.RotaryBase, KeyLayerNormEps: &c.LayerNormEps},
+		Strs:   map[string]*string{KeyAct: &c.Act},
+		Bools:  map[string]*bool{KeyParallelResidual: &c.ParallelResidual},
 	}
 }
 
@@ -163,7 +163,7 @@ func (c *NeoXConfig) Set(key string, v any, origin Origin) error {
 	if a, ok := keyAliases[key]; ok {
 		key = a
 	}
-	ok, err := c.fields().set(key, v)
+	ok, err := c.fields().Set(key, v)
 	switch {
 	case err != nil:
 		return err
@@ -231,18 +231,18 @@ func asFloat(v any) (float64, bool) {
 
 // Explain says where a key's value came from, e.g. "num_attention_heads 16 from
 // EleutherAI/pythia-410m-deduped".
-func (c *NeoXConfig) Explain(key string) string { return explainKey(c.fields().value, c.Origin, key) }
+func (c *NeoXConfig) Explain(key string) string { return ExplainKey(c.fields().Value, c.Origin, key) }
 
-func (c *NeoXConfig) vocab() int { return c.Vocab }
+func (c *NeoXConfig) VocabSize() int { return c.Vocab }
 
-func (c *NeoXConfig) origin(key string) Origin { return c.Origin[key] }
+func (c *NeoXConfig) OriginOf(key string) Origin { return c.Origin[key] }
 
 // neoxKeys are a GPTNeoXConfig's architecture keys, in the order notes list them.
 var neoxKeys = []string{KeyLayers, KeyHidden, KeyHeads, KeyIntermediate, KeyVocab, KeyRotaryPct, KeyRotaryBase,
 	KeyLayerNormEps, KeyParallelResidual, KeyAct, KeyMaxPositions}
 
 // Summary lists every architecture key with its value, grouped by origin (for the manifest's notes).
-func (c *NeoXConfig) Summary() string { return summarize(c.fields().value, c.Origin, neoxKeys) }
+func (c *NeoXConfig) Summary() string { return Summarize(c.fields().Value, c.Origin, neoxKeys) }
 
 // Missing names the keys without a value (a base that is not in the table leaves the shapes and
 // the head count open).

@@ -109,7 +109,7 @@ type EmbedderConfig struct {
 }
 
 // Encoder is an embedder class that runs a network over each block before the projection (the
-// RoBERTa classes, roberta.go). The rest of the code asks it, never its type.
+// RoBERTa classes, package families/roberta). The rest of the code asks it, never its type.
 type Encoder interface {
 	Key() string       // its key in our config.json ("roberta")
 	Class() string     // the official embedder class

@@ -34,9 +34,9 @@ func OfficialHeads(hidden int) (int, error) {
 	return hidden / hd, nil
 }
 
-// fillIn returns settings with what the official fill-in adds to a block-mode section. sec names
+// FillIn returns settings with what the official fill-in adds to a block-mode section. sec names
 // the section for messages.
-func fillIn(settings []Setting, sec Section) ([]Setting, error) {
+func FillIn(settings []Setting, sec Section) ([]Setting, error) {
 	stated := map[string]bool{}
 	hidden, hiddenOK := 0, false
 	var kept []Setting

@@ -25,7 +25,7 @@ type Section struct {
 	Keys  string
 }
 
-func (s Section) origin() Origin {
+func (s Section) Origin() Origin {
 	if s.Kind == "" {
 		return Origin{OriginYAML, s.File}
 	}
@@ -76,11 +76,11 @@ func ResolveStack(st StackSpec, sec Section, block bool, heads int, shapes map[s
 	settings := st.Settings
 	if block {
 		var err error
-		if settings, err = fillIn(settings, sec); err != nil {
+		if settings, err = FillIn(settings, sec); err != nil {
 			return nil, err
 		}
 	}
-	if err := applySettings(&c, settings, sec); err != nil {
+	if err := ApplySettings(&c, settings, sec); err != nil {
 		return nil, err
 	}
 	if heads > 0 && heads != c.Heads {
@@ -109,15 +109,15 @@ func ResolveStack(st StackSpec, sec Section, block bool, heads int, shapes map[s
 	return &c, nil
 }
 
-// applySettings sets each setting on a part's HF config in order; a setting without an origin
+// ApplySettings sets each setting on a part's HF config in order; a setting without an origin
 // comes from the section's file.
-func applySettings(c interface {
+func ApplySettings(c interface {
 	Set(key string, v any, origin Origin) error
 }, settings []Setting, sec Section) error {
 	for _, s := range settings {
 		o := s.Origin
 		if o.Kind == "" {
-			o = sec.origin()
+			o = sec.Origin()
 		}
 		if err := c.Set(s.Key, s.Value, o); err != nil {
 			return fmt.Errorf("%s: %v", sec.Keys, err)
@@ -126,8 +126,8 @@ func applySettings(c interface {
 	return nil
 }
 
-// knownBase is the error for a RoBERTa or T5 part whose base model is not in the table.
-func knownBase(sec Section, base string, known []string) error {
+// BaseNotKnown is the error for a RoBERTa or T5 part whose base model is not in the table.
+func BaseNotKnown(sec Section, base string, known []string) error {
 	if base == "" {
 		return fmt.Errorf("%s.model_name_or_path is not stated: the official code builds the %s from that model's config (btconvert knows %s)",
 			sec.Stack, sec.Stack, strings.Join(known, ", "))
@@ -179,7 +179,7 @@ type PartHF interface {
 	Summary() string // its keys with their values, grouped by origin
 	// assemble puts the part into cfg (complete but for it) and records where its values came
 	// from; tdVocab explains the token decoder's vocabulary.
-	assemble(cfg *Config, p *BlockParts, tdVocab explained, prov Provenance, origins map[string]string) error
+	Assemble(cfg *Config, p *BlockParts, tdVocab Explained, prov Provenance, origins map[string]string) error
 }
 
 // BlockConfig assembles a Block Transformer config from its resolved block decoder, token decoder
@@ -197,7 +197,7 @@ func BlockConfig(bdC, tdC *NeoXConfig, p BlockParts, prov Provenance) (*Config, 
 	} else if td.DecoderConfig, err = tdC.Decoder(); err != nil {
 		return nil, fmt.Errorf("token_decoder: %v", err)
 	}
-	V := vocab.vocab()
+	V := vocab.VocabSize()
 	if p.EmbedderVocab != 0 && p.EmbedderVocab != V {
 		return nil, fmt.Errorf("embedder vocab_size %d disagrees with the token decoder's %s", p.EmbedderVocab, vocab.Explain(KeyVocab))
 	}
@@ -212,7 +212,7 @@ func BlockConfig(bdC, tdC *NeoXConfig, p BlockParts, prov Provenance) (*Config, 
 	prov[KeyVocab] = explain(vocab, KeyVocab)
 	for _, part := range []PartHF{p.Own, p.Encoder} { // the token decoder's first: it has the ids
 		if part != nil {
-			if err := part.assemble(cfg, &p, vocab, prov, origins); err != nil {
+			if err := part.Assemble(cfg, &p, vocab, prov, origins); err != nil {
 				return nil, err
 			}
 		}
@@ -241,8 +241,8 @@ func BlockConfig(bdC, tdC *NeoXConfig, p BlockParts, prov Provenance) (*Config, 
 
 // tokenVocab is a token decoder's resolved config: it states the vocabulary.
 type tokenVocab interface {
-	explained
-	vocab() int
+	Explained
+	VocabSize() int
 }
 
 // VanillaConfig assembles a vanilla GPT-NeoX config from its resolved HF config.

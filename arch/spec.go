@@ -83,7 +83,7 @@ func notYet(what string) error {
 	return fmt.Errorf("%s is not supported yet (btconvert runs lookup, roberta and roberta_cls embedders, gpt-neo-x decoders with prefix or summation decoding, and t5 token decoders with cross_attention decoding)", what)
 }
 
-func (s *BlockSpec) origin() Origin { return Section{File: s.File, Kind: s.Kind}.origin() }
+func (s *BlockSpec) origin() Origin { return Section{File: s.File, Kind: s.Kind}.Origin() }
 
 // Resolve builds the config as the official code does. heads gives head counts where the config
 // leaves them open (and must agree where it does not); shapes(stack) are the shape keys read off
@@ -92,6 +92,9 @@ func (s *BlockSpec) origin() Origin { return Section{File: s.File, Kind: s.Kind}
 func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]int, prov Provenance) (*Config, []string, error) {
 	if len(heads) > 2 {
 		return nil, nil, fmt.Errorf("{Heads} %s: give one head count, or the block decoder's and the token decoder's", heads)
+	}
+	if (s.Embedder.Cls == ClassRoberta || s.Embedder.Cls == ClassRobertaCLS) && encoderClass(s.Embedder.Cls) == nil {
+		return nil, nil, fmt.Errorf("embedder.cls %q: this program was built without the RoBERTa family (package families/roberta)", s.Embedder.Cls)
 	}
 	if s.Embedder.Cls != "" && s.Embedder.Cls != ClassLookup && encoderClass(s.Embedder.Cls) == nil {
 		return nil, nil, fmt.Errorf("embedder.cls %q is not an embedder of the official code (lookup, roberta or roberta_cls)", s.Embedder.Cls)

@@ -171,9 +171,9 @@ func baseT5(name string) (T5HF, bool) {
 func ResolveT5(st StackSpec, sec Section, heads int) (*T5HF, error) {
 	c, known := baseT5(st.Base)
 	if !known {
-		return nil, knownBase(sec, st.Base, names(t5Bases))
+		return nil, BaseNotKnown(sec, st.Base, names(t5Bases))
 	}
-	if err := applySettings(&c, st.Settings, sec); err != nil {
+	if err := ApplySettings(&c, st.Settings, sec); err != nil {
 		return nil, err
 	}
 	if heads > 0 && heads != c.Heads {
@@ -206,14 +206,14 @@ var t5Inert = map[string]bool{
 	"_attn_implementation": true, "output_past": true, "is_decoder": true, "dense_act_fn": true, "is_gated_act": true,
 }
 
-func (c *T5HF) fields() fields {
-	return fields{
-		ints: map[string]*int{KeyDModel: &c.Hidden, KeyDKV: &c.HeadDim, KeyDFF: &c.Intermediate, KeyT5Layers: &c.Layers,
+func (c *T5HF) fields() Fields {
+	return Fields{
+		Ints: map[string]*int{KeyDModel: &c.Hidden, KeyDKV: &c.HeadDim, KeyDFF: &c.Intermediate, KeyT5Layers: &c.Layers,
 			KeyDecoderLayers: &c.DecoderLayers, KeyT5Heads: &c.Heads, KeyBuckets: &c.Buckets, KeyMaxDistance: &c.MaxDistance, KeyVocab: &c.Vocab},
-		ids:    map[string]*int{KeyEOSID: &c.EOSID, KeyBOSID: &c.BOSID},
-		floats: map[string]*float64{KeyT5Eps: &c.LayerNormEps},
-		strs:   map[string]*string{KeyFeedForward: &c.FeedForward},
-		bools:  map[string]*bool{KeyTied: &c.Tied},
+		IDs:    map[string]*int{KeyEOSID: &c.EOSID, KeyBOSID: &c.BOSID},
+		Floats: map[string]*float64{KeyT5Eps: &c.LayerNormEps},
+		Strs:   map[string]*string{KeyFeedForward: &c.FeedForward},
+		Bools:  map[string]*bool{KeyTied: &c.Tied},
 	}
 }
 
@@ -226,7 +226,7 @@ func (c *T5HF) Set(key string, v any, origin Origin) error {
 		c.BOSID, c.Origin[key] = -1, origin
 		return nil
 	}
-	ok, err := c.fields().set(key, v)
+	ok, err := c.fields().Set(key, v)
 	switch {
 	case err != nil:
 		return err
@@ -252,16 +252,16 @@ func (c *T5HF) value(key string) any {
 	if key == KeyBOSID && c.BOSID < 0 {
 		return "null"
 	}
-	return c.fields().value(key)
+	return c.fields().Value(key)
 }
 
 // Explain says where a key's value came from.
-func (c *T5HF) Explain(key string) string { return explainKey(c.value, c.Origin, key) }
+func (c *T5HF) Explain(key string) string { return ExplainKey(c.value, c.Origin, key) }
 
-func (c *T5HF) origin(key string) Origin { return c.Origin[key] }
+func (c *T5HF) OriginOf(key string) Origin { return c.Origin[key] }
 
 // Summary lists the keys with their values, grouped by origin.
-func (c *T5HF) Summary() string { return summarize(c.value, c.Origin, t5Keys) }
+func (c *T5HF) Summary() string { return Summarize(c.value, c.Origin, t5Keys) }
 
 // bos is the id every block's decoder input starts with, and where it came from: bos_token_id,
 // or (none) eos_token_id, as the official token decoder sets it.
@@ -273,16 +273,16 @@ func (c *T5HF) bos() (int, Origin) {
 	return c.EOSID, Origin{o.Kind, fmt.Sprintf("%s (bos_token_id is null: the official token decoder takes eos_token_id)", o.From)}
 }
 
-func (c *T5HF) vocab() int { return c.Vocab }
+func (c *T5HF) VocabSize() int { return c.Vocab }
 
 // assemble makes the token decoder of cfg this stack, with its ids, and records its origins.
-func (c *T5HF) assemble(cfg *Config, _ *BlockParts, _ explained, prov Provenance, origins map[string]string) error {
+func (c *T5HF) Assemble(cfg *Config, _ *BlockParts, _ Explained, prov Provenance, origins map[string]string) error {
 	t, err := c.decoder()
 	if err != nil {
 		return err
 	}
 	cfg.TokenDecoder.Own = &t
-	recordHF(TokenDecoder, c, t5Keys, prov)
+	RecordHF(TokenDecoder, c, t5Keys, prov)
 	bos, bosOrigin := c.bos()
 	prov[TokenDecoder+"."+KeyBOSID] = fmt.Sprintf("%s.%s %d from %s", TokenDecoder, KeyBOSID, bos, bosOrigin.From)
 	for name, k := range map[string]string{"hidden_size": KeyDModel, "heads": KeyT5Heads, "head_dim": KeyDKV, "intermediate_size": KeyDFF,

@@ -237,7 +237,6 @@ func (id ID) role() Role {
 type layerPart struct {
 	part     Part
 	fedBy    Part // Linear: the norm of the same layer its input comes from (0 if none)
-	fedIn    bool // Linear: its input is the layer's input (a RoBERTa layer's: the norm before it)
 	out, in  dim  // Linear: [out, in]; norm: out
 	outScale int  // out = outScale x out dim (query_key_value is 3D)
 	noBias   bool // T5's Linears and RMS norms have none
@@ -259,18 +258,6 @@ var neoxLayer = []layerPart{
 	{part: PartAttnOut, out: dimHidden, in: dimHidden, outScale: 1},
 	{part: PartMLPUp, fedBy: PartLN2, out: dimFFN, in: dimHidden, outScale: 1},
 	{part: PartMLPDown, out: dimHidden, in: dimFFN, outScale: 1},
-}
-
-// robertaLayer are a RoBERTa layer's parts (post-LayerNorm), in the official order.
-var robertaLayer = []layerPart{
-	{part: PartAttnQ, fedIn: true, out: dimHidden, in: dimHidden, outScale: 1},
-	{part: PartAttnK, fedIn: true, out: dimHidden, in: dimHidden, outScale: 1},
-	{part: PartAttnV, fedIn: true, out: dimHidden, in: dimHidden, outScale: 1},
-	{part: PartAttnOut, out: dimHidden, in: dimHidden, outScale: 1},
-	{part: PartAttnNorm, out: dimHidden, outScale: 1},
-	{part: PartMLPUp, fedBy: PartAttnNorm, out: dimFFN, in: dimHidden, outScale: 1},
-	{part: PartMLPDown, out: dimHidden, in: dimFFN, outScale: 1},
-	{part: PartMLPNorm, out: dimHidden, outScale: 1},
 }
 
 // t5Layer are a T5 decoder layer's parts (pre-RMS norm, no biases), in the official order: self
@@ -297,8 +284,6 @@ type stackShape struct {
 	layers int
 	size   map[dim]int
 	key    map[dim][]string
-	// input is the norm whose output a layer reads (fedIn parts): before layer 0 and after layer i.
-	input func(layer int) ID
 }
 
 // TensorSpec is one tensor a model of a given config has: what it is (component, part, layer,
@@ -367,11 +352,8 @@ func layerSpecs(sh stackShape, parts []layerPart) []TensorSpec {
 				continue
 			}
 			fed := ""
-			switch {
-			case lp.fedBy != 0:
+			if lp.fedBy != 0 {
 				fed = feeder(ID{sh.comp, lp.fedBy, i, Weight})
-			case lp.fedIn:
-				fed = feeder(sh.input(i))
 			}
 			out = append(out, newSpec(w, []int{o, sh.size[lp.in]}, [][]string{sh.key[lp.out], sh.key[lp.in]}, fed))
 			if !lp.noBias {

@@ -1,7 +1,8 @@
-package graph
+package graph_test
 
 import (
 	"fmt"
+	. "github.com/btconvert/btconvert/graph" //nolint:revive
 	"math"
 	"testing"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/gomlx/compute/dtypes"
 
 	"github.com/btconvert/btconvert/arch"
+	"github.com/btconvert/btconvert/families/roberta"
 	"github.com/btconvert/btconvert/internal/testfix"
 )
 
@@ -69,7 +71,7 @@ func add(a, b []float64) []float64 {
 // roberta is the embedder's vectors for one block, concatenated (before the projection).
 func (n naive) roberta(block []int32) []float64 {
 	e := n.cfg.Embedder
-	r, He := e.Encoder.(*arch.RobertaConfig), e.Dim
+	r, He := e.Encoder.(*roberta.Config), e.Dim
 	var s []int32
 	for range r.CLSTokens {
 		s = append(s, int32(r.BOSTokenID))
@@ -223,19 +225,10 @@ func TestAblationShapes(t *testing.T) {
 			m, n := tinyModel(cfg)
 			L := cfg.BlockLength
 			testfix.EachBackend(t, func(t *testing.T, b compute.Backend) {
-				e := loadOn(t, b, m, dtypes.Float32)
+				e := LoadFixtureOn(t, b, m, dtypes.Float32)
 				compareNaive(t, c.name, e, c.ids, n.blockLogits(c.ids))
 				checkGreedy(t, c.name, e, n, c.ids[:2*L], 2*L)
 			})
 		})
-	}
-	// The buckets: exact below half, logarithmic to the maximum distance, the last one past it.
-	for _, c := range []struct{ n, buckets, maxDistance, want int }{
-		{0, 32, 128, 0}, {15, 32, 128, 15}, {16, 32, 128, 16}, {23, 32, 128, 18}, {32, 32, 128, 21}, {64, 32, 128, 26},
-		{127, 32, 128, 31}, {128, 32, 128, 31}, {5000, 32, 128, 31}, {4, 6, 5, 4}, {5, 6, 5, 5}, {7, 6, 5, 5},
-	} {
-		if got := t5Bucket(c.n, c.buckets, c.maxDistance); got != c.want {
-			t.Errorf("bucket of %d (%d buckets, max distance %d): %d, want %d", c.n, c.buckets, c.maxDistance, got, c.want)
-		}
 	}
 }

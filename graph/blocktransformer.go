@@ -12,8 +12,8 @@ import (
 
 // A Block Transformer is a composition: an embedder and a token decoder, each the graph registered
 // under its official class (arch.ClassLookup, ...), around a block decoder stack of any family
-// (family.go). This file wires them; each class's own math is in its file (roberta.go, t5.go, and
-// below for the lookup embedder and the stack token decoders).
+// (family.go). This file wires them; each class's own math is in its file (t5.go, an encoder's in
+// its family's package, and below for the lookup embedder and the stack token decoders).
 
 // blockEmbedder turns token ids [B, n, L] into each block's vectors, concatenated: [B, n, K*De].
 type blockEmbedder func(b *builder, ids *Node) *Node

@@ -1,4 +1,4 @@
-package graph
+package graph_test
 
 import (
 	"slices"
@@ -7,31 +7,10 @@ import (
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 
-	"github.com/btconvert/btconvert/formats"
+	_ "github.com/btconvert/btconvert/families/roberta" // the ablation fixtures' embedders
+	. "github.com/btconvert/btconvert/graph"            //nolint:revive
 	"github.com/btconvert/btconvert/internal/testfix"
 )
-
-// load opens a fixture and uploads it to the pure-Go backend.
-func load(t testing.TB, name string, dt dtypes.DType) *Engine {
-	t.Helper()
-	return loadModel(t, testfix.Open(t, testfix.Path(name)), dt)
-}
-
-func loadModel(t testing.TB, m *formats.Model, dt dtypes.DType) *Engine {
-	t.Helper()
-	return loadOn(t, testfix.Backend(t), m, dt)
-}
-
-// loadOn uploads a model to backend b.
-func loadOn(t testing.TB, b compute.Backend, m *formats.Model, dt dtypes.DType) *Engine {
-	t.Helper()
-	e, err := Load(m, b, dt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	return e
-}
 
 // The parity tests run on every backend: go, and XLA's CPU plugin. Tolerance: rel L2 1e-5 of the
 // float64 reference on both (measured ~3e-7; XLA fuses ops and reorders sums, still at float32
@@ -42,7 +21,7 @@ func TestScoreMatchesReference(t *testing.T) {
 
 func testScore(t *testing.T, b compute.Backend) {
 	for _, name := range testfix.Referenced() {
-		m := loadOn(t, b, testfix.Open(t, testfix.Path(name)), dtypes.Float32)
+		m := LoadFixtureOn(t, b, testfix.Open(t, testfix.Path(name)), dtypes.Float32)
 		r := testfix.LoadReference(t, name)
 		got, shape, err := m.Score(r.IDs, r.B, r.T)
 		if err != nil {
@@ -66,7 +45,7 @@ func TestGreedyMatchesReference(t *testing.T) {
 
 func testGreedy(t *testing.T, b compute.Backend) {
 	for _, name := range testfix.Referenced() {
-		m := loadOn(t, b, testfix.Open(t, testfix.Path(name)), dtypes.Float32)
+		m := LoadFixtureOn(t, b, testfix.Open(t, testfix.Path(name)), dtypes.Float32)
 		r := testfix.LoadReference(t, name)
 		g, err := m.Generate(r.Prompts, GenerateOptions{MaxNewTokens: len(r.Greedy[0])})
 		if err != nil {
@@ -87,7 +66,7 @@ func TestBF16Compute(t *testing.T) {
 }
 
 func testBF16(t *testing.T, b compute.Backend) {
-	m := loadOn(t, b, testfix.Open(t, testfix.Path("bt-tiny")), dtypes.BFloat16)
+	m := LoadFixtureOn(t, b, testfix.Open(t, testfix.Path("bt-tiny")), dtypes.BFloat16)
 	r := testfix.LoadReference(t, "bt-tiny")
 	got, _, err := m.Score(r.IDs, r.B, r.T)
 	if err != nil {
@@ -121,7 +100,7 @@ func TestHeadCountChangesLogits(t *testing.T) {
 	td.Heads, td.HeadDim, td.RotaryDims = 8, 16, 4
 	cfg.BlockDecoder, cfg.TokenDecoder = &bd, &td
 	fm.Config = &cfg
-	m := loadModel(t, fm, dtypes.Float32)
+	m := LoadFixtureModel(t, fm, dtypes.Float32)
 	got, _, err := m.Score(r.IDs, r.B, r.T)
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +112,7 @@ func TestHeadCountChangesLogits(t *testing.T) {
 
 // Score checks ids: Gather would clamp one outside the vocabulary silently.
 func TestScoreChecksIDs(t *testing.T) {
-	m := load(t, "pythia-tiny", dtypes.Float32)
+	m := LoadFixture(t, "pythia-tiny", dtypes.Float32)
 	_, _, err := m.Score([]int32{1, 2, 256, 3}, 1, 4)
 	if want := "token id 256 (position 2) is outside the vocabulary 0..255"; err == nil || err.Error() != want {
 		t.Fatalf("got %v, want %s", err, want)
@@ -144,7 +123,7 @@ func TestScoreChecksIDs(t *testing.T) {
 // and a new sampling seed compiles nothing (the seed is a runtime input).
 func TestGenerationCompilesOnce(t *testing.T) {
 	for _, name := range []string{"bt-tiny", "pythia-tiny", "bt-cls-cross-attn-tiny"} {
-		m := load(t, name, dtypes.Float32)
+		m := LoadFixture(t, name, dtypes.Float32)
 		prompt := [][]int32{testfix.ByteIDs("The quick brown fox jumps over!")}
 		before := m.Compilations()
 		if _, err := m.Generate(prompt, GenerateOptions{MaxNewTokens: 40}); err != nil {
@@ -177,7 +156,7 @@ func TestGenerationCompilesOnce(t *testing.T) {
 
 // Prompts that are not whole blocks are left-padded with the pad id.
 func TestLeftPadding(t *testing.T) {
-	m := load(t, "bt-tiny", dtypes.Float32)
+	m := LoadFixture(t, "bt-tiny", dtypes.Float32)
 	g, err := m.Generate([][]int32{testfix.ByteIDs("Hello")}, GenerateOptions{MaxNewTokens: 6})
 	if err != nil {
 		t.Fatal(err)
@@ -193,7 +172,7 @@ func TestLeftPadding(t *testing.T) {
 }
 
 func TestSamplingReproducible(t *testing.T) {
-	m := load(t, "bt-tiny", dtypes.Float32)
+	m := LoadFixture(t, "bt-tiny", dtypes.Float32)
 	prompt := [][]int32{testfix.ByteIDs("It is a long established fact ")[:28], testfix.ByteIDs("The GNU General Public License")[:28]}
 	run := func(s Sampling) [][]int32 {
 		g, err := m.Generate(prompt, GenerateOptions{MaxNewTokens: 24, Sampling: s})
@@ -220,7 +199,7 @@ func TestSamplingReproducible(t *testing.T) {
 }
 
 func TestSamplingValidated(t *testing.T) {
-	m := load(t, "pythia-tiny", dtypes.Float32)
+	m := LoadFixture(t, "pythia-tiny", dtypes.Float32)
 	nan := func() float64 { var z float64; return z / z }()
 	for _, s := range []Sampling{{Temperature: nan}, {TopP: nan}, {Temperature: 1, TopP: 1.5}, {TopK: -1}} {
 		if _, err := m.Generate([][]int32{{1, 2}}, GenerateOptions{MaxNewTokens: 2, Sampling: s}); err == nil {

@@ -1,7 +1,8 @@
-package graph
+package graph_test
 
 import (
 	"fmt"
+	. "github.com/btconvert/btconvert/graph" //nolint:revive
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -330,7 +331,7 @@ func TestSequentialResidual(t *testing.T) {
 	}
 	m, n := tinyModel(cfg)
 	ids := []int32{3, 1, 4, 1, 5, 9, 2, 6}
-	compareNaive(t, "sequential residual", loadModel(t, m, dtypes.Float32), ids, n.vanilla(ids))
+	compareNaive(t, "sequential residual", LoadFixtureModel(t, m, dtypes.Float32), ids, n.vanilla(ids))
 }
 
 // rotary_pct 0 (legal for GPT-NeoX, whose HF code then attends without positions) and heads of
@@ -345,7 +346,7 @@ func TestNoRotaryDims(t *testing.T) {
 		}
 		m, n := tinyModel(cfg)
 		ids := []int32{3, 1, 4, 1, 5, 9, 2, 6}
-		e := loadModel(t, m, dtypes.Float32)
+		e := LoadFixtureModel(t, m, dtypes.Float32)
 		compareNaive(t, fmt.Sprintf("%d heads, no rotary", heads), e, ids, n.vanilla(ids))
 		g, err := e.Generate([][]int32{ids[:4]}, GenerateOptions{MaxNewTokens: 6})
 		if err != nil {
@@ -374,7 +375,7 @@ func TestSummationDecoding(t *testing.T) {
 	}
 	m, n := tinyModel(cfg)
 	testfix.EachBackend(t, func(t *testing.T, b compute.Backend) {
-		e := loadOn(t, b, m, dtypes.Float32)
+		e := LoadFixtureOn(t, b, m, dtypes.Float32)
 		ids := []int32{3, 1, 4, 1, 5, 9, 2, 6}
 		compareNaive(t, "summation", e, ids, n.blockLogits(ids))
 		checkGreedy(t, "summation", e, n, ids[:4], 6)
@@ -396,7 +397,7 @@ func TestOfficialGeneratePositions(t *testing.T) {
 		m, n := tinyModel(cfg)
 		t.Run(string(dec), func(t *testing.T) {
 			testfix.EachBackend(t, func(t *testing.T, b compute.Backend) {
-				e := loadOn(t, b, m, dtypes.Float32)
+				e := LoadFixtureOn(t, b, m, dtypes.Float32)
 				prompt := []int32{3, 1, 4, 1, 5, 9, 2, 6}
 				forward := checkGreedy(t, string(dec)+", forward", e, n, prompt, 24)
 				n.official = true
@@ -436,7 +437,7 @@ func TestOfficialShapes(t *testing.T) {
 			m, n := tinyModel(cfg)
 			ids := []int32{3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8}
 			testfix.EachBackend(t, func(t *testing.T, b compute.Backend) {
-				e := loadOn(t, b, m, dtypes.Float32)
+				e := LoadFixtureOn(t, b, m, dtypes.Float32)
 				compareNaive(t, c.name, e, ids, n.blockLogits(ids))
 				checkGreedy(t, c.name, e, n, ids[:8], 8)
 			})
@@ -447,7 +448,7 @@ func TestOfficialShapes(t *testing.T) {
 			bd.RotaryDims = bd.HeadDim / 4
 			other.BlockDecoder = &bd
 			mo, _ := tinyModel(&other)
-			got, _, err := loadModel(t, mo, dtypes.Float32).Score(ids, 1, len(ids))
+			got, _, err := LoadFixtureModel(t, mo, dtypes.Float32).Score(ids, 1, len(ids))
 			if err != nil {
 				t.Fatal(err)
 			}

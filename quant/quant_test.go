@@ -1,6 +1,7 @@
 package quant
 
 import (
+	_ "github.com/btconvert/btconvert/families/roberta" // the ablation fixtures' embedders
 	"maps"
 	"math"
 	"math/rand/v2"

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"encoding/json"
+	_ "github.com/btconvert/btconvert/families/roberta" // the ablation fixtures' embedders
 	"math"
 	"os"
 	"path/filepath"

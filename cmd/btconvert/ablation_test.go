@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/btconvert/btconvert/arch"
+	"github.com/btconvert/btconvert/families/roberta"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/testfix"
 )
@@ -119,7 +120,7 @@ func TestInitAblation(t *testing.T) {
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	r, _ := cfg.Embedder.Encoder.(*arch.RobertaConfig)
+	r, _ := cfg.Embedder.Encoder.(*roberta.Config)
 	t5, _ := cfg.TokenDecoder.Own.(*arch.T5Config)
 	if r == nil || t5 == nil || cfg.Embedder.Dim != 32 || r.Heads != 1 || r.Layers != 3 || r.CLSTokens != 3 || t5.Hidden != 64 || t5.Heads != 12 ||
 		t5.Layers != 1 || cfg.BlockDecoder.Hidden != 64 || cfg.VocabSize != 300 || cfg.Origins["token_decoder.layers"] != "shape" {

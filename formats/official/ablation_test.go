@@ -2,6 +2,7 @@ package official_test
 
 import (
 	"fmt"
+	_ "github.com/btconvert/btconvert/families/roberta" // the ablation fixtures' embedders
 	"os"
 	"path/filepath"
 	"slices"

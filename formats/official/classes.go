@@ -2,6 +2,7 @@ package official
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/goccy/go-yaml"
@@ -23,6 +24,8 @@ type Class struct {
 	// TableCopies are further names the official state_dict gives its token table (tied).
 	TableCopies []string
 	Base        string // the base model the released configs name
+	// Buffers are the full names of buffers older transformers saved with it (not weights).
+	Buffers []string
 	// YAML states every key of its config section in a model of config c, and its n_cls_tokens.
 	YAML func(c *arch.Config) (yaml.MapSlice, int)
 }
@@ -51,8 +54,6 @@ func classNamed(name string) *Class {
 }
 
 func init() {
-	RegisterClass(arch.ClassRoberta, robertaClass)
-	RegisterClass(arch.ClassRobertaCLS, robertaClass)
 	RegisterClass(arch.ClassT5, t5Class)
 }
 
@@ -68,6 +69,18 @@ func classOf(cfg *arch.Config, id arch.ID) *Class {
 	return nil
 }
 
+// classBuffer reports a buffer a registered class's older checkpoints hold (not a weight).
+func classBuffer(name string) bool {
+	classes.RLock()
+	defer classes.RUnlock()
+	for _, k := range classes.m {
+		if slices.Contains(k.Buffers, name) {
+			return true
+		}
+	}
+	return false
+}
+
 // hasClassTable reports whether a checkpoint holds the token table of a registered class.
 func hasClassTable(c *safetensors.Checkpoint) bool {
 	classes.RLock()
@@ -78,32 +91,6 @@ func hasClassTable(c *safetensors.Checkpoint) bool {
 		}
 	}
 	return false
-}
-
-// The RoBERTa embedders (roberta, roberta_cls): an HF RobertaModel, a layer's modules under
-// encoder.layer.{i}.
-var robertaClass = &Class{
-	Layer: "encoder.layer.%d.",
-	Modules: map[arch.Part]string{
-		arch.PartEmbeddings: "embeddings.word_embeddings", arch.PartPositions: "embeddings.position_embeddings",
-		arch.PartTokenTypes: "embeddings.token_type_embeddings", arch.PartEmbedNorm: "embeddings.LayerNorm",
-		arch.PartAttnQ: "attention.self.query", arch.PartAttnK: "attention.self.key", arch.PartAttnV: "attention.self.value",
-		arch.PartAttnOut: "attention.output.dense", arch.PartAttnNorm: "attention.output.LayerNorm",
-		arch.PartMLPUp: "intermediate.dense", arch.PartMLPDown: "output.dense", arch.PartMLPNorm: "output.LayerNorm",
-	},
-	Table: outside(arch.Embedder, arch.PartEmbeddings),
-	Base:  "roberta-base",
-	// Every RobertaConfig key, with the embedder's width.
-	YAML: func(c *arch.Config) (yaml.MapSlice, int) {
-		r := c.Embedder.Encoder.(*arch.RobertaConfig)
-		return yaml.MapSlice{
-			{Key: arch.KeyLayers, Value: r.Layers}, {Key: arch.KeyHidden, Value: c.Embedder.Dim}, {Key: arch.KeyHeads, Value: r.Heads},
-			{Key: arch.KeyIntermediate, Value: r.Intermediate}, {Key: arch.KeyVocab, Value: c.VocabSize}, {Key: arch.KeyMaxPositions, Value: r.MaxPositions},
-			{Key: arch.KeyTypeVocab, Value: r.TypeVocab}, {Key: arch.KeyLayerNormEps, Value: neox.YAMLFloat(r.LayerNormEps)},
-			{Key: arch.KeyAct, Value: r.Activation}, {Key: arch.KeyPositionType, Value: "absolute"},
-			{Key: arch.KeyPadID, Value: r.PadTokenID}, {Key: arch.KeyBOSID, Value: r.BOSTokenID},
-		}, r.CLSTokens
-	},
 }
 
 // The T5 token decoder (t5): the decoder of a T5ForConditionalGeneration, a layer's modules under

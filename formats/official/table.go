@@ -111,10 +111,6 @@ func Table(cfg *arch.Config) []Entry {
 	return out
 }
 
-// robertaBuffer reports a buffer older transformers saved with a RoBERTa embedder (not a weight).
-func robertaBuffer(name string) bool {
-	return name == "embedder.embeddings.position_ids" || name == "embedder.embeddings.token_type_ids"
-}
 
 // expect is what an official checkpoint of the table tab may hold beyond its model's tensors
 // (the unused entries of the table, tied names, old HF buffers), and the messages of the check.
@@ -140,7 +136,7 @@ func expect(c *safetensors.Checkpoint, tab []Entry) formats.Expect {
 				return "dropped " + name + " (present in official checkpoints, never used by the model)", true
 			case tied[name] != "":
 				return name + " is the same tensor as " + tied[name] + " (tied; checked equal when read, kept once)", true
-			case neox.Buffer(name) || robertaBuffer(name):
+			case neox.Buffer(name) || classBuffer(name):
 				return "ignored buffer " + name, true
 			}
 			return "", false

@@ -3,6 +3,7 @@ package source_test
 import (
 	"cmp"
 	"fmt"
+	_ "github.com/btconvert/btconvert/families/roberta" // the ablation configs' embedders
 	"os"
 	"path/filepath"
 	"reflect"

@@ -1,6 +1,7 @@
 package uptrain_test
 
 import (
+	_ "github.com/btconvert/btconvert/families/roberta" // the ablation configs' embedders
 	"reflect"
 	"slices"
 	"testing"

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	_ "github.com/btconvert/btconvert/families/roberta" // the ablation configs' embedders
 	"runtime"
 	"runtime/debug"
 	"testing"

@@ -1,4 +1,4 @@
-package graph
+package roberta
 
 import (
 	"fmt"
@@ -7,24 +7,18 @@ import (
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 
 	"github.com/btconvert/btconvert/arch"
+	"github.com/btconvert/btconvert/graph"
 )
 
-// The RoBERTa embedder (official roberta and roberta_cls): an HF RobertaModel without its pooler,
-// run over each block on its own, every token seeing every other of its block (nothing crosses
-// block boundaries, and nothing is masked inside a block: a pad token is an ordinary token but
-// for its position). Post-LayerNorm layers with exact GELU. Its vectors for the projection are
-// the outputs of the block's tokens (roberta) or of the CLS tokens put before them (roberta_cls).
+// The encoder's math, top to bottom: every token of a block sees every other of its block
+// (nothing crosses block boundaries, and nothing is masked inside a block: a pad token is an
+// ordinary token but for its position). Post-LayerNorm layers with exact GELU.
 
-func init() {
-	RegisterEncoder(arch.ClassRoberta, robertaVectors, robertaWork)
-	RegisterEncoder(arch.ClassRobertaCLS, robertaVectors, robertaWork)
-}
-
-// robertaVectors turns token ids [B, n, L] into each block's encoder vectors, concatenated:
-// [B, n, K*He] (K = L, or the CLS count).
-func robertaVectors(o *Ops, c *arch.Config, ids *Node) *Node {
+// vectors turns token ids [B, n, L] into each block's encoder vectors, concatenated: [B, n, K*He]
+// (K = L, or the CLS count).
+func vectors(o *graph.Ops, c *arch.Config, ids *Node) *Node {
 	e := c.Embedder
-	r := e.Encoder.(*arch.RobertaConfig)
+	r := e.Encoder.(*Config)
 	g := o.Graph()
 	B, n, L := ids.Shape().Dim(0), ids.Shape().Dim(1), ids.Shape().Dim(2)
 	M := B * n
@@ -57,11 +51,11 @@ func robertaVectors(o *Ops, c *arch.Config, ids *Node) *Node {
 	return Reshape(Slice(h, AxisRange(), AxisRange(0, K)), B, n, K*He)
 }
 
-// robertaWork is the encoder's working memory over rows blocks at once (a layer's live
-// intermediates: as a GPT-NeoX layer's, less the rotary ones).
-func robertaWork(c *arch.Config, rows int64) int64 {
-	const encPerHidden = 10
-	r := c.Embedder.Encoder.(*arch.RobertaConfig)
+// work is the encoder's working memory over rows blocks at once (a layer's live intermediates: as
+// a GPT-NeoX layer's, less the rotary ones).
+func work(c *arch.Config, rows int64) int64 {
+	const perHidden = 10
+	r := c.Embedder.Encoder.(*Config)
 	S := int64(r.Inputs(c.BlockLength))
-	return Activations(encPerHidden, c.Embedder.Dim, r.Intermediate, r.Heads, rows, S, S)
+	return graph.Activations(perHidden, c.Embedder.Dim, r.Intermediate, r.Heads, rows, S, S)
 }

@@ -1,0 +1,9 @@
+package graph
+
+// What the tests outside the package (package graph_test: those that run the families' fixtures,
+// whose packages import this one) use of the tests' helpers inside it.
+var (
+	LoadFixture      = load
+	LoadFixtureModel = loadModel
+	LoadFixtureOn    = loadOn
+)
