@@ -111,7 +111,6 @@ func Table(cfg *arch.Config) []Entry {
 	return out
 }
 
-
 // expect is what an official checkpoint of the table tab may hold beyond its model's tensors
 // (the unused entries of the table, tied names, old HF buffers), and the messages of the check.
 func expect(c *safetensors.Checkpoint, tab []Entry) formats.Expect {
