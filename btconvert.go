@@ -16,6 +16,7 @@ import (
 	// The architecture families beyond the built-in GPT-NeoX register themselves.
 	_ "github.com/btconvert/btconvert/families/llama"
 	_ "github.com/btconvert/btconvert/families/roberta"
+	_ "github.com/btconvert/btconvert/families/t5"
 	"github.com/btconvert/btconvert/graph/backend"
 	"github.com/btconvert/btconvert/internal/runner"
 )

@@ -8,6 +8,7 @@ import (
 
 	. "github.com/btconvert/btconvert/arch" //nolint:revive
 	"github.com/btconvert/btconvert/families/roberta"
+	"github.com/btconvert/btconvert/families/t5"
 )
 
 // The released ablation configs resolve as the official code builds them: the RoBERTa embedder's
@@ -26,7 +27,7 @@ func TestReleasedAblations(t *testing.T) {
 	for _, c := range []struct {
 		name           string
 		enc            roberta.Config
-		t5             *T5Config
+		t5             *t5.Config
 		ratio          int
 		ids            [3]int // pad, bos, eos
 		origins, prov  map[string]string
@@ -42,7 +43,7 @@ func TestReleasedAblations(t *testing.T) {
 				"embedder.n_cls_tokens": "embedder.n_cls_tokens 3 from released config block_ablation_b4_85_cls_sum"},
 			"roberta_cls", "gpt-neo-x"},
 		{"block_ablation_b4_85_cls_cross_attn", cls,
-			&T5Config{Layers: 6, Hidden: 768, Heads: 12, HeadDim: 64, Intermediate: 3072, Buckets: 32, MaxDistance: 128, LayerNormEps: 1e-6,
+			&t5.Config{Layers: 6, Hidden: 768, Heads: 12, HeadDim: 64, Intermediate: 3072, Buckets: 32, MaxDistance: 128, LayerNormEps: 1e-6,
 				Activation: "relu", BOSTokenID: 1, EOSTokenID: 1}, 4, [3]int{1, 1, 1},
 			map[string]string{"token_decoder.expansion_ratio": "fill-in", "token_decoder.heads": "yaml", "token_decoder.intermediate_size": "yaml",
 				"token_decoder.head_dim": "base model", "token_decoder.relative_attention_num_buckets": "base model",
@@ -67,7 +68,7 @@ func TestReleasedAblations(t *testing.T) {
 				t.Errorf("embedder %+v %+v", e, e.Encoder)
 			}
 			td := cfg.TokenDecoder
-			if t5, _ := td.Own.(*T5Config); (t5 == nil) != (c.t5 == nil) || (c.t5 != nil && *t5 != *c.t5) || td.ExpansionRatio != c.ratio || td.Class() != c.tdClass {
+			if own, _ := td.Own.(*t5.Config); (own == nil) != (c.t5 == nil) || (c.t5 != nil && *own != *c.t5) || td.ExpansionRatio != c.ratio || td.Class() != c.tdClass {
 				t.Errorf("token decoder %+v %+v", td, td.Own)
 			}
 			if ids := [3]int{cfg.PadTokenID, cfg.BOSTokenID, cfg.EOSTokenID}; ids != c.ids {
@@ -200,7 +201,7 @@ func TestAblationKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	// num_layers does not reach the decoder: num_decoder_layers was set from t5-small's when it loaded.
-	if got := *cfg.TokenDecoder.Own.(*T5Config); got.Hidden != 128 || got.Heads != 4 || got.Layers != 6 || got.BOSTokenID != 7 || got.EOSTokenID != 7 {
+	if got := *cfg.TokenDecoder.Own.(*t5.Config); got.Hidden != 128 || got.Heads != 4 || got.Layers != 6 || got.BOSTokenID != 7 || got.EOSTokenID != 7 {
 		t.Errorf("T5 %+v", got)
 	}
 	if r := cfg.Embedder.Encoder.(*roberta.Config); r.CLSTokens != 1 || cfg.Origins["embedder.n_cls_tokens"] != "fill-in" {
@@ -224,7 +225,7 @@ func TestAblationKeys(t *testing.T) {
 func TestAblationPresets(t *testing.T) {
 	p, _ := FindPreset("block_ablation_b4_85_cls_cross_attn")
 	c, err := p.Config()
-	if err != nil || c.Embedder.Encoder.(*roberta.Config).Heads != 8 || c.TokenDecoder.Own.(*T5Config).Heads != 12 || c.Origins["embedder.layers"] != "preset" ||
+	if err != nil || c.Embedder.Encoder.(*roberta.Config).Heads != 8 || c.TokenDecoder.Own.(*t5.Config).Heads != 12 || c.Origins["embedder.layers"] != "preset" ||
 		c.Origins["embedder.heads"] != "fill-in" || c.Origins["token_decoder.heads"] != "preset" {
 		t.Errorf("cls_cross_attn preset: %v %+v", err, c.Origins)
 	}

@@ -107,8 +107,9 @@ func TestReleasedConfigs(t *testing.T) {
 		got := want{L: c.BlockLength, embDim: c.Embedder.Dim, emb: c.Embedder.Type, ratio: c.TokenDecoder.ExpansionRatio, dec: c.TokenDecoder.Decoding}
 		got.bd = stack{c.BlockDecoder.Hidden, c.BlockDecoder.Heads, c.BlockDecoder.HeadDim, c.BlockDecoder.Intermediate, c.BlockDecoder.Layers}
 		tdFFN := "fill-in"
-		if t5, ok := c.TokenDecoder.Own.(*T5Config); ok {
-			got.td, tdFFN = stack{t5.Hidden, t5.Heads, t5.HeadDim, t5.Intermediate, t5.Layers}, "yaml"
+		if own := c.TokenDecoder.Own; own != nil {
+			s := own.Shape()
+			got.td, tdFFN = stack{s.Hidden, s.Heads, s.HeadDim, s.Intermediate, s.Layers}, "yaml"
 		} else {
 			d := c.TokenDecoder.DecoderConfig
 			got.td = stack{d.Hidden, d.Heads, d.HeadDim, d.Intermediate, d.Layers}

@@ -19,6 +19,21 @@ const (
 	KeyPositionType = "position_embedding_type"
 )
 
+// The T5Config keys.
+const (
+	KeyDModel        = "d_model"
+	KeyDKV           = "d_kv"
+	KeyDFF           = "d_ff"
+	KeyT5Layers      = "num_layers"
+	KeyDecoderLayers = "num_decoder_layers"
+	KeyT5Heads       = "num_heads"
+	KeyBuckets       = "relative_attention_num_buckets"
+	KeyMaxDistance   = "relative_attention_max_distance"
+	KeyT5Eps         = "layer_norm_epsilon"
+	KeyFeedForward   = "feed_forward_proj"
+	KeyTied          = "tie_word_embeddings"
+)
+
 // Fields are the keys of one HF config, by the type of their values.
 type Fields struct {
 	Ints   map[string]*int     // sizes: positive, at most the key's limit where it has one

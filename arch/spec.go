@@ -78,8 +78,8 @@ const (
 	ClassT5         = "t5"
 )
 
-// notYet is the message for the official classes and settings btconvert does not run yet.
-func notYet(what string) error {
+// NotYet is the message for the official classes and settings btconvert does not run yet.
+func NotYet(what string) error {
 	return fmt.Errorf("%s is not supported yet (btconvert runs lookup, roberta and roberta_cls embedders, gpt-neo-x decoders with prefix or summation decoding, and t5 token decoders with cross_attention decoding)", what)
 }
 
@@ -102,7 +102,7 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 	switch s.BlockDecoder.Cls {
 	case "", ClassNeoX:
 	case "gpt-neo":
-		return nil, nil, notYet("block_decoder.cls gpt-neo")
+		return nil, nil, NotYet("block_decoder.cls gpt-neo")
 	default:
 		return nil, nil, fmt.Errorf("block_decoder.cls %q is not a block decoder of the official code (gpt-neo-x or gpt-neo)", s.BlockDecoder.Cls)
 	}
@@ -110,17 +110,17 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 	switch s.TokenDecoder.Cls {
 	case "", ClassNeoX:
 	case "gpt-neo":
-		return nil, nil, notYet("token_decoder.cls gpt-neo")
+		return nil, nil, NotYet("token_decoder.cls gpt-neo")
 	default:
 		if own == nil {
 			return nil, nil, fmt.Errorf("token_decoder.cls %q is not a token decoder of the official code (gpt-neo-x, t5 or gpt-neo)", s.TokenDecoder.Cls)
 		}
 	}
 	if n := s.Embedder.EmbeddingTokens; n > 1 {
-		return nil, nil, notYet(fmt.Sprintf("embedder.n_embedding_tokens %d", n))
+		return nil, nil, NotYet(fmt.Sprintf("embedder.n_embedding_tokens %d", n))
 	}
 	if m := s.TokenDecoder.ExpansionMethod; m != "" && m != "expansion_layer" {
-		return nil, nil, notYet(fmt.Sprintf("token_decoder.expansion_method %q", m))
+		return nil, nil, NotYet(fmt.Sprintf("token_decoder.expansion_method %q", m))
 	}
 	if s.BlockLength < 1 {
 		return nil, nil, fmt.Errorf("block_length is not stated (a Block Transformer YAML needs it)")

@@ -239,7 +239,6 @@ type layerPart struct {
 	fedBy    Part // Linear: the norm of the same layer its input comes from (0 if none)
 	out, in  dim  // Linear: [out, in]; norm: out
 	outScale int  // out = outScale x out dim (query_key_value is 3D)
-	noBias   bool // T5's Linears and RMS norms have none
 }
 
 type dim int
@@ -247,7 +246,6 @@ type dim int
 const (
 	dimHidden dim = iota
 	dimFFN
-	dimInner // T5's attention projections: heads x d_kv
 )
 
 // neoxLayer are a GPT-NeoX layer's parts, in the order of the checkpoint and our files.
@@ -258,24 +256,6 @@ var neoxLayer = []layerPart{
 	{part: PartAttnOut, out: dimHidden, in: dimHidden, outScale: 1},
 	{part: PartMLPUp, fedBy: PartLN2, out: dimFFN, in: dimHidden, outScale: 1},
 	{part: PartMLPDown, out: dimHidden, in: dimFFN, outScale: 1},
-}
-
-// t5Layer are a T5 decoder layer's parts (pre-RMS norm, no biases), in the official order: self
-// attention, cross-attention, feed-forward, each with its norm after it.
-var t5Layer = []layerPart{
-	{part: PartAttnQ, fedBy: PartLN1, out: dimInner, in: dimHidden, outScale: 1, noBias: true},
-	{part: PartAttnK, fedBy: PartLN1, out: dimInner, in: dimHidden, outScale: 1, noBias: true},
-	{part: PartAttnV, fedBy: PartLN1, out: dimInner, in: dimHidden, outScale: 1, noBias: true},
-	{part: PartAttnOut, out: dimHidden, in: dimInner, outScale: 1, noBias: true},
-	{part: PartLN1, out: dimHidden, outScale: 1, noBias: true},
-	{part: PartCrossQ, fedBy: PartCrossNorm, out: dimInner, in: dimHidden, outScale: 1, noBias: true},
-	{part: PartCrossK, out: dimInner, in: dimHidden, outScale: 1, noBias: true},
-	{part: PartCrossV, out: dimInner, in: dimHidden, outScale: 1, noBias: true},
-	{part: PartCrossOut, out: dimHidden, in: dimInner, outScale: 1, noBias: true},
-	{part: PartCrossNorm, out: dimHidden, outScale: 1, noBias: true},
-	{part: PartMLPUp, fedBy: PartLN2, out: dimFFN, in: dimHidden, outScale: 1, noBias: true},
-	{part: PartMLPDown, out: dimHidden, in: dimFFN, outScale: 1, noBias: true},
-	{part: PartLN2, out: dimHidden, outScale: 1, noBias: true},
 }
 
 // stackShape gives a layer table its sizes and the config keys that fix them (for messages).
@@ -345,20 +325,15 @@ func layerSpecs(sh stackShape, parts []layerPart) []TensorSpec {
 			w, b := ID{sh.comp, lp.part, i, Weight}, ID{sh.comp, lp.part, i, Bias}
 			o := lp.outScale * sh.size[lp.out]
 			if partInfo[lp.part].kind == kindNorm {
-				out = append(out, newSpec(w, []int{o}, [][]string{sh.key[lp.out]}, ""))
-				if !lp.noBias {
-					out = append(out, newSpec(b, []int{o}, [][]string{sh.key[lp.out]}, ""))
-				}
+				out = append(out, newSpec(w, []int{o}, [][]string{sh.key[lp.out]}, ""), newSpec(b, []int{o}, [][]string{sh.key[lp.out]}, ""))
 				continue
 			}
 			fed := ""
 			if lp.fedBy != 0 {
 				fed = feeder(ID{sh.comp, lp.fedBy, i, Weight})
 			}
-			out = append(out, newSpec(w, []int{o, sh.size[lp.in]}, [][]string{sh.key[lp.out], sh.key[lp.in]}, fed))
-			if !lp.noBias {
-				out = append(out, newSpec(b, []int{o}, [][]string{sh.key[lp.out]}, ""))
-			}
+			out = append(out, newSpec(w, []int{o, sh.size[lp.in]}, [][]string{sh.key[lp.out], sh.key[lp.in]}, fed),
+				newSpec(b, []int{o}, [][]string{sh.key[lp.out]}, ""))
 		}
 	}
 	return out

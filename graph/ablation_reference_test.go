@@ -11,6 +11,7 @@ import (
 
 	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/families/roberta"
+	"github.com/btconvert/btconvert/families/t5"
 	"github.com/btconvert/btconvert/internal/testfix"
 )
 
@@ -136,7 +137,7 @@ func naiveBucket(n, buckets, maxDistance int) int {
 // t5 is the logits of the L tokens of target block tgt given its context h (width D).
 func (n naive) t5(h []float64, tgt []int32) []float64 {
 	c := n.cfg
-	t, L, r := c.TokenDecoder.Own.(*arch.T5Config), c.BlockLength, c.TokenDecoder.ExpansionRatio
+	t, L, r := c.TokenDecoder.Own.(*t5.Config), c.BlockLength, c.TokenDecoder.ExpansionRatio
 	d, inner := t.Hidden, t.Inner()
 	exp := n.linear(h, "token_decoder/"+arch.Expand, r*d, true)
 	P := make([][]float64, r)

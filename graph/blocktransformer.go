@@ -12,8 +12,9 @@ import (
 
 // A Block Transformer is a composition: an embedder and a token decoder, each the graph registered
 // under its official class (arch.ClassLookup, ...), around a block decoder stack of any family
-// (family.go). This file wires them; each class's own math is in its file (t5.go, an encoder's in
-// its family's package, and below for the lookup embedder and the stack token decoders).
+// (family.go). This file wires them; a class of its own (an encoder, a token decoder with a stack of
+// its own) is in its family's package, registered through family.go; below are the lookup embedder
+// and the stack token decoders.
 
 // blockEmbedder turns token ids [B, n, L] into each block's vectors, concatenated: [B, n, K*De].
 type blockEmbedder func(b *builder, ids *Node) *Node
@@ -46,12 +47,13 @@ var (
 	}
 	tokenDecoders = map[string]tokenDecoderGraph{
 		arch.ClassNeoX: {teacher: (*builder).stackTeacher, start: (*builder).stackStart},
-		arch.ClassT5:   {teacher: (*builder).t5Teacher, start: (*builder).t5Start, work: t5Work},
 	}
 )
 
 func (b *builder) tokenDecoderGraph() tokenDecoderGraph {
+	classes.RLock()
 	g, ok := tokenDecoders[b.cfg.TokenDecoder.Class()]
+	classes.RUnlock()
 	if !ok {
 		panic("no graph for token decoder class " + b.cfg.TokenDecoder.Class())
 	}

@@ -6,8 +6,9 @@
 // LayerNorm, fused QKV with per-head interleave, rotary, attention, parallel-residual MLP; another
 // family's stack is in its own package, registered through family.go),
 // blocktransformer.go (embedder, block decoder, token decoder with its prefix, scoring and one
-// generated block; an encoder embedder such as the ablations' RoBERTa one is in its family's
-// package, registered through family.go), t5.go (the ablations' T5 token decoder) and vanilla.go. Weights are graph parameters, uploaded once (weights.go);
+// generated block; an encoder embedder or a token decoder with a stack of its own, such as the
+// ablations' RoBERTa and T5 ones, is in its family's package, registered through family.go) and
+// vanilla.go. Weights are graph parameters, uploaded once (weights.go);
 // quantized ones stay packed on the device and are dequantized inside the graph (dequant.go).
 //
 // Graph arguments. Every graph takes the weights first, in Weights.Keys order (sorted

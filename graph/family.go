@@ -103,6 +103,72 @@ func (o *Ops) Attention(q, k, v *Node) *Node {
 	return o.b.attention(q, toKeys(k), toValues(v), nil)
 }
 
+// Dot is DotGeneral with the backend's choices made (on go, half-precision products in float32).
+func (o *Ops) Dot(lhs *Node, lhsContracting, lhsBatch []int, rhs *Node, rhsContracting, rhsBatch []int) *Node {
+	return o.b.dot(lhs, lhsContracting, lhsBatch, rhs, rhsContracting, rhsBatch)
+}
+
+// ShiftRight is a block's tokens tgt [M, L] as a decoder reads them: [BOS, x_1 .. x_{L-1}].
+func (o *Ops) ShiftRight(tgt *Node) *Node { return o.b.shiftRight(tgt) }
+
+// CausalMask is the additive float32 mask [T, past+T] of T new positions after past ones: 0 where
+// a position may see a key, a large negative number where it may not.
+func (o *Ops) CausalMask(past, T int) *Node { return causalBias(o.b.g, past, T) }
+
+// Keys are an attention's keys and values in the layout its products read.
+type Keys struct{ kv kv }
+
+// Keys lays out keys and values k, v [B, S, H, hd] for AttendKeys (once, where several queries
+// read them).
+func (o *Ops) Keys(k, v *Node) Keys { return Keys{kv{toKeys(k), toValues(v)}} }
+
+// AttendKeys is softmax(scale q k^T + bias) v for q [B, T, H, hd]: bias is float32 [T, S],
+// [B, T, S] or [B or 1, H, T, S], or nil (every key seen). Returns [B, T, H, hd].
+func (o *Ops) AttendKeys(q *Node, kv Keys, bias *Node, scale float64) *Node {
+	return o.b.scaledAttention(q, kv.kv.k, kv.kv.v, bias, scale)
+}
+
+// LocalCache keeps each layer's keys and values of a block across the steps of its generation.
+type LocalCache struct{ past []kv }
+
+// Attend adds layer's new keys and values k, v [B, T, H, hd] to the cache and returns
+// AttendKeys of q over every position cached.
+func (c *LocalCache) Attend(o *Ops, layer int, q, k, v, bias *Node, scale float64) *Node {
+	keys, values := appendLocal(&c.past, layer, k, v)
+	return o.b.scaledAttention(q, keys, values, bias, scale)
+}
+
+// A token decoder class with a stack of its own (arch.TokenStack) registers its graph here, by
+// official class.
+
+// TokenDecoderGraph is a token decoder class's graph.
+type TokenDecoderGraph struct {
+	// Teacher returns the float32 logits [M, L, V] of every token of the target blocks tgt [M, L]
+	// given their expanded block vectors P [M, r, Dt].
+	Teacher func(o *Ops, c *arch.Config, P, tgt *Node) *Node
+	// Start prepares the generation of one block from P [B, r, Dt] and returns its step: the
+	// float32 logits [B, V] of the token after id [B, 1] (the BOS at j = 0), the j-th of the block.
+	Start func(o *Ops, c *arch.Config, P *Node) func(j int, id *Node) *Node
+	// Work is the working memory (bytes) of a block's decoding at batch B, for the memory
+	// estimate (Activations counts a layer's).
+	Work func(c *arch.Config, B int64) int64
+}
+
+// RegisterTokenDecoder makes a token decoder class's graph known; a class registers once, from its
+// package's init.
+func RegisterTokenDecoder(class string, g TokenDecoderGraph) {
+	classes.Lock()
+	defer classes.Unlock()
+	if _, ok := tokenDecoders[class]; ok {
+		panic(fmt.Sprintf("graph: token decoder class %q registered twice", class))
+	}
+	tokenDecoders[class] = tokenDecoderGraph{
+		teacher: func(b *builder, P, tgt *Node) *Node { return g.Teacher(&Ops{b}, b.cfg, P, tgt) },
+		start:   func(b *builder, P *Node) func(j int, id *Node) *Node { return g.Start(&Ops{b}, b.cfg, P) },
+		work:    g.Work,
+	}
+}
+
 // An embedder class with an encoder (arch.Encoder) registers its graph here, by official class.
 
 // EncoderBuilder builds an encoder embedder's vectors for the token ids [B, n, L] of n blocks of

@@ -8,6 +8,7 @@ import (
 	"github.com/gomlx/compute/dtypes"
 
 	_ "github.com/btconvert/btconvert/families/roberta" // the ablation fixtures' embedders
+	_ "github.com/btconvert/btconvert/families/t5"      // the ablation fixtures' token decoder
 	. "github.com/btconvert/btconvert/graph"            //nolint:revive
 	"github.com/btconvert/btconvert/internal/testfix"
 )

@@ -35,7 +35,10 @@ func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
 	blocks := n/L + 1
 	cache, work := stack(c.BlockDecoder, blocks, blocks)
 	r := int64(c.TokenDecoder.ExpansionRatio)
-	if td := tokenDecoders[c.TokenDecoder.Class()]; td.work != nil {
+	classes.RLock()
+	td := tokenDecoders[c.TokenDecoder.Class()]
+	classes.RUnlock()
+	if td.work != nil {
 		work = max(work, td.work(c, b))
 	} else {
 		_, tok := stack(&c.TokenDecoder.DecoderConfig, r+L-1, r+L-1)

@@ -3,6 +3,7 @@ package verify
 import (
 	"encoding/json"
 	_ "github.com/btconvert/btconvert/families/roberta" // the ablation fixtures' embedders
+	_ "github.com/btconvert/btconvert/families/t5"      // the ablation fixtures' token decoder
 	"math"
 	"os"
 	"path/filepath"

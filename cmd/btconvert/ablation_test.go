@@ -10,6 +10,7 @@ import (
 
 	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/families/roberta"
+	"github.com/btconvert/btconvert/families/t5"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/testfix"
 )
@@ -121,9 +122,9 @@ func TestInitAblation(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, _ := cfg.Embedder.Encoder.(*roberta.Config)
-	t5, _ := cfg.TokenDecoder.Own.(*arch.T5Config)
-	if r == nil || t5 == nil || cfg.Embedder.Dim != 32 || r.Heads != 1 || r.Layers != 3 || r.CLSTokens != 3 || t5.Hidden != 64 || t5.Heads != 12 ||
-		t5.Layers != 1 || cfg.BlockDecoder.Hidden != 64 || cfg.VocabSize != 300 || cfg.Origins["token_decoder.layers"] != "shape" {
+	td, _ := cfg.TokenDecoder.Own.(*t5.Config)
+	if r == nil || td == nil || cfg.Embedder.Dim != 32 || r.Heads != 1 || r.Layers != 3 || r.CLSTokens != 3 || td.Hidden != 64 || td.Heads != 12 ||
+		td.Layers != 1 || cfg.BlockDecoder.Hidden != 64 || cfg.VocabSize != 300 || cfg.Origins["token_decoder.layers"] != "shape" {
 		t.Fatalf("config %s", b)
 	}
 	if code, _, stderr = btc(t, "verify", dir, "--backend", "go", "-q"); code != 0 {

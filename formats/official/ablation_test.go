@@ -3,6 +3,7 @@ package official_test
 import (
 	"fmt"
 	_ "github.com/btconvert/btconvert/families/roberta" // the ablation fixtures' embedders
+	_ "github.com/btconvert/btconvert/families/t5"      // the ablation fixtures' token decoder
 	"os"
 	"path/filepath"
 	"slices"

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	_ "github.com/btconvert/btconvert/families/roberta" // the ablation configs' embedders
+	_ "github.com/btconvert/btconvert/families/t5"      // the ablation fixtures' token decoder
 	"os"
 	"path/filepath"
 	"reflect"

@@ -2,6 +2,7 @@ package uptrain_test
 
 import (
 	_ "github.com/btconvert/btconvert/families/roberta" // the ablation configs' embedders
+	_ "github.com/btconvert/btconvert/families/t5"      // the ablation fixtures' token decoder
 	"reflect"
 	"slices"
 	"testing"
