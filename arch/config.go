@@ -175,8 +175,8 @@ type TokenDecoderConfig struct {
 	Own TokenStack `json:"-"`
 }
 
-// TokenStack is a token decoder class with a stack of its own (T5's, t5.go). The rest of the code
-// asks it, never its type.
+// TokenStack is a token decoder class with a stack of its own (T5's, package families/t5). The
+// rest of the code asks it, never its type.
 type TokenStack interface {
 	Key() string   // its key in our config.json ("t5")
 	Class() string // the official token decoder class

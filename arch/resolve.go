@@ -173,7 +173,7 @@ type BlockParts struct {
 }
 
 // PartHF is the resolved HF config of an embedder's encoder or of a token decoder's own stack
-// (RobertaHF, T5HF): what assembling a Block config asks of it.
+// (roberta.HF, t5.HF in their families): what assembling a Block config asks of it.
 type PartHF interface {
 	tokenVocab
 	Summary() string // its keys with their values, grouped by origin
