@@ -153,7 +153,7 @@ func (e *EmbedderConfig) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, (*plain)(e)); err != nil {
 		return err
 	}
-	v, present, err := unmarshalPart(b, encoderKinds)
+	v, present, err := unmarshalPart(b, Embedder, encoderKinds)
 	switch {
 	case v != nil:
 		e.Encoder = v.(Encoder)
@@ -241,7 +241,7 @@ func (t *TokenDecoderConfig) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, (*plain)(t)); err != nil {
 		return err
 	}
-	v, present, err := unmarshalPart(b, tokenStackKinds)
+	v, present, err := unmarshalPart(b, TokenDecoder, tokenStackKinds)
 	switch {
 	case v != nil:
 		t.Own = v.(TokenStack)

@@ -8,7 +8,7 @@ import (
 
 // What the HF configs btconvert resolves share (GPTNeoXConfig, RobertaConfig, T5Config): a YAML's
 // config section sets their keys one by one on top of the base model's, each value checked for
-// its type and range and kept with its origin, and a value is Explained with where it came from.
+// its type and range and kept with its origin, and a value is explained with where it came from.
 
 // Keys of the encoder and token decoder configs beyond the shared ones (KeyLayers, KeyHidden, ...).
 const (
@@ -131,7 +131,7 @@ func Summarize(value func(key string) any, origin map[string]Origin, keys []stri
 	return strings.Join(parts, "; ")
 }
 
-// Explained is an HF config whose values can be Explained (explain, recordHF).
+// Explained is an HF config whose values can be explained, each with its origin (RecordHF).
 type Explained interface {
 	Explain(key string) string
 	OriginOf(key string) Origin

@@ -39,10 +39,36 @@ func registerPart(m map[string]func() any, key string, f func() any) {
 	m[key] = f
 }
 
+// officialFamilies are the families of the official code's part classes, by config.json key: a
+// program built without one is told which, instead of reading the part as absent.
+var officialFamilies = map[string]struct{ title, pkg string }{
+	"roberta": {"RoBERTa", "families/roberta"},
+	"t5":      {"T5", "families/t5"},
+}
+
+// MissingFamilyError is a config naming a part class of the official code whose family this
+// program was built without.
+type MissingFamilyError struct{ Where, Title, Package string }
+
+func (e *MissingFamilyError) Error() string {
+	return fmt.Sprintf("%s: this program was built without the %s family (package %s)", e.Where, e.Title, e.Package)
+}
+
+// missingFamily is the error for the official class or key name of component comp when its family
+// is not registered (nil when it is, or when name is no official part class).
+func missingFamily(where, name string) error {
+	f, ok := officialFamilies[strings.ToLower(name)]
+	if !ok {
+		return nil
+	}
+	return &MissingFamilyError{Where: where, Title: f.title, Package: f.pkg}
+}
+
 // unmarshalPart decodes the one registered part object b names, its key matched without regard
 // to case as encoding/json matches fields: present reports whether a key was there (null: a nil
-// part); two parts are an error.
-func unmarshalPart(b []byte, kinds map[string]func() any) (part any, present bool, err error) {
+// part); two parts are an error, and so is the key of an official part class whose family this
+// program was built without. comp names the object in messages.
+func unmarshalPart(b []byte, comp string, kinds map[string]func() any) (part any, present bool, err error) {
 	var keys map[string]json.RawMessage
 	if err := json.Unmarshal(b, &keys); err != nil {
 		return nil, false, err
@@ -51,6 +77,15 @@ func unmarshalPart(b []byte, kinds map[string]func() any) (part any, present boo
 	defer partKinds.RUnlock()
 	var foundKey string
 	for k, raw := range keys {
+		known := false
+		for kind := range kinds {
+			known = known || strings.EqualFold(k, kind)
+		}
+		if !known && string(bytes.TrimSpace(raw)) != "null" {
+			if err := missingFamily(comp+"."+k, k); err != nil {
+				return nil, true, err
+			}
+		}
 		for kind, newPart := range kinds {
 			if !strings.EqualFold(k, kind) {
 				continue

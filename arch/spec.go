@@ -94,7 +94,10 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 		return nil, nil, fmt.Errorf("{Heads} %s: give one head count, or the block decoder's and the token decoder's", heads)
 	}
 	if (s.Embedder.Cls == ClassRoberta || s.Embedder.Cls == ClassRobertaCLS) && encoderClass(s.Embedder.Cls) == nil {
-		return nil, nil, fmt.Errorf("embedder.cls %q: this program was built without the RoBERTa family (package families/roberta)", s.Embedder.Cls)
+		return nil, nil, missingFamily(fmt.Sprintf("embedder.cls %q", s.Embedder.Cls), "roberta")
+	}
+	if s.TokenDecoder.Cls == ClassT5 && tokenStackClass(ClassT5) == nil {
+		return nil, nil, missingFamily(fmt.Sprintf("token_decoder.cls %q", s.TokenDecoder.Cls), "t5")
 	}
 	if s.Embedder.Cls != "" && s.Embedder.Cls != ClassLookup && encoderClass(s.Embedder.Cls) == nil {
 		return nil, nil, fmt.Errorf("embedder.cls %q is not an embedder of the official code (lookup, roberta or roberta_cls)", s.Embedder.Cls)

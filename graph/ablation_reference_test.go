@@ -2,7 +2,6 @@ package graph_test
 
 import (
 	"fmt"
-	. "github.com/btconvert/btconvert/graph" //nolint:revive
 	"math"
 	"testing"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/families/roberta"
 	"github.com/btconvert/btconvert/families/t5"
+	. "github.com/btconvert/btconvert/graph" //nolint:revive
 	"github.com/btconvert/btconvert/internal/testfix"
 )
 

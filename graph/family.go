@@ -157,6 +157,9 @@ type TokenDecoderGraph struct {
 // RegisterTokenDecoder makes a token decoder class's graph known; a class registers once, from its
 // package's init.
 func RegisterTokenDecoder(class string, g TokenDecoderGraph) {
+	if g.Teacher == nil || g.Start == nil || g.Work == nil {
+		panic(fmt.Sprintf("graph: token decoder class %q registered without its Teacher, Start or Work", class))
+	}
 	classes.Lock()
 	defer classes.Unlock()
 	if _, ok := tokenDecoders[class]; ok {
@@ -182,6 +185,9 @@ type EncoderWork func(c *arch.Config, rows int64) int64
 // RegisterEncoder makes an encoder class's graph known; a class registers once, from its
 // package's init.
 func RegisterEncoder(class string, vectors EncoderBuilder, work EncoderWork) {
+	if vectors == nil || work == nil {
+		panic(fmt.Sprintf("graph: embedder class %q registered without its vectors or work", class))
+	}
 	classes.Lock()
 	defer classes.Unlock()
 	if _, ok := embedders[class]; ok {

@@ -2,7 +2,6 @@ package graph_test
 
 import (
 	"fmt"
-	. "github.com/btconvert/btconvert/graph" //nolint:revive
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -14,6 +13,7 @@ import (
 	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/safetensors"
+	. "github.com/btconvert/btconvert/graph" //nolint:revive
 	"github.com/btconvert/btconvert/internal/testfix"
 )
 

@@ -45,7 +45,7 @@ func TestQuickCompileForShortRuns(t *testing.T) {
 		t.Skip("XLA's CPU plugin is not installed")
 	}
 	bin := testBinary(t)
-	generate := []string{"generate", filepath.Join(fx, "bt-tiny"), "-p", "Hello", "-n", "4", "--backend", "xla:cpu"}
+	generate := []string{"generate", filepath.Join(fx, "bt-tiny"), "-p", "Hello", "-n", "4", "--backend", "xla:cpu", "--json"}
 	for _, c := range []struct {
 		flags string
 		args  []string
@@ -59,9 +59,13 @@ func TestQuickCompileForShortRuns(t *testing.T) {
 		cmd.Env = append(cmd.Environ(), "XLA_FLAGS="+c.flags)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
-		err := cmd.Run()
+		out, err := cmd.Output()
 		if first, _, _ := strings.Cut(stderr.String(), "\n"); err != nil || first != c.want {
 			t.Errorf("XLA_FLAGS=%q %s: %v\n got %q\nwant %q", c.flags, c.args[0], err, first, c.want)
+		}
+		var r struct{ Rows []struct{ Text string } }
+		if c.args[0] == "generate" && (json.Unmarshal(out, &r) != nil || len(r.Rows) != 1 || r.Rows[0].Text == "") {
+			t.Errorf("XLA_FLAGS=%q: no generated row: %s", c.flags, out)
 		}
 	}
 }

@@ -6,6 +6,7 @@ package modeldir
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -180,6 +181,10 @@ func ReadConfig(path string) (*arch.Config, error) {
 func parseConfig(path string, b []byte) (*arch.Config, error) {
 	var c arch.Config
 	if err := json.Unmarshal(b, &c); err != nil {
+		var mf *arch.MissingFamilyError
+		if errors.As(err, &mf) {
+			return nil, errs.File(path, "%v", mf)
+		}
 		return nil, errs.File(path, "not valid JSON: %v", err)
 	}
 	if c.Format != Format {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats/modeldir"
 	"github.com/btconvert/btconvert/formats/safetensors"
@@ -438,5 +439,40 @@ func TestConfigSizesBounded(t *testing.T) {
 				t.Fatalf("got  %v\nwant %s", err, want)
 			}
 		})
+	}
+}
+
+// A program built without the family a model needs (this test binary imports none) says which:
+// from our config.json, naming the file and key, and from an official YAML's class, instead of
+// reading the part as absent or calling the class unknown.
+func TestWithoutTheFamily(t *testing.T) {
+	dir := t.TempDir()
+	for key, want := range map[string]string{
+		`"embedder":{"type":"concat","dim":8,"RoBERTa":{"num_layers":1}}`: "embedder.RoBERTa: this program was built without the RoBERTa family (package families/roberta)",
+		`"token_decoder":{"t5":{"num_layers":1},"expansion_ratio":1}`:     "token_decoder.t5: this program was built without the T5 family (package families/t5)",
+	} {
+		p := filepath.Join(dir, "config.json")
+		os.WriteFile(p, []byte(`{"format":"btconvert","format_version":1,"kind":"block","vocab_size":300,`+key+`}`), 0o644)
+		if _, err := modeldir.ReadConfig(p); err == nil || err.Error() != p+": "+want {
+			t.Errorf("got %v\nwant %s: %s", err, p, want)
+		}
+	}
+	for name, want := range map[string]string{
+		"block_ablation_b4_85_roberta_prefix": `embedder.cls "roberta": this program was built without the RoBERTa family (package families/roberta)`,
+		"block_ablation_b4_85_cls_cross_attn": `embedder.cls "roberta_cls": this program was built without the RoBERTa family (package families/roberta)`,
+	} {
+		blk, _, err := arch.Released(name, arch.OriginYAML)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := blk.Resolve(nil, nil, arch.Provenance{}); err == nil || err.Error() != want {
+			t.Errorf("%s: got %v\nwant %s", name, err, want)
+		}
+	}
+	blk, _, _ := arch.Released("block_ablation_b4_85_lookup_prefix", arch.OriginYAML)
+	blk.TokenDecoder.Cls, blk.TokenDecoder.Decoding = arch.ClassT5, string(arch.CrossAttention)
+	want := `token_decoder.cls "t5": this program was built without the T5 family (package families/t5)`
+	if _, _, err := blk.Resolve(nil, nil, arch.Provenance{}); err == nil || err.Error() != want {
+		t.Errorf("t5: got %v\nwant %s", err, want)
 	}
 }

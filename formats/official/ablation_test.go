@@ -2,8 +2,6 @@ package official_test
 
 import (
 	"fmt"
-	_ "github.com/btconvert/btconvert/families/roberta" // the ablation fixtures' embedders
-	_ "github.com/btconvert/btconvert/families/t5"      // the ablation fixtures' token decoder
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/btconvert/btconvert/arch"
+	_ "github.com/btconvert/btconvert/families/roberta" // the ablation fixtures' embedders
+	_ "github.com/btconvert/btconvert/families/t5"      // the ablation fixtures' token decoder
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/testfix"

@@ -34,7 +34,9 @@ func (Layout) Describe() string {
 
 // Detect implements formats.Layout.
 func (Layout) Detect(c *safetensors.Checkpoint) bool {
-	return c.Has(embeddings) || c.Has(embedOut) || hasClassTable(c)
+	// The expansion layer is every Block Transformer's, whatever its classes (and whether this
+	// program has their families).
+	return c.Has(embeddings) || c.Has(embedOut) || c.Has(expansion) || hasClassTable(c)
 }
 
 // Exports implements formats.Layout: Block Transformers.

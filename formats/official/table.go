@@ -10,9 +10,9 @@ import (
 )
 
 // Name is the official name of our tensor id in a model of config cfg: an embedder's or token
-// decoder's of a class of classes.go as that class's module names it; the lookup embedder's under "embedder.", the token decoder's expansion layer and output
-// head under "token_decoder.", everything else in its decoder's GPT-NeoX model
-// ("block_decoder.gpt_neox.").
+// decoder's of a registered class (classes.go) as that class's modules name it; the lookup
+// embedder's under "embedder.", the token decoder's expansion layer and output head under
+// "token_decoder.", everything else in its decoder's GPT-NeoX model ("block_decoder.gpt_neox.").
 func Name(cfg *arch.Config, id arch.ID) string {
 	if k := classOf(cfg, id); k != nil {
 		return id.Component + "." + familyName(k.Modules, k.Layer, id)
