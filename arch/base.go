@@ -132,16 +132,6 @@ func BaseModel(name string) (NeoXConfig, bool) {
 	return NeoXConfig{}, false
 }
 
-// names lists a table's keys, sorted.
-func names[T any](table map[string]T) []string {
-	var out []string
-	for k := range table {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // UnknownBase is the starting point when model_name_or_path is not in the table (or absent): the
 // GPTNeoXConfig defaults for the settings Pythia shares, and nothing for the shapes and heads.
 func UnknownBase() NeoXConfig { return neoxDefaults(Origin{OriginDefaults, "GPTNeoXConfig defaults"}) }

@@ -30,3 +30,13 @@ type Origin struct {
 func (o Origin) official() bool {
 	return o.Kind == OriginYAML || o.Kind == OriginFillIn || o.Kind == OriginBase
 }
+
+// BaseOrigins says that every one of keys comes from the config of base model name (a family's
+// table of base models starts from it).
+func BaseOrigins(name string, keys []string) map[string]Origin {
+	out := make(map[string]Origin, len(keys))
+	for _, k := range keys {
+		out[k] = Origin{OriginBase, name}
+	}
+	return out
+}

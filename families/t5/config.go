@@ -28,10 +28,7 @@ func base(name string) (HF, bool) {
 	if !ok {
 		return HF{}, false
 	}
-	c.Origin = map[string]arch.Origin{}
-	for _, k := range keys {
-		c.Origin[k] = arch.Origin{Kind: arch.OriginBase, From: name}
-	}
+	c.Origin = arch.BaseOrigins(name, keys)
 	return c, true
 }
 
