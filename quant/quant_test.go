@@ -1,8 +1,6 @@
 package quant
 
 import (
-	_ "github.com/btconvert/btconvert/families/roberta" // the ablation fixtures' embedders
-	_ "github.com/btconvert/btconvert/families/t5"      // the ablation fixtures' token decoder
 	"maps"
 	"math"
 	"math/rand/v2"

@@ -2,8 +2,6 @@ package verify
 
 import (
 	"encoding/json"
-	_ "github.com/btconvert/btconvert/families/roberta" // the ablation fixtures' embedders
-	_ "github.com/btconvert/btconvert/families/t5"      // the ablation fixtures' token decoder
 	"math"
 	"os"
 	"path/filepath"

@@ -1,8 +1,6 @@
 package bench
 
 import (
-	_ "github.com/btconvert/btconvert/families/roberta" // the ablation configs' embedders
-	_ "github.com/btconvert/btconvert/families/t5"      // the ablation fixtures' token decoder
 	"runtime"
 	"runtime/debug"
 	"testing"

@@ -1,0 +1,9 @@
+package bench_test
+
+// The ablation fixtures' classes, registered for every test of the package: one external test file
+// imports their families (the package's own tests cannot: the families import packages that may
+// import this one).
+import (
+	_ "github.com/btconvert/btconvert/families/roberta"
+	_ "github.com/btconvert/btconvert/families/t5"
+)
