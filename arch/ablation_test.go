@@ -276,6 +276,11 @@ func TestPartsInConfigJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"roberta":null}`), &e); err != nil || e.Encoder != nil || e.Dim != 8 {
 		t.Fatalf("%v %+v", err, e)
 	}
+	// Another part's key where it does not belong is passed over, as any unknown key (its family is
+	// there).
+	if err := json.Unmarshal([]byte(`{"type":"concat","dim":8,"t5":{"num_layers":1}}`), &e); err != nil || e.Encoder != nil {
+		t.Fatalf("%v %+v", err, e)
+	}
 }
 
 // The checks of a T5 token decoder come in the order of the rest of the config's: its ids agree

@@ -54,14 +54,26 @@ func (e *MissingFamilyError) Error() string {
 	return fmt.Sprintf("%s: this program was built without the %s family (package %s)", e.Where, e.Title, e.Package)
 }
 
-// missingFamily is the error for the official class or key name of component comp when its family
-// is not registered (nil when it is, or when name is no official part class).
+// missingFamily is the error, located at where, for name (an official class or config.json key)
+// when it belongs to an official part class (nil when it does not).
 func missingFamily(where, name string) error {
 	f, ok := officialFamilies[strings.ToLower(name)]
 	if !ok {
 		return nil
 	}
 	return &MissingFamilyError{Where: where, Title: f.title, Package: f.pkg}
+}
+
+// registeredKey reports whether key is a registered part's, for either part (partKinds held).
+func registeredKey(key string) bool {
+	for _, kinds := range []map[string]func() any{encoderKinds, tokenStackKinds} {
+		for kind := range kinds {
+			if strings.EqualFold(kind, key) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // unmarshalPart decodes the one registered part object b names, its key matched without regard
@@ -77,11 +89,7 @@ func unmarshalPart(b []byte, comp string, kinds map[string]func() any) (part any
 	defer partKinds.RUnlock()
 	var foundKey string
 	for k, raw := range keys {
-		known := false
-		for kind := range kinds {
-			known = known || strings.EqualFold(k, kind)
-		}
-		if !known && string(bytes.TrimSpace(raw)) != "null" {
+		if string(bytes.TrimSpace(raw)) != "null" && !registeredKey(k) {
 			if err := missingFamily(comp+"."+k, k); err != nil {
 				return nil, true, err
 			}
