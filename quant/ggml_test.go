@@ -26,18 +26,9 @@ func TestGGMLBlocksAsLlamaCpp(t *testing.T) {
 		t.Fatal(err)
 	}
 	w, _ := safetensors.ToFloat32(safetensors.F32, raw)
-	rows, cols := c.Info("weight").Shape[0], c.Info("weight").Shape[1]
 	for _, typ := range []scheme.Type{scheme.Q8_0, scheme.Q4_0, scheme.Q4_1} {
 		sc, _ := scheme.Of(typ)
-		q := sc.Record(rows, cols, 0, false, safetensors.F32)
-		if err := q.Validate([]int{rows, cols}); err != nil {
-			t.Fatalf("%s: %v", typ, err)
-		}
-		want, err := c.Raw(string(typ))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sameBlocks(t, w, &q, want) // the search asked for is not llama.cpp's: ignored
+		q, want := goldenBlocks(t, c, typ, w)
 		got, err := Decode(&q, Stored{Codes: want})
 		if err != nil {
 			t.Fatal(err)
@@ -97,18 +88,8 @@ func TestKQuantsAsLlamaCpp(t *testing.T) {
 		return v
 	}
 	w := f32("weight")
-	rows, cols := c.Info("weight").Shape[0], c.Info("weight").Shape[1]
 	for _, typ := range []scheme.Type{scheme.Q4_K, scheme.Q6_K} {
-		sc, _ := scheme.Of(typ)
-		q := sc.Record(rows, cols, 0, false, safetensors.F32)
-		if err := q.Validate([]int{rows, cols}); err != nil {
-			t.Fatalf("%s: %v", typ, err)
-		}
-		want, err := c.Raw(string(typ))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sameBlocks(t, w, &q, want)
+		q, want := goldenBlocks(t, c, typ, w)
 		got, err := Decode(&q, Stored{Codes: want})
 		if err != nil {
 			t.Fatal(err)
@@ -125,6 +106,25 @@ func TestKQuantsAsLlamaCpp(t *testing.T) {
 			t.Errorf("%s: rel L2 %.3g from the weight, past %v", typ, rel, bound)
 		}
 	}
+}
+
+// goldenBlocks is the record of typ for the golden checkpoint's weight w and llama.cpp's bytes of
+// it (the tensor named typ), after checking that btconvert encodes w to the same bytes (sameBlocks;
+// the scale search asked for is not llama.cpp's: ignored).
+func goldenBlocks(t *testing.T, c *safetensors.Checkpoint, typ scheme.Type, w []float32) (scheme.Quantization, []byte) {
+	t.Helper()
+	rows, cols := c.Info("weight").Shape[0], c.Info("weight").Shape[1]
+	sc, _ := scheme.Of(typ)
+	q := sc.Record(rows, cols, 0, false, safetensors.F32)
+	if err := q.Validate([]int{rows, cols}); err != nil {
+		t.Fatalf("%s: %v", typ, err)
+	}
+	want, err := c.Raw(string(typ))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameBlocks(t, w, &q, want)
+	return q, want
 }
 
 // sameBlocks checks that w encoded as q (with the scale search asked for, which llama.cpp's types

@@ -51,8 +51,8 @@ func TestQuickCompileForShortRuns(t *testing.T) {
 		args  []string
 		want  string
 	}{
-		{"", generate, "backend: xla:cpu (optimization level 0) [asked for; a short run: XLA compiles at optimization level 0, in about half the time (XLA_FLAGS=--xla_backend_optimization_level=2 for its full optimization)]"},
-		{"--xla_backend_optimization_level=2", generate, "backend: xla:cpu [asked for]"},
+		{"", generate, "backend: xla:cpu (optimization level 0) [asked for; a short run: XLA compiles at optimization level 0, in about half the time (XLA_FLAGS=--xla_backend_optimization_level=3, its default, for its full optimization)]"},
+		{"--xla_backend_optimization_level=3", generate, "backend: xla:cpu [asked for]"},
 		{"", []string{"verify", filepath.Join(fx, "bt-tiny"), "--bench", "--batch", "1", "-p", "4", "-n", "8", "--reps", "1", "--backend", "xla:cpu"}, "backend: xla:cpu [asked for]"},
 	} {
 		cmd := exec.Command(bin, c.args...)
