@@ -13,7 +13,8 @@ import (
 	"runtime/debug"
 	"strings"
 
-	// The architecture families beyond the built-in GPT-NeoX register themselves.
+	// The architecture families register themselves.
+	_ "github.com/btconvert/btconvert/families/gptneox"
 	_ "github.com/btconvert/btconvert/families/llama"
 	_ "github.com/btconvert/btconvert/families/roberta"
 	_ "github.com/btconvert/btconvert/families/t5"

@@ -11,8 +11,8 @@ import (
 
 	"github.com/btconvert/btconvert"
 	"github.com/btconvert/btconvert/arch"
+	"github.com/btconvert/btconvert/families/gptneox"
 	"github.com/btconvert/btconvert/formats/modeldir"
-	"github.com/btconvert/btconvert/formats/neox"
 	"github.com/btconvert/btconvert/formats/official"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/formats/tokenizer"
@@ -35,7 +35,7 @@ func TestExportOfficialRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			back := testfix.Open(t, out)
-			if want := map[bool]string{true: official.Format, false: neox.Format}[m.Config.IsBlock()]; back.Format != want || res.Layout != want {
+			if want := map[bool]string{true: official.Format, false: gptneox.Format}[m.Config.IsBlock()]; back.Format != want || res.Layout != want {
 				t.Fatalf("%s exported as %s (%s)", name, back.Format, res.Layout)
 			}
 			if shard > 0 {

@@ -296,6 +296,8 @@ func TestFamilyChecks(t *testing.T) {
 		want string
 	}{
 		{func(c *Config) { c.Decoder.Family = "mamba" }, `decoder: decoder family "mamba" is not one this build knows (gpt-neox)`},
+		// Llama is btconvert's, but this test binary is built without it.
+		{func(c *Config) { c.Decoder.Family = "llama" }, "decoder: this program was built without the Llama family (package families/llama)"},
 		{func(c *Config) { c.Decoder.KVHeads = 4 }, "decoder: a GPT-NeoX stack has no num_kv_heads or options"},
 		{func(c *Config) { c.Decoder.Family, c.Decoder.KVHeads = FamilyNeoX, 4 }, "decoder: a GPT-NeoX stack has no num_kv_heads or options"},
 		{func(c *Config) { c.Decoder.KVHeads = 3 }, "decoder: num_kv_heads 3 must divide num_heads 8"},

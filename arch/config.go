@@ -365,6 +365,9 @@ func (c *Config) Validate() error {
 		}
 		f := Family(d.FamilyOf())
 		if f == nil {
+			if k, ok := knownStacks[d.FamilyOf()]; ok {
+				return &MissingFamilyError{Where: name, Title: k.title, Package: k.pkg}
+			}
 			return fmt.Errorf("%s: decoder family %q is not one this build knows (%s)", name, d.Family, strings.Join(Families(), ", "))
 		}
 		return f.Validate(name, d)

@@ -7,11 +7,10 @@ import (
 	"sync"
 )
 
-// A decoder stack's family is its layer's math and tensors: GPT-NeoX (built in: this package and
-// graph register it themselves, since the official layout, the YAML resolution and the presets
-// build on it) or a family that registers itself from its own package (families/llama). A family
-// registers its tensor table and checks here and its graph in package graph; a DecoderConfig names
-// its family, and nothing else branches on it.
+// A decoder stack's family is its layer's math and tensors, registered from the family's own
+// package (families/gptneox, families/llama): its tensor table and checks here, its graph in
+// package graph. A DecoderConfig names its family (none: GPT-NeoX, the official code's), and
+// nothing else branches on it.
 
 // StackFamily is what this package needs of a decoder family.
 type StackFamily struct {
@@ -32,17 +31,13 @@ type StackFamily struct {
 var families = struct {
 	sync.RWMutex
 	m map[string]*StackFamily
-}{m: map[string]*StackFamily{FamilyNeoX: {Name: FamilyNeoX, Title: "GPT-NeoX", Tensors: neoxSpecs, Validate: validateNeoX}}}
+}{m: map[string]*StackFamily{}}
 
-// validateNeoX is what a GPT-NeoX stack checks beyond the common checks.
-func validateNeoX(name string, d *DecoderConfig) error {
-	switch {
-	case d.Activation != "gelu": // HF's "gelu" is the exact erf form
-		return fmt.Errorf("%s: activation %q is not supported (only exact gelu)", name, d.Activation)
-	case d.KVHeads != 0 || len(d.Options) != 0:
-		return fmt.Errorf("%s: a GPT-NeoX stack has no num_kv_heads or options", name)
-	}
-	return nil
+// knownStacks are btconvert's decoder families: a program built without one is told which,
+// instead of reading the name as unknown.
+var knownStacks = map[string]struct{ title, pkg string }{
+	FamilyNeoX: {"GPT-NeoX", "families/gptneox"},
+	"llama":    {"Llama", "families/llama"},
 }
 
 // RegisterStack makes a decoder family known. A family registers once, from its package's init.
@@ -55,7 +50,7 @@ func RegisterStack(f *StackFamily) {
 	families.m[f.Name] = f
 }
 
-// Family is the registered family of that name (FamilyNeoX: the built-in one), nil if unknown.
+// Family is the registered family of that name, nil if unknown (or not in this build).
 func Family(name string) *StackFamily {
 	families.RLock()
 	defer families.RUnlock()
@@ -74,7 +69,8 @@ func Families() []string {
 	return out
 }
 
-// FamilyNeoX is the built-in family; a DecoderConfig with no family is one.
+// FamilyNeoX is GPT-NeoX's name (families/gptneox): a DecoderConfig with no family is one, as the
+// official code's decoders and the folders written before families were named.
 const FamilyNeoX = "gpt-neox"
 
 // FamilyOf is d's family name.

@@ -233,39 +233,6 @@ func (id ID) role() Role {
 	return RoleLinear
 }
 
-// layerPart is one Linear or norm of a layer.
-type layerPart struct {
-	part     Part
-	fedBy    Part // Linear: the norm of the same layer its input comes from (0 if none)
-	out, in  dim  // Linear: [out, in]; norm: out
-	outScale int  // out = outScale x out dim (query_key_value is 3D)
-}
-
-type dim int
-
-const (
-	dimHidden dim = iota
-	dimFFN
-)
-
-// neoxLayer are a GPT-NeoX layer's parts, in the order of the checkpoint and our files.
-var neoxLayer = []layerPart{
-	{part: PartLN1, out: dimHidden, outScale: 1},
-	{part: PartLN2, out: dimHidden, outScale: 1},
-	{part: PartAttnQKV, fedBy: PartLN1, out: dimHidden, in: dimHidden, outScale: 3},
-	{part: PartAttnOut, out: dimHidden, in: dimHidden, outScale: 1},
-	{part: PartMLPUp, fedBy: PartLN2, out: dimFFN, in: dimHidden, outScale: 1},
-	{part: PartMLPDown, out: dimHidden, in: dimFFN, outScale: 1},
-}
-
-// stackShape gives a layer table its sizes and the config keys that fix them (for messages).
-type stackShape struct {
-	comp   string
-	layers int
-	size   map[dim]int
-	key    map[dim][]string
-}
-
 // TensorSpec is one tensor a model of a given config has: what it is (component, part, layer,
 // parameter; its name follows from them), its shape, the config keys that fix each dimension
 // (for messages: "block_decoder.intermediate_size"), its coarse role, and for a Linear fed by a
@@ -317,47 +284,12 @@ func outside(comp string, p Part, param Param) ID {
 // feeder is FedBy for a Linear whose input comes from the LayerNorm ln.
 func feeder(ln ID) string { return ln.Component + "/" + ln.Module() }
 
-// layerSpecs are the tensors of every layer of a stack.
-func layerSpecs(sh stackShape, parts []layerPart) []TensorSpec {
-	var out []TensorSpec
-	for i := 0; i < sh.layers; i++ {
-		for _, lp := range parts {
-			w, b := ID{sh.comp, lp.part, i, Weight}, ID{sh.comp, lp.part, i, Bias}
-			o := lp.outScale * sh.size[lp.out]
-			if partInfo[lp.part].kind == kindNorm {
-				out = append(out, newSpec(w, []int{o}, [][]string{sh.key[lp.out]}, ""), newSpec(b, []int{o}, [][]string{sh.key[lp.out]}, ""))
-				continue
-			}
-			fed := ""
-			if lp.fedBy != 0 {
-				fed = feeder(ID{sh.comp, lp.fedBy, i, Weight})
-			}
-			out = append(out, newSpec(w, []int{o, sh.size[lp.in]}, [][]string{sh.key[lp.out], sh.key[lp.in]}, fed),
-				newSpec(b, []int{o}, [][]string{sh.key[lp.out]}, ""))
-		}
-	}
-	return out
-}
-
-// norm is a stack's LayerNorm outside the layers, weight and bias.
-func norm(comp string, p Part, width int, key []string) []TensorSpec {
-	return []TensorSpec{newSpec(outside(comp, p, Weight), []int{width}, [][]string{key}, ""),
-		newSpec(outside(comp, p, Bias), []int{width}, [][]string{key}, "")}
-}
-
 func stackSpecs(comp string, d *DecoderConfig) []TensorSpec {
 	f := Family(d.FamilyOf())
 	if f == nil { // an unknown family (Validate refuses it): no tensors, and the readers say what is missing
 		return nil
 	}
 	return f.Tensors(comp, d)
-}
-
-// neoxSpecs is a GPT-NeoX stack's table: its layers, then the final LayerNorm.
-func neoxSpecs(comp string, d *DecoderConfig) []TensorSpec {
-	sh := stackShape{comp: comp, layers: d.Layers, size: map[dim]int{dimHidden: d.Hidden, dimFFN: d.Intermediate},
-		key: map[dim][]string{dimHidden: {comp + "." + KeyHidden}, dimFFN: {comp + "." + KeyIntermediate}}}
-	return append(layerSpecs(sh, neoxLayer), norm(comp, PartFinalNorm, d.Hidden, sh.key[dimHidden])...)
 }
 
 // Tensors is the canonical tensor list of a model of config c (docs/FORMAT.md), with logical

@@ -2,9 +2,9 @@
 // weights on one backend, scores sequences, generates with KV caches, and collects calibration
 // statistics.
 //
-// A model's math reads top to bottom in one file per part: neox.go (the GPT-NeoX layer and stack:
-// LayerNorm, fused QKV with per-head interleave, rotary, attention, parallel-residual MLP; another
-// family's stack is in its own package, registered through family.go),
+// A model's math reads top to bottom in one file per part: a decoder stack's in its family's
+// package (families/gptneox, families/llama), built from the Ops of family.go and registered
+// there; builder.go holds the shared operations (Linear, norms, rotary, attention, lookups);
 // blocktransformer.go (embedder, block decoder, token decoder with its prefix, scoring and one
 // generated block; an encoder embedder or a token decoder with a stack of its own, such as the
 // ablations' RoBERTa and T5 ones, is in its family's package, registered through family.go) and

@@ -64,7 +64,7 @@ func ParseComputeDType(s string) (dtypes.DType, error) {
 // Load uploads m's weights to backend once; every graph of the returned Engine reuses them.
 func Load(m *formats.Model, backend compute.Backend, dt dtypes.DType) (*Engine, error) {
 	for comp, d := range m.Config.Stacks() {
-		if stackBuilder(d.FamilyOf()) == nil {
+		if stackGraph(d.FamilyOf()).Build == nil {
 			return nil, fmt.Errorf("%s: the %s's decoder family %q has no graph in this build", m.Name(), comp, d.FamilyOf())
 		}
 	}

@@ -12,7 +12,7 @@ import (
 
 // A decoder family (arch.StackFamily) registers the graph of its stack here: every place that runs
 // a decoder stack (a vanilla model, a Block Transformer's block and token decoders, scoring,
-// prefill and cached steps) calls it through decoder, which knows GPT-NeoX and the registry only.
+// prefill and cached steps) calls it through decoder, which knows the registry only.
 
 // Attend computes one layer's attention for the new positions' q [B, T, H, hd] and k, v
 // [B, T, KVH, hd] (rotary applied; KVH divides H: grouped-query attention when under H). It decides
@@ -24,22 +24,34 @@ type Attend func(layer int, q, k, v *Node) *Node
 // [T]; maxPos bounds them): every layer, then the final norm. It returns [B, T, D].
 type StackBuilder func(o *Ops, comp string, d *arch.DecoderConfig, x, pos *Node, maxPos int, attend Attend) *Node
 
-var stacks = struct {
-	sync.RWMutex
-	m map[string]StackBuilder
-}{m: map[string]StackBuilder{arch.FamilyNeoX: neoxDecoder}}
-
-// RegisterStack makes family's graph known; a family registers once, from its package's init.
-func RegisterStack(family string, build StackBuilder) {
-	stacks.Lock()
-	defer stacks.Unlock()
-	if stacks.m[family] != nil {
-		panic(fmt.Sprintf("graph: decoder family %q registered twice", family))
-	}
-	stacks.m[family] = build
+// StackGraph is a decoder family's graph.
+type StackGraph struct {
+	Build StackBuilder
+	// Work is the working memory (bytes) of a stack d running rows sequences of T new positions
+	// against S keys, for the memory estimate (Activations counts a layer's); the KV caches are
+	// counted apart.
+	Work func(d *arch.DecoderConfig, rows, T, S int64) int64
 }
 
-func stackBuilder(family string) StackBuilder {
+var stacks = struct {
+	sync.RWMutex
+	m map[string]StackGraph
+}{m: map[string]StackGraph{}}
+
+// RegisterStack makes family's graph known; a family registers once, from its package's init.
+func RegisterStack(family string, g StackGraph) {
+	if g.Build == nil || g.Work == nil {
+		panic(fmt.Sprintf("graph: decoder family %q registered without its Build or Work", family))
+	}
+	stacks.Lock()
+	defer stacks.Unlock()
+	if stacks.m[family].Build != nil {
+		panic(fmt.Sprintf("graph: decoder family %q registered twice", family))
+	}
+	stacks.m[family] = g
+}
+
+func stackGraph(family string) StackGraph {
 	stacks.RLock()
 	defer stacks.RUnlock()
 	return stacks.m[family]
@@ -78,6 +90,9 @@ func (o *Ops) RMSNorm(x *Node, component, name string, eps float64) *Node {
 // invFreq are the inverse frequencies (RotaryFreqs, or a family's scaled ones), one a pair of
 // dims; the tables are computed on the host in float64.
 func (o *Ops) Rotary(invFreq []float64, maxPos int) func(x, pos *Node) *Node {
+	if len(invFreq) == 0 { // no rotary dims: no positions in the attention
+		return func(x, _ *Node) *Node { return x }
+	}
 	cos, sin := rotaryTableFreqs(o.b.g, invFreq, maxPos, o.b.dt)
 	return func(x, pos *Node) *Node { return rope(x, pos, cos, sin, 2*len(invFreq)) }
 }
@@ -199,12 +214,12 @@ func RegisterEncoder(class string, vectors EncoderBuilder, work EncoderWork) {
 // classes guards the tables of embedder and token decoder classes (blocktransformer.go).
 var classes sync.RWMutex
 
-// decoder runs the stack d of component over x [B, T, D] at positions pos (int32 [T]): a GPT-NeoX
-// stack, or the registered family's. attend decides how each layer's attention sees the past.
+// decoder runs the stack d of component over x [B, T, D] at positions pos (int32 [T]): its
+// registered family's. attend decides how each layer's attention sees the past.
 func (b *builder) decoder(component string, d *arch.DecoderConfig, x, pos *Node, maxPos int, attend attendFn) *Node {
-	build := stackBuilder(d.FamilyOf())
+	build := stackGraph(d.FamilyOf()).Build
 	if build == nil {
-		panic(fmt.Sprintf("decoder family %q has no graph in this build", d.Family))
+		panic(fmt.Sprintf("decoder family %q has no graph in this build", d.FamilyOf()))
 	}
 	return build(&Ops{b}, component, d, x, pos, maxPos, attend)
 }

@@ -10,21 +10,14 @@ import "github.com/btconvert/btconvert/arch"
 // the heap grow to twice what is live before it runs (GOGC 100), and a decode step's old caches
 // are garbage only after it. (verify/bench's TestEstimateBoundsPeakRSS checks it against measured peaks.)
 func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
-	const (
-		// What a stack of another family (families/) keeps beyond a GPT-NeoX one's.
-		otherPerHidden = 4
-		otherPerFFN    = 3
-		logitCopies    = 8 // logits and the sampler's temporaries, per position emitted
-	)
+	const logitCopies = 8 // logits and the sampler's temporaries, per position emitted
 	b, n := int64(B), int64(length)
 	stack := func(d *arch.DecoderConfig, T, S int64) (cache, a int64) {
 		cache = 2 * 2 * int64(d.Layers) * S * b * int64(d.KVHeadCount()*d.HeadDim) * int64(elem) // K and V, old and new
-		if !d.IsNeoX() {
-			// Another family's stack is built op by op: its norms unfused (float32 copies) and a gated
-			// MLP's gate, up, activation and product alive together.
-			return cache, Activations(actPerHidden+otherPerHidden, d.Hidden, d.Intermediate, d.Heads, b, T, S) + b*T*otherPerFFN*int64(d.Intermediate)*f32
+		if work := stackGraph(d.FamilyOf()).Work; work != nil {
+			a = work(d, b, T, S)
 		}
-		return cache, Activations(actPerHidden, d.Hidden, d.Intermediate, d.Heads, b, T, S)
+		return cache, a
 	}
 	V := int64(c.VocabSize)
 	if !c.IsBlock() {
@@ -56,10 +49,9 @@ func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
 
 // What the estimate counts of a layer's working memory.
 const (
-	actPerHidden = 12 // live [B, T, D] intermediates of a layer (q/k/v, rotary, residuals; norms fused)
-	actPerFFN    = 4  // live [B, T, F] intermediates of the MLP (up with its GELU in place, down)
-	scoreCopies  = 4  // scores, scaled + masked, softmax, probabilities
-	f32          = 4
+	actPerFFN   = 4 // live [B, T, F] intermediates of the MLP (up with its GELU in place, down)
+	scoreCopies = 4 // scores, scaled + masked, softmax, probabilities
+	f32         = 4
 )
 
 // Activations is the working memory (bytes) of rows sequences of T new positions against S keys, perHidden

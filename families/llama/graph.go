@@ -66,3 +66,15 @@ func invFreqs(d *arch.DecoderConfig, o Options) []float64 {
 	}
 	return f
 }
+
+// work is a stack's working memory: built op by op, its norms are unfused (float32 copies) and the
+// gated MLP's gate, up, activation and product are alive together, beyond what a GPT-NeoX layer
+// keeps (graph.Activations).
+func work(d *arch.DecoderConfig, rows, T, S int64) int64 {
+	const (
+		perHidden = 16 // a GPT-NeoX layer's 12, and 4 more
+		perFFN    = 3
+		f32       = 4
+	)
+	return graph.Activations(perHidden, d.Hidden, d.Intermediate, d.Heads, rows, T, S) + rows*T*perFFN*int64(d.Intermediate)*f32
+}

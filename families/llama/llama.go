@@ -86,7 +86,7 @@ var (
 func init() {
 	arch.RegisterStack(&arch.StackFamily{Name: Family, Title: "Llama-family", Tensors: tensors, Validate: validate,
 		TiedHead: func(d *arch.DecoderConfig) bool { return options(d).TiedHead }})
-	graph.RegisterStack(Family, stack)
+	graph.RegisterStack(Family, graph.StackGraph{Build: stack, Work: work})
 	source.Register(Layout{})
 }
 

@@ -4,7 +4,6 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/btconvert/btconvert/arch"
-	"github.com/btconvert/btconvert/formats/neox"
 	"github.com/btconvert/btconvert/formats/official"
 )
 
@@ -30,7 +29,7 @@ var officialClass = &official.Class{
 		return yaml.MapSlice{
 			{Key: arch.KeyLayers, Value: r.Layers}, {Key: arch.KeyHidden, Value: c.Embedder.Dim}, {Key: arch.KeyHeads, Value: r.Heads},
 			{Key: arch.KeyIntermediate, Value: r.Intermediate}, {Key: arch.KeyVocab, Value: c.VocabSize}, {Key: arch.KeyMaxPositions, Value: r.MaxPositions},
-			{Key: arch.KeyTypeVocab, Value: r.TypeVocab}, {Key: arch.KeyLayerNormEps, Value: neox.YAMLFloat(r.LayerNormEps)},
+			{Key: arch.KeyTypeVocab, Value: r.TypeVocab}, {Key: arch.KeyLayerNormEps, Value: official.YAMLFloat(r.LayerNormEps)},
 			{Key: arch.KeyAct, Value: r.Activation}, {Key: arch.KeyPositionType, Value: "absolute"},
 			{Key: arch.KeyPadID, Value: r.PadTokenID}, {Key: arch.KeyBOSID, Value: r.BOSTokenID},
 		}, r.CLSTokens

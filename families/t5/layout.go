@@ -4,7 +4,6 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/btconvert/btconvert/arch"
-	"github.com/btconvert/btconvert/formats/neox"
 	"github.com/btconvert/btconvert/formats/official"
 )
 
@@ -35,7 +34,7 @@ var officialClass = &official.Class{
 			{Key: arch.KeyDModel, Value: t.Hidden}, {Key: arch.KeyDKV, Value: t.HeadDim}, {Key: arch.KeyDFF, Value: t.Intermediate},
 			{Key: arch.KeyT5Layers, Value: t.Layers}, {Key: arch.KeyDecoderLayers, Value: t.Layers}, {Key: arch.KeyT5Heads, Value: t.Heads},
 			{Key: arch.KeyBuckets, Value: t.Buckets}, {Key: arch.KeyMaxDistance, Value: t.MaxDistance},
-			{Key: arch.KeyT5Eps, Value: neox.YAMLFloat(t.LayerNormEps)}, {Key: arch.KeyFeedForward, Value: t.Activation},
+			{Key: arch.KeyT5Eps, Value: official.YAMLFloat(t.LayerNormEps)}, {Key: arch.KeyFeedForward, Value: t.Activation},
 			{Key: arch.KeyVocab, Value: c.VocabSize}, {Key: arch.KeyEOSID, Value: t.EOSTokenID}, {Key: arch.KeyBOSID, Value: t.BOSTokenID},
 		}, 0
 	},

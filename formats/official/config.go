@@ -11,7 +11,6 @@ import (
 	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/neox"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/fsio"
 )
@@ -37,12 +36,12 @@ type YAML struct {
 		Config           yaml.MapSlice `yaml:"config"`
 	} `yaml:"embedder"`
 	BlockDecoder struct {
-		Cls            string `yaml:"cls"`
-		neox.StackYAML `yaml:",inline"`
+		Cls       string `yaml:"cls"`
+		StackYAML `yaml:",inline"`
 	} `yaml:"block_decoder"`
 	TokenDecoder struct {
 		Cls              string `yaml:"cls"`
-		neox.StackYAML   `yaml:",inline"`
+		StackYAML        `yaml:",inline"`
 		ExpansionMethod  string `yaml:"expansion_method"`
 		ExpansionRatio   int    `yaml:"expansion_ratio,omitempty"`
 		DecodingStrategy string `yaml:"decoding_strategy"`
@@ -61,10 +60,10 @@ func (y *YAML) spec(file string) *arch.BlockSpec {
 	}
 	s := &arch.BlockSpec{Name: y.Name, File: file, BlockLength: L, MaxLength: y.MaxLength, Precision: y.Precision,
 		Embedder: arch.EmbedderSpec{Cls: y.Embedder.Cls, Base: y.Embedder.ModelNameOrPath, ProjectionMethod: y.Embedder.ProjectionMethod,
-			EmbeddingTokens: y.Embedder.NEmbeddingTokens, CLSTokens: y.Embedder.NCLSTokens, Settings: neox.Settings(y.Embedder.Config)},
-		BlockDecoder: arch.StackSpec{Cls: y.BlockDecoder.Cls, Base: y.BlockDecoder.ModelNameOrPath, Settings: neox.Settings(y.BlockDecoder.Config)},
+			EmbeddingTokens: y.Embedder.NEmbeddingTokens, CLSTokens: y.Embedder.NCLSTokens, Settings: Settings(y.Embedder.Config)},
+		BlockDecoder: arch.StackSpec{Cls: y.BlockDecoder.Cls, Base: y.BlockDecoder.ModelNameOrPath, Settings: Settings(y.BlockDecoder.Config)},
 		TokenDecoder: arch.TokenSpec{StackSpec: arch.StackSpec{Cls: y.TokenDecoder.Cls, Base: y.TokenDecoder.ModelNameOrPath,
-			Settings: neox.Settings(y.TokenDecoder.Config)}, ExpansionMethod: y.TokenDecoder.ExpansionMethod,
+			Settings: Settings(y.TokenDecoder.Config)}, ExpansionMethod: y.TokenDecoder.ExpansionMethod,
 			ExpansionRatio: y.TokenDecoder.ExpansionRatio, Decoding: y.TokenDecoder.DecodingStrategy}}
 	return s
 }
@@ -72,14 +71,14 @@ func (y *YAML) spec(file string) *arch.BlockSpec {
 // checkpointShapes reads each decoder's shape keys off the checkpoint.
 func checkpointShapes(c *safetensors.Checkpoint) func(stack string) map[string]int {
 	return func(stack string) map[string]int {
-		return neox.StackShapes(c, stackPrefix(stack), vocabFrom)
+		return StackShapes(c, stackPrefix(stack), vocabFrom)
 	}
 }
 
 // configFromYAML resolves an official YAML file into our config.
 func configFromYAML(path string, c *safetensors.Checkpoint, o openOptions, prov arch.Provenance) (*arch.Config, []string, error) {
 	var y YAML
-	if err := neox.ReadYAML(path, &y); err != nil {
+	if err := ReadYAML(path, &y); err != nil {
 		return nil, nil, err
 	}
 	return resolveSpec(path, y.spec(filepath.Base(path)), c, o, prov)
@@ -143,7 +142,7 @@ func configFromShapes(c *safetensors.Checkpoint, o openOptions, prov arch.Proven
 	}
 	stackShapes := func(comp string) (map[string]int, error) {
 		prefix := stackPrefix(comp)
-		if neox.CountLayers(c, prefix) == 0 {
+		if CountLayers(c, prefix) == 0 {
 			return nil, errs.File(c.Dir, "no %slayers.* tensors", prefix)
 		}
 		finalNorm, mlpUp := neoxName(outside(comp, arch.PartFinalNorm)), neoxName(arch.ID{Component: comp, Part: arch.PartMLPUp, Layer: 0})
@@ -152,7 +151,7 @@ func configFromShapes(c *safetensors.Checkpoint, o openOptions, prov arch.Proven
 				return nil, err
 			}
 		}
-		return neox.StackShapes(c, prefix, vocabFrom), nil
+		return StackShapes(c, prefix, vocabFrom), nil
 	}
 	bdS, err := stackShapes(arch.BlockDecoder)
 	if err != nil {
@@ -284,14 +283,14 @@ func yamlFor(name string, c *arch.Config) ([]byte, error) {
 		y.Embedder.Config = yaml.MapSlice{{Key: arch.KeyVocab, Value: c.VocabSize}, {Key: arch.KeyHidden, Value: e.Dim}}
 	}
 	y.BlockDecoder.Cls = "gpt-neo-x"
-	y.BlockDecoder.StackYAML = neox.StackYAML{ModelNameOrPath: base(arch.BlockDecoder, arch.DefaultBase), Config: neox.StackKeys(c.BlockDecoder, c.VocabSize)}
+	y.BlockDecoder.StackYAML = StackYAML{ModelNameOrPath: base(arch.BlockDecoder, arch.DefaultBase), Config: StackKeys(c.BlockDecoder, c.VocabSize)}
 	td := c.TokenDecoder
 	y.TokenDecoder.Cls = td.Class()
 	if k := classNamed(td.Class()); k != nil {
 		cfg, _ := k.YAML(c)
-		y.TokenDecoder.StackYAML = neox.StackYAML{ModelNameOrPath: base(arch.TokenDecoder, k.Base), Config: cfg}
+		y.TokenDecoder.StackYAML = StackYAML{ModelNameOrPath: base(arch.TokenDecoder, k.Base), Config: cfg}
 	} else {
-		y.TokenDecoder.StackYAML = neox.StackYAML{ModelNameOrPath: base(arch.TokenDecoder, arch.DefaultBase), Config: neox.StackKeys(&td.DecoderConfig, c.VocabSize)}
+		y.TokenDecoder.StackYAML = StackYAML{ModelNameOrPath: base(arch.TokenDecoder, arch.DefaultBase), Config: StackKeys(&td.DecoderConfig, c.VocabSize)}
 	}
 	y.TokenDecoder.ExpansionMethod = "expansion_layer"
 	y.TokenDecoder.ExpansionRatio = td.ExpansionRatio
@@ -319,7 +318,7 @@ func BlockTarget(config string, heads arch.Heads) (*arch.Config, error) {
 			return nil, nil
 		}
 		var y YAML
-		if err := neox.ReadYAML(config, &y); err != nil {
+		if err := ReadYAML(config, &y); err != nil {
 			return nil, err
 		}
 		if y.BlockLength == 0 && y.BlockSplit == nil {

@@ -5,7 +5,6 @@ import (
 
 	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/neox"
 	"github.com/btconvert/btconvert/formats/safetensors"
 )
 
@@ -135,7 +134,7 @@ func expect(c *safetensors.Checkpoint, tab []Entry) formats.Expect {
 				return "dropped " + name + " (present in official checkpoints, never used by the model)", true
 			case tied[name] != "":
 				return name + " is the same tensor as " + tied[name] + " (tied; checked equal when read, kept once)", true
-			case neox.Buffer(name) || classBuffer(name):
+			case Buffer(name) || classBuffer(name):
 				return "ignored buffer " + name, true
 			}
 			return "", false

@@ -13,7 +13,6 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/neox"
 	"github.com/btconvert/btconvert/formats/official"
 	"github.com/btconvert/btconvert/internal/testfix"
 )
@@ -53,7 +52,7 @@ func readYAML(t *testing.T, text string) (string, error) {
 	done := make(chan error, 1)
 	go func() {
 		var y official.YAML
-		done <- neox.ReadYAML(path, &y)
+		done <- official.ReadYAML(path, &y)
 	}()
 	var err error
 	select {
@@ -174,7 +173,7 @@ func TestYAMLAsTheOfficialLoaderReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	var y official.YAML
-	if err := neox.ReadYAML(path, &y); err != nil {
+	if err := official.ReadYAML(path, &y); err != nil {
 		t.Fatal(err)
 	}
 	if y.BlockLength != 4 || y.MaxLength != 2048 || fmt.Sprint(y.Embedder.Config) != "[{hidden_size 8} {vocab_size 256}]" ||
@@ -191,7 +190,7 @@ func TestYAMLFixturesRead(t *testing.T) {
 	}
 	for _, p := range paths {
 		var got, want official.YAML
-		if err := neox.ReadYAML(p, &got); err != nil {
+		if err := official.ReadYAML(p, &got); err != nil {
 			t.Fatal(err)
 		}
 		b, err := os.ReadFile(p)

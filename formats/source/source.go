@@ -11,15 +11,14 @@ import (
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/modeldir"
-	"github.com/btconvert/btconvert/formats/neox"
 	"github.com/btconvert/btconvert/formats/official"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/fsio"
 )
 
-// Layouts are the checkpoint layouts btconvert reads and writes, tried in this order: the built-in
-// ones, then those the families register.
-var Layouts = []formats.Layout{official.Layout{}, neox.Layout{}}
+// Layouts are the checkpoint layouts btconvert reads and writes, tried in this order: the official
+// code's, then those the families register (each family's Hugging Face layout).
+var Layouts = []formats.Layout{official.Layout{}}
 
 // Register adds a family's layout (from the family package's init).
 func Register(l formats.Layout) { Layouts = append(Layouts, l) }

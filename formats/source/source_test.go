@@ -12,9 +12,9 @@ import (
 
 	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/errs"
+	"github.com/btconvert/btconvert/families/gptneox"
 	"github.com/btconvert/btconvert/formats"
 	"github.com/btconvert/btconvert/formats/modeldir"
-	"github.com/btconvert/btconvert/formats/neox"
 	"github.com/btconvert/btconvert/formats/official"
 	"github.com/btconvert/btconvert/formats/randinit"
 	"github.com/btconvert/btconvert/formats/safetensors"
@@ -408,7 +408,7 @@ func TestVanillaYAML(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "config.yaml"), []byte("name: pythia-tiny\nmodel: gpt-neo-x\nmodel_name_or_path: EleutherAI/pythia-14m\n"+
 		"model_config:\n  num_hidden_layers: 4\n  vocab_size: 256\nmax_length: 2048\n"), 0o644)
 	m := testfix.Open(t, dir)
-	if m.Format != neox.Format || !reflect.DeepEqual(archOnly(m.Config), archOnly(want)) {
+	if m.Format != gptneox.Format || !reflect.DeepEqual(archOnly(m.Config), archOnly(want)) {
 		t.Fatalf("yaml %+v\njson %+v", *m.Config.Decoder, *want.Decoder)
 	}
 	if !slices.Contains(m.Notes, "decoder: num_hidden_layers 4, vocab_size 256 from config.yaml; hidden_size 128, num_attention_heads 4, intermediate_size 512, "+

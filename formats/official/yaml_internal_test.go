@@ -1,4 +1,4 @@
-package neox
+package official
 
 import (
 	"errors"

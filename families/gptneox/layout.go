@@ -1,6 +1,4 @@
-// Package neox is the HF transformers GPT-NeoX / Pythia layout: config.json (or the official
-// code's vanilla YAML) and gpt_neox.* tensors with an embed_out or lm_head output head.
-package neox
+package gptneox
 
 import (
 	"fmt"
@@ -10,6 +8,7 @@ import (
 	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/official"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/fsio"
 )
@@ -17,7 +16,8 @@ import (
 // Format is the name of this layout.
 const Format = "hf-gpt-neox"
 
-// Layout reads and writes HF GPT-NeoX folders.
+// Layout reads and writes HF transformers GPT-NeoX / Pythia folders: config.json (or the official
+// code's vanilla YAML) and gpt_neox.* tensors with an embed_out or lm_head output head.
 type Layout struct{}
 
 var _ formats.Layout = Layout{}
@@ -79,7 +79,7 @@ func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.M
 		Unexpected: "not part of a GPT-NeoX model with this config.json",
 		Extra: func(n string) (string, bool) {
 			switch {
-			case Buffer(n):
+			case official.Buffer(n):
 				return "ignored buffer " + n, true
 			case n == "lm_head.weight" || n == "embed_out.weight":
 				return "second output head (both embed_out.weight and lm_head.weight present)", false
@@ -103,7 +103,7 @@ func (Layout) Open(c *safetensors.Checkpoint, o formats.OpenOptions) (*formats.M
 
 // shapes reads the shape keys of a GPT-NeoX checkpoint.
 func shapes(c *safetensors.Checkpoint) map[string]int {
-	return StackShapes(c, "gpt_neox.", embedIn)
+	return official.StackShapes(c, "gpt_neox.", embedIn)
 }
 
 // architecture resolves a GPT-NeoX checkpoint's config: config.json, or the official vanilla YAML
@@ -149,11 +149,11 @@ func architecture(c *safetensors.Checkpoint, o formats.OpenOptions, prov arch.Pr
 		}
 		return vanillaSpec(c.Dir, v, c, heads, prov)
 	case strings.HasSuffix(file, ".yaml") || strings.HasSuffix(file, ".yml"):
-		var y VanillaYAML
-		if err := ReadYAML(path, &y); err != nil {
+		var y official.VanillaYAML
+		if err := official.ReadYAML(path, &y); err != nil {
 			return nil, nil, err
 		}
-		return vanillaSpec(path, &arch.VanillaSpec{Name: y.Name, File: file, Base: y.ModelNameOrPath, Settings: Settings(y.ModelConfig),
+		return vanillaSpec(path, &arch.VanillaSpec{Name: y.Name, File: file, Base: y.ModelNameOrPath, Settings: official.Settings(y.ModelConfig),
 			MaxLength: y.MaxLength, Precision: y.Precision}, c, heads, prov)
 	}
 	n, ids, err := readHFConfig(path, shapes(c))

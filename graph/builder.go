@@ -149,17 +149,6 @@ func (b *builder) layerNorm(x *Node, component, name string, eps float64) *Node 
 	return ConvertDType(Add(Mul(y, wgt), bias), b.dt)
 }
 
-// rotaryTable holds cos and sin for positions 0..n-1, computed on the host in float64 so that long
-// positions lose no precision, repeated twice along the rotary dims (rotate_half form). With no
-// rotary dims (rotary_pct 0, which HF's GPT-NeoX runs as attention without positions) there is
-// no table: rope passes x through.
-func rotaryTable(g *Graph, d *arch.DecoderConfig, n int, dt dtypes.DType) (cos, sin *Node) {
-	if d.RotaryDims == 0 {
-		return nil, nil
-	}
-	return rotaryTableFreqs(g, RotaryFreqs(d.RotaryBase, d.RotaryDims), n, dt)
-}
-
 // RotaryFreqs are the inverse frequencies of rot rotary dims: base^(-2j/rot) for j < rot/2.
 func RotaryFreqs(base float64, rot int) []float64 {
 	f := make([]float64, rot/2)
@@ -169,7 +158,9 @@ func RotaryFreqs(base float64, rot int) []float64 {
 	return f
 }
 
-// rotaryTableFreqs is rotaryTable for the inverse frequencies invFreq (one a pair of dims).
+// rotaryTableFreqs holds cos and sin of the inverse frequencies invFreq (one a pair of dims) for
+// positions 0..n-1, computed on the host in float64 so that long positions lose no precision,
+// repeated twice along the rotary dims (rotate_half form).
 func rotaryTableFreqs(g *Graph, invFreq []float64, n int, dt dtypes.DType) (cos, sin *Node) {
 	rot := 2 * len(invFreq)
 	c := make([]float64, n*rot)
@@ -188,7 +179,8 @@ func rotaryTableFreqs(g *Graph, invFreq []float64, n int, dt dtypes.DType) (cos,
 }
 
 // rope applies rotary embeddings to x [B, T, H, hd] at positions pos (int32 [T]); tables from
-// rotaryTable.
+// rotaryTableFreqs. With no rotary dims (GPT-NeoX's rotary_pct 0, which HF runs as attention
+// without positions) x passes through.
 func rope(x, pos, cos, sin *Node, rot int) *Node {
 	if rot == 0 {
 		return x
@@ -282,39 +274,6 @@ func causalBias(g *Graph, past, T int) *Node {
 		}
 	}
 	return Reshape(Const(g, v), T, past+T)
-}
-
-// neoxDecoder runs a GPT-NeoX stack (layers, then the final LayerNorm) over x [B, T, D] at
-// positions pos (int32 [T]). attend decides how each layer's attention sees the past.
-func neoxDecoder(o *Ops, component string, d *arch.DecoderConfig, x, pos *Node, maxPos int, attend attendFn) *Node {
-	b := o.b
-	cos, sin := rotaryTable(b.g, d, maxPos, b.dt)
-	B, T := x.Shape().Dim(0), x.Shape().Dim(1)
-	H, hd := d.Heads, d.HeadDim
-	for i := 0; i < d.Layers; i++ {
-		p := fmt.Sprintf("layers.%d.", i)
-		a := b.layerNorm(x, component, p+arch.InputNorm, d.LayerNormEps)
-		// Per-head interleaved QKV: [B, T, H, 3, hd].
-		qkv := Reshape(b.linear(a, component, p+arch.QKV, true), B, T, H, 3, hd)
-		pick := func(j int) *Node {
-			return Reshape(Slice(qkv, AxisRange(), AxisRange(), AxisRange(), AxisElem(j), AxisRange()), B, T, H, hd)
-		}
-		q := rope(pick(0), pos, cos, sin, d.RotaryDims)
-		k := rope(pick(1), pos, cos, sin, d.RotaryDims)
-		ctx := Reshape(attend(i, q, k, pick(2)), B, T, d.Hidden)
-		attn := b.linear(ctx, component, p+arch.AttnOut, true)
-		mlp := func(h *Node) *Node {
-			h = b.linear(b.layerNorm(h, component, p+arch.PostNorm, d.LayerNormEps), component, p+arch.MLPUp, true, true)
-			return b.linear(h, component, p+arch.MLPDown, true)
-		}
-		if d.ParallelResidual {
-			x = Add(Add(x, attn), mlp(x))
-		} else {
-			x = Add(x, attn)
-			x = Add(x, mlp(x))
-		}
-	}
-	return b.layerNorm(x, component, arch.FinalNorm, d.LayerNormEps)
 }
 
 // embed looks token ids (int32, any shape) up in a [V, D] table (on the device as [D, V] where it

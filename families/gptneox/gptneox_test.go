@@ -1,4 +1,4 @@
-package neox_test
+package gptneox_test
 
 import (
 	"bytes"
@@ -9,8 +9,9 @@ import (
 	"testing"
 
 	"github.com/btconvert/btconvert/arch"
+	"github.com/btconvert/btconvert/families/gptneox"
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/formats/neox"
+	"github.com/btconvert/btconvert/formats/official"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/testfix"
 )
@@ -18,7 +19,7 @@ import (
 // open reads dir with the GPT-NeoX layout.
 func open(t *testing.T, dir string, o formats.OpenOptions) (*formats.Model, error) {
 	t.Helper()
-	return testfix.OpenLayout(t, neox.Layout{}, dir, o)
+	return testfix.OpenLayout(t, gptneox.Layout{}, dir, o)
 }
 
 // rename renames (or, to "", drops) tensors of the checkpoint in dir.
@@ -44,7 +45,7 @@ func TestNamesAreTheCheckpoint(t *testing.T) {
 	cfg := testfix.Open(t, testfix.Path("pythia-tiny")).Config
 	got := map[string]string{}
 	for _, s := range arch.Tensors(cfg) {
-		got[neox.Name(s.ID())] = fmt.Sprintf("F16%v", s.Shape)
+		got[gptneox.Name(s.ID())] = fmt.Sprintf("F16%v", s.Shape)
 	}
 	if want := testfix.Header(t, filepath.Join(testfix.Path("pythia-tiny"), "model.safetensors")); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("names\n%v\nwant\n%v", got, want)
@@ -55,7 +56,7 @@ func TestNamesAreTheCheckpoint(t *testing.T) {
 		{Component: arch.Decoder, Part: arch.PartFinalNorm, Layer: arch.NoLayer, Param: arch.Bias}:  "gpt_neox.final_layer_norm.bias",
 		{Component: arch.Decoder, Part: arch.PartEmbedOut, Layer: arch.NoLayer, Param: arch.Weight}: "embed_out.weight",
 	} {
-		if got := neox.Name(id); got != want {
+		if got := gptneox.Name(id); got != want {
 			t.Errorf("%v: %s, want %s", id, got, want)
 		}
 	}
@@ -129,7 +130,7 @@ func TestCheckpointTensors(t *testing.T) {
 		"ignored buffer gpt_neox.layers.2.attention.rotary_emb.inv_freq"}; !slices.Equal(m.Notes[len(m.Notes)-3:], want) {
 		t.Fatalf("notes %q", m.Notes)
 	}
-	if neox.Buffer("gpt_neox.layers.0.attention.dense.bias") {
+	if official.Buffer("gpt_neox.layers.0.attention.dense.bias") {
 		t.Fatal("a weight taken for a buffer")
 	}
 
@@ -173,7 +174,7 @@ func TestShapes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	got := neox.StackShapes(c, "gpt_neox.", "gpt_neox.embed_in.weight")
+	got := official.StackShapes(c, "gpt_neox.", "gpt_neox.embed_in.weight")
 	want := map[string]int{arch.KeyLayers: 4, arch.KeyHidden: 128, arch.KeyIntermediate: 512, arch.KeyVocab: 256}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("%v, want %v", got, want)
@@ -198,7 +199,7 @@ func TestExportRoundTrip(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "out")
 	os.Mkdir(out, 0o755)
-	if err := (neox.Layout{}).Export(m, out, formats.ExportOptions{}); err != nil {
+	if err := (gptneox.Layout{}).Export(m, out, formats.ExportOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	testfix.SameCheckpoint(t, filepath.Join(testfix.Path("pythia-tiny"), "model.safetensors"), filepath.Join(out, "model.safetensors"))
@@ -210,7 +211,7 @@ func TestExportRoundTrip(t *testing.T) {
 		t.Fatalf("read back as %s, want %s", back.Config.Describe(), m.Config.Describe())
 	}
 	m.Tensors = m.Tensors[:len(m.Tensors)-1]
-	err = neox.Layout{}.Export(m, t.TempDir(), formats.ExportOptions{})
+	err = gptneox.Layout{}.Export(m, t.TempDir(), formats.ExportOptions{})
 	if want := testfix.Path("pythia-tiny") + ": 51 tensors, its config has 52"; err == nil || err.Error() != want {
 		t.Fatalf("got %v, want %s", err, want)
 	}
