@@ -7,26 +7,6 @@ import (
 	"github.com/btconvert/btconvert/quant/scheme"
 )
 
-func TestBaseModelTable(t *testing.T) {
-	for name, want := range map[string][5]int{ // hidden, layers, heads, FFN, vocab
-		"EleutherAI/pythia-14m":          {128, 6, 4, 512, 50304},
-		"EleutherAI/pythia-160m-deduped": {768, 12, 12, 3072, 50304},
-		"EleutherAI/pythia-1.4b":         {2048, 24, 16, 8192, 50304},
-		"EleutherAI/pythia-12b-deduped":  {5120, 36, 40, 20480, 50688},
-	} {
-		c, ok := BaseModel(name)
-		if got := [5]int{c.Hidden, c.Layers, c.Heads, c.Intermediate, c.Vocab}; !ok || got != want {
-			t.Errorf("%s: %v, want %v", name, got, want)
-		}
-	}
-	if _, ok := BaseModel("EleutherAI/pythia-3b"); ok {
-		t.Error("unknown size accepted")
-	}
-	if n := len(BaseModelNames()); n != 20 {
-		t.Errorf("%d base models, want 10 sizes x 2", n)
-	}
-}
-
 // Every official config resolves to the shapes the official code builds: per decoder width,
 // heads, head dim, FFN and layers (the block-mode fill-in where the YAML is silent), expansion
 // ratio and decoding.

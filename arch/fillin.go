@@ -41,7 +41,7 @@ func FillIn(settings []Setting, sec Section) ([]Setting, error) {
 	hidden, hiddenOK := 0, false
 	var kept []Setting
 	for _, s := range settings {
-		key := canonicalKey(s.Key)
+		key := CanonicalKey(s.Key)
 		if s.Value == nil && (key == KeyHeads || key == KeyIntermediate) {
 			continue // null: what the fill-in gives (the official code checks for None)
 		}
@@ -90,8 +90,9 @@ func settingValue(settings []Setting, key string) any {
 	return nil
 }
 
-// canonicalKey is the transformers 4.x spelling of a key.
-func canonicalKey(key string) string {
+// CanonicalKey is the transformers 4.x spelling of a key (rotary_pct for partial_rotary_factor,
+// rotary_emb_base for rope_theta).
+func CanonicalKey(key string) string {
 	if a, ok := keyAliases[key]; ok {
 		return a
 	}

@@ -103,7 +103,11 @@ func (s Shape) spec() (*BlockSpec, *VanillaSpec, error) {
 		}
 	}
 	if s.Base != "" {
-		if _, ok := BaseModel(s.Base); !ok {
+		class, err := Decoders("Base")
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, ok := class.Base(s.Base); !ok {
 			return nil, nil, errs.Option("Base", s.Base, "want one of %s", strings.Join(BaseModelNames(), ", "))
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Setting is one key a YAML config section sets, in the order written.
@@ -62,16 +63,87 @@ var GivenHeads = Origin{OriginGiven, "the given head count"}
 // FromShapes is the origin of values read off the tensor shapes.
 var FromShapes = Origin{OriginShapes, "tensor shapes"}
 
+// StackHF is a decoder stack's resolved HF config with where each value came from: the official
+// code's GPTNeoXConfig, which families/gptneox registers (RegisterDecoderClass). What resolving a
+// YAML and assembling a config ask of it.
+type StackHF interface {
+	tokenVocab
+	Summary() string                            // its keys with their values, grouped by origin
+	Set(key string, v any, origin Origin) error // one key as a config section sets it
+	OriginOf(key string) Origin
+	Keys() []string     // the keys that have a value's origin
+	Int(key string) int // an integer key's value (0: none yet)
+	Missing() []string  // the keys still without a value
+	Decoder() (DecoderConfig, error)
+}
+
+// DecoderClass is how the official code's decoder class (ClassNeoX) resolves: the HF config of a
+// base model it knows, or the class defaults for one outside its table.
+type DecoderClass struct {
+	// Base is the config of the base model named (model_name_or_path), false if unknown.
+	Base func(name string) (StackHF, bool)
+	// Defaults is the starting point for a base outside the table: the class defaults.
+	Defaults func() StackHF
+	// BaseNames lists the base models Base knows, sorted.
+	BaseNames func() []string
+	// DefaultKeys are the settings a base model states that the defaults only guess (a warning
+	// names those left at the defaults).
+	DefaultKeys []string
+	// ClassName is the HF class in messages ("GPTNeoXConfig").
+	ClassName string
+}
+
+var decoderClass struct {
+	sync.RWMutex
+	c *DecoderClass
+}
+
+// RegisterDecoderClass makes the official decoder class resolvable; its family registers it once,
+// from its package's init.
+func RegisterDecoderClass(c *DecoderClass) {
+	decoderClass.Lock()
+	defer decoderClass.Unlock()
+	if decoderClass.c != nil {
+		panic("arch: the official decoder class registered twice")
+	}
+	decoderClass.c = c
+}
+
+// Decoders is the official decoder class; where names what needs it, in the error of a program
+// built without its family.
+func Decoders(where string) (*DecoderClass, error) {
+	decoderClass.RLock()
+	defer decoderClass.RUnlock()
+	if decoderClass.c == nil {
+		k := knownStacks[FamilyNeoX]
+		return nil, &MissingFamilyError{Where: where, Title: k.title, Package: k.pkg}
+	}
+	return decoderClass.c, nil
+}
+
+// BaseModelNames lists every model_name_or_path the decoder class knows (none without its family).
+func BaseModelNames() []string {
+	c, err := Decoders("")
+	if err != nil {
+		return nil
+	}
+	return c.BaseNames()
+}
+
 // ResolveStack builds one decoder's HF config as the official code does: in block mode the
 // official fill-in first (fillin.go), then the config of the base model (st.Base), then every
 // setting on top of it, in order. heads > 0 is a head count the caller gives: it must agree with
 // what the settings, the fill-in or the base model say, and gives the count only where none of
 // them does. Shape keys still open (a base outside the table) are read from shapes (key -> value
 // off the weights). Errors are worded for the file's reader; they name the Heads option as {Heads}.
-func ResolveStack(st StackSpec, sec Section, block bool, heads int, shapes map[string]int) (*NeoXConfig, error) {
-	c, known := BaseModel(st.Base)
+func ResolveStack(st StackSpec, sec Section, block bool, heads int, shapes map[string]int) (StackHF, error) {
+	class, err := Decoders(sec.Stack)
+	if err != nil {
+		return nil, err
+	}
+	c, known := class.Base(st.Base)
 	if !known {
-		c = UnknownBase()
+		c = class.Defaults()
 	}
 	settings := st.Settings
 	if block {
@@ -80,17 +152,19 @@ func ResolveStack(st StackSpec, sec Section, block bool, heads int, shapes map[s
 			return nil, err
 		}
 	}
-	if err := ApplySettings(&c, settings, sec); err != nil {
+	if err := ApplySettings(c, settings, sec); err != nil {
 		return nil, err
 	}
-	if heads > 0 && heads != c.Heads {
-		if c.Heads != 0 {
+	if have := c.Int(KeyHeads); heads > 0 && heads != have {
+		if have != 0 {
 			return nil, fmt.Errorf("%s: %s; {Heads} %d disagrees (the official code builds %d heads from this config)",
-				sec.Stack, c.Explain(KeyHeads), heads, c.Heads)
+				sec.Stack, c.Explain(KeyHeads), heads, have)
 		}
-		c.Heads, c.Origin[KeyHeads] = heads, GivenHeads
+		if err := c.Set(KeyHeads, heads, GivenHeads); err != nil {
+			return nil, fmt.Errorf("%s: {Heads} %v", sec.Stack, err)
+		}
 	}
-	if c.Heads == 0 {
+	if c.Int(KeyHeads) == 0 {
 		why := fmt.Sprintf("model_name_or_path %q is not a base model btconvert knows", st.Base)
 		if st.Base == "" {
 			why = "no model_name_or_path names a base model"
@@ -106,7 +180,7 @@ func ResolveStack(st StackSpec, sec Section, block bool, heads int, shapes map[s
 	if miss := c.Missing(); len(miss) > 0 {
 		return nil, fmt.Errorf("%s: %s unknown (not stated, not in the base model, not readable from the weights)", sec.Stack, strings.Join(miss, ", "))
 	}
-	return &c, nil
+	return c, nil
 }
 
 // ApplySettings sets each setting on a part's HF config in order; a setting without an origin
@@ -137,14 +211,18 @@ func BaseNotKnown(sec Section, base string, known []string) error {
 }
 
 // FromShapesWithHeads is a stack read off the weights alone: everything but the head count, which
-// heads gives.
-func FromShapesWithHeads(shapes map[string]int, heads int) *NeoXConfig {
-	n := UnknownBase()
+// heads gives (where names the stack in the error of a program built without its family).
+func FromShapesWithHeads(where string, shapes map[string]int, heads int) (StackHF, error) {
+	class, err := Decoders(where)
+	if err != nil {
+		return nil, err
+	}
+	n := class.Defaults()
 	for k, v := range shapes {
 		_ = n.Set(k, v, FromShapes)
 	}
-	n.Heads, n.Origin[KeyHeads] = heads, GivenHeads
-	return &n
+	_ = n.Set(KeyHeads, heads, GivenHeads) // an out-of-range count stays unset, which Decoder refuses
+	return n, nil
 }
 
 // TokenIDs are the special ids a vanilla config names.
@@ -185,7 +263,7 @@ type PartHF interface {
 // BlockConfig assembles a Block Transformer config from its resolved block decoder, token decoder
 // (tdC, or p.Own for one with a stack of its own) and the other parts, recording where every value
 // came from in prov and in the config's Origins.
-func BlockConfig(bdC, tdC *NeoXConfig, p BlockParts, prov Provenance) (*Config, error) {
+func BlockConfig(bdC, tdC StackHF, p BlockParts, prov Provenance) (*Config, error) {
 	bd, err := bdC.Decoder()
 	if err != nil {
 		return nil, fmt.Errorf("block_decoder: %v", err)
@@ -246,12 +324,12 @@ type tokenVocab interface {
 }
 
 // VanillaConfig assembles a vanilla GPT-NeoX config from its resolved HF config.
-func VanillaConfig(n *NeoXConfig, ids TokenIDs, prov Provenance) (*Config, error) {
+func VanillaConfig(n StackHF, ids TokenIDs, prov Provenance) (*Config, error) {
 	d, err := n.Decoder()
 	if err != nil {
 		return nil, err
 	}
-	cfg := &Config{Format: FormatName, FormatVersion: FormatVersion, Kind: Vanilla, VocabSize: n.Vocab,
+	cfg := &Config{Format: FormatName, FormatVersion: FormatVersion, Kind: Vanilla, VocabSize: n.VocabSize(),
 		PadTokenID: ids.Pad, BOSTokenID: ids.BOS, EOSTokenID: ids.EOS, Decoder: &d, Origins: map[string]string{}}
 	recordStack(Decoder, n, prov, cfg.Origins)
 	prov[KeyVocab] = explain(n, KeyVocab)
@@ -265,14 +343,14 @@ func VanillaConfig(n *NeoXConfig, ids TokenIDs, prov Provenance) (*Config, error
 var originNames = map[string]string{KeyHidden: "hidden_size", KeyHeads: "heads", KeyIntermediate: "intermediate_size", KeyLayers: "layers"}
 
 // recordStack notes where each of a stack's values came from.
-func recordStack(comp string, c *NeoXConfig, prov Provenance, origins map[string]string) {
-	for k := range c.Origin {
+func recordStack(comp string, c StackHF, prov Provenance, origins map[string]string) {
+	for _, k := range c.Keys() {
 		prov[comp+"."+k] = comp + "." + explain(c, k)
 	}
 	for k, name := range originNames {
-		origins[comp+"."+name] = string(c.Origin[k].Kind)
+		origins[comp+"."+name] = string(c.OriginOf(k).Kind)
 	}
-	origins[comp+".head_dim"] = string(c.Origin[KeyHeads].Kind)
+	origins[comp+".head_dim"] = string(c.OriginOf(KeyHeads).Kind)
 }
 
 // NewSource keeps a YAML's provenance settings (nil when it had none).

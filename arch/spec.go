@@ -162,7 +162,7 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 	case dec == Summation && ratio != s.BlockLength:
 		return nil, nil, fmt.Errorf("token_decoder.expansion_ratio %d: summation decoding needs expansion_ratio = block_length (%d)", ratio, s.BlockLength)
 	}
-	resolve := func(stack string, st StackSpec) (*NeoXConfig, error) {
+	resolve := func(stack string, st StackSpec) (StackHF, error) {
 		var sh map[string]int
 		if shapes != nil {
 			sh = shapes(stack)
@@ -175,7 +175,7 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 	}
 	parts := BlockParts{BlockLength: s.BlockLength, LengthOrigin: o, ExpansionRatio: ratio, RatioOrigin: ratioOrigin,
 		Decoding: dec, DecodingOrigin: o}
-	var tdC *NeoXConfig
+	var tdC StackHF
 	if own != nil {
 		sec := Section{File: s.File, Kind: s.Kind, Stack: TokenDecoder, Keys: TokenDecoder + ".config"}
 		if parts.Own, err = own.Resolve(s.TokenDecoder.StackSpec, sec, heads.For(TokenDecoder)); err != nil {
@@ -214,7 +214,7 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 
 // resolveEmbedder sets the embedder's parts: the lookup embedder's width (stated, or the block
 // decoder's over the block length) or a RoBERTa embedder's resolved config, and the projection.
-func (s *BlockSpec) resolveEmbedder(bdC *NeoXConfig, p *BlockParts) error {
+func (s *BlockSpec) resolveEmbedder(bdC StackHF, p *BlockParts) error {
 	e, o := s.Embedder, s.origin()
 	sec := Section{File: s.File, Kind: s.Kind, Stack: Embedder, Keys: Embedder + ".config"}
 	enc := encoderClass(e.Cls)
@@ -254,8 +254,8 @@ func (s *BlockSpec) resolveEmbedder(bdC *NeoXConfig, p *BlockParts) error {
 		}
 		p.Embedder.Dim, p.EmbedderOrigin, p.EmbedderVocab = hidden, o, vocab
 		if hidden == 0 { // as the lookup embedder: the block decoder's width over the block length
-			p.Embedder.Dim = bdC.Hidden / s.BlockLength
-			p.EmbedderOrigin = Origin{OriginFillIn, fmt.Sprintf("the official default (block decoder hidden_size %d / block_length %d)", bdC.Hidden, s.BlockLength)}
+			p.Embedder.Dim = bdC.Int(KeyHidden) / s.BlockLength
+			p.EmbedderOrigin = Origin{OriginFillIn, fmt.Sprintf("the official default (block decoder hidden_size %d / block_length %d)", bdC.Int(KeyHidden), s.BlockLength)}
 		}
 		return nil
 	}
@@ -283,22 +283,26 @@ func (s *VanillaSpec) Resolve(heads Heads, shapes map[string]int, prov Provenanc
 	return cfg, append([]string{"architecture from " + s.File, "decoder: " + n.Summary()}, unknownBaseNotes(Decoder, s.Base, n)...), nil
 }
 
-// unknownBaseNotes warns when a base model outside the table left settings at GPTNeoXConfig's
-// defaults: the official code would take them from that model's config, which btconvert cannot
-// read.
-func unknownBaseNotes(stack, base string, c *NeoXConfig) []string {
-	if _, known := BaseModel(base); known || base == "" {
+// unknownBaseNotes warns when a base model outside the table left settings at the class
+// defaults (GPTNeoXConfig's): the official code would take them from that model's config, which
+// btconvert cannot read.
+func unknownBaseNotes(stack, base string, c StackHF) []string {
+	class, err := Decoders(stack)
+	if err != nil || base == "" {
+		return nil
+	}
+	if _, known := class.Base(base); known {
 		return nil
 	}
 	var keys []string
-	for _, k := range []string{KeyRotaryPct, KeyRotaryBase, KeyLayerNormEps, KeyParallelResidual, KeyAct, KeyMaxPositions} {
-		if c.Origin[k].Kind == OriginDefaults {
+	for _, k := range class.DefaultKeys {
+		if c.OriginOf(k).Kind == OriginDefaults {
 			keys = append(keys, k)
 		}
 	}
 	if len(keys) == 0 {
 		return nil
 	}
-	return []string{fmt.Sprintf("warning: %s: model_name_or_path %q is not a base model btconvert knows, so %s are GPTNeoXConfig's defaults; the official code takes them from that model's config: state them in the YAML if they differ",
-		stack, base, strings.Join(keys, ", "))}
+	return []string{fmt.Sprintf("warning: %s: model_name_or_path %q is not a base model btconvert knows, so %s are %s's defaults; the official code takes them from that model's config: state them in the YAML if they differ",
+		stack, base, strings.Join(keys, ", "), class.ClassName)}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
+	"github.com/btconvert/btconvert/formats/official"
 	"github.com/btconvert/btconvert/formats/safetensors"
 	"github.com/btconvert/btconvert/internal/fsio"
 )
@@ -46,7 +47,7 @@ type hfConfig struct {
 
 // readHFConfig reads an HF config.json. A missing intermediate_size is read off the weights
 // (shapes); heads, hidden size, layers and vocabulary must be there.
-func readHFConfig(path string, shapes map[string]int) (*arch.NeoXConfig, arch.TokenIDs, error) {
+func readHFConfig(path string, shapes map[string]int) (*HF, arch.TokenIDs, error) {
 	var ids arch.TokenIDs
 	b, err := fsio.ReadFile(path, fsio.ConfigLimit)
 	if err != nil {
@@ -74,7 +75,7 @@ func readHFConfig(path string, shapes map[string]int) (*arch.NeoXConfig, arch.To
 		rb = append(rb, h.RopeParameters.RopeTheta)
 	}
 	file := filepath.Base(path)
-	c := arch.UnknownBase() // the GPTNeoXConfig defaults for anything config.json leaves out
+	c := UnknownBase() // the GPTNeoXConfig defaults for anything config.json leaves out
 	var settings []arch.Setting
 	add := func(key string, v any, ok bool) {
 		if ok {
@@ -166,7 +167,7 @@ func configJSON(c *arch.Config, dtype safetensors.DType) ([]byte, error) {
 		"num_hidden_layers":       d.Layers,
 		"intermediate_size":       d.Intermediate,
 		"vocab_size":              c.VocabSize,
-		"rotary_pct":              arch.RotaryPct(d),
+		"rotary_pct":              official.RotaryPct(d),
 		"rotary_emb_base":         d.RotaryBase,
 		"layer_norm_eps":          d.LayerNormEps,
 		"use_parallel_residual":   d.ParallelResidual,

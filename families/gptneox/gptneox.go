@@ -5,8 +5,9 @@
 // residual in parallel (use_parallel_residual) or in turn; the stack ends with a LayerNorm, and the
 // output head is its own.
 //
-// The family registers itself (init): its tensor table and checks with arch, its graph with
-// graph, and its Hugging Face layout with formats/source. Importing the package for its side effect is all a program does to read, run, quantize and write
+// The family registers itself (init): its tensor table and checks, and its HF config with the
+// Pythia base models the official YAMLs name (the official decoder class), with arch; its graph
+// with graph; its Hugging Face layout with formats/source. Importing the package for its side effect is all a program does to read, run, quantize and write
 // GPT-NeoX decoders.
 package gptneox
 
@@ -20,6 +21,7 @@ import (
 
 func init() {
 	arch.RegisterStack(&arch.StackFamily{Name: arch.FamilyNeoX, Title: "GPT-NeoX", Tensors: tensors, Validate: validate})
+	arch.RegisterDecoderClass(decoderClass)
 	graph.RegisterStack(arch.FamilyNeoX, graph.StackGraph{Build: stack, Work: work})
 	source.Register(Layout{})
 }

@@ -133,7 +133,10 @@ func architecture(c *safetensors.Checkpoint, o formats.OpenOptions, prov arch.Pr
 			return nil, nil, &errs.InputError{File: c.Dir, Msg: "GPT-NeoX weights but no config.json beside them, and the attention heads cannot be read from them: give {Config} (config.json, the official YAML, or an official config: " +
 				strings.Join(vanillaNames(), ", ") + "), or {Heads} N to read the rest off the weights"}
 		}
-		n := arch.FromShapesWithHeads(shapes(c), heads)
+		n, err := arch.FromShapesWithHeads(arch.Decoder, shapes(c), heads)
+		if err != nil {
+			return nil, nil, errs.File(c.Dir, "%v", err)
+		}
 		cfg, err := arch.VanillaConfig(n, arch.TokenIDs{}, prov)
 		if err != nil {
 			return nil, nil, errs.File(c.Dir, "%v", err)

@@ -197,8 +197,14 @@ func configFromShapes(c *safetensors.Checkpoint, o openOptions, prov arch.Proven
 	if len(o.Heads) > 2 {
 		return nil, nil, &errs.InputError{File: c.Dir, Msg: fmt.Sprintf("{Heads} %s: give one head count, or the block decoder's and the token decoder's", o.Heads)}
 	}
-	bdC := arch.FromShapesWithHeads(bdS, o.Heads.For(arch.BlockDecoder))
-	tdC := arch.FromShapesWithHeads(tdS, o.Heads.For(arch.TokenDecoder))
+	bdC, err := arch.FromShapesWithHeads(arch.BlockDecoder, bdS, o.Heads.For(arch.BlockDecoder))
+	if err != nil {
+		return nil, nil, errs.File(c.Dir, "%v", err)
+	}
+	tdC, err := arch.FromShapesWithHeads(arch.TokenDecoder, tdS, o.Heads.For(arch.TokenDecoder))
+	if err != nil {
+		return nil, nil, errs.File(c.Dir, "%v", err)
+	}
 	decOrigin := arch.Origin{Kind: arch.OriginGiven, From: "the given decoding"}
 	if o.Decoding == "" {
 		decOrigin = arch.Origin{Kind: arch.OriginShapes, From: fmt.Sprintf("tensor shapes (the expansion layer's %d vectors != block_length %d: prefix)", r, L)}

@@ -39,7 +39,7 @@ func StackKeys(d *arch.DecoderConfig, vocab int) yaml.MapSlice {
 	out := yaml.MapSlice{
 		{Key: arch.KeyLayers, Value: d.Layers}, {Key: arch.KeyHidden, Value: d.Hidden}, {Key: arch.KeyHeads, Value: d.Heads},
 		{Key: arch.KeyIntermediate, Value: d.Intermediate}, {Key: arch.KeyVocab, Value: vocab},
-		{Key: arch.KeyRotaryPct, Value: YAMLFloat(arch.RotaryPct(d))}, {Key: arch.KeyRotaryBase, Value: YAMLFloat(d.RotaryBase)},
+		{Key: arch.KeyRotaryPct, Value: YAMLFloat(RotaryPct(d))}, {Key: arch.KeyRotaryBase, Value: YAMLFloat(d.RotaryBase)},
 		{Key: arch.KeyLayerNormEps, Value: YAMLFloat(d.LayerNormEps)}, {Key: arch.KeyParallelResidual, Value: d.ParallelResidual},
 		{Key: arch.KeyAct, Value: d.Activation},
 	}
@@ -115,4 +115,13 @@ func StackShapes(c *safetensors.Checkpoint, prefix, vocabFrom string) map[string
 		out[arch.KeyVocab] = t.Shape[0]
 	}
 	return out
+}
+
+// RotaryPct is the rotary_pct that gives back d's rotary dims through HF's int(head_dim * pct).
+func RotaryPct(d *arch.DecoderConfig) float64 {
+	pct := float64(d.RotaryDims) / float64(d.HeadDim)
+	if int(float64(d.HeadDim)*pct) != d.RotaryDims { // rounding: aim at the middle of the interval
+		pct = (float64(d.RotaryDims) + 0.5) / float64(d.HeadDim)
+	}
+	return pct
 }

@@ -1,34 +1,28 @@
-package arch
+package gptneox
 
 import (
 	"fmt"
-	"math"
 	"sort"
-	"strconv"
 	"strings"
+
+	"github.com/btconvert/btconvert/arch"
 )
 
 // How a GPT-NeoX stack's architecture is resolved, as the official code does it: the HF config of
 // the base model a YAML names (model_name_or_path), then every key of the YAML's config section set
 // on top of it, one by one. Nothing is derived from the hidden size.
 
-// The HF GPTNeoXConfig keys a config section may set that change the architecture.
-const (
-	KeyLayers           = "num_hidden_layers"
-	KeyHidden           = "hidden_size"
-	KeyHeads            = "num_attention_heads"
-	KeyIntermediate     = "intermediate_size"
-	KeyVocab            = "vocab_size"
-	KeyMaxPositions     = "max_position_embeddings"
-	KeyRotaryPct        = "rotary_pct"
-	KeyRotaryBase       = "rotary_emb_base"
-	KeyLayerNormEps     = "layer_norm_eps"
-	KeyParallelResidual = "use_parallel_residual"
-	KeyAct              = "hidden_act"
-)
+// decoderClass is the official code's decoder class, resolved against the Pythia models.
+var decoderClass = &arch.DecoderClass{
+	Base:      func(name string) (arch.StackHF, bool) { c, ok := BaseModel(name); return &c, ok },
+	Defaults:  func() arch.StackHF { c := UnknownBase(); return &c },
+	BaseNames: BaseModelNames,
+	DefaultKeys: []string{arch.KeyRotaryPct, arch.KeyRotaryBase, arch.KeyLayerNormEps, arch.KeyParallelResidual, arch.KeyAct,
+		arch.KeyMaxPositions},
+	ClassName: "GPTNeoXConfig",
+}
 
-// keyAliases are the transformers 5.x spellings of the same settings.
-var keyAliases = map[string]string{"partial_rotary_factor": KeyRotaryPct, "rope_theta": KeyRotaryBase}
+var _ arch.StackHF = (*HF)(nil)
 
 // inertKeys are GPTNeoXConfig keys that do not change inference (training, caching, token ids); a
 // config section may set them. The value a few of them must have is checked.
@@ -39,34 +33,14 @@ var inertKeys = map[string]bool{
 	"use_flash_attn": true, "_attn_implementation": true,
 }
 
-// keyLimit bounds each size a config may give: past them no model fits any machine, and a size
-// read from a file is bounded before anything is allocated for it (and products of sizes cannot
-// overflow).
-var keyLimit = map[string]int{KeyLayers: MaxLayers, KeyHidden: MaxHidden, KeyHeads: MaxHeads, KeyIntermediate: MaxFFN,
-	KeyVocab: MaxVocab, KeyMaxPositions: MaxPositions, KeyTypeVocab: MaxVocab,
-	KeyT5Layers: MaxLayers, KeyDecoderLayers: MaxLayers, KeyDModel: MaxHidden, KeyDKV: MaxHidden, KeyDFF: MaxFFN, KeyT5Heads: MaxHeads,
-	KeyBuckets: MaxHidden, KeyMaxDistance: MaxPositions}
-
-// The bounds of a config's sizes.
-const (
-	MaxLayers      = 1024
-	MaxHidden      = 1 << 16
-	MaxHeads       = 1 << 12
-	MaxFFN         = 1 << 18
-	MaxVocab       = 1 << 22
-	MaxPositions   = 1 << 22
-	MaxBlockLength = 1024
-	MaxRatio       = 1024
-)
-
-// NeoXConfig is the architecture part of an HF GPTNeoXConfig, with where each value came from.
-type NeoXConfig struct {
+// HF is the architecture part of an HF GPTNeoXConfig, with where each value came from.
+type HF struct {
 	Layers, Hidden, Heads, Intermediate, Vocab, MaxPositions int
 	RotaryPct, RotaryBase, LayerNormEps                      float64
 	ParallelResidual                                         bool
 	Act                                                      string
 	// Origin maps each key above to where its value came from.
-	Origin map[string]Origin
+	Origin map[string]arch.Origin
 }
 
 // pythia is one Pythia base model: the public config.json facts that differ between sizes.
@@ -102,57 +76,57 @@ func BaseModelNames() []string {
 }
 
 // neoxDefaults are the GPTNeoXConfig settings every Pythia shares (and the class defaults).
-func neoxDefaults(origin Origin) NeoXConfig {
-	c := NeoXConfig{MaxPositions: 2048, RotaryPct: 0.25, RotaryBase: 10000, LayerNormEps: 1e-5,
-		ParallelResidual: true, Act: "gelu", Origin: map[string]Origin{}}
-	for _, k := range []string{KeyMaxPositions, KeyRotaryPct, KeyRotaryBase, KeyLayerNormEps, KeyParallelResidual, KeyAct} {
+func neoxDefaults(origin arch.Origin) HF {
+	c := HF{MaxPositions: 2048, RotaryPct: 0.25, RotaryBase: 10000, LayerNormEps: 1e-5,
+		ParallelResidual: true, Act: "gelu", Origin: map[string]arch.Origin{}}
+	for _, k := range []string{arch.KeyMaxPositions, arch.KeyRotaryPct, arch.KeyRotaryBase, arch.KeyLayerNormEps, arch.KeyParallelResidual, arch.KeyAct} {
 		c.Origin[k] = origin
 	}
 	return c
 }
 
 // BaseModel returns the HF config of a base model by its model_name_or_path.
-func BaseModel(name string) (NeoXConfig, bool) {
+func BaseModel(name string) (HF, bool) {
 	size, ok := strings.CutPrefix(name, "EleutherAI/pythia-")
 	if !ok {
-		return NeoXConfig{}, false
+		return HF{}, false
 	}
 	size = strings.TrimSuffix(size, "-deduped")
 	for _, p := range pythiaSizes {
 		if p.size == size {
-			o := Origin{OriginBase, name}
+			o := arch.Origin{Kind: arch.OriginBase, From: name}
 			c := neoxDefaults(o)
 			c.Hidden, c.Layers, c.Heads, c.Intermediate, c.Vocab = p.hidden, p.layers, p.heads, p.ffn, p.vocab
-			for _, k := range []string{KeyHidden, KeyLayers, KeyHeads, KeyIntermediate, KeyVocab} {
+			for _, k := range []string{arch.KeyHidden, arch.KeyLayers, arch.KeyHeads, arch.KeyIntermediate, arch.KeyVocab} {
 				c.Origin[k] = o
 			}
 			return c, true
 		}
 	}
-	return NeoXConfig{}, false
+	return HF{}, false
 }
 
 // UnknownBase is the starting point when model_name_or_path is not in the table (or absent): the
 // GPTNeoXConfig defaults for the settings Pythia shares, and nothing for the shapes and heads.
-func UnknownBase() NeoXConfig { return neoxDefaults(Origin{OriginDefaults, "GPTNeoXConfig defaults"}) }
+func UnknownBase() HF {
+	return neoxDefaults(arch.Origin{Kind: arch.OriginDefaults, From: "GPTNeoXConfig defaults"})
+}
 
 // fields are the config's keys by the type of their values.
-func (c *NeoXConfig) fields() Fields {
-	return Fields{
-		Ints: map[string]*int{KeyLayers: &c.Layers, KeyHidden: &c.Hidden, KeyHeads: &c.Heads,
-			KeyIntermediate: &c.Intermediate, KeyVocab: &c.Vocab, KeyMaxPositions: &c.MaxPositions},
-		Floats: map[string]*float64{KeyRotaryPct: &c.RotaryPct, KeyRotaryBase: &c.RotaryBase, KeyLayerNormEps: &c.LayerNormEps},
-		Strs:   map[string]*string{KeyAct: &c.Act},
-		Bools:  map[string]*bool{KeyParallelResidual: &c.ParallelResidual},
+func (c *HF) fields() arch.Fields {
+	return arch.Fields{
+		Ints: map[string]*int{arch.KeyLayers: &c.Layers, arch.KeyHidden: &c.Hidden, arch.KeyHeads: &c.Heads,
+			arch.KeyIntermediate: &c.Intermediate, arch.KeyVocab: &c.Vocab, arch.KeyMaxPositions: &c.MaxPositions},
+		Floats: map[string]*float64{arch.KeyRotaryPct: &c.RotaryPct, arch.KeyRotaryBase: &c.RotaryBase, arch.KeyLayerNormEps: &c.LayerNormEps},
+		Strs:   map[string]*string{arch.KeyAct: &c.Act},
+		Bools:  map[string]*bool{arch.KeyParallelResidual: &c.ParallelResidual},
 	}
 }
 
 // Set overrides one key as a config section does, recording origin. Unknown keys and values of the
 // wrong type are errors (their text names the key, not the file: the caller adds that).
-func (c *NeoXConfig) Set(key string, v any, origin Origin) error {
-	if a, ok := keyAliases[key]; ok {
-		key = a
-	}
+func (c *HF) Set(key string, v any, origin arch.Origin) error {
+	key = arch.CanonicalKey(key)
 	ok, err := c.fields().Set(key, v)
 	switch {
 	case err != nil:
@@ -163,7 +137,7 @@ func (c *NeoXConfig) Set(key string, v any, origin Origin) error {
 		return fmt.Errorf("unknown key %q (not a GPTNeoXConfig setting)", key)
 	}
 	if c.Origin == nil {
-		c.Origin = map[string]Origin{}
+		c.Origin = map[string]arch.Origin{}
 	}
 	c.Origin[key] = origin
 	return nil
@@ -188,57 +162,26 @@ func checkInert(key string, v any) error {
 	return nil
 }
 
-func asInt(v any) (int, bool) {
-	switch x := v.(type) {
-	case int:
-		return x, true
-	case int64:
-		return int(x), x == int64(int(x))
-	case uint64:
-		return int(x), x <= math.MaxInt32
-	case float64:
-		return int(x), x == math.Trunc(x) && math.Abs(x) <= math.MaxInt32
-	}
-	return 0, false
-}
-
-func asFloat(v any) (float64, bool) {
-	switch x := v.(type) {
-	case string: // YAML 1.1 readers (PyYAML) take 1e-05 without a dot for a string
-		f, err := strconv.ParseFloat(x, 64)
-		return f, err == nil
-	case float64:
-		return x, true
-	case int:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case uint64:
-		return float64(x), true
-	}
-	return 0, false
-}
-
 // Explain says where a key's value came from, e.g. "num_attention_heads 16 from
 // EleutherAI/pythia-410m-deduped".
-func (c *NeoXConfig) Explain(key string) string { return ExplainKey(c.fields().Value, c.Origin, key) }
+func (c *HF) Explain(key string) string { return arch.ExplainKey(c.fields().Value, c.Origin, key) }
 
-func (c *NeoXConfig) VocabSize() int { return c.Vocab }
+func (c *HF) VocabSize() int { return c.Vocab }
 
-func (c *NeoXConfig) OriginOf(key string) Origin { return c.Origin[key] }
+func (c *HF) OriginOf(key string) arch.Origin { return c.Origin[key] }
 
 // neoxKeys are a GPTNeoXConfig's architecture keys, in the order notes list them.
-var neoxKeys = []string{KeyLayers, KeyHidden, KeyHeads, KeyIntermediate, KeyVocab, KeyRotaryPct, KeyRotaryBase,
-	KeyLayerNormEps, KeyParallelResidual, KeyAct, KeyMaxPositions}
+var neoxKeys = []string{arch.KeyLayers, arch.KeyHidden, arch.KeyHeads, arch.KeyIntermediate, arch.KeyVocab, arch.KeyRotaryPct, arch.KeyRotaryBase,
+	arch.KeyLayerNormEps, arch.KeyParallelResidual, arch.KeyAct, arch.KeyMaxPositions}
 
 // Summary lists every architecture key with its value, grouped by origin (for the manifest's notes).
-func (c *NeoXConfig) Summary() string { return Summarize(c.fields().Value, c.Origin, neoxKeys) }
+func (c *HF) Summary() string { return arch.Summarize(c.fields().Value, c.Origin, neoxKeys) }
 
 // Missing names the keys without a value (a base that is not in the table leaves the shapes and
 // the head count open).
-func (c *NeoXConfig) Missing() []string {
+func (c *HF) Missing() []string {
 	var out []string
-	for k, v := range map[string]int{KeyLayers: c.Layers, KeyHidden: c.Hidden, KeyHeads: c.Heads, KeyIntermediate: c.Intermediate, KeyVocab: c.Vocab} {
+	for k, v := range map[string]int{arch.KeyLayers: c.Layers, arch.KeyHidden: c.Hidden, arch.KeyHeads: c.Heads, arch.KeyIntermediate: c.Intermediate, arch.KeyVocab: c.Vocab} {
 		if v == 0 {
 			out = append(out, k)
 		}
@@ -248,34 +191,43 @@ func (c *NeoXConfig) Missing() []string {
 }
 
 // Decoder turns the resolved HF config into our explicit decoder config.
-func (c *NeoXConfig) Decoder() (DecoderConfig, error) {
-	d := DecoderConfig{Layers: c.Layers, Hidden: c.Hidden, Heads: c.Heads, Intermediate: c.Intermediate,
+func (c *HF) Decoder() (arch.DecoderConfig, error) {
+	d := arch.DecoderConfig{Layers: c.Layers, Hidden: c.Hidden, Heads: c.Heads, Intermediate: c.Intermediate,
 		RotaryBase: c.RotaryBase, LayerNormEps: c.LayerNormEps, ParallelResidual: c.ParallelResidual,
 		Activation: c.Act, MaxPositions: c.MaxPositions}
 	if c.Heads < 1 || c.Hidden < 1 {
-		return d, fmt.Errorf("%s and %s must be positive", KeyHidden, KeyHeads)
+		return d, fmt.Errorf("%s and %s must be positive", arch.KeyHidden, arch.KeyHeads)
 	}
 	if c.Hidden%c.Heads != 0 {
-		return d, fmt.Errorf("%s is not a multiple of %s", c.Explain(KeyHidden), c.Explain(KeyHeads))
+		return d, fmt.Errorf("%s is not a multiple of %s", c.Explain(arch.KeyHidden), c.Explain(arch.KeyHeads))
 	}
 	d.HeadDim = c.Hidden / c.Heads
 	// As HF GPT-NeoX: the rotated dims are int(head_dim * rotary_pct).
 	d.RotaryDims = int(float64(d.HeadDim) * c.RotaryPct)
 	if d.RotaryDims%2 != 0 || d.RotaryDims > d.HeadDim || d.RotaryDims < 0 {
 		return d, fmt.Errorf("%s gives %d rotary dims of a head of %d (%s): they must be even, not negative and at most the head size",
-			c.Explain(KeyRotaryPct), d.RotaryDims, d.HeadDim, c.Explain(KeyHeads))
+			c.Explain(arch.KeyRotaryPct), d.RotaryDims, d.HeadDim, c.Explain(arch.KeyHeads))
 	}
 	if d.RotaryDims > 0 && c.RotaryBase == 0 {
-		return d, fmt.Errorf("%s: rotary embeddings need a positive base", c.Explain(KeyRotaryBase))
+		return d, fmt.Errorf("%s: rotary embeddings need a positive base", c.Explain(arch.KeyRotaryBase))
 	}
 	return d, nil
 }
 
-// RotaryPct is the rotary_pct that gives back d's rotary dims through HF's int(head_dim * pct).
-func RotaryPct(d *DecoderConfig) float64 {
-	pct := float64(d.RotaryDims) / float64(d.HeadDim)
-	if int(float64(d.HeadDim)*pct) != d.RotaryDims { // rounding: aim at the middle of the interval
-		pct = (float64(d.RotaryDims) + 0.5) / float64(d.HeadDim)
+// Keys are the keys with a value's origin.
+func (c *HF) Keys() []string {
+	out := make([]string, 0, len(c.Origin))
+	for k := range c.Origin {
+		out = append(out, k)
 	}
-	return pct
+	sort.Strings(out)
+	return out
+}
+
+// Int is an integer key's value (0: none).
+func (c *HF) Int(key string) int {
+	if p := c.fields().Ints[key]; p != nil {
+		return *p
+	}
+	return 0
 }
