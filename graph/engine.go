@@ -25,6 +25,11 @@ type Engine struct {
 	Backend compute.Backend
 	DType   dtypes.DType // compute dtype: Float32 or BFloat16
 	Weights *Weights
+	// CompileLess runs a Block Transformer's token decoder, in generation, as a graph of its own
+	// that the prefill and the steps share, instead of inside each of them: about half as much
+	// to compile, for one more call per block. Load sets it where XLA compiles for a short run
+	// (backend.QuickCompile), whose time compiling outweighs its time running.
+	CompileLess bool
 
 	// dequantProducts runs every quantized product as x times the whole dequantized weight: the
 	// reference the quantized products are tested against.
@@ -33,6 +38,9 @@ type Engine struct {
 	compiles atomic.Int64
 	mu       sync.Mutex
 	execs    map[string]*Exec
+	// built is told the output shapes of a graph of the executor named by its key as soon as
+	// the graph is built, before the backend compiles it (compileOverlapped).
+	built map[string]func([]shapes.Shape)
 }
 
 // backendKind is what the graphs adapt to: the pure-Go backend's kernels and missing ops, or XLA.
@@ -72,8 +80,12 @@ func Load(m *formats.Model, backend compute.Backend, dt dtypes.DType) (*Engine, 
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{Config: m.Config, Backend: backend, DType: dt, Weights: w, execs: map[string]*Exec{}}, nil
+	return &Engine{Config: m.Config, Backend: backend, DType: dt, Weights: w, execs: map[string]*Exec{},
+		CompileLess: shortRun(backend)}, nil
 }
+
+// shortRun reports whether b is XLA compiling for a short run (backend.QuickCompile).
+func shortRun(b compute.Backend) bool { return kindOf(b) == xlaBackend && backend.QuickCompile() }
 
 // Close frees the device weights and compiled graphs.
 func (e *Engine) Close() {
@@ -100,7 +112,18 @@ func (e *Engine) exec(key string, build func(b *builder, in []*Node) []*Node) (*
 		e.compiles.Add(1)
 		b := newBuilder(in[0].Graph(), e.Weights, e.Config, e.DType, in[:nW], kindOf(e.Backend))
 		b.dequantProducts = e.dequantProducts
-		return build(b, in[nW:])
+		outs := build(b, in[nW:])
+		e.mu.Lock()
+		tell := e.built[key]
+		e.mu.Unlock()
+		if tell != nil {
+			shs := make([]shapes.Shape, len(outs))
+			for i, o := range outs {
+				shs[i] = o.Shape()
+			}
+			tell(shs)
+		}
+		return outs
 	})
 	if err != nil {
 		return nil, err
@@ -136,6 +159,53 @@ func (e *Engine) compileShapes(x *Exec, args ...shapes.Shape) (time.Duration, er
 		return 0, nil
 	}
 	return time.Since(start), nil
+}
+
+// compileOverlapped compiles first (registered under key) for args and, at the same time, second
+// for the argument shapes next derives from first's outputs: second's compilation starts as soon
+// as first's graph is built, while the backend compiles first (two compilations of about the same
+// cost take the time of one on two cores). It returns the wall time spent (0 when first was
+// compiled already) and whether second was compiled here; when it was not, the caller compiles
+// it once first has run, as before.
+func (e *Engine) compileOverlapped(first *Exec, key string, args []shapes.Shape, second *Exec, next func(outs []shapes.Shape) []shapes.Shape) (time.Duration, bool, error) {
+	outs := make(chan []shapes.Shape, 1)
+	e.mu.Lock()
+	if e.built == nil {
+		e.built = map[string]func([]shapes.Shape){}
+	}
+	e.built[key] = func(s []shapes.Shape) { outs <- s }
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.built, key)
+		e.mu.Unlock()
+	}()
+	start := time.Now()
+	done := make(chan error, 1)
+	var took time.Duration
+	go func() {
+		var err error
+		took, err = e.compileShapes(first, args...)
+		done <- err
+	}()
+	var shs []shapes.Shape
+	select {
+	case shs = <-outs:
+	case err := <-done: // compiled already, or failed before its graph was built
+		if err != nil || took == 0 {
+			return took, false, err
+		}
+		shs = <-outs // built and compiled before this goroutine looked
+		done <- nil
+	}
+	_, err2 := e.compileShapes(second, next(shs)...)
+	if err := <-done; err != nil {
+		return 0, false, err
+	}
+	if err2 != nil {
+		return 0, false, err2
+	}
+	return time.Since(start), true, nil
 }
 
 // run executes x with the weights first, then args.

@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -206,7 +207,13 @@ type stepOut struct {
 // nodes lists the results, each cache padded to S positions.
 func (o stepOut) nodes(S int) []*Node {
 	out := append([]*Node{o.tokens, o.logits}, o.state.nodes()...)
-	for _, c := range o.caches {
+	return append(out, cacheNodes(o.caches, S)...)
+}
+
+// cacheNodes lists each layer's keys and values as results, padded to S positions.
+func cacheNodes(caches []kv, S int) []*Node {
+	var out []*Node
+	for _, c := range caches {
 		out = append(out, padCache(c.k, keySeqAxis, S), padCache(c.v, valueSeqAxis, S))
 	}
 	return out
@@ -223,15 +230,19 @@ func (r stepResult) logits() *tensors.Tensor { return r.ts[1] }
 
 // nextShapes is the shapes of next's arguments.
 func (r stepResult) nextShapes(keyBias *tensors.Tensor) []shapes.Shape {
-	var out []shapes.Shape
-	for _, c := range r.ts[2+r.nState:] {
-		out = append(out, c.Shape())
+	outs := make([]shapes.Shape, len(r.ts))
+	for i, t := range r.ts {
+		outs[i] = t.Shape()
 	}
-	out = append(out, shapes.Make(dtypes.Int32), r.tokens().Shape(), keyBias.Shape())
-	for _, t := range r.ts[2 : 2+r.nState] {
-		out = append(out, t.Shape())
-	}
-	return out
+	return stepArgShapes(outs, r.nState, keyBias.Shape())
+}
+
+// stepArgShapes is the shapes of the arguments of the step after a graph whose results have the
+// shapes outs (tokens, logits, nState of sampler state, then the caches), as next lays them out.
+func stepArgShapes(outs []shapes.Shape, nState int, keyBias shapes.Shape) []shapes.Shape {
+	out := append([]shapes.Shape(nil), outs[2+nState:]...)
+	out = append(out, shapes.Make(dtypes.Int32), outs[0], keyBias)
+	return append(out, outs[2:2+nState]...)
 }
 
 // stateTensors is the sampler's state arguments as tensors.
@@ -272,33 +283,53 @@ func (e *Engine) generateBlocks(p padded, o GenerateOptions) (*Generation, error
 	s := sampler{o.Sampling}
 	layers := cfg.BlockDecoder.Layers
 	key := fmt.Sprintf("block/S=%d/%s/official=%t", S, s.key(), o.OfficialPositions)
-	prefill, err := e.exec("prefill-"+key, func(b *builder, in []*Node) []*Node {
+	// With CompileLess the prefill and the step end at the block decoder's context and its caches
+	// (they take no sampler state), and the token graph generates the block from the context.
+	split := e.CompileLess
+	var gg genGraphs
+	var err error
+	if split {
+		key += "/ctx"
+		if gg.token, err = e.exec(fmt.Sprintf("token/%s/official=%t", s.key(), o.OfficialPositions), func(b *builder, in []*Node) []*Node {
+			b.officialPositions = o.OfficialPositions
+			toks, logits, st := b.generateBlock(in[0], s.readState(in[1:]), s)
+			return stepOut{toks, logits, st, nil}.nodes(S)
+		}); err != nil {
+			return nil, err
+		}
+	}
+	// block is a graph's results from the block decoder's context ctx [B, D] on: the block it
+	// generates (state: the sampler's state arguments) and the caches, or only ctx and the caches.
+	block := func(b *builder, ctx *Node, state []*Node, caches []kv) []*Node {
+		if split {
+			return append([]*Node{ctx}, cacheNodes(caches, S)...)
+		}
+		toks, logits, st := b.generateBlock(ctx, s.readState(state), s)
+		return stepOut{toks, logits, st, caches}.nodes(S)
+	}
+	if gg.prefill, err = e.exec("prefill-"+key, func(b *builder, in []*Node) []*Node {
 		b.officialPositions = o.OfficialPositions
-		ids, keyBias, st := in[0], in[1], s.readState(in[2:])
+		ids, keyBias := in[0], in[1]
 		B, n := ids.Shape().Dim(0), ids.Shape().Dim(1) // from the inputs: this graph serves every batch and prompt
 		var keep []kv
 		h := b.decoder(arch.BlockDecoder, cfg.BlockDecoder, b.embedBlocks(ids), iotaPos(b.g, 0, n), S, b.causal(&keep, keyBias))
-		ctx := Reshape(Slice(h, AxisRange(), AxisElem(n-1)), B, -1)
-		toks, logits, st := b.generateBlock(ctx, st, s)
-		return stepOut{toks, logits, st, keep}.nodes(S)
-	})
-	if err != nil {
+		return block(b, Reshape(Slice(h, AxisRange(), AxisElem(n-1)), B, -1), in[2:], keep)
+	}); err != nil {
 		return nil, err
 	}
-	step, err := e.exec("step-"+key, func(b *builder, in []*Node) []*Node {
+	if gg.step, err = e.exec("step-"+key, func(b *builder, in []*Node) []*Node {
 		b.officialPositions = o.OfficialPositions
-		st := readStepIn(in, layers, s)
-		B := st.last.Shape().Dim(0)
-		x := b.embedBlocks(Reshape(st.last, B, 1, L))
-		h := b.decoder(arch.BlockDecoder, cfg.BlockDecoder, x, Reshape(st.pos, 1), S, b.fixedCache(st.caches, st.pos, st.keyBias))
-		toks, logits, state := b.generateBlock(Reshape(h, B, -1), st.state, s)
-		return stepOut{toks, logits, state, st.caches}.nodes(S)
-	})
-	if err != nil {
+		nc := 2 * layers
+		caches, pos, last, keyBias := readCaches(in, layers), in[nc], in[nc+1], in[nc+2]
+		B := last.Shape().Dim(0)
+		x := b.embedBlocks(Reshape(last, B, 1, L))
+		h := b.decoder(arch.BlockDecoder, cfg.BlockDecoder, x, Reshape(pos, 1), S, b.fixedCache(caches, pos, keyBias))
+		return block(b, Reshape(h, B, -1), in[nc+3:], caches)
+	}); err != nil {
 		return nil, err
 	}
 	// Block decoder position of the block fed at step i (the prompt fills 0..n-1).
-	return e.decode(p, o, s, prefill, step, nBlocks-1, func(i int) int32 { return int32(n + i) },
+	return e.decode(p, o, s, gg, nBlocks-1, func(i int) int32 { return int32(n + i) },
 		tensors.FromFlatDataAndDimensions(p.ids, len(p.rows), n, L), p.keyBias(S, L))
 }
 
@@ -332,13 +363,82 @@ func (e *Engine) generateTokens(p padded, o GenerateOptions) (*Generation, error
 	if err != nil {
 		return nil, err
 	}
-	return e.decode(p, o, s, prefill, step, o.MaxNewTokens-1, func(i int) int32 { return int32(T + i) },
+	return e.decode(p, o, s, genGraphs{prefill: prefill, step: step}, o.MaxNewTokens-1, func(i int) int32 { return int32(T + i) },
 		tensors.FromFlatDataAndDimensions(p.ids, len(p.rows), T), p.keyBias(S, 1))
+}
+
+// genGraphs are a generation's graphs: the prefill and the step, and with CompileLess the token
+// graph, which generates a block from the context they end at (nil: they generate it).
+type genGraphs struct{ prefill, step, token *Exec }
+
+// run runs x (the prefill or the step) on args, whose last nState are the sampler's state, and
+// returns what a graph that generates the block returns: tokens, logits, state..., caches....
+func (gg genGraphs) run(e *Engine, x *Exec, args []any, nState int) ([]*tensors.Tensor, error) {
+	if gg.token == nil {
+		return e.run(x, args...)
+	}
+	res, err := e.run(x, args[:len(args)-nState]...) // ctx, caches...
+	if err != nil {
+		return nil, err
+	}
+	out, err := e.run(gg.token, append([]any{res[0]}, args[len(args)-nState:]...)...)
+	res[0].FinalizeAll()
+	if err != nil {
+		freeAll(res[1:])
+		return nil, err
+	}
+	return append(out, res[1:]...), nil
+}
+
+// compile compiles the graphs for a generation of B rows from prefill arguments of the shapes
+// args (the sampler's state last, nState of them) and reports the wall time it took; the step's
+// graph only when steps will run (withStep), overlapped with the prefill's (compileOverlapped),
+// and the token graph alongside both. stepDone reports whether the step's graph was compiled
+// here (if not, decode compiles it after the prefill has run).
+func (gg genGraphs) compile(e *Engine, args []shapes.Shape, nState int, keyBias shapes.Shape, B int, withStep bool) (took time.Duration, stepDone bool, err error) {
+	prefillArgs, state := args, args[len(args)-nState:]
+	tokenDone := make(chan error, 1)
+	if gg.token != nil {
+		prefillArgs = args[:len(args)-nState]
+		ctx := shapes.Make(e.DType, B, e.Config.BlockDecoder.Hidden)
+		go func() {
+			_, err := e.compileShapes(gg.token, append([]shapes.Shape{ctx}, state...)...)
+			tokenDone <- err
+		}()
+	} else {
+		tokenDone <- nil
+	}
+	before, start := e.compiles.Load(), time.Now()
+	if withStep {
+		_, stepDone, err = e.compileOverlapped(gg.prefill, gg.prefill.Name(), prefillArgs, gg.step, func(outs []shapes.Shape) []shapes.Shape {
+			if gg.token == nil {
+				return stepArgShapes(outs, nState, keyBias)
+			}
+			// ctx, caches... -> caches..., pos, last block [B, L], keyBias
+			return append(append([]shapes.Shape(nil), outs[1:]...), shapes.Make(dtypes.Int32), shapes.Make(dtypes.Int32, B, e.Config.BlockLength), keyBias)
+		})
+	} else {
+		_, err = e.compileShapes(gg.prefill, prefillArgs...)
+	}
+	err = errors.Join(err, <-tokenDone)
+	if e.compiles.Load() != before {
+		took = time.Since(start)
+	}
+	return took, stepDone, err
+}
+
+// stepShapes is the shapes of the step graph's arguments after the results out.
+func (gg genGraphs) stepShapes(out stepResult, keyBias *tensors.Tensor) []shapes.Shape {
+	shs := out.nextShapes(keyBias)
+	if gg.token != nil {
+		shs = shs[:len(shs)-out.nState] // the step takes no sampler state
+	}
+	return shs
 }
 
 // decode runs the prefill graph once on ids and the step graph up to steps times, each step fed
 // the previous results, until every row has stopped.
-func (e *Engine) decode(p padded, o GenerateOptions, s sampler, prefill, step *Exec, steps int, pos func(i int) int32, ids, keyBias *tensors.Tensor) (*Generation, error) {
+func (e *Engine) decode(p padded, o GenerateOptions, s sampler, gg genGraphs, steps int, pos func(i int) int32, ids, keyBias *tensors.Tensor) (*Generation, error) {
 	defer ids.FinalizeAll()
 	defer keyBias.FinalizeAll()
 	rng, err := RNGStateFromSeed(int64(o.Seed))
@@ -354,13 +454,17 @@ func (e *Engine) decode(p padded, o GenerateOptions, s sampler, prefill, step *E
 	rows := newRows(p, o, e.Config)
 	g := rows.g
 	args := append([]any{ids, keyBias}, state...)
-	c, err := e.compile(prefill, append([]*tensors.Tensor{ids, keyBias}, stateTensors(state)...)...)
+	argShapes := []shapes.Shape{ids.Shape(), keyBias.Shape()}
+	for _, t := range stateTensors(state) {
+		argShapes = append(argShapes, t.Shape())
+	}
+	c, stepCompiled, err := gg.compile(e, argShapes, len(state), keyBias.Shape(), len(p.rows), steps > 0)
 	if err != nil {
 		return nil, err
 	}
 	g.CompileTime += c
 	start := time.Now()
-	res, err := e.run(prefill, args...)
+	res, err := gg.run(e, gg.prefill, args, len(state))
 	if err != nil {
 		return nil, err
 	}
@@ -373,8 +477,8 @@ func (e *Engine) decode(p padded, o GenerateOptions, s sampler, prefill, step *E
 	var decode time.Duration
 	for i := 0; i < steps && rows.live > 0; i++ {
 		start := time.Now()
-		if i == 0 { // the step's shapes are the prefill's outputs'
-			if c, err = e.compileShapes(step, out.nextShapes(keyBias)...); err != nil {
+		if i == 0 && !stepCompiled { // the step's shapes are the prefill's outputs'
+			if c, err = e.compileShapes(gg.step, gg.stepShapes(out, keyBias)...); err != nil {
 				out.free()
 				return nil, err
 			}
@@ -386,7 +490,7 @@ func (e *Engine) decode(p padded, o GenerateOptions, s sampler, prefill, step *E
 			out.free()
 			return nil, err
 		}
-		res, err := e.run(step, args...)
+		res, err := gg.run(e, gg.step, args, len(state))
 		out.free()
 		if err != nil {
 			return nil, err

@@ -121,12 +121,25 @@ func TestScoreChecksIDs(t *testing.T) {
 }
 
 // The decode step has fixed shapes: a longer generation compiles no more graphs than a short one,
-// and a new sampling seed compiles nothing (the seed is a runtime input).
+// and a new sampling seed compiles nothing (the seed is a runtime input). The step's graph,
+// compiled alongside the prefill's for the shapes the prefill's graph gives, is the one the steps
+// run (a wrong guess would compile a third); a generation that runs no step compiles no step.
 func TestGenerationCompilesOnce(t *testing.T) {
 	for _, name := range []string{"bt-tiny", "pythia-tiny", "bt-cls-cross-attn-tiny"} {
 		m := LoadFixture(t, name, dtypes.Float32)
 		prompt := [][]int32{testfix.ByteIDs("The quick brown fox jumps over!")}
+		one := 1 // a vanilla model's one token, a Block model's one block
+		if m.Config.IsBlock() {
+			one = m.Config.BlockLength
+		}
 		before := m.Compilations()
+		if _, err := m.Generate(prompt, GenerateOptions{MaxNewTokens: one}); err != nil {
+			t.Fatal(err)
+		}
+		if c := m.Compilations() - before; c != 1 {
+			t.Errorf("%s: %d compilations for a generation without steps, want 1 (prefill)", name, c)
+		}
+		before = m.Compilations()
 		if _, err := m.Generate(prompt, GenerateOptions{MaxNewTokens: 40}); err != nil {
 			t.Fatal(err)
 		}
@@ -207,4 +220,42 @@ func TestSamplingValidated(t *testing.T) {
 			t.Errorf("%+v accepted", s)
 		}
 	}
+}
+
+// With CompileLess a Block model's token decoder runs as a graph of its own, shared by the prefill
+// and the steps: the same tokens and logits as the graphs that generate the block themselves, for
+// greedy and sampled generation (the sampler's state passes through the token graph), with one
+// graph more and a padded batch.
+func TestCompileLessGeneratesTheSame(t *testing.T) {
+	testfix.EachBackend(t, func(t *testing.T, b compute.Backend) {
+		for _, name := range []string{"bt-tiny", "bt-cls-cross-attn-tiny"} {
+			fused := LoadFixtureOn(t, b, testfix.Open(t, testfix.Path(name)), dtypes.Float32)
+			split := LoadFixtureOn(t, b, testfix.Open(t, testfix.Path(name)), dtypes.Float32)
+			fused.CompileLess, split.CompileLess = false, true
+			prompts := [][]int32{testfix.ByteIDs("The quick brown fox jumps over!"), testfix.ByteIDs("Hello")}
+			for _, s := range []Sampling{{}, {Temperature: 0.8, TopK: 5, Seed: 3, RepeatPenalty: 1.3}} {
+				o := GenerateOptions{MaxNewTokens: 21, Sampling: s, KeepLogits: true}
+				before := split.Compilations()
+				want, err := fused.Generate(prompts, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := split.Generate(prompts, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c := split.Compilations() - before; c != 3 {
+					t.Errorf("%s %+v: %d compilations, want 3 (prefill, step, token)", name, s, c)
+				}
+				for r := range prompts {
+					if !slices.Equal(got.Tokens[r], want.Tokens[r]) {
+						t.Errorf("%s %+v row %d: tokens %v, want %v", name, s, r, got.Tokens[r], want.Tokens[r])
+					}
+				}
+				if e := testfix.RelL2(got.Logits, want.Logits); e > 1e-6 {
+					t.Errorf("%s %+v: logits rel L2 %.3g", name, s, e)
+				}
+			}
+		}
+	})
 }
