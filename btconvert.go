@@ -16,6 +16,7 @@ import (
 	// The architecture families register themselves.
 	_ "github.com/btconvert/btconvert/families/gptneox"
 	_ "github.com/btconvert/btconvert/families/llama"
+	_ "github.com/btconvert/btconvert/families/lookup"
 	_ "github.com/btconvert/btconvert/families/roberta"
 	_ "github.com/btconvert/btconvert/families/t5"
 	"github.com/btconvert/btconvert/graph/backend"

@@ -301,3 +301,72 @@ func TestFamilyChecks(t *testing.T) {
 		t.Errorf("family named gpt-neox: %s, version %d, %v", c.Describe(), c.Version(), c.Validate())
 	}
 }
+
+// A program built without the family a config needs says which family, wherever it meets the
+// config: resolving an official YAML, validating our config.json, listing the tensors (none).
+func TestWithoutTheFamilies(t *testing.T) {
+	blk, _, err := Released("block_main_b4_5", OriginPreset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := FindPreset("block_main_b4_5")
+	cfg, err := p.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, van, _ := Released("vanilla_31", OriginPreset)
+
+	// The lookup embedder (families/lookup).
+	partKinds.Lock()
+	lookup := encoderClasses[ClassLookup]
+	delete(encoderClasses, ClassLookup)
+	partKinds.Unlock()
+	const noLookup = "this program was built without the lookup embedder family (package families/lookup)"
+	if _, _, err := blk.Resolve(nil, nil, Provenance{}); err == nil || err.Error() != `embedder.cls "lookup": `+noLookup {
+		t.Errorf("resolving without the lookup embedder: %v", err)
+	}
+	if err := cfg.Validate(); err == nil || err.Error() != "embedder: "+noLookup {
+		t.Errorf("validating without the lookup embedder: %v", err)
+	}
+	for _, s := range Tensors(cfg) { // the rest of the table, without the missing embedder's
+		if s.Component == Embedder && s.Part == PartEmbeddings {
+			t.Errorf("%s listed without the lookup embedder", s.Key())
+		}
+	}
+	partKinds.Lock()
+	encoderClasses[ClassLookup] = lookup
+	partKinds.Unlock()
+
+	// GPT-NeoX (families/gptneox): its HF config resolves the official YAML's decoders, and its
+	// stack is the decoders' family.
+	decoderClass.Lock()
+	neoxHF := decoderClass.c
+	decoderClass.c = nil
+	decoderClass.Unlock()
+	const noNeoX = "this program was built without the GPT-NeoX family (package families/gptneox)"
+	if _, _, err := blk.Resolve(nil, nil, Provenance{}); err == nil || err.Error() != "block_decoder: "+noNeoX {
+		t.Errorf("resolving a Block YAML without GPT-NeoX: %v", err)
+	}
+	if _, _, err := van.Resolve(nil, nil, Provenance{}); err == nil || err.Error() != "decoder: "+noNeoX {
+		t.Errorf("resolving a vanilla YAML without GPT-NeoX: %v", err)
+	}
+	if _, err := (Shape{Preset: "block_main_b4_5", Base: "EleutherAI/pythia-70m"}).Config(); err == nil || !strings.Contains(err.Error(), noNeoX) {
+		t.Errorf("a preset on another base without GPT-NeoX: %v", err)
+	}
+	decoderClass.Lock()
+	decoderClass.c = neoxHF
+	decoderClass.Unlock()
+	families.Lock()
+	neox := families.m[FamilyNeoX]
+	delete(families.m, FamilyNeoX)
+	families.Unlock()
+	if err := cfg.Validate(); err == nil || err.Error() != "block_decoder: "+noNeoX {
+		t.Errorf("validating without GPT-NeoX: %v", err)
+	}
+	families.Lock()
+	families.m[FamilyNeoX] = neox
+	families.Unlock()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("with the families back: %v", err)
+	}
+}

@@ -465,7 +465,8 @@ func (c *Config) validateEmbedder() error {
 		return fmt.Errorf("embedder type %q (want concat or projection_layer)", e.Type)
 	}
 	if e.Encoder == nil {
-		return nil
+		_, err := lookupClass(Embedder)
+		return err
 	}
 	return e.Encoder.Check(c)
 }

@@ -46,6 +46,18 @@ var officialFamilies = map[string]struct{ title, pkg string }{
 	"t5":      {"T5", "families/t5"},
 }
 
+// lookupFamily is the lookup embedder's family (it has no config.json key: no encoder is it).
+var lookupFamily = struct{ title, pkg string }{"lookup embedder", "families/lookup"}
+
+// lookupClass is the lookup embedder's registered class; where names what needs it, in the error
+// of a program built without its family.
+func lookupClass(where string) (*EncoderClass, error) {
+	if c := encoderClass(ClassLookup); c != nil {
+		return c, nil
+	}
+	return nil, &MissingFamilyError{Where: where, Title: lookupFamily.title, Package: lookupFamily.pkg}
+}
+
 // MissingFamilyError is a config naming a part class of the official code whose family this
 // program was built without.
 type MissingFamilyError struct{ Where, Title, Package string }
@@ -144,11 +156,17 @@ func marshalWithPart(v any, part interface{ Key() string }, first bool) ([]byte,
 // How the classes with an encoder or a stack of their own resolve from an official YAML's section,
 // registered by official class from their own file.
 
-// EncoderClass is how an encoder embedder class resolves from the embedder section of a YAML.
+// EncoderClass is how an embedder class resolves from the embedder section of a YAML: an encoder
+// class, or the lookup embedder (families/lookup), the class with no network of its own.
 type EncoderClass struct {
-	// Resolve resolves the section e (its keys under sec) into p: p.Encoder, and what else of p
-	// the class sets (its CLS tokens).
+	// Projection is the class's projection_method when the YAML leaves it null.
+	Projection EmbedderType
+	// Resolve resolves the section e (its keys under sec) into p: p.Encoder (the lookup
+	// embedder: p.Embedder.Dim), and what else of p the class sets (its CLS tokens).
 	Resolve func(e EmbedderSpec, sec Section, p *BlockParts) error
+	// Table is the tensors of the lookup embedder, which has no Encoder to ask (nil for an
+	// encoder class).
+	Table func(c *Config) EmbedderTable
 }
 
 // TokenStackClass is how a token decoder class with a stack of its own resolves from the
@@ -187,7 +205,7 @@ func RegisterTokenStackClass(class string, c *TokenStackClass) {
 	tokenStackClasses[class] = c
 }
 
-// encoderClass is the registered encoder class of that name (nil: none, as the lookup embedder).
+// encoderClass is the registered embedder class of that name (nil: none in this build).
 func encoderClass(class string) *EncoderClass {
 	partKinds.RLock()
 	defer partKinds.RUnlock()

@@ -103,9 +103,9 @@ func (s Shape) spec() (*BlockSpec, *VanillaSpec, error) {
 		}
 	}
 	if s.Base != "" {
-		class, err := Decoders("Base")
+		class, err := Decoders("the base models")
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, errs.Option("Base", s.Base, "%v", err)
 		}
 		if _, ok := class.Base(s.Base); !ok {
 			return nil, nil, errs.Option("Base", s.Base, "want one of %s", strings.Join(BaseModelNames(), ", "))
@@ -129,7 +129,7 @@ func (s Shape) spec() (*BlockSpec, *VanillaSpec, error) {
 	}
 	set(&blk.BlockDecoder, s.BlockLayers)
 	set(&blk.TokenDecoder.StackSpec, s.TokenLayers)
-	encoder := encoderClass(blk.Embedder.Cls) != nil
+	encoder := blk.Embedder.Cls != "" && blk.Embedder.Cls != ClassLookup && encoderClass(blk.Embedder.Cls) != nil
 	if encoder {
 		// The encoder keeps its own width and layers; the vocabulary and EmbedderDim reach it as
 		// keys of its config (the fill-in then gives the heads and FFN of a new width).

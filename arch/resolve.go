@@ -161,7 +161,7 @@ func ResolveStack(st StackSpec, sec Section, block bool, heads int, shapes map[s
 				sec.Stack, c.Explain(KeyHeads), heads, have)
 		}
 		if err := c.Set(KeyHeads, heads, GivenHeads); err != nil {
-			return nil, fmt.Errorf("%s: {Heads} %v", sec.Stack, err)
+			return nil, fmt.Errorf("%s: {Heads} %d is out of range (at most %d)", sec.Stack, heads, MaxHeads)
 		}
 	}
 	if c.Int(KeyHeads) == 0 {
@@ -221,7 +221,12 @@ func FromShapesWithHeads(where string, shapes map[string]int, heads int) (StackH
 	for k, v := range shapes {
 		_ = n.Set(k, v, FromShapes)
 	}
-	_ = n.Set(KeyHeads, heads, GivenHeads) // an out-of-range count stays unset, which Decoder refuses
+	if heads == 0 {
+		return n, nil // Decoder refuses the count still unknown
+	}
+	if err := n.Set(KeyHeads, heads, GivenHeads); err != nil {
+		return nil, fmt.Errorf("%s: {Heads} %d is out of range (at most %d)", where, heads, MaxHeads)
+	}
 	return n, nil
 }
 
@@ -241,7 +246,10 @@ type BlockParts struct {
 	CLSOrigin Origin
 	// Own is the resolved config of a token decoder with a stack of its own (a T5 one's; nil: a
 	// GPT-NeoX stack).
-	Own            PartHF
+	Own PartHF
+	// BlockDecoder is the block decoder's resolved config (the lookup embedder's width defaults
+	// to its hidden size over the block length).
+	BlockDecoder   StackHF
 	BlockLength    int
 	LengthOrigin   Origin
 	ExpansionRatio int

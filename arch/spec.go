@@ -99,6 +99,10 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 	if s.TokenDecoder.Cls == ClassT5 && tokenStackClass(ClassT5) == nil {
 		return nil, nil, missingFamily(fmt.Sprintf("token_decoder.cls %q", s.TokenDecoder.Cls), "t5")
 	}
+	if (s.Embedder.Cls == "" || s.Embedder.Cls == ClassLookup) && encoderClass(ClassLookup) == nil {
+		_, err := lookupClass(fmt.Sprintf("embedder.cls %q", cmp.Or(s.Embedder.Cls, ClassLookup)))
+		return nil, nil, err
+	}
 	if s.Embedder.Cls != "" && s.Embedder.Cls != ClassLookup && encoderClass(s.Embedder.Cls) == nil {
 		return nil, nil, fmt.Errorf("embedder.cls %q is not an embedder of the official code (lookup, roberta or roberta_cls)", s.Embedder.Cls)
 	}
@@ -212,54 +216,38 @@ func (s *BlockSpec) Resolve(heads Heads, shapes func(stack string) map[string]in
 	return cfg, notes, nil
 }
 
-// resolveEmbedder sets the embedder's parts: the lookup embedder's width (stated, or the block
-// decoder's over the block length) or a RoBERTa embedder's resolved config, and the projection.
+// resolveEmbedder sets the embedder's parts through its class (the lookup embedder's: its width,
+// stated or the block decoder's over the block length; an encoder's: its resolved config) and the
+// projection.
 func (s *BlockSpec) resolveEmbedder(bdC StackHF, p *BlockParts) error {
-	e, o := s.Embedder, s.origin()
+	e := s.Embedder
 	sec := Section{File: s.File, Kind: s.Kind, Stack: Embedder, Keys: Embedder + ".config"}
-	enc := encoderClass(e.Cls)
+	enc, err := lookupClass(fmt.Sprintf("embedder.cls %q", ClassLookup))
+	if e.Cls != "" && e.Cls != ClassLookup {
+		enc, err = encoderClass(e.Cls), nil
+	}
+	if err != nil {
+		return err
+	}
 	method := e.ProjectionMethod
 	switch {
-	case method == "" && enc != nil:
-		method = string(ProjectionLayer) // the encoder classes' default, not the base class's concat
 	case method == "":
-		method = string(Concat)
+		method = string(enc.Projection)
 	case method != string(Concat) && method != string(ProjectionLayer):
 		return fmt.Errorf("embedder.projection_method %q (want projection_layer, concat or null)", method)
 	}
-	p.Embedder.Type = EmbedderType(method)
-	if enc == nil {
-		if e.CLSTokens != 0 {
-			return fmt.Errorf("embedder.n_cls_tokens is for the roberta_cls embedder, not %s", cmp.Or(e.Cls, ClassLookup))
-		}
-		hidden, vocab := e.Hidden, e.Vocab
-		for _, st := range e.Settings { // the lookup config's keys this needs; the others do not shape it
-			var dst *int
-			switch st.Key {
-			case KeyHidden:
-				dst = &hidden
-			case KeyVocab:
-				dst = &vocab
-			default:
-				continue
-			}
-			if st.Value == nil {
-				continue // null: unsaid
-			}
-			n, ok := asInt(st.Value)
-			if !ok || n < 1 || n > keyLimit[st.Key] {
-				return fmt.Errorf("%s: %s: %v is not a positive integer (at most %d)", sec.Keys, st.Key, st.Value, keyLimit[st.Key])
-			}
-			*dst = n
-		}
-		p.Embedder.Dim, p.EmbedderOrigin, p.EmbedderVocab = hidden, o, vocab
-		if hidden == 0 { // as the lookup embedder: the block decoder's width over the block length
-			p.Embedder.Dim = bdC.Int(KeyHidden) / s.BlockLength
-			p.EmbedderOrigin = Origin{OriginFillIn, fmt.Sprintf("the official default (block decoder hidden_size %d / block_length %d)", bdC.Int(KeyHidden), s.BlockLength)}
-		}
-		return nil
-	}
+	p.Embedder.Type, p.BlockDecoder = EmbedderType(method), bdC
 	return enc.Resolve(e, sec, p)
+}
+
+// SizeSetting is a setting's value as a size of the config (a positive integer within the key's
+// bounds); sec names the section in the error.
+func SizeSetting(sec Section, st Setting) (int, error) {
+	n, ok := asInt(st.Value)
+	if !ok || n < 1 || n > keyLimit[st.Key] {
+		return 0, fmt.Errorf("%s: %s: %v is not a positive integer (at most %d)", sec.Keys, st.Key, st.Value, keyLimit[st.Key])
+	}
+	return n, nil
 }
 
 // Resolve builds a vanilla config: the base model's HF config with the settings on top.

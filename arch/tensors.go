@@ -317,10 +317,11 @@ func Tensors(c *Config) []TensorSpec {
 	// projection, the block decoder stack, the expansion layer, then the token decoder's tensors.
 	D, Dt, L := c.BlockDecoder.Hidden, c.TokenDecoder.Width(), c.BlockLength
 	bdHid := []string{BlockDecoder + "." + KeyHidden}
-	emb := EmbedderTable{Specs: []TensorSpec{newSpec(outside(Embedder, PartEmbeddings, Weight), []int{c.VocabSize, c.Embedder.Dim},
-		[][]string{{KeyVocab}, {Embedder + "." + KeyHidden}}, "")}, VectorsKey: "block_length"} // the lookup table's
+	var emb EmbedderTable // the encoder's, or the lookup embedder's (none in a program built without it: Validate says so)
 	if enc := c.Embedder.Encoder; enc != nil {
 		emb = enc.Table(c)
+	} else if l, err := lookupClass(Embedder); err == nil {
+		emb = l.Table(c)
 	}
 	out := emb.Specs
 	if c.Embedder.Type == ProjectionLayer {

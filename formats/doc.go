@@ -3,9 +3,9 @@
 //
 //   - safetensors: the file format (strict header validation, reads of one tensor at a time,
 //     streaming writer, HF shards, dtype codecs);
-//   - arch: the architecture as data (config, base models, presets, the table of tensors);
-//   - official, neox: the source layouts (official Block Transformer, HF GPT-NeoX), each behind
-//     the Layout interface; source opens whatever a path holds;
+//   - official: the official Block Transformer layout, behind the Layout interface (the families'
+//     HF layouts, such as families/gptneox's, register with source); source opens whatever a
+//     path holds;
 //   - modeldir: btconvert's own model folder, manifest, bundles and recorded reports;
 //   - uptrain, randinit: models built from other models or from nothing;
 //   - tokenizer: text to ids; fsio: reading inputs and writing outputs safely; errs: bad input.

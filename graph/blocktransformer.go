@@ -12,9 +12,9 @@ import (
 
 // A Block Transformer is a composition: an embedder and a token decoder, each the graph registered
 // under its official class (arch.ClassLookup, ...), around a block decoder stack of any family
-// (family.go). This file wires them; a class of its own (an encoder, a token decoder with a stack of
-// its own) is in its family's package, registered through family.go; below are the lookup embedder
-// and the stack token decoders.
+// (family.go). This file wires them; an embedder class (the lookup table, an encoder) and a token
+// decoder with a stack of its own are in their families' packages, registered through family.go;
+// below are the stack token decoders, whose stack is any family's.
 
 // blockEmbedder turns token ids [B, n, L] into each block's vectors, concatenated: [B, n, K*De].
 type blockEmbedder func(b *builder, ids *Node) *Node
@@ -33,18 +33,15 @@ type tokenDecoderGraph struct {
 	work func(c *arch.Config, B int64) int64
 }
 
-// embedderGraph is an embedder class: its vectors, and (an encoder) the working memory of
-// embedding rows blocks at once, for the memory estimate (nil: none to speak of). Encoder classes
-// register theirs (RegisterEncoder).
+// embedderGraph is an embedder class: its vectors, and the working memory of embedding rows
+// blocks at once, for the memory estimate. Each class registers its own (RegisterEncoder).
 type embedderGraph struct {
 	vectors blockEmbedder
 	work    EncoderWork
 }
 
 var (
-	embedders = map[string]embedderGraph{
-		arch.ClassLookup: {vectors: (*builder).lookupVectors},
-	}
+	embedders     = map[string]embedderGraph{}
 	tokenDecoders = map[string]tokenDecoderGraph{
 		arch.ClassNeoX: {teacher: (*builder).stackTeacher, start: (*builder).stackStart},
 	}
@@ -74,13 +71,6 @@ func (b *builder) embedBlocks(ids *Node) *Node {
 		x = b.linear(x, arch.Embedder, arch.Project, true)
 	}
 	return x
-}
-
-// lookupVectors is the lookup embedder: each block's L token vectors from its table.
-func (b *builder) lookupVectors(ids *Node) *Node {
-	B, n, L := ids.Shape().Dim(0), ids.Shape().Dim(1), ids.Shape().Dim(2)
-	e := b.embed(ids, arch.Embedder, arch.Embedding+".weight") // [B, n, L, De]
-	return Reshape(e, B, n, L*e.Shape().Dim(-1))
 }
 
 // expand maps block contexts [M, D] to the token decoder's r vectors [M, r, Dt].

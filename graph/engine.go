@@ -2,6 +2,7 @@ package graph
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,9 +39,10 @@ type Engine struct {
 	compiles atomic.Int64
 	mu       sync.Mutex
 	execs    map[string]*Exec
-	// built is told the output shapes of a graph of the executor named by its key as soon as
-	// the graph is built, before the backend compiles it (compileOverlapped).
-	built map[string]func([]shapes.Shape)
+	// waiting holds, by builtKey, the channels of the calls waiting for a graph to be built: each
+	// is told its output shapes as soon as it is built, before the backend compiles it
+	// (compileOverlapped).
+	waiting map[string][]chan []shapes.Shape
 }
 
 // backendKind is what the graphs adapt to: the pure-Go backend's kernels and missing ops, or XLA.
@@ -113,16 +115,22 @@ func (e *Engine) exec(key string, build func(b *builder, in []*Node) []*Node) (*
 		b := newBuilder(in[0].Graph(), e.Weights, e.Config, e.DType, in[:nW], kindOf(e.Backend))
 		b.dequantProducts = e.dequantProducts
 		outs := build(b, in[nW:])
-		e.mu.Lock()
-		tell := e.built[key]
-		e.mu.Unlock()
-		if tell != nil {
-			shs := make([]shapes.Shape, len(outs))
-			for i, o := range outs {
-				shs[i] = o.Shape()
-			}
-			tell(shs)
+		argShapes := make([]shapes.Shape, len(in)-nW)
+		for i, p := range in[nW:] {
+			argShapes[i] = p.Shape()
 		}
+		shs := make([]shapes.Shape, len(outs))
+		for i, o := range outs {
+			shs[i] = o.Shape()
+		}
+		e.mu.Lock()
+		for _, c := range e.waiting[builtKey(key, argShapes)] {
+			select {
+			case c <- shs:
+			default: // told already
+			}
+		}
+		e.mu.Unlock()
 		return outs
 	})
 	if err != nil {
@@ -161,45 +169,70 @@ func (e *Engine) compileShapes(x *Exec, args ...shapes.Shape) (time.Duration, er
 	return time.Since(start), nil
 }
 
+// builtKey names a graph of the executor registered under key for arguments of the shapes args
+// (the weights' left out).
+func builtKey(key string, args []shapes.Shape) string { return fmt.Sprint(key, args) }
+
 // compileOverlapped compiles first (registered under key) for args and, at the same time, second
 // for the argument shapes next derives from first's outputs: second's compilation starts as soon
 // as first's graph is built, while the backend compiles first (two compilations of about the same
-// cost take the time of one on two cores). It returns the wall time spent (0 when first was
+// cost take less than the time of two). It returns the wall time spent (0 when first was
 // compiled already) and whether second was compiled here; when it was not, the caller compiles
-// it once first has run, as before.
+// it once first has run, as before. A panic while building either graph reaches the caller.
 func (e *Engine) compileOverlapped(first *Exec, key string, args []shapes.Shape, second *Exec, next func(outs []shapes.Shape) []shapes.Shape) (time.Duration, bool, error) {
+	bk := builtKey(key, args)
 	outs := make(chan []shapes.Shape, 1)
 	e.mu.Lock()
-	if e.built == nil {
-		e.built = map[string]func([]shapes.Shape){}
+	if e.waiting == nil {
+		e.waiting = map[string][]chan []shapes.Shape{}
 	}
-	e.built[key] = func(s []shapes.Shape) { outs <- s }
+	e.waiting[bk] = append(e.waiting[bk], outs)
 	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()
-		delete(e.built, key)
+		e.waiting[bk] = slices.DeleteFunc(e.waiting[bk], func(c chan []shapes.Shape) bool { return c == outs })
+		if len(e.waiting[bk]) == 0 {
+			delete(e.waiting, bk)
+		}
 		e.mu.Unlock()
 	}()
 	start := time.Now()
 	done := make(chan error, 1)
-	var took time.Duration
+	panicked := make(chan any, 1)
 	go func() {
-		var err error
-		took, err = e.compileShapes(first, args...)
+		defer func() {
+			if r := recover(); r != nil {
+				panicked <- r
+				done <- nil
+			}
+		}()
+		_, err := e.compileShapes(first, args...)
 		done <- err
 	}()
 	var shs []shapes.Shape
 	select {
-	case shs = <-outs:
-	case err := <-done: // compiled already, or failed before its graph was built
-		if err != nil || took == 0 {
-			return took, false, err
+	case shs = <-outs: // built by this call or by one alongside it
+	case err := <-done:
+		select {
+		case r := <-panicked:
+			panic(r)
+		default:
 		}
-		shs = <-outs // built and compiled before this goroutine looked
-		done <- nil
+		select {
+		case shs = <-outs: // built and compiled before this goroutine looked
+			done <- err
+		default: // compiled already, or failed before its graph was built
+			return 0, false, err
+		}
 	}
 	_, err2 := e.compileShapes(second, next(shs)...)
-	if err := <-done; err != nil {
+	err := <-done
+	select {
+	case r := <-panicked:
+		panic(r)
+	default:
+	}
+	if err != nil {
 		return 0, false, err
 	}
 	if err2 != nil {

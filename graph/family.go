@@ -187,7 +187,8 @@ func RegisterTokenDecoder(class string, g TokenDecoderGraph) {
 	}
 }
 
-// An embedder class with an encoder (arch.Encoder) registers its graph here, by official class.
+// An embedder class (the lookup table, or one with an encoder: arch.Encoder) registers its graph
+// here, by official class.
 
 // EncoderBuilder builds an encoder embedder's vectors for the token ids [B, n, L] of n blocks of
 // model c: [B, n, K*De], K its arch.Encoder's Outputs(L) and De the embedder's width.

@@ -392,22 +392,41 @@ func (gg genGraphs) run(e *Engine, x *Exec, args []any, nState int) ([]*tensors.
 
 // compile compiles the graphs for a generation of B rows from prefill arguments of the shapes
 // args (the sampler's state last, nState of them) and reports the wall time it took; the step's
-// graph only when steps will run (withStep), overlapped with the prefill's (compileOverlapped),
+// graph when steps may run (withStep), overlapped with the prefill's (compileOverlapped: where
+// every row stops in the first block it was compiled for nothing, which the overlap mostly hides),
 // and the token graph alongside both. stepDone reports whether the step's graph was compiled
 // here (if not, decode compiles it after the prefill has run).
 func (gg genGraphs) compile(e *Engine, args []shapes.Shape, nState int, keyBias shapes.Shape, B int, withStep bool) (took time.Duration, stepDone bool, err error) {
 	prefillArgs, state := args, args[len(args)-nState:]
 	tokenDone := make(chan error, 1)
+	tokenPanic := make(chan any, 1)
 	if gg.token != nil {
 		prefillArgs = args[:len(args)-nState]
 		ctx := shapes.Make(e.DType, B, e.Config.BlockDecoder.Hidden)
 		go func() {
+			defer func() {
+				if r := recover(); r != nil {
+					tokenPanic <- r
+					tokenDone <- nil
+				}
+			}()
 			_, err := e.compileShapes(gg.token, append([]shapes.Shape{ctx}, state...)...)
 			tokenDone <- err
 		}()
 	} else {
 		tokenDone <- nil
 	}
+	defer func() { // a panic while building the token graph reaches the caller, after the others
+		if r := recover(); r != nil {
+			<-tokenDone
+			panic(r)
+		}
+		select {
+		case r := <-tokenPanic:
+			panic(r)
+		default:
+		}
+	}()
 	before, start := e.compiles.Load(), time.Now()
 	if withStep {
 		_, stepDone, err = e.compileOverlapped(gg.prefill, gg.prefill.Name(), prefillArgs, gg.step, func(outs []shapes.Shape) []shapes.Shape {

@@ -1,15 +1,19 @@
 package graph
 
 import (
+	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/core/tensors"
 
+	"github.com/btconvert/btconvert/arch"
 	"github.com/btconvert/btconvert/internal/testfix"
 	"github.com/btconvert/btconvert/quant"
 )
@@ -203,4 +207,69 @@ func TestQuantizedProductsKeepLogits(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Generations at once on one engine, the same graphs at two batch sizes, each compiling its step
+// alongside its prefill: none waits for a graph another built, and each gets the tokens it gets
+// alone.
+func TestGenerationsAtOnce(t *testing.T) {
+	for _, name := range []string{"pythia-tiny", "bt-tiny"} {
+		alone := load(t, name, dtypes.Float32)
+		p := testfix.ByteIDs("The quick brown fox jumps over!")
+		want, err := alone.Generate([][]int32{p}, GenerateOptions{MaxNewTokens: 6})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for round := range 5 {
+			e := load(t, name, dtypes.Float32)
+			e.CompileLess = round%2 == 1
+			errc := make(chan error, 2)
+			for B := 1; B <= 2; B++ {
+				prompts := slices.Repeat([][]int32{p}, B)
+				go func() {
+					g, err := e.Generate(prompts, GenerateOptions{MaxNewTokens: 6})
+					if err == nil && !slices.Equal(g.Tokens[B-1], want.Tokens[0]) {
+						err = fmt.Errorf("batch %d: tokens %v, want %v", B, g.Tokens[B-1], want.Tokens[0])
+					}
+					errc <- err
+				}()
+			}
+			for range 2 {
+				select {
+				case err := <-errc:
+					if err != nil {
+						t.Errorf("%s round %d: %v", name, round, err)
+					}
+				case <-time.After(2 * time.Minute):
+					t.Fatalf("%s round %d: generations at once hung", name, round)
+				}
+			}
+		}
+	}
+}
+
+// A panic while a graph is built (a class without its graph) reaches the caller of Generate, as
+// when the graphs compiled one after the other, whichever goroutine built the graph.
+func TestBuildPanicReachesTheCaller(t *testing.T) {
+	classes.Lock()
+	saved := tokenDecoders[arch.ClassNeoX]
+	delete(tokenDecoders, arch.ClassNeoX)
+	classes.Unlock()
+	defer func() { classes.Lock(); tokenDecoders[arch.ClassNeoX] = saved; classes.Unlock() }()
+	for _, compileLess := range []bool{false, true} {
+		// Not closed: GoMLX keeps a compile that panicked pending, and Close would wait for it.
+		e, err := Load(testfix.Open(t, testfix.Path("bt-tiny")), testfix.Backend(t), dtypes.Float32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.CompileLess = compileLess
+		got := func() (r any) {
+			defer func() { r = recover() }()
+			_, _ = e.Generate([][]int32{testfix.ByteIDs("Hello there")}, GenerateOptions{MaxNewTokens: 9})
+			return nil
+		}()
+		if got == nil || !strings.Contains(fmt.Sprint(got), "no graph for token decoder class gpt-neo-x") {
+			t.Errorf("CompileLess %v: recovered %v", compileLess, got)
+		}
+	}
 }

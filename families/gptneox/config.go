@@ -36,8 +36,8 @@ type hfConfig struct {
 	HiddenAct             string   `json:"hidden_act"`
 	MaxPositionEmbeddings *int     `json:"max_position_embeddings"`
 	TieWordEmbeddings     bool     `json:"tie_word_embeddings"`
-	// Inert keys whose value may still change the model: checked as a YAML's are (arch's
-	// checkInert), never dropped unread.
+	// Inert keys whose value may still change the model: checked as a YAML's are (checkInert),
+	// never dropped unread.
 	RopeScaling   any   `json:"rope_scaling"`
 	AttentionBias *bool `json:"attention_bias"`
 	BOSTokenID    *int  `json:"bos_token_id"`

@@ -23,7 +23,7 @@ const Key = "roberta"
 
 func init() {
 	arch.RegisterEncoder(Key, func() arch.Encoder { return new(Config) })
-	c := &arch.EncoderClass{Resolve: resolveSection}
+	c := &arch.EncoderClass{Projection: arch.ProjectionLayer, Resolve: resolveSection} // not the base class's concat
 	for _, class := range []string{arch.ClassRoberta, arch.ClassRobertaCLS} {
 		arch.RegisterEncoderClass(class, c)
 		graph.RegisterEncoder(class, vectors, work)

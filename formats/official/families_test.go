@@ -5,6 +5,7 @@ package official_test
 // one).
 import (
 	_ "github.com/btconvert/btconvert/families/gptneox"
+	_ "github.com/btconvert/btconvert/families/lookup"
 	_ "github.com/btconvert/btconvert/families/roberta"
 	_ "github.com/btconvert/btconvert/families/t5"
 )

@@ -95,8 +95,20 @@ func Open(path string, o formats.OpenOptions) (*formats.Model, error) {
 	if len(ex) > 3 {
 		ex = ex[:3]
 	}
-	c.Close()
+	defer c.Close()
+	for _, f := range familyLayouts {
+		if c.Has(f.tensor) {
+			return nil, errs.File(path, "holds a %s checkpoint (%s), but this program was built without the %s family (package %s)", f.title, f.tensor, f.title, f.pkg)
+		}
+	}
 	return nil, errs.File(path, "not a checkpoint of a layout btconvert reads (%s; tensors begin %v)", layoutNames(), ex)
+}
+
+// familyLayouts are btconvert's families with an HF layout, by a tensor each of their checkpoints
+// holds: a program built without one is told which, rather than that it reads no such layout.
+var familyLayouts = []struct{ tensor, title, pkg string }{
+	{"gpt_neox.embed_in.weight", "GPT-NeoX", "families/gptneox"},
+	{"model.embed_tokens.weight", "Llama", "families/llama"},
 }
 
 // ExportLayout is the layout a model of config cfg is exported in: the official Block Transformer

@@ -433,3 +433,15 @@ func TestCheckpointOptionsOnly(t *testing.T) {
 }
 
 func randinitModel(cfg *arch.Config) *formats.Model { return randinit.Model(cfg, 1, safetensors.F32) }
+
+// A checkpoint of a family this program was built without is named with the family it needs.
+func TestCheckpointOfAMissingFamily(t *testing.T) {
+	all := source.Layouts
+	defer func() { source.Layouts = all }()
+	source.Layouts = slices.DeleteFunc(slices.Clone(all), func(l formats.Layout) bool { return l.Format() == gptneox.Format })
+	dir := testfix.Path("pythia-tiny")
+	_, err := open(dir)
+	if want := dir + ": holds a GPT-NeoX checkpoint (gpt_neox.embed_in.weight), but this program was built without the GPT-NeoX family (package families/gptneox)"; err == nil || err.Error() != want {
+		t.Fatalf("got %v\nwant %s", err, want)
+	}
+}
