@@ -12,7 +12,7 @@ const (
 	OriginGiven      OriginKind = "given"         // the caller gave it (a head count, a decoding strategy)
 	OriginShapes     OriginKind = "shapes"        // read off the tensor shapes
 	OriginConfigJSON OriginKind = "config.json"   // an HF config.json states it
-	OriginDefaults   OriginKind = "defaults"      // GPTNeoXConfig's class defaults
+	OriginDefaults   OriginKind = "defaults"      // the HF config class's defaults (GPTNeoXConfig's)
 	OriginPreset     OriginKind = "preset"        // a preset of init (an official config by name)
 	OriginShape      OriginKind = "shape"         // a shape asked for (Shape: init without a preset, or keys over one)
 	OriginVanilla    OriginKind = "vanilla model" // kept from the vanilla model an uptraining starts from

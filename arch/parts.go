@@ -8,9 +8,10 @@ import (
 	"sync"
 )
 
-// The classes of embedder and token decoder beyond the lookup table and the decoder-family stacks
-// (an Encoder, a TokenStack) register here by their key in our config.json, from their own file,
-// so that a config.json names them and nothing else branches on their type.
+// The classes of embedder and token decoder with a part of their own in our config.json (an
+// Encoder, a TokenStack) register here by its key, from their own package, so that a config.json
+// names them and nothing else branches on their type. (The lookup embedder and the stack token
+// decoders have no such part: an embedder without an Encoder is the lookup one.)
 
 var (
 	partKinds       sync.RWMutex
@@ -184,8 +185,11 @@ var (
 	tokenStackClasses = map[string]*TokenStackClass{}
 )
 
-// RegisterEncoderClass makes an encoder embedder class resolvable from YAML by its official name.
+// RegisterEncoderClass makes an embedder class resolvable from YAML by its official name.
 func RegisterEncoderClass(class string, c *EncoderClass) {
+	if c.Resolve == nil || (c.Projection != Concat && c.Projection != ProjectionLayer) {
+		panic(fmt.Sprintf("arch: embedder class %q registered without its Resolve or default projection", class))
+	}
 	partKinds.Lock()
 	defer partKinds.Unlock()
 	if encoderClasses[class] != nil {

@@ -129,7 +129,8 @@ func (s Shape) spec() (*BlockSpec, *VanillaSpec, error) {
 	}
 	set(&blk.BlockDecoder, s.BlockLayers)
 	set(&blk.TokenDecoder.StackSpec, s.TokenLayers)
-	encoder := blk.Embedder.Cls != "" && blk.Embedder.Cls != ClassLookup && encoderClass(blk.Embedder.Cls) != nil
+	cls := encoderClass(blk.Embedder.Cls)
+	encoder := cls != nil && cls.Table == nil // a class with a network of its own, not the lookup table
 	if encoder {
 		// The encoder keeps its own width and layers; the vocabulary and EmbedderDim reach it as
 		// keys of its config (the fill-in then gives the heads and FFN of a new width).

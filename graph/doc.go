@@ -5,10 +5,10 @@
 // A model's math reads top to bottom in one file per part: a decoder stack's in its family's
 // package (families/gptneox, families/llama), built from the Ops of family.go and registered
 // there; builder.go holds the shared operations (Linear, norms, rotary, attention, lookups);
-// blocktransformer.go (embedder, block decoder, token decoder with its prefix, scoring and one
-// generated block; an encoder embedder or a token decoder with a stack of its own, such as the
-// ablations' RoBERTa and T5 ones, is in its family's package, registered through family.go) and
-// vanilla.go. Weights are graph parameters, uploaded once (weights.go);
+// blocktransformer.go (the composition: the embedder's projection, block decoder, token decoder
+// with its prefix, scoring and one generated block; every embedder class, the lookup table
+// included, and a token decoder with a stack of its own, such as T5's, is in its family's
+// package, registered through family.go) and vanilla.go. Weights are graph parameters, uploaded once (weights.go);
 // quantized ones stay packed on the device and are dequantized inside the graph (dequant.go).
 //
 // Graph arguments. Every graph takes the weights first, in Weights.Keys order (sorted

@@ -111,6 +111,17 @@ func (e *Engine) exec(key string, build func(b *builder, in []*Node) []*Node) (*
 	}
 	nW := len(e.Weights.Keys)
 	x, err := NewExec(e.Backend, func(in []*Node) []*Node {
+		defer func() {
+			// GoMLX turns a panic with an error into the compile's error and releases whoever
+			// waits for that graph; any other value it re-panics, leaving the graph pending for
+			// ever (a later Close or compile of it would wait): make every panic an error.
+			if r := recover(); r != nil {
+				if err, ok := r.(error); ok {
+					panic(err)
+				}
+				panic(fmt.Errorf("%v", r))
+			}
+		}()
 		e.compiles.Add(1)
 		b := newBuilder(in[0].Graph(), e.Weights, e.Config, e.DType, in[:nW], kindOf(e.Backend))
 		b.dequantProducts = e.dequantProducts

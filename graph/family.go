@@ -190,15 +190,16 @@ func RegisterTokenDecoder(class string, g TokenDecoderGraph) {
 // An embedder class (the lookup table, or one with an encoder: arch.Encoder) registers its graph
 // here, by official class.
 
-// EncoderBuilder builds an encoder embedder's vectors for the token ids [B, n, L] of n blocks of
-// model c: [B, n, K*De], K its arch.Encoder's Outputs(L) and De the embedder's width.
+// EncoderBuilder builds an embedder class's vectors for the token ids [B, n, L] of n blocks of
+// model c: [B, n, K*De], K the vectors of a block (arch.EmbedderConfig.Vectors) and De the
+// embedder's width.
 type EncoderBuilder func(o *Ops, c *arch.Config, ids *Node) *Node
 
-// EncoderWork is the working memory (bytes) of an encoder over rows blocks at once, for the memory
-// estimate (Activations counts a layer's).
+// EncoderWork is the working memory (bytes) of an embedder class over rows blocks at once, for the
+// memory estimate (Activations counts an encoder layer's).
 type EncoderWork func(c *arch.Config, rows int64) int64
 
-// RegisterEncoder makes an encoder class's graph known; a class registers once, from its
+// RegisterEncoder makes an embedder class's graph known; a class registers once, from its
 // package's init.
 func RegisterEncoder(class string, vectors EncoderBuilder, work EncoderWork) {
 	if vectors == nil || work == nil {

@@ -96,8 +96,8 @@ func parseHeads(s string) (arch.Heads, error) {
 	var h arch.Heads
 	for _, part := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(part))
-		if err != nil || n < 1 || n > arch.MaxHeads {
-			return nil, usagef("--heads %q: want a head count N (1 to %d), or BLOCK,TOKEN", s, arch.MaxHeads)
+		if err != nil || n < 1 || n > 1<<16 {
+			return nil, usagef("--heads %q: want a head count N (1 to %d), or BLOCK,TOKEN", s, 1<<16)
 		}
 		h = append(h, n)
 	}

@@ -5,6 +5,7 @@ package source
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/btconvert/btconvert/arch"
@@ -97,18 +98,25 @@ func Open(path string, o formats.OpenOptions) (*formats.Model, error) {
 	}
 	defer c.Close()
 	for _, f := range familyLayouts {
-		if c.Has(f.tensor) {
-			return nil, errs.File(path, "holds a %s checkpoint (%s), but this program was built without the %s family (package %s)", f.title, f.tensor, f.title, f.pkg)
+		registered := slices.ContainsFunc(Layouts, func(l formats.Layout) bool { return l.Format() == f.format })
+		if !registered && !slices.ContainsFunc(f.tensors, func(n string) bool { return !c.Has(n) }) {
+			return nil, errs.File(path, "holds a %s checkpoint (%s), but this program was built without the %s family (package %s)",
+				f.title, strings.Join(f.tensors, ", "), f.title, f.pkg)
 		}
 	}
 	return nil, errs.File(path, "not a checkpoint of a layout btconvert reads (%s; tensors begin %v)", layoutNames(), ex)
 }
 
-// familyLayouts are btconvert's families with an HF layout, by a tensor each of their checkpoints
-// holds: a program built without one is told which, rather than that it reads no such layout.
-var familyLayouts = []struct{ tensor, title, pkg string }{
-	{"gpt_neox.embed_in.weight", "GPT-NeoX", "families/gptneox"},
-	{"model.embed_tokens.weight", "Llama", "families/llama"},
+// familyLayouts are btconvert's families with an HF layout: its format, the tensors its Detect
+// looks for, and the family. A program built without one is told which, rather than that it reads
+// no such layout.
+var familyLayouts = []struct {
+	format     string
+	tensors    []string
+	title, pkg string
+}{
+	{"hf-gpt-neox", []string{"gpt_neox.embed_in.weight"}, "GPT-NeoX", "families/gptneox"},
+	{"hf-llama", []string{"model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight"}, "Llama", "families/llama"},
 }
 
 // ExportLayout is the layout a model of config cfg is exported in: the official Block Transformer

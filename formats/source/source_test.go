@@ -444,4 +444,16 @@ func TestCheckpointOfAMissingFamily(t *testing.T) {
 	if want := dir + ": holds a GPT-NeoX checkpoint (gpt_neox.embed_in.weight), but this program was built without the GPT-NeoX family (package families/gptneox)"; err == nil || err.Error() != want {
 		t.Fatalf("got %v\nwant %s", err, want)
 	}
+	// A checkpoint that shares the Llama family's token table name but not its layers (Phi-3's
+	// fused qkv_proj) is not taken for one (this test binary has no Llama family either).
+	phi := t.TempDir()
+	data := func() ([]byte, error) { return make([]byte, 4*4*2), nil }
+	if _, err := safetensors.Write(filepath.Join(phi, "model.safetensors"), nil, []safetensors.WriteTensor{
+		{Name: "model.embed_tokens.weight", DType: safetensors.F16, Shape: []int{4, 4}, Data: data},
+		{Name: "model.layers.0.self_attn.qkv_proj.weight", DType: safetensors.F16, Shape: []int{4, 4}, Data: data}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(phi); err == nil || !strings.Contains(err.Error(), "not a checkpoint of a layout btconvert reads") {
+		t.Fatalf("a checkpoint of no family: %v", err)
+	}
 }
