@@ -43,6 +43,26 @@ type Fields struct {
 	Bools  map[string]*bool
 }
 
+// SetKey sets one key of an HF config (class names it in messages) as a config section does: a
+// key of f is checked for its type and range and its origin recorded in origins; a key in inert
+// does not change inference, and check (nil: none) refuses the values of it that would; any other
+// key is unknown. Errors name the key, not the file.
+func SetKey(f Fields, origins map[string]Origin, class, key string, v any, origin Origin, inert map[string]bool, check func(key string, v any) error) error {
+	ok, err := f.Set(key, v)
+	switch {
+	case err != nil:
+		return err
+	case !ok && inert[key] && check != nil:
+		return check(key, v)
+	case !ok && inert[key]:
+		return nil
+	case !ok:
+		return fmt.Errorf("unknown key %q (not a %s setting)", key, class)
+	}
+	origins[key] = origin
+	return nil
+}
+
 // Set sets key to v if it is one of the fields (ok false otherwise). Errors name the key, not the
 // file.
 func (f Fields) Set(key string, v any) (ok bool, err error) {

@@ -126,21 +126,10 @@ func (c *HF) fields() arch.Fields {
 // Set overrides one key as a config section does, recording origin. Unknown keys and values of the
 // wrong type are errors (their text names the key, not the file: the caller adds that).
 func (c *HF) Set(key string, v any, origin arch.Origin) error {
-	key = arch.CanonicalKey(key)
-	ok, err := c.fields().Set(key, v)
-	switch {
-	case err != nil:
-		return err
-	case !ok && inertKeys[key]:
-		return checkInert(key, v)
-	case !ok:
-		return fmt.Errorf("unknown key %q (not a GPTNeoXConfig setting)", key)
-	}
 	if c.Origin == nil {
 		c.Origin = map[string]arch.Origin{}
 	}
-	c.Origin[key] = origin
-	return nil
+	return arch.SetKey(c.fields(), c.Origin, "GPTNeoXConfig", arch.CanonicalKey(key), v, origin, inertKeys, checkInert)
 }
 
 // checkInert refuses the values of inert keys that would change the model after all.

@@ -102,20 +102,12 @@ func (c *HF) fields() arch.Fields {
 
 // Set overrides one key as the embedder's config section does, recording origin.
 func (c *HF) Set(key string, v any, origin arch.Origin) error {
-	ok, err := c.fields().Set(key, v)
-	switch {
-	case err != nil:
-		return err
-	case !ok && inert[key]:
+	return arch.SetKey(c.fields(), c.Origin, "RobertaConfig", key, v, origin, inert, func(key string, v any) error {
 		if b, _ := v.(bool); b && (key == "is_decoder" || key == "add_cross_attention") {
 			return fmt.Errorf("%s: true is not supported (the embedder is a bidirectional encoder)", key)
 		}
 		return nil
-	case !ok:
-		return fmt.Errorf("unknown key %q (not a RobertaConfig setting)", key)
-	}
-	c.Origin[key] = origin
-	return nil
+	})
 }
 
 // Explain says where a key's value came from.

@@ -119,11 +119,7 @@ func (c *HF) Set(key string, v any, origin arch.Origin) error {
 		c.BOSID, c.Origin[key] = -1, origin
 		return nil
 	}
-	ok, err := c.fields().Set(key, v)
-	switch {
-	case err != nil:
-		return err
-	case !ok && inert[key]:
+	return arch.SetKey(c.fields(), c.Origin, "T5Config", key, v, origin, inert, func(key string, v any) error {
 		// The activation T5Config derives from feed_forward_proj when it is loaded: setting it
 		// later would change it, so only the values of t5-small's relu are accepted.
 		if s, isStr := v.(string); key == "dense_act_fn" && (!isStr || s != "relu") {
@@ -133,11 +129,7 @@ func (c *HF) Set(key string, v any, origin arch.Origin) error {
 			return fmt.Errorf("%s: true is not supported", key)
 		}
 		return nil
-	case !ok:
-		return fmt.Errorf("unknown key %q (not a T5Config setting)", key)
-	}
-	c.Origin[key] = origin
-	return nil
+	})
 }
 
 // value is a key's value (null for an unset bos_token_id).
