@@ -21,15 +21,21 @@ import (
 
 // matmulShapes are the products that dominate the models: a square product, the vocabulary head of
 // the paper models (N=50304, K=256) at several batch sizes, and the D = 256 layers (attention, FFN
-// 1024 as in block_main_b4_5, FFN 4096 as in vanilla_31).
-var matmulShapes = []struct{ M, N, K int }{{1024, 1024, 1024}, {1, 50304, 256}, {4, 50304, 256}, {16, 50304, 256}, {64, 50304, 256}, {1, 768, 256}, {16, 768, 256}, {16, 256, 256}, {16, 1024, 256}, {16, 256, 1024}, {16, 4096, 256}, {16, 256, 4096}}
+// 1024 as in block_main_b4_5, FFN 4096 as in vanilla_31, at one row as in a decode step at batch 1
+// and at sixteen).
+var matmulShapes = []struct{ M, N, K int }{{1024, 1024, 1024}, {1, 50304, 256}, {4, 50304, 256}, {16, 50304, 256}, {64, 50304, 256}, {1, 768, 256}, {16, 768, 256}, {16, 256, 256}, {16, 1024, 256}, {16, 256, 1024}, {1, 4096, 256}, {1, 256, 4096}, {16, 4096, 256}, {16, 256, 4096}}
 
 // BenchmarkMatmulRate measures the backend's matmul rate (GFLOP/s) on those shapes, x [M, K]
 // times a weight stored [N, K] (PyTorch's Linear layout, "out_in") or [K, N] ("in_out", how
-// LoadWeights puts float Linear weights on the go backend):
+// LoadWeights puts float Linear weights on the go backend), on the go backend or, with
+// BTCONVERT_BENCH_XLA set, on XLA's CPU plugin:
 //
 //	GOEXPERIMENT=simd go test ./graph -run XXX -bench MatmulRate -benchtime 5x
 func BenchmarkMatmulRate(b *testing.B) {
+	be := testfix.Backend(b)
+	if os.Getenv("BTCONVERT_BENCH_XLA") != "" {
+		be = testfix.XLA(b)
+	}
 	for _, s := range matmulShapes {
 		for _, layout := range []struct {
 			name      string
@@ -37,7 +43,6 @@ func BenchmarkMatmulRate(b *testing.B) {
 			wRows, wC int
 		}{{"out_in", 1, s.N, s.K}, {"in_out", 0, s.K, s.N}} {
 			b.Run(fmt.Sprintf("%s/M%d_N%d_K%d", layout.name, s.M, s.N, s.K), func(b *testing.B) {
-				be := testfix.Backend(b)
 				e := MustNewExec(be, func(x, w *Node) *Node {
 					return DotGeneral(x, []int{1}, nil, w, []int{layout.contract}, nil)
 				})
@@ -56,11 +61,11 @@ func BenchmarkMatmulRate(b *testing.B) {
 }
 
 // BenchmarkDecode is the decode loop of a paper preset (random weights, f32, go backend) at batch
-// 16 after a 128-token prompt. ms/step is one decode step (a token per row, or a block of them for
-// a block model) with the prompt's cost taken off, tokens/s the rate it gives; ns/op includes the
-// prompt. Profile it with -cpuprofile:
+// 1 and 16 after a 128-token prompt. ms/step is one decode step (a token per row, or a block of
+// them for a block model) with the prompt's cost taken off, tokens/s the rate it gives; ns/op
+// includes the prompt. Profile it with -cpuprofile:
 //
-//	GOEXPERIMENT=simd go test ./graph -run XXX -bench Decode/vanilla_31_ffn1024 -benchtime 128x -cpuprofile cpu.prof
+//	GOEXPERIMENT=simd go test ./graph -run XXX -bench 'Decode/vanilla_31$/b1$' -benchtime 128x -cpuprofile cpu.prof
 func BenchmarkDecode(b *testing.B) {
 	for _, c := range []struct {
 		name, preset string
@@ -70,51 +75,53 @@ func BenchmarkDecode(b *testing.B) {
 		{"block_main_b4_5", "block_main_b4_5", 0, 0},
 		{"vanilla_31_ffn1024", "vanilla_31", 8, 1024}, // the preset's shape in earlier releases
 	} {
-		b.Run(c.name, func(b *testing.B) {
-			sh, err := arch.FindPreset(c.preset)
-			if err != nil {
-				b.Fatal(err)
-			}
-			sh.Heads, sh.FFN = c.heads, c.ffn
-			cfg, err := sh.Config()
-			if err != nil {
-				b.Fatal(err)
-			}
-			e, err := Load(randinit.Model(cfg, 1, safetensors.F32), testfix.Backend(b), dtypes.Float32)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer e.Close()
-			const B, P = 16, 128
-			prompts := make([][]int32, B)
-			for i := range prompts {
-				prompts[i] = make([]int32, P)
-				for j := range prompts[i] {
-					prompts[i][j] = int32((i*131 + j*7) % cfg.VocabSize)
-				}
-			}
-			step := 1
-			if cfg.IsBlock() {
-				step = cfg.BlockLength
-			}
-			// Warm up (compiles), then time b.N steps; the prompt's own cost is measured with
-			// a zero-step generation and taken off.
-			run := func(n int) time.Duration {
-				t0 := time.Now()
-				if _, err := e.Generate(prompts, GenerateOptions{MaxNewTokens: n}); err != nil {
+		for _, B := range []int{1, 16} {
+			b.Run(fmt.Sprintf("%s/b%d", c.name, B), func(b *testing.B) {
+				sh, err := arch.FindPreset(c.preset)
+				if err != nil {
 					b.Fatal(err)
 				}
-				return time.Since(t0)
-			}
-			run(step)
-			prefill := run(step)
-			b.ResetTimer()
-			total := run(step * (b.N + 1))
-			b.StopTimer()
-			perStep := (total - prefill) / time.Duration(b.N)
-			b.ReportMetric(float64(perStep.Microseconds())/1000, "ms/step")
-			b.ReportMetric(float64(B*step)/perStep.Seconds(), "tokens/s")
-		})
+				sh.Heads, sh.FFN = c.heads, c.ffn
+				cfg, err := sh.Config()
+				if err != nil {
+					b.Fatal(err)
+				}
+				e, err := Load(randinit.Model(cfg, 1, safetensors.F32), testfix.Backend(b), dtypes.Float32)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer e.Close()
+				const P = 128
+				prompts := make([][]int32, B)
+				for i := range prompts {
+					prompts[i] = make([]int32, P)
+					for j := range prompts[i] {
+						prompts[i][j] = int32((i*131 + j*7) % cfg.VocabSize)
+					}
+				}
+				step := 1
+				if cfg.IsBlock() {
+					step = cfg.BlockLength
+				}
+				// Warm up (compiles), then time b.N steps; the prompt's own cost is measured with
+				// a zero-step generation and taken off.
+				run := func(n int) time.Duration {
+					t0 := time.Now()
+					if _, err := e.Generate(prompts, GenerateOptions{MaxNewTokens: n}); err != nil {
+						b.Fatal(err)
+					}
+					return time.Since(t0)
+				}
+				run(step)
+				prefill := run(step)
+				b.ResetTimer()
+				total := run(step * (b.N + 1))
+				b.StopTimer()
+				perStep := (total - prefill) / time.Duration(b.N)
+				b.ReportMetric(float64(perStep.Microseconds())/1000, "ms/step")
+				b.ReportMetric(float64(B*step)/perStep.Seconds(), "tokens/s")
+			})
+		}
 	}
 }
 
@@ -143,14 +150,10 @@ func BenchmarkQuantizedProduct(b *testing.B) {
 			var q *scheme.Quantization
 			keys := []string{"t/w.weight"}
 			var args []any
-			inOut := map[string]bool{"t/w.weight": kind == goBackend}
+			inOut := map[string]bool{"t/w.weight": true} // float Linear weights go up [in, out] (LoadWeights)
 			switch typ {
 			case "f32":
-				if kind == goBackend {
-					args = append(args, upload(w, []int{s.N, s.K}, true))
-				} else {
-					args = append(args, tensors.FromFlatDataAndDimensions(w, s.N, s.K))
-				}
+				args = append(args, upload(w, []int{s.N, s.K}, true))
 			default:
 				sc, _ := scheme.Of(scheme.Type(typ))
 				r := sc.Record(s.N, s.K, 0, true, safetensors.F32)

@@ -69,10 +69,10 @@ func (b *builder) w(component, name string) *Node {
 
 // linear is x W^T + bias for a PyTorch [out, in] weight, over the last axis of x, then the exact
 // GELU when gelu is set. The weight is on the device either as stored or as [in, out]
-// (Weights.InOut: the go backend's faster layout); the product reads it in place either way. On
-// the go backend a float32 one is GoMLX's fused Dense: the bias and the GELU applied in place on
-// the product's output, where separate ops would broadcast the bias through a generic iterator
-// and write two more [M, out] tensors.
+// (Weights.InOut: the layout both backends multiply faster); the product reads it in place either
+// way. On the go backend a float32 one is GoMLX's fused Dense: the bias and the GELU applied in
+// place on the product's output, where separate ops would broadcast the bias through a generic
+// iterator and write two more [M, out] tensors.
 func (b *builder) linear(x *Node, component, name string, bias bool, gelu ...bool) *Node {
 	key := component + "/" + name + ".weight"
 	dims := x.Shape().Dimensions

@@ -31,33 +31,34 @@ type Weights struct {
 // rather than in every graph run (a graph converts its weights to the compute dtype on each run);
 // F32 and BF16 stay as stored; F16 quantization scales become F32.
 //
-// On the pure-Go backend the float Linear weights (and int8 Linear codes) go up transposed,
-// [in, out]: its matrix-product kernels run x [M, K] times a [K, N] operand 4x (the vocabulary head
-// at one row) to 10x (the D = 256 projections) faster than times a [N, K] one (GoMLX v0.28.8,
-// compute v0.1.6; measured by BenchmarkMatmulRate). XLA picks its own layouts: there they stay as
-// stored.
+// The float Linear weights (and a tied token table, which is also the head) go up transposed,
+// [in, out], on both backends; on the go backend the int8 Linear codes too. The go backend's
+// matrix-product kernels run x [M, K] times a [K, N] operand 4x (the vocabulary head at one row)
+// to 10x (the D = 256 projections) faster than times a [N, K] one (GoMLX v0.28.8, compute v0.1.6),
+// and XLA's CPU plugin 1.1x - 1.8x (the head at 16 and one row, the FFN's down projection at 16
+// rows): BenchmarkMatmulRate, docs/BENCHMARKS.md. On XLA the int8 codes stay [out, in], the
+// layout of its integer product (qlinear).
 func LoadWeights(m *formats.Model, backend compute.Backend) (*Weights, error) {
 	w := &Weights{InOut: map[string]bool{}}
 	inOut := map[string]bool{}
-	if kindOf(backend) == goBackend {
-		stacks := m.Config.Stacks()
-		for _, s := range arch.Tensors(m.Config) {
-			if s.Role == arch.RoleEmbedding && s.Part == arch.PartEmbedIn && stacks[s.Component] != nil && stacks[s.Component].Tied() &&
-				m.Config.QuantOf(s.Component, s.Name) == nil {
-				// A tied table is also the head, the largest product of a step: it goes up as [D, V]
-				// too, and its lookups gather columns (embed).
-				inOut[s.Key()] = true
-				continue
-			}
-			if s.Role != arch.RoleLinear || len(s.Shape) != 2 {
-				continue
-			}
-			switch q := m.Config.QuantOf(s.Component, s.Name); {
-			case q == nil:
-				inOut[s.Key()] = true
-			case q.Scheme().Bits == 8 && !q.Scheme().Grouped: // int8 codes, read by qlinear as floats
-				inOut[s.Key()+scheme.QWeightSuffix] = true
-			}
+	onGo := kindOf(backend) == goBackend
+	stacks := m.Config.Stacks()
+	for _, s := range arch.Tensors(m.Config) {
+		if s.Role == arch.RoleEmbedding && s.Part == arch.PartEmbedIn && stacks[s.Component] != nil && stacks[s.Component].Tied() &&
+			m.Config.QuantOf(s.Component, s.Name) == nil {
+			// A tied table is also the head, the largest product of a step: it goes up as [D, V]
+			// too, and its lookups gather columns (embed).
+			inOut[s.Key()] = true
+			continue
+		}
+		if s.Role != arch.RoleLinear || len(s.Shape) != 2 {
+			continue
+		}
+		switch q := m.Config.QuantOf(s.Component, s.Name); {
+		case q == nil:
+			inOut[s.Key()] = true
+		case onGo && q.Scheme().Bits == 8 && !q.Scheme().Grouped: // int8 codes, read by qlinear as floats
+			inOut[s.Key()+scheme.QWeightSuffix] = true
 		}
 	}
 	ts := append([]*formats.Tensor(nil), m.Tensors...)
