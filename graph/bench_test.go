@@ -27,7 +27,7 @@ var matmulShapes = []struct{ M, N, K int }{{1024, 1024, 1024}, {1, 50304, 256}, 
 
 // BenchmarkMatmulRate measures the backend's matmul rate (GFLOP/s) on those shapes, x [M, K]
 // times a weight stored [N, K] (PyTorch's Linear layout, "out_in") or [K, N] ("in_out", how
-// LoadWeights puts float Linear weights on the go backend), on the go backend or, with
+// LoadWeights puts float Linear weights on both backends), on the go backend or, with
 // BTCONVERT_BENCH_XLA set, on XLA's CPU plugin:
 //
 //	GOEXPERIMENT=simd go test ./graph -run XXX -bench MatmulRate -benchtime 5x

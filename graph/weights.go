@@ -32,12 +32,12 @@ type Weights struct {
 // F32 and BF16 stay as stored; F16 quantization scales become F32.
 //
 // The float Linear weights (and a tied token table, which is also the head) go up transposed,
-// [in, out], on both backends; on the go backend the int8 Linear codes too. The go backend's
-// matrix-product kernels run x [M, K] times a [K, N] operand 4x (the vocabulary head at one row)
-// to 10x (the D = 256 projections) faster than times a [N, K] one (GoMLX v0.28.8, compute v0.1.6),
-// and XLA's CPU plugin 1.1x - 1.8x (the head at 16 and one row, the FFN's down projection at 16
-// rows): BenchmarkMatmulRate, docs/BENCHMARKS.md. On XLA the int8 codes stay [out, in], the
-// layout of its integer product (qlinear).
+// [in, out], on both backends; on the go backend the int8 Linear codes too. Both backends multiply
+// x [M, K] by a [K, N] operand faster than by a [N, K] one (BenchmarkMatmulRate,
+// docs/BENCHMARKS.md; GoMLX v0.28.8, compute v0.1.6): the go backend's kernels 1.2x - 10x on these
+// models' products (the D = 256 projections most), XLA's CPU plugin up to 1.8x (the vocabulary
+// head 1.1x - 1.4x, none of them slower beyond the noise). On XLA the int8 codes stay [out, in],
+// the layout of its integer product (qlinear).
 func LoadWeights(m *formats.Model, backend compute.Backend) (*Weights, error) {
 	w := &Weights{InOut: map[string]bool{}}
 	inOut := map[string]bool{}

@@ -16,8 +16,8 @@ import (
 
 // Float Linear weights go up [in, out] on both backends: the layout both multiply faster
 // (BenchmarkMatmulRate). int8 codes do on go only: XLA's integer product reads them [out, in].
-// Every other tensor goes up as stored. (A tied table, also [in, out]: the Llama family's
-// parity tests of its tied fixtures, on both backends.)
+// Every other tensor goes up as stored, and every value stays where it was. (A tied table, also
+// [in, out]: the Llama family's parity tests of its tied fixtures, on both backends.)
 func TestWeightsLayout(t *testing.T) {
 	testfix.EachBackend(t, func(t *testing.T, b compute.Backend) {
 		onGo := kindOf(b) == goBackend
@@ -44,27 +44,42 @@ func TestWeightsLayout(t *testing.T) {
 					component, d = arch.TokenDecoder, &m.Config.TokenDecoder.DecoderConfig
 				}
 				head := component + "/" + d.HeadName() + ".weight"
-				wantInOut := map[string]bool{head: !c.int8, head + scheme.QWeightSuffix: c.int8 && onGo}
+				// Every 2-D Linear weight: f32 ones [in, out] on both backends, int8 codes on go only.
+				want := map[string]bool{}
+				for _, sp := range arch.Tensors(m.Config) {
+					if sp.Role != arch.RoleLinear || len(sp.Shape) != 2 {
+						continue
+					}
+					switch q := m.Config.QuantOf(sp.Component, sp.Name); {
+					case q == nil:
+						want[sp.Key()] = true
+					case q.Scheme().Bits == 8 && !q.Scheme().Grouped:
+						want[sp.Key()+scheme.QWeightSuffix] = onGo
+					}
+				}
+				if !c.int8 && !want[head] || c.int8 && want[head+scheme.QWeightSuffix] != onGo || len(want) < 8 {
+					t.Fatalf("the specs name %d Linear weights, head %s: %v", len(want), head, want)
+				}
 				stored := map[string]*formats.Tensor{}
 				for _, st := range m.Tensors {
 					stored[st.Key()] = st
 				}
-				for key, want := range wantInOut {
-					if _, ok := stored[key]; ok && w.InOut[key] != want {
-						t.Errorf("%s: [in, out] %v, want %v", key, w.InOut[key], want)
+				for _, key := range w.Keys {
+					if w.InOut[key] != want[key] {
+						t.Errorf("%s: [in, out] %v, want %v", key, w.InOut[key], want[key])
 					}
 				}
 				for i, key := range w.Keys {
 					st := stored[key]
 					got := w.Tensors[i].Shape().Dimensions
-					want := append([]int(nil), st.Shape...)
+					shape := append([]int(nil), st.Shape...)
 					if w.InOut[key] {
-						want[0], want[1] = want[1], want[0]
+						shape[0], shape[1] = shape[1], shape[0]
 					}
-					if len(got) != len(want) || (len(got) == 2 && (got[0] != want[0] || got[1] != want[1])) {
-						t.Fatalf("%s: on the device %v, want %v (stored %v)", key, got, want, st.Shape)
+					if len(got) != len(shape) || (len(got) == 2 && (got[0] != shape[0] || got[1] != shape[1])) {
+						t.Fatalf("%s: on the device %v, want %v (stored %v)", key, got, shape, st.Shape)
 					}
-					if !w.InOut[key] || st.DType != safetensors.F32 {
+					if len(st.Shape) != 2 || st.DType != safetensors.F32 {
 						continue
 					}
 					raw, err := st.Raw()
@@ -78,8 +93,15 @@ func TestWeightsLayout(t *testing.T) {
 					dev := w.Tensors[i].Value().([][]float32)
 					rows, cols := st.Shape[0], st.Shape[1]
 					for _, rc := range [][2]int{{0, 0}, {rows - 1, 0}, {0, cols - 1}, {rows / 2, cols / 3}, {rows - 1, cols - 1}} {
-						if g, s := dev[rc[1]][rc[0]], f[rc[0]*cols+rc[1]]; g != s {
-							t.Fatalf("%s: [%d, %d] on the device is %g, stored [%d, %d] %g", key, rc[1], rc[0], g, rc[0], rc[1], s)
+						row, col := rc[0], rc[1]
+						var g float32
+						if w.InOut[key] {
+							g = dev[col][row]
+						} else {
+							g = dev[row][col]
+						}
+						if g != f[row*cols+col] {
+							t.Fatalf("%s: stored [%d, %d] is %g, on the device (as [in, out]: %v) %g", key, row, col, f[row*cols+col], w.InOut[key], g)
 						}
 					}
 				}
