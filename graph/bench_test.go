@@ -60,6 +60,23 @@ func BenchmarkMatmulRate(b *testing.B) {
 	}
 }
 
+// BenchmarkTranspose measures how fast LoadWeights turns a float32 Linear weight [out, in] into
+// [in, out] on the host (the vocabulary head of the paper models, a D = 1024 FFN, a D = 2048 FFN), in
+// GB/s of weights:
+//
+//	GOEXPERIMENT=simd go test ./graph -run XXX -bench Transpose -benchtime 10x
+func BenchmarkTranspose(b *testing.B) {
+	for _, s := range [][2]int{{50304, 256}, {1024, 4096}, {8192, 2048}} {
+		v := randFloats(s[0]*s[1], 1)
+		b.Run(fmt.Sprintf("%dx%d", s[0], s[1]), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				transpose(v, s[0], s[1])
+			}
+			b.ReportMetric(float64(4*len(v))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
+	}
+}
+
 // BenchmarkDecode is the decode loop of a paper preset (random weights, f32, go backend) at batch
 // 1 and 16 after a 128-token prompt. ms/step is one decode step (a token per row, or a block of
 // them for a block model) with the prompt's cost taken off, tokens/s the rate it gives; ns/op

@@ -109,3 +109,23 @@ func TestWeightsLayout(t *testing.T) {
 		}
 	})
 }
+
+// transpose, tile by tile and in bands over the cores, puts every value where the plain double loop
+// does: shapes with partial tiles, one row or column, and large enough to split.
+func TestTranspose(t *testing.T) {
+	for _, s := range [][2]int{{1, 1}, {1, 70}, {70, 1}, {33, 65}, {64, 32}, {1025, 1031}, {4099, 257}} {
+		rows, cols := s[0], s[1]
+		v := make([]int32, rows*cols)
+		for i := range v {
+			v[i] = int32(i)
+		}
+		got := transpose(v, rows, cols)
+		for r := range rows {
+			for c := range cols {
+				if got[c*rows+r] != v[r*cols+c] {
+					t.Fatalf("%dx%d: [%d, %d] is %d, want %d", rows, cols, c, r, got[c*rows+r], v[r*cols+c])
+				}
+			}
+		}
+	}
+}
