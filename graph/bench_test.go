@@ -142,6 +142,47 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
+// BenchmarkPrefill is a paper preset's prefill on the go backend (random weights, f32): one
+// 128-token prompt through the model and its first new token (or block), in prompt tokens/s.
+// Profile it with -cpuprofile:
+//
+//	GOEXPERIMENT=simd go test ./graph -run XXX -bench 'Prefill/vanilla_31' -benchtime 60x -cpuprofile cpu.prof
+func BenchmarkPrefill(b *testing.B) {
+	for _, preset := range []string{"vanilla_31", "block_main_b4_5"} {
+		b.Run(preset, func(b *testing.B) {
+			sh, err := arch.FindPreset(preset)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cfg, err := sh.Config()
+			if err != nil {
+				b.Fatal(err)
+			}
+			e, err := Load(randinit.Model(cfg, 1, safetensors.F32), testfix.Backend(b), dtypes.Float32)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			const P = 128
+			prompt := make([]int32, P)
+			for j := range prompt {
+				prompt[j] = int32(j * 7 % cfg.VocabSize)
+			}
+			run := func() {
+				if _, err := e.Generate([][]int32{prompt}, GenerateOptions{MaxNewTokens: 1}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			run() // compiles
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				run()
+			}
+			b.ReportMetric(P*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
+
 // BenchmarkQuantizedProduct measures a Linear's product x [M, K] times a [N, K] weight stored f32,
 // int8 (on go also through GoMLX's fused int8 product: fusedInt8Products), int4 g32, q8_0, q4_0,
 // q4_k and q6_k, each as LoadWeights puts it on the backend and qlinear multiplies
