@@ -214,7 +214,7 @@ func calibrate(m *formats.Model, o QuantizeOptions, full bool, ui UI) (*quant.Ca
 	if len(windows) == 0 {
 		return nil, 0, sum, errs.File(o.Calib, "has %d tokens, fewer than one calibration window of %d", len(ids), w)
 	}
-	dev, err := o.Runtime.start(ui, backend.Work{WeightBytes: runner.WeightsOnDisk(o.Source), Tokens: runner.TextTokens(o.Calib), Graphs: 1})
+	dev, err := o.Runtime.start(ui, backend.Work{WeightBytes: runner.WeightsOnDisk(o.Source), Tokens: runner.TextTokens(o.Calib), Forwards: 1})
 	if err != nil {
 		return nil, 0, sum, err
 	}

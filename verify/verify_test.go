@@ -221,7 +221,7 @@ func BenchmarkPerplexity(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer e.Close()
-			s := Scoring{Window: c.window, Batch: 16, Chunks: 32}
+			s := Scoring{Window: c.window, Batch: 8, Chunks: 32} // btconvert's DefaultWindowBatch
 			var q *Quality
 			for b.Loop() {
 				if q, err = Perplexity(e, tokens, s); err != nil {

@@ -409,7 +409,7 @@ def main():
     s.add_argument("model")
     s.add_argument("text")
     s.add_argument("--window", type=int, default=256)
-    s.add_argument("--batch", type=int, default=16)
+    s.add_argument("--batch", type=int, default=8)
     s.add_argument("--reps", type=int, default=3)
     s.add_argument("--threads", type=int, default=os.cpu_count())
     mm = sub.add_parser("matmul", help="matrix product rate (default: the 50304 x 256 vocabulary head)")

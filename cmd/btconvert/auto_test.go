@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/btconvert/btconvert/graph/backend"
+	"github.com/btconvert/btconvert/internal/testfix"
 )
 
 // With XLA's CPU plugin installed, auto keeps a short run of a tiny model on go (XLA's compile
@@ -24,6 +25,12 @@ func TestAutoWeighsTheWork(t *testing.T) {
 	code, _, stderr = btc(t, "generate", filepath.Join(fx, "bt-tiny"), "-p", "Hello", "-n", "8", "--backend", "xla:cpu")
 	if code != 0 || !strings.HasPrefix(stderr, "backend: xla:cpu") {
 		t.Fatalf("asked for: %d %q", code, stderr)
+	}
+	// Scoring the 35 KiB text: one forward graph (under a second's compile) saves about a second
+	// of go's two, and runs at XLA's full optimization (level 0 would score 1.5x - 2x slower).
+	code, _, stderr = btc(t, "verify", filepath.Join(fx, "bt-tiny"), "--eval-text", testfix.GPL3, "--json")
+	if code != 0 || !strings.HasPrefix(stderr, "backend: xla:cpu [auto: XLA's CPU plugin is installed]\n") {
+		t.Fatalf("scoring: %d %q", code, stderr)
 	}
 }
 

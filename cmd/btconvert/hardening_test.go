@@ -472,7 +472,7 @@ func TestAttacksSecondRound(t *testing.T) {
 			"btconvert: " + bigTok + ": produces ids up to 70000, past the model's vocabulary of 256 (a tokenizer of another model?)"},
 		{"NaN ppl limit", []string{"verify", q8, "--against", base, "--eval-text", testfix.GPL3, "--max-ppl-ratio", "NaN"}, 2, "btconvert: --max-ppl-ratio NaN: must be a finite number"},
 		{"NaN top-1 limit", []string{"verify", q8, "--against", base, "--eval-text", testfix.GPL3, "--min-top1", "NaN"}, 2, "btconvert: --min-top1 NaN: must be a finite number"},
-		{"a window past the memory", []string{"verify", base, "--eval-text", text, "--window", "32768"}, 2, "btconvert: --window 32768: with --window-batch 16 needs about ..."},
+		{"a window past the memory", []string{"verify", base, "--eval-text", text, "--window", "32768"}, 2, "btconvert: --window 32768: with --window-batch 8 needs about ..."},
 		{"a memory budget no machine has", []string{"verify", base, "--bench", "--mem-budget", "8000PiB"}, 2, "btconvert: --mem-budget \"8000PiB\": more than 1.0 PiB, which no machine has"},
 		{"one-tensor shards", []string{"export", base, "-o", out, "--format", "official", "--shard-size", "0.0001MB"}, 2,
 			"btconvert: --shard-size \"100 B\": must be at least 1.0 MiB (HF shards are gigabytes; 0 writes one file)"},

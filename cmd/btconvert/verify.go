@@ -45,7 +45,7 @@ Examples:
 			&cli.Float64Flag{Name: "max-rel-err", Value: btconvert.DefaultMaxRelErr, Usage: "largest relative L2 error of the logits that passes"},
 			&cli.Float64Flag{Name: "max-cache-err", Value: btconvert.DefaultMaxCacheErr, Usage: "largest relative L2 error of the self-check that passes"},
 			&cli.IntFlag{Name: "window", Value: 256, Usage: "perplexity window in tokens"},
-			&cli.IntFlag{Name: "window-batch", Value: 16, Usage: "perplexity: windows per executed graph"},
+			&cli.IntFlag{Name: "window-batch", Value: btconvert.DefaultWindowBatch, Usage: "perplexity: windows per executed graph"},
 			&cli.IntFlag{Name: "chunks", Usage: "perplexity: score at most this many windows of the text (llama-perplexity --chunks)", DefaultText: "all"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the self-check and bench prompts"},
 			&cli.BoolFlag{Name: "bench", Usage: "measure prefill and decode throughput (random prompts, no EOS)"},

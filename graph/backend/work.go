@@ -12,26 +12,32 @@ import (
 type Work struct {
 	WeightBytes int64 // the weights of every model the run loads
 	Tokens      int64 // positions the run puts through its models (a decode step counts once)
-	Graphs      int   // distinct graphs the run compiles
+	Graphs      int   // distinct generation graphs (prefill, step) the run compiles
+	// Forwards are distinct graphs that are one forward pass over a batch of windows (scoring,
+	// calibration): no unrolled token decoder, so about half a generation graph's compile.
+	Forwards int
 	// Throughput marks a run that measures the backend's pace (a bench): XLA keeps its full
 	// optimization whatever the run's length.
 	Throughput bool
 }
 
 // The rule's figures, measured on a 2-core x86-64 (docs/BENCHMARKS.md, "What auto picks"): XLA's
-// CPU plugin compiles one of btconvert's graphs in 1 - 4 s (the larger the model, the longer),
-// then runs about twice the go backend's pace; the go backend gets through about 30 GB of
-// weights times tokens a second (decode at batch 1, the slowest case per token).
+// CPU plugin compiles one of btconvert's generation graphs in 1 - 4 s (the larger the model, the
+// longer) and a scoring forward in 0.6 - 0.9 s, then runs about twice the go backend's pace; the
+// go backend gets through about 30 GB of weights times tokens a second (decode at batch 1, the
+// slowest case per token).
 const (
-	compileSecondsPerGraph = 1.5
-	goWeightTokensPerS     = 30e9
-	xlaSpeedup             = 2.0
+	compileSecondsPerGraph   = 1.5
+	compileSecondsPerForward = 0.75
+	goWeightTokensPerS       = 30e9
+	xlaSpeedup               = 2.0
 )
 
 // estimate is the go backend's time for the work and what XLA's compile would cost, in seconds.
 func (w Work) estimate() (goS, compileS float64) {
 	goS = float64(w.WeightBytes) * float64(w.Tokens) / goWeightTokensPerS
-	return goS, compileSecondsPerGraph * float64(max(w.Graphs, 1))
+	compileS = compileSecondsPerGraph*float64(w.Graphs) + compileSecondsPerForward*float64(w.Forwards)
+	return goS, max(compileS, compileSecondsPerForward)
 }
 
 // xlaPays reports whether XLA's CPU plugin finishes the work sooner than the go backend, compile
@@ -45,9 +51,9 @@ func (w Work) xlaPays() bool {
 }
 
 // quickCompile reports whether XLA's CPU plugin finishes the work sooner at optimization level 0:
-// it compiles in about half the time, and runs the larger models about a third slower (the small
-// ones as fast; docs/BENCHMARKS.md, "What auto picks"), which pays where the run on XLA would take
-// less than its compile. False for a zero Work.
+// it compiles in about half the time, and runs a third to half slower (a small model's decode as
+// fast; docs/BENCHMARKS.md, "What auto picks"), which pays where the run on XLA would take less
+// than its compile. False for a zero Work.
 func (w Work) quickCompile() bool {
 	if w == (Work{}) || w.Throughput {
 		return false
@@ -112,7 +118,7 @@ func ChooseFor(spec string, w Work) (chosen, why string) {
 }
 
 // AutoRule says in words how auto weighs the work (for `btconvert backends`).
-const AutoRule = "auto runs a command on XLA's CPU plugin only where its compile (about 1.5 s a graph) takes less than it saves: " +
+const AutoRule = "auto runs a command on XLA's CPU plugin only where its compile (about 1.5 s a generation graph, 0.75 s a scoring one) takes less than it saves: " +
 	"XLA runs about twice the go backend's pace, and the go backend gets through about 30 GB of weights (a quantized model's counted as float32) times tokens a second; " +
 	"small models and short runs stay on go. A short run asked of XLA's CPU plugin (--backend xla:cpu) compiles at XLA's optimization level 0, " +
 	"in about half the time, unless XLA_FLAGS choose a level"
