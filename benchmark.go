@@ -11,7 +11,6 @@ import (
 
 	"github.com/btconvert/btconvert/errs"
 	"github.com/btconvert/btconvert/formats"
-	"github.com/btconvert/btconvert/graph"
 	"github.com/btconvert/btconvert/graph/backend"
 	"github.com/btconvert/btconvert/internal/fsio"
 	"github.com/btconvert/btconvert/internal/outputs"
@@ -157,7 +156,7 @@ func Bench(o BenchOptions) ([]bench.Result, error) {
 			ui.Note("warning: " + p + ": prompt plus generation is " + humanize.Comma(int64(longest)) + " tokens, past the " + humanize.Comma(int64(mt)) + " the model was built for")
 		}
 		if o.MaxBatch {
-			mb := graph.MaxBatch(l.Eng.Config, l.Eng.Weights.Bytes, dev.DType.Size(), longest, budget)
+			mb := l.Eng.MaxBatch(longest, budget)
 			if mb < 1 {
 				return nil, errs.Option("MemBudget", humanize.IBytes(uint64(budget)), "%s does not fit even at batch 1", p)
 			}

@@ -18,7 +18,9 @@ import (
 //     grows by concatenation and is thrown away after the block (at most r + L - 1 positions);
 //   - fixedCache: one new position against a cache of fixed length S (the block decoder and the
 //     vanilla model while generating), so the step graph has fixed shapes and compiles once; the
-//     caches are donated to each step, so the backends update them in place.
+//     caches are donated to each step. The go backend updates them in place; XLA writes each
+//     step's caches into new buffers, a copy of every cache a step (go-xla v0.4.5 never tells
+//     XLA that an output may reuse a parameter's buffer: docs/UPSTREAM_BUGS.md).
 
 // The sequence axis of keys and of values.
 const keySeqAxis, valueSeqAxis = 2, 3

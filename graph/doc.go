@@ -25,7 +25,8 @@
 // (KVH: the key/value heads, fewer than the query heads under grouped-query attention), the
 // layouts the attention products read in place: the step graph has fixed shapes (S = prompt +
 // generated positions) and compiles once; the new position is written with DynamicUpdateSlice on
-// XLA and with a ScatterSum into the donated cache on the pure-Go backend, which lacks that op.
+// XLA (into a new buffer: see cache.go) and with a ScatterSum into the donated cache on the
+// pure-Go backend, which lacks that op.
 // The token decoder's cache lives inside one block's graph and is thrown away after it (a T5
 // token decoder's cross-attention keys and values too, computed once per block).
 //

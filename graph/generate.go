@@ -254,8 +254,8 @@ func stateTensors(state []any) []*tensors.Tensor {
 	return out
 }
 
-// next is the arguments of the step that follows, at position pos. The caches are donated: the
-// step updates them in place, and they are invalid here afterwards.
+// next is the arguments of the step that follows, at position pos. The caches are donated (the go
+// backend updates them in place; see cache.go for XLA), and they are invalid here afterwards.
 func (r stepResult) next(pos int32, keyBias *tensors.Tensor, b compute.Backend) ([]any, error) {
 	args := make([]any, 0, len(r.ts)+2)
 	for _, c := range r.ts[2+r.nState:] {

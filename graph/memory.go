@@ -6,10 +6,19 @@ import "github.com/btconvert/btconvert/arch"
 // length tokens: the weights, the KV caches twice (a step reads the old ones and writes new ones),
 // the prefill's activations and attention scores (float32, several live at once: the pure-Go
 // backend materialises every intermediate), and the logits with the sampler's temporaries.
-// elem is the size of the compute dtype. The working memory is counted twice: the Go collector lets
-// the heap grow to twice what is live before it runs (GOGC 100), and a decode step's old caches
-// are garbage only after it. (verify/bench's TestEstimateBoundsPeakRSS checks it against measured peaks.)
-func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
+// elem is the size of the compute dtype. On the go backend the working memory is counted twice:
+// the Go collector lets the heap grow to twice what is live before it runs (GOGC 100), and a
+// decode step's old caches are garbage only after it. XLA's buffers live outside the Go heap and
+// are freed as soon as they are dead (onXLA): there it is counted once, plus what XLA's compiler
+// takes while it compiles. (verify/bench's TestEstimateBoundsPeakRSS checks both against
+// measured peaks.)
+func Estimate(c *arch.Config, weightBytes int64, elem, B, length int, onXLA bool) int64 {
+	working := func(w int64) int64 {
+		if onXLA {
+			return w + xlaCompileBytes
+		}
+		return 2 * w
+	}
 	const logitCopies = 8 // logits and the sampler's temporaries, per position emitted
 	b, n := int64(B), int64(length)
 	stack := func(d *arch.DecoderConfig, T, S int64) (cache, a int64) {
@@ -22,7 +31,7 @@ func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
 	V := int64(c.VocabSize)
 	if !c.IsBlock() {
 		cache, a := stack(c.Decoder, n, n)
-		return weightBytes + 2*(cache+a+logitCopies*b*V*f32)
+		return weightBytes + working(cache+a+logitCopies*b*V*f32)
 	}
 	L := int64(c.BlockLength)
 	blocks := n/L + 1
@@ -44,14 +53,16 @@ func Estimate(c *arch.Config, weightBytes int64, elem, B, length int) int64 {
 		// The prefill embeds every prompt block at once, each its own sequence.
 		work = max(work, e.work(c, b*blocks))
 	}
-	return weightBytes + 2*(cache+work+logitCopies*L*b*V*f32)
+	return weightBytes + working(cache+work+logitCopies*L*b*V*f32)
 }
 
-// What the estimate counts of a layer's working memory.
+// What the estimate counts of a layer's working memory, and of XLA's compiler: the resident
+// memory an XLA CPU compile of a generation's graphs adds (TestEstimateBoundsPeakRSS).
 const (
-	actPerFFN   = 4 // live [B, T, F] intermediates of the MLP (up with its GELU in place, down)
-	scoreCopies = 4 // scores, scaled + masked, softmax, probabilities
-	f32         = 4
+	xlaCompileBytes = 512 << 20
+	actPerFFN       = 4 // live [B, T, F] intermediates of the MLP (up with its GELU in place, down)
+	scoreCopies     = 4 // scores, scaled + masked, softmax, probabilities
+	f32             = 4
 )
 
 // Activations is the working memory (bytes) of rows sequences of T new positions against S keys, perHidden
@@ -62,8 +73,8 @@ func Activations(perHidden int64, hidden, ffn, heads int, rows, T, S int64) int6
 
 // MaxBatch is the largest batch whose estimated memory fits budget (0 if none): a binary search
 // over powers of two, then between them.
-func MaxBatch(c *arch.Config, weightBytes int64, elem, length int, budget int64) int {
-	fits := func(B int) bool { return Estimate(c, weightBytes, elem, B, length) <= budget }
+func (e *Engine) MaxBatch(length int, budget int64) int {
+	fits := func(B int) bool { return e.Estimate(B, length) <= budget }
 	if !fits(1) {
 		return 0
 	}
@@ -84,5 +95,5 @@ func MaxBatch(c *arch.Config, weightBytes int64, elem, length int, budget int64)
 
 // Estimate is the package function Estimate for this engine's model, weights and compute dtype.
 func (e *Engine) Estimate(B, length int) int64 {
-	return Estimate(e.Config, e.Weights.Bytes, e.DType.Size(), B, length)
+	return Estimate(e.Config, e.Weights.Bytes, e.DType.Size(), B, length, kindOf(e.Backend) == xlaBackend)
 }

@@ -200,7 +200,7 @@ func Run(models []Model, backend string, threads int, o Options, onResult func(R
 		for _, B := range o.Batches {
 			ms := make([]*measure, len(models))
 			for i, m := range models {
-				est := graph.Estimate(m.Engine.Config, m.Engine.Weights.Bytes, m.Engine.DType.Size(), B, t.P+t.G)
+				est := m.Engine.Estimate(B, t.P+t.G)
 				if o.MemBudget > 0 && est > o.MemBudget {
 					return out, errs.Option("Batches", B, "at prompt %d + generation %d needs about %s, over the memory budget of %s",
 						t.P, t.G, bytesStr(est), bytesStr(o.MemBudget))
