@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -240,6 +241,11 @@ func TestInstallAndRerun(t *testing.T) {
 // temporary file behind (not in $TMPDIR, not beside the target), stops the step it was in, and
 // exits 128 + the signal.
 func TestInstallInterrupted(t *testing.T) {
+	// Under nohup the test inherits SIGHUP ignored, and bash cannot trap a signal ignored when it
+	// starts: handled here, it reaches the script at its default disposition.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	for _, c := range []struct {
 		name  string
 		sig   syscall.Signal
