@@ -35,6 +35,9 @@ type builder struct {
 	// officialPositions: the token decoder's positions of the official generate
 	// (GenerateOptions.OfficialPositions).
 	officialPositions bool
+	// sharedCaches: a step reads KV caches shared with the host and returns only its new
+	// position's keys and values (Engine.shareCaches, fixedCache).
+	sharedCaches bool
 }
 
 func newBuilder(g *Graph, w *Weights, cfg *arch.Config, dt dtypes.DType, weights []*Node, kind backendKind) *builder {
@@ -212,57 +215,89 @@ func (b *builder) attention(q, k, v, bias *Node) *Node {
 // values [B, H, hd, S]. The additive float32 bias is [T, S], [B, T, S] when rows are masked
 // differently (0 or maskedOut), [B or 1, H, T, S] when it differs per head too (T5's relative
 // positions), or nil (every key seen). Scores and softmax are in float32. Returns [B, T, H, hd].
-// Keys and values with fewer heads than q (grouped-query attention) go to groupedAttention.
+// Keys and values with fewer heads than q (grouped-query attention, KVH heads, each shared by
+// G = H/KVH consecutive query heads in Llama's repeat_kv order) are read as they are: the G
+// heads of a group are taken as G x T rows against their one key head, so the cache is never
+// repeated G times; their bias is [T, S] or [B, T, S].
 func (b *builder) scaledAttention(q, k, v, bias *Node, scale float64) *Node {
-	if k.Shape().Dim(1) != q.Shape().Dim(2) {
-		return b.groupedAttention(q, k, v, bias, scale)
+	return b.attendSets(q, []keySet{{k, v, bias}}, scale)
+}
+
+// keySet is keys [B, KVH, S, hd], values [B, KVH, hd, S] and their bias (see scaledAttention).
+type keySet struct{ k, v, bias *Node }
+
+// attendSets is scaledAttention over the keys of several sets with one softmax across them all:
+// each set's scores and products are taken on their own, so a step reads its cache and its new
+// position without joining them into one tensor (which would copy the cache).
+func (b *builder) attendSets(q *Node, sets []keySet, scale float64) *Node {
+	B, T, H, hd := q.Shape().Dim(0), q.Shape().Dim(1), q.Shape().Dim(2), q.Shape().Dim(3)
+	KVH := sets[0].k.Shape().Dim(1)
+	G := H / KVH
+	qh := TransposeAllAxes(q, 0, 2, 1, 3) // [B, H, T, hd]
+	if G > 1 {
+		qh = Reshape(qh, B, KVH, G*T, hd)
 	}
-	qh := TransposeAllAxes(q, 0, 2, 1, 3)                                // [B, H, T, hd]
-	scores := b.dot(qh, []int{3}, []int{0, 1}, k, []int{3}, []int{0, 1}) // [B, H, T, S]
-	scores = ConvertDType(scores, dtypes.Float32)
-	if scale != 1 {
-		scores = MulScalar(scores, scale)
+	scores := make([]*Node, len(sets))
+	for i, set := range sets {
+		sc := b.dot(qh, []int{3}, []int{0, 1}, set.k, []int{3}, []int{0, 1}) // [B, H, T, S] or [B, KVH, G*T, S]
+		sc = ConvertDType(sc, dtypes.Float32)
+		if G > 1 {
+			sc = Reshape(sc, B, KVH, G, T, set.k.Shape().Dim(2))
+		}
+		if scale != 1 {
+			sc = MulScalar(sc, scale)
+		}
+		scores[i] = addScoreBias(sc, set.bias, G > 1)
 	}
-	switch {
-	case bias == nil:
-	case bias.Rank() == 2:
-		scores = Add(scores, InsertAxes(bias, 0, 0)) // the same for every row and head
-	case bias.Rank() == 3:
-		scores = Add(scores, InsertAxes(bias, 1)) // the same for every head
-	default:
-		scores = Add(scores, bias)
+	all := scores[0]
+	if len(sets) > 1 {
+		all = Concatenate(scores, -1)
 	}
-	probs := ConvertDType(Softmax(scores, -1), q.DType())
-	out := b.dot(probs, []int{3}, []int{0, 1}, v, []int{3}, []int{0, 1}) // [B, H, T, hd]
+	probs := ConvertDType(Softmax(all, -1), q.DType())
+	var out *Node
+	at := 0
+	for _, set := range sets {
+		S := set.k.Shape().Dim(2)
+		p := probs
+		if len(sets) > 1 {
+			p = SliceAxis(probs, -1, AxisRange(at, at+S))
+		}
+		if G > 1 {
+			p = Reshape(p, B, KVH, G*T, S)
+		}
+		o := b.dot(p, []int{3}, []int{0, 1}, set.v, []int{3}, []int{0, 1}) // [B, H, T, hd] or [B, KVH, G*T, hd]
+		if out == nil {
+			out = o
+		} else {
+			out = Add(out, o)
+		}
+		at += S
+	}
+	if G > 1 {
+		out = Reshape(out, B, H, T, hd)
+	}
 	return TransposeAllAxes(out, 0, 2, 1, 3)
 }
 
-// groupedAttention is scaledAttention for keys and values of KVH heads, each shared by G = H/KVH
-// consecutive query heads (Llama's repeat_kv order). The G heads of a group are taken as G x T
-// rows against their one key head, so the cache is never repeated G times. The bias is [T, S] or
-// [B, T, S].
-func (b *builder) groupedAttention(q, k, v, bias *Node, scale float64) *Node {
-	B, T, H, hd := q.Shape().Dim(0), q.Shape().Dim(1), q.Shape().Dim(2), q.Shape().Dim(3)
-	KVH, S := k.Shape().Dim(1), k.Shape().Dim(2)
-	G := H / KVH
-	qh := Reshape(TransposeAllAxes(q, 0, 2, 1, 3), B, KVH, G*T, hd)
-	scores := b.dot(qh, []int{3}, []int{0, 1}, k, []int{3}, []int{0, 1}) // [B, KVH, G*T, S]
-	scores = Reshape(ConvertDType(scores, dtypes.Float32), B, KVH, G, T, S)
-	if scale != 1 {
-		scores = MulScalar(scores, scale)
-	}
+// addScoreBias adds bias (see scaledAttention) to scores [B, H, T, S], or [B, KVH, G, T, S] for
+// grouped queries.
+func addScoreBias(scores, bias *Node, grouped bool) *Node {
 	switch {
 	case bias == nil:
-	case bias.Rank() == 2:
-		scores = Add(scores, InsertAxes(bias, 0, 0, 0))
-	case bias.Rank() == 3:
-		scores = Add(scores, InsertAxes(bias, 1, 1))
-	default:
+		return scores
+	case grouped && bias.Rank() == 2:
+		return Add(scores, InsertAxes(bias, 0, 0, 0))
+	case grouped && bias.Rank() == 3:
+		return Add(scores, InsertAxes(bias, 1, 1))
+	case grouped:
 		panic("grouped-query attention takes a [T, S] or [B, T, S] bias")
+	case bias.Rank() == 2:
+		return Add(scores, InsertAxes(bias, 0, 0)) // the same for every row and head
+	case bias.Rank() == 3:
+		return Add(scores, InsertAxes(bias, 1)) // the same for every head
+	default:
+		return Add(scores, bias)
 	}
-	probs := Reshape(ConvertDType(Softmax(scores, -1), q.DType()), B, KVH, G*T, S)
-	out := b.dot(probs, []int{3}, []int{0, 1}, v, []int{3}, []int{0, 1}) // [B, KVH, G*T, hd]
-	return TransposeAllAxes(Reshape(out, B, H, T, hd), 0, 2, 1, 3)
 }
 
 // causalBias is the additive mask for T new tokens attending to past+T keys.

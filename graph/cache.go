@@ -1,6 +1,8 @@
 package graph
 
 import (
+	"math"
+
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
@@ -18,9 +20,11 @@ import (
 //     grows by concatenation and is thrown away after the block (at most r + L - 1 positions);
 //   - fixedCache: one new position against a cache of fixed length S (the block decoder and the
 //     vanilla model while generating), so the step graph has fixed shapes and compiles once; the
-//     caches are donated to each step. The go backend updates them in place; XLA writes each
-//     step's caches into new buffers, a copy of every cache a step (go-xla v0.4.5 never tells
-//     XLA that an output may reuse a parameter's buffer: docs/UPSTREAM_BUGS.md).
+//     caches are donated to each step, and the go backend updates them in place. XLA would write
+//     each step's caches into new buffers, a copy of every cache a step (go-xla v0.4.5 never
+//     tells XLA that an output may reuse a parameter's buffer: docs/UPSTREAM_BUGS.md); on its
+//     CPU plugin the caches are buffers shared with the host instead, which a step only reads
+//     and the host writes each step's new position into (Engine.shareCaches).
 
 // The sequence axis of keys and of values.
 const keySeqAxis, valueSeqAxis = 2, 3
@@ -38,7 +42,7 @@ func (b *builder) causal(keep *[]kv, keyBias *Node) attendFn {
 	return func(_ int, q, k, v *Node) *Node {
 		kc, vc := toKeys(k), toValues(v)
 		if keep != nil {
-			*keep = append(*keep, kv{kc, vc})
+			*keep = append(*keep, kv{k: kc, v: vc})
 		}
 		return b.attention(q, kc, vc, withKeyBias(causalBias(q.Graph(), 0, q.Shape().Dim(1)), keyBias))
 	}
@@ -59,8 +63,12 @@ func withKeyBias(bias, keyBias *Node) *Node {
 	return Add(InsertAxes(bias, 0), InsertAxes(Slice(keyBias, AxisRange(), AxisRange(0, S)), 1))
 }
 
-// kv is one layer's cache: keys [B, KVH, S, hd], values [B, KVH, hd, S].
-type kv struct{ k, v *Node }
+// kv is one layer's cache: keys [B, KVH, S, hd], values [B, KVH, hd, S]; or, fresh, only the key
+// and value of a step's new position ([B, KVH, 1, hd], [B, KVH, hd, 1]: see fixedCache).
+type kv struct {
+	k, v  *Node
+	fresh bool
+}
 
 // localCache is the attendFn of the token decoder during generation: keys are the block's earlier
 // positions (kept in *past, one entry per layer) plus the new ones.
@@ -78,9 +86,9 @@ func appendLocal(past *[]kv, layer int, k, v *Node) (keys, values *Node) {
 	if layer < len(*past) {
 		kc = Concatenate([]*Node{(*past)[layer].k, kc}, keySeqAxis)
 		vc = Concatenate([]*Node{(*past)[layer].v, vc}, valueSeqAxis)
-		(*past)[layer] = kv{kc, vc}
+		(*past)[layer] = kv{k: kc, v: vc}
 	} else {
-		*past = append(*past, kv{kc, vc})
+		*past = append(*past, kv{k: kc, v: vc})
 	}
 	return kc, vc
 }
@@ -88,14 +96,26 @@ func appendLocal(past *[]kv, layer int, k, v *Node) (keys, values *Node) {
 // fixedCache is the attendFn of a one-position step against caches of fixed length S at position
 // pos (int32 scalar): the new key and value are written at pos, and positions after pos are masked
 // out, as are those keyBias [B, S] masks. Updated caches replace caches[layer].
+//
+// With the caches shared with the host (builder.sharedCaches: XLA's CPU plugin), nothing is written:
+// the caches hold the positions before pos, the new key and value are attended to beside them,
+// and caches[layer] becomes them alone (fresh), for the host to write at pos after the step. XLA
+// would otherwise copy every cache into a new buffer on every step (see the package comment).
 func (b *builder) fixedCache(caches []kv, pos, keyBias *Node) attendFn {
 	return func(layer int, q, k, v *Node) *Node {
 		c := caches[layer]
 		S := c.k.Shape().Dim(keySeqAxis)
 		g := q.Graph()
 		idx := Iota(g, shapes.Make(dtypes.Int32, S), 0)
+		if b.sharedCaches {
+			kn, vn := ConvertDType(toKeys(k), c.k.DType()), ConvertDType(toValues(v), c.v.DType())
+			caches[layer] = kv{kn, vn, true}
+			seen := Where(LessThan(idx, pos), Zeros(g, shapes.Make(dtypes.Float32, S)), Const(g, float32(maskedOut)))
+			past := keySet{c.k, c.v, withKeyBias(Reshape(seen, 1, S), keyBias)}
+			return b.attendSets(q, []keySet{past, {kn, vn, nil}}, 1/math.Sqrt(float64(q.Shape().Dim(-1))))
+		}
 		kc, vc := b.writeCache(c.k, toKeys(k), pos, keySeqAxis), b.writeCache(c.v, toValues(v), pos, valueSeqAxis)
-		caches[layer] = kv{kc, vc}
+		caches[layer] = kv{k: kc, v: vc}
 		bias := Where(LessOrEqual(idx, pos), Zeros(g, shapes.Make(dtypes.Float32, S)), Const(g, float32(maskedOut)))
 		return b.attention(q, kc, vc, withKeyBias(Reshape(bias, 1, S), keyBias))
 	}

@@ -24,9 +24,10 @@
 // KV caches (cache.go). Each layer keeps keys as [B, KVH, S, hd] and values as [B, KVH, hd, S]
 // (KVH: the key/value heads, fewer than the query heads under grouped-query attention), the
 // layouts the attention products read in place: the step graph has fixed shapes (S = prompt +
-// generated positions) and compiles once; the new position is written with DynamicUpdateSlice on
-// XLA (into a new buffer: see cache.go) and with a ScatterSum into the donated cache on the
-// pure-Go backend, which lacks that op.
+// generated positions) and compiles once; the new position is written with a ScatterSum into the
+// donated cache on the pure-Go backend (it lacks DynamicUpdateSlice), by the host into caches
+// shared with XLA's CPU plugin, and with DynamicUpdateSlice (into a new buffer) on other XLA
+// plugins (see cache.go).
 // The token decoder's cache lives inside one block's graph and is thrown away after it (a T5
 // token decoder's cross-attention keys and values too, computed once per block).
 //

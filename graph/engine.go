@@ -35,6 +35,9 @@ type Engine struct {
 	// dequantProducts runs every quantized product as x times the whole dequantized weight: the
 	// reference the quantized products are tested against.
 	dequantProducts bool
+	// copyCaches keeps generation's KV caches in the backend's own buffers where it could share
+	// them with the host (shareCaches): the path the shared one is tested against.
+	copyCaches bool
 
 	compiles atomic.Int64
 	mu       sync.Mutex
@@ -87,6 +90,15 @@ func Load(m *formats.Model, backend compute.Backend, dt dtypes.DType) (*Engine, 
 }
 
 // shortRun reports whether b is XLA compiling for a short run (backend.QuickCompile).
+// shareCaches reports whether generation keeps its KV caches in buffers shared with the host: on
+// XLA's CPU plugin (which shares host memory), where each step's new keys and values are written
+// into them by the host instead of XLA copying every cache into a new buffer on every step
+// (go-xla v0.4.5 never lets an output reuse a donated parameter's buffer). The go backend updates
+// its donated caches in place already.
+func (e *Engine) shareCaches() bool {
+	return !e.copyCaches && kindOf(e.Backend) == xlaBackend && e.Backend.HasSharedBuffers()
+}
+
 func shortRun(b compute.Backend) bool { return kindOf(b) == xlaBackend && backend.QuickCompile() }
 
 // Close frees the device weights and compiled graphs.
@@ -125,6 +137,7 @@ func (e *Engine) exec(key string, build func(b *builder, in []*Node) []*Node) (*
 		e.compiles.Add(1)
 		b := newBuilder(in[0].Graph(), e.Weights, e.Config, e.DType, in[:nW], kindOf(e.Backend))
 		b.dequantProducts = e.dequantProducts
+		b.sharedCaches = e.shareCaches()
 		outs := build(b, in[nW:])
 		argShapes := make([]shapes.Shape, len(in)-nW)
 		for i, p := range in[nW:] {

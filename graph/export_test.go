@@ -7,3 +7,9 @@ var (
 	LoadFixtureModel = loadModel
 	LoadFixtureOn    = loadOn
 )
+
+// CopyCaches sets Engine.copyCaches (the path shared caches are tested against); ShareCaches is
+// Engine.shareCaches.
+func CopyCaches(e *Engine, copy bool) { e.copyCaches = copy }
+
+func ShareCaches(e *Engine) bool { return e.shareCaches() }

@@ -135,7 +135,7 @@ type Keys struct{ kv kv }
 
 // Keys lays out keys and values k, v [B, S, H, hd] for AttendKeys (once, where several queries
 // read them).
-func (o *Ops) Keys(k, v *Node) Keys { return Keys{kv{toKeys(k), toValues(v)}} }
+func (o *Ops) Keys(k, v *Node) Keys { return Keys{kv{k: toKeys(k), v: toValues(v)}} }
 
 // AttendKeys is softmax(scale q k^T + bias) v for q [B, T, H, hd]: bias is float32 [T, S],
 // [B, T, S] or [B or 1, H, T, S], or nil (every key seen). Returns [B, T, H, hd].

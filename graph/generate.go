@@ -3,11 +3,14 @@ package graph
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"time"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/dtypes/bfloat16"
+	"github.com/gomlx/compute/dtypes/float16"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/core/tensors"
@@ -192,7 +195,7 @@ func readStepIn(in []*Node, layers int, s sampler) stepIn {
 func readCaches(in []*Node, layers int) []kv {
 	caches := make([]kv, layers)
 	for i := range caches {
-		caches[i] = kv{in[2*i], in[2*i+1]}
+		caches[i] = kv{k: in[2*i], v: in[2*i+1]}
 	}
 	return caches
 }
@@ -214,6 +217,10 @@ func (o stepOut) nodes(S int) []*Node {
 func cacheNodes(caches []kv, S int) []*Node {
 	var out []*Node
 	for _, c := range caches {
+		if c.fresh {
+			out = append(out, c.k, c.v)
+			continue
+		}
 		out = append(out, padCache(c.k, keySeqAxis, S), padCache(c.v, valueSeqAxis, S))
 	}
 	return out
@@ -254,11 +261,18 @@ func stateTensors(state []any) []*tensors.Tensor {
 	return out
 }
 
-// next is the arguments of the step that follows, at position pos. The caches are donated (the go
-// backend updates them in place; see cache.go for XLA), and they are invalid here afterwards.
-func (r stepResult) next(pos int32, keyBias *tensors.Tensor, b compute.Backend) ([]any, error) {
+// next is the arguments of the step that follows, at position pos. The caches are the shared ones
+// when there are (Engine.shareCaches); else r's, donated (the go backend updates them in place),
+// and invalid here afterwards.
+func (r stepResult) next(pos int32, keyBias *tensors.Tensor, b compute.Backend, shared []*tensors.Tensor) ([]any, error) {
 	args := make([]any, 0, len(r.ts)+2)
+	for _, c := range shared {
+		args = append(args, c)
+	}
 	for _, c := range r.ts[2+r.nState:] {
+		if shared != nil {
+			break
+		}
 		d, err := DonateTensorBuffer(c, b, 0)
 		if err != nil {
 			return nil, err
@@ -494,6 +508,16 @@ func (e *Engine) decode(p padded, o GenerateOptions, s sampler, gg genGraphs, st
 		return nil, err
 	}
 	var decode time.Duration
+	var shared []*tensors.Tensor // the caches the steps read, where the host writes them
+	if e.shareCaches() && steps > 0 && rows.live > 0 {
+		start := time.Now()
+		if shared, err = shareCaches(e.Backend, out.ts[2+out.nState:]); err != nil {
+			out.free()
+			return nil, err
+		}
+		defer freeAll(shared)
+		decode += time.Since(start) // the steps' time: they read these copies
+	}
 	for i := 0; i < steps && rows.live > 0; i++ {
 		start := time.Now()
 		if i == 0 && !stepCompiled { // the step's shapes are the prefill's outputs'
@@ -504,7 +528,7 @@ func (e *Engine) decode(p padded, o GenerateOptions, s sampler, gg genGraphs, st
 			g.CompileTime += c
 			decode -= c
 		}
-		args, err := out.next(pos(i), keyBias, e.Backend)
+		args, err := out.next(pos(i), keyBias, e.Backend, shared)
 		if err != nil {
 			out.free()
 			return nil, err
@@ -515,6 +539,12 @@ func (e *Engine) decode(p padded, o GenerateOptions, s sampler, gg genGraphs, st
 			return nil, err
 		}
 		out = stepResult{res, len(state)}
+		if shared != nil {
+			if err := writeFresh(shared, out.ts[2+out.nState:], int(pos(i))); err != nil {
+				out.free()
+				return nil, err
+			}
+		}
 		g.Steps++
 		err = rows.emit(out)
 		decode += time.Since(start)
@@ -616,6 +646,75 @@ func padCache(c *Node, axis, S int) *Node {
 	dims := append([]int(nil), c.Shape().Dimensions...)
 	dims[axis] = S - n
 	return Concatenate([]*Node{c, Zeros(c.Graph(), shapes.Make(c.DType(), dims...))}, axis)
+}
+
+// shareCaches copies each of caches (a prefill's, on the device) into a new buffer shared with the
+// host, which the steps read and the host writes (Engine.shareCaches).
+func shareCaches(b compute.Backend, caches []*tensors.Tensor) ([]*tensors.Tensor, error) {
+	shared := make([]*tensors.Tensor, 0, len(caches))
+	for _, c := range caches {
+		t, err := tensors.FromShapeForBackend(b, 0, c.Shape())
+		if err == nil {
+			err = c.ConstFlatData(func(src any) {
+				err = t.MutableFlatData(func(dst any) { reflect.Copy(reflect.ValueOf(dst), reflect.ValueOf(src)) })
+			})
+		}
+		if err != nil {
+			freeAll(shared)
+			return nil, err
+		}
+		shared = append(shared, t)
+	}
+	return shared, nil
+}
+
+// writeFresh writes a step's new keys and values (fresh: per layer keys [B, KVH, 1, hd] and values
+// [B, KVH, hd, 1]) at position pos of the shared caches (keys [B, KVH, S, hd], values
+// [B, KVH, hd, S]).
+func writeFresh(shared, fresh []*tensors.Tensor, pos int) error {
+	if len(fresh) != len(shared) {
+		return fmt.Errorf("generate: %d new keys and values for %d caches", len(fresh), len(shared))
+	}
+	for i, f := range fresh {
+		axis := keySeqAxis
+		if i%2 == 1 {
+			axis = valueSeqAxis
+		}
+		dims := shared[i].Shape().Dimensions
+		S, inner := dims[axis], 1
+		for _, d := range dims[axis+1:] {
+			inner *= d
+		}
+		var err error
+		if e := f.ConstFlatData(func(src any) {
+			err = shared[i].MutableFlatData(func(dst any) {
+				switch dst := dst.(type) {
+				case []float32:
+					writeAt(dst, src.([]float32), S, inner, pos)
+				case []bfloat16.BFloat16:
+					writeAt(dst, src.([]bfloat16.BFloat16), S, inner, pos)
+				case []float16.Float16:
+					writeAt(dst, src.([]float16.Float16), S, inner, pos)
+				default:
+					err = fmt.Errorf("generate: a cache of %T", dst)
+				}
+			})
+		}); e != nil {
+			return e
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeAt copies src [outer, 1, inner] to position pos of dst [outer, S, inner].
+func writeAt[T any](dst, src []T, S, inner, pos int) {
+	for o := range len(src) / inner {
+		at := (o*S + pos) * inner
+		copy(dst[at:at+inner], src[o*inner:(o+1)*inner])
+	}
 }
 
 func freeAll(ts []*tensors.Tensor) {

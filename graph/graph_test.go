@@ -227,6 +227,49 @@ func TestSamplingValidated(t *testing.T) {
 // and the steps: the same tokens and logits as the graphs that generate the block themselves, for
 // greedy and sampled generation (the sampler's state passes through the token graph), with one
 // graph more and a padded batch.
+// On XLA's CPU plugin the steps read KV caches shared with the host, which writes each step's new
+// keys and values: the tokens are those of caches XLA updates itself (a padded batch, greedy and
+// sampled with a repetition penalty, a vanilla and a Block model, fused and CompileLess), the
+// logits the same but for the order of two sums. The go backend keeps its own caches.
+func TestSharedCachesGenerateTheSame(t *testing.T) {
+	if ShareCaches(LoadFixtureOn(t, testfix.Backend(t), testfix.Open(t, testfix.Path("bt-tiny")), dtypes.Float32)) {
+		t.Fatal("the go backend shares its caches with the host")
+	}
+	b := testfix.XLA(t)
+	for _, c := range []struct {
+		name        string
+		compileLess bool
+	}{{"pythia-tiny", false}, {"bt-tiny", false}, {"bt-tiny", true}} {
+		shared := LoadFixtureOn(t, b, testfix.Open(t, testfix.Path(c.name)), dtypes.Float32)
+		copied := LoadFixtureOn(t, b, testfix.Open(t, testfix.Path(c.name)), dtypes.Float32)
+		CopyCaches(copied, true)
+		shared.CompileLess, copied.CompileLess = c.compileLess, c.compileLess
+		if !ShareCaches(shared) || ShareCaches(copied) {
+			t.Fatalf("%s: shares caches %t and %t", c.name, ShareCaches(shared), ShareCaches(copied))
+		}
+		prompts := [][]int32{testfix.ByteIDs("The quick brown fox jumps over!"), testfix.ByteIDs("Hello")}
+		for _, s := range []Sampling{{}, {Temperature: 0.8, TopK: 5, Seed: 3, RepeatPenalty: 1.3}} {
+			o := GenerateOptions{MaxNewTokens: 21, Sampling: s, KeepLogits: true}
+			want, err := copied.Generate(prompts, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := shared.Generate(prompts, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for r := range prompts {
+				if !slices.Equal(got.Tokens[r], want.Tokens[r]) {
+					t.Errorf("%s %+v row %d: tokens %v, want %v", c.name, s, r, got.Tokens[r], want.Tokens[r])
+				}
+			}
+			if e := testfix.RelL2(got.Logits, want.Logits); e > 1e-6 {
+				t.Errorf("%s %+v: logits rel L2 %.3g", c.name, s, e)
+			}
+		}
+	}
+}
+
 func TestCompileLessGeneratesTheSame(t *testing.T) {
 	testfix.EachBackend(t, func(t *testing.T, b compute.Backend) {
 		names := []string{"bt-tiny", "bt-cls-cross-attn-tiny"}
