@@ -89,7 +89,6 @@ func Load(m *formats.Model, backend compute.Backend, dt dtypes.DType) (*Engine, 
 		CompileLess: shortRun(backend)}, nil
 }
 
-// shortRun reports whether b is XLA compiling for a short run (backend.QuickCompile).
 // shareCaches reports whether generation keeps its KV caches in buffers shared with the host: on
 // XLA's CPU plugin (which shares host memory), where each step's new keys and values are written
 // into them by the host instead of XLA copying every cache into a new buffer on every step
@@ -99,6 +98,7 @@ func (e *Engine) shareCaches() bool {
 	return !e.copyCaches && kindOf(e.Backend) == xlaBackend && e.Backend.HasSharedBuffers()
 }
 
+// shortRun reports whether b is XLA compiling for a short run (backend.QuickCompile).
 func shortRun(b compute.Backend) bool { return kindOf(b) == xlaBackend && backend.QuickCompile() }
 
 // Close frees the device weights and compiled graphs.

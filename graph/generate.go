@@ -654,16 +654,18 @@ func shareCaches(b compute.Backend, caches []*tensors.Tensor) ([]*tensors.Tensor
 	shared := make([]*tensors.Tensor, 0, len(caches))
 	for _, c := range caches {
 		t, err := tensors.FromShapeForBackend(b, 0, c.Shape())
-		if err == nil {
-			err = c.ConstFlatData(func(src any) {
-				err = t.MutableFlatData(func(dst any) { reflect.Copy(reflect.ValueOf(dst), reflect.ValueOf(src)) })
-			})
-		}
 		if err != nil {
 			freeAll(shared)
 			return nil, err
 		}
 		shared = append(shared, t)
+		var inner error
+		if err := c.ConstFlatData(func(src any) {
+			inner = t.MutableFlatData(func(dst any) { reflect.Copy(reflect.ValueOf(dst), reflect.ValueOf(src)) })
+		}); err != nil || inner != nil {
+			freeAll(shared)
+			return nil, errors.Join(err, inner)
+		}
 	}
 	return shared, nil
 }
@@ -680,14 +682,17 @@ func writeFresh(shared, fresh []*tensors.Tensor, pos int) error {
 		if i%2 == 1 {
 			axis = valueSeqAxis
 		}
-		dims := shared[i].Shape().Dimensions
+		dims, fdims := shared[i].Shape().Dimensions, f.Shape().Dimensions
+		if len(fdims) != len(dims) || fdims[axis] != 1 || f.DType() != shared[i].DType() || pos < 0 || pos >= dims[axis] {
+			return fmt.Errorf("generate: new keys or values %s for a cache %s at position %d", f.Shape(), shared[i].Shape(), pos)
+		}
 		S, inner := dims[axis], 1
 		for _, d := range dims[axis+1:] {
 			inner *= d
 		}
-		var err error
-		if e := f.ConstFlatData(func(src any) {
-			err = shared[i].MutableFlatData(func(dst any) {
+		var werr, derr error
+		err := f.ConstFlatData(func(src any) {
+			werr = shared[i].MutableFlatData(func(dst any) {
 				switch dst := dst.(type) {
 				case []float32:
 					writeAt(dst, src.([]float32), S, inner, pos)
@@ -695,14 +700,14 @@ func writeFresh(shared, fresh []*tensors.Tensor, pos int) error {
 					writeAt(dst, src.([]bfloat16.BFloat16), S, inner, pos)
 				case []float16.Float16:
 					writeAt(dst, src.([]float16.Float16), S, inner, pos)
+				case []float64:
+					writeAt(dst, src.([]float64), S, inner, pos)
 				default:
-					err = fmt.Errorf("generate: a cache of %T", dst)
+					derr = fmt.Errorf("generate: a cache of %T", dst)
 				}
 			})
-		}); e != nil {
-			return e
-		}
-		if err != nil {
+		})
+		if err = errors.Join(err, werr, derr); err != nil {
 			return err
 		}
 	}

@@ -35,7 +35,9 @@ func (e *Engine) TimeComponents(B, S, reps int) (*ComponentTimes, error) {
 		return nil, err
 	}
 	step, err := e.exec(fmt.Sprintf("split-block/S=%d", S), func(b *builder, in []*Node) []*Node {
-		// (caches..., x, pos, keyBias): a block decoder step on given block vectors.
+		// (caches..., x, pos, keyBias): a block decoder step on given block vectors (with caches
+		// shared with the host, Engine.shareCaches, it returns the new keys and values alone, as in
+		// generation).
 		caches, x, pos, keyBias := readCaches(in, layers), in[2*layers], in[2*layers+1], in[2*layers+2]
 		h := b.decoder(arch.BlockDecoder, cfg.BlockDecoder, x, Reshape(pos, 1), S, b.fixedCache(caches, pos, keyBias))
 		out := []*Node{h}
