@@ -672,7 +672,8 @@ func shareCaches(b compute.Backend, caches []*tensors.Tensor) ([]*tensors.Tensor
 
 // writeFresh writes a step's new keys and values (fresh: per layer keys [B, KVH, 1, hd] and values
 // [B, KVH, hd, 1]) at position pos of the shared caches (keys [B, KVH, S, hd], values
-// [B, KVH, hd, S]).
+// [B, KVH, hd, S]). No step reads them meanwhile: go-xla's Execute returns once the step has run
+// (PJRT's ExecuteAndWait in go-xla v0.4.5); an asynchronous one would need a wait here first.
 func writeFresh(shared, fresh []*tensors.Tensor, pos int) error {
 	if len(fresh) != len(shared) {
 		return fmt.Errorf("generate: %d new keys and values for %d caches", len(fresh), len(shared))
