@@ -1,6 +1,7 @@
 package graph_test
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -258,15 +259,22 @@ func TestSharedCachesGenerateTheSame(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for r := range prompts {
-				if !slices.Equal(got.Tokens[r], want.Tokens[r]) {
-					t.Errorf("%s %+v row %d: tokens %v, want %v", c.name, s, r, got.Tokens[r], want.Tokens[r])
-				}
-			}
-			if e := testfix.RelL2(got.Logits, want.Logits); e > c.maxErr {
-				t.Errorf("%s %s %+v: logits rel L2 %.3g", c.name, c.dt, s, e)
-			}
+			sameGeneration(t, fmt.Sprintf("%s %s %+v", c.name, c.dt, s), got, want, c.maxErr)
 		}
+	}
+}
+
+// sameGeneration fails t unless got has want's tokens in every row and its logits within maxErr
+// (relative L2).
+func sameGeneration(t *testing.T, what string, got, want *Generation, maxErr float64) {
+	t.Helper()
+	for r := range want.Tokens {
+		if !slices.Equal(got.Tokens[r], want.Tokens[r]) {
+			t.Errorf("%s row %d: tokens %v, want %v", what, r, got.Tokens[r], want.Tokens[r])
+		}
+	}
+	if e := testfix.RelL2(got.Logits, want.Logits); e > maxErr {
+		t.Errorf("%s: logits rel L2 %.3g", what, e)
 	}
 }
 
@@ -299,14 +307,7 @@ func TestCompileLessGeneratesTheSame(t *testing.T) {
 				if c := split.Compilations() - before; c != 3 {
 					t.Errorf("%s %+v: %d compilations, want 3 (prefill, step, token)", name, s, c)
 				}
-				for r := range prompts {
-					if !slices.Equal(got.Tokens[r], want.Tokens[r]) {
-						t.Errorf("%s %+v row %d: tokens %v, want %v", name, s, r, got.Tokens[r], want.Tokens[r])
-					}
-				}
-				if e := testfix.RelL2(got.Logits, want.Logits); e > 1e-6 {
-					t.Errorf("%s %+v: logits rel L2 %.3g", name, s, e)
-				}
+				sameGeneration(t, fmt.Sprintf("%s %+v", name, s), got, want, 1e-6)
 			}
 		}
 	})
