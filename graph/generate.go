@@ -684,7 +684,9 @@ func writeFresh(shared, fresh []*tensors.Tensor, pos int) error {
 			axis = valueSeqAxis
 		}
 		dims, fdims := shared[i].Shape().Dimensions, f.Shape().Dimensions
-		if len(fdims) != len(dims) || fdims[axis] != 1 || f.DType() != shared[i].DType() || pos < 0 || pos >= dims[axis] {
+		want := slices.Clone(dims)
+		want[axis] = 1
+		if !slices.Equal(fdims, want) || f.DType() != shared[i].DType() || pos < 0 || pos >= dims[axis] {
 			return fmt.Errorf("generate: new keys or values %s for a cache %s at position %d", f.Shape(), shared[i].Shape(), pos)
 		}
 		S, inner := dims[axis], 1
