@@ -94,20 +94,9 @@ func BenchmarkDecode(b *testing.B) {
 	} {
 		for _, B := range []int{1, 16} {
 			b.Run(fmt.Sprintf("%s/b%d", c.name, B), func(b *testing.B) {
-				sh, err := arch.FindPreset(c.preset)
-				if err != nil {
-					b.Fatal(err)
-				}
-				sh.Heads, sh.FFN = c.heads, c.ffn
-				cfg, err := sh.Config()
-				if err != nil {
-					b.Fatal(err)
-				}
-				e, err := Load(randinit.Model(cfg, 1, safetensors.F32), testfix.Backend(b), dtypes.Float32)
-				if err != nil {
-					b.Fatal(err)
-				}
+				e := presetEngine(b, c.preset, c.heads, c.ffn)
 				defer e.Close()
+				cfg := e.Config
 				const P = 128
 				prompts := make([][]int32, B)
 				for i := range prompts {
@@ -150,19 +139,9 @@ func BenchmarkDecode(b *testing.B) {
 func BenchmarkPrefill(b *testing.B) {
 	for _, preset := range []string{"vanilla_31", "block_main_b4_5"} {
 		b.Run(preset, func(b *testing.B) {
-			sh, err := arch.FindPreset(preset)
-			if err != nil {
-				b.Fatal(err)
-			}
-			cfg, err := sh.Config()
-			if err != nil {
-				b.Fatal(err)
-			}
-			e, err := Load(randinit.Model(cfg, 1, safetensors.F32), testfix.Backend(b), dtypes.Float32)
-			if err != nil {
-				b.Fatal(err)
-			}
+			e := presetEngine(b, preset, 0, 0)
 			defer e.Close()
+			cfg := e.Config
 			const P = 128
 			prompt := make([]int32, P)
 			for j := range prompt {
@@ -181,6 +160,62 @@ func BenchmarkPrefill(b *testing.B) {
 			b.ReportMetric(P*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
 		})
 	}
+}
+
+// presetEngine loads a paper preset with random f32 weights on the go backend (heads and ffn: 0
+// for the preset's own).
+func presetEngine(b *testing.B, preset string, heads, ffn int) *Engine {
+	sh, err := arch.FindPreset(preset)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sh.Heads, sh.FFN = heads, ffn
+	cfg, err := sh.Config()
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := Load(randinit.Model(cfg, 1, safetensors.F32), testfix.Backend(b), dtypes.Float32)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+// BenchmarkCacheWrite is the cache write a decode step made on XLA's CPU plugin before the caches
+// were shared with the host: one position written with DynamicUpdateSlice into a donated cache of
+// vanilla_31's layer at batch 16 and 2048 positions ([16, 8, 2048, 32] float32, 33.5 MB), in
+// ms/write (XLA writes the whole cache into a new buffer; docs/UPSTREAM_BUGS.md):
+//
+//	GOEXPERIMENT=simd go test ./graph -run XXX -bench CacheWrite -benchtime 20x
+func BenchmarkCacheWrite(b *testing.B) {
+	be := testfix.XLA(b)
+	const B, H, S, hd = 16, 8, 2048, 32
+	write := MustNewExec(be, func(cache, x, pos *Node) *Node {
+		z := ScalarZero(cache.Graph(), dtypes.Int32)
+		return DynamicUpdateSlice(cache, x, []*Node{z, z, pos, z})
+	})
+	defer write.Finalize()
+	cache := tensors.FromFlatDataAndDimensions(make([]float32, B*H*S*hd), B, H, S, hd)
+	x := tensors.FromFlatDataAndDimensions(make([]float32, B*H*hd), B, H, 1, hd)
+	step := func(i int) {
+		d, err := DonateTensorBuffer(cache, be, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out := write.MustExec(d, x, int32(i%S))
+		if _, err := out[0].Shape(), out[0].CheckValid(); err != nil {
+			b.Fatal(err)
+		}
+		cache = out[0]
+	}
+	step(0) // compiles
+	b.ResetTimer()
+	for i := range b.N {
+		step(i)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/write")
+	cache.FinalizeAll()
 }
 
 // BenchmarkQuantizedProduct measures a Linear's product x [M, K] times a [N, K] weight stored f32,
